@@ -1,0 +1,44 @@
+# Targets a new user and CI run. `make test` is the README's test command and
+# what .ci/run calls.
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 5s
+BENCHTIME ?= 200ms
+
+.PHONY: all build test test-purego vet fuzz fuzz-short bench lint demo setup clean
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+setup:
+	./scripts/setup.sh
+
+vet:
+	$(GO) vet $(PKGS)
+	$(GO) vet -tags purego $(PKGS)
+
+# test: vet, the race-enabled suite (fuzz seed corpora run as tests), the
+# pure-Go build, and a short fuzz run of every fuzz target.
+test: setup vet
+	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -count=1 -tags purego $(PKGS)
+	./scripts/fuzz.sh $(FUZZTIME)
+
+fuzz:
+	./scripts/fuzz.sh 2m
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./bench/
+
+lint:
+	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	$(GO) vet $(PKGS)
+	./scripts/staticcheck.sh $(PKGS)
+
+demo: setup
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,3 @@
+module github.com/moqsframe/moqsframe
+
+go 1.26
