@@ -23,6 +23,7 @@ vet:
 # pure-Go build, and a short fuzz run of every fuzz target.
 test: setup vet
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -count=1 -run Allocs $(PKGS)
 	$(GO) test -count=1 -tags purego $(PKGS)
 	./scripts/fuzz.sh $(FUZZTIME)
 

@@ -1,0 +1,94 @@
+package sframe
+
+import (
+	"fmt"
+	"math/bits"
+)
+
+// MaxHeaderLen is the longest SFrame header: a config byte, an 8-byte KID and
+// an 8-byte CTR.
+const MaxHeaderLen = 17
+
+// Header is a decoded SFrame header (RFC 9605 §4.3).
+type Header struct {
+	KID uint64
+	CTR uint64
+}
+
+// valueLen returns the bytes of v's minimal big-endian encoding beyond the
+// config byte: 0 when v fits in the config byte's 3 bits.
+func valueLen(v uint64) int {
+	if v < 8 {
+		return 0
+	}
+	return (bits.Len64(v) + 7) / 8
+}
+
+// HeaderLen returns the encoded length of the header for kid and ctr.
+func HeaderLen(kid, ctr uint64) int { return 1 + valueLen(kid) + valueLen(ctr) }
+
+// AppendHeader appends the minimal encoding of the header for kid and ctr to
+// dst and returns the extended slice.
+func AppendHeader(dst []byte, kid, ctr uint64) []byte {
+	kl, cl := valueLen(kid), valueLen(ctr)
+	var config byte
+	if kl == 0 {
+		config = byte(kid) << 4
+	} else {
+		config = 0x80 | byte(kl-1)<<4
+	}
+	if cl == 0 {
+		config |= byte(ctr)
+	} else {
+		config |= 0x08 | byte(cl-1)
+	}
+	dst = append(dst, config)
+	dst = appendBigEndian(dst, kid, kl)
+	return appendBigEndian(dst, ctr, cl)
+}
+
+func appendBigEndian(dst []byte, v uint64, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		dst = append(dst, byte(v>>(8*i)))
+	}
+	return dst
+}
+
+// ParseHeader decodes the SFrame header at the start of b. It returns the
+// header and its encoded length. It rejects truncated headers and any
+// encoding that is not minimal (a value below 8 in extended form, or a value
+// with leading zero bytes), so every header has exactly one encoding.
+func ParseHeader(b []byte) (h Header, n int, err error) {
+	if len(b) == 0 {
+		return Header{}, 0, fmt.Errorf("%w: empty input", ErrMalformedHeader)
+	}
+	config := b[0]
+	n = 1
+	if h.KID, n, err = parseValue(b, n, config>>4, "KID"); err != nil {
+		return Header{}, 0, err
+	}
+	if h.CTR, n, err = parseValue(b, n, config&0x0f, "CTR"); err != nil {
+		return Header{}, 0, err
+	}
+	return h, n, nil
+}
+
+// parseValue decodes one 4-bit field of the config byte (flag and 3 bits)
+// and the bytes it announces, starting at b[off].
+func parseValue(b []byte, off int, field byte, name string) (uint64, int, error) {
+	if field&0x08 == 0 {
+		return uint64(field & 0x07), off, nil
+	}
+	l := int(field&0x07) + 1
+	if len(b)-off < l {
+		return 0, 0, fmt.Errorf("%w: %s needs %d bytes, %d left", ErrMalformedHeader, name, l, len(b)-off)
+	}
+	var v uint64
+	for _, c := range b[off : off+l] {
+		v = v<<8 | uint64(c)
+	}
+	if valueLen(v) != l {
+		return 0, 0, fmt.Errorf("%w: %s %d not minimally encoded in %d bytes", ErrMalformedHeader, name, v, l)
+	}
+	return v, off + l, nil
+}

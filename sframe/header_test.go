@@ -1,0 +1,84 @@
+package sframe
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"testing"
+)
+
+var edgeValues = []uint64{0, 1, 7, 8, 255, 256, 0xffff, 0x10000, 1<<32 - 1, 1 << 32, 1<<56 - 1, 1 << 56, math.MaxUint64 - 1, math.MaxUint64}
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, kid := range edgeValues {
+		for _, ctr := range edgeValues {
+			b := AppendHeader([]byte{0xaa}, kid, ctr)[1:]
+			if len(b) != HeaderLen(kid, ctr) {
+				t.Fatalf("(%d,%d): len %d, HeaderLen %d", kid, ctr, len(b), HeaderLen(kid, ctr))
+			}
+			h, n, err := ParseHeader(append(b, 0x55)) // trailing payload is not part of the header
+			if err != nil || h.KID != kid || h.CTR != ctr || n != len(b) {
+				t.Fatalf("(%d,%d): parsed %+v n=%d err=%v from %x", kid, ctr, h, n, err, b)
+			}
+		}
+	}
+}
+
+func TestParseHeaderRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"empty", nil},
+		{"kid truncated", []byte{0x80}},
+		{"ctr truncated", []byte{0x09, 0x01}},
+		{"kid 7 extended", []byte{0x80, 0x07}},
+		{"ctr 0 extended", []byte{0x08, 0x00}},
+		{"kid leading zero", []byte{0x90, 0x00, 0xff}},
+		{"ctr leading zero", []byte{0x0f, 0, 0, 0, 0, 0, 0, 0, 1}},
+		{"both long, ctr short", []byte{0xff, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3}},
+	} {
+		if _, _, err := ParseHeader(tc.in); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("%s: %x: err = %v, want ErrMalformedHeader", tc.name, tc.in, err)
+		}
+	}
+}
+
+// Every byte string either fails to parse or is the unique encoding of what
+// it parses to: checked exhaustively over all 1- and 2-byte inputs.
+func TestParseHeaderCanonical(t *testing.T) {
+	for i := range 1 << 16 {
+		for _, in := range [][]byte{{byte(i)}, {byte(i >> 8), byte(i)}} {
+			h, n, err := ParseHeader(in)
+			if err != nil {
+				continue
+			}
+			if enc := AppendHeader(nil, h.KID, h.CTR); !bytes.Equal(enc, in[:n]) {
+				t.Fatalf("%x parses to %+v which encodes as %x", in, h, enc)
+			}
+		}
+	}
+}
+
+func FuzzParseHeader(f *testing.F) {
+	for _, kid := range edgeValues {
+		f.Add(AppendHeader(nil, kid, kid/3))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, n, err := ParseHeader(in)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedHeader) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if n < 1 || n > MaxHeaderLen || n > len(in) {
+			t.Fatalf("length %d out of range for input %d", n, len(in))
+		}
+		if enc := AppendHeader(nil, h.KID, h.CTR); !bytes.Equal(enc, in[:n]) {
+			t.Fatalf("%x parses to %+v which encodes as %x", in, h, enc)
+		}
+	})
+}

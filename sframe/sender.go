@@ -1,0 +1,96 @@
+package sframe
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// A Sender encrypts with one KID's key and owns that key's counter, so every
+// (KID, CTR) pair it produces is unique (RFC 9605 §4.3). It is safe for
+// concurrent use. A base key given to a Sender must not be used for
+// encryption by anyone else, nor for decryption by this party (§4.4.1).
+type Sender struct {
+	key    *key
+	next   atomic.Uint64 // next CTR to use
+	blocks atomic.Uint64 // AES blocks processed, against MaxBlocks
+	limit  uint64        // first CTR that may not be used
+}
+
+// SenderOption configures a Sender.
+type SenderOption func(*Sender)
+
+// WithCounter starts the sender's counter at ctr instead of 0, for example
+// to resume a key after a restart without reusing counter values.
+func WithCounter(ctr uint64) SenderOption { return func(s *Sender) { s.next.Store(ctr) } }
+
+// WithCounterLimit makes the sender refuse to use counters at or above
+// limit, for example to keep headers short or to force an early key change.
+// The default limit is 2^64-1: every counter except the largest.
+func WithCounterLimit(limit uint64) SenderOption { return func(s *Sender) { s.limit = limit } }
+
+// NewSender derives the key and salt for kid from baseKey and returns a
+// Sender whose counter starts at 0.
+func NewSender(suite CipherSuite, kid uint64, baseKey []byte, opts ...SenderOption) (*Sender, error) {
+	k, err := newKey(suite, kid, baseKey)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{key: k, limit: math.MaxUint64}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// KID returns the sender's key ID.
+func (s *Sender) KID() uint64 { return s.key.kid }
+
+// Suite returns the sender's cipher suite.
+func (s *Sender) Suite() CipherSuite { return s.key.suite }
+
+// Counter returns the next counter value the sender will use.
+func (s *Sender) Counter() uint64 { return s.next.Load() }
+
+// Overhead returns the most bytes Seal adds to a plaintext: the longest
+// header this sender can still produce plus the tag.
+func (s *Sender) Overhead() int {
+	return HeaderLen(s.key.kid, s.limit-1) + s.key.tag
+}
+
+// Seal encrypts plaintext with the next counter, authenticating the header
+// and metadata, and appends the SFrame ciphertext (header || ciphertext ||
+// tag) to dst. To encrypt in place, pass plaintext[:0] as dst with room for
+// Overhead more bytes; otherwise dst's spare capacity must not overlap
+// plaintext. It returns ErrCounterExhausted once the counter or the key's
+// usage limit (MaxBlocks) is reached: switch to a new KID.
+func (s *Sender) Seal(dst, metadata, plaintext []byte) ([]byte, error) {
+	if uint64(len(plaintext)) > maxPlaintext {
+		return nil, ErrTooLarge
+	}
+	// Load before Add: refused calls must not creep the total towards
+	// wrapping around.
+	blocks := uint64(len(plaintext)+15)/16 + 1
+	if s.blocks.Load() > MaxBlocks || s.blocks.Add(blocks) > MaxBlocks {
+		return nil, fmt.Errorf("%w: key used for %d blocks", ErrCounterExhausted, uint64(MaxBlocks))
+	}
+	ctr, err := s.reserve()
+	if err != nil {
+		return nil, err
+	}
+	return s.key.seal(dst, ctr, metadata, plaintext)
+}
+
+// reserve takes the next counter value. A CAS loop rather than Add, so the
+// counter never wraps past the limit, however many callers race.
+func (s *Sender) reserve() (uint64, error) {
+	for {
+		ctr := s.next.Load()
+		if ctr >= s.limit {
+			return 0, fmt.Errorf("%w: counter reached %d", ErrCounterExhausted, s.limit)
+		}
+		if s.next.CompareAndSwap(ctr, ctr+1) {
+			return ctr, nil
+		}
+	}
+}
