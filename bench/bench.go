@@ -1,0 +1,237 @@
+// Package bench measures SFrame throughput against Go's standard-library
+// AES-GCM, measured in the same process and run so that ratios are honest on
+// any machine. `sframe bench` prints its results; bench_test.go exposes the
+// same workloads to `go test -bench`.
+package bench
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"fmt"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/moqsframe/moqsframe/sframe"
+)
+
+// Result is one measured row.
+type Result struct {
+	Suite           string  `json:"suite"`
+	Op              string  `json:"op"` // "seal" or "open"
+	Size            int     `json:"size"`
+	Batch           int     `json:"batch"`
+	Path            string  `json:"path"`
+	NsPerObject     float64 `json:"ns_per_object"`
+	GBps            float64 `json:"gbps"`
+	StdlibGBps      float64 `json:"stdlib_gbps"`
+	Ratio           float64 `json:"ratio"`
+	AllocsPerObject float64 `json:"allocs_per_object"`
+}
+
+// Workload processes iters rounds of batch objects of size bytes each.
+type Workload func(iters int)
+
+// Measurement is the speed of a workload.
+type Measurement struct {
+	NsPerObject     float64
+	AllocsPerObject float64
+}
+
+// GBps converts a measurement at size bytes per object to gigabytes per
+// second.
+func (m Measurement) GBps(size int) float64 { return float64(size) / m.NsPerObject }
+
+// Measure runs w long enough to take minTime, rounds times, and returns the
+// fastest round (the least disturbed by the rest of the machine) and the
+// allocations of one extra run.
+func Measure(w Workload, objectsPerIter int, minTime time.Duration, rounds int) Measurement {
+	w(1) // warm up pools and caches
+	iters := 1
+	for {
+		start := time.Now()
+		w(iters)
+		if d := time.Since(start); d >= minTime/4 || iters >= 1<<30 {
+			iters = int(float64(iters) * float64(minTime) / float64(max(d, time.Microsecond)))
+			break
+		}
+		iters *= 4
+	}
+	iters = max(iters, 1)
+	best := time.Duration(1<<63 - 1)
+	for range rounds {
+		start := time.Now()
+		w(iters)
+		best = min(best, time.Since(start))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	w(iters)
+	runtime.ReadMemStats(&after)
+	objects := float64(iters * objectsPerIter)
+	return Measurement{
+		NsPerObject:     float64(best.Nanoseconds()) / objects,
+		AllocsPerObject: float64(after.Mallocs-before.Mallocs) / objects,
+	}
+}
+
+// StdlibGCM returns a workload sealing (or opening) with crypto/cipher's
+// AES-GCM at the key size of suite's AES, the baseline of every ratio.
+func StdlibGCM(suite sframe.CipherSuite, op string, size int) (Workload, error) {
+	block, err := aes.NewCipher(make([]byte, aesKeyLen(suite)))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, 12)
+	pt := make([]byte, size)
+	buf := make([]byte, 0, size+16)
+	if op == "seal" {
+		return func(iters int) {
+			for range iters {
+				aead.Seal(buf[:0], nonce, pt, nil)
+			}
+		}, nil
+	}
+	ct := aead.Seal(nil, nonce, pt, nil)
+	return func(iters int) {
+		for range iters {
+			if _, err := aead.Open(buf[:0], nonce, ct, nil); err != nil {
+				panic(err)
+			}
+		}
+	}, nil
+}
+
+// metadata is a typical MoQ identity: namespace, track, group and object.
+var metadata = []byte("\x02\x0bexample.org\x05room1\x05video\x81\x00\x2a")
+
+// SFrameSeal returns a workload sealing size-byte objects with one Sender.
+func SFrameSeal(suite sframe.CipherSuite, size int) (Workload, error) {
+	s, err := sframe.NewSender(suite, 0x123, make([]byte, suite.KeySize()))
+	if err != nil {
+		return nil, err
+	}
+	pt := make([]byte, size)
+	buf := make([]byte, 0, size+s.Overhead())
+	return func(iters int) {
+		for range iters {
+			if _, err := s.Seal(buf[:0], metadata, pt); err != nil {
+				panic(err)
+			}
+		}
+	}, nil
+}
+
+// SFrameOpen returns a workload opening size-byte objects with a Receiver.
+// Replay protection is off so the same ciphertexts can be opened again.
+func SFrameOpen(suite sframe.CipherSuite, size int) (Workload, error) {
+	base := make([]byte, suite.KeySize())
+	s, err := sframe.NewSender(suite, 0x123, base)
+	if err != nil {
+		return nil, err
+	}
+	r := sframe.NewReceiver(sframe.WithReplayWindow(0))
+	if err := r.AddKey(suite, 0x123, base); err != nil {
+		return nil, err
+	}
+	ct, err := s.Seal(nil, metadata, make([]byte, size))
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, size)
+	return func(iters int) {
+		for range iters {
+			if _, err := r.Open(buf[:0], metadata, ct); err != nil {
+				panic(err)
+			}
+		}
+	}, nil
+}
+
+// Options selects what Run measures.
+type Options struct {
+	Suites  []sframe.CipherSuite
+	Ops     []string
+	Sizes   []int
+	MinTime time.Duration // per round
+	Rounds  int
+}
+
+// DefaultOptions measures every RFC 9605 suite, both ways, at the object
+// sizes of real media: audio (64, 160 B), a video packet (1200 B) and a
+// video frame (16 KiB).
+func DefaultOptions() Options {
+	return Options{
+		Suites: []sframe.CipherSuite{
+			sframe.AES128CTRHMACSHA256_80, sframe.AES128CTRHMACSHA256_64, sframe.AES128CTRHMACSHA256_32,
+			sframe.AES128GCMSHA256_128, sframe.AES256GCMSHA512_128,
+		},
+		Ops:     []string{"seal", "open"},
+		Sizes:   []int{64, 160, 1200, 16384},
+		MinTime: 40 * time.Millisecond,
+		Rounds:  3,
+	}
+}
+
+// Run measures every combination in opts and calls emit with each result,
+// stdlib baseline included.
+func Run(opts Options, emit func(Result)) error {
+	type baseKey struct {
+		aes  int
+		op   string
+		size int
+	}
+	baselines := map[baseKey]Measurement{}
+	for _, suite := range opts.Suites {
+		for _, op := range opts.Ops {
+			for _, size := range opts.Sizes {
+				bk := baseKey{aesKeyLen(suite), op, size}
+				base, ok := baselines[bk]
+				if !ok {
+					w, err := StdlibGCM(suite, op, size)
+					if err != nil {
+						return err
+					}
+					base = Measure(w, 1, opts.MinTime, opts.Rounds)
+					baselines[bk] = base
+				}
+				var w Workload
+				var err error
+				switch op {
+				case "seal":
+					w, err = SFrameSeal(suite, size)
+				case "open":
+					w, err = SFrameOpen(suite, size)
+				default:
+					err = fmt.Errorf("bench: unknown op %q", op)
+				}
+				if err != nil {
+					return err
+				}
+				m := Measure(w, 1, opts.MinTime, opts.Rounds)
+				emit(Result{
+					Suite: suite.String(), Op: op, Size: size, Batch: 1, Path: Path(),
+					NsPerObject: m.NsPerObject, GBps: m.GBps(size),
+					StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
+					AllocsPerObject: m.AllocsPerObject,
+				})
+			}
+		}
+	}
+	return nil
+}
+
+func aesKeyLen(s sframe.CipherSuite) int {
+	if slices.Contains([]sframe.CipherSuite{sframe.AES256GCMSHA512_128,
+		sframe.AES256CTRHMACSHA512_80, sframe.AES256CTRHMACSHA512_64, sframe.AES256CTRHMACSHA512_32}, s) {
+		return 32
+	}
+	return 16
+}
+
+// Path names the AES-GCM implementation in use.
+func Path() string { return "stdlib" }
