@@ -83,3 +83,30 @@ func TestRunProducesRatios(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPipelineWorkers seals 1200-byte objects of 30 tracks through a
+// stage with 1 and with 2 workers, and reports the 2-worker speed-up
+// measured in the same process.
+func BenchmarkPipelineWorkers(b *testing.B) {
+	one, stop1, err := PipelineSeal(sframe.AES128GCMSHA256_128, 1, 30, 1200)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop1()
+	base := Measure(one, 1, 100*time.Millisecond, 3).NsPerObject
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			w, stop, err := PipelineSeal(sframe.AES128GCMSHA256_128, workers, 30, 1200)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer stop()
+			b.SetBytes(1200)
+			b.ReportAllocs()
+			b.ResetTimer()
+			w(b.N)
+			b.StopTimer()
+			b.ReportMetric(base/(float64(b.Elapsed().Nanoseconds())/float64(b.N)), "x-1worker")
+		})
+	}
+}
