@@ -3,9 +3,12 @@ module github.com/moqsframe/moqsframe
 go 1.26
 
 require (
-	github.com/mengelbart/moqtransport v0.5.0 // indirect
+	github.com/mengelbart/moqtransport v0.5.0
+	github.com/quic-go/quic-go v0.53.0
+)
+
+require (
 	github.com/mengelbart/qlog v0.1.0 // indirect
-	github.com/quic-go/quic-go v0.53.0 // indirect
 	go.uber.org/mock v0.5.0 // indirect
 	golang.org/x/crypto v0.36.0 // indirect
 	golang.org/x/mod v0.22.0 // indirect

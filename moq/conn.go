@@ -179,9 +179,9 @@ func (s *sendStream) Write(p []byte) (int, error) {
 	_ = s.s.SetWriteDeadline(time.Now().Add(s.timeout))
 	return s.s.Write(p)
 }
-func (s *sendStream) Close() error                { return s.s.Close() }
-func (s *sendStream) Reset(code uint32)           { s.s.CancelWrite(quic.StreamErrorCode(code)) }
-func (s *sendStream) StreamID() uint64            { return uint64(s.s.StreamID()) }
+func (s *sendStream) Close() error      { return s.s.Close() }
+func (s *sendStream) Reset(code uint32) { s.s.CancelWrite(quic.StreamErrorCode(code)) }
+func (s *sendStream) StreamID() uint64  { return uint64(s.s.StreamID()) }
 
 // inbound is the per-track-alias state of one of our subscriptions: the
 // credit that keeps moqtransport's 100-slot RemoteTrack channel from

@@ -400,3 +400,40 @@ func TestSubscriptionEndsOnPublisherClose(t *testing.T) {
 }
 
 var tls13Insecure = tlsInsecure()
+
+// A slow reader with a tiny queue: without the credit gate, moqtransport's
+// 100-slot channel would overflow and drop silently (bug #2). With it,
+// receiving pauses and nothing is lost.
+func TestSlowReaderNoLibraryLoss(t *testing.T) {
+	p := newPair(t, nil, &Config{SubscriptionQueue: 8})
+	pub, _ := p.server.Publish(ns, "slow")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.WaitSubscribers(ctx, 1)
+	const total = 600
+	for i := uint64(0); i < total; i++ {
+		// 3 subgroups per group: concurrent streams push into one channel.
+		if err := pub.WriteObject(i/30, i%3, i, payloadFor(i/30, i, 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 0; n < total; n++ {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("after %d: %v (stats %+v)", n, err, sub.Stats())
+		}
+		if !bytes.Equal(obj.Payload, payloadFor(obj.GroupID, obj.ObjectID, 300)) {
+			t.Fatal("payload mismatch")
+		}
+		if n < 200 && n%10 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if st := sub.Stats(); st.Dropped != 0 || st.Objects != total {
+		t.Fatalf("stats %+v", st)
+	}
+}
