@@ -1,0 +1,184 @@
+package moq
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"log/slog"
+	"math/big"
+	"net"
+	"time"
+)
+
+// ALPN is the TLS application protocol moqtransport v0.5.0 uses for MoQ over
+// raw QUIC (draft-11).
+const ALPN = "moq-00"
+
+// Defaults applied by Config for zero fields.
+const (
+	DefaultMaxObjectSize         = 4 << 20 // 4 MiB
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultSubscriptionQueue     = 1024
+	DefaultSubscriberQueue       = 1024
+	DefaultStreamCreditTimeout   = 10 * time.Second
+	DefaultMaxIncomingUniStreams = 10000
+	DefaultMaxIdleTimeout        = 30 * time.Second
+	DefaultWriteTimeout          = 10 * time.Second
+)
+
+// libraryQueueCredit bounds how many objects of one subscription may sit
+// inside moqtransport's RemoteTrack channel (100 slots, silently dropping on
+// overflow: bug #2). Must stay below 100.
+const libraryQueueCredit = 64
+
+// maxRequestID is what we advertise and enforce. v0.5.0 servers always
+// advertise 100 in SERVER_SETUP whatever InitialMaxRequestID says, so using
+// the same value keeps both directions consistent.
+const maxRequestID = 100
+
+// Config configures sessions created by Dial and Listen. The zero value is
+// usable; zero fields take the defaults above. A Config must not be changed
+// after use.
+type Config struct {
+	// MaxObjectSize is the largest object payload accepted on receive and
+	// allowed on send. Streams declaring more are stopped before moqtransport
+	// allocates the payload.
+	MaxObjectSize int
+
+	// HandshakeTimeout bounds QUIC + MoQ SETUP. v0.5.0's Session.Run has no
+	// timeout of its own.
+	HandshakeTimeout time.Duration
+
+	// SubscriptionQueue is how many received objects a Subscription buffers
+	// for its reader. When full, receiving pauses (QUIC flow control pushes
+	// back on the sender); nothing is dropped.
+	SubscriptionQueue int
+
+	// SubscriberQueue is how many objects a Publisher buffers per subscriber.
+	SubscriberQueue int
+
+	// DropWhenFull selects the Publisher overflow policy for a subscriber
+	// whose queue is full: false (default) makes WriteObject wait up to
+	// WriteTimeout and then disconnect that subscriber; true drops the object
+	// for that subscriber only and counts it (relay policy: a slow subscriber
+	// never stalls the others).
+	DropWhenFull bool
+
+	// MaxDrops, with DropWhenFull, disconnects a subscriber (SUBSCRIBE_DONE
+	// "too far behind") after this many dropped objects. 0 = never.
+	MaxDrops int
+
+	// WriteTimeout bounds how long WriteObject waits for a full subscriber
+	// queue when DropWhenFull is false.
+	WriteTimeout time.Duration
+
+	// StreamCreditTimeout bounds the wait for the peer to grant a new
+	// unidirectional stream (v0.5.0 fails at once instead: bug #4).
+	StreamCreditTimeout time.Duration
+
+	// MaxIncomingUniStreams is the QUIC limit of concurrent incoming
+	// unidirectional streams (one per subgroup).
+	MaxIncomingUniStreams int64
+
+	// MaxIdleTimeout is the QUIC idle timeout. Keep-alives are sent at half
+	// of it.
+	MaxIdleTimeout time.Duration
+
+	// InsecureSkipVerify disables server certificate checks in Dial. Dev and
+	// tests only.
+	InsecureSkipVerify bool
+
+	// TLSConfig, if set, is used by Dial (cloned; ALPN is forced to moq-00).
+	TLSConfig *tls.Config
+
+	// OnAnnounce is called (on the session's control goroutine: do not
+	// block) when the peer ANNOUNCEs a namespace. Return nil to accept. A nil
+	// OnAnnounce rejects all announcements.
+	OnAnnounce func(s *Session, namespace []string) error
+
+	// OnSubscribe is called (do not block) for an incoming SUBSCRIBE that no
+	// Publisher registered with Session.Publish matches. Return the Publisher
+	// that should serve it (it may be shared between sessions, as in a relay)
+	// or an error (ErrUnknownTrack to reject with "track does not exist").
+	OnSubscribe func(s *Session, namespace []string, track string) (*Publisher, error)
+
+	// Logger receives operational logs. Payloads and tokens are never logged.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() *Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.MaxObjectSize <= 0 {
+		out.MaxObjectSize = DefaultMaxObjectSize
+	}
+	if out.HandshakeTimeout <= 0 {
+		out.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if out.SubscriptionQueue <= 0 {
+		out.SubscriptionQueue = DefaultSubscriptionQueue
+	}
+	if out.SubscriberQueue <= 0 {
+		out.SubscriberQueue = DefaultSubscriberQueue
+	}
+	if out.StreamCreditTimeout <= 0 {
+		out.StreamCreditTimeout = DefaultStreamCreditTimeout
+	}
+	if out.MaxIncomingUniStreams <= 0 {
+		out.MaxIncomingUniStreams = DefaultMaxIncomingUniStreams
+	}
+	if out.MaxIdleTimeout <= 0 {
+		out.MaxIdleTimeout = DefaultMaxIdleTimeout
+	}
+	if out.WriteTimeout <= 0 {
+		out.WriteTimeout = DefaultWriteTimeout
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &out
+}
+
+// DevTLSConfig returns a server TLS config with a fresh self-signed ECDSA
+// certificate for the given host names / IPs (e.g. "localhost",
+// "127.0.0.1"). For tests and demos only: clients must use
+// InsecureSkipVerify.
+func DevTLSConfig(hosts ...string) (*tls.Config, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "moqsframe dev"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos:   []string{ALPN},
+		MinVersion:   tls.VersionTLS13,
+	}, nil
+}

@@ -1,0 +1,374 @@
+package moq
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mengelbart/moqtransport"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// Stream error codes the guard uses when it stops a stream.
+const (
+	stopCodeObjectTooLarge = 0x100
+	stopCodeBadFraming     = 0x101
+)
+
+// guardedConn is the moqtransport.Connection handed to the library. It adds
+// what v0.5.0 lacks: a size guard and flow-control credit on incoming data
+// streams, blocking stream opening (waiting for stream credit), datagram
+// discarding, and a tap on our own outgoing SUBSCRIBE messages to learn the
+// track alias of each subscription.
+type guardedConn struct {
+	conn        *quic.Conn
+	perspective moqtransport.Perspective
+	sess        *Session
+}
+
+var _ moqtransport.Connection = (*guardedConn)(nil)
+
+func (c *guardedConn) AcceptStream(ctx context.Context) (moqtransport.Stream, error) {
+	s, err := c.conn.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &controlStream{s: s, sess: c.sess}, nil
+}
+
+func (c *guardedConn) AcceptUniStream(ctx context.Context) (moqtransport.ReceiveStream, error) {
+	s, err := c.conn.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.sess.stats.streamsAccepted.Add(1)
+	return newGuardedStream(s, c.sess), nil
+}
+
+func (c *guardedConn) OpenStream() (moqtransport.Stream, error) {
+	s, err := c.conn.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	return &controlStream{s: s, sess: c.sess}, nil
+}
+
+func (c *guardedConn) OpenStreamSync(ctx context.Context) (moqtransport.Stream, error) {
+	s, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &controlStream{s: s, sess: c.sess}, nil
+}
+
+// OpenUniStream waits for stream credit (bounded by StreamCreditTimeout and
+// the connection's life) instead of failing with "too many open streams"
+// (bug #4): the library calls it from OpenSubgroup, which we only call from
+// per-subscriber writer goroutines, never from a handler.
+func (c *guardedConn) OpenUniStream() (moqtransport.SendStream, error) {
+	s, err := c.conn.OpenUniStream()
+	if err != nil {
+		var limitErr *quic.StreamLimitReachedError
+		if !errors.As(err, &limitErr) {
+			return nil, err
+		}
+		c.sess.stats.streamCreditWaits.Add(1)
+		ctx, cancel := context.WithTimeout(c.conn.Context(), c.sess.cfg.StreamCreditTimeout)
+		defer cancel()
+		s, err = c.conn.OpenUniStreamSync(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &sendStream{s: s, timeout: c.sess.cfg.WriteTimeout}, nil
+}
+
+func (c *guardedConn) OpenUniStreamSync(ctx context.Context) (moqtransport.SendStream, error) {
+	s, err := c.conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &sendStream{s: s, timeout: c.sess.cfg.WriteTimeout}, nil
+}
+
+func (c *guardedConn) SendDatagram(b []byte) error { return c.conn.SendDatagram(b) }
+
+// ReceiveDatagram never returns a datagram: this adapter publishes over
+// streams only, and v0.5.0 tears the whole session down on a datagram for an
+// unknown track alias or one it cannot parse. Datagrams are counted and
+// discarded.
+func (c *guardedConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	for {
+		if _, err := c.conn.ReceiveDatagram(ctx); err != nil {
+			return nil, err
+		}
+		c.sess.stats.datagramsDiscarded.Add(1)
+	}
+}
+
+func (c *guardedConn) CloseWithError(code uint64, msg string) error {
+	return c.conn.CloseWithError(quic.ApplicationErrorCode(code), msg)
+}
+
+func (c *guardedConn) Context() context.Context { return c.conn.Context() }
+
+func (c *guardedConn) Protocol() moqtransport.Protocol { return moqtransport.ProtocolQUIC }
+
+func (c *guardedConn) Perspective() moqtransport.Perspective { return c.perspective }
+
+// controlStream is the bidirectional control stream. Writes are tapped to
+// learn (request ID -> track alias) of our SUBSCRIBEs; the library writes
+// exactly one whole control message per Write call.
+type controlStream struct {
+	s    *quic.Stream
+	sess *Session
+}
+
+func (s *controlStream) Read(p []byte) (int, error) { return s.s.Read(p) }
+
+func (s *controlStream) Write(p []byte) (int, error) {
+	s.sess.observeControlMessage(p)
+	return s.s.Write(p)
+}
+
+func (s *controlStream) Close() error      { return s.s.Close() }
+func (s *controlStream) Reset(code uint32) { s.s.CancelWrite(quic.StreamErrorCode(code)) }
+func (s *controlStream) Stop(code uint32)  { s.s.CancelRead(quic.StreamErrorCode(code)) }
+func (s *controlStream) StreamID() uint64  { return uint64(s.s.StreamID()) }
+
+// parseSubscribe extracts request ID and track alias from a serialized
+// draft-11 SUBSCRIBE (type 0x03, 16-bit length, request ID, track alias).
+func parseSubscribe(msg []byte) (requestID, alias uint64, ok bool) {
+	typ, n, err := quicvarint.Parse(msg)
+	if err != nil || typ != 0x03 {
+		return 0, 0, false
+	}
+	msg = msg[n:]
+	if len(msg) < 2 {
+		return 0, 0, false
+	}
+	length := int(binary.BigEndian.Uint16(msg))
+	msg = msg[2:]
+	if len(msg) < length {
+		return 0, 0, false
+	}
+	msg = msg[:length]
+	requestID, n, err = quicvarint.Parse(msg)
+	if err != nil {
+		return 0, 0, false
+	}
+	alias, _, err = quicvarint.Parse(msg[n:])
+	if err != nil {
+		return 0, 0, false
+	}
+	return requestID, alias, true
+}
+
+// sendStream is an outgoing data stream. Each Write gets a deadline so a
+// subscriber that stops reading cannot pin its writer goroutine forever.
+type sendStream struct {
+	s       *quic.SendStream
+	timeout time.Duration
+}
+
+func (s *sendStream) Write(p []byte) (int, error) {
+	_ = s.s.SetWriteDeadline(time.Now().Add(s.timeout))
+	return s.s.Write(p)
+}
+func (s *sendStream) Close() error      { return s.s.Close() }
+func (s *sendStream) Reset(code uint32) { s.s.CancelWrite(quic.StreamErrorCode(code)) }
+func (s *sendStream) StreamID() uint64  { return uint64(s.s.StreamID()) }
+
+// inbound is the per-track-alias state of one of our subscriptions: the
+// credit that keeps moqtransport's 100-slot RemoteTrack channel from
+// overflowing, and wire-level counters.
+type inbound struct {
+	credit   chan struct{} // one token per object handed to the library and not yet read back
+	disabled chan struct{}
+	once     sync.Once
+
+	wireObjects atomic.Uint64 // objects completely handed to the library
+	oversize    atomic.Uint64 // streams refused by the size guard
+}
+
+func newInbound() *inbound {
+	return &inbound{
+		credit:   make(chan struct{}, libraryQueueCredit),
+		disabled: make(chan struct{}),
+	}
+}
+
+func (in *inbound) tryAcquire() bool {
+	select {
+	case in.credit <- struct{}{}:
+		return true
+	case <-in.disabled:
+		return true
+	default:
+		return false
+	}
+}
+
+func (in *inbound) acquire(ctx context.Context) bool {
+	select {
+	case in.credit <- struct{}{}:
+		return true
+	case <-in.disabled:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (in *inbound) release() {
+	select {
+	case <-in.credit:
+	default:
+	}
+}
+
+// disable lets all further objects pass ungated (the subscription is gone).
+func (in *inbound) disable() { in.once.Do(func() { close(in.disabled) }) }
+
+// inUse is the number of credits currently held.
+func (in *inbound) inUse() int { return len(in.credit) }
+
+// guardedStream wraps an incoming data stream. It parses the framing ahead
+// of the library and:
+//   - stops the stream before the library sees a payload length above
+//     MaxObjectSize (bug #3) or non-empty extension headers (bug #1);
+//   - holds back the final byte of each object until the subscription has
+//     credit, so the library never pushes into a full RemoteTrack channel
+//     (bug #2) — the wait propagates to QUIC flow control instead.
+type guardedStream struct {
+	s    *quic.ReceiveStream
+	sess *Session
+	p    *frameParser
+	in   *inbound // nil until the header is known / for unknown aliases
+
+	buf        []byte
+	start, end int
+	readErr    error // error from the underlying stream, after buf drains
+	guardErr   error // refusal; returned once buf before it drains
+	needCredit bool  // the next byte completes an object that has no credit yet
+	counted    uint64
+}
+
+func newGuardedStream(s *quic.ReceiveStream, sess *Session) *guardedStream {
+	return &guardedStream{
+		s:    s,
+		sess: sess,
+		p:    newFrameParser(uint64(sess.cfg.MaxObjectSize)),
+		buf:  make([]byte, 16<<10),
+	}
+}
+
+func (g *guardedStream) Stop(code uint32) { g.s.CancelRead(quic.StreamErrorCode(code)) }
+func (g *guardedStream) StreamID() uint64 { return uint64(g.s.StreamID()) }
+
+func (g *guardedStream) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if g.needCredit {
+		// Everything returned before has been consumed by the library (it
+		// only reads when its buffer is empty), so waiting here cannot hold
+		// an object the reader needs.
+		if !g.in.acquire(g.sess.ctx) {
+			return 0, ErrSessionClosed
+		}
+		g.needCredit = false
+		g.p.grant()
+	}
+	if g.start == g.end {
+		if g.guardErr != nil {
+			return 0, g.guardErr
+		}
+		if g.readErr != nil {
+			return 0, g.readErr
+		}
+		n, err := g.s.Read(g.buf)
+		g.start, g.end = 0, n
+		g.readErr = err
+		if n == 0 {
+			return 0, err
+		}
+	}
+	out := 0
+	for out < len(p) && g.start < g.end {
+		limit := g.end
+		if limit-g.start > len(p)-out {
+			limit = g.start + len(p) - out
+		}
+		n, ev, err := g.p.feed(g.buf[g.start:limit])
+		copy(p[out:], g.buf[g.start:g.start+n])
+		out += n
+		g.start += n
+		if err != nil {
+			g.refuse(err)
+			g.start = g.end // discard the rest
+			break
+		}
+		switch ev {
+		case evHeader:
+			if !g.p.isFetch() {
+				g.in = g.sess.inboundFor(g.p.Identifier)
+			}
+		case evObjectPending:
+			if g.in == nil || g.in.tryAcquire() {
+				g.p.grant()
+				continue
+			}
+			g.needCredit = true
+			if out > 0 {
+				return out, nil
+			}
+			if !g.in.acquire(g.sess.ctx) {
+				return 0, ErrSessionClosed
+			}
+			g.needCredit = false
+			g.p.grant()
+		}
+	}
+	if g.in != nil {
+		g.countObjects()
+	}
+	if out == 0 {
+		if g.guardErr != nil {
+			return 0, g.guardErr
+		}
+		if g.start == g.end && g.readErr != nil {
+			return 0, g.readErr
+		}
+	}
+	return out, nil
+}
+
+// countObjects publishes the parser's object count to the inbound counters.
+func (g *guardedStream) countObjects() {
+	// wireObjects is shared by all streams of the alias; add the delta.
+	if d := g.p.Objects - g.counted; d > 0 {
+		g.in.wireObjects.Add(d)
+		g.counted = g.p.Objects
+	}
+}
+
+func (g *guardedStream) refuse(err error) {
+	g.guardErr = err
+	code := uint32(stopCodeBadFraming)
+	if errors.Is(err, ErrObjectTooLarge) {
+		code = stopCodeObjectTooLarge
+		g.sess.stats.oversize.Add(1)
+		if g.in != nil {
+			g.in.oversize.Add(1)
+		}
+	} else {
+		g.sess.stats.streamsRefused.Add(1)
+	}
+	g.s.CancelRead(quic.StreamErrorCode(code))
+	g.sess.cfg.Logger.Warn("moq: refused incoming data stream", "stream", g.s.StreamID(), "err", err)
+}

@@ -1,0 +1,439 @@
+package moq
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// pair is a connected client/server session pair on loopback.
+type pair struct {
+	ln             *Listener
+	client, server *Session
+}
+
+func newPair(t *testing.T, serverCfg, clientCfg *Config) *pair {
+	t.Helper()
+	tc, err := DevTLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", tc, serverCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type res struct {
+		s   *Session
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := ln.Accept(ctx)
+		ch <- res{s, err}
+	}()
+	if clientCfg == nil {
+		clientCfg = &Config{}
+	}
+	clientCfg.InsecureSkipVerify = true
+	c, err := Dial(ctx, ln.Addr().String(), clientCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	p := &pair{ln: ln, client: c, server: r.s}
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *pair) close() {
+	_ = p.client.Close()
+	_ = p.server.Close()
+	_ = p.ln.Close()
+}
+
+// payloadFor is a deterministic payload of n bytes for object (g, o).
+func payloadFor(g, o uint64, n int) []byte {
+	out := make([]byte, 0, n+32)
+	var seed [16]byte
+	binary.BigEndian.PutUint64(seed[:8], g)
+	binary.BigEndian.PutUint64(seed[8:], o)
+	h := sha256.Sum256(seed[:])
+	for len(out) < n {
+		out = append(out, h[:]...)
+		h = sha256.Sum256(h[:])
+	}
+	return out[:n]
+}
+
+// goroutineBaseline returns a func that fails t if goroutines leaked.
+func goroutineBaseline(t *testing.T) func() {
+	before := runtime.NumGoroutine()
+	return func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			now := runtime.NumGoroutine()
+			if now <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				t.Fatalf("goroutine leak: %d before, %d after\n%s", before, now, buf[:n])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+var ns = []string{"example.org", "room1"}
+
+func TestDirect2000ObjectsNoLoss(t *testing.T) {
+	check := goroutineBaseline(t)
+	p := newPair(t, nil, nil)
+	pub, err := p.server.Publish(ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	const total, perGroup, size = 2000, 50, 1200
+	go func() {
+		for i := uint64(0); i < total; i++ {
+			g, o := i/perGroup, i%perGroup
+			if err := pub.WriteObject(g, 0, o, payloadFor(g, o, size)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	seen := map[[2]uint64]bool{}
+	for len(seen) < total {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("after %d objects: %v", len(seen), err)
+		}
+		k := [2]uint64{obj.GroupID, obj.ObjectID}
+		if seen[k] {
+			t.Fatalf("duplicate object %v", k)
+		}
+		seen[k] = true
+		if !bytes.Equal(obj.Payload, payloadFor(obj.GroupID, obj.ObjectID, size)) {
+			t.Fatalf("payload mismatch for %v", k)
+		}
+	}
+	st := sub.Stats()
+	if st.Objects != total || st.Bytes != total*size || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	ps := pub.Stats()
+	if ps.ObjectsOut != total || ps.Dropped != 0 {
+		t.Fatalf("publisher stats %+v", ps)
+	}
+	t.Logf("subscription %+v publisher %+v", st, ps)
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.close()
+	check()
+}
+
+func TestUnknownTrack(t *testing.T) {
+	p := newPair(t, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := p.client.Subscribe(ctx, ns, "nope")
+	if !errors.Is(err, ErrUnknownTrack) {
+		t.Fatalf("want ErrUnknownTrack, got %v", err)
+	}
+}
+
+// writeCraftedStream opens a raw uni stream on conn with a subgroup header
+// for alias and the given pre-encoded objects.
+func craftedSubgroup(alias, group uint64, objects ...[]byte) []byte {
+	b := quicvarint.Append(nil, 0x0d)
+	b = quicvarint.Append(b, alias)
+	b = quicvarint.Append(b, group)
+	b = quicvarint.Append(b, 0) // subgroup
+	b = append(b, 0)            // priority
+	for _, o := range objects {
+		b = append(b, o...)
+	}
+	return b
+}
+
+func craftedObject(objectID, declaredLen uint64, payload []byte) []byte {
+	b := quicvarint.Append(nil, objectID)
+	b = quicvarint.Append(b, 0) // extension headers length
+	b = quicvarint.Append(b, declaredLen)
+	return append(b, payload...)
+}
+
+func TestOversizeObjectRejectedSessionSurvives(t *testing.T) {
+	p := newPair(t, nil, &Config{MaxObjectSize: 64 << 10})
+	pub, err := p.server.Publish(ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// A peer claiming a 1 TiB payload: v0.5.0 alone would make([]byte, 1<<40)
+	// and die. One valid object precedes it on the same stream.
+	s, err := p.server.conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := payloadFor(7, 0, 100)
+	if _, err := s.Write(craftedSubgroup(0, 7,
+		craftedObject(0, uint64(len(good)), good),
+		craftedObject(1, 1<<40, []byte("xxxx")))); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	obj, err := sub.ReadObject(ctx)
+	if err != nil || obj.GroupID != 7 || !bytes.Equal(obj.Payload, good) {
+		t.Fatalf("object before the oversize one: %+v %v", obj, err)
+	}
+	// The session and other streams keep working.
+	for i := uint64(0); i < 10; i++ {
+		if err := pub.WriteObject(8+i, 0, 0, payloadFor(8+i, 0, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(obj.Payload, payloadFor(obj.GroupID, 0, 1000)) {
+			t.Fatal("payload mismatch")
+		}
+	}
+	if got := p.client.Stats().Oversize; got != 1 {
+		t.Fatalf("session oversize = %d, want 1", got)
+	}
+	if got := sub.Stats().Oversize; got != 1 {
+		t.Fatalf("subscription oversize = %d, want 1", got)
+	}
+	// Sending side refuses too.
+	if err := pub.WriteObject(1, 0, 0, make([]byte, 5<<20)); !errors.Is(err, ErrObjectTooLarge) {
+		t.Fatalf("want ErrObjectTooLarge on send, got %v", err)
+	}
+}
+
+func TestSetupTimeoutSilentServer(t *testing.T) {
+	tc, err := DevTLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A QUIC server that completes the QUIC handshake but never speaks MoQ.
+	ln, err := quic.ListenAddr("127.0.0.1:0", tc, &quic.Config{EnableDatagrams: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			defer c.CloseWithError(0, "")
+		}
+	}()
+	start := time.Now()
+	_, err = Dial(context.Background(), ln.Addr().String(), &Config{InsecureSkipVerify: true, HandshakeTimeout: 500 * time.Millisecond})
+	if !errors.Is(err, ErrSetupTimeout) {
+		t.Fatalf("want ErrSetupTimeout, got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("setup timeout took %v", d)
+	}
+}
+
+func TestSetupTimeoutSilentClient(t *testing.T) {
+	tc, err := DevTLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", tc, &Config{HandshakeTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qc, err := quic.DialAddr(ctx, ln.Addr().String(), &tls13Insecure, &quic.Config{EnableDatagrams: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never send CLIENT_SETUP: the listener must close the connection.
+	select {
+	case <-qc.Context().Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("listener did not close a connection that never sent CLIENT_SETUP")
+	}
+	actx, acancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer acancel()
+	if s, err := ln.Accept(actx); err == nil {
+		t.Fatalf("Accept returned a session that never completed setup: %v", s.RemoteAddr())
+	}
+}
+
+func TestStreamCreditWaiting(t *testing.T) {
+	// The subscriber grants only 4 concurrent uni streams; the publisher
+	// opens one stream per group for 300 groups.
+	p := newPair(t, nil, &Config{MaxIncomingUniStreams: 4})
+	pub, err := p.server.Publish(ns, "commits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "commits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	const groups = 300
+	for g := uint64(0); g < groups; g++ {
+		if err := pub.WriteObject(g, 0, 0, payloadFor(g, 0, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]bool{}
+	for len(seen) < groups {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("after %d groups: %v (publisher %+v, session %+v)", len(seen), err, pub.Stats(), p.server.Stats())
+		}
+		if !bytes.Equal(obj.Payload, payloadFor(obj.GroupID, 0, 200)) {
+			t.Fatal("payload mismatch")
+		}
+		seen[obj.GroupID] = true
+	}
+	if pub.Stats().Disconnected != 0 {
+		t.Fatalf("publisher %+v", pub.Stats())
+	}
+	t.Logf("stream credit waits: %d", p.server.Stats().StreamCreditWaits)
+	if p.server.Stats().StreamCreditWaits == 0 {
+		t.Fatal("expected the publisher to wait for stream credit at least once")
+	}
+}
+
+func TestClosedSessionErrors(t *testing.T) {
+	p := newPair(t, nil, nil)
+	_ = p.client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := p.client.Subscribe(ctx, ns, "x"); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("want ErrSessionClosed, got %v", err)
+	}
+	if err := p.client.Announce(ctx, ns); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("want ErrSessionClosed, got %v", err)
+	}
+	select {
+	case <-p.server.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("server session not done after client close")
+	}
+}
+
+func TestSubscriptionEndsOnPublisherClose(t *testing.T) {
+	p := newPair(t, nil, nil)
+	pub, _ := p.server.Publish(ns, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.WaitSubscribers(ctx, 1)
+	for i := uint64(0); i < 20; i++ {
+		_ = pub.WriteObject(0, 0, i, []byte(fmt.Sprint(i)))
+	}
+	_ = pub.Close()
+	n := 0
+	for {
+		_, err := sub.ReadObject(ctx)
+		if err != nil {
+			if !errors.Is(err, ErrSubscriptionEnded) {
+				t.Fatalf("want ErrSubscriptionEnded, got %v", err)
+			}
+			break
+		}
+		n++
+	}
+	if n != 20 {
+		t.Fatalf("got %d of 20 objects before end", n)
+	}
+}
+
+var tls13Insecure = tlsInsecure()
+
+// A slow reader with a tiny queue: without the credit gate, moqtransport's
+// 100-slot channel would overflow and drop silently (bug #2). With it,
+// receiving pauses and nothing is lost.
+func TestSlowReaderNoLibraryLoss(t *testing.T) {
+	p := newPair(t, nil, &Config{SubscriptionQueue: 8})
+	pub, _ := p.server.Publish(ns, "slow")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.WaitSubscribers(ctx, 1)
+	const total = 600
+	for i := uint64(0); i < total; i++ {
+		// 3 subgroups per group: concurrent streams push into one channel.
+		if err := pub.WriteObject(i/30, i%3, i, payloadFor(i/30, i, 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 0; n < total; n++ {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("after %d: %v (stats %+v)", n, err, sub.Stats())
+		}
+		if !bytes.Equal(obj.Payload, payloadFor(obj.GroupID, obj.ObjectID, 300)) {
+			t.Fatal("payload mismatch")
+		}
+		if n < 200 && n%10 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if st := sub.Stats(); st.Dropped != 0 || st.Objects != total {
+		t.Fatalf("stats %+v", st)
+	}
+}

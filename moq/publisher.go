@@ -1,0 +1,364 @@
+package moq
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mengelbart/moqtransport"
+)
+
+// Object is one MoQ object. Payload is opaque (for the relay, usually
+// SFrame ciphertext).
+type Object struct {
+	GroupID    uint64
+	SubgroupID uint64
+	ObjectID   uint64
+	Payload    []byte
+}
+
+// PublisherStats are a Publisher's counters, summed over its subscribers.
+type PublisherStats struct {
+	ObjectsIn    uint64 // WriteObject calls accepted
+	BytesIn      uint64
+	ObjectsOut   uint64 // objects written to subscriber streams
+	BytesOut     uint64
+	Dropped      uint64 // objects dropped for a full subscriber queue
+	Disconnected uint64 // subscribers ended for being too slow or failing
+	Subscribers  int    // current
+}
+
+// Publisher serves one (namespace, track) to any number of subscribers,
+// possibly on different sessions (a relay shares one Publisher between all
+// downstream sessions). Every subscriber has its own bounded queue and
+// writer goroutine, so WriteObject does not write to the network itself.
+//
+// Streams: one QUIC stream per (group, subgroup). When an object of a newer
+// group is written, the streams of older groups are closed (FIN); an object
+// of an older group than the newest (reordered input) goes on a stream that
+// is closed right after it.
+type Publisher struct {
+	namespace []string
+	track     string
+	cfg       *Config
+
+	mu      sync.RWMutex
+	subs    map[*subscriber]struct{}
+	closed  bool
+	changed chan struct{} // closed and replaced when subs changes
+	// snapshot is a copy of subs for WriteObject, which must not hold mu
+	// while it may wait on a full queue (attach runs on a control goroutine).
+	snapshot atomic.Pointer[[]*subscriber]
+	isDone   atomic.Bool
+
+	objectsIn, bytesIn, objectsOut, bytesOut, dropped, disconnected atomic.Uint64
+}
+
+// NewPublisher makes a Publisher not bound to a session. Serve it from
+// Config.OnSubscribe, or use Session.Publish for the common one-session case.
+// cfg supplies MaxObjectSize, SubscriberQueue, DropWhenFull, MaxDrops and
+// WriteTimeout.
+func NewPublisher(namespace []string, track string, cfg *Config) *Publisher {
+	return &Publisher{
+		namespace: append([]string(nil), namespace...),
+		track:     track,
+		cfg:       cfg.withDefaults(),
+		subs:      map[*subscriber]struct{}{},
+		changed:   make(chan struct{}),
+	}
+}
+
+// Namespace returns the track namespace.
+func (p *Publisher) Namespace() []string { return append([]string(nil), p.namespace...) }
+
+// Track returns the track name.
+func (p *Publisher) Track() string { return p.track }
+
+func (p *Publisher) isClosed() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.closed
+}
+
+// WriteObject queues an object for every current subscriber. The payload is
+// copied, so the caller may reuse its buffer. With no subscriber the object
+// is discarded (live semantics: there is no cache). IDs are sent exactly as
+// given; callers should keep object IDs increasing within a subgroup.
+func (p *Publisher) WriteObject(groupID, subgroupID, objectID uint64, payload []byte) error {
+	if len(payload) > p.cfg.MaxObjectSize {
+		return &ObjectTooLargeError{Size: uint64(len(payload)), Max: uint64(p.cfg.MaxObjectSize)}
+	}
+	o := Object{GroupID: groupID, SubgroupID: subgroupID, ObjectID: objectID, Payload: append([]byte(nil), payload...)}
+	return p.writeOwned(o)
+}
+
+// writeOwned is WriteObject without the copy, for payloads nobody else holds.
+func (p *Publisher) writeOwned(o Object) error {
+	if p.isDone.Load() {
+		return ErrPublisherClosed
+	}
+	p.objectsIn.Add(1)
+	p.bytesIn.Add(uint64(len(o.Payload)))
+	if subs := p.snapshot.Load(); subs != nil {
+		for _, sub := range *subs {
+			sub.enqueue(o)
+		}
+	}
+	return nil
+}
+
+// Subscribers returns the current number of subscribers.
+func (p *Publisher) Subscribers() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.subs)
+}
+
+// WaitSubscribers blocks until at least n subscribers are attached. Useful
+// before publishing one-shot objects (e.g. a Welcome), since objects written
+// with no subscriber are discarded.
+func (p *Publisher) WaitSubscribers(ctx context.Context, n int) error {
+	for {
+		p.mu.RLock()
+		have, ch, closed := len(p.subs), p.changed, p.closed
+		p.mu.RUnlock()
+		if closed {
+			return ErrPublisherClosed
+		}
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Stats returns the counters.
+func (p *Publisher) Stats() PublisherStats {
+	return PublisherStats{
+		ObjectsIn:    p.objectsIn.Load(),
+		BytesIn:      p.bytesIn.Load(),
+		ObjectsOut:   p.objectsOut.Load(),
+		BytesOut:     p.bytesOut.Load(),
+		Dropped:      p.dropped.Load(),
+		Disconnected: p.disconnected.Load(),
+		Subscribers:  p.Subscribers(),
+	}
+}
+
+// Close ends the track: every subscriber's queue is flushed, its streams
+// closed and SUBSCRIBE_DONE (track ended) sent. It does not wait for the
+// flush; sessions' Close waits for the writer goroutines.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.isDone.Store(true)
+	subs := make([]*subscriber, 0, len(p.subs))
+	for sub := range p.subs {
+		subs = append(subs, sub)
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+	for _, sub := range subs {
+		sub.finishAfterFlush()
+	}
+	return nil
+}
+
+func (p *Publisher) notifyLocked() {
+	subs := make([]*subscriber, 0, len(p.subs))
+	for sub := range p.subs {
+		subs = append(subs, sub)
+	}
+	p.snapshot.Store(&subs)
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+func (p *Publisher) attach(sess *Session, w *moqtransport.SubscribeResponseWriter) (*subscriber, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrPublisherClosed
+	}
+	sub := &subscriber{
+		pub:     p,
+		sess:    sess,
+		w:       w,
+		queue:   make(chan Object, p.cfg.SubscriberQueue),
+		stop:    make(chan struct{}),
+		flush:   make(chan struct{}),
+		streams: map[[2]uint64]*moqtransport.Subgroup{},
+	}
+	p.subs[sub] = struct{}{}
+	p.notifyLocked()
+	return sub, nil
+}
+
+func (p *Publisher) detach(sub *subscriber) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.subs[sub]; ok {
+		delete(p.subs, sub)
+		p.notifyLocked()
+	}
+}
+
+// subscriber is one downstream subscription of a Publisher.
+type subscriber struct {
+	pub  *Publisher
+	sess *Session
+	w    *moqtransport.SubscribeResponseWriter
+
+	queue     chan Object
+	stop      chan struct{} // closed: end now (too slow, failed)
+	stopOnce  sync.Once
+	stopCode  uint64
+	stopWhy   string
+	flush     chan struct{} // closed: write what is queued, then end
+	flushOnce sync.Once
+	drops     atomic.Uint64
+
+	// writer goroutine only
+	streams   map[[2]uint64]*moqtransport.Subgroup
+	newest    uint64
+	hasNewest bool
+}
+
+func (s *subscriber) abort(code uint64, why string) {
+	s.stopOnce.Do(func() {
+		s.stopCode, s.stopWhy = code, why
+		close(s.stop)
+	})
+}
+
+func (s *subscriber) finishAfterFlush() { s.flushOnce.Do(func() { close(s.flush) }) }
+
+// enqueue applies the overflow policy.
+func (s *subscriber) enqueue(o Object) {
+	select {
+	case s.queue <- o:
+		return
+	case <-s.stop:
+		return
+	default:
+	}
+	if s.pub.cfg.DropWhenFull {
+		s.pub.dropped.Add(1)
+		if n := s.drops.Add(1); s.pub.cfg.MaxDrops > 0 && n >= uint64(s.pub.cfg.MaxDrops) {
+			s.abort(moqtransport.ErrorCodeSubscribeDoneTooFarBehind, "subscriber too far behind (queue overflow)")
+		}
+		return
+	}
+	t := time.NewTimer(s.pub.cfg.WriteTimeout)
+	defer t.Stop()
+	select {
+	case s.queue <- o:
+	case <-s.stop:
+	case <-s.sess.ctx.Done():
+	case <-t.C:
+		s.pub.dropped.Add(1)
+		s.abort(moqtransport.ErrorCodeSubscribeDoneTooFarBehind, "subscriber too slow (queue full for WriteTimeout)")
+	}
+}
+
+// run is the writer goroutine.
+func (s *subscriber) run() {
+	code, why := moqtransport.ErrorCodeSubscribeDoneTrackEnded, "track ended"
+	defer func() { s.finish(code, why) }()
+	for {
+		select {
+		case o := <-s.queue:
+			if err := s.write(o); err != nil {
+				code, why = s.writeFailure(err)
+				return
+			}
+		case <-s.stop:
+			code, why = s.stopCode, s.stopWhy
+			return
+		case <-s.sess.ctx.Done():
+			return
+		case <-s.flush:
+			for {
+				select {
+				case o := <-s.queue:
+					if err := s.write(o); err != nil {
+						code, why = s.writeFailure(err)
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *subscriber) writeFailure(err error) (uint64, string) {
+	if errors.Is(err, moqtransport.ErrUnsusbcribed) {
+		return moqtransport.ErrorCodeSubscribeDoneSubscriptionEnded, "unsubscribed"
+	}
+	if !s.sess.closed() {
+		s.pub.disconnected.Add(1)
+		s.sess.cfg.Logger.Info("moq: ending subscriber after write failure", "remote", s.sess.conn.RemoteAddr().String(), "err", err)
+	}
+	return moqtransport.ErrorCodeSubscribeDoneInternal, "write failed"
+}
+
+func (s *subscriber) write(o Object) error {
+	key := [2]uint64{o.GroupID, o.SubgroupID}
+	sg := s.streams[key]
+	if sg == nil {
+		var err error
+		sg, err = s.w.OpenSubgroup(o.GroupID, o.SubgroupID, 0)
+		if err != nil {
+			return err
+		}
+		s.streams[key] = sg
+	}
+	if _, err := sg.WriteObject(o.ObjectID, o.Payload); err != nil {
+		return err
+	}
+	s.pub.objectsOut.Add(1)
+	s.pub.bytesOut.Add(uint64(len(o.Payload)))
+	switch {
+	case !s.hasNewest || o.GroupID > s.newest:
+		s.newest, s.hasNewest = o.GroupID, true
+		for k, st := range s.streams {
+			if k[0] < o.GroupID {
+				_ = st.Close()
+				delete(s.streams, k)
+			}
+		}
+	case o.GroupID < s.newest:
+		_ = sg.Close()
+		delete(s.streams, key)
+	}
+	return nil
+}
+
+func (s *subscriber) finish(code uint64, why string) {
+	s.abort(code, why) // unblocks enqueuers
+	for k, st := range s.streams {
+		_ = st.Close()
+		delete(s.streams, k)
+	}
+	if code == moqtransport.ErrorCodeSubscribeDoneTooFarBehind {
+		s.pub.disconnected.Add(1)
+	}
+	if !s.sess.closed() {
+		// Sends SUBSCRIBE_DONE and forgets the subscription in the library.
+		_ = s.w.CloseWithError(code, why)
+	}
+	s.pub.detach(s)
+}

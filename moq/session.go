@@ -1,0 +1,417 @@
+package moq
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mengelbart/moqtransport"
+	"github.com/quic-go/quic-go"
+)
+
+// SessionStats are connection-level counters of the guards.
+type SessionStats struct {
+	StreamsAccepted    uint64 // incoming data streams
+	StreamsRefused     uint64 // stopped for bad framing / extension headers
+	Oversize           uint64 // stopped for an object above MaxObjectSize
+	DatagramsDiscarded uint64 // datagrams are not used; see ReceiveDatagram
+	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
+}
+
+type sessionCounters struct {
+	streamsAccepted, streamsRefused, oversize, datagramsDiscarded, streamCreditWaits atomic.Uint64
+}
+
+// Session is one MoQ session (one QUIC connection). Either end may publish
+// and subscribe. All methods are safe for concurrent use.
+type Session struct {
+	cfg  *Config
+	conn *quic.Conn
+	ms   *moqtransport.Session
+	ctx  context.Context // done when the QUIC connection is closed
+
+	mu             sync.Mutex
+	publishers     map[string]*Publisher
+	inbounds       map[uint64]*inbound // by track alias of our subscriptions
+	aliasByRequest map[uint64]uint64
+	subscriptions  map[*Subscription]struct{}
+	shut           bool // Close has begun; no new goroutines
+
+	stats     sessionCounters
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup // goroutines started by this package for the session
+}
+
+func quicConfig(cfg *Config) *quic.Config {
+	return &quic.Config{
+		EnableDatagrams:       true, // v0.5.0 refuses to run without it
+		MaxIncomingUniStreams: cfg.MaxIncomingUniStreams,
+		MaxIdleTimeout:        cfg.MaxIdleTimeout,
+		KeepAlivePeriod:       cfg.MaxIdleTimeout / 2,
+		HandshakeIdleTimeout:  cfg.HandshakeTimeout,
+	}
+}
+
+func newSession(conn *quic.Conn, perspective moqtransport.Perspective, cfg *Config) *Session {
+	s := &Session{
+		cfg:            cfg,
+		conn:           conn,
+		ctx:            conn.Context(),
+		publishers:     map[string]*Publisher{},
+		inbounds:       map[uint64]*inbound{},
+		aliasByRequest: map[uint64]uint64{},
+		subscriptions:  map[*Subscription]struct{}{},
+	}
+	s.ms = &moqtransport.Session{
+		InitialMaxRequestID: maxRequestID,
+		Handler:             moqtransport.HandlerFunc(s.handle),
+		SubscribeHandler:    moqtransport.SubscribeHandlerFunc(s.handleSubscribe),
+	}
+	_ = perspective
+	return s
+}
+
+// setup runs the MoQ SETUP exchange with a timeout: v0.5.0's Run has none
+// and ignores contexts, so on expiry we close the QUIC connection, which
+// makes Run return.
+func (s *Session) setup(ctx context.Context, perspective moqtransport.Perspective) error {
+	gc := &guardedConn{conn: s.conn, perspective: perspective, sess: s}
+	done := make(chan error, 1)
+	go func() { done <- s.ms.Run(gc) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			_ = s.conn.CloseWithError(0x1, "moq setup failed")
+			return fmt.Errorf("moq: session setup with %s failed: %w", s.conn.RemoteAddr(), err)
+		}
+	case <-ctx.Done():
+		_ = s.conn.CloseWithError(0x1, "moq setup timeout")
+		<-done
+		return fmt.Errorf("%w (peer %s, waited %s)", ErrSetupTimeout, s.conn.RemoteAddr(), s.cfg.HandshakeTimeout)
+	}
+	// Clean up our goroutines when the peer goes away, too.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		s.closeSubscriptions()
+	}()
+	return nil
+}
+
+// Dial connects to a MoQ endpoint over raw QUIC (ALPN moq-00) and completes
+// the MoQ SETUP within cfg.HandshakeTimeout.
+func Dial(ctx context.Context, addr string, cfg *Config) (*Session, error) {
+	cfg = cfg.withDefaults()
+	var tc *tls.Config
+	if cfg.TLSConfig != nil {
+		tc = cfg.TLSConfig.Clone()
+	} else {
+		tc = &tls.Config{MinVersion: tls.VersionTLS13}
+	}
+	tc.NextProtos = []string{ALPN}
+	if cfg.InsecureSkipVerify {
+		tc.InsecureSkipVerify = true
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	qc, err := quic.DialAddr(sctx, addr, tc, quicConfig(cfg))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w: QUIC handshake with %s: %v", ErrSetupTimeout, addr, err)
+		}
+		return nil, fmt.Errorf("moq: dial %s: %w", addr, err)
+	}
+	s := newSession(qc, moqtransport.PerspectiveClient, cfg)
+	if err := s.setup(sctx, moqtransport.PerspectiveClient); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Listener accepts MoQ sessions over raw QUIC.
+type Listener struct {
+	ln     *quic.Listener
+	cfg    *Config
+	ready  chan *Session
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Listen listens on addr (UDP). tlsConf must hold a certificate (see
+// DevTLSConfig); its NextProtos is forced to moq-00.
+func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
+	if tlsConf == nil {
+		return nil, errors.New("moq: Listen needs a TLS config with a certificate (use DevTLSConfig for tests)")
+	}
+	cfg = cfg.withDefaults()
+	tc := tlsConf.Clone()
+	tc.NextProtos = []string{ALPN}
+	ln, err := quic.ListenAddr(addr, tc, quicConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("moq: listen on %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Listener{ln: ln, cfg: cfg, ready: make(chan *Session), ctx: ctx, cancel: cancel}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l, nil
+}
+
+func (l *Listener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		qc, err := l.ln.Accept(l.ctx)
+		if err != nil {
+			return
+		}
+		// Set each connection up in its own goroutine so a silent client
+		// cannot hold up the others.
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			s := newSession(qc, moqtransport.PerspectiveServer, l.cfg)
+			sctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
+			err := s.setup(sctx, moqtransport.PerspectiveServer)
+			cancel()
+			if err != nil {
+				l.cfg.Logger.Info("moq: session setup failed", "remote", qc.RemoteAddr().String(), "err", err)
+				return
+			}
+			select {
+			case l.ready <- s:
+			case <-l.ctx.Done():
+				_ = s.Close()
+			}
+		}()
+	}
+}
+
+// Accept returns the next session whose SETUP has completed.
+func (l *Listener) Accept(ctx context.Context) (*Session, error) {
+	select {
+	case s := <-l.ready:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Addr is the local UDP address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops accepting. Sessions already returned by Accept stay open.
+func (l *Listener) Close() error {
+	l.cancel()
+	err := l.ln.Close()
+	l.wg.Wait()
+	return err
+}
+
+// Done is closed when the session's connection is closed (by either end).
+func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }
+
+// RemoteAddr is the peer's address.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// Stats returns the guard counters.
+func (s *Session) Stats() SessionStats {
+	return SessionStats{
+		StreamsAccepted:    s.stats.streamsAccepted.Load(),
+		StreamsRefused:     s.stats.streamsRefused.Load(),
+		Oversize:           s.stats.oversize.Load(),
+		DatagramsDiscarded: s.stats.datagramsDiscarded.Load(),
+		StreamCreditWaits:  s.stats.streamCreditWaits.Load(),
+	}
+}
+
+// Close closes the session and its QUIC connection, ends its subscriptions
+// and waits for the goroutines this package started for it.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.shut = true
+		s.mu.Unlock()
+		// Closes the QUIC connection (code 0) and waits for the library's
+		// control/accept goroutines.
+		err := s.ms.Close()
+		if err != nil && !isClosedErr(err) {
+			s.closeErr = err
+		}
+		s.closeSubscriptions()
+		s.wg.Wait()
+	})
+	return s.closeErr
+}
+
+func isClosedErr(err error) bool {
+	var appErr *quic.ApplicationError
+	if errors.As(err, &appErr) {
+		return true
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed)
+}
+
+func (s *Session) closeSubscriptions() {
+	s.mu.Lock()
+	subs := make([]*Subscription, 0, len(s.subscriptions))
+	for sub := range s.subscriptions {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.stop(ErrSessionClosed)
+	}
+}
+
+func (s *Session) closed() bool { return s.ctx.Err() != nil }
+
+// Announce sends ANNOUNCE for namespace and waits for ANNOUNCE_OK.
+// Announcing is what makes a relay route SUBSCRIBEs for the namespace to
+// this session; register the tracks with Publish first.
+func (s *Session) Announce(ctx context.Context, namespace []string) error {
+	if s.closed() {
+		return ErrSessionClosed
+	}
+	if err := s.ms.Announce(ctx, namespace); err != nil {
+		if s.closed() {
+			return ErrSessionClosed
+		}
+		return fmt.Errorf("moq: announce %q refused or failed: %w", namespace, err)
+	}
+	return nil
+}
+
+// Publish registers a Publisher for (namespace, track) on this session:
+// SUBSCRIBEs from the peer for it are attached to the Publisher.
+func (s *Session) Publish(namespace []string, track string) (*Publisher, error) {
+	key := trackKey(namespace, track)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.publishers[key]; ok && !p.isClosed() {
+		return nil, fmt.Errorf("moq: track %q/%q is already published on this session; reuse its Publisher", namespace, track)
+	}
+	p := NewPublisher(namespace, track, s.cfg)
+	s.publishers[key] = p
+	return p, nil
+}
+
+// trackKey is an unambiguous map key for (namespace tuple, track).
+func trackKey(namespace []string, track string) string {
+	var b strings.Builder
+	for _, e := range namespace {
+		fmt.Fprintf(&b, "%d:%s/", len(e), e)
+	}
+	fmt.Fprintf(&b, "|%s", track)
+	return b.String()
+}
+
+// TrackKey is the key relays and callers can use to index (namespace, track).
+func TrackKey(namespace []string, track string) string { return trackKey(namespace, track) }
+
+// observeControlMessage sees every control message we send. For our
+// SUBSCRIBEs it records the track alias, which v0.5.0 does not expose, and
+// creates the credit gate before any data for it can arrive.
+func (s *Session) observeControlMessage(msg []byte) {
+	reqID, alias, ok := parseSubscribe(msg)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	s.inbounds[alias] = newInbound()
+	s.aliasByRequest[reqID] = alias
+	s.mu.Unlock()
+}
+
+func (s *Session) inboundFor(alias uint64) *inbound {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inbounds[alias]
+}
+
+func (s *Session) inboundForRequest(reqID uint64) *inbound {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	alias, ok := s.aliasByRequest[reqID]
+	if !ok {
+		return nil
+	}
+	return s.inbounds[alias]
+}
+
+// handle answers the control messages other than SUBSCRIBE. It runs on the
+// library's control goroutine: it must answer and return without blocking.
+func (s *Session) handle(w moqtransport.ResponseWriter, m *moqtransport.Message) {
+	switch m.Method {
+	case moqtransport.MessageAnnounce:
+		if s.cfg.OnAnnounce == nil {
+			_ = w.Reject(moqtransport.ErrorCodeAnnouncementNotSupported, "announcements are not accepted by this endpoint")
+			return
+		}
+		if err := s.cfg.OnAnnounce(s, m.Namespace); err != nil {
+			_ = w.Reject(moqtransport.ErrorCodeAnnouncementInternal, err.Error())
+			return
+		}
+		_ = w.Accept()
+	case moqtransport.MessageFetch:
+		_ = w.Reject(moqtransport.ErrorCodeFetchNotSupported, "FETCH is not supported; SUBSCRIBE instead")
+	case moqtransport.MessageTrackStatusRequest:
+		_ = w.Reject(0, "TRACK_STATUS is not supported")
+	case moqtransport.MessageSubscribeAnnounces:
+		_ = w.Reject(moqtransport.ErrorCodeSubscribeAnnouncesNotSupported, "SUBSCRIBE_ANNOUNCES is not supported")
+	default:
+		// GOAWAY, UNANNOUNCE, ANNOUNCE_CANCEL, UNSUBSCRIBE_ANNOUNCES: w is nil.
+		s.cfg.Logger.Info("moq: ignoring control message", "method", m.Method, "remote", s.conn.RemoteAddr().String())
+	}
+}
+
+// handleSubscribe routes an incoming SUBSCRIBE to a Publisher. Runs on the
+// library's control goroutine: never blocks; objects are written by the
+// subscriber's own goroutine.
+func (s *Session) handleSubscribe(w *moqtransport.SubscribeResponseWriter, m *moqtransport.SubscribeMessage) {
+	s.mu.Lock()
+	pub := s.publishers[trackKey(m.Namespace, m.Track)]
+	s.mu.Unlock()
+	if pub != nil && pub.isClosed() {
+		pub = nil
+	}
+	if pub == nil && s.cfg.OnSubscribe != nil {
+		var err error
+		pub, err = s.cfg.OnSubscribe(s, m.Namespace, m.Track)
+		if err != nil {
+			code := moqtransport.ErrorCodeSubscribeInternal
+			if errors.Is(err, ErrUnknownTrack) {
+				code = moqtransport.ErrorCodeSubscribeTrackDoesNotExist
+			}
+			_ = w.Reject(code, err.Error())
+			return
+		}
+	}
+	if pub == nil {
+		_ = w.Reject(moqtransport.ErrorCodeSubscribeTrackDoesNotExist, "unknown track")
+		return
+	}
+	sub, err := pub.attach(s, w)
+	if err != nil {
+		_ = w.Reject(moqtransport.ErrorCodeSubscribeTrackDoesNotExist, err.Error())
+		return
+	}
+	if err := w.Accept(); err != nil {
+		pub.detach(sub)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sub.run()
+	}()
+}
