@@ -1,5 +1,7 @@
 package pipeline
 
+import "time"
+
 // Object is one MoQ object moving through a batch or a stage.
 type Object struct {
 	Track      *Track
@@ -14,6 +16,9 @@ type Object struct {
 	Out []byte
 	// Err is the object's result: nil, or why it was dropped.
 	Err error
+	// Arrived is when the caller received the object. The pipeline only
+	// carries it, so latency can be measured where the object leaves.
+	Arrived time.Time
 }
 
 // A Batcher seals or opens batches of objects in the calling goroutine. It

@@ -1,0 +1,122 @@
+package sidecar
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/moqsframe/moqsframe/pipeline"
+	"github.com/moqsframe/moqsframe/sframe"
+)
+
+// KeySource gives each track its SFrame keys. The static key file is one
+// source; a security group (MLS key schedule) is another.
+type KeySource interface {
+	// Sealer returns the sealer for a track this sidecar publishes.
+	Sealer(t *pipeline.Track) (pipeline.Sealer, error)
+	// Opener returns the opener for a track this sidecar receives.
+	Opener(t *pipeline.Track) (pipeline.Opener, error)
+}
+
+// KeyFile is the JSON form of a static key file:
+//
+//	{"suite": 4, "base_key": "000102…"}
+type KeyFile struct {
+	Suite   sframe.CipherSuite `json:"suite"`
+	BaseKey string             `json:"base_key"`
+}
+
+// ErrKeyFile means the key file is missing fields or malformed.
+var ErrKeyFile = errors.New("sidecar: bad key file")
+
+// StaticKeys derives every track's keys from one shared base key.
+//
+// A base key must never encrypt two objects under the same (KID, CTR). A
+// sidecar restarts with its counters at zero, so each run takes a fresh
+// random 40-bit run ID, and the KID of the n-th track it publishes is
+// run<<12 | n: a restarted sidecar uses new KIDs, hence new derived keys.
+// Receivers accept any KID from the base key, keeping at most
+// maxKIDsPerTrack per track (the oldest is evicted), so a forged KID stream
+// cannot grow memory without bound.
+type StaticKeys struct {
+	suite sframe.CipherSuite
+	base  []byte
+	run   uint64
+
+	mu     sync.Mutex
+	tracks int
+}
+
+const (
+	trackBits       = 12
+	maxKIDsPerTrack = 8
+)
+
+// LoadKeyFile reads a static key file.
+func LoadKeyFile(path string) (*StaticKeys, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var kf KeyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrKeyFile, path, err)
+	}
+	key, err := hex.DecodeString(kf.BaseKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: base_key is not hex", ErrKeyFile, path)
+	}
+	return NewStaticKeys(kf.Suite, key)
+}
+
+// NewStaticKeys returns a key source for one base key.
+func NewStaticKeys(suite sframe.CipherSuite, baseKey []byte) (*StaticKeys, error) {
+	if !suite.Supported() {
+		return nil, fmt.Errorf("%w: %w", ErrKeyFile, sframe.ErrUnsupportedSuite)
+	}
+	if len(baseKey) < suite.KeySize() {
+		return nil, fmt.Errorf("%w: base_key has %d bytes, %s needs at least %d", ErrKeyFile, len(baseKey), suite, suite.KeySize())
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return nil, err
+	}
+	return &StaticKeys{suite: suite, base: append([]byte(nil), baseKey...), run: binary.BigEndian.Uint64(r[:]) >> 24}, nil
+}
+
+// Sealer returns a new Sender for t under the next KID of this run.
+func (k *StaticKeys) Sealer(t *pipeline.Track) (pipeline.Sealer, error) {
+	k.mu.Lock()
+	n := k.tracks
+	k.tracks++
+	k.mu.Unlock()
+	if n >= 1<<trackBits {
+		return nil, fmt.Errorf("sidecar: more than %d published tracks for one static key", 1<<trackBits)
+	}
+	return sframe.NewSender(k.suite, k.run<<trackBits|uint64(n), k.base)
+}
+
+// Opener returns a Receiver for t that derives keys for new KIDs on demand.
+func (k *StaticKeys) Opener(t *pipeline.Track) (pipeline.Opener, error) {
+	var (
+		mu   sync.Mutex
+		kids []uint64 // resolved, oldest first
+		r    *sframe.Receiver
+	)
+	r = sframe.NewReceiver(sframe.WithKeyResolver(func(kid uint64) (sframe.CipherSuite, []byte, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(kids) == maxKIDsPerTrack {
+			r.RemoveKey(kids[0])
+			kids = kids[1:]
+		}
+		kids = append(kids, kid)
+		return k.suite, k.base, true
+	}))
+	return r, nil
+}

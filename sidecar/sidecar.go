@@ -1,0 +1,221 @@
+// Package sidecar turns plaintext MoQ tracks (or RTP from an encoder) into
+// SFrame tracks and back, so that MoQ relays carry only ciphertext. Every
+// object is sealed by a pipeline stage with its MoQ identity bound as SFrame
+// metadata. cmd/sframe-sidecar wires it to flags, a relay and /metrics.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/moqsframe/moqsframe/internal/metrics"
+	"github.com/moqsframe/moqsframe/pipeline"
+	"github.com/moqsframe/moqsframe/sframe"
+)
+
+// Mode says which way a sidecar works.
+type Mode int
+
+const (
+	Encrypt Mode = iota // plaintext in, SFrame out
+	Decrypt             // SFrame in, plaintext out
+)
+
+func (m Mode) String() string {
+	if m == Encrypt {
+		return "encrypt"
+	}
+	return "decrypt"
+}
+
+// Sink receives processed objects: a relay publisher, a file, RTP.
+type Sink interface {
+	WriteObject(track string, group, subgroup, object uint64, payload []byte) error
+}
+
+// Config configures a Sidecar.
+type Config struct {
+	Mode      Mode
+	Namespace []string // of every track the sidecar handles
+	Keys      KeySource
+	Sink      Sink
+	Pipeline  pipeline.Config
+	// MaxObjectSize bounds input objects; larger ones are dropped and
+	// counted. Default 4 MiB.
+	MaxObjectSize int
+	Metrics       *metrics.Registry // default: a new registry
+	Logger        *slog.Logger      // default: slog.Default()
+}
+
+// Metrics are the sidecar's counters, exported at /metrics.
+type Metrics struct {
+	ObjectsIn, BytesIn, ObjectsOut, BytesOut *metrics.Counter
+	Drops, AuthFailures, Errors, SinkErrors  *metrics.Counter
+	Latency                                  *metrics.Histogram
+}
+
+// Sidecar seals or opens the objects submitted to it and writes the results
+// to its sink, in order per track.
+type Sidecar struct {
+	cfg   Config
+	log   *slog.Logger
+	stage *pipeline.Stage
+	M     Metrics
+
+	mu     sync.Mutex
+	tracks map[string]*pipeline.Track
+
+	bufs chan []byte // free buffers, bounded
+}
+
+// ErrTooLarge means an input object exceeds Config.MaxObjectSize.
+var ErrTooLarge = errors.New("sidecar: object too large")
+
+// New starts a sidecar's pipeline stage.
+func New(cfg Config) (*Sidecar, error) {
+	if cfg.Keys == nil || cfg.Sink == nil {
+		return nil, errors.New("sidecar: Config needs Keys and Sink")
+	}
+	if len(cfg.Namespace) == 0 {
+		return nil, errors.New("sidecar: Config needs a Namespace")
+	}
+	if cfg.MaxObjectSize <= 0 {
+		cfg.MaxObjectSize = 4 << 20
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = &metrics.Registry{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := cfg.Metrics
+	s := &Sidecar{
+		cfg: cfg, log: cfg.Logger, tracks: map[string]*pipeline.Track{},
+		bufs: make(chan []byte, 4096),
+		M: Metrics{
+			ObjectsIn:    r.Counter("sidecar_objects_in_total", "Objects received for processing."),
+			BytesIn:      r.Counter("sidecar_bytes_in_total", "Payload bytes received for processing."),
+			ObjectsOut:   r.Counter("sidecar_objects_out_total", "Objects sealed or opened and written to the sink."),
+			BytesOut:     r.Counter("sidecar_bytes_out_total", "Payload bytes written to the sink."),
+			Drops:        r.Counter("sidecar_drops_total", "Objects dropped: oversized, queue closed, or malformed."),
+			AuthFailures: r.Counter("sidecar_auth_failures_total", "Objects that failed SFrame authentication."),
+			Errors:       r.Counter("sidecar_errors_total", "Objects that failed to seal or open for any reason."),
+			SinkErrors:   r.Counter("sidecar_sink_errors_total", "Objects the sink refused."),
+			Latency:      r.Histogram("sidecar_latency_seconds", "Time from receiving an object to writing it to the sink.", metrics.LatencyBuckets),
+		},
+	}
+	if cfg.Mode == Encrypt {
+		s.stage = pipeline.NewSealStage(cfg.Pipeline, s.emit)
+	} else {
+		s.stage = pipeline.NewOpenStage(cfg.Pipeline, s.emit)
+	}
+	return s, nil
+}
+
+// track returns the pipeline track for name, creating it with its keys.
+func (s *Sidecar) track(name string) (*pipeline.Track, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.tracks[name]; ok {
+		return t, nil
+	}
+	t, err := pipeline.NewTrack(s.cfg.Namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Mode == Encrypt {
+		t.Sealer, err = s.cfg.Keys.Sealer(t)
+	} else {
+		t.Opener, err = s.cfg.Keys.Opener(t)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: keys for track %s: %w", name, err)
+	}
+	s.tracks[name] = t
+	return t, nil
+}
+
+func (s *Sidecar) buffer(n int) []byte {
+	select {
+	case b := <-s.bufs:
+		if cap(b) >= n {
+			return b[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, max(n, 2048))
+}
+
+func (s *Sidecar) recycle(b []byte) {
+	select {
+	case s.bufs <- b:
+	default:
+	}
+}
+
+// Submit queues one object of the named track. The payload is copied, so
+// the caller may reuse it. Submit waits while the pipeline is full
+// (backpressure); it fails for oversized objects, after Close, or when ctx
+// ends, counting the drop.
+func (s *Sidecar) Submit(ctx context.Context, trackName string, group, subgroup, object uint64, payload []byte) error {
+	arrived := time.Now()
+	s.M.ObjectsIn.Inc()
+	s.M.BytesIn.Add(uint64(len(payload)))
+	if len(payload) > s.cfg.MaxObjectSize {
+		s.M.Drops.Inc()
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), s.cfg.MaxObjectSize)
+	}
+	t, err := s.track(trackName)
+	if err != nil {
+		s.M.Drops.Inc()
+		return err
+	}
+	in := append(s.buffer(len(payload)), payload...)
+	o := pipeline.Object{Track: t, GroupID: group, SubgroupID: subgroup, ObjectID: object,
+		Payload: in, Out: s.buffer(len(payload) + sframe.MaxHeaderLen + 16), Arrived: arrived}
+	if err := s.stage.Submit(ctx, o); err != nil {
+		s.recycle(in)
+		s.recycle(o.Out)
+		s.M.Drops.Inc()
+		return err
+	}
+	return nil
+}
+
+// emit runs on a pipeline worker with a processed batch.
+func (s *Sidecar) emit(batch []pipeline.Object) {
+	for i := range batch {
+		o := &batch[i]
+		switch {
+		case o.Err == nil:
+			if err := s.cfg.Sink.WriteObject(o.Track.Name(), o.GroupID, o.SubgroupID, o.ObjectID, o.Out); err != nil {
+				s.M.SinkErrors.Inc()
+				s.log.Debug("sink refused object", "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID, "err", err)
+			} else {
+				s.M.ObjectsOut.Inc()
+				s.M.BytesOut.Add(uint64(len(o.Out)))
+				s.M.Latency.Observe(time.Since(o.Arrived).Seconds())
+			}
+		case errors.Is(o.Err, sframe.ErrAuthentication):
+			s.M.AuthFailures.Inc()
+			s.M.Errors.Inc()
+			s.log.Warn("object failed authentication: dropped", "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID)
+		default:
+			s.M.Errors.Inc()
+			s.log.Warn("object dropped", "mode", s.cfg.Mode, "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID, "err", o.Err)
+		}
+		s.recycle(o.Payload)
+		s.recycle(o.Out)
+	}
+}
+
+// Close stops accepting objects and returns once every queued object has
+// been processed and written to the sink.
+func (s *Sidecar) Close() { s.stage.Close() }
+
+// Stats returns the pipeline stage's counters.
+func (s *Sidecar) Stats() pipeline.Stats { return s.stage.Stats() }

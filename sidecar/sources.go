@@ -1,0 +1,147 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/pion/rtp"
+
+	"github.com/moqsframe/moqsframe/internal/metrics"
+	"github.com/moqsframe/moqsframe/moq"
+	"github.com/moqsframe/moqsframe/rtpingest"
+)
+
+// Codec names an RTP payload format the sidecar ingests.
+type Codec string
+
+const (
+	H264 Codec = "h264"
+	Opus Codec = "opus"
+)
+
+// RTPSource reads RTP from a UDP socket, assembles frames and submits one
+// MoQ object per frame to the sidecar: a new group at each H.264 keyframe,
+// or every AudioGroupFrames Opus frames (default 50: one second of 20 ms
+// frames).
+type RTPSource struct {
+	Conn             net.PacketConn
+	Track            string
+	Codec            Codec
+	AudioGroupFrames int
+	Sidecar          *Sidecar
+}
+
+type depacketizer interface {
+	Push(*rtp.Packet) (rtpingest.Frame, bool, error)
+	Stats() rtpingest.Stats
+}
+
+// Run reads until ctx ends or the socket is closed.
+func (r *RTPSource) Run(ctx context.Context, reg *metrics.Registry) error {
+	var d depacketizer
+	g := rtpingest.Grouper{}
+	switch r.Codec {
+	case H264:
+		d = &rtpingest.H264Depacketizer{}
+	case Opus:
+		d = &rtpingest.OpusDepacketizer{}
+		g.MaxGroupFrames = r.AudioGroupFrames
+		if g.MaxGroupFrames <= 0 {
+			g.MaxGroupFrames = 50
+		}
+	default:
+		return fmt.Errorf("sidecar: unknown codec %q (want h264 or opus)", r.Codec)
+	}
+	if reg != nil {
+		prefix := "sidecar_rtp_" + r.Track + "_"
+		reg.CounterFunc(prefix+"packets_total", "RTP packets received.", func() float64 { return float64(d.Stats().Packets) })
+		reg.CounterFunc(prefix+"lost_total", "RTP packets missing by sequence number.", func() float64 { return float64(d.Stats().Lost) })
+		reg.CounterFunc(prefix+"frames_dropped_total", "Frames dropped: damaged by loss or malformed.", func() float64 { return float64(d.Stats().Dropped) })
+	}
+	stop := context.AfterFunc(ctx, func() { r.Conn.Close() })
+	defer stop()
+	buf := make([]byte, 65536)
+	var p rtp.Packet
+	for {
+		n, _, err := r.Conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		if p.Unmarshal(buf[:n]) != nil {
+			r.Sidecar.M.Drops.Inc()
+			continue
+		}
+		f, ok, _ := d.Push(&p)
+		if !ok {
+			continue
+		}
+		group, object := g.Next(f.Keyframe)
+		if err := r.Sidecar.Submit(ctx, r.Track, group, 0, object, f.Data); err != nil && ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// SubscribeInto subscribes to tracks of namespace through client and
+// submits every object to the sidecar with its IDs unchanged: the input of
+// an encrypting sidecar fed by a plaintext MoQ publisher, and of every
+// decrypting sidecar.
+func SubscribeInto(ctx context.Context, client *RelayClient, namespace []string, tracks []string, s *Sidecar) {
+	for _, t := range tracks {
+		client.Subscribe(namespace, t, func(o moq.Object) {
+			s.Submit(ctx, t, o.GroupID, o.SubgroupID, o.ObjectID, o.Payload)
+		})
+	}
+}
+
+// LocalServer serves tracks to local MoQ subscribers, for a decrypting
+// sidecar that hands plaintext to a media server or player.
+type LocalServer struct {
+	ln   *moq.Listener
+	cfg  moq.Config
+	pubs *publisherSet
+}
+
+// ListenLocal listens for local subscribers at addr with a development
+// certificate (loopback use).
+func ListenLocal(addr string, cfg *moq.Config) (*LocalServer, error) {
+	tlsConf, err := moq.DevTLSConfig("localhost", "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	s := &LocalServer{pubs: &publisherSet{m: map[string]*moq.Publisher{}}}
+	if cfg != nil {
+		s.cfg = *cfg
+	}
+	s.cfg.OnSubscribe = s.pubs.lookup
+	if s.ln, err = moq.Listen(addr, tlsConf, &s.cfg); err != nil {
+		return nil, err
+	}
+	go func() { // sessions serve themselves; keep accepting until closed
+		for {
+			if _, err := s.ln.Accept(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the listening address.
+func (s *LocalServer) Addr() net.Addr { return s.ln.Addr() }
+
+// Publisher returns the publisher of (namespace, track).
+func (s *LocalServer) Publisher(namespace []string, track string) *moq.Publisher {
+	return s.pubs.get(namespace, track, &s.cfg)
+}
+
+// Close stops listening and ends every track.
+func (s *LocalServer) Close() error {
+	s.pubs.closeAll()
+	return s.ln.Close()
+}
