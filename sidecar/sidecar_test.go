@@ -35,7 +35,9 @@ func TestEncryptDecryptThroughSidecars(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	frame := func(track string, g, o int) []byte { return []byte(fmt.Sprintf("%s frame %d/%d plaintext", track, g, o)) }
+	frame := func(track string, g, o int) []byte {
+		return []byte(fmt.Sprintf("%s frame %d/%d plaintext", track, g, o))
+	}
 	for g := range 5 {
 		for o := range 20 {
 			for _, tr := range []string{"video", "audio"} {

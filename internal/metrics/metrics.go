@@ -72,9 +72,11 @@ type funcMetric struct {
 	mtype string
 }
 
-func (f *funcMetric) write(w io.Writer, name string) { fmt.Fprintf(w, "%s %s\n", name, formatFloat(f.f())) }
-func (f *funcMetric) help() string                   { return f.desc }
-func (f *funcMetric) kind() string                   { return f.mtype }
+func (f *funcMetric) write(w io.Writer, name string) {
+	fmt.Fprintf(w, "%s %s\n", name, formatFloat(f.f()))
+}
+func (f *funcMetric) help() string { return f.desc }
+func (f *funcMetric) kind() string { return f.mtype }
 
 // CounterFunc registers a counter whose value f returns at scrape time.
 func (r *Registry) CounterFunc(name, help string, f func() float64) {
