@@ -1,0 +1,267 @@
+// Command sframe-sidecar sits beside a media server or encoder and turns
+// plaintext MoQ tracks (or RTP from an encoder) into SFrame tracks on a MoQ
+// relay, or SFrame tracks back into plaintext. The relay never sees a key.
+//
+//	sframe-sidecar -mode encrypt -relay 127.0.0.1:4443 -namespace example.org/live \
+//	    -key-file key.json -rtp-video 127.0.0.1:5004 -rtp-audio 127.0.0.1:5006
+//	sframe-sidecar -mode decrypt -relay 127.0.0.1:4443 -namespace example.org/live \
+//	    -key-file key.json -tracks video,audio -out-file media.rec
+//
+// Every flag can also be set by an environment variable: SFRAME_SIDECAR_
+// followed by the flag name in upper case with - as _ (e.g.
+// SFRAME_SIDECAR_KEY_FILE). Flags win over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moqsframe/moqsframe/internal/metrics"
+	"github.com/moqsframe/moqsframe/moq"
+	"github.com/moqsframe/moqsframe/sidecar"
+)
+
+type options struct {
+	mode, relay, namespace, tracks, keyFile string
+	source, sourceNamespace                 string
+	rtpVideo, rtpAudio                      string
+	outFile, serve, metricsAddr, logLevel   string
+	workers, maxObject                      int
+	insecure                                bool
+	drainTimeout                            time.Duration
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("sframe-sidecar", flag.ExitOnError)
+	fs.StringVar(&o.mode, "mode", "encrypt", "encrypt (plaintext in, SFrame to the relay) or decrypt (SFrame from the relay, plaintext out)")
+	fs.StringVar(&o.relay, "relay", "127.0.0.1:4443", "MoQ relay address (QUIC)")
+	fs.StringVar(&o.namespace, "namespace", "", "track namespace on the relay, fields separated by /")
+	fs.StringVar(&o.tracks, "tracks", "video", "track names, comma-separated (subscribed in decrypt mode and from -source)")
+	fs.StringVar(&o.keyFile, "key-file", "", `static key file: {"suite": 4, "base_key": "<hex>"}`)
+	fs.StringVar(&o.source, "source", "", "encrypt: address of a local MoQ publisher of the plaintext tracks")
+	fs.StringVar(&o.sourceNamespace, "source-namespace", "", "encrypt: namespace of the plaintext tracks at -source (default: -namespace)")
+	fs.StringVar(&o.rtpVideo, "rtp-video", "", "encrypt: UDP address to receive H.264 RTP on (track \"video\")")
+	fs.StringVar(&o.rtpAudio, "rtp-audio", "", "encrypt: UDP address to receive Opus RTP on (track \"audio\")")
+	fs.StringVar(&o.outFile, "out-file", "", "decrypt: write plaintext objects to this file (sidecar record format)")
+	fs.StringVar(&o.serve, "serve", "", "decrypt: serve plaintext tracks to local MoQ subscribers at this address")
+	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:9464", "address for /metrics and /healthz (empty: off)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&o.workers, "workers", 0, "pipeline workers (default: GOMAXPROCS)")
+	fs.IntVar(&o.maxObject, "max-object-size", 4<<20, "largest object accepted, in bytes")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the relay's certificate (development only)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for in-flight objects")
+	fs.Parse(os.Args[1:])
+	applyEnv(fs, "SFRAME_SIDECAR_")
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fatalf("-log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(o, log); err != nil {
+		log.Error("sidecar stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// applyEnv sets every flag not given on the command line from the
+// environment.
+func applyEnv(fs *flag.FlagSet, prefix string) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.VisitAll(func(f *flag.Flag) {
+		env := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !set[f.Name] {
+			if err := f.Value.Set(v); err != nil {
+				fatalf("%s: %v", env, err)
+			}
+		}
+	})
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "sframe-sidecar: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+func splitList(s, sep string) []string {
+	var out []string
+	for _, f := range strings.Split(s, sep) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func run(o options, log *slog.Logger) error {
+	mode := sidecar.Encrypt
+	switch o.mode {
+	case "encrypt":
+	case "decrypt":
+		mode = sidecar.Decrypt
+	default:
+		return fmt.Errorf("-mode must be encrypt or decrypt, not %q", o.mode)
+	}
+	ns := splitList(o.namespace, "/")
+	if len(ns) == 0 {
+		return errors.New("-namespace is required (e.g. example.org/live)")
+	}
+	if o.keyFile == "" {
+		return errors.New("-key-file is required")
+	}
+	keys, err := sidecar.LoadKeyFile(o.keyFile)
+	if err != nil {
+		return err
+	}
+	reg := &metrics.Registry{}
+	moqCfg := &moq.Config{MaxObjectSize: o.maxObject + 64, InsecureSkipVerify: o.insecure, Logger: log}
+	relay := sidecar.NewRelayClient(o.relay, moqCfg, log)
+	reg.CounterFunc("sidecar_relay_reconnects_total", "Times the relay session was lost and re-established.",
+		func() float64 { return float64(relay.Reconnects.Load()) })
+
+	var sink sidecar.Sink
+	var closers []func()
+	if mode == sidecar.Encrypt {
+		sink = sidecar.PublisherSink{Publishers: relay, Namespace: ns}
+	} else {
+		switch {
+		case o.outFile != "":
+			f, err := os.Create(o.outFile)
+			if err != nil {
+				return err
+			}
+			fsink := sidecar.NewFileSink(f)
+			sink = fsink
+			closers = append(closers, func() { fsink.Flush(); f.Close() })
+		case o.serve != "":
+			srv, err := sidecar.ListenLocal(o.serve, moqCfg)
+			if err != nil {
+				return err
+			}
+			log.Info("serving plaintext tracks", "addr", srv.Addr())
+			sink = sidecar.PublisherSink{Publishers: srv, Namespace: ns}
+			closers = append(closers, func() { srv.Close() })
+		default:
+			return errors.New("decrypt mode needs an output: -out-file or -serve")
+		}
+	}
+	sc, err := sidecar.New(sidecar.Config{Mode: mode, Namespace: ns, Keys: keys, Sink: sink,
+		MaxObjectSize: o.maxObject, Metrics: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	relayDone := make(chan struct{})
+	go func() { relay.Run(relayCtx); close(relayDone) }()
+
+	inputCtx, stopInput := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopInput()
+	if o.metricsAddr != "" {
+		if err := serveMetrics(o.metricsAddr, reg, relay, log); err != nil {
+			return err
+		}
+	}
+
+	inputs := make(chan error, 3)
+	running := 0
+	if mode == sidecar.Encrypt {
+		for _, in := range []struct {
+			addr, track string
+			codec       sidecar.Codec
+		}{
+			{o.rtpVideo, "video", sidecar.H264}, {o.rtpAudio, "audio", sidecar.Opus},
+		} {
+			if in.addr == "" {
+				continue
+			}
+			conn, err := net.ListenPacket("udp", in.addr)
+			if err != nil {
+				return err
+			}
+			if uc, ok := conn.(*net.UDPConn); ok {
+				uc.SetReadBuffer(8 << 20) // keyframes arrive as bursts
+			}
+			src := &sidecar.RTPSource{Conn: conn, Track: in.track, Codec: in.codec, Sidecar: sc}
+			log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", conn.LocalAddr())
+			running++
+			go func() { inputs <- src.Run(inputCtx, reg) }()
+		}
+		if o.source != "" {
+			srcNS := ns
+			if o.sourceNamespace != "" {
+				srcNS = splitList(o.sourceNamespace, "/")
+			}
+			local := sidecar.NewRelayClient(o.source, moqCfg, log)
+			sidecar.SubscribeInto(inputCtx, local, srcNS, splitList(o.tracks, ","), sc)
+			running++
+			go func() { local.Run(inputCtx); inputs <- nil }()
+		}
+		if running == 0 {
+			return errors.New("encrypt mode needs an input: -rtp-video, -rtp-audio or -source")
+		}
+	} else {
+		sidecar.SubscribeInto(inputCtx, relay, ns, splitList(o.tracks, ","), sc)
+	}
+	log.Info("sidecar running", "mode", mode, "relay", o.relay, "namespace", ns)
+
+	var runErr error
+	select {
+	case <-inputCtx.Done():
+		log.Info("shutting down: draining in-flight objects")
+	case runErr = <-inputs:
+		if runErr != nil {
+			log.Error("input failed", "err", runErr)
+		}
+	}
+	stopInput()
+	drained := make(chan struct{})
+	go func() { sc.Close(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(o.drainTimeout):
+		log.Warn("drain timed out; objects may be lost")
+	}
+	stopRelay()
+	<-relayDone
+	for _, c := range closers {
+		c()
+	}
+	st := sc.Stats()
+	log.Info("sidecar stopped", "objects", st.Objects, "bytes", st.Bytes, "drops", st.Drops, "errors", st.Errors, "auth_failures", st.AuthFailed)
+	return runErr
+}
+
+func serveMetrics(addr string, reg *metrics.Registry, relay *sidecar.RelayClient, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", reg)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Millisecond)
+		defer cancel()
+		if relay.WaitConnected(ctx) != nil {
+			http.Error(w, "relay not connected", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	log.Info("metrics", "addr", ln.Addr())
+	go http.Serve(ln, mux)
+	return nil
+}
