@@ -36,9 +36,9 @@ type PublisherStats struct {
 // writer goroutine, so WriteObject does not write to the network itself.
 //
 // Streams: one QUIC stream per (group, subgroup). When an object of a newer
-// group is written, the streams of older groups are closed (FIN); an object
-// of an older group than the newest (reordered input) goes on a stream that
-// is closed right after it.
+// group N is written, the streams of groups before N-1 are closed (FIN); an
+// object of a group older than N-1 (reordered input) goes on a stream that
+// is closed right after it. Publisher.Close closes all.
 type Publisher struct {
 	namespace []string
 	track     string
@@ -94,7 +94,16 @@ func (p *Publisher) WriteObject(groupID, subgroupID, objectID uint64, payload []
 	return p.writeOwned(o)
 }
 
-// writeOwned is WriteObject without the copy, for payloads nobody else holds.
+// Forward is WriteObject without the copy: the Publisher takes ownership of
+// o.Payload, which the caller must not modify afterwards. Meant for relays
+// forwarding objects read from a Subscription.
+func (p *Publisher) Forward(o Object) error {
+	if len(o.Payload) > p.cfg.MaxObjectSize {
+		return &ObjectTooLargeError{Size: uint64(len(o.Payload)), Max: uint64(p.cfg.MaxObjectSize)}
+	}
+	return p.writeOwned(o)
+}
+
 func (p *Publisher) writeOwned(o Object) error {
 	if p.isDone.Load() {
 		return ErrPublisherClosed
@@ -331,16 +340,19 @@ func (s *subscriber) write(o Object) error {
 	}
 	s.pub.objectsOut.Add(1)
 	s.pub.bytesOut.Add(uint64(len(o.Payload)))
+	// Keep the newest and the previous group's streams open: input that
+	// went through a v0.5.0 receiver interleaves adjacent groups (bug #5),
+	// and reopening a stream for a straggler could reorder its subgroup.
 	switch {
 	case !s.hasNewest || o.GroupID > s.newest:
 		s.newest, s.hasNewest = o.GroupID, true
 		for k, st := range s.streams {
-			if k[0] < o.GroupID {
+			if k[0]+1 < o.GroupID {
 				_ = st.Close()
 				delete(s.streams, k)
 			}
 		}
-	case o.GroupID < s.newest:
+	case o.GroupID+1 < s.newest:
 		_ = sg.Close()
 		delete(s.streams, key)
 	}

@@ -1,0 +1,318 @@
+// Package relay is a MoQ (draft-11) relay: publishers ANNOUNCE namespaces
+// to it, subscribers SUBSCRIBE through it. It forwards opaque payloads (SFrame
+// ciphertext) and never needs a key.
+//
+// Fan-out: one upstream subscription per (namespace, track), shared by all
+// downstream subscribers through one moq.Publisher. Every downstream
+// subscriber has its own bounded queue; when it is full, the object is
+// dropped for that subscriber only and counted, and after MaxDrops drops the
+// subscriber is disconnected (SUBSCRIBE_DONE "too far behind"). A slow
+// subscriber therefore never stalls the upstream or the other subscribers.
+//
+// There is no cache and no FETCH: a subscriber receives objects from the
+// moment its subscription is attached.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moqsframe/moqsframe/moq"
+)
+
+// Config configures a Relay. Zero fields take defaults.
+type Config struct {
+	// Addr is the UDP listen address, e.g. "127.0.0.1:4443".
+	Addr string
+	// TLS holds the server certificate. Required.
+	TLS *tls.Config
+	// MaxObjectSize bounds objects in both directions (default 4 MiB).
+	MaxObjectSize int
+	// SubscriberQueue is the per-downstream-subscriber queue in objects
+	// (default 1024).
+	SubscriberQueue int
+	// MaxDrops disconnects a subscriber after this many dropped objects
+	// (default 1000; negative = never).
+	MaxDrops int
+	// HandshakeTimeout bounds QUIC + MoQ SETUP of incoming sessions
+	// (default 10 s).
+	HandshakeTimeout time.Duration
+	// UpstreamTimeout bounds the upstream SUBSCRIBE (default 10 s).
+	UpstreamTimeout time.Duration
+	// Logger; defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Relay is a running relay.
+type Relay struct {
+	cfg    Config
+	ln     *moq.Listener
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu            sync.Mutex
+	sessions      map[*moq.Session]struct{}
+	announcements map[string]announcement // by namespace key
+	tracks        map[string]*track       // by moq.TrackKey
+
+	// Totals of sessions and tracks that are gone, so counters stay
+	// monotonic.
+	retired                                  totals
+	sessionsTotal, upstreamFailures, objsIn  atomic.Uint64
+	bytesIn, upstreamOversizeWhileForwarding atomic.Uint64
+}
+
+type announcement struct {
+	namespace []string
+	sess      *moq.Session
+}
+
+type totals struct {
+	objectsOut, bytesOut, droppedQueueFull, disconnects atomic.Uint64
+	oversize, refused, streams, datagrams, creditWaits  atomic.Uint64
+}
+
+// track is one upstream subscription fanned out to downstream subscribers.
+type track struct {
+	key       string
+	namespace []string
+	name      string
+	upstream  *moq.Session
+	pub       *moq.Publisher
+}
+
+// New listens on cfg.Addr. Call Serve to accept sessions.
+func New(cfg Config) (*Relay, error) {
+	if cfg.TLS == nil {
+		return nil, errors.New("relay: Config.TLS is required (use moq.DevTLSConfig for a dev certificate)")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxObjectSize <= 0 {
+		cfg.MaxObjectSize = moq.DefaultMaxObjectSize
+	}
+	if cfg.SubscriberQueue <= 0 {
+		cfg.SubscriberQueue = moq.DefaultSubscriberQueue
+	}
+	if cfg.MaxDrops == 0 {
+		cfg.MaxDrops = 1000
+	}
+	if cfg.MaxDrops < 0 {
+		cfg.MaxDrops = 0
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = 10 * time.Second
+	}
+	r := &Relay{
+		cfg:           cfg,
+		sessions:      map[*moq.Session]struct{}{},
+		announcements: map[string]announcement{},
+		tracks:        map[string]*track{},
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	ln, err := moq.Listen(cfg.Addr, cfg.TLS, r.moqConfig())
+	if err != nil {
+		return nil, err
+	}
+	r.ln = ln
+	return r, nil
+}
+
+func (r *Relay) moqConfig() *moq.Config {
+	return &moq.Config{
+		MaxObjectSize:    r.cfg.MaxObjectSize,
+		HandshakeTimeout: r.cfg.HandshakeTimeout,
+		SubscriberQueue:  r.cfg.SubscriberQueue,
+		DropWhenFull:     true,
+		MaxDrops:         r.cfg.MaxDrops,
+		OnAnnounce:       r.onAnnounce,
+		OnSubscribe:      r.onSubscribe,
+		Logger:           r.cfg.Logger,
+	}
+}
+
+// Addr is the relay's UDP address.
+func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// Serve accepts sessions until ctx is done or Close is called.
+func (r *Relay) Serve(ctx context.Context) error {
+	for {
+		s, err := r.ln.Accept(ctx)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil || r.ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		r.mu.Lock()
+		if r.ctx.Err() != nil {
+			r.mu.Unlock()
+			_ = s.Close()
+			return nil
+		}
+		r.sessions[s] = struct{}{}
+		r.sessionsTotal.Add(1)
+		r.wg.Add(1)
+		r.mu.Unlock()
+		r.cfg.Logger.Info("session up", "remote", s.RemoteAddr().String())
+		go func() {
+			defer r.wg.Done()
+			select {
+			case <-s.Done():
+			case <-r.ctx.Done():
+			}
+			r.dropSession(s)
+		}()
+	}
+}
+
+// dropSession forgets a session, its announcements, and closes it. Tracks
+// whose upstream it was end by themselves (their Subscription fails).
+func (r *Relay) dropSession(s *moq.Session) {
+	_ = s.Close()
+	st := s.Stats()
+	r.mu.Lock()
+	delete(r.sessions, s)
+	for k, a := range r.announcements {
+		if a.sess == s {
+			delete(r.announcements, k)
+		}
+	}
+	// Under r.mu so a metrics snapshot never sees the session twice or not at all.
+	r.retired.oversize.Add(st.Oversize)
+	r.retired.refused.Add(st.StreamsRefused)
+	r.retired.streams.Add(st.StreamsAccepted)
+	r.retired.datagrams.Add(st.DatagramsDiscarded)
+	r.retired.creditWaits.Add(st.StreamCreditWaits)
+	r.mu.Unlock()
+	r.cfg.Logger.Info("session down", "remote", s.RemoteAddr().String())
+}
+
+// Close stops accepting, closes every session and waits for the relay's
+// goroutines.
+func (r *Relay) Close() error {
+	r.cancel()
+	err := r.ln.Close()
+	r.wg.Wait()
+	return err
+}
+
+func nsKey(namespace []string) string { return moq.TrackKey(namespace, "") }
+
+// onAnnounce records the announcing session for namespace. Runs on the
+// session's control goroutine: no blocking. The latest announcer wins.
+func (r *Relay) onAnnounce(s *moq.Session, namespace []string) error {
+	if len(namespace) == 0 || len(namespace) > 32 {
+		return fmt.Errorf("namespace must have 1..32 elements, got %d", len(namespace))
+	}
+	r.mu.Lock()
+	r.announcements[nsKey(namespace)] = announcement{namespace: append([]string(nil), namespace...), sess: s}
+	r.mu.Unlock()
+	r.cfg.Logger.Info("announce", "namespace", strings.Join(namespace, "/"), "remote", s.RemoteAddr().String())
+	return nil
+}
+
+// announcerFor finds the session that announced namespace or its longest
+// announced prefix. Called with r.mu held.
+func (r *Relay) announcerFor(namespace []string) *moq.Session {
+	for n := len(namespace); n > 0; n-- {
+		if a, ok := r.announcements[nsKey(namespace[:n])]; ok {
+			return a.sess
+		}
+	}
+	return nil
+}
+
+// onSubscribe returns the shared Publisher for (namespace, trackName),
+// creating it and its upstream subscription on first use. Runs on the
+// downstream session's control goroutine: the upstream SUBSCRIBE is sent
+// from a new goroutine, so the downstream SUBSCRIBE_OK precedes the upstream
+// one and an upstream refusal arrives downstream as SUBSCRIBE_DONE.
+func (r *Relay) onSubscribe(_ *moq.Session, namespace []string, trackName string) (*moq.Publisher, error) {
+	key := moq.TrackKey(namespace, trackName)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx.Err() != nil {
+		return nil, errors.New("relay shutting down")
+	}
+	if t, ok := r.tracks[key]; ok {
+		return t.pub, nil
+	}
+	up := r.announcerFor(namespace)
+	if up == nil {
+		return nil, fmt.Errorf("%w: no publisher announced %q", moq.ErrUnknownTrack, strings.Join(namespace, "/"))
+	}
+	t := &track{
+		key:       key,
+		namespace: append([]string(nil), namespace...),
+		name:      trackName,
+		upstream:  up,
+		pub:       moq.NewPublisher(namespace, trackName, r.moqConfig()),
+	}
+	r.tracks[key] = t
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.pump(t)
+	}()
+	return t.pub, nil
+}
+
+// pump subscribes upstream and forwards every object, IDs unchanged, to the
+// track's Publisher (which never blocks: per-subscriber queues drop).
+func (r *Relay) pump(t *track) {
+	defer r.retireTrack(t)
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.UpstreamTimeout)
+	sub, err := t.upstream.Subscribe(ctx, t.namespace, t.name)
+	cancel()
+	if err != nil {
+		r.upstreamFailures.Add(1)
+		r.cfg.Logger.Warn("upstream subscribe failed", "namespace", strings.Join(t.namespace, "/"), "track", t.name, "err", err)
+		return
+	}
+	defer sub.Close()
+	for {
+		obj, err := sub.ReadObject(r.ctx)
+		if err != nil {
+			r.cfg.Logger.Info("upstream ended", "namespace", strings.Join(t.namespace, "/"), "track", t.name, "err", err)
+			return
+		}
+		r.objsIn.Add(1)
+		r.bytesIn.Add(uint64(len(obj.Payload)))
+		if err := t.pub.Forward(obj); err != nil {
+			// Only oversize can fail here; the receive guard already refuses
+			// such objects, so this is defensive.
+			r.upstreamOversizeWhileForwarding.Add(1)
+		}
+	}
+}
+
+func (r *Relay) retireTrack(t *track) {
+	// Sends SUBSCRIBE_DONE to the downstream subscribers after flushing.
+	_ = t.pub.Close()
+	// Let the writers flush before sampling the final counters.
+	deadline := time.Now().Add(2 * time.Second)
+	for t.pub.Subscribers() > 0 && time.Now().Before(deadline) && r.ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := t.pub.Stats()
+	r.mu.Lock()
+	if r.tracks[t.key] == t {
+		delete(r.tracks, t.key)
+	}
+	r.retired.objectsOut.Add(st.ObjectsOut)
+	r.retired.bytesOut.Add(st.BytesOut)
+	r.retired.droppedQueueFull.Add(st.Dropped)
+	r.retired.disconnects.Add(st.Disconnected)
+	r.mu.Unlock()
+}
