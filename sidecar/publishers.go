@@ -33,6 +33,16 @@ func (s *publisherSet) lookup(_ *moq.Session, ns []string, track string) (*moq.P
 	return nil, moq.ErrUnknownTrack
 }
 
+func (s *publisherSet) subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, p := range s.m {
+		n += p.Subscribers()
+	}
+	return n
+}
+
 func (s *publisherSet) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

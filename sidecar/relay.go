@@ -73,6 +73,10 @@ func (c *RelayClient) Publisher(namespace []string, track string) *moq.Publisher
 	return p
 }
 
+// Subscribers returns how many subscribers the client's publishers have:
+// for an encrypting sidecar, whether the relay is pulling its tracks.
+func (c *RelayClient) Subscribers() int { return c.pubs.subscribers() }
+
 // Subscribe asks for (namespace, track) on every session, calling handle
 // for each object from one goroutine per track. Handle may block: that
 // pushes back on the relay through QUIC flow control.

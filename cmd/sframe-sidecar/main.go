@@ -128,6 +128,8 @@ func run(o options, log *slog.Logger) error {
 	reg := &metrics.Registry{}
 	moqCfg := &moq.Config{MaxObjectSize: o.maxObject + 64, InsecureSkipVerify: o.insecure, Logger: log}
 	relay := sidecar.NewRelayClient(o.relay, moqCfg, log)
+	reg.GaugeFunc("sidecar_relay_subscribers", "Subscribers the relay holds on this sidecar's published tracks.",
+		func() float64 { return float64(relay.Subscribers()) })
 	reg.CounterFunc("sidecar_relay_reconnects_total", "Times the relay session was lost and re-established.",
 		func() float64 { return float64(relay.Reconnects.Load()) })
 
@@ -195,6 +197,7 @@ func run(o options, log *slog.Logger) error {
 			if uc, ok := conn.(*net.UDPConn); ok {
 				uc.SetReadBuffer(8 << 20) // keyframes arrive as bursts
 			}
+			relay.Publisher(ns, in.track) // announce now, so the relay can subscribe before the first frame
 			src := &sidecar.RTPSource{Conn: conn, Track: in.track, Codec: in.codec, Sidecar: sc}
 			log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", conn.LocalAddr())
 			running++
@@ -204,6 +207,9 @@ func run(o options, log *slog.Logger) error {
 			srcNS := ns
 			if o.sourceNamespace != "" {
 				srcNS = splitList(o.sourceNamespace, "/")
+			}
+			for _, t := range splitList(o.tracks, ",") {
+				relay.Publisher(ns, t)
 			}
 			local := sidecar.NewRelayClient(o.source, moqCfg, log)
 			sidecar.SubscribeInto(inputCtx, local, srcNS, splitList(o.tracks, ","), sc)
