@@ -141,8 +141,8 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := []CommitRequest{
-		{GroupID: []byte("g"), Epoch: 5, Commit: fakeCommit("g", 4, "x")},                     // epoch differs
-		{GroupID: []byte("h"), Epoch: 4, Commit: fakeCommit("g", 4, "x")},                     // group differs
+		{GroupID: []byte("g"), Epoch: 5, Commit: fakeCommit("g", 4, "x")},                        // epoch differs
+		{GroupID: []byte("h"), Epoch: 4, Commit: fakeCommit("g", 4, "x")},                        // group differs
 		{GroupID: []byte("g"), Epoch: 4, Commit: fakeHandshake("g", 4, ContentTypeProposal, "")}, // not a commit
 		{GroupID: []byte("g"), Epoch: 4, Commit: fakeCommit("g", 4, "x"), Welcome: fakeCommit("g", 4, "")},
 		{GroupID: []byte("g"), Epoch: 4, Commit: []byte{0, 1, 0, 1, 1}},
