@@ -20,7 +20,7 @@ import (
 // Layout:
 //
 //	groups/<name>/state        groupState (epoch, next request seq, creator digest)
-//	groups/<name>/commits/<e>  SHA-256 of the commit accepted in epoch e
+//	groups/<name>/commits/<e>  SHA-256 of the commit accepted in epoch e || welcome-queued flag
 //	groups/<name>/outbox/<id>  OutboxEntry not yet acknowledged
 //	pending/<name>             present while groups/<name>/outbox is non-empty
 type BoltStore struct {
@@ -165,14 +165,27 @@ func (s *BoltStore) SubmitCommit(ctx context.Context, group string, epoch uint64
 		}
 		cb := gb.Bucket(bktCommits)
 		if epoch != st.Epoch {
-			if d := cb.Get(u64key(epoch)); d != nil && string(d) == string(digest[:]) {
-				res = CommitResult{Outcome: CommitDuplicate, Epoch: st.Epoch}
-			} else {
+			rec, ok := unmarshalCommitRecord(cb.Get(u64key(epoch)))
+			if !ok || rec.Digest != digest {
 				res = CommitResult{Outcome: CommitConflict, Epoch: st.Epoch}
+				return nil
 			}
+			res = CommitResult{Outcome: CommitDuplicate, Epoch: st.Epoch}
+			if welcome == nil || rec.Welcome {
+				return nil
+			}
+			rec.Welcome = true
+			if err := cb.Put(u64key(epoch), rec.marshal()); err != nil {
+				return err
+			}
+			e := OutboxEntry{Kind: OutboxWelcome, Num: epoch, Payload: nil, Welcome: welcome}
+			if err := enqueue(tx, gb, group, &e); err != nil {
+				return err
+			}
+			res.OutboxID = e.ID
 			return nil
 		}
-		if err := cb.Put(u64key(epoch), digest[:]); err != nil {
+		if err := cb.Put(u64key(epoch), commitRecord{Digest: digest, Welcome: welcome != nil}.marshal()); err != nil {
 			return err
 		}
 		e := OutboxEntry{Kind: OutboxCommit, Num: epoch, Payload: commit, Welcome: welcome}

@@ -263,7 +263,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		s.metrics.CommitsAccepted.Add(1)
 	}
 	pending := s.drainLocked(r.Context(), group, res.OutboxID)
-	if res.Outcome == CommitDuplicate {
+	if res.Outcome == CommitDuplicate && !pending {
 		pending = s.commitPendingLocked(r.Context(), group, cr.Epoch)
 	}
 	code := http.StatusOK
@@ -333,7 +333,7 @@ func (s *Server) commitPendingLocked(ctx context.Context, group string, epoch ui
 		return true
 	}
 	for _, e := range entries {
-		if e.Kind == OutboxCommit && e.Num == epoch {
+		if (e.Kind == OutboxCommit || e.Kind == OutboxWelcome) && e.Num == epoch {
 			return true
 		}
 	}
@@ -363,6 +363,11 @@ func (s *Server) forward(ctx context.Context, group string, e OutboxEntry) error
 			}
 			s.metrics.Forwarded.Add(1)
 		}
+	case OutboxWelcome:
+		if err := s.fwd.ForwardWelcome(ctx, group, e.Num, e.Welcome); err != nil {
+			return err
+		}
+		s.metrics.Forwarded.Add(1)
 	default:
 		return fmt.Errorf("coord: unknown outbox entry kind %d", e.Kind)
 	}

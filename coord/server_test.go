@@ -454,3 +454,39 @@ func BenchmarkJoinBolt(b *testing.B) {
 		}
 	}
 }
+
+// A committer using staged commits gets the Welcome only after the CS
+// accepted the Commit: it resubmits the identical commit with the Welcome.
+func TestServerLateWelcome(t *testing.T) {
+	ctx := context.Background()
+	for name, open := range storeImpls(t) {
+		t.Run(name, func(t *testing.T) {
+			cs := newTestCS(t, open(t))
+			cs.client.Join(ctx, "g", fakeKeyPackage("A"))
+			c0 := fakeCommit("g", 0, "add B")
+			if err := cs.client.Commit(ctx, "g", 0, c0, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := cs.client.Commit(ctx, "g", 0, c0, fakeWelcome("B")); err != nil {
+				t.Fatalf("late welcome: %v", err)
+			}
+			// Only the first welcome per epoch is forwarded; a different commit still conflicts.
+			if err := cs.client.Commit(ctx, "g", 0, c0, fakeWelcome("again")); err != nil {
+				t.Fatal(err)
+			}
+			if err := cs.client.Commit(ctx, "g", 0, fakeCommit("g", 0, "x"), fakeWelcome("x")); !errors.Is(err, ErrEpochConflict) {
+				t.Fatalf("welcome with a different commit: %v", err)
+			}
+			var order []string
+			for _, it := range cs.rec.Items() {
+				order = append(order, fmt.Sprintf("%s/%d/%s", it.Track, it.Num, it.Data[4:]))
+			}
+			if got := strings.Join(order, " "); got != "commit/0/"+string(c0[4:])+" welcome/0/B" {
+				t.Fatalf("forwarded: %q", got)
+			}
+			if e, _ := cs.client.Epoch(ctx, "g"); e != 1 {
+				t.Fatalf("epoch %d", e)
+			}
+		})
+	}
+}

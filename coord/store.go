@@ -38,7 +38,9 @@ const (
 	// (and welcome) queued for forwarding.
 	CommitAccepted CommitOutcome = iota + 1
 	// CommitDuplicate: the identical commit was already accepted for this
-	// epoch earlier (a retry after a lost response). Nothing changed.
+	// epoch earlier (a retry after a lost response, or a late Welcome). If a
+	// Welcome is given and none was recorded for that epoch, it is queued
+	// (OutboxID set); otherwise nothing changed.
 	CommitDuplicate
 	// CommitConflict: the epoch did not match. Nothing changed.
 	CommitConflict
@@ -60,6 +62,7 @@ type OutboxKind uint8
 const (
 	OutboxRequest OutboxKind = 1 // forward Payload on the RequestTrack, seq = Num
 	OutboxCommit  OutboxKind = 2 // forward Payload on the CommitTrack (group = Num), Welcome on the WelcomeTrack
+	OutboxWelcome OutboxKind = 3 // forward Welcome on the WelcomeTrack (group = Num), for a late Welcome
 )
 
 // OutboxEntry is a decision that has been made durable but whose forwarding
@@ -88,7 +91,10 @@ type Store interface {
 	SubmitRequest(ctx context.Context, group string, req []byte, mayCreate bool) (RequestResult, error)
 	// SubmitCommit atomically compares epoch with the group's epoch; on a
 	// match it increments the epoch, records the commit's digest and queues
-	// commit and welcome for forwarding.
+	// commit and welcome for forwarding. An identical commit for an earlier
+	// epoch is CommitDuplicate; its welcome, if the first for that epoch, is
+	// queued (a committer using staged commits only gets the Welcome after
+	// the CS accepted the Commit).
 	SubmitCommit(ctx context.Context, group string, epoch uint64, commit, welcome []byte) (CommitResult, error)
 	// Epoch returns the group's current epoch or ErrUnknownGroup.
 	Epoch(ctx context.Context, group string) (uint64, error)
@@ -110,6 +116,31 @@ type groupState struct {
 }
 
 const groupStateLen = 8 + 8 + 32
+
+// commitRecord remembers the commit accepted for an epoch: its digest and
+// whether a Welcome was queued for it. Encoded as digest || uint8 welcome.
+type commitRecord struct {
+	Digest  [32]byte
+	Welcome bool
+}
+
+func (c commitRecord) marshal() []byte {
+	b := append(c.Digest[:0:0], c.Digest[:]...)
+	if c.Welcome {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func unmarshalCommitRecord(b []byte) (commitRecord, bool) {
+	var c commitRecord
+	if len(b) != 33 {
+		return c, false
+	}
+	copy(c.Digest[:], b)
+	c.Welcome = b[32] == 1
+	return c, true
+}
 
 func (g *groupState) marshal() []byte {
 	b := make([]byte, groupStateLen)
@@ -139,7 +170,7 @@ type MemStore struct {
 
 type memGroup struct {
 	state   groupState
-	commits map[uint64][32]byte
+	commits map[uint64]commitRecord
 	outbox  map[uint64]OutboxEntry
 	nextID  uint64
 }
@@ -169,7 +200,7 @@ func (m *MemStore) SubmitRequest(ctx context.Context, group string, req []byte, 
 		}
 		m.groups[group] = &memGroup{
 			state:   groupState{Creator: digest},
-			commits: map[uint64][32]byte{},
+			commits: map[uint64]commitRecord{},
 			outbox:  map[uint64]OutboxEntry{},
 		}
 		return RequestResult{Created: true}, nil
@@ -195,12 +226,21 @@ func (m *MemStore) SubmitCommit(ctx context.Context, group string, epoch uint64,
 	}
 	digest := sha256.Sum256(commit)
 	if epoch != g.state.Epoch {
-		if d, ok := g.commits[epoch]; ok && d == digest {
-			return CommitResult{Outcome: CommitDuplicate, Epoch: g.state.Epoch}, nil
+		rec, ok := g.commits[epoch]
+		if !ok || rec.Digest != digest {
+			return CommitResult{Outcome: CommitConflict, Epoch: g.state.Epoch}, nil
 		}
-		return CommitResult{Outcome: CommitConflict, Epoch: g.state.Epoch}, nil
+		res := CommitResult{Outcome: CommitDuplicate, Epoch: g.state.Epoch}
+		if welcome != nil && !rec.Welcome {
+			g.commits[epoch] = commitRecord{Digest: digest, Welcome: true}
+			g.nextID++
+			e := OutboxEntry{ID: g.nextID, Kind: OutboxWelcome, Num: epoch, Welcome: slices.Clone(welcome)}
+			g.outbox[e.ID] = e
+			res.OutboxID = e.ID
+		}
+		return res, nil
 	}
-	g.commits[epoch] = digest
+	g.commits[epoch] = commitRecord{Digest: digest, Welcome: welcome != nil}
 	g.state.Epoch++
 	g.nextID++
 	e := OutboxEntry{ID: g.nextID, Kind: OutboxCommit, Num: epoch, Payload: slices.Clone(commit)}
