@@ -322,4 +322,37 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 	if n := len(rec.Track("commit", "room")); n != 3 {
 		t.Fatalf("%d commits on the CommitTrack, want 3", n)
 	}
+
+	// bob leaves through the CS: his self-Remove goes out on the
+	// RequestTrack, every member stores it, dave commits it.
+	prop, err := b.Leave(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Leave(ctx, "room", prop); err != nil {
+		t.Fatalf("leave request: %v", err)
+	}
+	leaveReq := lastRequest()
+	if !bytes.Equal(leaveReq, prop) {
+		t.Fatal("RequestTrack does not carry bob's proposal")
+	}
+	for _, m := range []*Member{a, c, d} {
+		if err := m.ProcessProposal(ctx, leaveReq); err != nil {
+			t.Fatalf("%s: %v", m.identity, err)
+		}
+	}
+	if err := commitVia(d); err != nil {
+		t.Fatal(err)
+	}
+	apply(a)
+	apply(c)
+	commits := rec.Track("commit", "room")
+	last := commits[len(commits)-1]
+	if err := b.ProcessCommit(ctx, last.Num, last.Data); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("bob: %v", err)
+	}
+	assertSameKeys(t, 4, a, c, d)
+	if e, err := cs.Epoch(ctx, "room"); err != nil || e != 4 {
+		t.Fatalf("CS epoch %d, %v", e, err)
+	}
 }
