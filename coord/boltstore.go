@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -67,7 +68,7 @@ func (s *BoltStore) update(ctx context.Context, fn func(tx *bolt.Tx) error) erro
 		return err
 	}
 	err := s.db.Update(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrStoreClosed
 	}
 	return err
@@ -78,7 +79,7 @@ func (s *BoltStore) view(ctx context.Context, fn func(tx *bolt.Tx) error) error 
 		return err
 	}
 	err := s.db.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrStoreClosed
 	}
 	return err
