@@ -490,3 +490,40 @@ func TestServerLateWelcome(t *testing.T) {
 		})
 	}
 }
+
+// The client retries 503 with the identical body and maps 409 without a
+// usable epoch to an error that says so.
+func TestClientRetryAndConflictParsing(t *testing.T) {
+	var calls atomic.Int32
+	var bodies [][]byte
+	var mu sync.Mutex
+	hs := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, r.ContentLength)
+		r.Body.Read(b)
+		mu.Lock()
+		bodies = append(bodies, b)
+		mu.Unlock()
+		switch calls.Add(1) {
+		case 1:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case 2:
+			w.WriteHeader(http.StatusOK)
+		default:
+			w.WriteHeader(http.StatusConflict)
+		}
+	}))
+	defer hs.Close()
+	cl, _ := NewClient(hs.URL, hs.Client())
+	cl.Backoff = time.Millisecond
+	ctx := context.Background()
+	if err := cl.Commit(ctx, "g", 0, fakeCommit("g", 0, "c"), nil); err != nil {
+		t.Fatalf("commit after one 503: %v", err)
+	}
+	if calls.Load() != 2 || !bytes.Equal(bodies[0], bodies[1]) {
+		t.Fatalf("%d calls; bodies identical: %v", calls.Load(), bytes.Equal(bodies[0], bodies[1]))
+	}
+	err := cl.Commit(ctx, "g", 0, fakeCommit("g", 0, "c"), nil)
+	if err == nil || errors.Is(err, ErrEpochConflict) || !strings.Contains(err.Error(), EpochHeader) {
+		t.Fatalf("409 without epoch: %v", err)
+	}
+}
