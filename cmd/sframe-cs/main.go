@@ -1,0 +1,224 @@
+// Command sframe-cs runs the HTTPS coordination service of
+// draft-jennings-moq-e2ee-mls (see docs/coordination-service.md).
+//
+//	sframe-cs -db cs.db -listen :8443 -dev-cert -dev-cert-out cs-cert.pem
+//	sframe-cs -db cs.db -listen :8443 -tls-cert cert.pem -tls-key key.pem
+//
+// The MoQ forwarder is not wired yet: until it is, accepted items are only
+// logged (without payloads) by the placeholder logForwarder.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moqsframe/moqsframe/coord"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sframe-cs:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	listen, db               string
+	devCert                  bool
+	devCertOut, devCertHosts string
+	tlsCert, tlsKey          string
+	insecureHTTP             bool
+	maxBody                  int64
+	logLevel                 string
+	redeliverEvery           time.Duration
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("sframe-cs", flag.ContinueOnError)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to listen on")
+	fs.StringVar(&o.db, "db", "sframe-cs.db", "bbolt database file (created if missing)")
+	fs.BoolVar(&o.devCert, "dev-cert", false, "serve HTTPS with a fresh self-signed development certificate")
+	fs.StringVar(&o.devCertOut, "dev-cert-out", "", "write the development certificate (PEM, no key) here for clients to trust")
+	fs.StringVar(&o.devCertHosts, "dev-cert-hosts", "localhost,127.0.0.1,::1", "comma-separated names/IPs for the development certificate")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain (PEM)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "serve plain HTTP (testing only)")
+	fs.Int64Var(&o.maxBody, "max-body", coord.DefaultMaxBodyBytes, "largest accepted request body in bytes")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.redeliverEvery, "redeliver-every", 5*time.Second, "how often to retry forwarding queued items")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	modes := 0
+	for _, b := range []bool{o.devCert, o.tlsCert != "" || o.tlsKey != "", o.insecureHTTP} {
+		if b {
+			modes++
+		}
+	}
+	switch {
+	case modes == 0:
+		return nil, errors.New("HTTPS needs a certificate: pass -dev-cert for a development certificate, or -tls-cert and -tls-key")
+	case modes > 1:
+		return nil, errors.New("choose one of -dev-cert, -tls-cert/-tls-key, -insecure-http")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return nil, errors.New("-tls-cert and -tls-key must be given together")
+	}
+	return o, nil
+}
+
+func run(args []string, logOut io.Writer) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+
+	store, err := coord.OpenBoltStore(o.db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	metrics := coord.NewMetrics()
+	srv, err := coord.NewServer(coord.Config{
+		Store: store, Forwarder: logForwarder{log}, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", srv)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := store.PendingGroups(r.Context()); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		metrics.WritePrometheus(w)
+	})
+
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	switch {
+	case o.devCert:
+		cert, pemBytes, err := coord.DevCertificate(strings.Split(o.devCertHosts, ","), 30*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		if o.devCertOut != "" {
+			if err := os.WriteFile(o.devCertOut, pemBytes, 0o644); err != nil {
+				return fmt.Errorf("writing -dev-cert-out: %w", err)
+			}
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		log.Warn("serving with a self-signed development certificate; do not use in production", "cert_out", o.devCertOut)
+	case o.tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("loading -tls-cert/-tls-key: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	// Forward anything decided but not forwarded before the last shutdown
+	// or crash, then keep retrying in the background.
+	if left, err := srv.Redeliver(ctx); err != nil || left > 0 {
+		log.Warn("startup redelivery incomplete", "groups_pending", left, "err", err)
+	}
+	go func() {
+		t := time.NewTicker(o.redeliverEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if left, err := srv.Redeliver(ctx); err != nil || left > 0 {
+					log.Warn("redelivery incomplete", "groups_pending", left, "err", err)
+				}
+			}
+		}
+	}()
+
+	errc := make(chan error, 1)
+	go func() {
+		if hs.TLSConfig == nil {
+			errc <- hs.Serve(ln)
+			return
+		}
+		errc <- hs.ServeTLS(ln, "", "")
+	}()
+	scheme := "https"
+	if hs.TLSConfig == nil {
+		scheme = "http"
+	}
+	log.Info("sframe-cs listening", "addr", ln.Addr().String(), "scheme", scheme, "db", o.db)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return store.Close()
+}
+
+// logForwarder stands in for the MoQ forwarder until it is wired: it logs
+// what would be published (sizes only, never payloads) and succeeds.
+type logForwarder struct{ log *slog.Logger }
+
+func (f logForwarder) ForwardRequest(_ context.Context, group string, seq uint64, req []byte) error {
+	f.log.Info("forward", "track", "request", "group", group, "moq_group", seq, "bytes", len(req))
+	return nil
+}
+
+func (f logForwarder) ForwardCommit(_ context.Context, group string, epoch uint64, commit []byte) error {
+	f.log.Info("forward", "track", "commit", "group", group, "moq_group", epoch, "bytes", len(commit))
+	return nil
+}
+
+func (f logForwarder) ForwardWelcome(_ context.Context, group string, epoch uint64, welcome []byte) error {
+	f.log.Info("forward", "track", "welcome", "group", group, "moq_group", epoch, "bytes", len(welcome))
+	return nil
+}

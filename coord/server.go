@@ -1,0 +1,398 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// EpochHeader carries the group's current epoch on commit and epoch
+// responses, including 409 Conflict.
+const EpochHeader = "MoQ-CS-Epoch"
+
+// DefaultMaxBodyBytes bounds request bodies (413 beyond it).
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config configures a Server.
+type Config struct {
+	Store     Store     // required
+	Forwarder Forwarder // required
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	// MaxBodyBytes bounds POST bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// ForwardTimeout bounds one Forwarder call; 0 means 5s.
+	ForwardTimeout time.Duration
+}
+
+// Server is the coordination service HTTP handler:
+//
+//	POST /v1/groups/{group}/requests  body Request        -> 201 | 200 | 202 | 400 | 404 | 413
+//	POST /v1/groups/{group}/commits   body CommitRequest  -> 200 | 202 | 409 | 400 | 404 | 413
+//	GET  /v1/groups/{group}/epoch                         -> 200 | 404
+//
+// Ordering per group: the decision (Store) is durable first, then queued
+// items are forwarded in order, then the response is written. A group's
+// decision+forwarding runs under a per-group lock so forwarding never
+// reorders or duplicates within one process.
+type Server struct {
+	store   Store
+	fwd     Forwarder
+	log     *slog.Logger
+	metrics *Metrics
+	maxBody int64
+	fwdTO   time.Duration
+	mux     *http.ServeMux
+	locks   [64]sync.Mutex
+}
+
+// NewServer checks cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Forwarder == nil {
+		return nil, errors.New("coord: NewServer needs a Store and a Forwarder")
+	}
+	s := &Server{
+		store:   cfg.Store,
+		fwd:     cfg.Forwarder,
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
+		maxBody: cfg.MaxBodyBytes,
+		fwdTO:   cfg.ForwardTimeout,
+		mux:     http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.fwdTO <= 0 {
+		s.fwdTO = 5 * time.Second
+	}
+	s.mux.HandleFunc("POST /v1/groups/{group}/requests", s.handleRequest)
+	s.mux.HandleFunc("POST /v1/groups/{group}/commits", s.handleCommit)
+	s.mux.HandleFunc("GET /v1/groups/{group}/epoch", s.handleEpoch)
+	return s, nil
+}
+
+// Metrics returns the server's counters.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// ValidGroupName reports whether name can be a group: 1 to 255 bytes of
+// URL-unreserved characters A-Z a-z 0-9 - . _ ~ (so it is the same in the
+// URL path, the wire struct, the MLS group_id and the MoQ namespace).
+func ValidGroupName(name string) bool {
+	if len(name) == 0 || len(name) > MaxGroupIDLen || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) lockGroup(group string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(group))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+type errorBody struct {
+	Error string  `json:"error"`
+	Group string  `json:"group,omitempty"`
+	Epoch *uint64 `json:"epoch,omitempty"`
+}
+
+type okBody struct {
+	Group   string  `json:"group"`
+	Created bool    `json:"created,omitempty"`
+	Seq     *uint64 `json:"seq,omitempty"`
+	Epoch   *uint64 `json:"epoch,omitempty"`
+	Pending bool    `json:"forwarding_pending,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, endpoint string, code int, group, msg string) {
+	s.metrics.response(endpoint, code)
+	writeJSON(w, code, errorBody{Error: msg, Group: group})
+}
+
+// readBody reads the body with the size limit and returns the group name.
+// On failure it has written the response and returns ok=false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, endpoint string) (group string, body []byte, ok bool) {
+	group = r.PathValue("group")
+	if !ValidGroupName(group) {
+		s.fail(w, endpoint, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
+		return "", nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, endpoint, http.StatusRequestEntityTooLarge, group,
+				fmt.Sprintf("body exceeds %d bytes; this CS does not accept larger messages", mbe.Limit))
+			return "", nil, false
+		}
+		s.fail(w, endpoint, http.StatusBadRequest, group, "could not read the request body: "+err.Error())
+		return "", nil, false
+	}
+	return group, body, true
+}
+
+func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
+	const ep = "requests"
+	group, body, ok := s.readBody(w, r, ep)
+	if !ok {
+		return
+	}
+	req, err := UnmarshalRequest(body)
+	if err != nil {
+		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid Request struct (see docs/coordination-service.md): "+err.Error())
+		return
+	}
+	if string(req.GroupID) != group {
+		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("Request.group_id %q does not match the URL group %q", req.GroupID, group))
+		return
+	}
+	if err := req.Validate(); err != nil {
+		s.fail(w, ep, http.StatusBadRequest, group, "invalid "+req.Type.String()+" request: "+err.Error())
+		return
+	}
+
+	unlock := s.lockGroup(group)
+	defer unlock()
+	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == RequestJoin)
+	switch {
+	case errors.Is(err, ErrUnknownGroup):
+		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; only a join request can create a group", group))
+		return
+	case err != nil:
+		s.log.Error("store request failed", "group", group, "err", err)
+		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not record the request; retry later")
+		return
+	}
+	if res.Created {
+		s.metrics.GroupsCreated.Add(1)
+		s.metrics.response(ep, http.StatusCreated)
+		s.log.Info("group created", "group", group)
+		zero := uint64(0)
+		writeJSON(w, http.StatusCreated, okBody{Group: group, Created: true, Epoch: &zero})
+		return
+	}
+	s.metrics.RequestsQueued.Add(1)
+	pending := s.drainLocked(r.Context(), group, res.OutboxID)
+	code := http.StatusOK
+	if pending {
+		code = http.StatusAccepted
+	}
+	s.metrics.response(ep, code)
+	s.log.Info("request queued", "group", group, "type", req.Type.String(), "seq", res.Seq, "forwarded", !pending)
+	writeJSON(w, code, okBody{Group: group, Seq: &res.Seq, Pending: pending})
+}
+
+func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
+	const ep = "commits"
+	group, body, ok := s.readBody(w, r, ep)
+	if !ok {
+		return
+	}
+	cr, err := UnmarshalCommitRequest(body)
+	if err != nil {
+		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid CommitRequest struct (see docs/coordination-service.md): "+err.Error())
+		return
+	}
+	if string(cr.GroupID) != group {
+		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("CommitRequest.group_id %q does not match the URL group %q", cr.GroupID, group))
+		return
+	}
+	if err := cr.Validate(); err != nil {
+		s.fail(w, ep, http.StatusBadRequest, group, "invalid commit request: "+err.Error())
+		return
+	}
+
+	unlock := s.lockGroup(group)
+	defer unlock()
+	res, err := s.store.SubmitCommit(r.Context(), group, cr.Epoch, cr.Commit, cr.Welcome)
+	switch {
+	case errors.Is(err, ErrUnknownGroup):
+		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; send a join request first", group))
+		return
+	case err != nil:
+		s.log.Error("store commit failed", "group", group, "err", err)
+		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not record the commit; retry the identical request")
+		return
+	}
+	w.Header().Set(EpochHeader, strconv.FormatUint(res.Epoch, 10))
+	if res.Outcome == CommitConflict {
+		s.metrics.CommitConflicts.Add(1)
+		s.metrics.response(ep, http.StatusConflict)
+		s.log.Info("commit conflict", "group", group, "commit_epoch", cr.Epoch, "epoch", res.Epoch)
+		e := res.Epoch
+		writeJSON(w, http.StatusConflict, errorBody{
+			Error: fmt.Sprintf("commit is for epoch %d but the group is at epoch %d; discard it, apply the commits on the CommitTrack up to epoch %d and retry", cr.Epoch, res.Epoch, res.Epoch),
+			Group: group, Epoch: &e,
+		})
+		return
+	}
+	if res.Outcome == CommitAccepted {
+		s.metrics.CommitsAccepted.Add(1)
+	}
+	pending := s.drainLocked(r.Context(), group, res.OutboxID)
+	if res.Outcome == CommitDuplicate && !pending {
+		pending = s.commitPendingLocked(r.Context(), group, cr.Epoch)
+	}
+	code := http.StatusOK
+	if pending {
+		code = http.StatusAccepted
+	}
+	s.metrics.response(ep, code)
+	s.log.Info("commit accepted", "group", group, "commit_epoch", cr.Epoch, "epoch", res.Epoch,
+		"welcome", cr.Welcome != nil, "duplicate", res.Outcome == CommitDuplicate, "forwarded", !pending)
+	e := res.Epoch
+	writeJSON(w, code, okBody{Group: group, Epoch: &e, Pending: pending})
+}
+
+func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {
+	const ep = "epoch"
+	group := r.PathValue("group")
+	if !ValidGroupName(group) {
+		s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
+		return
+	}
+	e, err := s.store.Epoch(r.Context(), group)
+	switch {
+	case errors.Is(err, ErrUnknownGroup):
+		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
+		return
+	case err != nil:
+		s.log.Error("store epoch failed", "group", group, "err", err)
+		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not read the group state; retry later")
+		return
+	}
+	w.Header().Set(EpochHeader, strconv.FormatUint(e, 10))
+	s.metrics.response(ep, http.StatusOK)
+	writeJSON(w, http.StatusOK, okBody{Group: group, Epoch: &e})
+}
+
+// drainLocked forwards the group's outbox in order and reports whether the
+// entry `want` is still queued. The caller holds the group lock. Forwarding
+// is detached from the HTTP request's cancellation: once a decision is
+// durable we try to publish it even if the client went away.
+func (s *Server) drainLocked(ctx context.Context, group string, want uint64) (pending bool) {
+	ctx = context.WithoutCancel(ctx)
+	entries, err := s.store.Outbox(ctx, group)
+	if err != nil {
+		s.log.Error("reading outbox failed", "group", group, "err", err)
+		return true
+	}
+	for _, e := range entries {
+		if err := s.forward(ctx, group, e); err != nil {
+			s.metrics.ForwardErrors.Add(1)
+			s.log.Warn("forwarding failed; will retry", "group", group, "kind", e.Kind, "num", e.Num, "err", err)
+			// Entries are forwarded and acked strictly in ID order, so
+			// everything from e on is still queued.
+			return want != 0 && want >= e.ID
+		}
+		if err := s.store.Ack(ctx, group, e.ID); err != nil {
+			// Forwarded but not acked: it will be forwarded again (idempotent).
+			s.log.Error("acking outbox entry failed", "group", group, "err", err)
+			return want != 0 && want >= e.ID
+		}
+	}
+	return false
+}
+
+func (s *Server) commitPendingLocked(ctx context.Context, group string, epoch uint64) bool {
+	entries, err := s.store.Outbox(ctx, group)
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		if (e.Kind == OutboxCommit || e.Kind == OutboxWelcome) && e.Num == epoch {
+			return true
+		}
+	}
+	return false
+}
+
+// forward publishes one entry: for a commit, the Commit first, then the
+// Welcome (a joiner that sees the Welcome can rely on the Commit being on
+// the CommitTrack).
+func (s *Server) forward(ctx context.Context, group string, e OutboxEntry) error {
+	ctx, cancel := context.WithTimeout(ctx, s.fwdTO)
+	defer cancel()
+	switch e.Kind {
+	case OutboxRequest:
+		if err := s.fwd.ForwardRequest(ctx, group, e.Num, e.Payload); err != nil {
+			return err
+		}
+		s.metrics.Forwarded.Add(1)
+	case OutboxCommit:
+		if err := s.fwd.ForwardCommit(ctx, group, e.Num, e.Payload); err != nil {
+			return err
+		}
+		s.metrics.Forwarded.Add(1)
+		if e.Welcome != nil {
+			if err := s.fwd.ForwardWelcome(ctx, group, e.Num, e.Welcome); err != nil {
+				return err
+			}
+			s.metrics.Forwarded.Add(1)
+		}
+	case OutboxWelcome:
+		if err := s.fwd.ForwardWelcome(ctx, group, e.Num, e.Welcome); err != nil {
+			return err
+		}
+		s.metrics.Forwarded.Add(1)
+	default:
+		return fmt.Errorf("coord: unknown outbox entry kind %d", e.Kind)
+	}
+	return nil
+}
+
+// Redeliver forwards every queued entry of every group (call it at startup
+// and periodically). It returns the number of groups whose outbox is still
+// non-empty afterwards.
+func (s *Server) Redeliver(ctx context.Context) (stillPending int, err error) {
+	groups, err := s.store.PendingGroups(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range groups {
+		unlock := s.lockGroup(g)
+		s.drainLocked(ctx, g, 0)
+		left, err := s.store.Outbox(ctx, g)
+		unlock()
+		if err != nil {
+			return stillPending, err
+		}
+		if len(left) > 0 {
+			stillPending++
+		}
+	}
+	return stillPending, nil
+}

@@ -1,0 +1,270 @@
+package coord
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+// fakeHandshake builds an MLSMessage PublicMessage header with the given
+// content type followed by opaque filler (the CS never reads further).
+func fakeHandshake(group string, epoch uint64, contentType uint8, filler string) []byte {
+	b := []byte{0, 1, 0, 1} // mls10, public_message
+	b = append(b, byte(len(group)))
+	b = append(b, group...)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	b = append(b, 1, 0, 0, 0, 2) // sender member, leaf 2
+	b = append(b, 0)             // authenticated_data<V> empty
+	b = append(b, contentType)
+	return append(b, filler...)
+}
+
+func fakeCommit(group string, epoch uint64, filler string) []byte {
+	return fakeHandshake(group, epoch, ContentTypeCommit, filler)
+}
+
+func fakeWelcome(filler string) []byte {
+	return append([]byte{0, 1, 0, 3}, filler...)
+}
+
+func fakeKeyPackage(filler string) []byte {
+	return append([]byte{0, 1, 0, 1}, filler...)
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	for _, n := range []int{1, 63, 64, 16383, 16384, 100000} {
+		for _, typ := range []RequestType{RequestJoin, RequestLeave} {
+			r := Request{GroupID: []byte("room-1"), Type: typ, Body: bytes.Repeat([]byte{0xab}, n)}
+			enc, err := r.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := UnmarshalRequest(enc)
+			if err != nil {
+				t.Fatalf("n=%d %v: %v", n, typ, err)
+			}
+			if string(got.GroupID) != "room-1" || got.Type != typ || !bytes.Equal(got.Body, r.Body) {
+				t.Fatalf("n=%d %v: round trip mismatch", n, typ)
+			}
+		}
+	}
+	// Exact bytes for a small join (group "g", body 0x01 0x02).
+	enc, _ := (&Request{GroupID: []byte("g"), Type: RequestJoin, Body: []byte{1, 2}}).Marshal()
+	if want := []byte{0x01, 'g', 0x01, 0x02, 0x01, 0x02}; !bytes.Equal(enc, want) {
+		t.Fatalf("encoding = %x, want %x", enc, want)
+	}
+}
+
+func TestCommitRequestRoundTrip(t *testing.T) {
+	for _, w := range [][]byte{nil, {0x42}, bytes.Repeat([]byte{7}, 20000)} {
+		c := CommitRequest{GroupID: []byte("g"), Epoch: 1<<40 + 5, Commit: bytes.Repeat([]byte{1}, 70), Welcome: w}
+		enc, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalCommitRequest(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.GroupID) != "g" || got.Epoch != c.Epoch || !bytes.Equal(got.Commit, c.Commit) ||
+			!bytes.Equal(got.Welcome, w) || (got.Welcome == nil) != (w == nil) {
+			t.Fatalf("round trip mismatch (welcome len %d)", len(w))
+		}
+	}
+	enc, _ := (&CommitRequest{GroupID: []byte("g"), Epoch: 3, Commit: []byte{9}}).Marshal()
+	want := []byte{0x01, 'g', 0, 0, 0, 0, 0, 0, 0, 3, 0x01, 9, 0x00}
+	if !bytes.Equal(enc, want) {
+		t.Fatalf("encoding = %x, want %x", enc, want)
+	}
+}
+
+func TestMarshalRejects(t *testing.T) {
+	bad := []Request{
+		{GroupID: nil, Type: RequestJoin, Body: []byte{1}},
+		{GroupID: []byte("g"), Type: 3, Body: []byte{1}},
+		{GroupID: []byte("g"), Type: RequestJoin, Body: nil},
+		{GroupID: bytes.Repeat([]byte("a"), 256), Type: RequestJoin, Body: []byte{1}},
+	}
+	for i, r := range bad {
+		if _, err := r.Marshal(); err == nil {
+			t.Errorf("case %d: Marshal accepted an invalid Request", i)
+		}
+	}
+	if _, err := (&CommitRequest{GroupID: []byte("g"), Commit: []byte{1}, Welcome: []byte{}}).Marshal(); err == nil {
+		t.Error("Marshal accepted an empty (present) welcome")
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		commit bool
+		in     []byte
+		want   error
+	}{
+		{"empty", false, nil, ErrTruncated},
+		{"trailing", false, []byte{1, 'g', 1, 1, 9, 0xff}, ErrTrailingData},
+		{"unknown type 0", false, []byte{1, 'g', 0, 1, 9}, ErrUnknownRequestType},
+		{"unknown type 3", false, []byte{1, 'g', 3, 1, 9}, ErrUnknownRequestType},
+		{"no type", false, []byte{1, 'g'}, ErrTruncated},
+		{"body truncated", false, []byte{1, 'g', 1, 5, 9}, ErrTruncated},
+		{"empty group", false, []byte{0, 1, 1, 9}, ErrEmptyField},
+		{"empty body", false, []byte{1, 'g', 1, 0}, ErrEmptyField},
+		{"non-minimal 2-byte", false, []byte{0x40, 0x01, 'g', 1, 1, 9}, ErrBadLength},
+		{"non-minimal 4-byte", false, []byte{1, 'g', 1, 0x80, 0, 0, 1, 9}, ErrBadLength},
+		{"reserved prefix", false, []byte{0xc0, 1, 'g', 1, 1, 9}, ErrBadLength},
+		{"group too long", false, append([]byte{0x41, 0x00}, bytes.Repeat([]byte("a"), 256)...), ErrFieldTooLarge},
+		{"commit: truncated epoch", true, []byte{1, 'g', 0, 0, 0}, ErrTruncated},
+		{"commit: bad optional", true, []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 2}, ErrBadOptional},
+		{"commit: missing optional", true, []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 1, 9}, ErrTruncated},
+		{"commit: trailing", true, []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 0, 0}, ErrTrailingData},
+		{"commit: empty welcome", true, []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 1, 0}, ErrEmptyField},
+		{"commit: empty commit", true, []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}, ErrEmptyField},
+	}
+	for _, tc := range cases {
+		var err error
+		if tc.commit {
+			_, err = UnmarshalCommitRequest(tc.in)
+		} else {
+			_, err = UnmarshalRequest(tc.in)
+		}
+		if !errors.Is(err, tc.want) || !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want %v wrapped with ErrMalformed", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := CommitRequest{GroupID: []byte("g"), Epoch: 4, Commit: fakeCommit("g", 4, "x"), Welcome: fakeWelcome("w")}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := []CommitRequest{
+		{GroupID: []byte("g"), Epoch: 5, Commit: fakeCommit("g", 4, "x")},                        // epoch differs
+		{GroupID: []byte("h"), Epoch: 4, Commit: fakeCommit("g", 4, "x")},                        // group differs
+		{GroupID: []byte("g"), Epoch: 4, Commit: fakeHandshake("g", 4, ContentTypeProposal, "")}, // not a commit
+		{GroupID: []byte("g"), Epoch: 4, Commit: fakeCommit("g", 4, "x"), Welcome: fakeCommit("g", 4, "")},
+		{GroupID: []byte("g"), Epoch: 4, Commit: []byte{0, 1, 0, 1, 1}},
+		{GroupID: []byte("g"), Epoch: 4, Commit: []byte{0, 2, 0, 1}},
+	}
+	for i, c := range bad {
+		if err := c.Validate(); err == nil {
+			t.Errorf("case %d: Validate accepted an inconsistent CommitRequest", i)
+		}
+	}
+	leave := Request{GroupID: []byte("g"), Type: RequestLeave, Body: fakeHandshake("g", 2, ContentTypeProposal, "")}
+	if err := leave.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	leave.Body = fakeCommit("g", 2, "")
+	if err := leave.Validate(); !errors.Is(err, ErrMLSMismatch) {
+		t.Fatalf("leave carrying a commit: err = %v, want ErrMLSMismatch", err)
+	}
+	join := Request{GroupID: []byte("g"), Type: RequestJoin, Body: []byte{0, 2, 0, 1}}
+	if err := join.Validate(); !errors.Is(err, ErrMLSMismatch) {
+		t.Fatalf("join with KeyPackage version 2: err = %v", err)
+	}
+}
+
+// Fuzz targets: a successful decode must re-encode to exactly the input
+// (the encoding is canonical), and decoding must never panic.
+
+func FuzzUnmarshalRequest(f *testing.F) {
+	for _, r := range []Request{
+		{GroupID: []byte("g"), Type: RequestJoin, Body: fakeKeyPackage("kp")},
+		{GroupID: []byte("room"), Type: RequestLeave, Body: fakeHandshake("room", 3, ContentTypeProposal, "p")},
+		{GroupID: []byte("g"), Type: RequestJoin, Body: bytes.Repeat([]byte{1}, 300)},
+	} {
+		enc, _ := r.Marshal()
+		f.Add(enc)
+	}
+	f.Add([]byte{1, 'g', 3, 1, 9})
+	f.Add([]byte{0x40, 0x01, 'g', 1, 1, 9})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := UnmarshalRequest(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error does not wrap ErrMalformed: %v", err)
+			}
+			return
+		}
+		_ = r.Validate()
+		enc, err := r.Marshal()
+		if err != nil {
+			t.Fatalf("decoded Request does not re-encode: %v", err)
+		}
+		if !bytes.Equal(enc, data) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x", data, enc)
+		}
+	})
+}
+
+func FuzzUnmarshalCommitRequest(f *testing.F) {
+	for _, c := range []CommitRequest{
+		{GroupID: []byte("g"), Epoch: 0, Commit: fakeCommit("g", 0, "c")},
+		{GroupID: []byte("g"), Epoch: 7, Commit: fakeCommit("g", 7, "c"), Welcome: fakeWelcome("w")},
+	} {
+		enc, _ := c.Marshal()
+		f.Add(enc)
+	}
+	f.Add([]byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := UnmarshalCommitRequest(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error does not wrap ErrMalformed: %v", err)
+			}
+			return
+		}
+		_ = c.Validate()
+		enc, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("decoded CommitRequest does not re-encode: %v", err)
+		}
+		if !bytes.Equal(enc, data) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x", data, enc)
+		}
+	})
+}
+
+func FuzzParseMLSHeader(f *testing.F) {
+	f.Add(fakeCommit("g", 1, "x"))
+	f.Add(fakeWelcome("w"))
+	f.Add([]byte{0, 1, 0, 2, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 9, 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := ParseMLSHeader(data)
+		if err != nil {
+			return
+		}
+		if h.WireFormat == WireFormatPublicMessage || h.WireFormat == WireFormatPrivateMessage {
+			// A parsed header must have come from the input.
+			if !bytes.Contains(data, h.GroupID) {
+				t.Fatal("group_id not taken from the input")
+			}
+		}
+	})
+}
+
+func FuzzOutboxEntry(f *testing.F) {
+	for _, e := range []OutboxEntry{
+		{Kind: OutboxRequest, Num: 3, Payload: []byte("req")},
+		{Kind: OutboxCommit, Num: 9, Payload: []byte("c"), Welcome: []byte("w")},
+	} {
+		enc, _ := marshalOutboxEntry(&e)
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := unmarshalOutboxEntry(data)
+		if err != nil {
+			return
+		}
+		enc, err := marshalOutboxEntry(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unmarshalOutboxEntry(enc); err != nil {
+			t.Fatalf("re-encoded entry does not decode: %v", err)
+		}
+	})
+}
