@@ -258,9 +258,11 @@ func (s *Schedule) Install(e Epoch) error {
 	switch {
 	case !s.cfg.coordinated || ns.send == nil:
 		ns.send, ns.pending = ep, nil
-	case ns.send == evicted:
-		// The epoch we were sending with is gone from every receiver that
-		// follows the MUST of §5.2: waiting longer is pointless.
+	case ns.send == evicted || e.Number-ns.send.num >= uint64(len(ns.slots))-1:
+		// The epoch we were sending with is gone, or will be gone with the
+		// next epoch, from receivers following the MUST of §5.2 — and
+		// receivers may be an epoch ahead of us. Waiting longer would
+		// make our objects undecryptable.
 		ns.send, ns.pending = ep, nil
 		s.stats.promotedForced.Add(1)
 	default:

@@ -469,14 +469,17 @@ func TestCoordinatedTimeout(t *testing.T) {
 // epoch, the receivers have dropped it, so the sender switches at once.
 func TestCoordinatedForced(t *testing.T) {
 	g := newGroup(3)
-	a := mustNew(t, WithEpochBits(1), WithCoordinatedRollover(QuorumAll(), time.Hour))
+	// E=2: epoch 5 would take epoch 1's slot. Receivers may be one epoch
+	// ahead, so the sender leaves epoch 1 when epoch 4 arrives.
+	a := mustNew(t, WithEpochBits(2), WithCoordinatedRollover(QuorumAll(), time.Hour))
 	mustInstall(t, a, g.epoch(1, 0))
 	mustInstall(t, a, g.epoch(2, 0))
+	mustInstall(t, a, g.epoch(3, 0))
 	if st := a.Status(); st.Send != 1 {
 		t.Fatalf("%+v", st)
 	}
-	mustInstall(t, a, g.epoch(3, 0)) // 3 mod 2 == 1 mod 2
-	if st := a.Status(); st.Send != 3 || st.PromotedForced != 1 || st.Pending {
+	mustInstall(t, a, g.epoch(4, 0))
+	if st := a.Status(); st.Send != 4 || st.PromotedForced != 1 || st.Pending {
 		t.Fatalf("%+v", st)
 	}
 }
