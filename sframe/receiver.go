@@ -39,8 +39,9 @@ type ReceiverOption func(*Receiver)
 // DefaultReplayWindow.
 func WithReplayWindow(n int) ReceiverOption { return func(r *Receiver) { r.window = max(n, 0) } }
 
-// WithKeyResolver installs keys on demand for KIDs the Receiver does not
-// hold yet. Resolved keys stay installed until removed.
+// WithKeyResolver derives keys on demand for KIDs the Receiver does not
+// hold yet. A resolved key is installed once a ciphertext under it
+// authenticates, and stays until removed; forged KIDs are never cached.
 func WithKeyResolver(f KeyResolver) ReceiverOption { return func(r *Receiver) { r.resolve = f } }
 
 // NewReceiver returns a Receiver with no keys.
@@ -113,30 +114,41 @@ func (r *Receiver) HasKey(kid uint64) bool {
 	return ok
 }
 
-// lookup returns the key for kid, resolving it if a resolver is set.
-func (r *Receiver) lookup(kid uint64) (*receiveKey, error) {
+// Len returns how many keys are installed, resolved ones included.
+func (r *Receiver) Len() int { return len(*r.keys.Load()) }
+
+// lookup returns the key for kid. A key from the resolver is returned
+// unstored (resolved=true): it is cached only once a ciphertext under it
+// authenticates, so forged KIDs cost a derivation but never memory.
+func (r *Receiver) lookup(kid uint64) (rk *receiveKey, resolved bool, err error) {
 	if rk, ok := (*r.keys.Load())[kid]; ok {
-		return rk, nil
+		return rk, false, nil
 	}
 	if r.resolve == nil {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownKID, kid)
+		return nil, false, fmt.Errorf("%w: %d", ErrUnknownKID, kid)
 	}
 	suite, baseKey, ok := r.resolve(kid)
 	if !ok {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownKID, kid)
+		return nil, false, fmt.Errorf("%w: %d", ErrUnknownKID, kid)
 	}
 	k, err := newKey(suite, kid, baseKey)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	return r.newReceiveKey(k), true, nil
+}
+
+// keep stores a resolved key that just authenticated a ciphertext, unless
+// a racing Open stored one first, and returns the stored key: replay
+// checks must run against the one window that persists.
+func (r *Receiver) keep(rk *receiveKey) *receiveKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if rk, ok := (*r.keys.Load())[kid]; ok { // lost a race with another resolver
-		return rk, nil
+	if stored, ok := (*r.keys.Load())[rk.kid]; ok {
+		return stored
 	}
-	rk := r.newReceiveKey(k)
-	r.storeLocked(kid, rk)
-	return rk, nil
+	r.storeLocked(rk.kid, rk)
+	return rk
 }
 
 // Open authenticates and decrypts an SFrame ciphertext (header ||
@@ -152,7 +164,7 @@ func (r *Receiver) Open(dst, metadata, ciphertext []byte) ([]byte, error) {
 		r.stats.malformed.Add(1)
 		return nil, err
 	}
-	rk, err := r.lookup(h.KID)
+	rk, resolved, err := r.lookup(h.KID)
 	if err != nil {
 		r.stats.unknownKID.Add(1)
 		return nil, err
@@ -172,6 +184,9 @@ func (r *Receiver) Open(dst, metadata, ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		r.stats.authFailed.Add(1)
 		return nil, err
+	}
+	if resolved {
+		rk = r.keep(rk)
 	}
 	if rk.replay != nil && !rk.replay.accept(h.CTR) {
 		clear(out[len(dst):])

@@ -376,13 +376,33 @@ func TestKeyResolver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if calls != 1 {
-		t.Fatalf("resolver called %d times, want 1 (cached)", calls)
+	if calls != 1 || r.Len() != 1 {
+		t.Fatalf("resolver called %d times, %d keys; want 1 and 1 (cached)", calls, r.Len())
 	}
 	s11, _ := NewSender(AES256GCMSHA512_128, 11, base)
 	ct, _ := s11.Seal(nil, nil, []byte("x"))
 	if _, err := r.Open(nil, nil, ct); !errors.Is(err, ErrUnknownKID) {
 		t.Fatalf("refused KID: %v", err)
+	}
+	// Forged ciphertexts under valid-looking KIDs are derived for but not
+	// kept: memory does not grow with what an attacker sends.
+	for kid := uint64(4); kid < 10; kid++ {
+		forged := append(AppendHeader(nil, kid, 0), make([]byte, 20)...)
+		if _, err := r.Open(nil, nil, forged); !errors.Is(err, ErrAuthentication) {
+			t.Fatalf("forged KID %d: %v", kid, err)
+		}
+	}
+	if r.Len() != 1 {
+		t.Fatalf("%d keys cached after forgeries, want 1", r.Len())
+	}
+	// A replay of the first ciphertext under a resolved key is caught.
+	s5, _ := NewSender(AES256GCMSHA512_128, 5, base)
+	ct5, _ := s5.Seal(nil, nil, []byte("y"))
+	if _, err := r.Open(nil, nil, ct5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Open(nil, nil, ct5); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay under resolved key: %v", err)
 	}
 }
 

@@ -40,9 +40,9 @@ var ErrKeyFile = errors.New("sidecar: bad key file")
 // sidecar restarts with its counters at zero, so each run takes a fresh
 // random 40-bit run ID, and the KID of the n-th track it publishes is
 // run<<12 | n: a restarted sidecar uses new KIDs, hence new derived keys.
-// Receivers accept any KID from the base key, keeping at most
-// maxKIDsPerTrack per track (the oldest is evicted), so a forged KID stream
-// cannot grow memory without bound.
+// Receivers accept any KID from the base key. sframe caches a derived key
+// only once a ciphertext under it authenticates, so forged KIDs cost a key
+// derivation each but no memory; keys accumulate only with publisher runs.
 type StaticKeys struct {
 	suite sframe.CipherSuite
 	base  []byte
@@ -52,10 +52,7 @@ type StaticKeys struct {
 	tracks int
 }
 
-const (
-	trackBits       = 12
-	maxKIDsPerTrack = 8
-)
+const trackBits = 12
 
 // LoadKeyFile reads a static key file.
 func LoadKeyFile(path string) (*StaticKeys, error) {
@@ -102,21 +99,8 @@ func (k *StaticKeys) Sealer(t *pipeline.Track) (pipeline.Sealer, error) {
 }
 
 // Opener returns a Receiver for t that derives keys for new KIDs on demand.
-func (k *StaticKeys) Opener(t *pipeline.Track) (pipeline.Opener, error) {
-	var (
-		mu   sync.Mutex
-		kids []uint64 // resolved, oldest first
-		r    *sframe.Receiver
-	)
-	r = sframe.NewReceiver(sframe.WithKeyResolver(func(kid uint64) (sframe.CipherSuite, []byte, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(kids) == maxKIDsPerTrack {
-			r.RemoveKey(kids[0])
-			kids = kids[1:]
-		}
-		kids = append(kids, kid)
+func (k *StaticKeys) Opener(*pipeline.Track) (pipeline.Opener, error) {
+	return sframe.NewReceiver(sframe.WithKeyResolver(func(uint64) (sframe.CipherSuite, []byte, bool) {
 		return k.suite, k.base, true
-	}))
-	return r, nil
+	})), nil
 }
