@@ -24,12 +24,12 @@ func newQueue(n int) *queue {
 	return q
 }
 
-// push appends o. When the queue is full it fails with ErrQueueFull if ctx
-// is nil, and otherwise waits for room or for ctx to end.
-func (q *queue) push(ctx context.Context, o *Object) error {
+// push appends o. When the queue is full it fails with ErrQueueFull unless
+// wait is set, and then waits for room or for ctx to end.
+func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 	q.mu.Lock()
 	if len(q.pending) == cap(q.pending) && !q.closed {
-		if ctx == nil {
+		if !wait {
 			q.mu.Unlock()
 			return ErrQueueFull
 		}

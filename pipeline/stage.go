@@ -86,20 +86,15 @@ func (s *Stage) queue(o *Object) *queue {
 // Submit queues o, waiting while its queue is full (backpressure). It
 // returns ErrClosed after Close, or ctx's error if ctx ends first; either
 // way the object is counted as dropped.
-func (s *Stage) Submit(ctx context.Context, o Object) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return s.push(ctx, &o)
-}
+func (s *Stage) Submit(ctx context.Context, o Object) error { return s.push(ctx, &o, true) }
 
 // TrySubmit queues o if its queue has room, and otherwise drops and counts
 // it (ErrQueueFull), for callers that must never wait, such as live media
 // past its deadline.
-func (s *Stage) TrySubmit(o Object) error { return s.push(nil, &o) }
+func (s *Stage) TrySubmit(o Object) error { return s.push(context.Background(), &o, false) }
 
-func (s *Stage) push(ctx context.Context, o *Object) error {
-	err := s.queue(o).push(ctx, o)
+func (s *Stage) push(ctx context.Context, o *Object, wait bool) error {
+	err := s.queue(o).push(ctx, o, wait)
 	if err != nil {
 		s.drops.Add(1)
 	}
