@@ -27,6 +27,12 @@ func sealAVX512(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
 //go:noescape
 func openAVX512(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
 
+//go:noescape
+func sealAVX2(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
+
+//go:noescape
+func openAVX2(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
+
 const (
 	implAVX512 = iota
 	implAVX2
@@ -36,7 +42,7 @@ const (
 var (
 	hasAVX512 = cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512BW, cpuid.AVX512VL,
 		cpuid.VAES, cpuid.VPCLMULQDQ, cpuid.AESNI, cpuid.CLMUL, cpuid.BMI2, cpuid.AVX2)
-	hasAVX2 = false && cpuid.CPU.Supports(cpuid.AVX2, cpuid.VAES, cpuid.VPCLMULQDQ,
+	hasAVX2 = cpuid.CPU.Supports(cpuid.AVX2, cpuid.VAES, cpuid.VPCLMULQDQ,
 		cpuid.AESNI, cpuid.CLMUL, cpuid.BMI2)
 )
 
@@ -69,6 +75,9 @@ func (a *AEAD) seal(out, nonce, plaintext, aad []byte) {
 	case implAVX512:
 		n := len(plaintext)
 		sealAVX512(a.k, out[:n], plaintext, aad, unsafe.SliceData(nonce), &out[n])
+	case implAVX2:
+		n := len(plaintext)
+		sealAVX2(a.k, out[:n], plaintext, aad, unsafe.SliceData(nonce), &out[n])
 	default:
 		a.sealGeneric(out, nonce, plaintext, aad)
 	}
@@ -80,6 +89,8 @@ func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
 	switch current {
 	case implAVX512:
 		openAVX512(a.k, out[:n], ciphertext[:n], aad, unsafe.SliceData(nonce), &tag[0])
+	case implAVX2:
+		openAVX2(a.k, out[:n], ciphertext[:n], aad, unsafe.SliceData(nonce), &tag[0])
 	default:
 		return a.openGeneric(out, nonce, ciphertext, aad)
 	}

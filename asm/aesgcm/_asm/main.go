@@ -46,6 +46,8 @@ func main() {
 	Generate()
 }
 
+var gfpoly32, tailMask Mem
+
 var bswapMem, gfpolyMem, ctrInit4, ctrInc4, ctrInit2, ctrInc2 Mem
 
 func consts() {
@@ -67,6 +69,21 @@ func consts() {
 	for i := 0; i < 4; i++ {
 		DATA(16*i, U64(4))
 		DATA(16*i+8, U64(0))
+	}
+	gfpoly32 = GLOBL("gfpoly32", NOPTR|RODATA)
+	for i := 0; i < 2; i++ {
+		DATA(16*i, U64(1))
+		DATA(16*i+8, U64(0xc200000000000000))
+	}
+	// tailMask: 32 bytes of 0xff then 32 zero bytes; loading 32 bytes at
+	// offset 32-r gives a mask of the first r bytes.
+	tailMask = GLOBL("tailMask", NOPTR|RODATA)
+	for i := 0; i < 8; i++ {
+		if i < 4 {
+			DATA(8*i, U64(0xffffffffffffffff))
+		} else {
+			DATA(8*i, U64(0))
+		}
 	}
 	ctrInit2 = GLOBL("ctrInit2", NOPTR|RODATA)
 	for i := 0; i < 2; i++ {
@@ -513,4 +530,312 @@ func ghashMemZ(kp, p, n GPPhysical, pfx string) {
 	Label(pfx + "Done")
 }
 
-func gcmAVX2(seal bool) {}
+// ---------------------------------------------------------------------------
+// AVX2 kernel: one message, 8 blocks (4 ymm) per iteration. Only Y0-Y15
+// exist with VEX, so round keys stay in memory (duplicated, rk2).
+
+var (
+	yBSWAP = Y8
+	yCTR   = Y9
+	yACC   = Y10
+	yLO    = Y11
+	yMI    = Y12
+	yHI    = Y13
+	yT     = Y14
+	yINC   = Y15
+)
+
+func aesY(vs []VecPhysical, kp GPPhysical) {
+	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	for _, v := range vs {
+		VPXOR(rk(0), v, v)
+	}
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	l := lbl("aesLastY")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(5), RBX)
+	for _, v := range vs {
+		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
+// ghashY: like ghashZ with 2 blocks per vector. Clobbers Y0-Y2, Y14.
+func ghashY(ds []VecPhysical, tbl Mem) {
+	VPXOR(yACC, ds[0], ds[0])
+	for j, d := range ds {
+		h := tbl.Offset(32 * j)
+		if j == 0 {
+			VPCLMULQDQ(U8(0x00), h, d, yLO)
+			VPCLMULQDQ(U8(0x11), h, d, yHI)
+			VPCLMULQDQ(U8(0x01), h, d, yMI)
+			VPCLMULQDQ(U8(0x10), h, d, d)
+			VPXOR(d, yMI, yMI)
+			continue
+		}
+		VPCLMULQDQ(U8(0x00), h, d, Y0)
+		VPCLMULQDQ(U8(0x11), h, d, Y1)
+		VPCLMULQDQ(U8(0x01), h, d, Y2)
+		VPCLMULQDQ(U8(0x10), h, d, d)
+		VPXOR(Y0, yLO, yLO)
+		VPXOR(Y1, yHI, yHI)
+		VPXOR(Y2, yMI, yMI)
+		VPXOR(d, yMI, yMI)
+	}
+	VPCLMULQDQ(U8(0x10), gfpoly32, yLO, yT)
+	VPSHUFD(U8(0x4e), yLO, yLO)
+	VPXOR(yLO, yMI, yMI)
+	VPXOR(yT, yMI, yMI)
+	VPCLMULQDQ(U8(0x10), gfpoly32, yMI, yT)
+	VPSHUFD(U8(0x4e), yMI, yMI)
+	VPXOR(yMI, yHI, yHI)
+	VPXOR(yT, yHI, yHI)
+	VEXTRACTI128(U8(1), yHI, X0)
+	VPXOR(X0, X13, X10)
+}
+
+func ctrY(vs []VecPhysical) {
+	for _, v := range vs {
+		VPSHUFB(yBSWAP, yCTR, v)
+		VPADDD(yINC, yCTR, yCTR)
+	}
+}
+
+// copyPartial copies n (0..63) bytes from src to dst. Clobbers src, dst,
+// RBX and X14.
+func copyPartial(src, dst, n GPPhysical) {
+	type step struct {
+		bit  int
+		copy func()
+	}
+	steps := []step{
+		{32, func() { VMOVDQU(Mem{Base: src}, Y14); VMOVDQU(Y14, Mem{Base: dst}) }},
+		{16, func() { VMOVDQU(Mem{Base: src}, X14); VMOVDQU(X14, Mem{Base: dst}) }},
+		{8, func() { MOVQ(Mem{Base: src}, RBX); MOVQ(RBX, Mem{Base: dst}) }},
+		{4, func() { MOVL(Mem{Base: src}, EBX); MOVL(EBX, Mem{Base: dst}) }},
+		{2, func() { MOVW(Mem{Base: src}, BX); MOVW(BX, Mem{Base: dst}) }},
+		{1, func() { MOVB(Mem{Base: src}, BL); MOVB(BL, Mem{Base: dst}) }},
+	}
+	for _, s := range steps {
+		l := lbl("cp")
+		TESTQ(U32(s.bit), n)
+		JZ(LabelRef(l))
+		s.copy()
+		if s.bit > 1 {
+			ADDQ(U32(s.bit), src)
+			ADDQ(U32(s.bit), dst)
+		}
+		Label(l)
+	}
+}
+
+func gcmAVX2(seal bool) {
+	name := "openAVX2"
+	if seal {
+		name = "sealAVX2"
+	}
+	TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
+	AllocLocal(96)
+	kp, out, in, n := RDI, R8, RSI, RDX
+	aad, aadLen, nonce, tag := R9, R10, R11, R12
+	Load(Param("k"), kp)
+	Load(Param("dst").Base(), out)
+	Load(Param("src").Base(), in)
+	Load(Param("src").Len(), n)
+	Load(Param("aad").Base(), aad)
+	Load(Param("aad").Len(), aadLen)
+	Load(Param("nonce"), nonce)
+	Load(Param("tag"), tag)
+	local := Mem{Base: RSP}
+	buf := local.Offset(32) // 32-byte scratch block
+
+	VMOVDQU(bswapMem, yBSWAP)
+	VPXOR(yACC, yACC, yACC)
+
+	// J0 = nonce || 1, E(J0) -> local.
+	VMOVQ(Mem{Base: nonce}, X0)
+	VPINSRD(U8(2), Mem{Base: nonce, Disp: 8}, X0, X0)
+	MOVL(U32(0x01000000), EAX)
+	VPINSRD(U8(3), EAX, X0, X0)
+	VPXOR(Mem{Base: kp, Disp: offRK}, X0, X1)
+	for r := 1; r < 10; r++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
+	}
+	l := lbl("j0Last")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(4), RBX)
+	VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK}, X1, X1)
+	VMOVDQU(X1, local)
+	VPSHUFB(X8, X0, X0)
+	VINSERTI128(U8(1), X0, Y0, yCTR)
+	VPADDD(ctrInit2, yCTR, yCTR)
+	VMOVDQU(ctrInc2, yINC)
+
+	MOVQ(n, local.Offset(16))
+	MOVQ(aadLen, local.Offset(24))
+
+	// AAD
+	dy := []VecPhysical{Y4, Y5, Y6, Y7}
+	cy := []VecPhysical{Y0, Y1, Y2, Y3}
+	htab := Mem{Base: kp, Disp: offHtab}
+	Label("aadLoop")
+	CMPQ(aadLen, U32(128))
+	JB(LabelRef("aadTail"))
+	for j := 0; j < 4; j++ {
+		VMOVDQU(Mem{Base: aad, Disp: 32 * j}, dy[j])
+		VPSHUFB(yBSWAP, dy[j], dy[j])
+	}
+	ghashY(dy, htab.Offset(128))
+	ADDQ(U32(128), aad)
+	SUBQ(U32(128), aadLen)
+	JMP(LabelRef("aadLoop"))
+	Label("aadTail")
+	TESTQ(aadLen, aadLen)
+	JZ(LabelRef("aadDone"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(aadLen, U32(32*k))
+		JBE(LabelRef(fmt.Sprintf("aadTail%d", k)))
+	}
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("aadTail%d", k))
+		for j := 0; j < k-1; j++ {
+			VMOVDQU(Mem{Base: aad, Disp: 32 * j}, dy[j])
+			VPSHUFB(yBSWAP, dy[j], dy[j])
+		}
+		VPXOR(Y3, Y3, Y3)
+		VMOVDQU(Y3, buf)
+		LEAQ(Mem{Base: aad, Disp: 32 * (k - 1)}, R13)
+		LEAQ(buf, R14)
+		MOVQ(aadLen, RAX)
+		SUBQ(U32(32*(k-1)), RAX)
+		copyPartial(R13, R14, RAX)
+		VMOVDQU(buf, dy[k-1])
+		VPSHUFB(yBSWAP, dy[k-1], dy[k-1])
+		ghashY(dy[:k], tblFor(kp, aadLen))
+		JMP(LabelRef("aadDone"))
+	}
+	Label("aadDone")
+
+	Label("loop")
+	CMPQ(n, U32(128))
+	JB(LabelRef("tail"))
+	ctrY(cy)
+	aesY(cy, kp)
+	for j := 0; j < 4; j++ {
+		if seal {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, cy[j], dy[j])
+		} else {
+			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
+			VPXOR(dy[j], cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, dy[j], dy[j])
+		}
+	}
+	ghashY(dy, htab.Offset(128))
+	ADDQ(U32(128), in)
+	ADDQ(U32(128), out)
+	SUBQ(U32(128), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("final"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(32*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("tail%d", k))
+		ctrY(cy[:k])
+		aesY(cy[:k], kp)
+		for j := 0; j < k-1; j++ {
+			src := Mem{Base: in, Disp: 32 * j}
+			dst := Mem{Base: out, Disp: 32 * j}
+			if seal {
+				VPXOR(src, cy[j], cy[j])
+				VMOVDQU(cy[j], dst)
+				VPSHUFB(yBSWAP, cy[j], dy[j])
+			} else {
+				VMOVDQU(src, dy[j])
+				VPXOR(dy[j], cy[j], cy[j])
+				VMOVDQU(cy[j], dst)
+				VPSHUFB(yBSWAP, dy[j], dy[j])
+			}
+		}
+		// Last (partial) vector through the scratch block.
+		last := k - 1
+		VPXOR(dy[last], dy[last], dy[last])
+		VMOVDQU(dy[last], buf)
+		LEAQ(Mem{Base: in, Disp: 32 * last}, R13)
+		LEAQ(buf, R14)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, R14, RAX)
+		VMOVDQU(buf, dy[last])
+		VPXOR(dy[last], cy[last], cy[last])
+		VMOVDQU(cy[last], buf)
+		LEAQ(buf, R13)
+		LEAQ(Mem{Base: out, Disp: 32 * last}, R14)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, R14, RAX)
+		if seal {
+			// dy = ciphertext with the bytes past the end cleared.
+			MOVQ(n, RAX)
+			SUBQ(U32(32*last), RAX)
+			NEGQ(RAX)
+			LEAQ(tailMask, RBX)
+			VPAND(Mem{Base: RBX, Index: RAX, Scale: 1, Disp: 32}, cy[last], dy[last])
+		}
+		VPSHUFB(yBSWAP, dy[last], dy[last])
+		ghashY(dy[:k], tblFor(kp, n))
+		JMP(LabelRef("final"))
+	}
+
+	Label("final")
+	MOVQ(local.Offset(16), RAX)
+	MOVQ(local.Offset(24), RBX)
+	SHLQ(U8(3), RAX)
+	SHLQ(U8(3), RBX)
+	VMOVQ(RAX, X4)
+	VPINSRQ(U8(1), RBX, X4, X4)
+	VPXOR(X4, X10, X4)
+	VPCLMULQDQ(U8(0x00), htab.Offset(16*15), X4, X11)
+	VPCLMULQDQ(U8(0x11), htab.Offset(16*15), X4, X13)
+	VPCLMULQDQ(U8(0x01), htab.Offset(16*15), X4, X12)
+	VPCLMULQDQ(U8(0x10), htab.Offset(16*15), X4, X4)
+	VPXOR(X4, X12, X12)
+	VPCLMULQDQ(U8(0x10), gfpolyMem, X11, X14)
+	VPSHUFD(U8(0x4e), X11, X11)
+	VPXOR(X11, X12, X12)
+	VPXOR(X14, X12, X12)
+	VPCLMULQDQ(U8(0x10), gfpolyMem, X12, X14)
+	VPSHUFD(U8(0x4e), X12, X12)
+	VPXOR(X12, X13, X13)
+	VPXOR(X14, X13, X13)
+	VPSHUFB(X8, X13, X13)
+	VPXOR(local, X13, X13)
+	VMOVDQU(X13, Mem{Base: tag})
+	VZEROUPPER()
+	RET()
+}
