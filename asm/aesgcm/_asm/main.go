@@ -289,9 +289,16 @@ func aesZ(vs []VecPhysical, kp GPPhysical, xmm bool) {
 // the powers at tbl+64j and folds the reduced sum into ACC. Clobbers Z0-Z3.
 func ghashZ(ds []VecPhysical, tbl Mem) {
 	VPXORD(zACC, ds[0], ds[0])
+	mulAccZ(ds, tbl, true)
+	reduceZ()
+}
+
+// mulAccZ adds the unreduced products ds[j]*tbl[j] to LO/MI/HI (or sets
+// them if first). Clobbers ds and Z0-Z2.
+func mulAccZ(ds []VecPhysical, tbl Mem, first bool) {
 	for j, d := range ds {
 		h := tbl.Offset(64 * j)
-		if j == 0 {
+		if j == 0 && first {
 			VPCLMULQDQ(U8(0x00), h, d, zLO)
 			VPCLMULQDQ(U8(0x11), h, d, zHI)
 			VPCLMULQDQ(U8(0x01), h, d, zMI)
@@ -307,7 +314,6 @@ func ghashZ(ds []VecPhysical, tbl Mem) {
 		VPXORD(Z1, zHI, zHI)
 		VPTERNLOGD(U8(0x96), Z2, d, zMI)
 	}
-	reduceZ()
 }
 
 func reduceZ() {
@@ -395,15 +401,43 @@ func gcmAVX512(seal bool) {
 	VPADDD(ctrInit4, zCTR, zCTR)
 	VMOVDQU64(ctrInc4, zINC)
 
-	// lengths for the final block, in bits
+	// lengths for the final block
 	MOVQ(n, local.Offset(16))
 	MOVQ(aadLen, local.Offset(24))
-
-	ghashMemZ(kp, aad, aadLen, "aad")
 
 	dz := []VecPhysical{Z4, Z5, Z6, Z7}
 	cz := []VecPhysical{Z0, Z1, Z2, Z3}
 	htab := Mem{Base: kp, Disp: offHtab}
+
+	// Short messages: if AAD <= 64 bytes and AAD, data and length blocks
+	// together fit in 16 blocks, hash them all with one reduction.
+	CMPQ(aadLen, U32(64))
+	JA(LabelRef("long"))
+	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+	SHRQ(U8(4), RAX)
+	LEAQ(Mem{Base: n, Disp: 15}, RBX)
+	SHRQ(U8(4), RBX)
+	ADDQ(RBX, RAX) // T-1 blocks before the length block
+	CMPQ(RAX, U32(15))
+	JA(LabelRef("long"))
+	VPXORD(zLO, zLO, zLO)
+	VPXORD(zMI, zMI, zMI)
+	VPXORD(zHI, zHI, zHI)
+	TESTQ(aadLen, aadLen)
+	JZ(LabelRef("tailShared"))
+	// table = &htab[16-T] = htab + 256 - 16*(RAX+1)
+	NEGQ(RAX)
+	SHLQ(U8(4), RAX)
+	LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256 - 16}, R13)
+	lastMask(aadLen, 0)
+	VMOVDQU8_Z(Mem{Base: aad}, K1, Z4)
+	VPSHUFB(zBSWAP, Z4, Z4)
+	mulAccZ([]VecPhysical{Z4}, Mem{Base: R13}, false)
+	JMP(LabelRef("tailShared"))
+
+	Label("long")
+	ghashMemZ(kp, aad, aadLen, "aad")
+
 	Label("loop")
 	CMPQ(n, U32(256))
 	JB(LabelRef("tail"))
@@ -428,14 +462,29 @@ func gcmAVX512(seal bool) {
 	JMP(LabelRef("loop"))
 
 	Label("tail")
+	VPXORD(zLO, zLO, zLO)
+	VPXORD(zMI, zMI, zMI)
+	VPXORD(zHI, zHI, zHI)
+	Label("tailShared")
+	// n < 256 bytes remain. The length block takes H^1, so a tail of
+	// more than 240 bytes (16 blocks) is hashed and reduced on its own.
 	TESTQ(n, n)
-	JZ(LabelRef("final"))
+	JZ(LabelRef("lenBlock"))
+	CMPQ(n, U32(240))
+	JA(LabelRef("tailBig"))
 	for k := 1; k <= 3; k++ {
 		CMPQ(n, U32(64*k))
 		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
 	}
-	for k := 4; k >= 1; k-- {
-		Label(fmt.Sprintf("tail%d", k))
+	JMP(LabelRef("tail4"))
+	for k := 5; k >= 1; k-- {
+		big := k == 5
+		if big {
+			Label("tailBig")
+			k = 4
+		} else {
+			Label(fmt.Sprintf("tail%d", k))
+		}
 		ctrZ(cz[:k])
 		aesZ(cz[:k], kp, false)
 		lastMask(n, 64*(k-1))
@@ -463,33 +512,46 @@ func gcmAVX512(seal bool) {
 			}
 			VPSHUFB(zBSWAP, dz[j], dz[j])
 		}
-		ghashZ(dz[:k], tblFor(kp, n))
-		JMP(LabelRef("final"))
+		VPXORD(zACC, dz[0], dz[0])
+		if big {
+			// LO/MI/HI are zero here (tailBig is only reached from the long path).
+			mulAccZ(dz[:k], tblFor(kp, n), true)
+			reduceZ()
+			VPXORD(zLO, zLO, zLO)
+			VPXORD(zMI, zMI, zMI)
+			VPXORD(zHI, zHI, zHI)
+			JMP(LabelRef("lenBlock"))
+			k = 5
+			continue
+		}
+		VPXORD(zACC, zACC, zACC)
+		// powers H^(nb+1)..H^2: table for n+16 bytes
+		LEAQ(Mem{Base: n, Disp: 16}, R14)
+		mulAccZ(dz[:k], tblFor(kp, R14), false)
+		JMP(LabelRef("lenBlock"))
 	}
 
-	Label("final")
-	// Lengths block (bits), byte-swapped form: aadbits<<64 | ctbits.
+	Label("lenBlock")
+	// Lengths block (bits), byte-swapped form: aadbits<<64 | ctbits, times H^1.
 	MOVQ(local.Offset(16), RAX)
 	MOVQ(local.Offset(24), RBX)
 	SHLQ(U8(3), RAX)
 	SHLQ(U8(3), RBX)
-	VMOVQ(RAX, X0)
-	VPINSRQ(U8(1), RBX, X0, X0)
-	VPXORD(X0, X11, X4)
-	VPCLMULQDQ(U8(0x00), htab.Offset(16*15), X4, X12)
-	VPCLMULQDQ(U8(0x11), htab.Offset(16*15), X4, X14)
-	VPCLMULQDQ(U8(0x01), htab.Offset(16*15), X4, X13)
-	VPCLMULQDQ(U8(0x10), htab.Offset(16*15), X4, X4)
-	VPXORD(X4, X13, X13)
-	VPCLMULQDQ(U8(0x01), X12, X15, X31)
-	VPSHUFD(U8(0x4e), X12, X12)
-	VPTERNLOGD(U8(0x96), X31, X12, X13)
-	VPCLMULQDQ(U8(0x01), X13, X15, X31)
-	VPSHUFD(U8(0x4e), X13, X13)
-	VPTERNLOGD(U8(0x96), X31, X13, X14)
-	VPSHUFB(X8, X14, X14)
-	VPXORD(local, X14, X14)
-	VMOVDQU(X14, Mem{Base: tag})
+	VMOVQ(RAX, X4)
+	VPINSRQ(U8(1), RBX, X4, X4)
+	VPXORD(X11, X4, X4)
+	h1 := htab.Offset(16 * 15)
+	VPCLMULQDQ(U8(0x00), h1, X4, X0)
+	VPCLMULQDQ(U8(0x11), h1, X4, X1)
+	VPCLMULQDQ(U8(0x01), h1, X4, X2)
+	VPCLMULQDQ(U8(0x10), h1, X4, X4)
+	VPXORD(Z0, zLO, zLO)
+	VPXORD(Z1, zHI, zHI)
+	VPTERNLOGD(U8(0x96), Z2, Z4, zMI)
+	reduceZ()
+	VPSHUFB(X8, X11, X11)
+	VPXORD(local, X11, X11)
+	VMOVDQU(X11, Mem{Base: tag})
 	VZEROUPPER()
 	RET()
 }
