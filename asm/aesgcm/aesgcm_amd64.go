@@ -21,17 +21,33 @@ type gcmKey struct {
 //go:noescape
 func initKeyAsm(k *gcmKey, key []byte)
 
-//go:noescape
-func sealAVX512(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
+// batchDesc describes one message for the assembly kernels, which loop
+// over an array of them with the key schedule and constants loaded once.
+// Layout hard-coded in _asm/main.go (descSize = 56).
+type batchDesc struct {
+	out, in *byte
+	n       int
+	aad     *byte
+	aadLen  int
+	nonce   *byte
+	tag     *byte // seal: &out[n]; open: where the computed tag is written
+}
 
 //go:noescape
-func openAVX512(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
+func sealAVX512(k *gcmKey, d *batchDesc, count int)
 
 //go:noescape
-func sealAVX2(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
+func openAVX512(k *gcmKey, d *batchDesc, count int)
 
 //go:noescape
-func openAVX2(k *gcmKey, dst, src, aad []byte, nonce *byte, tag *byte)
+func sealAVX2(k *gcmKey, d *batchDesc, count int)
+
+//go:noescape
+func openAVX2(k *gcmKey, d *batchDesc, count int)
+
+// batchChunk is how many messages are described (on the stack) per
+// assembly call.
+const batchChunk = 16
 
 const (
 	implAVX512 = iota
@@ -71,50 +87,117 @@ func newKey(key []byte) *gcmKey {
 }
 
 func (a *AEAD) seal(out, nonce, plaintext, aad []byte) {
-	switch current {
-	case implAVX512:
-		n := len(plaintext)
-		sealAVX512(a.k, out[:n], plaintext, aad, unsafe.SliceData(nonce), &out[n])
-	case implAVX2:
-		n := len(plaintext)
-		sealAVX2(a.k, out[:n], plaintext, aad, unsafe.SliceData(nonce), &out[n])
-	default:
+	if current != implAVX512 && current != implAVX2 {
 		a.sealGeneric(out, nonce, plaintext, aad)
+		return
 	}
+	n := len(plaintext)
+	d := batchDesc{
+		out: unsafe.SliceData(out), in: unsafe.SliceData(plaintext), n: n,
+		aad: unsafe.SliceData(aad), aadLen: len(aad),
+		nonce: unsafe.SliceData(nonce), tag: &out[n],
+	}
+	runSeal(a.k, &d, 1)
 }
 
 func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
-	n := len(ciphertext) - TagSize
-	var tag [TagSize]byte
-	switch current {
-	case implAVX512:
-		openAVX512(a.k, out[:n], ciphertext[:n], aad, unsafe.SliceData(nonce), &tag[0])
-	case implAVX2:
-		openAVX2(a.k, out[:n], ciphertext[:n], aad, unsafe.SliceData(nonce), &tag[0])
-	default:
+	if current != implAVX512 && current != implAVX2 {
 		return a.openGeneric(out, nonce, ciphertext, aad)
 	}
+	n := len(ciphertext) - TagSize
+	var tag [TagSize]byte
+	d := batchDesc{
+		out: unsafe.SliceData(out), in: unsafe.SliceData(ciphertext), n: n,
+		aad: unsafe.SliceData(aad), aadLen: len(aad),
+		nonce: unsafe.SliceData(nonce), tag: &tag[0],
+	}
+	runOpen(a.k, &d, 1)
 	return verifyTag(out, &tag, ciphertext[n:])
 }
 
 func (a *AEAD) sealBatch(msgs []Message) {
-	for i := range msgs {
-		m := &msgs[i]
-		a.seal(m.Out, m.Nonce, m.In, m.AAD)
+	if current != implAVX512 && current != implAVX2 {
+		a.sealBatchGeneric(msgs)
+		return
+	}
+	var ds [batchChunk]batchDesc
+	for len(msgs) > 0 {
+		c := min(len(msgs), batchChunk)
+		for i := range c {
+			m := &msgs[i]
+			n := len(m.In)
+			ds[i] = batchDesc{
+				out: unsafe.SliceData(m.Out), in: unsafe.SliceData(m.In), n: n,
+				aad: unsafe.SliceData(m.AAD), aadLen: len(m.AAD),
+				nonce: unsafe.SliceData(m.Nonce), tag: &m.Out[n],
+			}
+		}
+		runSeal(a.k, &ds[0], c)
+		msgs = msgs[c:]
 	}
 }
 
 func (a *AEAD) openBatch(msgs []Message) int {
+	if current != implAVX512 && current != implAVX2 {
+		return a.openBatchWith(msgs, a.openGeneric)
+	}
 	failed := 0
-	for i := range msgs {
-		m := &msgs[i]
-		if len(m.In) < TagSize || uint64(len(m.In)) > maxPlaintext+TagSize || !a.open(m.Out, m.Nonce, m.In, m.AAD) {
-			clear(m.Out)
-			m.Err = ErrOpen
-			failed++
-		} else {
-			m.Err = nil
+	var ds [batchChunk]batchDesc
+	var tags [batchChunk][TagSize]byte
+	var idx [batchChunk]int
+	for len(msgs) > 0 {
+		// Describe up to batchChunk openable messages.
+		c, used := 0, 0
+		for used < len(msgs) && c < batchChunk {
+			m := &msgs[used]
+			if len(m.In) < TagSize || uint64(len(m.In)) > maxPlaintext+TagSize {
+				clear(m.Out)
+				m.Err = ErrOpen
+				failed++
+				used++
+				continue
+			}
+			n := len(m.In) - TagSize
+			ds[c] = batchDesc{
+				out: unsafe.SliceData(m.Out), in: unsafe.SliceData(m.In), n: n,
+				aad: unsafe.SliceData(m.AAD), aadLen: len(m.AAD),
+				nonce: unsafe.SliceData(m.Nonce), tag: &tags[c][0],
+			}
+			idx[c] = used
+			c++
+			used++
 		}
+		if c > 0 {
+			runOpen(a.k, &ds[0], c)
+		}
+		for i := range c {
+			m := &msgs[idx[i]]
+			if verifyTag(m.Out, &tags[i], m.In[len(m.In)-TagSize:]) {
+				m.Err = nil
+			} else {
+				m.Err = ErrOpen
+				failed++
+			}
+		}
+		msgs = msgs[used:]
 	}
 	return failed
+}
+
+// runSeal and runOpen call the selected kernel directly (a call through a
+// func value would lose //go:noescape and make the descriptors escape).
+func runSeal(k *gcmKey, d *batchDesc, count int) {
+	if current == implAVX512 {
+		sealAVX512(k, d, count)
+	} else {
+		sealAVX2(k, d, count)
+	}
+}
+
+func runOpen(k *gcmKey, d *batchDesc, count int) {
+	if current == implAVX512 {
+		openAVX512(k, d, count)
+	} else {
+		openAVX2(k, d, count)
+	}
 }

@@ -27,6 +27,9 @@ const (
 	offRK2  = 256 // [15][32]byte round keys, duplicated for ymm
 	offHtab = 736 // [16][16]byte H^16..H^1 (times x, byte-swapped), then 256 zero bytes
 	keySize = offHtab + 512
+
+	// batchDesc: out, in *byte; n int; aad *byte; aadLen int; nonce, tag *byte
+	descSize = 56
 )
 
 var labelN int
@@ -363,20 +366,20 @@ func gcmAVX512(seal bool) {
 	if seal {
 		name = "sealAVX512"
 	}
-	TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
 	Doc(name + " encrypts (seal) or decrypts (open) src into dst and writes the GCM tag to tag.")
-	AllocLocal(32)
+	const countOff = 32
+	AllocLocal(48)
+	descp := R14
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
 	Load(Param("k"), kp)
-	Load(Param("dst").Base(), out)
-	Load(Param("src").Base(), in)
-	Load(Param("src").Len(), n)
-	Load(Param("aad").Base(), aad)
-	Load(Param("aad").Len(), aadLen)
-	Load(Param("nonce"), nonce)
-	Load(Param("tag"), tag)
+	Load(Param("d"), descp)
+	Load(Param("count"), RAX)
 	local := Mem{Base: RSP}
+	MOVQ(RAX, local.Offset(countOff))
+	TESTQ(RAX, RAX)
+	JZ(LabelRef("done"))
 
 	VMOVDQU64(bswapMem, zBSWAP)
 	VBROADCASTI32X4(gfpolyMem, zPOLY)
@@ -386,6 +389,14 @@ func gcmAVX512(seal bool) {
 	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
 	SHLQ(U8(4), RAX)
 	VBROADCASTI32X4(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, zRKL)
+	Label("msgLoop")
+	MOVQ(Mem{Base: descp, Disp: 0}, out)
+	MOVQ(Mem{Base: descp, Disp: 8}, in)
+	MOVQ(Mem{Base: descp, Disp: 16}, n)
+	MOVQ(Mem{Base: descp, Disp: 24}, aad)
+	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+	MOVQ(Mem{Base: descp, Disp: 48}, tag)
 	VPXORD(zACC, zACC, zACC)
 
 	// J0 = nonce || 1, E(J0) -> local.
@@ -526,8 +537,8 @@ func gcmAVX512(seal bool) {
 		}
 		VPXORD(zACC, zACC, zACC)
 		// powers H^(nb+1)..H^2: table for n+16 bytes
-		LEAQ(Mem{Base: n, Disp: 16}, R14)
-		mulAccZ(dz[:k], tblFor(kp, R14), false)
+		LEAQ(Mem{Base: n, Disp: 16}, RCX)
+		mulAccZ(dz[:k], tblFor(kp, RCX), false)
 		JMP(LabelRef("lenBlock"))
 	}
 
@@ -552,6 +563,10 @@ func gcmAVX512(seal bool) {
 	VPSHUFB(X8, X11, X11)
 	VPXORD(local, X11, X11)
 	VMOVDQU(X11, Mem{Base: tag})
+	ADDQ(U32(descSize), descp)
+	DECQ(local.Offset(countOff))
+	JNZ(LabelRef("msgLoop"))
+	Label("done")
 	VZEROUPPER()
 	RET()
 }
@@ -707,23 +722,31 @@ func gcmAVX2(seal bool) {
 	if seal {
 		name = "sealAVX2"
 	}
-	TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
 	Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
+	const countOff = 64
 	AllocLocal(96)
+	descp := R14
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
 	Load(Param("k"), kp)
-	Load(Param("dst").Base(), out)
-	Load(Param("src").Base(), in)
-	Load(Param("src").Len(), n)
-	Load(Param("aad").Base(), aad)
-	Load(Param("aad").Len(), aadLen)
-	Load(Param("nonce"), nonce)
-	Load(Param("tag"), tag)
+	Load(Param("d"), descp)
+	Load(Param("count"), RAX)
 	local := Mem{Base: RSP}
+	MOVQ(RAX, local.Offset(countOff))
+	TESTQ(RAX, RAX)
+	JZ(LabelRef("done"))
 	buf := local.Offset(32) // 32-byte scratch block
 
 	VMOVDQU(bswapMem, yBSWAP)
+	Label("msgLoop")
+	MOVQ(Mem{Base: descp, Disp: 0}, out)
+	MOVQ(Mem{Base: descp, Disp: 8}, in)
+	MOVQ(Mem{Base: descp, Disp: 16}, n)
+	MOVQ(Mem{Base: descp, Disp: 24}, aad)
+	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+	MOVQ(Mem{Base: descp, Disp: 48}, tag)
 	VPXOR(yACC, yACC, yACC)
 
 	// J0 = nonce || 1, E(J0) -> local.
@@ -785,10 +808,10 @@ func gcmAVX2(seal bool) {
 		VPXOR(Y3, Y3, Y3)
 		VMOVDQU(Y3, buf)
 		LEAQ(Mem{Base: aad, Disp: 32 * (k - 1)}, R13)
-		LEAQ(buf, R14)
+		LEAQ(buf, RCX)
 		MOVQ(aadLen, RAX)
 		SUBQ(U32(32*(k-1)), RAX)
-		copyPartial(R13, R14, RAX)
+		copyPartial(R13, RCX, RAX)
 		VMOVDQU(buf, dy[k-1])
 		VPSHUFB(yBSWAP, dy[k-1], dy[k-1])
 		ghashY(dy[:k], tblFor(kp, aadLen))
@@ -849,18 +872,18 @@ func gcmAVX2(seal bool) {
 		VPXOR(dy[last], dy[last], dy[last])
 		VMOVDQU(dy[last], buf)
 		LEAQ(Mem{Base: in, Disp: 32 * last}, R13)
-		LEAQ(buf, R14)
+		LEAQ(buf, RCX)
 		MOVQ(n, RAX)
 		SUBQ(U32(32*last), RAX)
-		copyPartial(R13, R14, RAX)
+		copyPartial(R13, RCX, RAX)
 		VMOVDQU(buf, dy[last])
 		VPXOR(dy[last], cy[last], cy[last])
 		VMOVDQU(cy[last], buf)
 		LEAQ(buf, R13)
-		LEAQ(Mem{Base: out, Disp: 32 * last}, R14)
+		LEAQ(Mem{Base: out, Disp: 32 * last}, RCX)
 		MOVQ(n, RAX)
 		SUBQ(U32(32*last), RAX)
-		copyPartial(R13, R14, RAX)
+		copyPartial(R13, RCX, RAX)
 		if seal {
 			// dy = ciphertext with the bytes past the end cleared.
 			MOVQ(n, RAX)
@@ -898,6 +921,10 @@ func gcmAVX2(seal bool) {
 	VPSHUFB(X8, X13, X13)
 	VPXOR(local, X13, X13)
 	VMOVDQU(X13, Mem{Base: tag})
+	ADDQ(U32(descSize), descp)
+	DECQ(local.Offset(countOff))
+	JNZ(LabelRef("msgLoop"))
+	Label("done")
 	VZEROUPPER()
 	RET()
 }
