@@ -370,342 +370,341 @@ expDone:
 	VMOVDQU        Y0, 672(DI)
 	VBROADCASTI128 240(DI), Y0
 	VMOVDQU        Y0, 704(DI)
-	PXOR           X0, X0
-	PXOR           16(DI), X0
-	AESENC         32(DI), X0
-	AESENC         48(DI), X0
-	AESENC         64(DI), X0
-	AESENC         80(DI), X0
-	AESENC         96(DI), X0
-	AESENC         112(DI), X0
-	AESENC         128(DI), X0
-	AESENC         144(DI), X0
-	AESENC         160(DI), X0
+	VMOVDQU        16(DI), X0
+	VAESENC        32(DI), X0, X0
+	VAESENC        48(DI), X0, X0
+	VAESENC        64(DI), X0, X0
+	VAESENC        80(DI), X0, X0
+	VAESENC        96(DI), X0, X0
+	VAESENC        112(DI), X0, X0
+	VAESENC        128(DI), X0, X0
+	VAESENC        144(DI), X0, X0
+	VAESENC        160(DI), X0, X0
 	CMPQ           (DI), $0x0a
 	JE             hLast
-	AESENC         176(DI), X0
-	AESENC         192(DI), X0
-	AESENC         208(DI), X0
-	AESENC         224(DI), X0
+	VAESENC        176(DI), X0, X0
+	VAESENC        192(DI), X0, X0
+	VAESENC        208(DI), X0, X0
+	VAESENC        224(DI), X0, X0
 
 hLast:
-	MOVQ       (DI), AX
-	SHLQ       $0x04, AX
-	AESENCLAST 16(DI)(AX*1), X0
-	MOVOU      bswapMask<>+0(SB), X7
-	MOVOU      gfpoly<>+0(SB), X6
-	PSHUFB     X7, X0
-	PSHUFD     $0xff, X0, X1
-	MOVOU      X0, X2
-	PSRAL      $0x1f, X1
-	PAND       X6, X1
-	PSRLL      $0x1f, X2
-	PSLLDQ     $0x04, X2
-	PSLLL      $0x01, X0
-	PXOR       X1, X0
-	PXOR       X2, X0
-	MOVOU      X0, 976(DI)
-	MOVOU      X0, X5
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 960(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 944(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 928(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 912(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 896(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 880(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 864(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 848(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 832(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 816(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 800(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 784(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 768(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 752(DI)
-	MOVOU      X5, X1
-	PCLMULQDQ  $0x00, X0, X1
-	MOVOU      X5, X3
-	PCLMULQDQ  $0x11, X0, X3
-	MOVOU      X5, X2
-	PCLMULQDQ  $0x01, X0, X2
-	PCLMULQDQ  $0x10, X0, X5
-	PXOR       X5, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X1, X4
-	PSHUFD     $0x4e, X1, X1
-	PXOR       X1, X2
-	PXOR       X4, X2
-	MOVOU      X6, X4
-	PCLMULQDQ  $0x01, X2, X4
-	PSHUFD     $0x4e, X2, X2
-	PXOR       X2, X3
-	PXOR       X4, X3
-	MOVOU      X3, X5
-	MOVOU      X5, 736(DI)
+	MOVQ        (DI), AX
+	SHLQ        $0x04, AX
+	VAESENCLAST 16(DI)(AX*1), X0, X0
+	MOVOU       bswapMask<>+0(SB), X7
+	MOVOU       gfpoly<>+0(SB), X6
+	PSHUFB      X7, X0
+	PSHUFD      $0xff, X0, X1
+	MOVOU       X0, X2
+	PSRAL       $0x1f, X1
+	PAND        X6, X1
+	PSRLL       $0x1f, X2
+	PSLLDQ      $0x04, X2
+	PSLLL       $0x01, X0
+	PXOR        X1, X0
+	PXOR        X2, X0
+	MOVOU       X0, 976(DI)
+	MOVOU       X0, X5
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 960(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 944(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 928(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 912(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 896(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 880(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 864(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 848(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 832(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 816(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 800(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 784(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 768(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 752(DI)
+	MOVOU       X5, X1
+	PCLMULQDQ   $0x00, X0, X1
+	MOVOU       X5, X3
+	PCLMULQDQ   $0x11, X0, X3
+	MOVOU       X5, X2
+	PCLMULQDQ   $0x01, X0, X2
+	PCLMULQDQ   $0x10, X0, X5
+	PXOR        X5, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X1, X4
+	PSHUFD      $0x4e, X1, X1
+	PXOR        X1, X2
+	PXOR        X4, X2
+	MOVOU       X6, X4
+	PCLMULQDQ   $0x01, X2, X4
+	PSHUFD      $0x4e, X2, X2
+	PXOR        X2, X3
+	PXOR        X4, X3
+	MOVOU       X3, X5
+	MOVOU       X5, 736(DI)
 	VZEROUPPER
 	RET
 

@@ -161,20 +161,20 @@ func initKey() {
 	}
 
 	// H = AES_K(0)
-	PXOR(X0, X0)
-	PXOR(Mem{Base: kp, Disp: offRK}, X0)
+	// (VEX forms: memory operands need no alignment.)
+	VMOVDQU(Mem{Base: kp, Disp: offRK}, X0)
 	for i := 1; i < 10; i++ {
-		AESENC(Mem{Base: kp, Disp: offRK + 16*i}, X0)
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*i}, X0, X0)
 	}
 	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
 	JE(LabelRef("hLast"))
 	for i := 10; i < 14; i++ {
-		AESENC(Mem{Base: kp, Disp: offRK + 16*i}, X0)
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*i}, X0, X0)
 	}
 	Label("hLast")
 	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
 	SHLQ(Imm(4), RAX)
-	AESENCLAST(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, X0)
+	VAESENCLAST(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, X0, X0)
 
 	// H·x in the byte-swapped representation.
 	MOVOU(bswapMem, X7)
