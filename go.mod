@@ -3,6 +3,7 @@ module github.com/moqsframe/moqsframe
 go 1.26.0
 
 require (
+	github.com/klauspost/cpuid/v2 v2.3.0
 	github.com/mengelbart/moqtransport v0.5.0
 	github.com/pion/rtp v1.8.21
 	github.com/quic-go/quic-go v0.53.0

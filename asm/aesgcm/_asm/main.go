@@ -1,0 +1,930 @@
+// Command _asm generates aesgcm_amd64.s: AES-GCM with VAES and VPCLMULQDQ on
+// zmm (AVX-512) and ymm (AVX2) registers.
+//
+// GHASH uses the byte-swapped representation (as in Go's crypto/internal/
+// fips140/aes/gcm): every block is byte-reversed with VPSHUFB, the hash key is
+// stored as H·x (so that the off-by-one of the reflected carry-less product
+// cancels), and a 256-bit product LO/MI/HI is reduced with two folds by the
+// constant 0xc2000000_00000000 (x^63+x^62+x^57 reflected).
+//
+// Run with: go run . -out ../aesgcm_amd64.s
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+//go:generate go run . -out ../aesgcm_amd64.s
+
+// Layout of gcmKey (see aesgcm_amd64.go; checked by a test).
+const (
+	offNR   = 0   // uint64 number of rounds (10 or 14)
+	offRK   = 16  // [15][16]byte round keys
+	offRK2  = 256 // [15][32]byte round keys, duplicated for ymm
+	offHtab = 736 // [16][16]byte H^16..H^1 (times x, byte-swapped), then 256 zero bytes
+	keySize = offHtab + 512
+
+	// batchDesc: out, in *byte; n int; aad *byte; aadLen int; nonce, tag *byte
+	descSize = 56
+)
+
+var labelN int
+
+func lbl(s string) string {
+	labelN++
+	return fmt.Sprintf("%s_%d", s, labelN)
+}
+
+func main() {
+	ConstraintExpr("!purego")
+	initKey()
+	gcmAVX512(true)
+	gcmAVX512(false)
+	gcmAVX2(true)
+	gcmAVX2(false)
+	Generate()
+}
+
+var gfpoly32, tailMask Mem
+
+var bswapMem, gfpolyMem, ctrInit4, ctrInc4, ctrInit2, ctrInc2 Mem
+
+func consts() {
+	bswapMem = GLOBL("bswapMask", NOPTR|RODATA)
+	for i := 0; i < 4; i++ {
+		DATA(16*i, U64(0x08090a0b0c0d0e0f))
+		DATA(16*i+8, U64(0x0001020304050607))
+	}
+	gfpolyMem = GLOBL("gfpoly", NOPTR|RODATA)
+	DATA(0, U64(1))
+	DATA(8, U64(0xc200000000000000))
+	// ctrInit4: lanes get +1,+2,+3,+4 in dword 0; ctrInc4: +4 in every lane.
+	ctrInit4 = GLOBL("ctrInit4", NOPTR|RODATA)
+	for i := 0; i < 4; i++ {
+		DATA(16*i, U64(uint64(i+1)))
+		DATA(16*i+8, U64(0))
+	}
+	ctrInc4 = GLOBL("ctrInc4", NOPTR|RODATA)
+	for i := 0; i < 4; i++ {
+		DATA(16*i, U64(4))
+		DATA(16*i+8, U64(0))
+	}
+	gfpoly32 = GLOBL("gfpoly32", NOPTR|RODATA)
+	for i := 0; i < 2; i++ {
+		DATA(16*i, U64(1))
+		DATA(16*i+8, U64(0xc200000000000000))
+	}
+	// tailMask: 32 bytes of 0xff then 32 zero bytes; loading 32 bytes at
+	// offset 32-r gives a mask of the first r bytes.
+	tailMask = GLOBL("tailMask", NOPTR|RODATA)
+	for i := 0; i < 8; i++ {
+		if i < 4 {
+			DATA(8*i, U64(0xffffffffffffffff))
+		} else {
+			DATA(8*i, U64(0))
+		}
+	}
+	ctrInit2 = GLOBL("ctrInit2", NOPTR|RODATA)
+	for i := 0; i < 2; i++ {
+		DATA(16*i, U64(uint64(i+1)))
+		DATA(16*i+8, U64(0))
+	}
+	ctrInc2 = GLOBL("ctrInc2", NOPTR|RODATA)
+	for i := 0; i < 2; i++ {
+		DATA(16*i, U64(2))
+		DATA(16*i+8, U64(0))
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Key setup: AES key expansion (AES-NI), hash key, powers of H.
+
+func initKey() {
+	consts()
+	TEXT("initKeyAsm", NOSPLIT, "func(k *byte, key []byte)")
+	Doc("initKeyAsm expands key into k's round keys and computes H^1..H^16.")
+	kp := RDI
+	key := RSI
+	klen := RCX
+	Load(Param("k"), kp)
+	Load(Param("key").Base(), key)
+	Load(Param("key").Len(), klen)
+
+	MOVOU(Mem{Base: key}, X0)
+	MOVOU(X0, Mem{Base: kp, Disp: offRK})
+	CMPQ(klen, Imm(32))
+	JE(LabelRef("exp256"))
+
+	// AES-128
+	MOVQ(U32(10), RAX)
+	MOVQ(RAX, Mem{Base: kp, Disp: offNR})
+	rcon := []uint8{1, 2, 4, 8, 16, 32, 64, 128, 0x1b, 0x36}
+	for i, rc := range rcon {
+		AESKEYGENASSIST(U8(rc), X0, X1)
+		PSHUFD(U8(0xff), X1, X1)
+		expandStep(X0, X1)
+		MOVOU(X0, Mem{Base: kp, Disp: offRK + 16*(i+1)})
+	}
+	JMP(LabelRef("expDone"))
+
+	Label("exp256")
+	MOVQ(U32(14), RAX)
+	MOVQ(RAX, Mem{Base: kp, Disp: offNR})
+	MOVOU(Mem{Base: key, Disp: 16}, X2)
+	MOVOU(X2, Mem{Base: kp, Disp: offRK + 16})
+	n := 2
+	for i := 0; i < 7; i++ {
+		AESKEYGENASSIST(U8(1<<i), X2, X1)
+		PSHUFD(U8(0xff), X1, X1)
+		expandStep(X0, X1)
+		MOVOU(X0, Mem{Base: kp, Disp: offRK + 16*n})
+		n++
+		if n == 15 {
+			break
+		}
+		AESKEYGENASSIST(U8(0), X0, X1)
+		PSHUFD(U8(0xaa), X1, X1)
+		expandStep(X2, X1)
+		MOVOU(X2, Mem{Base: kp, Disp: offRK + 16*n})
+		n++
+	}
+	Label("expDone")
+
+	// Duplicated round keys for the ymm kernel.
+	for i := 0; i < 15; i++ {
+		VBROADCASTI128(Mem{Base: kp, Disp: offRK + 16*i}, Y0)
+		VMOVDQU(Y0, Mem{Base: kp, Disp: offRK2 + 32*i})
+	}
+
+	// H = AES_K(0)
+	// (VEX forms: memory operands need no alignment.)
+	VMOVDQU(Mem{Base: kp, Disp: offRK}, X0)
+	for i := 1; i < 10; i++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*i}, X0, X0)
+	}
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef("hLast"))
+	for i := 10; i < 14; i++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*i}, X0, X0)
+	}
+	Label("hLast")
+	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
+	SHLQ(Imm(4), RAX)
+	VAESENCLAST(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, X0, X0)
+
+	// H·x in the byte-swapped representation.
+	MOVOU(bswapMem, X7)
+	MOVOU(gfpolyMem, X6)
+	PSHUFB(X7, X0)
+	PSHUFD(U8(0xff), X0, X1)
+	MOVOU(X0, X2)
+	PSRAL(U8(31), X1)
+	PAND(X6, X1)
+	PSRLL(U8(31), X2)
+	PSLLDQ(U8(4), X2)
+	PSLLL(U8(1), X0)
+	PXOR(X1, X0)
+	PXOR(X2, X0)
+
+	// Powers: htab[16-i] = H^i.
+	MOVOU(X0, Mem{Base: kp, Disp: offHtab + 16*15})
+	MOVOU(X0, X5) // X5 = running power
+	for i := 2; i <= 16; i++ {
+		// X5 = X5 * X0
+		MOVOU(X5, X1)
+		PCLMULQDQ(U8(0x00), X0, X1) // LO
+		MOVOU(X5, X3)
+		PCLMULQDQ(U8(0x11), X0, X3) // HI
+		MOVOU(X5, X2)
+		PCLMULQDQ(U8(0x01), X0, X2)
+		PCLMULQDQ(U8(0x10), X0, X5)
+		PXOR(X5, X2) // MI
+		// fold LO into MI
+		MOVOU(X6, X4)
+		PCLMULQDQ(U8(0x01), X1, X4)
+		PSHUFD(U8(0x4e), X1, X1)
+		PXOR(X1, X2)
+		PXOR(X4, X2)
+		// fold MI into HI
+		MOVOU(X6, X4)
+		PCLMULQDQ(U8(0x01), X2, X4)
+		PSHUFD(U8(0x4e), X2, X2)
+		PXOR(X2, X3)
+		PXOR(X4, X3)
+		MOVOU(X3, X5)
+		MOVOU(X5, Mem{Base: kp, Disp: offHtab + 16*(16-i)})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// expandStep: a = (a ^ a<<32 ^ a<<64 ^ a<<96) ^ t. Clobbers X3.
+func expandStep(a, t VecPhysical) {
+	MOVOU(a, X3)
+	PSLLDQ(U8(4), X3)
+	PXOR(X3, a)
+	PSLLDQ(U8(4), X3)
+	PXOR(X3, a)
+	PSLLDQ(U8(4), X3)
+	PXOR(X3, a)
+	PXOR(t, a)
+}
+
+// ---------------------------------------------------------------------------
+// AVX-512 kernel: one message, 16 blocks (4 zmm) per iteration.
+
+var (
+	zBSWAP = Z8
+	zCTR   = Z9
+	zINC   = Z10
+	zACC   = Z11
+	zLO    = Z12
+	zMI    = Z13
+	zHI    = Z14
+	zPOLY  = Z15
+	zT     = Z31
+	zRKL   = Z30
+)
+
+func zRK(i int) VecPhysical {
+	return []VecPhysical{Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29}[i]
+}
+func xRK(i int) VecPhysical {
+	return []VecPhysical{X16, X17, X18, X19, X20, X21, X22, X23, X24, X25, X26, X27, X28, X29}[i]
+}
+
+var zs = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7}
+var ys = []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7}
+
+// aesZ encrypts vs in place with the round keys held in registers.
+func aesZ(vs []VecPhysical, kp GPPhysical, xmm bool) {
+	rk, last := zRK, VecPhysical(zRKL)
+	if xmm {
+		rk, last = xRK, X30
+	}
+	for _, v := range vs {
+		VPXORD(rk(0), v, v)
+	}
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	l := lbl("aesLast")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	for _, v := range vs {
+		VAESENCLAST(last, v, v)
+	}
+}
+
+// ghashZ multiplies ds[j] (byte-swapped blocks; ACC is added to ds[0]) by
+// the powers at tbl+64j and folds the reduced sum into ACC. Clobbers Z0-Z3.
+func ghashZ(ds []VecPhysical, tbl Mem) {
+	VPXORD(zACC, ds[0], ds[0])
+	mulAccZ(ds, tbl, true)
+	reduceZ()
+}
+
+// mulAccZ adds the unreduced products ds[j]*tbl[j] to LO/MI/HI (or sets
+// them if first). Clobbers ds and Z0-Z2.
+func mulAccZ(ds []VecPhysical, tbl Mem, first bool) {
+	for j, d := range ds {
+		h := tbl.Offset(64 * j)
+		if j == 0 && first {
+			VPCLMULQDQ(U8(0x00), h, d, zLO)
+			VPCLMULQDQ(U8(0x11), h, d, zHI)
+			VPCLMULQDQ(U8(0x01), h, d, zMI)
+			VPCLMULQDQ(U8(0x10), h, d, d)
+			VPXORD(d, zMI, zMI)
+			continue
+		}
+		VPCLMULQDQ(U8(0x00), h, d, Z0)
+		VPCLMULQDQ(U8(0x11), h, d, Z1)
+		VPCLMULQDQ(U8(0x01), h, d, Z2)
+		VPCLMULQDQ(U8(0x10), h, d, d)
+		VPXORD(Z0, zLO, zLO)
+		VPXORD(Z1, zHI, zHI)
+		VPTERNLOGD(U8(0x96), Z2, d, zMI)
+	}
+}
+
+func reduceZ() {
+	VPCLMULQDQ(U8(0x01), zLO, zPOLY, zT)
+	VPSHUFD(U8(0x4e), zLO, zLO)
+	VPTERNLOGD(U8(0x96), zT, zLO, zMI)
+	VPCLMULQDQ(U8(0x01), zMI, zPOLY, zT)
+	VPSHUFD(U8(0x4e), zMI, zMI)
+	VPTERNLOGD(U8(0x96), zT, zMI, zHI)
+	VEXTRACTI64X4(U8(1), zHI, Y0)
+	VPXORD(Y0, Y14, Y14)
+	VEXTRACTI128(U8(1), Y14, X0)
+	VPXOR(X0, X14, X11)
+}
+
+// ctrZ sets vs to the next counter blocks (big-endian) and advances CTR.
+func ctrZ(vs []VecPhysical) {
+	for _, v := range vs {
+		VPSHUFB(zBSWAP, zCTR, v)
+		VPADDD(zINC, zCTR, zCTR)
+	}
+}
+
+// lastMask sets K1 to the byte mask of the first n bytes (1 <= n <= 64).
+func lastMask(n GPPhysical, sub int) {
+	MOVQ(n, RAX)
+	if sub != 0 {
+		SUBQ(U32(sub), RAX)
+	}
+	MOVQ(I64(-1), RBX)
+	BZHIQ(RAX, RBX, RBX)
+	KMOVQ(RBX, K1)
+}
+
+// tblFor sets R13 = &htab[16-ceil(n/16)] for a tail of n bytes (n <= 256).
+func tblFor(kp, n GPPhysical) Mem {
+	LEAQ(Mem{Base: n, Disp: 15}, RAX)
+	SHRQ(U8(4), RAX)
+	NEGQ(RAX)
+	SHLQ(U8(4), RAX)
+	LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256}, R13)
+	return Mem{Base: R13}
+}
+
+func gcmAVX512(seal bool) {
+	name := "openAVX512"
+	if seal {
+		name = "sealAVX512"
+	}
+	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	Doc(name + " encrypts (seal) or decrypts (open) src into dst and writes the GCM tag to tag.")
+	const countOff = 32
+	AllocLocal(48)
+	descp := R14
+	kp, out, in, n := RDI, R8, RSI, RDX
+	aad, aadLen, nonce, tag := R9, R10, R11, R12
+	Load(Param("k"), kp)
+	Load(Param("d"), descp)
+	Load(Param("count"), RAX)
+	local := Mem{Base: RSP}
+	MOVQ(RAX, local.Offset(countOff))
+	TESTQ(RAX, RAX)
+	JZ(LabelRef("done"))
+
+	VMOVDQU64(bswapMem, zBSWAP)
+	VBROADCASTI32X4(gfpolyMem, zPOLY)
+	for i := 0; i < 14; i++ {
+		VBROADCASTI32X4(Mem{Base: kp, Disp: offRK + 16*i}, zRK(i))
+	}
+	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
+	SHLQ(U8(4), RAX)
+	VBROADCASTI32X4(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, zRKL)
+	Label("msgLoop")
+	MOVQ(Mem{Base: descp, Disp: 0}, out)
+	MOVQ(Mem{Base: descp, Disp: 8}, in)
+	MOVQ(Mem{Base: descp, Disp: 16}, n)
+	MOVQ(Mem{Base: descp, Disp: 24}, aad)
+	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+	MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	VPXORD(zACC, zACC, zACC)
+
+	// J0 = nonce || 1, E(J0) -> local.
+	VMOVQ(Mem{Base: nonce}, X0)
+	VPINSRD(U8(2), Mem{Base: nonce, Disp: 8}, X0, X0)
+	MOVL(U32(0x01000000), EAX)
+	VPINSRD(U8(3), EAX, X0, X0)
+	VMOVDQA64(X0, X1)
+	aesZ([]VecPhysical{X1}, kp, true)
+	VMOVDQU(X1, local)
+	VPSHUFB(X8, X0, X0)
+	VSHUFI64X2(U8(0), Z0, Z0, zCTR)
+	VPADDD(ctrInit4, zCTR, zCTR)
+	VMOVDQU64(ctrInc4, zINC)
+
+	// lengths for the final block
+	MOVQ(n, local.Offset(16))
+	MOVQ(aadLen, local.Offset(24))
+
+	dz := []VecPhysical{Z4, Z5, Z6, Z7}
+	cz := []VecPhysical{Z0, Z1, Z2, Z3}
+	htab := Mem{Base: kp, Disp: offHtab}
+
+	// Short messages: if AAD <= 64 bytes and AAD, data and length blocks
+	// together fit in 16 blocks, hash them all with one reduction.
+	CMPQ(aadLen, U32(64))
+	JA(LabelRef("long"))
+	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+	SHRQ(U8(4), RAX)
+	LEAQ(Mem{Base: n, Disp: 15}, RBX)
+	SHRQ(U8(4), RBX)
+	ADDQ(RBX, RAX) // T-1 blocks before the length block
+	CMPQ(RAX, U32(15))
+	JA(LabelRef("long"))
+	VPXORD(zLO, zLO, zLO)
+	VPXORD(zMI, zMI, zMI)
+	VPXORD(zHI, zHI, zHI)
+	TESTQ(aadLen, aadLen)
+	JZ(LabelRef("tailShared"))
+	// table = &htab[16-T] = htab + 256 - 16*(RAX+1)
+	NEGQ(RAX)
+	SHLQ(U8(4), RAX)
+	LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256 - 16}, R13)
+	lastMask(aadLen, 0)
+	VMOVDQU8_Z(Mem{Base: aad}, K1, Z4)
+	VPSHUFB(zBSWAP, Z4, Z4)
+	mulAccZ([]VecPhysical{Z4}, Mem{Base: R13}, false)
+	JMP(LabelRef("tailShared"))
+
+	Label("long")
+	ghashMemZ(kp, aad, aadLen, "aad")
+
+	Label("loop")
+	CMPQ(n, U32(256))
+	JB(LabelRef("tail"))
+	ctrZ(cz)
+	aesZ(cz, kp, false)
+	for j := 0; j < 4; j++ {
+		if seal {
+			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+			VPSHUFB(zBSWAP, cz[j], dz[j])
+		} else {
+			VMOVDQU64(Mem{Base: in, Disp: 64 * j}, dz[j])
+			VPXORD(dz[j], cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+			VPSHUFB(zBSWAP, dz[j], dz[j])
+		}
+	}
+	ghashZ(dz, htab)
+	ADDQ(U32(256), in)
+	ADDQ(U32(256), out)
+	SUBQ(U32(256), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	VPXORD(zLO, zLO, zLO)
+	VPXORD(zMI, zMI, zMI)
+	VPXORD(zHI, zHI, zHI)
+	Label("tailShared")
+	// n < 256 bytes remain. The length block takes H^1, so a tail of
+	// more than 240 bytes (16 blocks) is hashed and reduced on its own.
+	TESTQ(n, n)
+	JZ(LabelRef("lenBlock"))
+	CMPQ(n, U32(240))
+	JA(LabelRef("tailBig"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(64*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	JMP(LabelRef("tail4"))
+	for k := 5; k >= 1; k-- {
+		big := k == 5
+		if big {
+			Label("tailBig")
+			k = 4
+		} else {
+			Label(fmt.Sprintf("tail%d", k))
+		}
+		ctrZ(cz[:k])
+		aesZ(cz[:k], kp, false)
+		lastMask(n, 64*(k-1))
+		for j := 0; j < k; j++ {
+			src := Mem{Base: in, Disp: 64 * j}
+			dst := Mem{Base: out, Disp: 64 * j}
+			if j < k-1 {
+				if seal {
+					VPXORD(src, cz[j], cz[j])
+					VMOVDQU64(cz[j], dst)
+					VPSHUFB(zBSWAP, cz[j], dz[j])
+				} else {
+					VMOVDQU64(src, dz[j])
+					VPXORD(dz[j], cz[j], cz[j])
+					VMOVDQU64(cz[j], dst)
+					VPSHUFB(zBSWAP, dz[j], dz[j])
+				}
+				continue
+			}
+			VMOVDQU8_Z(src, K1, dz[j])
+			VPXORD(dz[j], cz[j], cz[j])
+			VMOVDQU8(cz[j], K1, dst)
+			if seal {
+				VMOVDQU8_Z(cz[j], K1, dz[j])
+			}
+			VPSHUFB(zBSWAP, dz[j], dz[j])
+		}
+		VPXORD(zACC, dz[0], dz[0])
+		if big {
+			// LO/MI/HI are zero here (tailBig is only reached from the long path).
+			mulAccZ(dz[:k], tblFor(kp, n), true)
+			reduceZ()
+			VPXORD(zLO, zLO, zLO)
+			VPXORD(zMI, zMI, zMI)
+			VPXORD(zHI, zHI, zHI)
+			JMP(LabelRef("lenBlock"))
+			k = 5
+			continue
+		}
+		VPXORD(zACC, zACC, zACC)
+		// powers H^(nb+1)..H^2: table for n+16 bytes
+		LEAQ(Mem{Base: n, Disp: 16}, RCX)
+		mulAccZ(dz[:k], tblFor(kp, RCX), false)
+		JMP(LabelRef("lenBlock"))
+	}
+
+	Label("lenBlock")
+	// Lengths block (bits), byte-swapped form: aadbits<<64 | ctbits, times H^1.
+	MOVQ(local.Offset(16), RAX)
+	MOVQ(local.Offset(24), RBX)
+	SHLQ(U8(3), RAX)
+	SHLQ(U8(3), RBX)
+	VMOVQ(RAX, X4)
+	VPINSRQ(U8(1), RBX, X4, X4)
+	VPXORD(X11, X4, X4)
+	h1 := htab.Offset(16 * 15)
+	VPCLMULQDQ(U8(0x00), h1, X4, X0)
+	VPCLMULQDQ(U8(0x11), h1, X4, X1)
+	VPCLMULQDQ(U8(0x01), h1, X4, X2)
+	VPCLMULQDQ(U8(0x10), h1, X4, X4)
+	VPXORD(Z0, zLO, zLO)
+	VPXORD(Z1, zHI, zHI)
+	VPTERNLOGD(U8(0x96), Z2, Z4, zMI)
+	reduceZ()
+	VPSHUFB(X8, X11, X11)
+	VPXORD(local, X11, X11)
+	VMOVDQU(X11, Mem{Base: tag})
+	ADDQ(U32(descSize), descp)
+	DECQ(local.Offset(countOff))
+	JNZ(LabelRef("msgLoop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// ghashMemZ hashes n bytes at p (zero-padded to a block) into ACC.
+func ghashMemZ(kp, p, n GPPhysical, pfx string) {
+	dz := []VecPhysical{Z4, Z5, Z6, Z7}
+	Label(pfx + "Loop")
+	CMPQ(n, U32(256))
+	JB(LabelRef(pfx + "Tail"))
+	for j := 0; j < 4; j++ {
+		VMOVDQU64(Mem{Base: p, Disp: 64 * j}, dz[j])
+		VPSHUFB(zBSWAP, dz[j], dz[j])
+	}
+	ghashZ(dz, Mem{Base: kp, Disp: offHtab})
+	ADDQ(U32(256), p)
+	SUBQ(U32(256), n)
+	JMP(LabelRef(pfx + "Loop"))
+	Label(pfx + "Tail")
+	TESTQ(n, n)
+	JZ(LabelRef(pfx + "Done"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(64*k))
+		JBE(LabelRef(fmt.Sprintf("%sTail%d", pfx, k)))
+	}
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("%sTail%d", pfx, k))
+		lastMask(n, 64*(k-1))
+		for j := 0; j < k-1; j++ {
+			VMOVDQU64(Mem{Base: p, Disp: 64 * j}, dz[j])
+			VPSHUFB(zBSWAP, dz[j], dz[j])
+		}
+		VMOVDQU8_Z(Mem{Base: p, Disp: 64 * (k - 1)}, K1, dz[k-1])
+		VPSHUFB(zBSWAP, dz[k-1], dz[k-1])
+		ghashZ(dz[:k], tblFor(kp, n))
+		JMP(LabelRef(pfx + "Done"))
+	}
+	Label(pfx + "Done")
+}
+
+// ---------------------------------------------------------------------------
+// AVX2 kernel: one message, 8 blocks (4 ymm) per iteration. Only Y0-Y15
+// exist with VEX, so round keys stay in memory (duplicated, rk2).
+
+var (
+	yBSWAP = Y8
+	yCTR   = Y9
+	yACC   = Y10
+	yLO    = Y11
+	yMI    = Y12
+	yHI    = Y13
+	yT     = Y14
+	yINC   = Y15
+)
+
+func aesY(vs []VecPhysical, kp GPPhysical) {
+	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	for _, v := range vs {
+		VPXOR(rk(0), v, v)
+	}
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	l := lbl("aesLastY")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(5), RBX)
+	for _, v := range vs {
+		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
+// ghashY: like ghashZ with 2 blocks per vector. Clobbers Y0-Y2, Y14.
+func ghashY(ds []VecPhysical, tbl Mem) {
+	VPXOR(yACC, ds[0], ds[0])
+	for j, d := range ds {
+		h := tbl.Offset(32 * j)
+		if j == 0 {
+			VPCLMULQDQ(U8(0x00), h, d, yLO)
+			VPCLMULQDQ(U8(0x11), h, d, yHI)
+			VPCLMULQDQ(U8(0x01), h, d, yMI)
+			VPCLMULQDQ(U8(0x10), h, d, d)
+			VPXOR(d, yMI, yMI)
+			continue
+		}
+		VPCLMULQDQ(U8(0x00), h, d, Y0)
+		VPCLMULQDQ(U8(0x11), h, d, Y1)
+		VPCLMULQDQ(U8(0x01), h, d, Y2)
+		VPCLMULQDQ(U8(0x10), h, d, d)
+		VPXOR(Y0, yLO, yLO)
+		VPXOR(Y1, yHI, yHI)
+		VPXOR(Y2, yMI, yMI)
+		VPXOR(d, yMI, yMI)
+	}
+	VPCLMULQDQ(U8(0x10), gfpoly32, yLO, yT)
+	VPSHUFD(U8(0x4e), yLO, yLO)
+	VPXOR(yLO, yMI, yMI)
+	VPXOR(yT, yMI, yMI)
+	VPCLMULQDQ(U8(0x10), gfpoly32, yMI, yT)
+	VPSHUFD(U8(0x4e), yMI, yMI)
+	VPXOR(yMI, yHI, yHI)
+	VPXOR(yT, yHI, yHI)
+	VEXTRACTI128(U8(1), yHI, X0)
+	VPXOR(X0, X13, X10)
+}
+
+func ctrY(vs []VecPhysical) {
+	for _, v := range vs {
+		VPSHUFB(yBSWAP, yCTR, v)
+		VPADDD(yINC, yCTR, yCTR)
+	}
+}
+
+// copyPartial copies n (0..63) bytes from src to dst. Clobbers src, dst,
+// RBX and X14.
+func copyPartial(src, dst, n GPPhysical) {
+	type step struct {
+		bit  int
+		copy func()
+	}
+	steps := []step{
+		{32, func() { VMOVDQU(Mem{Base: src}, Y14); VMOVDQU(Y14, Mem{Base: dst}) }},
+		{16, func() { VMOVDQU(Mem{Base: src}, X14); VMOVDQU(X14, Mem{Base: dst}) }},
+		{8, func() { MOVQ(Mem{Base: src}, RBX); MOVQ(RBX, Mem{Base: dst}) }},
+		{4, func() { MOVL(Mem{Base: src}, EBX); MOVL(EBX, Mem{Base: dst}) }},
+		{2, func() { MOVW(Mem{Base: src}, BX); MOVW(BX, Mem{Base: dst}) }},
+		{1, func() { MOVB(Mem{Base: src}, BL); MOVB(BL, Mem{Base: dst}) }},
+	}
+	for _, s := range steps {
+		l := lbl("cp")
+		TESTQ(U32(s.bit), n)
+		JZ(LabelRef(l))
+		s.copy()
+		if s.bit > 1 {
+			ADDQ(U32(s.bit), src)
+			ADDQ(U32(s.bit), dst)
+		}
+		Label(l)
+	}
+}
+
+func gcmAVX2(seal bool) {
+	name := "openAVX2"
+	if seal {
+		name = "sealAVX2"
+	}
+	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
+	const countOff = 64
+	AllocLocal(96)
+	descp := R14
+	kp, out, in, n := RDI, R8, RSI, RDX
+	aad, aadLen, nonce, tag := R9, R10, R11, R12
+	Load(Param("k"), kp)
+	Load(Param("d"), descp)
+	Load(Param("count"), RAX)
+	local := Mem{Base: RSP}
+	MOVQ(RAX, local.Offset(countOff))
+	TESTQ(RAX, RAX)
+	JZ(LabelRef("done"))
+	buf := local.Offset(32) // 32-byte scratch block
+
+	VMOVDQU(bswapMem, yBSWAP)
+	Label("msgLoop")
+	MOVQ(Mem{Base: descp, Disp: 0}, out)
+	MOVQ(Mem{Base: descp, Disp: 8}, in)
+	MOVQ(Mem{Base: descp, Disp: 16}, n)
+	MOVQ(Mem{Base: descp, Disp: 24}, aad)
+	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+	MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	VPXOR(yACC, yACC, yACC)
+
+	// J0 = nonce || 1, E(J0) -> local.
+	VMOVQ(Mem{Base: nonce}, X0)
+	VPINSRD(U8(2), Mem{Base: nonce, Disp: 8}, X0, X0)
+	MOVL(U32(0x01000000), EAX)
+	VPINSRD(U8(3), EAX, X0, X0)
+	VPXOR(Mem{Base: kp, Disp: offRK}, X0, X1)
+	for r := 1; r < 10; r++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
+	}
+	l := lbl("j0Last")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(4), RBX)
+	VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK}, X1, X1)
+	VMOVDQU(X1, local)
+	VPSHUFB(X8, X0, X0)
+	VINSERTI128(U8(1), X0, Y0, yCTR)
+	VPADDD(ctrInit2, yCTR, yCTR)
+	VMOVDQU(ctrInc2, yINC)
+
+	MOVQ(n, local.Offset(16))
+	MOVQ(aadLen, local.Offset(24))
+
+	// AAD
+	dy := []VecPhysical{Y4, Y5, Y6, Y7}
+	cy := []VecPhysical{Y0, Y1, Y2, Y3}
+	htab := Mem{Base: kp, Disp: offHtab}
+	Label("aadLoop")
+	CMPQ(aadLen, U32(128))
+	JB(LabelRef("aadTail"))
+	for j := 0; j < 4; j++ {
+		VMOVDQU(Mem{Base: aad, Disp: 32 * j}, dy[j])
+		VPSHUFB(yBSWAP, dy[j], dy[j])
+	}
+	ghashY(dy, htab.Offset(128))
+	ADDQ(U32(128), aad)
+	SUBQ(U32(128), aadLen)
+	JMP(LabelRef("aadLoop"))
+	Label("aadTail")
+	TESTQ(aadLen, aadLen)
+	JZ(LabelRef("aadDone"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(aadLen, U32(32*k))
+		JBE(LabelRef(fmt.Sprintf("aadTail%d", k)))
+	}
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("aadTail%d", k))
+		for j := 0; j < k-1; j++ {
+			VMOVDQU(Mem{Base: aad, Disp: 32 * j}, dy[j])
+			VPSHUFB(yBSWAP, dy[j], dy[j])
+		}
+		VPXOR(Y3, Y3, Y3)
+		VMOVDQU(Y3, buf)
+		LEAQ(Mem{Base: aad, Disp: 32 * (k - 1)}, R13)
+		LEAQ(buf, RCX)
+		MOVQ(aadLen, RAX)
+		SUBQ(U32(32*(k-1)), RAX)
+		copyPartial(R13, RCX, RAX)
+		VMOVDQU(buf, dy[k-1])
+		VPSHUFB(yBSWAP, dy[k-1], dy[k-1])
+		ghashY(dy[:k], tblFor(kp, aadLen))
+		JMP(LabelRef("aadDone"))
+	}
+	Label("aadDone")
+
+	Label("loop")
+	CMPQ(n, U32(128))
+	JB(LabelRef("tail"))
+	ctrY(cy)
+	aesY(cy, kp)
+	for j := 0; j < 4; j++ {
+		if seal {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, cy[j], dy[j])
+		} else {
+			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
+			VPXOR(dy[j], cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, dy[j], dy[j])
+		}
+	}
+	ghashY(dy, htab.Offset(128))
+	ADDQ(U32(128), in)
+	ADDQ(U32(128), out)
+	SUBQ(U32(128), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("final"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(32*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("tail%d", k))
+		ctrY(cy[:k])
+		aesY(cy[:k], kp)
+		for j := 0; j < k-1; j++ {
+			src := Mem{Base: in, Disp: 32 * j}
+			dst := Mem{Base: out, Disp: 32 * j}
+			if seal {
+				VPXOR(src, cy[j], cy[j])
+				VMOVDQU(cy[j], dst)
+				VPSHUFB(yBSWAP, cy[j], dy[j])
+			} else {
+				VMOVDQU(src, dy[j])
+				VPXOR(dy[j], cy[j], cy[j])
+				VMOVDQU(cy[j], dst)
+				VPSHUFB(yBSWAP, dy[j], dy[j])
+			}
+		}
+		// Last (partial) vector through the scratch block.
+		last := k - 1
+		VPXOR(dy[last], dy[last], dy[last])
+		VMOVDQU(dy[last], buf)
+		LEAQ(Mem{Base: in, Disp: 32 * last}, R13)
+		LEAQ(buf, RCX)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, RCX, RAX)
+		VMOVDQU(buf, dy[last])
+		VPXOR(dy[last], cy[last], cy[last])
+		VMOVDQU(cy[last], buf)
+		LEAQ(buf, R13)
+		LEAQ(Mem{Base: out, Disp: 32 * last}, RCX)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, RCX, RAX)
+		if seal {
+			// dy = ciphertext with the bytes past the end cleared.
+			MOVQ(n, RAX)
+			SUBQ(U32(32*last), RAX)
+			NEGQ(RAX)
+			LEAQ(tailMask, RBX)
+			VPAND(Mem{Base: RBX, Index: RAX, Scale: 1, Disp: 32}, cy[last], dy[last])
+		}
+		VPSHUFB(yBSWAP, dy[last], dy[last])
+		ghashY(dy[:k], tblFor(kp, n))
+		JMP(LabelRef("final"))
+	}
+
+	Label("final")
+	MOVQ(local.Offset(16), RAX)
+	MOVQ(local.Offset(24), RBX)
+	SHLQ(U8(3), RAX)
+	SHLQ(U8(3), RBX)
+	VMOVQ(RAX, X4)
+	VPINSRQ(U8(1), RBX, X4, X4)
+	VPXOR(X4, X10, X4)
+	VPCLMULQDQ(U8(0x00), htab.Offset(16*15), X4, X11)
+	VPCLMULQDQ(U8(0x11), htab.Offset(16*15), X4, X13)
+	VPCLMULQDQ(U8(0x01), htab.Offset(16*15), X4, X12)
+	VPCLMULQDQ(U8(0x10), htab.Offset(16*15), X4, X4)
+	VPXOR(X4, X12, X12)
+	VPCLMULQDQ(U8(0x10), gfpolyMem, X11, X14)
+	VPSHUFD(U8(0x4e), X11, X11)
+	VPXOR(X11, X12, X12)
+	VPXOR(X14, X12, X12)
+	VPCLMULQDQ(U8(0x10), gfpolyMem, X12, X14)
+	VPSHUFD(U8(0x4e), X12, X12)
+	VPXOR(X12, X13, X13)
+	VPXOR(X14, X13, X13)
+	VPSHUFB(X8, X13, X13)
+	VPXOR(local, X13, X13)
+	VMOVDQU(X13, Mem{Base: tag})
+	ADDQ(U32(descSize), descp)
+	DECQ(local.Offset(countOff))
+	JNZ(LabelRef("msgLoop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}

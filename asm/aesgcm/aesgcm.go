@@ -1,0 +1,278 @@
+// Package aesgcm implements AES-GCM (12-byte nonce, 16-byte tag) with
+// VAES/VPCLMULQDQ fast paths on amd64 (AVX-512 on zmm, AVX2 on ymm), plus a
+// multi-message batch API. Everywhere else, and under the purego build tag,
+// it falls back to crypto/cipher's GCM.
+package aesgcm
+
+//go:generate sh -c "cd _asm && go run . -out ../aesgcm_amd64.s"
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"errors"
+	"strconv"
+	"unsafe"
+)
+
+const (
+	// NonceSize is the size of the nonce in bytes.
+	NonceSize = 12
+	// TagSize is the size of the authentication tag in bytes.
+	TagSize = 16
+
+	// maxPlaintext is the GCM limit for a 32-bit block counter starting at 2.
+	maxPlaintext = ((1 << 32) - 2) * aes.BlockSize
+)
+
+// ErrOpen is returned (and stored in Message.Err) when authentication fails.
+var ErrOpen = errors.New("aesgcm: message authentication failed")
+
+// AEAD is AES-GCM with a 12-byte nonce and a 16-byte tag. It implements
+// crypto/cipher.AEAD and is safe for concurrent use.
+type AEAD struct {
+	std cipher.AEAD // crypto/cipher GCM, the generic implementation
+	k   *gcmKey     // precomputed state for the assembly paths (nil if none)
+}
+
+var _ cipher.AEAD = (*AEAD)(nil)
+
+// Message is one independent AEAD operation in a batch (same key).
+type Message struct {
+	Nonce []byte // 12 bytes
+	AAD   []byte
+	In    []byte // plaintext (seal) or ciphertext||tag (open)
+	Out   []byte // len(In)+16 (seal) or len(In)-16 (open); may alias In exactly, must not overlap otherwise
+	Err   error  // set by OpenBatch: nil or ErrOpen
+}
+
+// New returns AES-GCM (12-byte nonce, 16-byte tag) for a 16- or 32-byte key.
+func New(key []byte) (*AEAD, error) {
+	switch len(key) {
+	case 16, 32:
+	default:
+		return nil, errors.New("aesgcm: invalid key size " + strconv.Itoa(len(key)))
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	std, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, err
+	}
+	a := &AEAD{std: std}
+	a.k = newKey(key)
+	return a, nil
+}
+
+// NonceSize returns 12.
+func (a *AEAD) NonceSize() int { return NonceSize }
+
+// Overhead returns 16.
+func (a *AEAD) Overhead() int { return TagSize }
+
+// Seal encrypts and authenticates plaintext, authenticates aad, and appends
+// the result to dst. To reuse plaintext's storage for the output, use
+// plaintext[:0] as dst; otherwise dst must not overlap plaintext.
+func (a *AEAD) Seal(dst, nonce, plaintext, aad []byte) []byte {
+	if len(nonce) != NonceSize {
+		panic("aesgcm: incorrect nonce length given to GCM")
+	}
+	if uint64(len(plaintext)) > maxPlaintext {
+		panic("aesgcm: message too large for GCM")
+	}
+	ret, out := sliceForAppend(dst, len(plaintext)+TagSize)
+	if inexactOverlap(out, plaintext) {
+		panic("aesgcm: invalid buffer overlap")
+	}
+	if inexactOverlap(out, aad) {
+		panic("aesgcm: invalid buffer overlap of output and additional data")
+	}
+	a.seal(out, nonce, plaintext, aad)
+	return ret
+}
+
+// Open authenticates and decrypts ciphertext, authenticates aad, and, if
+// successful, appends the plaintext to dst. To reuse ciphertext's storage for
+// the output, use ciphertext[:0] as dst; otherwise dst must not overlap it.
+func (a *AEAD) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
+	if len(nonce) != NonceSize {
+		panic("aesgcm: incorrect nonce length given to GCM")
+	}
+	if len(ciphertext) < TagSize {
+		return nil, ErrOpen
+	}
+	if uint64(len(ciphertext)) > maxPlaintext+TagSize {
+		return nil, ErrOpen
+	}
+	ret, out := sliceForAppend(dst, len(ciphertext)-TagSize)
+	if inexactOverlap(out, ciphertext) {
+		panic("aesgcm: invalid buffer overlap")
+	}
+	if inexactOverlap(out, aad) {
+		panic("aesgcm: invalid buffer overlap of output and additional data")
+	}
+	if !a.open(out, nonce, ciphertext, aad) {
+		return nil, ErrOpen
+	}
+	return ret, nil
+}
+
+func checkMessage(m *Message, seal bool) {
+	if len(m.Nonce) != NonceSize {
+		panic("aesgcm: incorrect nonce length in Message")
+	}
+	if seal {
+		if uint64(len(m.In)) > maxPlaintext {
+			panic("aesgcm: message too large for GCM")
+		}
+		if len(m.Out) != len(m.In)+TagSize {
+			panic("aesgcm: Message.Out must be len(In)+16 for seal")
+		}
+	} else if len(m.In) >= TagSize && len(m.Out) != len(m.In)-TagSize {
+		panic("aesgcm: Message.Out must be len(In)-16 for open")
+	}
+	if inexactOverlap(m.Out, m.In) || inexactOverlap(m.Out, m.AAD) {
+		panic("aesgcm: invalid buffer overlap in Message")
+	}
+}
+
+// SealBatch seals every message in msgs (Out = ciphertext||tag).
+// Messages are independent: each has its own nonce, AAD and length.
+func (a *AEAD) SealBatch(msgs []Message) {
+	for i := range msgs {
+		checkMessage(&msgs[i], true)
+	}
+	a.sealBatch(msgs)
+}
+
+// OpenBatch opens every message in msgs. For each message that fails
+// authentication, Out is zeroed and Err is set to ErrOpen; otherwise Err is
+// nil. It returns the number of failed messages.
+func (a *AEAD) OpenBatch(msgs []Message) (failed int) {
+	for i := range msgs {
+		m := &msgs[i]
+		if len(m.In) < TagSize || uint64(len(m.In)) > maxPlaintext+TagSize {
+			continue
+		}
+		checkMessage(m, false)
+	}
+	return a.openBatch(msgs)
+}
+
+// sealGeneric / openGeneric use crypto/cipher.
+func (a *AEAD) sealGeneric(out, nonce, plaintext, aad []byte) {
+	a.std.Seal(out[:0], nonce, plaintext, aad)
+}
+
+func (a *AEAD) openGeneric(out, nonce, ciphertext, aad []byte) bool {
+	_, err := a.std.Open(out[:0], nonce, ciphertext, aad)
+	if err != nil {
+		clear(out)
+		return false
+	}
+	return true
+}
+
+func (a *AEAD) sealBatchGeneric(msgs []Message) {
+	for i := range msgs {
+		m := &msgs[i]
+		a.sealGeneric(m.Out, m.Nonce, m.In, m.AAD)
+	}
+}
+
+func (a *AEAD) openBatchWith(msgs []Message, open func(out, nonce, ct, aad []byte) bool) (failed int) {
+	for i := range msgs {
+		m := &msgs[i]
+		if len(m.In) < TagSize || uint64(len(m.In)) > maxPlaintext+TagSize {
+			clear(m.Out)
+			m.Err = ErrOpen
+			failed++
+			continue
+		}
+		if open(m.Out, m.Nonce, m.In, m.AAD) {
+			m.Err = nil
+		} else {
+			m.Err = ErrOpen
+			failed++
+		}
+	}
+	return failed
+}
+
+// verifyTag compares the computed tag with the received one in constant
+// time. On mismatch the output is zeroed.
+func verifyTag(out []byte, computed *[TagSize]byte, received []byte) bool {
+	if subtle.ConstantTimeCompare(computed[:], received) != 1 {
+		clear(out)
+		return false
+	}
+	return true
+}
+
+// Implementations returns the names of the implementations that this CPU
+// supports, fastest first. "generic" (crypto/cipher) is always last.
+func Implementations() []string {
+	var names []string
+	for _, im := range impls {
+		if im.available {
+			names = append(names, im.name)
+		}
+	}
+	return names
+}
+
+// Implementation returns the name of the implementation in use.
+func Implementation() string { return impls[current].name }
+
+// SetImplementation selects the named implementation (see Implementations)
+// and returns a function that restores the previous one. It is meant for
+// tests and benchmarks and must not be called concurrently with other
+// operations.
+func SetImplementation(name string) (restore func(), err error) {
+	for i, im := range impls {
+		if im.name == name && im.available {
+			prev := current
+			current = i
+			return func() { current = prev }, nil
+		}
+	}
+	return func() {}, errors.New("aesgcm: implementation " + strconv.Quote(name) + " not available")
+}
+
+type implementation struct {
+	name      string
+	available bool
+}
+
+// sliceForAppend takes a slice and a requested number of bytes. It returns a
+// slice with the contents of the given slice followed by that many bytes and
+// a second slice that aliases into it and contains only the extra bytes.
+func sliceForAppend(in []byte, n int) (head, tail []byte) {
+	if total := len(in) + n; cap(in) >= total {
+		head = in[:total]
+	} else {
+		head = make([]byte, total)
+		copy(head, in)
+	}
+	tail = head[len(in):]
+	return
+}
+
+// anyOverlap reports whether x and y share memory at any (not necessarily
+// corresponding) index.
+func anyOverlap(x, y []byte) bool {
+	return len(x) > 0 && len(y) > 0 &&
+		uintptr(unsafe.Pointer(&x[0])) <= uintptr(unsafe.Pointer(&y[len(y)-1])) &&
+		uintptr(unsafe.Pointer(&y[0])) <= uintptr(unsafe.Pointer(&x[len(x)-1]))
+}
+
+// inexactOverlap reports whether x and y share memory at any non-corresponding
+// index.
+func inexactOverlap(x, y []byte) bool {
+	if len(x) == 0 || len(y) == 0 || &x[0] == &y[0] {
+		return false
+	}
+	return anyOverlap(x, y)
+}

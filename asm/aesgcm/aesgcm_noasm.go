@@ -1,0 +1,23 @@
+//go:build !amd64 || purego
+
+package aesgcm
+
+type gcmKey struct{}
+
+func newKey(key []byte) *gcmKey { return nil }
+
+var impls = []implementation{{name: "generic", available: true}}
+
+var current = 0
+
+func (a *AEAD) seal(out, nonce, plaintext, aad []byte) {
+	a.sealGeneric(out, nonce, plaintext, aad)
+}
+
+func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
+	return a.openGeneric(out, nonce, ciphertext, aad)
+}
+
+func (a *AEAD) sealBatch(msgs []Message) { a.sealBatchGeneric(msgs) }
+
+func (a *AEAD) openBatch(msgs []Message) int { return a.openBatchWith(msgs, a.openGeneric) }

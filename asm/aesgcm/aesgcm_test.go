@@ -1,0 +1,434 @@
+package aesgcm
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+func stdGCM(t testing.TB, key []byte) cipher.AEAD {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// forEachImpl runs f with every available implementation selected.
+func forEachImpl(t *testing.T, f func(t *testing.T)) {
+	for _, name := range Implementations() {
+		t.Run(name, func(t *testing.T) {
+			restore, err := SetImplementation(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer restore()
+			if Implementation() != name {
+				t.Fatalf("Implementation() = %q, want %q", Implementation(), name)
+			}
+			f(t)
+		})
+	}
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// check seals and opens pt/aad with a and with ref, in place and out of place,
+// at unaligned offsets, and checks tampering is detected.
+func check(t *testing.T, a *AEAD, ref cipher.AEAD, r *rand.Rand, pt, aad []byte, tamper bool) {
+	t.Helper()
+	nonce := randBytes(r, 12)
+	want := ref.Seal(nil, nonce, pt, aad)
+
+	// Out of place, unaligned output and input.
+	off := 1 + r.IntN(15)
+	inBuf := make([]byte, len(pt)+32)
+	in := inBuf[off : off+len(pt)]
+	copy(in, pt)
+	dstBuf := make([]byte, len(pt)+64)
+	doff := r.IntN(16)
+	got := a.Seal(dstBuf[doff:doff], nonce, in, aad)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Seal(len=%d, aad=%d) mismatch\n got %x\nwant %x", len(pt), len(aad), got, want)
+	}
+	if !bytes.Equal(in, pt) {
+		t.Fatalf("Seal modified its input")
+	}
+	// Append semantics.
+	prefix := []byte("prefix")
+	got2 := a.Seal(append([]byte(nil), prefix...), nonce, pt, aad)
+	if !bytes.Equal(got2[:len(prefix)], prefix) || !bytes.Equal(got2[len(prefix):], want) {
+		t.Fatalf("Seal append mismatch")
+	}
+	// In place.
+	buf := make([]byte, len(pt)+16+off)[off:]
+	copy(buf, pt)
+	got3 := a.Seal(buf[:0], nonce, buf[:len(pt)], aad)
+	if !bytes.Equal(got3, want) {
+		t.Fatalf("in-place Seal(len=%d) mismatch", len(pt))
+	}
+	// Open out of place.
+	pt2, err := a.Open(nil, nonce, want, aad)
+	if err != nil || !bytes.Equal(pt2, pt) {
+		t.Fatalf("Open(len=%d, aad=%d) failed: %v", len(pt), len(aad), err)
+	}
+	// Open in place.
+	ct := append([]byte(nil), want...)
+	pt3, err := a.Open(ct[:0], nonce, ct, aad)
+	if err != nil || !bytes.Equal(pt3, pt) {
+		t.Fatalf("in-place Open(len=%d) failed: %v", len(pt), err)
+	}
+	if !tamper {
+		return
+	}
+	// Tampering.
+	bad := func(what string, nonce, ct, aad []byte) {
+		t.Helper()
+		out := make([]byte, len(ct)-16)
+		for i := range out {
+			out[i] = 0xaa
+		}
+		res, err := a.Open(out[:0], nonce, ct, aad)
+		if err != ErrOpen || res != nil {
+			t.Fatalf("Open accepted tampered %s (len=%d aad=%d)", what, len(pt), len(aad))
+		}
+		for _, b := range out {
+			if b != 0 {
+				t.Fatalf("Open did not zero output after tampered %s", what)
+			}
+		}
+	}
+	c := append([]byte(nil), want...)
+	c[len(c)-1-r.IntN(16)] ^= 1 << r.IntN(8)
+	bad("tag", nonce, c, aad)
+	if len(pt) > 0 {
+		c = append([]byte(nil), want...)
+		c[r.IntN(len(pt))] ^= 1 << r.IntN(8)
+		bad("ciphertext", nonce, c, aad)
+	}
+	if len(aad) > 0 {
+		aad2 := append([]byte(nil), aad...)
+		aad2[r.IntN(len(aad))] ^= 1 << r.IntN(8)
+		bad("aad", nonce, want, aad2)
+	}
+	n2 := append([]byte(nil), nonce...)
+	n2[r.IntN(12)] ^= 1 << r.IntN(8)
+	bad("nonce", n2, want, aad)
+}
+
+var keySizes = []int{16, 32}
+
+func TestAllLengths(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(1, uint64(ks)))
+			key := randBytes(r, ks)
+			a, err := New(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := stdGCM(t, key)
+			for n := 0; n <= 1024; n++ {
+				aad := randBytes(r, r.IntN(40))
+				check(t, a, ref, r, randBytes(r, n), aad, n%7 == 0 || n < 80)
+			}
+		}
+	})
+}
+
+func TestAADLengths(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(2, uint64(ks)))
+			key := randBytes(r, ks)
+			a, _ := New(key)
+			ref := stdGCM(t, key)
+			for n := 0; n <= 300; n++ {
+				check(t, a, ref, r, randBytes(r, r.IntN(100)), randBytes(r, n), n%5 == 0)
+			}
+			for i := 0; i < 20; i++ {
+				check(t, a, ref, r, randBytes(r, r.IntN(2000)), randBytes(r, r.IntN(5000)), true)
+			}
+		}
+	})
+}
+
+func TestRandomLengths(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(3, uint64(ks)))
+			key := randBytes(r, ks)
+			a, _ := New(key)
+			ref := stdGCM(t, key)
+			iters := 200
+			if testing.Short() {
+				iters = 30
+			}
+			for i := 0; i < iters; i++ {
+				check(t, a, ref, r, randBytes(r, r.IntN(64<<10+1)), randBytes(r, r.IntN(64)), i%10 == 0)
+			}
+		}
+	})
+}
+
+func TestShortCiphertext(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		a, _ := New(make([]byte, 16))
+		for n := 0; n < 16; n++ {
+			if _, err := a.Open(nil, make([]byte, 12), make([]byte, n), nil); err != ErrOpen {
+				t.Fatalf("Open of %d bytes: err = %v", n, err)
+			}
+		}
+	})
+}
+
+func TestBadKeyAndNonce(t *testing.T) {
+	for _, n := range []int{0, 15, 24, 33} {
+		if _, err := New(make([]byte, n)); err == nil {
+			t.Errorf("New accepted %d-byte key", n)
+		}
+	}
+	a, _ := New(make([]byte, 16))
+	if a.NonceSize() != 12 || a.Overhead() != 16 {
+		t.Fatal("bad NonceSize/Overhead")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Seal accepted 8-byte nonce")
+		}
+	}()
+	a.Seal(nil, make([]byte, 8), nil, nil)
+}
+
+func TestInexactOverlapPanics(t *testing.T) {
+	a, _ := New(make([]byte, 16))
+	buf := make([]byte, 100)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Seal accepted inexact overlap")
+		}
+	}()
+	a.Seal(buf[1:1], make([]byte, 12), buf[:50], nil)
+}
+
+func makeBatch(r *rand.Rand, count int, maxLen int) (msgs []Message, pts, aads, nonces [][]byte) {
+	for i := 0; i < count; i++ {
+		var n int
+		switch r.IntN(4) {
+		case 0:
+			n = 0
+		case 1:
+			n = r.IntN(64)
+		default:
+			n = r.IntN(maxLen + 1)
+		}
+		pt := randBytes(r, n)
+		aad := randBytes(r, r.IntN(3)*r.IntN(40))
+		nonce := randBytes(r, 12)
+		pts, aads, nonces = append(pts, pt), append(aads, aad), append(nonces, nonce)
+		m := Message{Nonce: nonce, AAD: aad}
+		if r.IntN(2) == 0 { // in place
+			buf := make([]byte, n+16+1)[1:]
+			copy(buf, pt)
+			m.In, m.Out = buf[:n], buf
+		} else {
+			m.In = append([]byte(nil), pt...)
+			m.Out = make([]byte, n+16)
+		}
+		msgs = append(msgs, m)
+	}
+	return
+}
+
+func TestBatch(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(4, uint64(ks)))
+			key := randBytes(r, ks)
+			a, _ := New(key)
+			ref := stdGCM(t, key)
+			for count := 0; count <= 33; count++ {
+				for _, maxLen := range []int{200, 1500, 5000} {
+					msgs, pts, aads, nonces := makeBatch(r, count, maxLen)
+					a.SealBatch(msgs)
+					for i, m := range msgs {
+						want := ref.Seal(nil, nonces[i], pts[i], aads[i])
+						if !bytes.Equal(m.Out, want) {
+							t.Fatalf("SealBatch count=%d msg %d len=%d mismatch", count, i, len(pts[i]))
+						}
+					}
+					// Open: tamper with some.
+					tampered := map[int]bool{}
+					for i := range msgs {
+						m := &msgs[i]
+						ct := m.Out
+						if r.IntN(2) == 0 {
+							m.In, m.Out = ct, ct[:len(ct)-16]
+						} else {
+							m.In, m.Out = ct, make([]byte, len(ct)-16)
+						}
+						m.Err = fmt.Errorf("stale")
+						if r.IntN(4) == 0 {
+							m.In[r.IntN(len(m.In))] ^= 1
+							tampered[i] = true
+						}
+					}
+					failed := a.OpenBatch(msgs)
+					if failed != len(tampered) {
+						t.Fatalf("OpenBatch failed=%d want %d", failed, len(tampered))
+					}
+					for i, m := range msgs {
+						if tampered[i] {
+							if m.Err != ErrOpen {
+								t.Fatalf("msg %d: tampered but Err=%v", i, m.Err)
+							}
+							for _, b := range m.Out {
+								if b != 0 {
+									t.Fatalf("msg %d: failed Out not zeroed", i)
+								}
+							}
+							continue
+						}
+						if m.Err != nil || !bytes.Equal(m.Out, pts[i]) {
+							t.Fatalf("OpenBatch msg %d (len %d): err=%v mismatch", i, len(pts[i]), m.Err)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestBatchShortIn(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		a, _ := New(make([]byte, 16))
+		msgs := []Message{{Nonce: make([]byte, 12), In: make([]byte, 5), Out: []byte{1, 2}}}
+		if a.OpenBatch(msgs) != 1 || msgs[0].Err != ErrOpen {
+			t.Fatal("short In accepted")
+		}
+	})
+}
+
+func TestAllocs(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		a, _ := New(make([]byte, 16))
+		nonce := make([]byte, 12)
+		pt := make([]byte, 1200)
+		aad := make([]byte, 10)
+		dst := make([]byte, 0, 1300)
+		ct := a.Seal(nil, nonce, pt, aad)
+		msgs, _, _, _ := makeBatch(rand.New(rand.NewPCG(5, 5)), 16, 1500)
+		if n := testing.AllocsPerRun(100, func() { a.Seal(dst[:0], nonce, pt, aad) }); n != 0 {
+			t.Errorf("Seal allocs = %v", n)
+		}
+		if n := testing.AllocsPerRun(100, func() { a.Open(dst[:0], nonce, ct, aad) }); n != 0 {
+			t.Errorf("Open allocs = %v", n)
+		}
+		if n := testing.AllocsPerRun(100, func() { a.SealBatch(msgs) }); n != 0 {
+			t.Errorf("SealBatch allocs = %v", n)
+		}
+		for i := range msgs {
+			msgs[i].In, msgs[i].Out = msgs[i].Out, msgs[i].In[:cap(msgs[i].In)]
+		}
+		// Shapes for open: Out = len(In)-16.
+		for i := range msgs {
+			msgs[i].Out = make([]byte, len(msgs[i].In)-16)
+		}
+		if n := testing.AllocsPerRun(100, func() { a.OpenBatch(msgs) }); n != 0 {
+			t.Errorf("OpenBatch allocs = %v", n)
+		}
+	})
+}
+
+func TestConcurrent(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		key := make([]byte, 32)
+		a, _ := New(key)
+		ref := stdGCM(t, key)
+		done := make(chan error, 4)
+		for g := 0; g < 4; g++ {
+			go func(g int) {
+				r := rand.New(rand.NewPCG(6, uint64(g)))
+				for i := 0; i < 200; i++ {
+					pt := randBytes(r, r.IntN(3000))
+					nonce := randBytes(r, 12)
+					if !bytes.Equal(a.Seal(nil, nonce, pt, nil), ref.Seal(nil, nonce, pt, nil)) {
+						done <- fmt.Errorf("mismatch")
+						return
+					}
+				}
+				done <- nil
+			}(g)
+		}
+		for g := 0; g < 4; g++ {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func FuzzImplementations(f *testing.F) {
+	f.Add([]byte("0123456789abcdef"), []byte("nonce-12byte"), []byte("hello"), []byte("aad"))
+	f.Add(make([]byte, 32), make([]byte, 12), make([]byte, 300), []byte{})
+	f.Add(make([]byte, 16), make([]byte, 12), make([]byte, 4097), make([]byte, 257))
+	f.Fuzz(func(t *testing.T, key, nonce, pt, aad []byte) {
+		if len(key) >= 32 {
+			key = key[:32]
+		} else if len(key) >= 16 {
+			key = key[:16]
+		} else {
+			return
+		}
+		if len(nonce) < 12 {
+			return
+		}
+		nonce = nonce[:12]
+		ref := stdGCM(t, key)
+		want := ref.Seal(nil, nonce, pt, aad)
+		for _, name := range Implementations() {
+			restore, _ := SetImplementation(name)
+			a, err := New(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := a.Seal(nil, nonce, pt, aad)
+			if !bytes.Equal(got, want) {
+				restore()
+				t.Fatalf("%s: Seal mismatch", name)
+			}
+			msgs := []Message{{Nonce: nonce, AAD: aad, In: pt, Out: make([]byte, len(pt)+16)}}
+			a.SealBatch(msgs)
+			if !bytes.Equal(msgs[0].Out, want) {
+				restore()
+				t.Fatalf("%s: SealBatch mismatch", name)
+			}
+			back, err := a.Open(nil, nonce, got, aad)
+			if err != nil || !bytes.Equal(back, pt) {
+				restore()
+				t.Fatalf("%s: Open failed", name)
+			}
+			if len(got) > 0 {
+				got[len(got)/2] ^= 0x80
+				if _, err := a.Open(nil, nonce, got, aad); err == nil {
+					restore()
+					t.Fatalf("%s: Open accepted tampered ciphertext", name)
+				}
+			}
+			restore()
+		}
+	})
+}
