@@ -1,6 +1,10 @@
 package pipeline
 
-import "time"
+import (
+	"time"
+
+	"github.com/moqsframe/moqsframe/sframe"
+)
 
 // Object is one MoQ object moving through a batch or a stage.
 type Object struct {
@@ -25,23 +29,84 @@ type Object struct {
 // keeps scratch memory between calls, so it allocates nothing in steady
 // state; use one Batcher per goroutine.
 type Batcher struct {
-	meta []byte
+	meta    []byte
+	metaEnd []int
+	items   []sframe.SealItem
+}
+
+// BatchSealer is a Sealer that seals many objects in one call, such as
+// *sframe.Sender, whose AES-GCM suites use a multi-buffer kernel.
+type BatchSealer interface {
+	Sealer
+	SealBatch(items []sframe.SealItem) (failed int)
 }
 
 // Seal seals each object's Payload into its Out with its track's Sealer,
-// binding the object's MoQ identity as metadata. It sets each object's Err
-// and returns how many failed.
+// binding the object's MoQ identity as metadata. Consecutive objects of one
+// BatchSealer are sealed in one call. It sets each object's Err and returns
+// how many failed.
 func (b *Batcher) Seal(objs []Object) (failed int) {
+	for len(objs) > 0 {
+		n := 1
+		bs, ok := objs[0].Track.Sealer.(BatchSealer)
+		if ok {
+			for n < len(objs) && objs[n].Track.Sealer == objs[0].Track.Sealer {
+				n++
+			}
+		}
+		if ok && n > 1 {
+			failed += b.sealRun(bs, objs[:n])
+		} else {
+			failed += b.sealOne(&objs[0])
+		}
+		objs = objs[n:]
+	}
+	return failed
+}
+
+func (b *Batcher) sealOne(o *Object) int {
+	if o.Err = b.setMeta(o); o.Err == nil {
+		o.Out, o.Err = o.Track.Sealer.Seal(o.Out[:0], b.meta, o.Payload)
+	}
+	if o.Err != nil {
+		o.Out = o.Out[:0]
+		return 1
+	}
+	return 0
+}
+
+// sealRun seals objects sharing one BatchSealer in one call.
+func (b *Batcher) sealRun(bs BatchSealer, objs []Object) (failed int) {
+	b.meta, b.metaEnd, b.items = b.meta[:0], b.metaEnd[:0], b.items[:0]
+	for i := range objs {
+		var err error
+		if b.meta, err = objs[i].Track.AppendMetadata(b.meta, objs[i].GroupID, objs[i].ObjectID); err != nil {
+			objs[i].Err = err
+		}
+		b.metaEnd = append(b.metaEnd, len(b.meta))
+	}
+	start := 0
+	for i := range objs {
+		// Objects that already failed get no item; their Err stays.
+		if objs[i].Err == nil {
+			b.items = append(b.items, sframe.SealItem{Metadata: b.meta[start:b.metaEnd[i]], Plaintext: objs[i].Payload, Out: objs[i].Out})
+		}
+		start = b.metaEnd[i]
+	}
+	bs.SealBatch(b.items)
+	j := 0
 	for i := range objs {
 		o := &objs[i]
-		if o.Err = b.setMeta(o); o.Err == nil {
-			o.Out, o.Err = o.Track.Sealer.Seal(o.Out[:0], b.meta, o.Payload)
+		if o.Err == nil {
+			o.Out, o.Err = b.items[j].Out, b.items[j].Err
+			j++
 		}
 		if o.Err != nil {
 			o.Out = o.Out[:0]
 			failed++
 		}
 	}
+	clear(b.items) // drop references to payloads
 	return failed
 }
 

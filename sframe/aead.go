@@ -1,9 +1,10 @@
 package sframe
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"fmt"
+
+	"github.com/moqsframe/moqsframe/asm/aesgcm"
 )
 
 // NewAEAD returns the suite's AEAD keyed with a raw sframe_key of
@@ -32,11 +33,7 @@ func newAEAD(p *suiteParams, key []byte) (cipher.AEAD, error) {
 	return newCTRHMAC(p, key)
 }
 
-// newAESGCM returns AES-GCM with a 12-byte nonce and a 16-byte tag.
-var newAESGCM = func(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
+// newAESGCM returns AES-GCM with a 12-byte nonce and a 16-byte tag: the
+// VAES fast paths where the CPU has them, crypto/cipher elsewhere and under
+// the purego build tag.
+func newAESGCM(key []byte) (cipher.AEAD, error) { return aesgcm.New(key) }

@@ -1,0 +1,133 @@
+package sframe
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/moqsframe/moqsframe/asm/aesgcm"
+)
+
+// SealItem is one object of a batch given to Sender.SealBatch.
+type SealItem struct {
+	Metadata  []byte
+	Plaintext []byte
+	// Out receives the SFrame ciphertext, appended to Out[:0]. It must not
+	// overlap Plaintext; give it capacity for len(Plaintext)+Overhead() to
+	// avoid allocating.
+	Out []byte
+	Err error
+}
+
+// batchSealer is what the AES-GCM fast paths offer: many independent
+// messages under one key in one call, their blocks interleaved.
+type batchSealer interface {
+	SealBatch(msgs []aesgcm.Message)
+}
+
+type batchScratch struct {
+	msgs   []aesgcm.Message
+	nonces []byte
+	aads   []byte
+	aadEnd []int
+}
+
+var batchPool = sync.Pool{New: func() any { return new(batchScratch) }}
+
+// SealBatch seals every item with consecutive counters, as one call to the
+// multi-buffer AES-GCM kernel where the suite and CPU allow. It sets each
+// item's Out and Err and returns how many failed; items past the counter or
+// usage limit fail with ErrCounterExhausted.
+func (s *Sender) SealBatch(items []SealItem) (failed int) {
+	var blocks uint64
+	for i := range items {
+		if uint64(len(items[i].Plaintext)) > maxPlaintext {
+			items[i].Err = ErrTooLarge
+			continue
+		}
+		items[i].Err = nil
+		blocks += uint64(len(items[i].Plaintext)+15)/16 + 1
+	}
+	if s.blocks.Load() > MaxBlocks || s.blocks.Add(blocks) > MaxBlocks {
+		return failAll(items, fmt.Errorf("%w: key used for %d blocks", ErrCounterExhausted, uint64(MaxBlocks)))
+	}
+	first, n := s.reserveRun(uint64(len(items)))
+	if n < uint64(len(items)) {
+		for i := range items[n:] {
+			items[n+uint64(i)].Err = fmt.Errorf("%w: counter reached %d", ErrCounterExhausted, s.limit)
+		}
+	}
+	run := items[:n]
+	if bs, ok := s.key.aead.(batchSealer); ok && len(run) > 1 {
+		s.key.sealBatch(bs, first, run)
+	} else {
+		for i := range run {
+			if run[i].Err == nil {
+				run[i].Out, run[i].Err = s.key.seal(run[i].Out[:0], first+uint64(i), run[i].Metadata, run[i].Plaintext)
+			}
+		}
+	}
+	for i := range items {
+		if items[i].Err != nil {
+			items[i].Out = items[i].Out[:0]
+			failed++
+		}
+	}
+	return failed
+}
+
+func failAll(items []SealItem, err error) int {
+	for i := range items {
+		items[i].Err, items[i].Out = err, items[i].Out[:0]
+	}
+	return len(items)
+}
+
+// reserveRun takes up to n consecutive counters; it returns the first and
+// how many it got (fewer only at the counter limit).
+func (s *Sender) reserveRun(n uint64) (first, got uint64) {
+	for {
+		ctr := s.next.Load()
+		got = min(n, s.limit-min(ctr, s.limit))
+		if got == 0 {
+			return ctr, 0
+		}
+		if s.next.CompareAndSwap(ctr, ctr+got) {
+			return ctr, got
+		}
+	}
+}
+
+// sealBatch lays out every item's header, nonce and AAD, then seals the
+// whole run in one kernel call. Items with Err already set are skipped;
+// their counters are simply never used.
+func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
+	sc := batchPool.Get().(*batchScratch)
+	sc.msgs, sc.nonces, sc.aads, sc.aadEnd = sc.msgs[:0], sc.nonces[:0], sc.aads[:0], sc.aadEnd[:0]
+	var s scratch
+	for i := range items {
+		it := &items[i]
+		if it.Err != nil {
+			continue
+		}
+		ctr := first + uint64(i)
+		hlen := HeaderLen(k.kid, ctr)
+		var out []byte
+		it.Out, out = sliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
+		AppendHeader(out[:0], k.kid, ctr)
+		sc.aads = append(append(sc.aads, out[:hlen]...), it.Metadata...)
+		sc.aadEnd = append(sc.aadEnd, len(sc.aads))
+		sc.nonces = append(sc.nonces, k.nonce(&s, ctr)...)
+		sc.msgs = append(sc.msgs, aesgcm.Message{In: it.Plaintext, Out: out[hlen:]})
+	}
+	// The arenas are complete (appending may have moved them): point each
+	// message at its nonce and AAD.
+	start := 0
+	for i := range sc.msgs {
+		sc.msgs[i].Nonce = sc.nonces[i*nonceSize : (i+1)*nonceSize]
+		sc.msgs[i].AAD = sc.aads[start:sc.aadEnd[i]]
+		start = sc.aadEnd[i]
+	}
+	bs.SealBatch(sc.msgs)
+	clear(sc.msgs) // drop references to the caller's buffers
+	batchPool.Put(sc)
+}
