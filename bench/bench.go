@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/moqsframe/moqsframe/asm/aesgcm"
 	"github.com/moqsframe/moqsframe/sframe"
 )
 
@@ -27,6 +28,8 @@ type Result struct {
 	StdlibGBps      float64 `json:"stdlib_gbps"`
 	Ratio           float64 `json:"ratio"`
 	AllocsPerObject float64 `json:"allocs_per_object"`
+	// Workers is set for pipeline rows: the number of stage workers.
+	Workers int `json:"workers,omitempty"`
 }
 
 // Workload processes iters rounds of batch objects of size bytes each.
@@ -157,28 +160,40 @@ type Options struct {
 	Suites  []sframe.CipherSuite
 	Ops     []string
 	Sizes   []int
+	Batches []int         // seal batch sizes for the AES-GCM suites; 1 = Sender.Seal
+	Paths   []string      // AES-GCM implementations (aesgcm.Implementations())
 	MinTime time.Duration // per round
 	Rounds  int
+	// Pipeline adds rows for a sealing stage with 1 and 2 workers.
+	Pipeline bool
 }
 
 // DefaultOptions measures every RFC 9605 suite, both ways, at the object
 // sizes of real media: audio (64, 160 B), a video packet (1200 B) and a
-// video frame (16 KiB).
+// video frame (16 KiB); batches of 1, 8 and 32; every AES-GCM path.
 func DefaultOptions() Options {
 	return Options{
 		Suites: []sframe.CipherSuite{
 			sframe.AES128CTRHMACSHA256_80, sframe.AES128CTRHMACSHA256_64, sframe.AES128CTRHMACSHA256_32,
 			sframe.AES128GCMSHA256_128, sframe.AES256GCMSHA512_128,
 		},
-		Ops:     []string{"seal", "open"},
-		Sizes:   []int{64, 160, 1200, 16384},
-		MinTime: 40 * time.Millisecond,
-		Rounds:  3,
+		Ops:      []string{"seal", "open"},
+		Sizes:    []int{64, 160, 1200, 16384},
+		Batches:  []int{1, 8, 32},
+		Paths:    aesgcm.Implementations(),
+		MinTime:  25 * time.Millisecond,
+		Rounds:   3,
+		Pipeline: true,
 	}
 }
 
-// Run measures every combination in opts and calls emit with each result,
-// stdlib baseline included.
+func isGCM(s sframe.CipherSuite) bool {
+	return s == sframe.AES128GCMSHA256_128 || s == sframe.AES256GCMSHA512_128
+}
+
+// Run measures every combination in opts and calls emit with each result.
+// Each row's stdlib_gbps is crypto/cipher AES-GCM at the same key size, op
+// and object size, measured in this run; ratio = SFrame speed / stdlib speed.
 func Run(opts Options, emit func(Result)) error {
 	type baseKey struct {
 		aes  int
@@ -186,40 +201,111 @@ func Run(opts Options, emit func(Result)) error {
 		size int
 	}
 	baselines := map[baseKey]Measurement{}
-	for _, suite := range opts.Suites {
-		for _, op := range opts.Ops {
-			for _, size := range opts.Sizes {
-				bk := baseKey{aesKeyLen(suite), op, size}
-				base, ok := baselines[bk]
-				if !ok {
-					w, err := StdlibGCM(suite, op, size)
-					if err != nil {
-						return err
+	baseline := func(suite sframe.CipherSuite, op string, size int) (Measurement, error) {
+		bk := baseKey{aesKeyLen(suite), op, size}
+		if m, ok := baselines[bk]; ok {
+			return m, nil
+		}
+		w, err := StdlibGCM(suite, op, size)
+		if err != nil {
+			return Measurement{}, err
+		}
+		m := Measure(w, 1, opts.MinTime, opts.Rounds)
+		baselines[bk] = m
+		return m, nil
+	}
+	row := func(suite sframe.CipherSuite, op string, size, batch int, path string, w Workload, perIter int) error {
+		baseOp := op
+		if op != "open" {
+			baseOp = "seal"
+		}
+		base, err := baseline(suite, baseOp, size)
+		if err != nil {
+			return err
+		}
+		m := Measure(w, perIter, opts.MinTime, opts.Rounds)
+		emit(Result{
+			Suite: suite.String(), Op: op, Size: size, Batch: batch, Path: path,
+			NsPerObject: m.NsPerObject, GBps: m.GBps(size),
+			StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
+			AllocsPerObject: m.AllocsPerObject,
+		})
+		return nil
+	}
+	paths := opts.Paths
+	if len(paths) == 0 {
+		paths = []string{aesgcm.Implementation()}
+	}
+	for _, path := range paths {
+		restore, err := aesgcm.SetImplementation(path)
+		if err != nil {
+			return err
+		}
+		for _, suite := range opts.Suites {
+			if !isGCM(suite) && path != paths[0] {
+				continue // CTR+HMAC suites do not use the AES-GCM paths
+			}
+			p := path
+			if !isGCM(suite) {
+				p = "ctr-hmac"
+			}
+			for _, op := range opts.Ops {
+				for _, size := range opts.Sizes {
+					batches := []int{1}
+					if op == "seal" && isGCM(suite) && len(opts.Batches) > 0 {
+						batches = opts.Batches
 					}
-					base = Measure(w, 1, opts.MinTime, opts.Rounds)
-					baselines[bk] = base
+					for _, batch := range batches {
+						var w Workload
+						switch {
+						case op == "seal" && batch == 1:
+							w, err = SFrameSeal(suite, size)
+						case op == "seal":
+							w, err = SFrameSealBatch(suite, size, batch)
+						case op == "open":
+							w, err = SFrameOpen(suite, size)
+						default:
+							err = fmt.Errorf("bench: unknown op %q", op)
+						}
+						if err != nil {
+							restore()
+							return err
+						}
+						if err := row(suite, op, size, batch, p, w, batch); err != nil {
+							restore()
+							return err
+						}
+					}
 				}
-				var w Workload
-				var err error
-				switch op {
-				case "seal":
-					w, err = SFrameSeal(suite, size)
-				case "open":
-					w, err = SFrameOpen(suite, size)
-				default:
-					err = fmt.Errorf("bench: unknown op %q", op)
-				}
+			}
+			if isGCM(suite) && slices.Contains(opts.Ops, "seal") && slices.Contains(opts.Sizes, 1200) {
+				// The raw AEAD with SFrame's AAD, to show SFrame's own cost.
+				w, err := RawAEADSeal(suite, 1200)
 				if err != nil {
+					restore()
 					return err
 				}
-				m := Measure(w, 1, opts.MinTime, opts.Rounds)
-				emit(Result{
-					Suite: suite.String(), Op: op, Size: size, Batch: 1, Path: Path(),
-					NsPerObject: m.NsPerObject, GBps: m.GBps(size),
-					StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
-					AllocsPerObject: m.AllocsPerObject,
-				})
+				if err := row(suite, "aead-seal", 1200, 1, path, w, 1); err != nil {
+					restore()
+					return err
+				}
 			}
+		}
+		restore()
+	}
+	if opts.Pipeline {
+		for _, workers := range []int{1, 2} {
+			w, stop, err := PipelineSeal(sframe.AES128GCMSHA256_128, workers, 30, 1200)
+			if err != nil {
+				return err
+			}
+			base, _ := baseline(sframe.AES128GCMSHA256_128, "seal", 1200)
+			m := Measure(w, 1, 8*opts.MinTime, opts.Rounds)
+			stop()
+			emit(Result{Suite: sframe.AES128GCMSHA256_128.String(), Op: "pipeline-seal", Size: 1200, Batch: 32,
+				Path: aesgcm.Implementation(), NsPerObject: m.NsPerObject, GBps: m.GBps(1200),
+				StdlibGBps: base.GBps(1200), Ratio: base.NsPerObject / m.NsPerObject,
+				AllocsPerObject: m.AllocsPerObject, Workers: workers})
 		}
 	}
 	return nil
@@ -233,5 +319,42 @@ func aesKeyLen(s sframe.CipherSuite) int {
 	return 16
 }
 
-// Path names the AES-GCM implementation in use.
-func Path() string { return "stdlib" }
+// SFrameSealBatch returns a workload sealing batches of objects with one
+// Sender's SealBatch (the multi-buffer path); each iteration is one batch.
+func SFrameSealBatch(suite sframe.CipherSuite, size, batch int) (Workload, error) {
+	s, err := sframe.NewSender(suite, 0x123, make([]byte, suite.KeySize()))
+	if err != nil {
+		return nil, err
+	}
+	items := make([]sframe.SealItem, batch)
+	pt := make([]byte, size)
+	for i := range items {
+		items[i] = sframe.SealItem{Metadata: metadata, Plaintext: pt, Out: make([]byte, 0, size+s.Overhead())}
+	}
+	return func(iters int) {
+		for range iters {
+			if s.SealBatch(items) != 0 {
+				panic(items[0].Err)
+			}
+		}
+	}, nil
+}
+
+// RawAEADSeal seals with the suite's bare AEAD (no SFrame header, counter
+// or key lookup) with an AAD as long as SFrame's header plus metadata: the
+// floor SFrame's own overhead is measured against.
+func RawAEADSeal(suite sframe.CipherSuite, size int) (Workload, error) {
+	aead, err := sframe.NewAEAD(suite, make([]byte, suite.KeySize()))
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, 12)
+	aad := make([]byte, sframe.HeaderLen(0x123, 1<<20)+len(metadata))
+	pt := make([]byte, size)
+	buf := make([]byte, 0, size+16)
+	return func(iters int) {
+		for range iters {
+			aead.Seal(buf[:0], nonce, pt, aad)
+		}
+	}, nil
+}

@@ -292,3 +292,25 @@ func TestStageBackpressure(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// Producers blocked by backpressure allocate nothing either (with a
+// context that cannot be cancelled).
+func TestStageSteadyStateAllocs(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	seal, _ := keyedTracks(t, 2)
+	ss := NewSealStage(Config{Workers: 2, QueueLen: 4, MaxBatch: 4}, func([]Object) {})
+	defer ss.Close()
+	// One output buffer per track: a track's objects are sealed one after
+	// another by its worker, never concurrently.
+	payload, outs := make([]byte, 1200), [][]byte{make([]byte, 0, 1300), make([]byte, 0, 1300)}
+	ctx := context.Background()
+	i := 0
+	if a := testing.AllocsPerRun(2000, func() {
+		ss.Submit(ctx, Object{Track: seal[i%2], Payload: payload, Out: outs[i%2]})
+		i++
+	}); a != 0 {
+		t.Fatalf("%v allocs per submitted object", a)
+	}
+}

@@ -33,12 +33,16 @@ func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 			q.mu.Unlock()
 			return ErrQueueFull
 		}
-		// Slow path only: wake the Wait below when ctx ends.
-		stop := context.AfterFunc(ctx, func() {
-			q.mu.Lock()
-			q.notFull.Broadcast()
-			q.mu.Unlock()
-		})
+		// Wake the Wait below when ctx ends. A context that can never end
+		// (Background) needs no watcher, and so costs no allocation.
+		stop := func() bool { return false }
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, func() {
+				q.mu.Lock()
+				q.notFull.Broadcast()
+				q.mu.Unlock()
+			})
+		}
 		for len(q.pending) == cap(q.pending) && !q.closed && ctx.Err() == nil {
 			q.notFull.Wait()
 		}

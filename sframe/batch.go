@@ -24,6 +24,9 @@ type batchSealer interface {
 	SealBatch(msgs []aesgcm.Message)
 }
 
+// maxBatch bounds one counter reservation, far below MaxCounter's headroom.
+const maxBatch = 1 << 16
+
 type batchScratch struct {
 	msgs   []aesgcm.Message
 	nonces []byte
@@ -38,6 +41,9 @@ var batchPool = sync.Pool{New: func() any { return new(batchScratch) }}
 // item's Out and Err and returns how many failed; items past the counter or
 // usage limit fail with ErrCounterExhausted.
 func (s *Sender) SealBatch(items []SealItem) (failed int) {
+	if len(items) > maxBatch {
+		return s.SealBatch(items[:maxBatch]) + s.SealBatch(items[maxBatch:])
+	}
 	var blocks uint64
 	for i := range items {
 		if uint64(len(items[i].Plaintext)) > maxPlaintext {
@@ -83,18 +89,17 @@ func failAll(items []SealItem, err error) int {
 }
 
 // reserveRun takes up to n consecutive counters; it returns the first and
-// how many it got (fewer only at the counter limit).
+// how many it got (fewer only at the counter limit). Batches are bounded
+// well below the 2^32 headroom of MaxCounter.
 func (s *Sender) reserveRun(n uint64) (first, got uint64) {
-	for {
-		ctr := s.next.Load()
-		got = min(n, s.limit-min(ctr, s.limit))
-		if got == 0 {
-			return ctr, 0
-		}
-		if s.next.CompareAndSwap(ctr, ctr+got) {
-			return ctr, got
-		}
+	if s.next.Load() >= s.limit {
+		return s.limit, 0
 	}
+	first = s.next.Add(n) - n
+	if first >= s.limit {
+		return first, 0
+	}
+	return first, min(n, s.limit-first)
 }
 
 // sealBatch lays out every item's header, nonce and AAD, then seals the

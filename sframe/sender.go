@@ -21,13 +21,22 @@ type Sender struct {
 type SenderOption func(*Sender)
 
 // WithCounter starts the sender's counter at ctr instead of 0, for example
-// to resume a key after a restart without reusing counter values.
+// to resume a key after a restart without reusing counter values. Counters
+// at or above MaxCounter are refused.
 func WithCounter(ctr uint64) SenderOption { return func(s *Sender) { s.next.Store(ctr) } }
 
 // WithCounterLimit makes the sender refuse to use counters at or above
 // limit, for example to keep headers short or to force an early key change.
-// The default limit is 2^64-1: every counter except the largest.
-func WithCounterLimit(limit uint64) SenderOption { return func(s *Sender) { s.limit = limit } }
+// The default, and the largest limit allowed, is MaxCounter.
+func WithCounterLimit(limit uint64) SenderOption {
+	return func(s *Sender) { s.limit = min(limit, MaxCounter) }
+}
+
+// MaxCounter is the first counter value a Sender never uses. The counter is
+// taken with one atomic add, which may overshoot the limit by the number of
+// callers racing at that moment; the 2^32 values of headroom above it keep
+// that overshoot from ever wrapping around to a counter already used.
+const MaxCounter = math.MaxUint64 - 1<<32 + 1
 
 // NewSender derives the key and salt for kid from baseKey and returns a
 // Sender whose counter starts at 0.
@@ -36,7 +45,7 @@ func NewSender(suite CipherSuite, kid uint64, baseKey []byte, opts ...SenderOpti
 	if err != nil {
 		return nil, err
 	}
-	s := &Sender{key: k, limit: math.MaxUint64}
+	s := &Sender{key: k, limit: MaxCounter}
 	for _, o := range opts {
 		o(s)
 	}
@@ -49,8 +58,9 @@ func (s *Sender) KID() uint64 { return s.key.kid }
 // Suite returns the sender's cipher suite.
 func (s *Sender) Suite() CipherSuite { return s.key.suite }
 
-// Counter returns the next counter value the sender will use.
-func (s *Sender) Counter() uint64 { return s.next.Load() }
+// Counter returns the next counter value the sender will use; at or past
+// its limit once exhausted.
+func (s *Sender) Counter() uint64 { return min(s.next.Load(), s.limit) }
 
 // Overhead returns the most bytes Seal adds to a plaintext: the longest
 // header this sender can still produce plus the tag.
@@ -81,16 +91,15 @@ func (s *Sender) Seal(dst, metadata, plaintext []byte) ([]byte, error) {
 	return s.key.seal(dst, ctr, metadata, plaintext)
 }
 
-// reserve takes the next counter value. A CAS loop rather than Add, so the
-// counter never wraps past the limit, however many callers race.
+// reserve takes the next counter value. Refused callers still advance the
+// counter, but never by 2^32 (see MaxCounter), so it cannot wrap.
 func (s *Sender) reserve() (uint64, error) {
-	for {
-		ctr := s.next.Load()
-		if ctr >= s.limit {
-			return 0, fmt.Errorf("%w: counter reached %d", ErrCounterExhausted, s.limit)
-		}
-		if s.next.CompareAndSwap(ctr, ctr+1) {
-			return ctr, nil
-		}
+	if s.next.Load() >= s.limit { // keep a refused sender from creeping further
+		return 0, fmt.Errorf("%w: counter reached %d", ErrCounterExhausted, s.limit)
 	}
+	ctr := s.next.Add(1) - 1
+	if ctr >= s.limit {
+		return 0, fmt.Errorf("%w: counter reached %d", ErrCounterExhausted, s.limit)
+	}
+	return ctr, nil
 }

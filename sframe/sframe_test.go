@@ -5,9 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/moqsframe/moqsframe/internal/race"
@@ -68,7 +68,7 @@ func TestRoundTripSizes(t *testing.T) {
 func TestRoundTripEdgeKIDsAndCounters(t *testing.T) {
 	for _, suite := range allSuites {
 		for _, kid := range edgeValues {
-			for _, ctr := range []uint64{0, 7, 8, 1 << 32, math.MaxUint64 - 2} {
+			for _, ctr := range []uint64{0, 7, 8, 1 << 32, MaxCounter - 1} {
 				s, r := pair(t, suite, kid, WithCounter(ctr))
 				pt := []byte(fmt.Sprintf("kid=%d ctr=%d", kid, ctr))
 				ct, err := s.Seal(nil, []byte("md"), pt)
@@ -232,7 +232,7 @@ func TestReplayProtectionOff(t *testing.T) {
 }
 
 func TestSenderRefusesPastCounterLimit(t *testing.T) {
-	s, _ := pair(t, AES128GCMSHA256_128, 1, WithCounter(math.MaxUint64-2))
+	s, _ := pair(t, AES128GCMSHA256_128, 1, WithCounter(MaxCounter-2))
 	for i := range 2 {
 		if _, err := s.Seal(nil, nil, nil); err != nil {
 			t.Fatalf("seal %d: %v", i, err)
@@ -243,7 +243,7 @@ func TestSenderRefusesPastCounterLimit(t *testing.T) {
 			t.Fatalf("seal past limit: %v", err)
 		}
 	}
-	if s.Counter() != math.MaxUint64 { // the limit itself, never used
+	if s.Counter() != MaxCounter { // the limit itself, never used
 		t.Fatalf("counter moved past limit: %d", s.Counter())
 	}
 	s2, _ := pair(t, AES128GCMSHA256_128, 1, WithCounterLimit(3))
@@ -466,4 +466,29 @@ func FuzzOpen(f *testing.F) {
 		}
 		t.Fatalf("untyped error %v", err)
 	})
+}
+
+// Many goroutines hammering an exhausted sender never get a counter: the
+// atomic add overshoots the limit but cannot wrap around.
+func TestExhaustedSenderUnderContention(t *testing.T) {
+	s, _ := pair(t, AES128GCMSHA256_128, 1, WithCounter(MaxCounter-100))
+	var wg sync.WaitGroup
+	var sealed atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2000 {
+				if _, err := s.Seal(nil, nil, nil); err == nil {
+					sealed.Add(1)
+				} else if !errors.Is(err, ErrCounterExhausted) {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if sealed.Load() != 100 {
+		t.Fatalf("%d seals succeeded, want exactly 100", sealed.Load())
+	}
 }
