@@ -10,8 +10,9 @@ import (
 )
 
 // PipelineSeal returns a workload that pushes objects of size bytes through
-// a sealing pipeline.Stage with the given workers, round-robin over tracks
-// (each with its own Sender), and waits until all were emitted. It also
+// a sealing pipeline.Stage with the given workers, in bursts of 32,
+// round-robin over tracks (each with its own Sender), and waits until all
+// were emitted. It also
 // returns a stop function that shuts the stage down.
 func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload, func(), error) {
 	const queueLen, maxBatch = 256, 32
@@ -49,16 +50,20 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 	payload := make([]byte, size)
 	next, obj := 0, uint64(0)
 	ctx := context.Background()
+	burst := make([]pipeline.Object, 0, maxBatch)
 	w := func(iters int) {
 		target.Add(int64(iters))
-		for range iters {
-			t := ts[next%tracks]
-			o := pipeline.Object{Track: t, ObjectID: obj, Payload: payload, Out: ring[next%len(ring)]}
-			if err := stage.Submit(ctx, o); err != nil {
+		for sent := 0; sent < iters; {
+			// Objects arrive in bursts, as from a network read loop.
+			burst = burst[:0]
+			for ; len(burst) < maxBatch && sent < iters; sent++ {
+				burst = append(burst, pipeline.Object{Track: ts[next%tracks], ObjectID: obj, Payload: payload, Out: ring[next%len(ring)]})
+				next++
+				obj++
+			}
+			if err := stage.SubmitBatch(ctx, burst); err != nil {
 				panic(err)
 			}
-			next++
-			obj++
 		}
 		<-done
 	}

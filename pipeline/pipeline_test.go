@@ -314,3 +314,40 @@ func TestStageSteadyStateAllocs(t *testing.T) {
 		t.Fatalf("%v allocs per submitted object", a)
 	}
 }
+
+// SubmitBatch keeps per-track order and loses nothing, across a queue
+// smaller than the batch (so it must wait mid-batch).
+func TestStageSubmitBatch(t *testing.T) {
+	seal, _ := keyedTracks(t, 5)
+	var mu sync.Mutex
+	next := map[*Track]uint64{}
+	ss := NewSealStage(Config{Workers: 3, QueueLen: 3, MaxBatch: 2}, func(batch []Object) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range batch {
+			if o.Err != nil || o.ObjectID != next[o.Track] {
+				t.Errorf("%s: object %d (err %v), want %d", o.Track, o.ObjectID, o.Err, next[o.Track])
+			}
+			next[o.Track]++
+		}
+	})
+	ids := map[*Track]uint64{}
+	for range 40 {
+		batch := make([]Object, 17)
+		for i := range batch {
+			tr := seal[(i*7)%5]
+			batch[i] = Object{Track: tr, ObjectID: ids[tr], Payload: []byte("x")}
+			ids[tr]++
+		}
+		if err := ss.SubmitBatch(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss.Close()
+	if st := ss.Stats(); st.Objects != 40*17 || st.Drops != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := ss.SubmitBatch(context.Background(), []Object{{Track: seal[0]}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}

@@ -65,6 +65,44 @@ func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 	return nil
 }
 
+// pushAll queues, in order, the objects of objs that belong to this queue
+// (shard w of n), taking the lock once per run of free room rather than
+// once per object. When the queue is full it waits like push. It returns
+// how many it queued before an error.
+func (q *queue) pushAll(ctx context.Context, objs []Object, w, n uint32) (int, error) {
+	queued := 0
+	for i := 0; i < len(objs); {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return queued, ErrClosed
+		}
+		for ; i < len(objs) && len(q.pending) < cap(q.pending); i++ {
+			if objs[i].Track.shard%n == w {
+				q.pending = append(q.pending, objs[i])
+				queued++
+			}
+		}
+		wake := q.waiting
+		q.mu.Unlock()
+		if wake {
+			q.notEmpty.Signal()
+		}
+		// Full: wait for room for our next object, if any.
+		for i < len(objs) && objs[i].Track.shard%n != w {
+			i++
+		}
+		if i < len(objs) {
+			if err := q.push(ctx, &objs[i], true); err != nil {
+				return queued, err
+			}
+			queued++
+			i++
+		}
+	}
+	return queued, nil
+}
+
 // take waits for objects and moves up to max of them to dst, in order. It
 // returns false when the queue is closed and drained.
 func (q *queue) take(dst []Object, max int) ([]Object, bool) {
