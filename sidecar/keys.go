@@ -48,6 +48,10 @@ type StaticKeys struct {
 	base  []byte
 	run   uint64
 
+	// ReplayWindow is each opened track's replay window in counters
+	// (default DefaultReplayWindow).
+	ReplayWindow int
+
 	mu     sync.Mutex
 	tracks int
 }
@@ -100,7 +104,19 @@ func (k *StaticKeys) Sealer(t *pipeline.Track) (pipeline.Sealer, error) {
 
 // Opener returns a Receiver for t that derives keys for new KIDs on demand.
 func (k *StaticKeys) Opener(*pipeline.Track) (pipeline.Opener, error) {
-	return sframe.NewReceiver(sframe.WithKeyResolver(func(uint64) (sframe.CipherSuite, []byte, bool) {
-		return k.suite, k.base, true
-	})), nil
+	window := k.ReplayWindow
+	if window <= 0 {
+		window = DefaultReplayWindow
+	}
+	return sframe.NewReceiver(sframe.WithReplayWindow(window),
+		sframe.WithKeyResolver(func(uint64) (sframe.CipherSuite, []byte, bool) {
+			return k.suite, k.base, true
+		})), nil
 }
+
+// DefaultReplayWindow is the sidecar's replay window per KID, in counters.
+// MoQ carries each group on its own stream and moqtransport v0.5.0 reads
+// streams concurrently, so at 10,000 objects/s objects arrived more than
+// 1024 counters late (BenchmarkSidecarLoopback); 16384 counters is 2 KiB of
+// bitmap per sender.
+const DefaultReplayWindow = 16384

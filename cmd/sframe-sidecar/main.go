@@ -36,7 +36,7 @@ type options struct {
 	source, sourceNamespace                 string
 	rtpVideo, rtpAudio                      string
 	outFile, serve, metricsAddr, logLevel   string
-	workers, maxObject                      int
+	workers, maxObject, replayWindow        int
 	insecure                                bool
 	drainTimeout                            time.Duration
 }
@@ -59,6 +59,7 @@ func main() {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&o.workers, "workers", 0, "pipeline workers (default: GOMAXPROCS)")
 	fs.IntVar(&o.maxObject, "max-object-size", 4<<20, "largest object accepted, in bytes")
+	fs.IntVar(&o.replayWindow, "replay-window", sidecar.DefaultReplayWindow, "decrypt: counters per sender accepted out of order (replay protection)")
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the relay's certificate (development only)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for in-flight objects")
 	fs.Parse(os.Args[1:])
@@ -125,6 +126,7 @@ func run(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keys.ReplayWindow = o.replayWindow
 	reg := &metrics.Registry{}
 	moqCfg := &moq.Config{MaxObjectSize: o.maxObject + 64, InsecureSkipVerify: o.insecure, Logger: log}
 	relay := sidecar.NewRelayClient(o.relay, moqCfg, log)
