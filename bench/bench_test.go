@@ -74,8 +74,13 @@ func TestRunProducesRatios(t *testing.T) {
 	if err := Run(opts, func(r Result) { rows = append(rows, r) }); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 {
-		t.Fatalf("%d rows, want 2", len(rows))
+	ops := map[string]int{}
+	for _, r := range rows {
+		ops[r.Op]++
+	}
+	// seal and open at batch 1, plus the raw AEAD alone and batched.
+	if len(rows) != 4 || ops["seal"] != 1 || ops["open"] != 1 || ops["aead-seal"] != 2 {
+		t.Fatalf("rows by op %v", ops)
 	}
 	for _, r := range rows {
 		if !(r.GBps > 0 && r.StdlibGBps > 0 && r.Ratio > 0.05 && r.Ratio < 10) {

@@ -2,6 +2,7 @@ package sframe
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/moqsframe/moqsframe/asm/aesgcm"
@@ -31,7 +32,6 @@ type batchScratch struct {
 	msgs   []aesgcm.Message
 	nonces []byte
 	aads   []byte
-	aadEnd []int
 }
 
 var batchPool = sync.Pool{New: func() any { return new(batchScratch) }}
@@ -107,8 +107,15 @@ func (s *Sender) reserveRun(n uint64) (first, got uint64) {
 // their counters are simply never used.
 func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 	sc := batchPool.Get().(*batchScratch)
-	sc.msgs, sc.nonces, sc.aads, sc.aadEnd = sc.msgs[:0], sc.nonces[:0], sc.aads[:0], sc.aadEnd[:0]
-	var s scratch
+	// Size the arenas up front so they never move while messages point
+	// into them.
+	aadMax := 0
+	for i := range items {
+		aadMax += MaxHeaderLen + len(items[i].Metadata)
+	}
+	sc.msgs = slices.Grow(sc.msgs[:0], len(items))
+	sc.nonces = slices.Grow(sc.nonces[:0], len(items)*nonceSize)
+	sc.aads = slices.Grow(sc.aads[:0], aadMax)
 	for i := range items {
 		it := &items[i]
 		if it.Err != nil {
@@ -119,18 +126,10 @@ func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 		var out []byte
 		it.Out, out = sliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
 		AppendHeader(out[:0], k.kid, ctr)
+		a, n := len(sc.aads), len(sc.nonces)
 		sc.aads = append(append(sc.aads, out[:hlen]...), it.Metadata...)
-		sc.aadEnd = append(sc.aadEnd, len(sc.aads))
-		sc.nonces = append(sc.nonces, k.nonce(&s, ctr)...)
-		sc.msgs = append(sc.msgs, aesgcm.Message{In: it.Plaintext, Out: out[hlen:]})
-	}
-	// The arenas are complete (appending may have moved them): point each
-	// message at its nonce and AAD.
-	start := 0
-	for i := range sc.msgs {
-		sc.msgs[i].Nonce = sc.nonces[i*nonceSize : (i+1)*nonceSize]
-		sc.msgs[i].AAD = sc.aads[start:sc.aadEnd[i]]
-		start = sc.aadEnd[i]
+		sc.nonces = k.appendNonce(sc.nonces, ctr)
+		sc.msgs = append(sc.msgs, aesgcm.Message{Nonce: sc.nonces[n:], AAD: sc.aads[a:], In: it.Plaintext, Out: out[hlen:]})
 	}
 	bs.SealBatch(sc.msgs)
 	clear(sc.msgs) // drop references to the caller's buffers

@@ -1,6 +1,7 @@
 package sframe
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 )
@@ -47,11 +48,11 @@ func AppendHeader(dst []byte, kid, ctr uint64) []byte {
 	return appendBigEndian(dst, ctr, cl)
 }
 
+// appendBigEndian appends the low n bytes of v, big-endian.
 func appendBigEndian(dst []byte, v uint64, n int) []byte {
-	for i := n - 1; i >= 0; i-- {
-		dst = append(dst, byte(v>>(8*i)))
-	}
-	return dst
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return append(dst, b[8-n:]...)
 }
 
 // ParseHeader decodes the SFrame header at the start of b. It returns the

@@ -10,11 +10,12 @@ import (
 // key is the derived state for one KID: the keyed AEAD and the salt. It is
 // immutable and safe for concurrent use.
 type key struct {
-	suite CipherSuite
-	kid   uint64
-	tag   int
-	salt  [nonceSize]byte
-	aead  cipher.AEAD
+	suite  CipherSuite
+	kid    uint64
+	tag    int
+	salt   [nonceSize]byte
+	saltLo uint64 // salt[4:] as a big-endian integer: nonce = salt[:4] || saltLo^CTR
+	aead   cipher.AEAD
 }
 
 func newKey(suite CipherSuite, kid uint64, baseKey []byte) (*key, error) {
@@ -33,6 +34,7 @@ func newKey(suite CipherSuite, kid uint64, baseKey []byte) (*key, error) {
 	}
 	k := &key{suite: suite, kid: kid, tag: p.nt, aead: aead}
 	copy(k.salt[:], salt)
+	k.saltLo = binary.BigEndian.Uint64(salt[4:])
 	return k, nil
 }
 
@@ -47,11 +49,13 @@ type scratch struct {
 var scratchPool = sync.Pool{New: func() any { return &scratch{aad: make([]byte, 0, 256)} }}
 
 // nonce sets s.nonce to salt XOR CTR, the CTR as a 12-byte big-endian value.
-func (k *key) nonce(s *scratch, ctr uint64) []byte {
-	s.nonce = k.salt
-	x := binary.BigEndian.Uint64(s.nonce[4:]) ^ ctr
-	binary.BigEndian.PutUint64(s.nonce[4:], x)
-	return s.nonce[:]
+func (k *key) nonce(s *scratch, ctr uint64) []byte { return k.appendNonce(s.nonce[:0], ctr) }
+
+// appendNonce appends salt XOR CTR (RFC 9605 §4.4.3) to dst. The CTR is
+// below 2^64, so only the salt's low 8 bytes change.
+func (k *key) appendNonce(dst []byte, ctr uint64) []byte {
+	dst = append(dst, k.salt[:4]...)
+	return binary.BigEndian.AppendUint64(dst, k.saltLo^ctr)
 }
 
 // seal appends header || AEAD(plaintext) to dst. The caller guarantees that
