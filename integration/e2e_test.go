@@ -104,7 +104,8 @@ func ensureFFmpeg(t *testing.T) {
 
 // mitmRelay is a hostile relay: it forwards the SFrame track it reads from
 // the real relay to its own subscribers, but swaps the object IDs of two
-// objects of group 1. SFrame metadata binds the IDs, so both must fail.
+// objects of group 1 (SFrame metadata binds the IDs, so both must fail) and
+// injects one malformed object into group 2.
 type mitmRelay struct {
 	ln  *moq.Listener
 	pub *moq.Publisher
@@ -147,6 +148,9 @@ func startMITM(t *testing.T, upstream string, ns []string, track string) *mitmRe
 				continue
 			}
 			m.pub.WriteObject(o.GroupID, o.SubgroupID, o.ObjectID, o.Payload)
+			if o.GroupID == 2 && o.ObjectID == 5 {
+				m.pub.WriteObject(2, o.SubgroupID, 6000, []byte{0xff}) // truncated SFrame header
+			}
 		}
 	}()
 	t.Cleanup(func() { m.pub.Close(); m.ln.Close() })
@@ -271,7 +275,7 @@ func TestEndToEndWithFFmpeg(t *testing.T) {
 	}
 	proctest.WaitMetric(t, "http://"+decMetrics+"/metrics", "sidecar_objects_out_total", float64(len(want)), 20*time.Second)
 	mitmStats := proctest.Metrics(t, "http://"+mitmMetrics+"/metrics")
-	for wait := time.Now(); mitmStats["sidecar_objects_out_total"]+mitmStats["sidecar_auth_failures_total"] < float64(len(want)) && time.Since(wait) < 10*time.Second; {
+	for wait := time.Now(); mitmStats["sidecar_objects_out_total"]+mitmStats["sidecar_errors_total"] < float64(len(want)+1) && time.Since(wait) < 10*time.Second; {
 		time.Sleep(50 * time.Millisecond)
 		mitmStats = proctest.Metrics(t, "http://"+mitmMetrics+"/metrics")
 	}
@@ -316,10 +320,12 @@ func TestEndToEndWithFFmpeg(t *testing.T) {
 			}
 		}
 	}
-	// Swapped IDs: exactly the two swapped objects fail; the rest decrypt.
-	if mitmStats["sidecar_auth_failures_total"] != 2 || mitmStats["sidecar_objects_out_total"] != float64(len(want)-2) {
-		t.Errorf("behind the hostile relay: %v auth failures, %v decrypted; want 2 and %d",
-			mitmStats["sidecar_auth_failures_total"], mitmStats["sidecar_objects_out_total"], len(want)-2)
+	// Swapped IDs: exactly the two swapped objects fail authentication, the
+	// injected one is malformed, and everything else still decrypts.
+	if mitmStats["sidecar_auth_failures_total"] != 2 || mitmStats["sidecar_errors_total"] != 3 ||
+		mitmStats["sidecar_objects_out_total"] != float64(len(want)-2) {
+		t.Errorf("behind the hostile relay: %v auth failures, %v errors, %v decrypted; want 2, 3 and %d",
+			mitmStats["sidecar_auth_failures_total"], mitmStats["sidecar_errors_total"], mitmStats["sidecar_objects_out_total"], len(want)-2)
 	}
 }
 

@@ -178,9 +178,17 @@ func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 // and histogram sub-series (name{labels} as written) by name.
 func Metrics(t testing.TB, url string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	m, err := fetchMetrics(url)
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
+	}
+	return m
+}
+
+func fetchMetrics(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	m := map[string]float64{}
@@ -200,20 +208,22 @@ func Metrics(t testing.TB, url string) map[string]float64 {
 		}
 		m[line[:i]] = v
 	}
-	return m
+	return m, sc.Err()
 }
 
-// WaitMetric polls url until metric name reaches at least want.
+// WaitMetric polls url until metric name reaches at least want; the
+// server may not be up yet.
 func WaitMetric(t testing.TB, url, name string, want float64, timeout time.Duration) float64 {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		v := Metrics(t, url)[name]
-		if v >= want {
+		m, err := fetchMetrics(url)
+		v := m[name]
+		if err == nil && v >= want {
 			return v
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s = %v after %v, want >= %v", url, name, v, timeout, want)
+			t.Fatalf("%s: %s = %v after %v, want >= %v (last error %v)", url, name, v, timeout, want, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
