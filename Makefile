@@ -5,7 +5,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 5s
 BENCHTIME ?= 200ms
 
-.PHONY: all build test test-purego vet fuzz fuzz-short bench lint demo setup clean
+.PHONY: all build test vet fuzz bench lint demo setup clean
 
 all: build
 
