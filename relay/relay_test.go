@@ -1,0 +1,123 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moqsframe/moqsframe/moq"
+)
+
+func newTestRelay(t *testing.T, cfg Config) *Relay {
+	t.Helper()
+	tc, err := moq.DevTLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = "127.0.0.1:0"
+	cfg.TLS = tc
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func dial(t *testing.T, r *Relay) *moq.Session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := moq.Dial(ctx, r.Addr().String(), &moq.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRelayInProcessNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r := newTestRelay(t, Config{})
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- r.Serve(context.Background()) }()
+
+	ns := []string{"sg", "epoch"}
+	pubSess := dial(t, r)
+	commit, err := pubSess.Publish(ns, "CommitTrack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	subSess := dial(t, r)
+	sub, err := subSess.Subscribe(ctx, ns, "CommitTrack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commit.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// One object per message, group ID = epoch.
+	for epoch := uint64(1); epoch <= 20; epoch++ {
+		if err := commit.WriteObject(epoch, 0, 0, []byte{byte(epoch)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[uint64]bool{}
+	for len(got) < 20 {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(obj.Payload, []byte{byte(obj.GroupID)}) || obj.ObjectID != 0 {
+			t.Fatalf("bad object %+v", obj)
+		}
+		got[obj.GroupID] = true
+	}
+	var buf bytes.Buffer
+	if err := r.Metrics().WritePrometheus(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"moq_relay_objects_in_total 20\n", "moq_relay_objects_out_total 20\n", "# TYPE moq_relay_dropped_total counter\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
+
+	// Publisher leaves: the downstream subscription ends.
+	_ = pubSess.Close()
+	for {
+		_, err := sub.ReadObject(ctx)
+		if err != nil {
+			if !errors.Is(err, moq.ErrSubscriptionEnded) {
+				t.Fatalf("want ErrSubscriptionEnded after the publisher left, got %v", err)
+			}
+			break
+		}
+	}
+	_ = subSess.Close()
+	if err := r.Close(); err != nil && !errors.Is(err, io.EOF) {
+		t.Logf("close: %v", err)
+	}
+	if err := <-serveDone; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
