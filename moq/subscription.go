@@ -118,13 +118,15 @@ func (sub *Subscription) read() {
 		if err == nil {
 			continue
 		}
-		var done *moqtransport.ErrSubscribeDone
-		if errors.As(err, &done) {
-			sub.drainAfterDone()
-			sub.err = fmt.Errorf("%w: %s", ErrSubscriptionEnded, done.Error())
+		if sub.ctx.Err() != nil {
+			sub.err = sub.stopReason()
 			return
 		}
-		sub.err = sub.stopReason()
+		// The publisher ended the track (SUBSCRIBE_DONE). v0.5.0 may report
+		// that as context.Canceled alongside a buffered object, or as
+		// *ErrSubscribeDone.
+		reason := sub.drainAfterDone(err)
+		sub.err = fmt.Errorf("%w: %v", ErrSubscriptionEnded, reason)
 		return
 	}
 }
@@ -133,27 +135,32 @@ func (sub *Subscription) read() {
 // overtake the last objects on data streams; after it, v0.5.0's ReadObject
 // picks randomly between "done" and a buffered object. Keep reading until
 // nothing has arrived for a short grace period.
-func (sub *Subscription) drainAfterDone() {
+func (sub *Subscription) drainAfterDone(reason error) error {
 	const (
 		poll  = 5 * time.Millisecond
 		quiet = 40 // polls without an object: 200 ms
 	)
 	misses := 0
 	for misses < quiet {
-		o, _ := sub.rt.ReadObject(sub.ctx)
+		o, err := sub.rt.ReadObject(sub.ctx)
 		if sub.ctx.Err() != nil {
-			return
+			return reason
+		}
+		var done *moqtransport.ErrSubscribeDone
+		if errors.As(err, &done) {
+			reason = done
 		}
 		if o != nil {
 			misses = 0
 			if !sub.deliver(o) {
-				return
+				return reason
 			}
 			continue
 		}
 		misses++
 		time.Sleep(poll)
 	}
+	return reason
 }
 
 func (sub *Subscription) deliver(o *moqtransport.Object) bool {

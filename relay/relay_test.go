@@ -121,3 +121,46 @@ func TestRelayInProcessNoGoroutineLeak(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestRelayEndsIdleUpstream(t *testing.T) {
+	r := newTestRelay(t, Config{IdleTimeout: 200 * time.Millisecond})
+	go func() { _ = r.Serve(context.Background()) }()
+	defer r.Close()
+	ns := []string{"sg", "idle"}
+	pubSess := dial(t, r)
+	defer pubSess.Close()
+	pub, _ := pubSess.Publish(ns, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	subSess := dial(t, r)
+	defer subSess.Close()
+	sub, err := subSess.Subscribe(ctx, ns, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WriteObject(0, 0, 0, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.ReadObject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Close()
+	// v0.5.0 only reveals an UNSUBSCRIBE when the next stream is opened, so
+	// keep publishing new groups until the relay has let go upstream.
+	for g := uint64(1); pub.Subscribers() > 0; g++ {
+		if ctx.Err() != nil {
+			t.Fatalf("relay kept the idle upstream subscription: metrics %+v", r.Metrics())
+		}
+		_ = pub.WriteObject(g, 0, 0, []byte("b"))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := r.Metrics(); m.Tracks != 0 || m.Subscribers != 0 {
+		t.Fatalf("metrics after idle teardown %+v", m)
+	}
+}
