@@ -23,6 +23,13 @@ type pair struct {
 
 func newPair(t *testing.T, serverCfg, clientCfg *Config) *pair {
 	t.Helper()
+	return newPairTB(t, serverCfg, clientCfg)
+}
+
+func newPairB(b *testing.B) *pair { return newPairTB(b, nil, nil) }
+
+func newPairTB(t testing.TB, serverCfg, clientCfg *Config) *pair {
+	t.Helper()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
