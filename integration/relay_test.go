@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -50,21 +51,49 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// buildRelay compiles cmd/moq-relay into t.TempDir(), with -race when the
-// test binary has it, so the relay process is race-checked too.
+// buildRelay compiles cmd/moq-relay once per test binary into a temporary
+// directory (removed by TestMain), with -race when the test binary has it,
+// so the relay process is race-checked too. Building once matters on a
+// shared 2-core machine: each build costs seconds.
 func buildRelay(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "moq-relay")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
+	relayBuild.once.Do(func() {
+		bin := filepath.Join(relayBuild.dir, "moq-relay")
+		args := []string{"build", "-o", bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "github.com/moqsframe/moqsframe/cmd/moq-relay")
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			relayBuild.err = fmt.Errorf("go build moq-relay: %v\n%s", err, out)
+			return
+		}
+		relayBuild.bin = bin
+	})
+	if relayBuild.err != nil {
+		t.Fatal(relayBuild.err)
 	}
-	args = append(args, "github.com/moqsframe/moqsframe/cmd/moq-relay")
-	cmd := exec.Command("go", args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build moq-relay: %v\n%s", err, out)
+	return relayBuild.bin
+}
+
+var relayBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "moq-relay-build-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	return bin
+	relayBuild.dir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 func freeUDPPort(t *testing.T) string {
@@ -362,7 +391,7 @@ func TestRelaySlowSubscriberDoesNotStallOthers(t *testing.T) {
 				return
 			}
 			if i%perGroup == perGroup-1 {
-				time.Sleep(30 * time.Millisecond) // live-like pacing: ~1000 objects/s
+				time.Sleep(50 * time.Millisecond) // live-like pacing: ~600 objects/s
 			}
 		}
 	}()
