@@ -248,6 +248,16 @@ func (s *Session) Close() error {
 			s.closeErr = err
 		}
 		s.closeSubscriptions()
+		// Publishers registered with Publish belong to this session.
+		s.mu.Lock()
+		pubs := make([]*Publisher, 0, len(s.publishers))
+		for _, p := range s.publishers {
+			pubs = append(pubs, p)
+		}
+		s.mu.Unlock()
+		for _, p := range pubs {
+			_ = p.Close()
+		}
 		s.wg.Wait()
 	})
 	return s.closeErr
@@ -292,7 +302,8 @@ func (s *Session) Announce(ctx context.Context, namespace []string) error {
 }
 
 // Publish registers a Publisher for (namespace, track) on this session:
-// SUBSCRIBEs from the peer for it are attached to the Publisher.
+// SUBSCRIBEs from the peer for it are attached to the Publisher. It is
+// closed with the session.
 func (s *Session) Publish(namespace []string, track string) (*Publisher, error) {
 	key := trackKey(namespace, track)
 	s.mu.Lock()
