@@ -444,3 +444,49 @@ func TestSlowReaderNoLibraryLoss(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// Extension headers kill the rest of a subgroup stream in v0.5.0 (bug #1);
+// the guard refuses such a stream explicitly and counts it, and discards
+// datagrams instead of letting one for an unknown alias end the session.
+func TestExtensionHeadersAndDatagramsRefused(t *testing.T) {
+	p := newPair(t, nil, nil)
+	pub, _ := p.server.Publish(ns, "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.WaitSubscribers(ctx, 1)
+	s, err := p.server.conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := quicvarint.Append(nil, 0) // object ID
+	obj = quicvarint.Append(obj, 2)  // extension headers length
+	obj = append(obj, 0x02, 0x05)    // even key, varint value
+	obj = quicvarint.Append(obj, 3)
+	obj = append(obj, "abc"...)
+	if _, err := s.Write(craftedSubgroup(0, 1, obj)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	// A datagram for an alias nobody subscribed to.
+	if err := p.server.conn.SendDatagram([]byte{0x00, 0x2a, 0x00, 0x00, 0x00, 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.client.Stats().StreamsRefused == 0 || p.client.Stats().DatagramsDiscarded == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", p.client.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := pub.WriteObject(2, 0, 0, []byte("still alive")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sub.ReadObject(ctx)
+	if err != nil || string(got.Payload) != "still alive" {
+		t.Fatalf("session did not survive: %+v %v", got, err)
+	}
+}
