@@ -1,8 +1,8 @@
 package moq
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
