@@ -257,6 +257,8 @@ func TestOversizeObjectRejectedSessionSurvives(t *testing.T) {
 }
 
 func TestSetupTimeoutSilentServer(t *testing.T) {
+	check := goroutineBaseline(t)
+	defer check()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +289,8 @@ func TestSetupTimeoutSilentServer(t *testing.T) {
 }
 
 func TestSetupTimeoutSilentClient(t *testing.T) {
+	check := goroutineBaseline(t)
+	defer check()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
