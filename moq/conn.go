@@ -237,6 +237,14 @@ func (in *inbound) disable() { in.once.Do(func() { close(in.disabled) }) }
 // inUse is the number of credits currently held.
 func (in *inbound) inUse() int { return len(in.credit) }
 
+// rawReceiveStream is what guardedStream needs of *quic.ReceiveStream (an
+// interface so tests can feed it crafted bytes in arbitrary chunks).
+type rawReceiveStream interface {
+	Read([]byte) (int, error)
+	CancelRead(quic.StreamErrorCode)
+	StreamID() quic.StreamID
+}
+
 // guardedStream wraps an incoming data stream. It parses the framing ahead
 // of the library and:
 //   - stops the stream before the library sees a payload length above
@@ -244,26 +252,28 @@ func (in *inbound) inUse() int { return len(in.credit) }
 //   - holds back the final byte of each object until the subscription has
 //     credit, so the library never pushes into a full RemoteTrack channel
 //     (bug #2) — the wait propagates to QUIC flow control instead.
+//
+// Bytes are read straight into the caller's buffer; only when it has to stop
+// early (no credit, refusal) does it keep the unparsed rest in stash.
 type guardedStream struct {
-	s    *quic.ReceiveStream
+	s    rawReceiveStream
 	sess *Session
 	p    *frameParser
 	in   *inbound // nil until the header is known / for unknown aliases
 
-	buf        []byte
-	start, end int
-	readErr    error // error from the underlying stream, after buf drains
-	guardErr   error // refusal; returned once buf before it drains
+	pending    []byte // read from s, not yet parsed nor returned (aliases stash)
+	stash      []byte
+	readErr    error // error from the underlying stream, after pending drains
+	guardErr   error // refusal; returned once the bytes before it are returned
 	needCredit bool  // the next byte completes an object that has no credit yet
 	counted    uint64
 }
 
-func newGuardedStream(s *quic.ReceiveStream, sess *Session) *guardedStream {
+func newGuardedStream(s rawReceiveStream, sess *Session) *guardedStream {
 	return &guardedStream{
 		s:    s,
 		sess: sess,
 		p:    newFrameParser(uint64(sess.cfg.MaxObjectSize)),
-		buf:  make([]byte, 16<<10),
 	}
 }
 
@@ -277,40 +287,44 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 	if g.needCredit {
 		// Everything returned before has been consumed by the library (it
 		// only reads when its buffer is empty), so waiting here cannot hold
-		// an object the reader needs.
+		// back an object the credit holder needs.
 		if !g.in.acquire(g.sess.ctx) {
 			return 0, ErrSessionClosed
 		}
 		g.needCredit = false
 		g.p.grant()
 	}
-	if g.start == g.end {
+	var src []byte
+	fromPending := len(g.pending) > 0
+	if fromPending {
+		src = g.pending
+		if len(src) > len(p) {
+			src = src[:len(p)]
+		}
+	} else {
 		if g.guardErr != nil {
 			return 0, g.guardErr
 		}
 		if g.readErr != nil {
 			return 0, g.readErr
 		}
-		n, err := g.s.Read(g.buf)
-		g.start, g.end = 0, n
+		n, err := g.s.Read(p)
 		g.readErr = err
 		if n == 0 {
 			return 0, err
 		}
+		src = p[:n]
 	}
 	out := 0
-	for out < len(p) && g.start < g.end {
-		limit := g.end
-		if limit-g.start > len(p)-out {
-			limit = g.start + len(p) - out
+loop:
+	for out < len(src) {
+		n, ev, err := g.p.feed(src[out:])
+		if fromPending {
+			copy(p[out:], src[out:out+n])
 		}
-		n, ev, err := g.p.feed(g.buf[g.start:limit])
-		copy(p[out:], g.buf[g.start:g.start+n])
 		out += n
-		g.start += n
 		if err != nil {
 			g.refuse(err)
-			g.start = g.end // discard the rest
 			break
 		}
 		switch ev {
@@ -323,16 +337,25 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 				g.p.grant()
 				continue
 			}
-			g.needCredit = true
 			if out > 0 {
-				return out, nil
+				g.needCredit = true
+				break loop
 			}
 			if !g.in.acquire(g.sess.ctx) {
 				return 0, ErrSessionClosed
 			}
-			g.needCredit = false
 			g.p.grant()
 		}
+	}
+	// Keep what was read but not parsed.
+	switch {
+	case g.guardErr != nil:
+		g.pending = nil
+	case fromPending:
+		g.pending = g.pending[out:]
+	case out < len(src):
+		g.stash = append(g.stash[:0], src[out:]...)
+		g.pending = g.stash
 	}
 	if g.in != nil {
 		g.countObjects()
@@ -341,7 +364,7 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 		if g.guardErr != nil {
 			return 0, g.guardErr
 		}
-		if g.start == g.end && g.readErr != nil {
+		if len(g.pending) == 0 && g.readErr != nil {
 			return 0, g.readErr
 		}
 	}
