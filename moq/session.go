@@ -349,14 +349,21 @@ func (s *Session) inboundFor(alias uint64) *inbound {
 	return s.inbounds[alias]
 }
 
-func (s *Session) inboundForRequest(reqID uint64) *inbound {
+func (s *Session) inboundForRequest(reqID uint64) (*inbound, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	alias, ok := s.aliasByRequest[reqID]
 	if !ok {
-		return nil
+		return nil, 0
 	}
-	return s.inbounds[alias]
+	return s.inbounds[alias], alias
+}
+
+// forgetInbound drops the gate of an ended subscription; later streams for
+// its alias pass ungated (nobody reads them).
+func (s *Session) forgetInboundLocked(reqID, alias uint64) {
+	delete(s.aliasByRequest, reqID)
+	delete(s.inbounds, alias)
 }
 
 // handle answers the control messages other than SUBSCRIBE. It runs on the

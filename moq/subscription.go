@@ -36,6 +36,8 @@ type Subscription struct {
 	sess      *Session
 	rt        *moqtransport.RemoteTrack
 	in        *inbound
+	alias     uint64
+	gated     bool // in belongs to the session's map under alias
 	namespace []string
 	track     string
 
@@ -68,7 +70,8 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 		}
 		return nil, fmt.Errorf("moq: subscribe %q/%q: %w", namespace, track, err)
 	}
-	in := s.inboundForRequest(rt.RequestID())
+	in, alias := s.inboundForRequest(rt.RequestID())
+	gated := in != nil
 	if in == nil {
 		// Cannot happen unless the library changes its framing; run ungated.
 		in = newInbound()
@@ -79,6 +82,8 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 		sess:      s,
 		rt:        rt,
 		in:        in,
+		alias:     alias,
+		gated:     gated,
 		namespace: append([]string(nil), namespace...),
 		track:     track,
 		queue:     make(chan Object, s.cfg.SubscriptionQueue),
@@ -250,6 +255,9 @@ func (sub *Subscription) stop(reason error) {
 		sub.stopErr = reason
 	}
 	delete(sub.sess.subscriptions, sub)
+	if sub.gated {
+		sub.sess.forgetInboundLocked(sub.rt.RequestID(), sub.alias)
+	}
 	sub.sess.mu.Unlock()
 	sub.cancel()
 	sub.in.disable()
