@@ -213,6 +213,12 @@ func (sub *Subscription) ReadObject(ctx context.Context) (Object, error) {
 	}
 }
 
+// Namespace returns the subscribed track namespace.
+func (sub *Subscription) Namespace() []string { return append([]string(nil), sub.namespace...) }
+
+// Track returns the subscribed track name.
+func (sub *Subscription) Track() string { return sub.track }
+
 // Done is closed when no more objects will be queued.
 func (sub *Subscription) Done() <-chan struct{} { return sub.done }
 
