@@ -32,6 +32,7 @@ type relayProc struct {
 	metricsAddr string // HTTP
 	stderr      *syncBuffer
 	done        chan error
+	stopped     bool
 }
 
 type syncBuffer struct {
@@ -159,9 +160,10 @@ func startRelay(t *testing.T, extraArgs ...string) *relayProc {
 // stop sends SIGTERM and expects a clean exit (graceful shutdown) with no
 // race report.
 func (r *relayProc) stop(t *testing.T) {
-	if r.cmd.ProcessState != nil {
+	if r.stopped {
 		return
 	}
+	r.stopped = true
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-r.done:
