@@ -58,7 +58,7 @@ func quicConfig(cfg *Config) *quic.Config {
 	}
 }
 
-func newSession(conn *quic.Conn, perspective moqtransport.Perspective, cfg *Config) *Session {
+func newSession(conn *quic.Conn, cfg *Config) *Session {
 	s := &Session{
 		cfg:            cfg,
 		conn:           conn,
@@ -73,7 +73,6 @@ func newSession(conn *quic.Conn, perspective moqtransport.Perspective, cfg *Conf
 		Handler:             moqtransport.HandlerFunc(s.handle),
 		SubscribeHandler:    moqtransport.SubscribeHandlerFunc(s.handleSubscribe),
 	}
-	_ = perspective
 	return s
 }
 
@@ -128,7 +127,7 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Session, error) {
 		}
 		return nil, fmt.Errorf("moq: dial %s: %w", addr, err)
 	}
-	s := newSession(qc, moqtransport.PerspectiveClient, cfg)
+	s := newSession(qc, cfg)
 	if err := s.setup(sctx, moqtransport.PerspectiveClient); err != nil {
 		return nil, err
 	}
@@ -177,7 +176,7 @@ func (l *Listener) acceptLoop() {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			s := newSession(qc, moqtransport.PerspectiveServer, l.cfg)
+			s := newSession(qc, l.cfg)
 			sctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 			err := s.setup(sctx, moqtransport.PerspectiveServer)
 			cancel()
