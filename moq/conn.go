@@ -120,15 +120,91 @@ func (c *guardedConn) Protocol() moqtransport.Protocol { return moqtransport.Pro
 
 func (c *guardedConn) Perspective() moqtransport.Perspective { return c.perspective }
 
-// controlStream is the bidirectional control stream. Writes are tapped to
-// learn (request ID -> track alias) of our SUBSCRIBEs; the library writes
-// exactly one whole control message per Write call.
+// controlStream is the bidirectional control stream.
+//
+// Writes are tapped to learn (request ID -> track alias) of our SUBSCRIBEs;
+// the library writes exactly one whole control message per Write call.
+//
+// Reads are filtered: v0.5.0 ends the whole control loop (the session stops
+// handling requests) when an UNSUBSCRIBE names a request ID it already ended
+// with SUBSCRIBE_DONE — which happens whenever the two cross on the wire.
+// Such UNSUBSCRIBEs are dropped here. To make "is it still live?" and the
+// library's handling atomic with respect to our SUBSCRIBE_DONE, the reader
+// holds Session.ctlSem from the check until the library asks for more bytes
+// (it reads only after handling everything it was given); subscriber.finish
+// takes ctlSem around its SUBSCRIBE_DONE.
 type controlStream struct {
 	s    *quic.Stream
 	sess *Session
+
+	raw     []byte // read from the stream, not yet split into messages
+	ready   []byte // complete, filtered messages for the library
+	holding bool   // we hold sess.ctlSem
+	readErr error
+	buf     []byte
 }
 
-func (s *controlStream) Read(p []byte) (int, error) { return s.s.Read(p) }
+func (s *controlStream) Read(p []byte) (int, error) {
+	for len(s.ready) == 0 {
+		// The library has handled everything we gave it: release before a
+		// possibly long wait for more bytes.
+		if s.holding {
+			s.sess.unlockCtl()
+			s.holding = false
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if s.buf == nil {
+			s.buf = make([]byte, 4096)
+		}
+		n, err := s.s.Read(s.buf)
+		s.raw = append(s.raw, s.buf[:n]...)
+		s.readErr = err
+		s.split()
+	}
+	n := copy(p, s.ready)
+	s.ready = s.ready[n:]
+	return n, nil
+}
+
+// split moves complete messages from raw to ready, dropping stale
+// UNSUBSCRIBEs. Control messages are: type varint, 16-bit length, payload.
+func (s *controlStream) split() {
+	for {
+		typ, n, err := quicvarint.Parse(s.raw)
+		if err != nil || len(s.raw) < n+2 {
+			break
+		}
+		size := n + 2 + int(binary.BigEndian.Uint16(s.raw[n:]))
+		if len(s.raw) < size {
+			break
+		}
+		msg := s.raw[:size]
+		if typ == msgTypeUnsubscribe {
+			if !s.holding {
+				if !s.sess.lockCtl() {
+					break // session gone; nothing matters any more
+				}
+				s.holding = true
+			}
+			reqID, _, perr := quicvarint.Parse(msg[n+2:])
+			if perr == nil && !s.sess.isLiveSubscriber(reqID) {
+				s.sess.stats.staleUnsubscribes.Add(1)
+				s.raw = s.raw[size:]
+				continue
+			}
+		}
+		s.ready = append(s.ready, msg...)
+		s.raw = s.raw[size:]
+	}
+	// Compact so raw does not grow without bound.
+	if len(s.raw) == 0 {
+		s.raw = s.raw[:0:0]
+	}
+}
+
+const msgTypeUnsubscribe = 0x0a
 
 func (s *controlStream) Write(p []byte) (int, error) {
 	s.sess.observeControlMessage(p)

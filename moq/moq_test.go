@@ -494,3 +494,53 @@ func TestExtensionHeadersAndDatagramsRefused(t *testing.T) {
 		t.Fatalf("session did not survive: %+v %v", got, err)
 	}
 }
+
+// An UNSUBSCRIBE that crosses our SUBSCRIBE_DONE names a request ID v0.5.0
+// has forgotten; unfiltered, it stops the receiver's control loop. The
+// control-stream filter drops it and the session keeps serving SUBSCRIBEs.
+func TestStaleUnsubscribeDropped(t *testing.T) {
+	p := newPair(t, nil, nil)
+	a, _ := p.server.Publish(ns, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.WaitSubscribers(ctx, 1)
+	_ = a.Close()
+	if _, err := sub.ReadObject(ctx); !errors.Is(err, ErrSubscriptionEnded) {
+		t.Fatalf("want ErrSubscriptionEnded, got %v", err)
+	}
+	// What a peer without our guard would do: UNSUBSCRIBE anyway.
+	if err := sub.rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.server.Stats().StaleUnsubscribes == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stale UNSUBSCRIBE not seen: %+v", p.server.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, _ := p.server.Publish(ns, "b")
+	subB, err := p.client.Subscribe(ctx, ns, "b")
+	if err != nil {
+		t.Fatalf("server stopped handling SUBSCRIBE after a stale UNSUBSCRIBE: %v", err)
+	}
+	_ = b.WaitSubscribers(ctx, 1)
+	_ = b.WriteObject(0, 0, 0, []byte("b"))
+	if o, err := subB.ReadObject(ctx); err != nil || string(o.Payload) != "b" {
+		t.Fatalf("%+v %v", o, err)
+	}
+	// A live UNSUBSCRIBE still reaches the library: the publisher notices at
+	// its next stream and the subscriber count drops.
+	_ = subB.Close()
+	for g := uint64(1); b.Subscribers() > 0; g++ {
+		if ctx.Err() != nil {
+			t.Fatal("live UNSUBSCRIBE was not delivered")
+		}
+		_ = b.WriteObject(g, 0, 0, []byte("b"))
+		time.Sleep(20 * time.Millisecond)
+	}
+}

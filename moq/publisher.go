@@ -225,9 +225,10 @@ func (p *Publisher) detach(sub *subscriber) {
 
 // subscriber is one downstream subscription of a Publisher.
 type subscriber struct {
-	pub  *Publisher
-	sess *Session
-	w    *moqtransport.SubscribeResponseWriter
+	pub       *Publisher
+	sess      *Session
+	w         *moqtransport.SubscribeResponseWriter
+	requestID uint64
 
 	queue     chan Object
 	stop      chan struct{} // closed: end now (too slow, failed)
@@ -376,9 +377,13 @@ func (s *subscriber) finish(code uint64, why string) {
 		_ = st.Close()
 		delete(s.streams, k)
 	}
-	if !s.sess.closed() {
-		// Sends SUBSCRIBE_DONE and forgets the subscription in the library.
+	// Sends SUBSCRIBE_DONE and makes the library forget the subscription;
+	// under ctlSem so a crossing UNSUBSCRIBE is either handled before or
+	// dropped after (see controlStream).
+	if s.sess.lockCtl() {
+		s.sess.forgetLive(s.requestID)
 		_ = s.w.CloseWithError(code, why)
+		s.sess.unlockCtl()
 	}
 	s.pub.detach(s)
 }

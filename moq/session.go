@@ -21,10 +21,12 @@ type SessionStats struct {
 	Oversize           uint64 // stopped for an object above MaxObjectSize
 	DatagramsDiscarded uint64 // datagrams are not used; see ReceiveDatagram
 	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
+	StaleUnsubscribes  uint64 // UNSUBSCRIBEs for already ended subscriptions, dropped
 }
 
 type sessionCounters struct {
 	streamsAccepted, streamsRefused, oversize, datagramsDiscarded, streamCreditWaits atomic.Uint64
+	staleUnsubscribes                                                                atomic.Uint64
 }
 
 // Session is one MoQ session (one QUIC connection). Either end may publish
@@ -40,7 +42,12 @@ type Session struct {
 	inbounds       map[uint64]*inbound // by track alias of our subscriptions
 	aliasByRequest map[uint64]uint64
 	subscriptions  map[*Subscription]struct{}
-	shut           bool // Close has begun; no new goroutines
+	shut           bool                   // Close has begun; no new goroutines
+	live           map[uint64]*subscriber // accepted incoming SUBSCRIBEs by request ID
+
+	// ctlSem orders our SUBSCRIBE_DONE against the library's handling of an
+	// incoming UNSUBSCRIBE (see controlStream).
+	ctlSem chan struct{}
 
 	stats     sessionCounters
 	closeOnce sync.Once
@@ -67,6 +74,8 @@ func newSession(conn *quic.Conn, cfg *Config) *Session {
 		inbounds:       map[uint64]*inbound{},
 		aliasByRequest: map[uint64]uint64{},
 		subscriptions:  map[*Subscription]struct{}{},
+		live:           map[uint64]*subscriber{},
+		ctlSem:         make(chan struct{}, 1),
 	}
 	s.ms = &moqtransport.Session{
 		InitialMaxRequestID: maxRequestID,
@@ -230,6 +239,7 @@ func (s *Session) Stats() SessionStats {
 		Oversize:           s.stats.oversize.Load(),
 		DatagramsDiscarded: s.stats.datagramsDiscarded.Load(),
 		StreamCreditWaits:  s.stats.streamCreditWaits.Load(),
+		StaleUnsubscribes:  s.stats.staleUnsubscribes.Load(),
 	}
 }
 
@@ -365,6 +375,31 @@ func (s *Session) forgetInboundLocked(reqID, alias uint64) {
 	delete(s.inbounds, alias)
 }
 
+// lockCtl takes ctlSem unless the session is gone.
+func (s *Session) lockCtl() bool {
+	select {
+	case s.ctlSem <- struct{}{}:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+func (s *Session) unlockCtl() { <-s.ctlSem }
+
+func (s *Session) isLiveSubscriber(reqID uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.live[reqID]
+	return ok
+}
+
+func (s *Session) forgetLive(reqID uint64) {
+	s.mu.Lock()
+	delete(s.live, reqID)
+	s.mu.Unlock()
+}
+
 // handle answers the control messages other than SUBSCRIBE. It runs on the
 // library's control goroutine: it must answer and return without blocking.
 func (s *Session) handle(w moqtransport.ResponseWriter, m *moqtransport.Message) {
@@ -422,7 +457,12 @@ func (s *Session) handleSubscribe(w *moqtransport.SubscribeResponseWriter, m *mo
 		_ = w.Reject(moqtransport.ErrorCodeSubscribeTrackDoesNotExist, err.Error())
 		return
 	}
+	sub.requestID = m.RequestID
+	s.mu.Lock()
+	s.live[m.RequestID] = sub
+	s.mu.Unlock()
 	if err := w.Accept(); err != nil {
+		s.forgetLive(m.RequestID)
 		pub.detach(sub)
 		return
 	}

@@ -51,6 +51,7 @@ type Subscription struct {
 	stopErr  error
 
 	objects, bytes atomic.Uint64
+	endedByPeer    atomic.Bool // SUBSCRIBE_DONE received: do not UNSUBSCRIBE
 }
 
 // Subscribe sends SUBSCRIBE for (namespace, track) and waits for
@@ -130,6 +131,7 @@ func (sub *Subscription) read() {
 		// The publisher ended the track (SUBSCRIBE_DONE). v0.5.0 may report
 		// that as context.Canceled alongside a buffered object, or as
 		// *ErrSubscribeDone.
+		sub.endedByPeer.Store(true)
 		reason := sub.drainAfterDone(err)
 		sub.err = fmt.Errorf("%w: %v", ErrSubscriptionEnded, reason)
 		return
@@ -244,7 +246,10 @@ func (sub *Subscription) Stats() SubscriptionStats {
 func (sub *Subscription) Close() error {
 	var err error
 	sub.stopOnce.Do(func() {
-		if !sub.sess.closed() {
+		// UNSUBSCRIBE after the publisher's SUBSCRIBE_DONE would name a
+		// request ID a v0.5.0 peer has forgotten, which stops its control
+		// loop (our own controlStream drops such messages).
+		if !sub.sess.closed() && !sub.endedByPeer.Load() {
 			err = sub.rt.Close()
 		}
 	})

@@ -164,3 +164,69 @@ func TestRelayEndsIdleUpstream(t *testing.T) {
 		t.Fatalf("metrics after idle teardown %+v", m)
 	}
 }
+
+// v0.5.0 tears a session down when it receives UNSUBSCRIBE for a request ID
+// it already ended with SUBSCRIBE_DONE. Closing one track at the origin must
+// not take the origin's other tracks down through the relay.
+func TestOriginClosesOneTrackOthersSurvive(t *testing.T) {
+	r := newTestRelay(t, Config{})
+	go func() { _ = r.Serve(context.Background()) }()
+	defer r.Close()
+	ns := []string{"sg", "tracks"}
+	pubSess := dial(t, r)
+	defer pubSess.Close()
+	a, _ := pubSess.Publish(ns, "a")
+	b, _ := pubSess.Publish(ns, "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	subSess := dial(t, r)
+	defer subSess.Close()
+	subA, err := subSess.Subscribe(ctx, ns, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subB, err := subSess.Subscribe(ctx, ns, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.WaitSubscribers(ctx, 1)
+	_ = b.WaitSubscribers(ctx, 1)
+	_ = a.WriteObject(0, 0, 0, []byte("a0"))
+	if _, err := subA.ReadObject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Close()
+	if _, err := subA.ReadObject(ctx); !errors.Is(err, moq.ErrSubscriptionEnded) {
+		t.Fatalf("track a: want ErrSubscriptionEnded, got %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // let any UNSUBSCRIBE reach the origin
+	for g := uint64(0); g < 5; g++ {
+		if err := b.WriteObject(g, 0, 0, []byte("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := subB.ReadObject(ctx); err != nil {
+			t.Fatalf("track b after closing a: %v (origin session done: %v)", err, pubSess.Stats())
+		}
+	}
+	// The origin's control stream must still work: a new track through the
+	// relay needs a new upstream SUBSCRIBE.
+	c, _ := pubSess.Publish(ns, "c")
+	subC, err := subSess.Subscribe(ctx, ns, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if err := c.WaitSubscribers(wctx, 1); err != nil {
+		t.Fatalf("origin never saw the relay's SUBSCRIBE for c: %v", err)
+	}
+	_ = c.WriteObject(0, 0, 0, []byte("c"))
+	if _, err := subC.ReadObject(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
