@@ -37,12 +37,13 @@ func (c *guardedConn) AcceptStream(ctx context.Context) (moqtransport.Stream, er
 	if err != nil {
 		return nil, err
 	}
-	return &controlStream{s: s, sess: c.sess}, nil
+	return c.sess.newControlStream(s), nil
 }
 
 func (c *guardedConn) AcceptUniStream(ctx context.Context) (moqtransport.ReceiveStream, error) {
 	s, err := c.conn.AcceptUniStream(ctx)
 	if err != nil {
+		c.sess.libraryStopped(ctx)
 		return nil, err
 	}
 	c.sess.stats.streamsAccepted.Add(1)
@@ -54,7 +55,7 @@ func (c *guardedConn) OpenStream() (moqtransport.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &controlStream{s: s, sess: c.sess}, nil
+	return c.sess.newControlStream(s), nil
 }
 
 func (c *guardedConn) OpenStreamSync(ctx context.Context) (moqtransport.Stream, error) {
@@ -62,7 +63,7 @@ func (c *guardedConn) OpenStreamSync(ctx context.Context) (moqtransport.Stream, 
 	if err != nil {
 		return nil, err
 	}
-	return &controlStream{s: s, sess: c.sess}, nil
+	return c.sess.newControlStream(s), nil
 }
 
 // OpenUniStream waits for stream credit (bounded by StreamCreditTimeout and

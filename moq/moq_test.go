@@ -544,3 +544,28 @@ func TestStaleUnsubscribeDropped(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// When a v0.5.0 session goroutine fails (here: the peer lowers
+// MAX_REQUEST_ID, a protocol violation that ends the control loop), the
+// connection is closed instead of staying half alive.
+func TestLibraryFailureClosesSession(t *testing.T) {
+	p := newPair(t, nil, nil)
+	p.server.mu.Lock()
+	ctl := p.server.ctl
+	p.server.mu.Unlock()
+	msg := quicvarint.Append(nil, 0x15) // MAX_REQUEST_ID
+	msg = append(msg, 0, 1, 0x01)       // length 1, value 1 (< 100)
+	if _, err := ctl.s.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.client.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("client session still open after its control loop failed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := p.client.Subscribe(ctx, ns, "x"); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("want ErrSessionClosed, got %v", err)
+	}
+}

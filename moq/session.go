@@ -45,6 +45,8 @@ type Session struct {
 	shut           bool                   // Close has begun; no new goroutines
 	live           map[uint64]*subscriber // accepted incoming SUBSCRIBEs by request ID
 
+	ctl *controlStream // set once the control stream exists (tests use it)
+
 	// ctlSem orders our SUBSCRIBE_DONE against the library's handling of an
 	// incoming UNSUBSCRIBE (see controlStream).
 	ctlSem chan struct{}
@@ -373,6 +375,34 @@ func (s *Session) inboundForRequest(reqID uint64) (*inbound, uint64) {
 func (s *Session) forgetInboundLocked(reqID, alias uint64) {
 	delete(s.aliasByRequest, reqID)
 	delete(s.inbounds, alias)
+}
+
+func (s *Session) newControlStream(qs *quic.Stream) *controlStream {
+	cs := &controlStream{s: qs, sess: s}
+	s.mu.Lock()
+	s.ctl = cs
+	s.mu.Unlock()
+	return cs
+}
+
+// libraryStopped is called when the library's stream-accept loop ends. If
+// its context was cancelled while the connection is still up and nobody
+// called Close, one of v0.5.0's session goroutines failed (for example its
+// control loop on a protocol error): the session no longer handles control
+// messages but would otherwise keep the connection open. Close the
+// connection so both ends see the failure.
+func (s *Session) libraryStopped(libCtx context.Context) {
+	if libCtx.Err() == nil || s.ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	shut := s.shut
+	s.mu.Unlock()
+	if shut {
+		return
+	}
+	s.cfg.Logger.Warn("moq: session failed inside moqtransport; closing the connection", "remote", s.conn.RemoteAddr().String())
+	_ = s.conn.CloseWithError(0x1, "moq session failed (protocol error)")
 }
 
 // lockCtl takes ctlSem unless the session is gone.
