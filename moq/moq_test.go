@@ -569,3 +569,40 @@ func TestLibraryFailureClosesSession(t *testing.T) {
 		t.Fatalf("want ErrSessionClosed, got %v", err)
 	}
 }
+
+// A Subscribe whose ctx expires before SUBSCRIBE_OK: v0.5.0 alone would
+// forget the request and stop its control loop when the late OK arrives.
+func TestSubscribeTimeoutThenLateOK(t *testing.T) {
+	slow := &Config{}
+	var pub *Publisher
+	slow.OnSubscribe = func(_ *Session, _ []string, track string) (*Publisher, error) {
+		if track == "slow" {
+			time.Sleep(300 * time.Millisecond) // a slow publisher (blocks its control loop on purpose)
+		}
+		return pub, nil
+	}
+	pub = NewPublisher(ns, "any", slow)
+	p := newPair(t, slow, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := p.client.Subscribe(ctx, ns, "slow")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want DeadlineExceeded, got %v", err)
+	}
+	time.Sleep(400 * time.Millisecond) // the late SUBSCRIBE_OK arrives
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	sub, err := p.client.Subscribe(ctx2, ns, "fast")
+	if err != nil {
+		t.Fatalf("session unusable after a late SUBSCRIBE_OK: %v", err)
+	}
+	// The abandoned subscription was unsubscribed: only "fast" stays.
+	for pub.Subscribers() != 1 {
+		_ = pub.WriteObject(uint64(time.Now().UnixNano()), 0, 0, []byte("x"))
+		if ctx2.Err() != nil {
+			t.Fatalf("subscribers = %d, want 1", pub.Subscribers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = sub.Close()
+}

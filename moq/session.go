@@ -370,6 +370,18 @@ func (s *Session) inboundForRequest(reqID uint64) (*inbound, uint64) {
 	return s.inbounds[alias], alias
 }
 
+// forgetRequest drops the gate of a subscription nobody will read.
+func (s *Session) forgetRequest(reqID uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if alias, ok := s.aliasByRequest[reqID]; ok {
+		if in := s.inbounds[alias]; in != nil {
+			in.disable()
+		}
+		s.forgetInboundLocked(reqID, alias)
+	}
+}
+
 // forgetInbound drops the gate of an ended subscription; later streams for
 // its alias pass ungated (nobody reads them).
 func (s *Session) forgetInboundLocked(reqID, alias uint64) {

@@ -60,8 +60,11 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 	if s.closed() {
 		return nil, ErrSessionClosed
 	}
-	rt, err := s.ms.Subscribe(ctx, namespace, track)
+	rt, err := s.subscribeDetached(ctx, namespace, track)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("moq: subscribe %q/%q: no answer from the publisher: %w", namespace, track, err)
+		}
 		if s.closed() {
 			return nil, ErrSessionClosed
 		}
@@ -107,6 +110,48 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 		sub.read()
 	}()
 	return sub, nil
+}
+
+// subscribeDetached runs the library's Subscribe with a context that only
+// the session's end cancels. If v0.5.0's Subscribe gives up on a context, it
+// forgets the request, and the SUBSCRIBE_OK arriving later stops its control
+// loop ("unknown request ID"). So the caller's ctx only stops waiting; a late
+// SUBSCRIBE_OK is answered with UNSUBSCRIBE by the detached goroutine.
+func (s *Session) subscribeDetached(ctx context.Context, namespace []string, track string) (*moqtransport.RemoteTrack, error) {
+	type result struct {
+		rt  *moqtransport.RemoteTrack
+		err error
+	}
+	done := make(chan result) // unbuffered: a result is either taken or abandoned
+	abandoned := make(chan struct{})
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return nil, ErrSessionClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		rt, err := s.ms.Subscribe(s.ctx, namespace, track)
+		select {
+		case done <- result{rt, err}:
+		case <-abandoned:
+			if err == nil {
+				if s.ctx.Err() == nil {
+					_ = rt.Close()
+				}
+				s.forgetRequest(rt.RequestID())
+			}
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.rt, r.err
+	case <-ctx.Done():
+		close(abandoned)
+		return nil, ctx.Err()
+	}
 }
 
 // read is the dedicated goroutine that keeps the library's channel empty.
