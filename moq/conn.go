@@ -127,9 +127,10 @@ func (c *guardedConn) Perspective() moqtransport.Perspective { return c.perspect
 // the library writes exactly one whole control message per Write call.
 //
 // Reads are filtered: v0.5.0 ends the whole control loop (the session stops
-// handling requests) when an UNSUBSCRIBE names a request ID it already ended
-// with SUBSCRIBE_DONE — which happens whenever the two cross on the wire.
-// Such UNSUBSCRIBEs are dropped here. To make "is it still live?" and the
+// handling requests) when an UNSUBSCRIBE or SUBSCRIBE_UPDATE names a request
+// ID it already ended with SUBSCRIBE_DONE — which happens whenever the two
+// cross on the wire — or on any FETCH_CANCEL after it refused the FETCH.
+// Such messages are dropped here. To make "is it still live?" and the
 // library's handling atomic with respect to our SUBSCRIBE_DONE, the reader
 // holds Session.ctlSem from the check until the library asks for more bytes
 // (it reads only after handling everything it was given); subscriber.finish
@@ -182,7 +183,14 @@ func (s *controlStream) split() {
 			break
 		}
 		msg := s.raw[:size]
-		if typ == msgTypeUnsubscribe {
+		if typ == msgTypeFetchCancel {
+			// We refuse every FETCH, so any FETCH_CANCEL names a request the
+			// library has forgotten.
+			s.sess.stats.staleUnsubscribes.Add(1)
+			s.raw = s.raw[size:]
+			continue
+		}
+		if typ == msgTypeUnsubscribe || typ == msgTypeSubscribeUpdate {
 			if !s.holding {
 				if !s.sess.lockCtl() {
 					break // session gone; nothing matters any more
@@ -205,7 +213,12 @@ func (s *controlStream) split() {
 	}
 }
 
-const msgTypeUnsubscribe = 0x0a
+// Control message types the filter looks at (draft-11).
+const (
+	msgTypeSubscribeUpdate = 0x02
+	msgTypeUnsubscribe     = 0x0a
+	msgTypeFetchCancel     = 0x17
+)
 
 func (s *controlStream) Write(p []byte) (int, error) {
 	s.sess.observeControlMessage(p)

@@ -21,7 +21,7 @@ type SessionStats struct {
 	Oversize           uint64 // stopped for an object above MaxObjectSize
 	DatagramsDiscarded uint64 // datagrams are not used; see ReceiveDatagram
 	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
-	StaleUnsubscribes  uint64 // UNSUBSCRIBEs for already ended subscriptions, dropped
+	StaleUnsubscribes  uint64 // UNSUBSCRIBE/SUBSCRIBE_UPDATE/FETCH_CANCEL for ended requests, dropped
 }
 
 type sessionCounters struct {
