@@ -37,12 +37,13 @@ func (c *guardedConn) AcceptStream(ctx context.Context) (moqtransport.Stream, er
 	if err != nil {
 		return nil, err
 	}
-	return &controlStream{s: s, sess: c.sess}, nil
+	return c.sess.newControlStream(s), nil
 }
 
 func (c *guardedConn) AcceptUniStream(ctx context.Context) (moqtransport.ReceiveStream, error) {
 	s, err := c.conn.AcceptUniStream(ctx)
 	if err != nil {
+		c.sess.libraryStopped(ctx)
 		return nil, err
 	}
 	c.sess.stats.streamsAccepted.Add(1)
@@ -54,7 +55,7 @@ func (c *guardedConn) OpenStream() (moqtransport.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &controlStream{s: s, sess: c.sess}, nil
+	return c.sess.newControlStream(s), nil
 }
 
 func (c *guardedConn) OpenStreamSync(ctx context.Context) (moqtransport.Stream, error) {
@@ -62,7 +63,7 @@ func (c *guardedConn) OpenStreamSync(ctx context.Context) (moqtransport.Stream, 
 	if err != nil {
 		return nil, err
 	}
-	return &controlStream{s: s, sess: c.sess}, nil
+	return c.sess.newControlStream(s), nil
 }
 
 // OpenUniStream waits for stream credit (bounded by StreamCreditTimeout and
@@ -120,15 +121,104 @@ func (c *guardedConn) Protocol() moqtransport.Protocol { return moqtransport.Pro
 
 func (c *guardedConn) Perspective() moqtransport.Perspective { return c.perspective }
 
-// controlStream is the bidirectional control stream. Writes are tapped to
-// learn (request ID -> track alias) of our SUBSCRIBEs; the library writes
-// exactly one whole control message per Write call.
+// controlStream is the bidirectional control stream.
+//
+// Writes are tapped to learn (request ID -> track alias) of our SUBSCRIBEs;
+// the library writes exactly one whole control message per Write call.
+//
+// Reads are filtered: v0.5.0 ends the whole control loop (the session stops
+// handling requests) when an UNSUBSCRIBE or SUBSCRIBE_UPDATE names a request
+// ID it already ended with SUBSCRIBE_DONE — which happens whenever the two
+// cross on the wire — or on any FETCH_CANCEL after it refused the FETCH.
+// Such messages are dropped here. To make "is it still live?" and the
+// library's handling atomic with respect to our SUBSCRIBE_DONE, the reader
+// holds Session.ctlSem from the check until the library asks for more bytes
+// (it reads only after handling everything it was given); subscriber.finish
+// takes ctlSem around its SUBSCRIBE_DONE.
 type controlStream struct {
 	s    *quic.Stream
 	sess *Session
+
+	raw     []byte // read from the stream, not yet split into messages
+	ready   []byte // complete, filtered messages for the library
+	holding bool   // we hold sess.ctlSem
+	readErr error
+	buf     []byte
 }
 
-func (s *controlStream) Read(p []byte) (int, error) { return s.s.Read(p) }
+func (s *controlStream) Read(p []byte) (int, error) {
+	for len(s.ready) == 0 {
+		// The library has handled everything we gave it: release before a
+		// possibly long wait for more bytes.
+		if s.holding {
+			s.sess.unlockCtl()
+			s.holding = false
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if s.buf == nil {
+			s.buf = make([]byte, 4096)
+		}
+		n, err := s.s.Read(s.buf)
+		s.raw = append(s.raw, s.buf[:n]...)
+		s.readErr = err
+		s.split()
+	}
+	n := copy(p, s.ready)
+	s.ready = s.ready[n:]
+	return n, nil
+}
+
+// split moves complete messages from raw to ready, dropping stale
+// UNSUBSCRIBEs. Control messages are: type varint, 16-bit length, payload.
+func (s *controlStream) split() {
+	for {
+		typ, n, err := quicvarint.Parse(s.raw)
+		if err != nil || len(s.raw) < n+2 {
+			break
+		}
+		size := n + 2 + int(binary.BigEndian.Uint16(s.raw[n:]))
+		if len(s.raw) < size {
+			break
+		}
+		msg := s.raw[:size]
+		if typ == msgTypeFetchCancel {
+			// We refuse every FETCH, so any FETCH_CANCEL names a request the
+			// library has forgotten.
+			s.sess.stats.staleUnsubscribes.Add(1)
+			s.raw = s.raw[size:]
+			continue
+		}
+		if typ == msgTypeUnsubscribe || typ == msgTypeSubscribeUpdate {
+			if !s.holding {
+				if !s.sess.lockCtl() {
+					break // session gone; nothing matters any more
+				}
+				s.holding = true
+			}
+			reqID, _, perr := quicvarint.Parse(msg[n+2:])
+			if perr == nil && !s.sess.isLiveSubscriber(reqID) {
+				s.sess.stats.staleUnsubscribes.Add(1)
+				s.raw = s.raw[size:]
+				continue
+			}
+		}
+		s.ready = append(s.ready, msg...)
+		s.raw = s.raw[size:]
+	}
+	// Compact so raw does not grow without bound.
+	if len(s.raw) == 0 {
+		s.raw = s.raw[:0:0]
+	}
+}
+
+// Control message types the filter looks at (draft-11).
+const (
+	msgTypeSubscribeUpdate = 0x02
+	msgTypeUnsubscribe     = 0x0a
+	msgTypeFetchCancel     = 0x17
+)
 
 func (s *controlStream) Write(p []byte) (int, error) {
 	s.sess.observeControlMessage(p)
@@ -237,6 +327,14 @@ func (in *inbound) disable() { in.once.Do(func() { close(in.disabled) }) }
 // inUse is the number of credits currently held.
 func (in *inbound) inUse() int { return len(in.credit) }
 
+// rawReceiveStream is what guardedStream needs of *quic.ReceiveStream (an
+// interface so tests can feed it crafted bytes in arbitrary chunks).
+type rawReceiveStream interface {
+	Read([]byte) (int, error)
+	CancelRead(quic.StreamErrorCode)
+	StreamID() quic.StreamID
+}
+
 // guardedStream wraps an incoming data stream. It parses the framing ahead
 // of the library and:
 //   - stops the stream before the library sees a payload length above
@@ -244,26 +342,28 @@ func (in *inbound) inUse() int { return len(in.credit) }
 //   - holds back the final byte of each object until the subscription has
 //     credit, so the library never pushes into a full RemoteTrack channel
 //     (bug #2) — the wait propagates to QUIC flow control instead.
+//
+// Bytes are read straight into the caller's buffer; only when it has to stop
+// early (no credit, refusal) does it keep the unparsed rest in stash.
 type guardedStream struct {
-	s    *quic.ReceiveStream
+	s    rawReceiveStream
 	sess *Session
 	p    *frameParser
 	in   *inbound // nil until the header is known / for unknown aliases
 
-	buf        []byte
-	start, end int
-	readErr    error // error from the underlying stream, after buf drains
-	guardErr   error // refusal; returned once buf before it drains
+	pending    []byte // read from s, not yet parsed nor returned (aliases stash)
+	stash      []byte
+	readErr    error // error from the underlying stream, after pending drains
+	guardErr   error // refusal; returned once the bytes before it are returned
 	needCredit bool  // the next byte completes an object that has no credit yet
 	counted    uint64
 }
 
-func newGuardedStream(s *quic.ReceiveStream, sess *Session) *guardedStream {
+func newGuardedStream(s rawReceiveStream, sess *Session) *guardedStream {
 	return &guardedStream{
 		s:    s,
 		sess: sess,
 		p:    newFrameParser(uint64(sess.cfg.MaxObjectSize)),
-		buf:  make([]byte, 16<<10),
 	}
 }
 
@@ -277,40 +377,44 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 	if g.needCredit {
 		// Everything returned before has been consumed by the library (it
 		// only reads when its buffer is empty), so waiting here cannot hold
-		// an object the reader needs.
+		// back an object the credit holder needs.
 		if !g.in.acquire(g.sess.ctx) {
 			return 0, ErrSessionClosed
 		}
 		g.needCredit = false
 		g.p.grant()
 	}
-	if g.start == g.end {
+	var src []byte
+	fromPending := len(g.pending) > 0
+	if fromPending {
+		src = g.pending
+		if len(src) > len(p) {
+			src = src[:len(p)]
+		}
+	} else {
 		if g.guardErr != nil {
 			return 0, g.guardErr
 		}
 		if g.readErr != nil {
 			return 0, g.readErr
 		}
-		n, err := g.s.Read(g.buf)
-		g.start, g.end = 0, n
+		n, err := g.s.Read(p)
 		g.readErr = err
 		if n == 0 {
 			return 0, err
 		}
+		src = p[:n]
 	}
 	out := 0
-	for out < len(p) && g.start < g.end {
-		limit := g.end
-		if limit-g.start > len(p)-out {
-			limit = g.start + len(p) - out
+loop:
+	for out < len(src) {
+		n, ev, err := g.p.feed(src[out:])
+		if fromPending {
+			copy(p[out:], src[out:out+n])
 		}
-		n, ev, err := g.p.feed(g.buf[g.start:limit])
-		copy(p[out:], g.buf[g.start:g.start+n])
 		out += n
-		g.start += n
 		if err != nil {
 			g.refuse(err)
-			g.start = g.end // discard the rest
 			break
 		}
 		switch ev {
@@ -323,16 +427,25 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 				g.p.grant()
 				continue
 			}
-			g.needCredit = true
 			if out > 0 {
-				return out, nil
+				g.needCredit = true
+				break loop
 			}
 			if !g.in.acquire(g.sess.ctx) {
 				return 0, ErrSessionClosed
 			}
-			g.needCredit = false
 			g.p.grant()
 		}
+	}
+	// Keep what was read but not parsed.
+	switch {
+	case g.guardErr != nil:
+		g.pending = nil
+	case fromPending:
+		g.pending = g.pending[out:]
+	case out < len(src):
+		g.stash = append(g.stash[:0], src[out:]...)
+		g.pending = g.stash
 	}
 	if g.in != nil {
 		g.countObjects()
@@ -341,7 +454,7 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 		if g.guardErr != nil {
 			return 0, g.guardErr
 		}
-		if g.start == g.end && g.readErr != nil {
+		if len(g.pending) == 0 && g.readErr != nil {
 			return 0, g.readErr
 		}
 	}

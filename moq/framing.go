@@ -79,8 +79,7 @@ type frameParser struct {
 
 	remaining uint64 // payload bytes left
 	granted   bool   // caller allowed the completing byte
-	headerOK  bool
-	lastLen   uint64 // last payload length declared
+	lastLen   uint64 // last payload length accepted (for tests)
 }
 
 func newFrameParser(maxPayload uint64) *frameParser {
@@ -91,9 +90,8 @@ func newFrameParser(maxPayload uint64) *frameParser {
 // object.
 func (p *frameParser) grant() { p.granted = true }
 
-// varint accumulates one byte of a QUIC varint. It reports whether the
-// varint is complete after this byte; wouldComplete reports whether the given
-// byte is the last one, without consuming it.
+// varintWouldComplete reports whether byte b would complete the varint being
+// read, without consuming it.
 func (p *frameParser) varintWouldComplete(b byte) bool {
 	if p.vhave == 0 {
 		return 1<<(b>>6) == 1
@@ -158,7 +156,6 @@ func (p *frameParser) feed(b []byte) (int, frameEvent, error) {
 			i++
 			if p.state == stPriority {
 				p.state = stObjectID
-				p.headerOK = true
 				return i, evHeader, nil
 			}
 			p.state = stExtLen
@@ -207,7 +204,6 @@ func (p *frameParser) feed(b []byte) (int, frameEvent, error) {
 			p.Identifier = v
 			if p.fetch {
 				p.state = stFetchGroup
-				p.headerOK = true
 				return i, evHeader, nil
 			}
 			p.state = stGroup
@@ -259,9 +255,6 @@ func (p *frameParser) objectDone() {
 		p.state = stObjectID
 	}
 }
-
-// headerParsed reports whether the stream header has been seen.
-func (p *frameParser) headerParsed() bool { return p.headerOK }
 
 // isFetch reports whether this is a FETCH stream.
 func (p *frameParser) isFetch() bool { return p.fetch }

@@ -23,6 +23,13 @@ type pair struct {
 
 func newPair(t *testing.T, serverCfg, clientCfg *Config) *pair {
 	t.Helper()
+	return newPairTB(t, serverCfg, clientCfg)
+}
+
+func newPairB(b *testing.B) *pair { return newPairTB(b, nil, nil) }
+
+func newPairTB(t testing.TB, serverCfg, clientCfg *Config) *pair {
+	t.Helper()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -250,6 +257,8 @@ func TestOversizeObjectRejectedSessionSurvives(t *testing.T) {
 }
 
 func TestSetupTimeoutSilentServer(t *testing.T) {
+	check := goroutineBaseline(t)
+	defer check()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -280,6 +289,8 @@ func TestSetupTimeoutSilentServer(t *testing.T) {
 }
 
 func TestSetupTimeoutSilentClient(t *testing.T) {
+	check := goroutineBaseline(t)
+	defer check()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -436,4 +447,162 @@ func TestSlowReaderNoLibraryLoss(t *testing.T) {
 	if st := sub.Stats(); st.Dropped != 0 || st.Objects != total {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// Extension headers kill the rest of a subgroup stream in v0.5.0 (bug #1);
+// the guard refuses such a stream explicitly and counts it, and discards
+// datagrams instead of letting one for an unknown alias end the session.
+func TestExtensionHeadersAndDatagramsRefused(t *testing.T) {
+	p := newPair(t, nil, nil)
+	pub, _ := p.server.Publish(ns, "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.WaitSubscribers(ctx, 1)
+	s, err := p.server.conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := quicvarint.Append(nil, 0) // object ID
+	obj = quicvarint.Append(obj, 2)  // extension headers length
+	obj = append(obj, 0x02, 0x05)    // even key, varint value
+	obj = quicvarint.Append(obj, 3)
+	obj = append(obj, "abc"...)
+	if _, err := s.Write(craftedSubgroup(0, 1, obj)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	// A datagram for an alias nobody subscribed to.
+	if err := p.server.conn.SendDatagram([]byte{0x00, 0x2a, 0x00, 0x00, 0x00, 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.client.Stats().StreamsRefused == 0 || p.client.Stats().DatagramsDiscarded == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", p.client.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := pub.WriteObject(2, 0, 0, []byte("still alive")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sub.ReadObject(ctx)
+	if err != nil || string(got.Payload) != "still alive" {
+		t.Fatalf("session did not survive: %+v %v", got, err)
+	}
+}
+
+// An UNSUBSCRIBE that crosses our SUBSCRIBE_DONE names a request ID v0.5.0
+// has forgotten; unfiltered, it stops the receiver's control loop. The
+// control-stream filter drops it and the session keeps serving SUBSCRIBEs.
+func TestStaleUnsubscribeDropped(t *testing.T) {
+	p := newPair(t, nil, nil)
+	a, _ := p.server.Publish(ns, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.WaitSubscribers(ctx, 1)
+	_ = a.Close()
+	if _, err := sub.ReadObject(ctx); !errors.Is(err, ErrSubscriptionEnded) {
+		t.Fatalf("want ErrSubscriptionEnded, got %v", err)
+	}
+	// What a peer without our guard would do: UNSUBSCRIBE anyway.
+	if err := sub.rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.server.Stats().StaleUnsubscribes == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stale UNSUBSCRIBE not seen: %+v", p.server.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, _ := p.server.Publish(ns, "b")
+	subB, err := p.client.Subscribe(ctx, ns, "b")
+	if err != nil {
+		t.Fatalf("server stopped handling SUBSCRIBE after a stale UNSUBSCRIBE: %v", err)
+	}
+	_ = b.WaitSubscribers(ctx, 1)
+	_ = b.WriteObject(0, 0, 0, []byte("b"))
+	if o, err := subB.ReadObject(ctx); err != nil || string(o.Payload) != "b" {
+		t.Fatalf("%+v %v", o, err)
+	}
+	// A live UNSUBSCRIBE still reaches the library: the publisher notices at
+	// its next stream and the subscriber count drops.
+	_ = subB.Close()
+	for g := uint64(1); b.Subscribers() > 0; g++ {
+		if ctx.Err() != nil {
+			t.Fatal("live UNSUBSCRIBE was not delivered")
+		}
+		_ = b.WriteObject(g, 0, 0, []byte("b"))
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// When a v0.5.0 session goroutine fails (here: the peer lowers
+// MAX_REQUEST_ID, a protocol violation that ends the control loop), the
+// connection is closed instead of staying half alive.
+func TestLibraryFailureClosesSession(t *testing.T) {
+	p := newPair(t, nil, nil)
+	p.server.mu.Lock()
+	ctl := p.server.ctl
+	p.server.mu.Unlock()
+	msg := quicvarint.Append(nil, 0x15) // MAX_REQUEST_ID
+	msg = append(msg, 0, 1, 0x01)       // length 1, value 1 (< 100)
+	if _, err := ctl.s.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.client.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("client session still open after its control loop failed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := p.client.Subscribe(ctx, ns, "x"); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("want ErrSessionClosed, got %v", err)
+	}
+}
+
+// A Subscribe whose ctx expires before SUBSCRIBE_OK: v0.5.0 alone would
+// forget the request and stop its control loop when the late OK arrives.
+func TestSubscribeTimeoutThenLateOK(t *testing.T) {
+	slow := &Config{}
+	var pub *Publisher
+	slow.OnSubscribe = func(_ *Session, _ []string, track string) (*Publisher, error) {
+		if track == "slow" {
+			time.Sleep(300 * time.Millisecond) // a slow publisher (blocks its control loop on purpose)
+		}
+		return pub, nil
+	}
+	pub = NewPublisher(ns, "any", slow)
+	p := newPair(t, slow, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := p.client.Subscribe(ctx, ns, "slow")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want DeadlineExceeded, got %v", err)
+	}
+	time.Sleep(400 * time.Millisecond) // the late SUBSCRIBE_OK arrives
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	sub, err := p.client.Subscribe(ctx2, ns, "fast")
+	if err != nil {
+		t.Fatalf("session unusable after a late SUBSCRIBE_OK: %v", err)
+	}
+	// The abandoned subscription was unsubscribed: only "fast" stays.
+	for pub.Subscribers() != 1 {
+		_ = pub.WriteObject(uint64(time.Now().UnixNano()), 0, 0, []byte("x"))
+		if ctx2.Err() != nil {
+			t.Fatalf("subscribers = %d, want 1", pub.Subscribers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = sub.Close()
 }

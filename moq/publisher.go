@@ -225,9 +225,10 @@ func (p *Publisher) detach(sub *subscriber) {
 
 // subscriber is one downstream subscription of a Publisher.
 type subscriber struct {
-	pub  *Publisher
-	sess *Session
-	w    *moqtransport.SubscribeResponseWriter
+	pub       *Publisher
+	sess      *Session
+	w         *moqtransport.SubscribeResponseWriter
+	requestID uint64
 
 	queue     chan Object
 	stop      chan struct{} // closed: end now (too slow, failed)
@@ -247,6 +248,11 @@ type subscriber struct {
 func (s *subscriber) abort(code uint64, why string) {
 	s.stopOnce.Do(func() {
 		s.stopCode, s.stopWhy = code, why
+		if code == moqtransport.ErrorCodeSubscribeDoneTooFarBehind {
+			// Counted when decided: the writer may sit in a blocked stream
+			// write for up to WriteTimeout before it can send SUBSCRIBE_DONE.
+			s.pub.disconnected.Add(1)
+		}
 		close(s.stop)
 	})
 }
@@ -317,6 +323,12 @@ func (s *subscriber) writeFailure(err error) (uint64, string) {
 	if errors.Is(err, moqtransport.ErrUnsusbcribed) {
 		return moqtransport.ErrorCodeSubscribeDoneSubscriptionEnded, "unsubscribed"
 	}
+	select {
+	case <-s.stop:
+		// already ended (and counted) by abort
+		return s.stopCode, s.stopWhy
+	default:
+	}
 	if !s.sess.closed() {
 		s.pub.disconnected.Add(1)
 		s.sess.cfg.Logger.Info("moq: ending subscriber after write failure", "remote", s.sess.conn.RemoteAddr().String(), "err", err)
@@ -365,12 +377,13 @@ func (s *subscriber) finish(code uint64, why string) {
 		_ = st.Close()
 		delete(s.streams, k)
 	}
-	if code == moqtransport.ErrorCodeSubscribeDoneTooFarBehind {
-		s.pub.disconnected.Add(1)
-	}
-	if !s.sess.closed() {
-		// Sends SUBSCRIBE_DONE and forgets the subscription in the library.
+	// Sends SUBSCRIBE_DONE and makes the library forget the subscription;
+	// under ctlSem so a crossing UNSUBSCRIBE is either handled before or
+	// dropped after (see controlStream).
+	if s.sess.lockCtl() {
+		s.sess.forgetLive(s.requestID)
 		_ = s.w.CloseWithError(code, why)
+		s.sess.unlockCtl()
 	}
 	s.pub.detach(s)
 }

@@ -21,10 +21,12 @@ type SessionStats struct {
 	Oversize           uint64 // stopped for an object above MaxObjectSize
 	DatagramsDiscarded uint64 // datagrams are not used; see ReceiveDatagram
 	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
+	StaleUnsubscribes  uint64 // UNSUBSCRIBE/SUBSCRIBE_UPDATE/FETCH_CANCEL for ended requests, dropped
 }
 
 type sessionCounters struct {
 	streamsAccepted, streamsRefused, oversize, datagramsDiscarded, streamCreditWaits atomic.Uint64
+	staleUnsubscribes                                                                atomic.Uint64
 }
 
 // Session is one MoQ session (one QUIC connection). Either end may publish
@@ -40,7 +42,14 @@ type Session struct {
 	inbounds       map[uint64]*inbound // by track alias of our subscriptions
 	aliasByRequest map[uint64]uint64
 	subscriptions  map[*Subscription]struct{}
-	shut           bool // Close has begun; no new goroutines
+	shut           bool                   // Close has begun; no new goroutines
+	live           map[uint64]*subscriber // accepted incoming SUBSCRIBEs by request ID
+
+	ctl *controlStream // set once the control stream exists (tests use it)
+
+	// ctlSem orders our SUBSCRIBE_DONE against the library's handling of an
+	// incoming UNSUBSCRIBE (see controlStream).
+	ctlSem chan struct{}
 
 	stats     sessionCounters
 	closeOnce sync.Once
@@ -58,7 +67,7 @@ func quicConfig(cfg *Config) *quic.Config {
 	}
 }
 
-func newSession(conn *quic.Conn, perspective moqtransport.Perspective, cfg *Config) *Session {
+func newSession(conn *quic.Conn, cfg *Config) *Session {
 	s := &Session{
 		cfg:            cfg,
 		conn:           conn,
@@ -67,13 +76,14 @@ func newSession(conn *quic.Conn, perspective moqtransport.Perspective, cfg *Conf
 		inbounds:       map[uint64]*inbound{},
 		aliasByRequest: map[uint64]uint64{},
 		subscriptions:  map[*Subscription]struct{}{},
+		live:           map[uint64]*subscriber{},
+		ctlSem:         make(chan struct{}, 1),
 	}
 	s.ms = &moqtransport.Session{
 		InitialMaxRequestID: maxRequestID,
 		Handler:             moqtransport.HandlerFunc(s.handle),
 		SubscribeHandler:    moqtransport.SubscribeHandlerFunc(s.handleSubscribe),
 	}
-	_ = perspective
 	return s
 }
 
@@ -128,7 +138,7 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Session, error) {
 		}
 		return nil, fmt.Errorf("moq: dial %s: %w", addr, err)
 	}
-	s := newSession(qc, moqtransport.PerspectiveClient, cfg)
+	s := newSession(qc, cfg)
 	if err := s.setup(sctx, moqtransport.PerspectiveClient); err != nil {
 		return nil, err
 	}
@@ -177,7 +187,7 @@ func (l *Listener) acceptLoop() {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			s := newSession(qc, moqtransport.PerspectiveServer, l.cfg)
+			s := newSession(qc, l.cfg)
 			sctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 			err := s.setup(sctx, moqtransport.PerspectiveServer)
 			cancel()
@@ -231,6 +241,7 @@ func (s *Session) Stats() SessionStats {
 		Oversize:           s.stats.oversize.Load(),
 		DatagramsDiscarded: s.stats.datagramsDiscarded.Load(),
 		StreamCreditWaits:  s.stats.streamCreditWaits.Load(),
+		StaleUnsubscribes:  s.stats.staleUnsubscribes.Load(),
 	}
 }
 
@@ -248,6 +259,16 @@ func (s *Session) Close() error {
 			s.closeErr = err
 		}
 		s.closeSubscriptions()
+		// Publishers registered with Publish belong to this session.
+		s.mu.Lock()
+		pubs := make([]*Publisher, 0, len(s.publishers))
+		for _, p := range s.publishers {
+			pubs = append(pubs, p)
+		}
+		s.mu.Unlock()
+		for _, p := range pubs {
+			_ = p.Close()
+		}
 		s.wg.Wait()
 	})
 	return s.closeErr
@@ -292,7 +313,8 @@ func (s *Session) Announce(ctx context.Context, namespace []string) error {
 }
 
 // Publish registers a Publisher for (namespace, track) on this session:
-// SUBSCRIBEs from the peer for it are attached to the Publisher.
+// SUBSCRIBEs from the peer for it are attached to the Publisher. It is
+// closed with the session.
 func (s *Session) Publish(namespace []string, track string) (*Publisher, error) {
 	key := trackKey(namespace, track)
 	s.mu.Lock()
@@ -338,14 +360,86 @@ func (s *Session) inboundFor(alias uint64) *inbound {
 	return s.inbounds[alias]
 }
 
-func (s *Session) inboundForRequest(reqID uint64) *inbound {
+func (s *Session) inboundForRequest(reqID uint64) (*inbound, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	alias, ok := s.aliasByRequest[reqID]
 	if !ok {
-		return nil
+		return nil, 0
 	}
-	return s.inbounds[alias]
+	return s.inbounds[alias], alias
+}
+
+// forgetRequest drops the gate of a subscription nobody will read.
+func (s *Session) forgetRequest(reqID uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if alias, ok := s.aliasByRequest[reqID]; ok {
+		if in := s.inbounds[alias]; in != nil {
+			in.disable()
+		}
+		s.forgetInboundLocked(reqID, alias)
+	}
+}
+
+// forgetInbound drops the gate of an ended subscription; later streams for
+// its alias pass ungated (nobody reads them).
+func (s *Session) forgetInboundLocked(reqID, alias uint64) {
+	delete(s.aliasByRequest, reqID)
+	delete(s.inbounds, alias)
+}
+
+func (s *Session) newControlStream(qs *quic.Stream) *controlStream {
+	cs := &controlStream{s: qs, sess: s}
+	s.mu.Lock()
+	s.ctl = cs
+	s.mu.Unlock()
+	return cs
+}
+
+// libraryStopped is called when the library's stream-accept loop ends. If
+// its context was cancelled while the connection is still up and nobody
+// called Close, one of v0.5.0's session goroutines failed (for example its
+// control loop on a protocol error): the session no longer handles control
+// messages but would otherwise keep the connection open. Close the
+// connection so both ends see the failure.
+func (s *Session) libraryStopped(libCtx context.Context) {
+	if libCtx.Err() == nil || s.ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	shut := s.shut
+	s.mu.Unlock()
+	if shut {
+		return
+	}
+	s.cfg.Logger.Warn("moq: session failed inside moqtransport; closing the connection", "remote", s.conn.RemoteAddr().String())
+	_ = s.conn.CloseWithError(0x1, "moq session failed (protocol error)")
+}
+
+// lockCtl takes ctlSem unless the session is gone.
+func (s *Session) lockCtl() bool {
+	select {
+	case s.ctlSem <- struct{}{}:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+func (s *Session) unlockCtl() { <-s.ctlSem }
+
+func (s *Session) isLiveSubscriber(reqID uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.live[reqID]
+	return ok
+}
+
+func (s *Session) forgetLive(reqID uint64) {
+	s.mu.Lock()
+	delete(s.live, reqID)
+	s.mu.Unlock()
 }
 
 // handle answers the control messages other than SUBSCRIBE. It runs on the
@@ -405,7 +499,12 @@ func (s *Session) handleSubscribe(w *moqtransport.SubscribeResponseWriter, m *mo
 		_ = w.Reject(moqtransport.ErrorCodeSubscribeTrackDoesNotExist, err.Error())
 		return
 	}
+	sub.requestID = m.RequestID
+	s.mu.Lock()
+	s.live[m.RequestID] = sub
+	s.mu.Unlock()
 	if err := w.Accept(); err != nil {
+		s.forgetLive(m.RequestID)
 		pub.detach(sub)
 		return
 	}

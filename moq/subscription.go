@@ -36,6 +36,8 @@ type Subscription struct {
 	sess      *Session
 	rt        *moqtransport.RemoteTrack
 	in        *inbound
+	alias     uint64
+	gated     bool // in belongs to the session's map under alias
 	namespace []string
 	track     string
 
@@ -49,6 +51,7 @@ type Subscription struct {
 	stopErr  error
 
 	objects, bytes atomic.Uint64
+	endedByPeer    atomic.Bool // SUBSCRIBE_DONE received: do not UNSUBSCRIBE
 }
 
 // Subscribe sends SUBSCRIBE for (namespace, track) and waits for
@@ -57,8 +60,11 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 	if s.closed() {
 		return nil, ErrSessionClosed
 	}
-	rt, err := s.ms.Subscribe(ctx, namespace, track)
+	rt, err := s.subscribeDetached(ctx, namespace, track)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("moq: subscribe %q/%q: no answer from the publisher: %w", namespace, track, err)
+		}
 		if s.closed() {
 			return nil, ErrSessionClosed
 		}
@@ -68,7 +74,8 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 		}
 		return nil, fmt.Errorf("moq: subscribe %q/%q: %w", namespace, track, err)
 	}
-	in := s.inboundForRequest(rt.RequestID())
+	in, alias := s.inboundForRequest(rt.RequestID())
+	gated := in != nil
 	if in == nil {
 		// Cannot happen unless the library changes its framing; run ungated.
 		in = newInbound()
@@ -79,6 +86,8 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 		sess:      s,
 		rt:        rt,
 		in:        in,
+		alias:     alias,
+		gated:     gated,
 		namespace: append([]string(nil), namespace...),
 		track:     track,
 		queue:     make(chan Object, s.cfg.SubscriptionQueue),
@@ -103,6 +112,48 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 	return sub, nil
 }
 
+// subscribeDetached runs the library's Subscribe with a context that only
+// the session's end cancels. If v0.5.0's Subscribe gives up on a context, it
+// forgets the request, and the SUBSCRIBE_OK arriving later stops its control
+// loop ("unknown request ID"). So the caller's ctx only stops waiting; a late
+// SUBSCRIBE_OK is answered with UNSUBSCRIBE by the detached goroutine.
+func (s *Session) subscribeDetached(ctx context.Context, namespace []string, track string) (*moqtransport.RemoteTrack, error) {
+	type result struct {
+		rt  *moqtransport.RemoteTrack
+		err error
+	}
+	done := make(chan result) // unbuffered: a result is either taken or abandoned
+	abandoned := make(chan struct{})
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return nil, ErrSessionClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		rt, err := s.ms.Subscribe(s.ctx, namespace, track)
+		select {
+		case done <- result{rt, err}:
+		case <-abandoned:
+			if err == nil {
+				if s.ctx.Err() == nil {
+					_ = rt.Close()
+				}
+				s.forgetRequest(rt.RequestID())
+			}
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.rt, r.err
+	case <-ctx.Done():
+		close(abandoned)
+		return nil, ctx.Err()
+	}
+}
+
 // read is the dedicated goroutine that keeps the library's channel empty.
 func (sub *Subscription) read() {
 	defer close(sub.done)
@@ -118,13 +169,16 @@ func (sub *Subscription) read() {
 		if err == nil {
 			continue
 		}
-		var done *moqtransport.ErrSubscribeDone
-		if errors.As(err, &done) {
-			sub.drainAfterDone()
-			sub.err = fmt.Errorf("%w: %s", ErrSubscriptionEnded, done.Error())
+		if sub.ctx.Err() != nil {
+			sub.err = sub.stopReason()
 			return
 		}
-		sub.err = sub.stopReason()
+		// The publisher ended the track (SUBSCRIBE_DONE). v0.5.0 may report
+		// that as context.Canceled alongside a buffered object, or as
+		// *ErrSubscribeDone.
+		sub.endedByPeer.Store(true)
+		reason := sub.drainAfterDone(err)
+		sub.err = fmt.Errorf("%w: %v", ErrSubscriptionEnded, reason)
 		return
 	}
 }
@@ -133,27 +187,32 @@ func (sub *Subscription) read() {
 // overtake the last objects on data streams; after it, v0.5.0's ReadObject
 // picks randomly between "done" and a buffered object. Keep reading until
 // nothing has arrived for a short grace period.
-func (sub *Subscription) drainAfterDone() {
+func (sub *Subscription) drainAfterDone(reason error) error {
 	const (
 		poll  = 5 * time.Millisecond
 		quiet = 40 // polls without an object: 200 ms
 	)
 	misses := 0
 	for misses < quiet {
-		o, _ := sub.rt.ReadObject(sub.ctx)
+		o, err := sub.rt.ReadObject(sub.ctx)
 		if sub.ctx.Err() != nil {
-			return
+			return reason
+		}
+		var done *moqtransport.ErrSubscribeDone
+		if errors.As(err, &done) {
+			reason = done
 		}
 		if o != nil {
 			misses = 0
 			if !sub.deliver(o) {
-				return
+				return reason
 			}
 			continue
 		}
 		misses++
 		time.Sleep(poll)
 	}
+	return reason
 }
 
 func (sub *Subscription) deliver(o *moqtransport.Object) bool {
@@ -201,6 +260,12 @@ func (sub *Subscription) ReadObject(ctx context.Context) (Object, error) {
 	}
 }
 
+// Namespace returns the subscribed track namespace.
+func (sub *Subscription) Namespace() []string { return append([]string(nil), sub.namespace...) }
+
+// Track returns the subscribed track name.
+func (sub *Subscription) Track() string { return sub.track }
+
 // Done is closed when no more objects will be queued.
 func (sub *Subscription) Done() <-chan struct{} { return sub.done }
 
@@ -226,7 +291,10 @@ func (sub *Subscription) Stats() SubscriptionStats {
 func (sub *Subscription) Close() error {
 	var err error
 	sub.stopOnce.Do(func() {
-		if !sub.sess.closed() {
+		// UNSUBSCRIBE after the publisher's SUBSCRIBE_DONE would name a
+		// request ID a v0.5.0 peer has forgotten, which stops its control
+		// loop (our own controlStream drops such messages).
+		if !sub.sess.closed() && !sub.endedByPeer.Load() {
 			err = sub.rt.Close()
 		}
 	})
@@ -243,6 +311,9 @@ func (sub *Subscription) stop(reason error) {
 		sub.stopErr = reason
 	}
 	delete(sub.sess.subscriptions, sub)
+	if sub.gated {
+		sub.sess.forgetInboundLocked(sub.rt.RequestID(), sub.alias)
+	}
 	sub.sess.mu.Unlock()
 	sub.cancel()
 	sub.in.disable()

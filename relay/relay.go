@@ -47,6 +47,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// UpstreamTimeout bounds the upstream SUBSCRIBE (default 10 s).
 	UpstreamTimeout time.Duration
+	// IdleTimeout: an upstream subscription without downstream subscribers
+	// for this long is ended (UNSUBSCRIBE upstream). Default 10 s.
+	IdleTimeout time.Duration
 	// Logger; defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -88,6 +91,9 @@ type track struct {
 	name      string
 	upstream  *moq.Session
 	pub       *moq.Publisher
+	ctx       context.Context
+	cancel    context.CancelFunc
+	idleSince time.Time // guarded by Relay.mu; zero while it has subscribers
 }
 
 // New listens on cfg.Addr. Call Serve to accept sessions.
@@ -113,6 +119,9 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = 10 * time.Second
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Second
+	}
 	r := &Relay{
 		cfg:           cfg,
 		sessions:      map[*moq.Session]struct{}{},
@@ -125,7 +134,37 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r.ln = ln
+	r.wg.Add(1)
+	go r.janitor()
 	return r, nil
+}
+
+// janitor ends upstream subscriptions nobody downstream uses any more.
+func (r *Relay) janitor() {
+	defer r.wg.Done()
+	tick := time.NewTicker(r.cfg.IdleTimeout / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case now := <-tick.C:
+			r.mu.Lock()
+			for key, t := range r.tracks {
+				switch {
+				case t.pub.Subscribers() > 0:
+					t.idleSince = time.Time{}
+				case t.idleSince.IsZero():
+					t.idleSince = now
+				case now.Sub(t.idleSince) >= r.cfg.IdleTimeout:
+					delete(r.tracks, key)
+					t.cancel() // pump unsubscribes upstream and retires the track
+					r.cfg.Logger.Info("ending idle upstream subscription", "namespace", strings.Join(t.namespace, "/"), "track", t.name)
+				}
+			}
+			r.mu.Unlock()
+		}
+	}
 }
 
 func (r *Relay) moqConfig() *moq.Config {
@@ -246,6 +285,7 @@ func (r *Relay) onSubscribe(_ *moq.Session, namespace []string, trackName string
 		return nil, errors.New("relay shutting down")
 	}
 	if t, ok := r.tracks[key]; ok {
+		t.idleSince = time.Time{} // a subscriber is about to attach
 		return t.pub, nil
 	}
 	up := r.announcerFor(namespace)
@@ -259,6 +299,7 @@ func (r *Relay) onSubscribe(_ *moq.Session, namespace []string, trackName string
 		upstream:  up,
 		pub:       moq.NewPublisher(namespace, trackName, r.moqConfig()),
 	}
+	t.ctx, t.cancel = context.WithCancel(r.ctx)
 	r.tracks[key] = t
 	r.wg.Add(1)
 	go func() {
@@ -272,7 +313,8 @@ func (r *Relay) onSubscribe(_ *moq.Session, namespace []string, trackName string
 // track's Publisher (which never blocks: per-subscriber queues drop).
 func (r *Relay) pump(t *track) {
 	defer r.retireTrack(t)
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.UpstreamTimeout)
+	defer t.cancel()
+	ctx, cancel := context.WithTimeout(t.ctx, r.cfg.UpstreamTimeout)
 	sub, err := t.upstream.Subscribe(ctx, t.namespace, t.name)
 	cancel()
 	if err != nil {
@@ -282,7 +324,7 @@ func (r *Relay) pump(t *track) {
 	}
 	defer sub.Close()
 	for {
-		obj, err := sub.ReadObject(r.ctx)
+		obj, err := sub.ReadObject(t.ctx)
 		if err != nil {
 			r.cfg.Logger.Info("upstream ended", "namespace", strings.Join(t.namespace, "/"), "track", t.name, "err", err)
 			return

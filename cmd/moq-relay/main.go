@@ -36,6 +36,7 @@ func run() error {
 	maxObject := flag.Int("max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
 	queue := flag.Int("queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
 	maxDrops := flag.Int("max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
+	idle := flag.Duration("idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -58,6 +59,7 @@ func run() error {
 		MaxObjectSize:   *maxObject,
 		SubscriberQueue: *queue,
 		MaxDrops:        *maxDrops,
+		IdleTimeout:     *idle,
 		Logger:          logger,
 	})
 	if err != nil {

@@ -1,0 +1,232 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moqsframe/moqsframe/moq"
+)
+
+func newTestRelay(t *testing.T, cfg Config) *Relay {
+	t.Helper()
+	tc, err := moq.DevTLSConfig("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = "127.0.0.1:0"
+	cfg.TLS = tc
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func dial(t *testing.T, r *Relay) *moq.Session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := moq.Dial(ctx, r.Addr().String(), &moq.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRelayInProcessNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r := newTestRelay(t, Config{})
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- r.Serve(context.Background()) }()
+
+	ns := []string{"sg", "epoch"}
+	pubSess := dial(t, r)
+	commit, err := pubSess.Publish(ns, "CommitTrack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	subSess := dial(t, r)
+	sub, err := subSess.Subscribe(ctx, ns, "CommitTrack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commit.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// One object per message, group ID = epoch.
+	for epoch := uint64(1); epoch <= 20; epoch++ {
+		if err := commit.WriteObject(epoch, 0, 0, []byte{byte(epoch)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[uint64]bool{}
+	for len(got) < 20 {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(obj.Payload, []byte{byte(obj.GroupID)}) || obj.ObjectID != 0 {
+			t.Fatalf("bad object %+v", obj)
+		}
+		got[obj.GroupID] = true
+	}
+	var buf bytes.Buffer
+	if err := r.Metrics().WritePrometheus(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"moq_relay_objects_in_total 20\n", "moq_relay_objects_out_total 20\n", "# TYPE moq_relay_dropped_total counter\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
+
+	// Publisher leaves: the downstream subscription ends.
+	_ = pubSess.Close()
+	for {
+		_, err := sub.ReadObject(ctx)
+		if err != nil {
+			if !errors.Is(err, moq.ErrSubscriptionEnded) {
+				t.Fatalf("want ErrSubscriptionEnded after the publisher left, got %v", err)
+			}
+			break
+		}
+	}
+	_ = subSess.Close()
+	if err := r.Close(); err != nil && !errors.Is(err, io.EOF) {
+		t.Logf("close: %v", err)
+	}
+	if err := <-serveDone; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRelayEndsIdleUpstream(t *testing.T) {
+	r := newTestRelay(t, Config{IdleTimeout: 200 * time.Millisecond})
+	go func() { _ = r.Serve(context.Background()) }()
+	defer r.Close()
+	ns := []string{"sg", "idle"}
+	pubSess := dial(t, r)
+	defer pubSess.Close()
+	pub, _ := pubSess.Publish(ns, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	subSess := dial(t, r)
+	defer subSess.Close()
+	sub, err := subSess.Subscribe(ctx, ns, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WriteObject(0, 0, 0, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.ReadObject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Close()
+	// v0.5.0 only reveals an UNSUBSCRIBE when the next stream is opened, so
+	// keep publishing new groups until the relay has let go upstream.
+	for g := uint64(1); pub.Subscribers() > 0; g++ {
+		if ctx.Err() != nil {
+			t.Fatalf("relay kept the idle upstream subscription: metrics %+v", r.Metrics())
+		}
+		_ = pub.WriteObject(g, 0, 0, []byte("b"))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := r.Metrics(); m.Tracks != 0 || m.Subscribers != 0 {
+		t.Fatalf("metrics after idle teardown %+v", m)
+	}
+}
+
+// v0.5.0 tears a session down when it receives UNSUBSCRIBE for a request ID
+// it already ended with SUBSCRIBE_DONE. Closing one track at the origin must
+// not take the origin's other tracks down through the relay.
+func TestOriginClosesOneTrackOthersSurvive(t *testing.T) {
+	r := newTestRelay(t, Config{})
+	go func() { _ = r.Serve(context.Background()) }()
+	defer r.Close()
+	ns := []string{"sg", "tracks"}
+	pubSess := dial(t, r)
+	defer pubSess.Close()
+	a, _ := pubSess.Publish(ns, "a")
+	b, _ := pubSess.Publish(ns, "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	subSess := dial(t, r)
+	defer subSess.Close()
+	subA, err := subSess.Subscribe(ctx, ns, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subB, err := subSess.Subscribe(ctx, ns, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a.WaitSubscribers(ctx, 1)
+	_ = b.WaitSubscribers(ctx, 1)
+	_ = a.WriteObject(0, 0, 0, []byte("a0"))
+	if _, err := subA.ReadObject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Close()
+	if _, err := subA.ReadObject(ctx); !errors.Is(err, moq.ErrSubscriptionEnded) {
+		t.Fatalf("track a: want ErrSubscriptionEnded, got %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // let any UNSUBSCRIBE reach the origin
+	for g := uint64(0); g < 5; g++ {
+		if err := b.WriteObject(g, 0, 0, []byte("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := subB.ReadObject(ctx); err != nil {
+			t.Fatalf("track b after closing a: %v (origin session done: %v)", err, pubSess.Stats())
+		}
+	}
+	// The origin's control stream must still work: a new track through the
+	// relay needs a new upstream SUBSCRIBE.
+	c, _ := pubSess.Publish(ns, "c")
+	subC, err := subSess.Subscribe(ctx, ns, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	if err := c.WaitSubscribers(wctx, 1); err != nil {
+		t.Fatalf("origin never saw the relay's SUBSCRIBE for c: %v", err)
+	}
+	_ = c.WriteObject(0, 0, 0, []byte("c"))
+	if _, err := subC.ReadObject(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
