@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moqsframe/moqsframe/internal/devcert"
 )
 
 type testCS struct {
@@ -34,7 +36,7 @@ func newTestCS(t *testing.T, store Store) *testCS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, certPEM, err := DevCertificate(nil, time.Hour)
+	cert, certPEM, _, err := devcert.New(nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

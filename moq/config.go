@@ -1,16 +1,11 @@
 package moq
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"log/slog"
-	"math/big"
-	"net"
 	"time"
+
+	"github.com/moqsframe/moqsframe/internal/devcert"
 )
 
 // ALPN is the TLS application protocol moqtransport v0.5.0 uses for MoQ over
@@ -144,40 +139,17 @@ func (c *Config) withDefaults() *Config {
 	return &out
 }
 
-// DevTLSConfig returns a server TLS config with a fresh self-signed ECDSA
+// DevTLSConfig returns a server TLS config with a fresh self-signed
 // certificate for the given host names / IPs (e.g. "localhost",
-// "127.0.0.1"). For tests and demos only: clients must use
+// "127.0.0.1"), valid for a week. For tests and demos only: clients must use
 // InsecureSkipVerify.
 func DevTLSConfig(hosts ...string) (*tls.Config, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "moqsframe dev"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, _, _, err := devcert.New(hosts, 7*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{ALPN},
 		MinVersion:   tls.VersionTLS13,
 	}, nil

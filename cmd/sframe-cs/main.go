@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/internal/devcert"
 )
 
 func main() {
@@ -127,7 +128,7 @@ func run(args []string, logOut io.Writer) error {
 	}
 	switch {
 	case o.devCert:
-		cert, pemBytes, err := coord.DevCertificate(strings.Split(o.devCertHosts, ","), 30*24*time.Hour)
+		cert, pemBytes, _, err := devcert.New(strings.Split(o.devCertHosts, ","), 30*24*time.Hour)
 		if err != nil {
 			return err
 		}
