@@ -3,207 +3,53 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moqsframe/moqsframe/internal/proctest"
 	"github.com/moqsframe/moqsframe/moq"
 )
 
 // relayProc is a running moq-relay process.
 type relayProc struct {
-	cmd         *exec.Cmd
+	*proctest.Proc
 	addr        string // QUIC
 	metricsAddr string // HTTP
-	stderr      *syncBuffer
-	done        chan error
-	stopped     bool
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// buildRelay compiles cmd/moq-relay once per test binary into a temporary
-// directory (removed by TestMain), with -race when the test binary has it,
-// so the relay process is race-checked too. Building once matters on a
-// shared 2-core machine: each build costs seconds.
-func buildRelay(t *testing.T) string {
-	t.Helper()
-	relayBuild.once.Do(func() {
-		bin := filepath.Join(relayBuild.dir, "moq-relay")
-		args := []string{"build", "-o", bin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/moqsframe/moqsframe/cmd/moq-relay")
-		out, err := exec.Command("go", args...).CombinedOutput()
-		if err != nil {
-			relayBuild.err = fmt.Errorf("go build moq-relay: %v\n%s", err, out)
-			return
-		}
-		relayBuild.bin = bin
-	})
-	if relayBuild.err != nil {
-		t.Fatal(relayBuild.err)
-	}
-	return relayBuild.bin
-}
-
-var relayBuild struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "moq-relay-build-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	relayBuild.dir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freeUDPPort(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
-func freeTCPPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
+// startRelay runs cmd/moq-relay (built once per test binary, with -race when
+// the tests have it) on free loopback ports and waits for /healthz.
 func startRelay(t *testing.T, extraArgs ...string) *relayProc {
 	t.Helper()
-	bin := buildRelay(t)
-	r := &relayProc{
-		addr:        freeUDPPort(t),
-		metricsAddr: freeTCPPort(t),
-		stderr:      &syncBuffer{},
-		done:        make(chan error, 1),
-	}
+	r := &relayProc{addr: proctest.FreeUDPAddr(t), metricsAddr: proctest.FreeTCPAddr(t)}
 	args := append([]string{"-listen", r.addr, "-metrics", r.metricsAddr}, extraArgs...)
-	r.cmd = exec.Command(bin, args...)
-	r.cmd.Stderr = r.stderr
-	r.cmd.Stdout = r.stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.done <- r.cmd.Wait() }()
-	t.Cleanup(func() { r.stop(t) })
-
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + r.metricsAddr + "/healthz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		select {
-		case err := <-r.done:
-			t.Fatalf("relay exited early: %v\n%s", err, r.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay /healthz not ready after 15s\n%s", r.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r.Proc = proctest.Start(t, "moq-relay", proctest.Build(t, relayPkg), args...)
+	r.WaitHealthy(t, "http://"+r.metricsAddr+"/healthz", 15*time.Second)
+	return r
 }
 
-// stop sends SIGTERM and expects a clean exit (graceful shutdown) with no
-// race report.
+// stop sends SIGTERM and expects a clean exit (graceful shutdown).
 func (r *relayProc) stop(t *testing.T) {
-	if r.stopped {
-		return
-	}
-	r.stopped = true
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("relay exit after SIGTERM: %v\n%s", err, r.stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.done
-		t.Errorf("relay did not stop within 10s of SIGTERM\n%s", r.stderr.String())
-	}
-	if strings.Contains(r.stderr.String(), "DATA RACE") {
-		t.Errorf("race in relay process:\n%s", r.stderr.String())
+	if err := r.Stop(t); err != nil {
+		t.Errorf("relay exit after SIGTERM: %v", err)
 	}
 }
 
 // metrics fetches /metrics as name{labels} -> value.
 func (r *relayProc) metrics(t *testing.T) map[string]uint64 {
 	t.Helper()
-	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
-		t.Fatalf("metrics content type %q", ct)
-	}
 	out := map[string]uint64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseUint(line[i+1:], 10, 64)
-		if err != nil {
-			t.Fatalf("bad metrics line %q", line)
-		}
-		out[line[:i]] = v
+	for k, v := range proctest.Metrics(t, "http://"+r.metricsAddr+"/metrics") {
+		out[k] = uint64(v)
 	}
 	return out
 }

@@ -26,6 +26,18 @@ var (
 	built    = map[string]string{}
 )
 
+// Main runs the tests and then removes the binaries Build made; call it
+// from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	buildMu.Lock()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	buildMu.Unlock()
+	os.Exit(code)
+}
+
 // Build compiles the main package pkg (e.g.
 // "github.com/moqsframe/moqsframe/cmd/moq-relay") once per test binary and
 // returns the executable's path.
@@ -104,8 +116,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// Start runs bin with args. The process is stopped when the test ends, and
-// its output is logged if the test failed.
+// Start runs bin with args. When the test ends the process is stopped with
+// SIGTERM and must exit 0 (graceful shutdown) without a race report (the
+// commands are built with -race when the tests are); its output is logged
+// if the test failed.
 func Start(t testing.TB, name, bin string, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{Name: name, cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
@@ -115,12 +129,40 @@ func Start(t testing.TB, name, bin string, args ...string) *Proc {
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		p.Stop(t)
+		if !p.Exited() {
+			if err := p.Stop(t); err != nil {
+				t.Errorf("%s: exit after SIGTERM: %v", name, err)
+			}
+		}
+		if strings.Contains(p.out.String(), "DATA RACE") {
+			t.Errorf("%s: race detected in the process", name)
+		}
 		if t.Failed() {
 			t.Logf("--- output of %s:\n%s", name, p.out.String())
 		}
 	})
 	return p
+}
+
+// WaitHealthy is WaitHTTP that fails at once if the process exits first.
+func (p *Proc) WaitHealthy(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if p.Exited() {
+			t.Fatalf("%s exited before %s was healthy: %v", p.Name, url, p.err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s not healthy after %v", p.Name, url, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Output returns what the process printed so far.
@@ -191,6 +233,9 @@ func fetchMetrics(url string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		return nil, fmt.Errorf("%s: content type %q, want Prometheus text", url, ct)
+	}
 	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
