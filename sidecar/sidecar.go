@@ -219,3 +219,19 @@ func (s *Sidecar) Close() { s.stage.Close() }
 
 // Stats returns the pipeline stage's counters.
 func (s *Sidecar) Stats() pipeline.Stats { return s.stage.Stats() }
+
+// Tee writes every object to each of its sinks, so a decrypting sidecar
+// can feed a file, local subscribers and RTP at once. It returns the first
+// error, after trying every sink.
+type Tee []Sink
+
+// WriteObject writes to every sink.
+func (t Tee) WriteObject(track string, group, subgroup, object uint64, payload []byte) error {
+	var first error
+	for _, s := range t {
+		if err := s.WriteObject(track, group, subgroup, object, payload); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -5,7 +5,7 @@
 //	sframe-sidecar -mode encrypt -relay 127.0.0.1:4443 -namespace example.org/live \
 //	    -key-file key.json -rtp-video 127.0.0.1:5004 -rtp-audio 127.0.0.1:5006
 //	sframe-sidecar -mode decrypt -relay 127.0.0.1:4443 -namespace example.org/live \
-//	    -key-file key.json -tracks video,audio -out-file media.rec
+//	    -key-file key.json -tracks video,audio -out-file media.rec -rtp-out-video 127.0.0.1:6004
 //
 // Every flag can also be set by an environment variable: SFRAME_SIDECAR_
 // followed by the flag name in upper case with - as _ (e.g.
@@ -36,6 +36,7 @@ type options struct {
 	source, sourceNamespace                 string
 	rtpVideo, rtpAudio                      string
 	outFile, serve, metricsAddr, logLevel   string
+	rtpOutVideo, rtpOutAudio                string
 	workers, maxObject, replayWindow        int
 	insecure                                bool
 	drainTimeout                            time.Duration
@@ -55,6 +56,8 @@ func main() {
 	fs.StringVar(&o.rtpAudio, "rtp-audio", "", "encrypt: UDP address to receive Opus RTP on (track \"audio\")")
 	fs.StringVar(&o.outFile, "out-file", "", "decrypt: write plaintext objects to this file (sidecar record format)")
 	fs.StringVar(&o.serve, "serve", "", "decrypt: serve plaintext tracks to local MoQ subscribers at this address")
+	fs.StringVar(&o.rtpOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as H.264 RTP to this UDP address")
+	fs.StringVar(&o.rtpOutAudio, "rtp-out-audio", "", "decrypt: send track \"audio\" as Opus RTP to this UDP address")
 	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:9464", "address for /metrics and /healthz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&o.workers, "workers", 0, "pipeline workers (default: GOMAXPROCS)")
@@ -140,25 +143,47 @@ func run(o options, log *slog.Logger) error {
 	if mode == sidecar.Encrypt {
 		sink = sidecar.PublisherSink{Publishers: relay, Namespace: ns}
 	} else {
-		switch {
-		case o.outFile != "":
+		var sinks sidecar.Tee
+		if o.outFile != "" {
 			f, err := os.Create(o.outFile)
 			if err != nil {
 				return err
 			}
 			fsink := sidecar.NewFileSink(f)
-			sink = fsink
+			sinks = append(sinks, fsink)
 			closers = append(closers, func() { fsink.Flush(); f.Close() })
-		case o.serve != "":
+		}
+		if o.serve != "" {
 			srv, err := sidecar.ListenLocal(o.serve, moqCfg)
 			if err != nil {
 				return err
 			}
 			log.Info("serving plaintext tracks", "addr", srv.Addr())
-			sink = sidecar.PublisherSink{Publishers: srv, Namespace: ns}
+			sinks = append(sinks, sidecar.PublisherSink{Publishers: srv, Namespace: ns})
 			closers = append(closers, func() { srv.Close() })
+		}
+		var outs []sidecar.RTPOutput
+		if o.rtpOutVideo != "" {
+			outs = append(outs, sidecar.RTPOutput{Track: "video", Codec: sidecar.H264, Addr: o.rtpOutVideo})
+		}
+		if o.rtpOutAudio != "" {
+			outs = append(outs, sidecar.RTPOutput{Track: "audio", Codec: sidecar.Opus, Addr: o.rtpOutAudio})
+		}
+		if len(outs) > 0 {
+			rs, err := sidecar.NewRTPSink(outs)
+			if err != nil {
+				return err
+			}
+			sinks = append(sinks, rs)
+			closers = append(closers, func() { rs.Close() })
+		}
+		switch len(sinks) {
+		case 0:
+			return errors.New("decrypt mode needs an output: -out-file, -serve, -rtp-out-video or -rtp-out-audio")
+		case 1:
+			sink = sinks[0]
 		default:
-			return errors.New("decrypt mode needs an output: -out-file or -serve")
+			sink = sinks
 		}
 	}
 	sc, err := sidecar.New(sidecar.Config{Mode: mode, Namespace: ns, Keys: keys, Sink: sink,
