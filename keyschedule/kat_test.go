@@ -9,11 +9,10 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"hash"
-	"os"
 	"testing"
 
+	"github.com/moqsframe/moqsframe/internal/mlsvectors"
 	"github.com/moqsframe/moqsframe/sframe"
 )
 
@@ -66,42 +65,16 @@ func (e mlsExporter) Export(label string, context []byte, length int) ([]byte, e
 }
 
 // mlsSuiteHash is the hash of the MLS cipher suites of RFC 9420 §17.1.
-var mlsSuiteHash = map[int]func() hash.Hash{
+var mlsSuiteHash = map[uint16]func() hash.Hash{
 	1: sha256.New, 2: sha256.New, 3: sha256.New,
 	4: sha512.New, 5: sha512.New, 6: sha512.New,
 	7: sha512.New384,
 }
 
-type ksVector struct {
-	CipherSuite int `json:"cipher_suite"`
-	Epochs      []struct {
-		ExporterSecret string `json:"exporter_secret"`
-		Exporter       struct {
-			Label   string `json:"label"`
-			Context string `json:"context"`
-			Length  int    `json:"length"`
-			Secret  string `json:"secret"`
-		} `json:"exporter"`
-	} `json:"epochs"`
-}
-
-func unhex(t testing.TB, s string) []byte {
+func loadVectors(t *testing.T) []mlsvectors.KeySchedule {
 	t.Helper()
-	b, err := hex.DecodeString(s)
+	vs, err := mlsvectors.KeySchedules()
 	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func loadVectors(t *testing.T) []ksVector {
-	t.Helper()
-	raw, err := os.ReadFile("testdata/key-schedule.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []ksVector
-	if err := json.Unmarshal(raw, &vs); err != nil {
 		t.Fatal(err)
 	}
 	return vs
@@ -119,11 +92,11 @@ func TestMLSExporterVectors(t *testing.T) {
 			continue
 		}
 		for i, e := range v.Epochs {
-			ex := mlsExporter{h, unhex(t, e.ExporterSecret)}
+			ex := mlsExporter{h, e.ExporterSecret}
 			// The vectors use the label text as given (it happens to be
 			// hex digits) and hex-encode the context.
-			got, _ := ex.Export(e.Exporter.Label, unhex(t, e.Exporter.Context), e.Exporter.Length)
-			if want := unhex(t, e.Exporter.Secret); !bytes.Equal(got, want) {
+			got, _ := ex.Export(e.Exporter.Label, e.Exporter.Context, e.Exporter.Length)
+			if want := e.Exporter.Secret; !bytes.Equal(got, want) {
 				t.Fatalf("MLS suite %d epoch %d: exporter %x, want %x", v.CipherSuite, i, got, want)
 			}
 			checked++
@@ -260,13 +233,13 @@ func openGCM(t testing.TB, key, salt, metadata, ct []byte) (kid, ctr uint64, pt 
 func TestKnownAnswerFromMLSVectors(t *testing.T) {
 	vs := loadVectors(t)
 	type run struct {
-		mlsSuite int
+		mlsSuite uint16
 		suite    sframe.CipherSuite
 		h        func() hash.Hash
 	}
 	// Each MLS suite paired with the SFrame suite of the same AEAD.
 	for _, r := range []run{{1, sframe.AES128GCMSHA256_128, sha256.New}, {5, sframe.AES256GCMSHA512_128, sha512.New}} {
-		var v *ksVector
+		var v *mlsvectors.KeySchedule
 		for i := range vs {
 			if vs[i].CipherSuite == r.mlsSuite {
 				v = &vs[i]
@@ -283,7 +256,7 @@ func TestKnownAnswerFromMLSVectors(t *testing.T) {
 		rx, _ := New(r.suite)
 		for i, e := range v.Epochs {
 			epochNum := uint64(14 + i) // the RFC figure's epochs 14..18
-			ex := mlsExporter{mlsSuiteHash[r.mlsSuite], unhex(t, e.ExporterSecret)}
+			ex := mlsExporter{mlsSuiteHash[r.mlsSuite], e.ExporterSecret}
 			ep, err := ExportEpoch(ex, r.suite, epochNum, groupSize, me)
 			if err != nil {
 				t.Fatal(err)
@@ -342,7 +315,7 @@ func TestKnownAnswerFromMLSVectors(t *testing.T) {
 // shows up as a diff of fixed bytes.
 func TestPinnedKnownAnswer(t *testing.T) {
 	vs := loadVectors(t)
-	ex := mlsExporter{sha256.New, unhex(t, vs[0].Epochs[0].ExporterSecret)}
+	ex := mlsExporter{sha256.New, vs[0].Epochs[0].ExporterSecret}
 	ep, err := ExportEpoch(ex, sframe.AES128GCMSHA256_128, 14, 64, 3)
 	if err != nil {
 		t.Fatal(err)

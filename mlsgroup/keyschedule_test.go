@@ -2,57 +2,23 @@ package mlsgroup
 
 import (
 	"bytes"
-	"encoding/hex"
-	"encoding/json"
-	"os"
 	"testing"
 
+	"github.com/moqsframe/moqsframe/internal/mlsvectors"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
 	"github.com/thomas-vilte/mls-go/schedule"
 )
 
-// The mlswg key-schedule vectors (testdata/key-schedule.json, copied from
-// the MLS working group's test-vectors repository). mls-go's Client.Export
+// The mlswg key-schedule vectors (internal/mlsvectors, copied from the MLS
+// working group's test-vectors repository). mls-go's Client.Export
 // cannot be fed an exporter_secret, so this test drives the two mls-go
 // functions that Member.Export goes through: the key schedule
 // (schedule.KeySchedule, which produces exporter_secret each epoch) and
 // schedule.Exporter (which group.Export calls with that secret). Suites
 // 4, 6 and 7 are not implemented by mls-go v1.6.0 and are skipped.
-type ksVector struct {
-	CipherSuite       uint16 `json:"cipher_suite"`
-	InitialInitSecret string `json:"initial_init_secret"`
-	Epochs            []struct {
-		CommitSecret   string `json:"commit_secret"`
-		PSKSecret      string `json:"psk_secret"`
-		GroupContext   string `json:"group_context"`
-		JoinerSecret   string `json:"joiner_secret"`
-		InitSecret     string `json:"init_secret"`
-		ExporterSecret string `json:"exporter_secret"`
-		Exporter       struct {
-			Label   string `json:"label"`
-			Context string `json:"context"`
-			Length  int    `json:"length"`
-			Secret  string `json:"secret"`
-		} `json:"exporter"`
-	} `json:"epochs"`
-}
-
-func unhex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestKeyScheduleVectors(t *testing.T) {
-	raw, err := os.ReadFile("testdata/key-schedule.json")
+	vecs, err := mlsvectors.KeySchedules()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var vecs []ksVector
-	if err := json.Unmarshal(raw, &vecs); err != nil {
 		t.Fatal(err)
 	}
 	checked := 0
@@ -64,19 +30,19 @@ func TestKeyScheduleVectors(t *testing.T) {
 			t.Logf("suite %d: not supported by mls-go v1.6.0, skipped", v.CipherSuite)
 			continue
 		}
-		initSecret := unhex(t, v.InitialInitSecret)
+		initSecret := v.InitialInitSecret
 		for i, ep := range v.Epochs {
-			gc := unhex(t, ep.GroupContext)
+			gc := ep.GroupContext
 			ks := schedule.NewKeySchedule(cs, ciphersuite.NewSecretForCS(cs, initSecret))
-			ks.SetCommitSecret(ciphersuite.NewSecretForCS(cs, unhex(t, ep.CommitSecret)))
+			ks.SetCommitSecret(ciphersuite.NewSecretForCS(cs, ep.CommitSecret))
 			joiner, err := ks.ComputeJoinerSecret(gc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(joiner.AsSlice(), unhex(t, ep.JoinerSecret)) {
+			if !bytes.Equal(joiner.AsSlice(), ep.JoinerSecret) {
 				t.Fatalf("suite %d epoch %d: joiner_secret mismatch", cs, i)
 			}
-			if err := ks.SetPskSecretDirect(ciphersuite.NewSecretForCS(cs, unhex(t, ep.PSKSecret))); err != nil {
+			if err := ks.SetPskSecretDirect(ciphersuite.NewSecretForCS(cs, ep.PSKSecret)); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := ks.ComputeEpochSecret(gc); err != nil {
@@ -86,23 +52,23 @@ func TestKeyScheduleVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(secrets.ExporterSecret.AsSlice(), unhex(t, ep.ExporterSecret)) {
+			if !bytes.Equal(secrets.ExporterSecret.AsSlice(), ep.ExporterSecret) {
 				t.Fatalf("suite %d epoch %d: exporter_secret mismatch", cs, i)
 			}
-			if !bytes.Equal(secrets.InitSecret.AsSlice(), unhex(t, ep.InitSecret)) {
+			if !bytes.Equal(secrets.InitSecret.AsSlice(), ep.InitSecret) {
 				t.Fatalf("suite %d epoch %d: init_secret mismatch", cs, i)
 			}
 			// MLS-Exporter(label, context, length), as group.Export calls it. The
 			// label is a string (FORMAT.md), used as is, not hex-decoded.
-			got, err := schedule.Exporter(ciphersuite.NewSecretForCS(cs, unhex(t, ep.ExporterSecret)), cs,
-				schedule.ExporterLabel(ep.Exporter.Label), unhex(t, ep.Exporter.Context), ep.Exporter.Length)
+			got, err := schedule.Exporter(ciphersuite.NewSecretForCS(cs, ep.ExporterSecret), cs,
+				schedule.ExporterLabel(ep.Exporter.Label), ep.Exporter.Context, ep.Exporter.Length)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, unhex(t, ep.Exporter.Secret)) {
+			if !bytes.Equal(got, ep.Exporter.Secret) {
 				t.Fatalf("suite %d epoch %d: exporter output %x, want %s", cs, i, got, ep.Exporter.Secret)
 			}
-			initSecret = unhex(t, ep.InitSecret)
+			initSecret = ep.InitSecret
 			checked++
 		}
 	}
