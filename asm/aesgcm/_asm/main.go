@@ -42,10 +42,12 @@ func lbl(s string) string {
 func main() {
 	ConstraintExpr("!purego")
 	initKey()
-	gcmAVX512(true)
-	gcmAVX512(false)
-	gcmAVX2(true)
-	gcmAVX2(false)
+	for _, batch := range []bool{false, true} {
+		gcmAVX512(true, batch)
+		gcmAVX512(false, batch)
+		gcmAVX2(true, batch)
+		gcmAVX2(false, batch)
+	}
 	Generate()
 }
 
@@ -361,12 +363,20 @@ func tblFor(kp, n GPPhysical) Mem {
 	return Mem{Base: R13}
 }
 
-func gcmAVX512(seal bool) {
-	name := "openAVX512"
+func gcmAVX512(seal, batch bool) {
+	name := "open"
 	if seal {
-		name = "sealAVX512"
+		name = "seal"
 	}
-	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	if batch {
+		name += "Batch"
+	}
+	name += "AVX512"
+	if batch {
+		TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	} else {
+		TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	}
 	Doc(name + " encrypts (seal) or decrypts (open) src into dst and writes the GCM tag to tag.")
 	const countOff = 32
 	AllocLocal(48)
@@ -374,12 +384,22 @@ func gcmAVX512(seal bool) {
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
 	Load(Param("k"), kp)
-	Load(Param("d"), descp)
-	Load(Param("count"), RAX)
 	local := Mem{Base: RSP}
-	MOVQ(RAX, local.Offset(countOff))
-	TESTQ(RAX, RAX)
-	JZ(LabelRef("done"))
+	if batch {
+		Load(Param("d"), descp)
+		Load(Param("count"), RAX)
+		MOVQ(RAX, local.Offset(countOff))
+		TESTQ(RAX, RAX)
+		JZ(LabelRef("done"))
+	} else {
+		Load(Param("dst").Base(), out)
+		Load(Param("src").Base(), in)
+		Load(Param("src").Len(), n)
+		Load(Param("aad").Base(), aad)
+		Load(Param("aad").Len(), aadLen)
+		Load(Param("nonce"), nonce)
+		Load(Param("tag"), tag)
+	}
 
 	VMOVDQU64(bswapMem, zBSWAP)
 	VBROADCASTI32X4(gfpolyMem, zPOLY)
@@ -389,14 +409,16 @@ func gcmAVX512(seal bool) {
 	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
 	SHLQ(U8(4), RAX)
 	VBROADCASTI32X4(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, zRKL)
-	Label("msgLoop")
-	MOVQ(Mem{Base: descp, Disp: 0}, out)
-	MOVQ(Mem{Base: descp, Disp: 8}, in)
-	MOVQ(Mem{Base: descp, Disp: 16}, n)
-	MOVQ(Mem{Base: descp, Disp: 24}, aad)
-	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
-	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
-	MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	if batch {
+		Label("msgLoop")
+		MOVQ(Mem{Base: descp, Disp: 0}, out)
+		MOVQ(Mem{Base: descp, Disp: 8}, in)
+		MOVQ(Mem{Base: descp, Disp: 16}, n)
+		MOVQ(Mem{Base: descp, Disp: 24}, aad)
+		MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+		MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+		MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	}
 	VPXORD(zACC, zACC, zACC)
 
 	// J0 = nonce || 1, E(J0) -> local.
@@ -563,10 +585,12 @@ func gcmAVX512(seal bool) {
 	VPSHUFB(X8, X11, X11)
 	VPXORD(local, X11, X11)
 	VMOVDQU(X11, Mem{Base: tag})
-	ADDQ(U32(descSize), descp)
-	DECQ(local.Offset(countOff))
-	JNZ(LabelRef("msgLoop"))
-	Label("done")
+	if batch {
+		ADDQ(U32(descSize), descp)
+		DECQ(local.Offset(countOff))
+		JNZ(LabelRef("msgLoop"))
+		Label("done")
+	}
 	VZEROUPPER()
 	RET()
 }
@@ -717,12 +741,20 @@ func copyPartial(src, dst, n GPPhysical) {
 	}
 }
 
-func gcmAVX2(seal bool) {
-	name := "openAVX2"
+func gcmAVX2(seal, batch bool) {
+	name := "open"
 	if seal {
-		name = "sealAVX2"
+		name = "seal"
 	}
-	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	if batch {
+		name += "Batch"
+	}
+	name += "AVX2"
+	if batch {
+		TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	} else {
+		TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	}
 	Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
 	const countOff = 64
 	AllocLocal(96)
@@ -730,23 +762,35 @@ func gcmAVX2(seal bool) {
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
 	Load(Param("k"), kp)
-	Load(Param("d"), descp)
-	Load(Param("count"), RAX)
 	local := Mem{Base: RSP}
-	MOVQ(RAX, local.Offset(countOff))
-	TESTQ(RAX, RAX)
-	JZ(LabelRef("done"))
+	if batch {
+		Load(Param("d"), descp)
+		Load(Param("count"), RAX)
+		MOVQ(RAX, local.Offset(countOff))
+		TESTQ(RAX, RAX)
+		JZ(LabelRef("done"))
+	} else {
+		Load(Param("dst").Base(), out)
+		Load(Param("src").Base(), in)
+		Load(Param("src").Len(), n)
+		Load(Param("aad").Base(), aad)
+		Load(Param("aad").Len(), aadLen)
+		Load(Param("nonce"), nonce)
+		Load(Param("tag"), tag)
+	}
 	buf := local.Offset(32) // 32-byte scratch block
 
 	VMOVDQU(bswapMem, yBSWAP)
-	Label("msgLoop")
-	MOVQ(Mem{Base: descp, Disp: 0}, out)
-	MOVQ(Mem{Base: descp, Disp: 8}, in)
-	MOVQ(Mem{Base: descp, Disp: 16}, n)
-	MOVQ(Mem{Base: descp, Disp: 24}, aad)
-	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
-	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
-	MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	if batch {
+		Label("msgLoop")
+		MOVQ(Mem{Base: descp, Disp: 0}, out)
+		MOVQ(Mem{Base: descp, Disp: 8}, in)
+		MOVQ(Mem{Base: descp, Disp: 16}, n)
+		MOVQ(Mem{Base: descp, Disp: 24}, aad)
+		MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+		MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+		MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	}
 	VPXOR(yACC, yACC, yACC)
 
 	// J0 = nonce || 1, E(J0) -> local.
@@ -921,10 +965,12 @@ func gcmAVX2(seal bool) {
 	VPSHUFB(X8, X13, X13)
 	VPXOR(local, X13, X13)
 	VMOVDQU(X13, Mem{Base: tag})
-	ADDQ(U32(descSize), descp)
-	DECQ(local.Offset(countOff))
-	JNZ(LabelRef("msgLoop"))
-	Label("done")
+	if batch {
+		ADDQ(U32(descSize), descp)
+		DECQ(local.Offset(countOff))
+		JNZ(LabelRef("msgLoop"))
+		Label("done")
+	}
 	VZEROUPPER()
 	RET()
 }
