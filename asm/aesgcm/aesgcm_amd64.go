@@ -221,3 +221,16 @@ func runOpen(k *gcmKey, d *batchDesc, count int) {
 		openBatchAVX2(k, d, count)
 	}
 }
+
+//go:noescape
+func ctrAVX512(k *gcmKey, dst, src []byte, iv *[16]byte)
+
+// xorKeyStream uses the zmm VAES kernel when the AVX-512 implementation is
+// selected and crypto/aes otherwise.
+func (c *CTR) xorKeyStream(dst, src []byte, iv *[16]byte) {
+	if current == implAVX512 {
+		ctrAVX512(c.k, dst, src, iv)
+		return
+	}
+	c.xorKeyStreamGeneric(dst, src, iv)
+}

@@ -42,6 +42,7 @@ func lbl(s string) string {
 func main() {
 	ConstraintExpr("!purego")
 	initKey()
+	ctrAVX512()
 	for _, batch := range []bool{false, true} {
 		gcmAVX512(true, batch)
 		gcmAVX512(false, batch)
@@ -51,7 +52,7 @@ func main() {
 	Generate()
 }
 
-var gfpoly32, tailMask Mem
+var gfpoly32, tailMask, ctrInit0 Mem
 
 var bswapMem, gfpolyMem, ctrInit4, ctrInc4, ctrInit2, ctrInc2 Mem
 
@@ -68,6 +69,11 @@ func consts() {
 	ctrInit4 = GLOBL("ctrInit4", NOPTR|RODATA)
 	for i := 0; i < 4; i++ {
 		DATA(16*i, U64(uint64(i+1)))
+		DATA(16*i+8, U64(0))
+	}
+	ctrInit0 = GLOBL("ctrInit0", NOPTR|RODATA)
+	for i := 0; i < 4; i++ {
+		DATA(16*i, U64(uint64(i)))
 		DATA(16*i+8, U64(0))
 	}
 	ctrInc4 = GLOBL("ctrInc4", NOPTR|RODATA)
@@ -971,6 +977,75 @@ func gcmAVX2(seal, batch bool) {
 		JNZ(LabelRef("msgLoop"))
 		Label("done")
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// ---------------------------------------------------------------------------
+// AES-CTR keystream (RFC 9605 §4.5.1 CTR suites): 32-bit big-endian counter
+// in the last 4 bytes of iv, incremented mod 2^32; 16 blocks per iteration.
+
+func ctrAVX512() {
+	TEXT("ctrAVX512", NOSPLIT, "func(k *byte, dst, src []byte, iv *byte)")
+	Doc("ctrAVX512 xors src with the AES-CTR keystream for iv into dst.")
+	kp, out, in, n, iv := RDI, R8, RSI, RDX, R9
+	Load(Param("k"), kp)
+	Load(Param("dst").Base(), out)
+	Load(Param("src").Base(), in)
+	Load(Param("src").Len(), n)
+	Load(Param("iv"), iv)
+
+	VMOVDQU64(bswapMem, zBSWAP)
+	for i := 0; i < 14; i++ {
+		VBROADCASTI32X4(Mem{Base: kp, Disp: offRK + 16*i}, zRK(i))
+	}
+	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
+	SHLQ(U8(4), RAX)
+	VBROADCASTI32X4(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, zRKL)
+	VMOVDQU(Mem{Base: iv}, X0)
+	VPSHUFB(X8, X0, X0)
+	VSHUFI64X2(U8(0), Z0, Z0, zCTR)
+	VPADDD(ctrInit0, zCTR, zCTR) // lanes +0..+3
+	VMOVDQU64(ctrInc4, zINC)
+
+	cz := []VecPhysical{Z0, Z1, Z2, Z3}
+	Label("loop")
+	CMPQ(n, U32(256))
+	JB(LabelRef("tail"))
+	ctrZ(cz)
+	aesZ(cz, kp, false)
+	for j := 0; j < 4; j++ {
+		VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+		VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+	}
+	ADDQ(U32(256), in)
+	ADDQ(U32(256), out)
+	SUBQ(U32(256), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(64*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	JMP(LabelRef("tail4"))
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("tail%d", k))
+		ctrZ(cz[:k])
+		aesZ(cz[:k], kp, false)
+		lastMask(n, 64*(k-1))
+		for j := 0; j < k-1; j++ {
+			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+		}
+		VMOVDQU8_Z(Mem{Base: in, Disp: 64 * (k - 1)}, K1, Z4)
+		VPXORD(Z4, cz[k-1], cz[k-1])
+		VMOVDQU8(cz[k-1], K1, Mem{Base: out, Disp: 64 * (k - 1)})
+		JMP(LabelRef("done"))
+	}
+	Label("done")
 	VZEROUPPER()
 	RET()
 }
