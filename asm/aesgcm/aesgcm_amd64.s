@@ -1422,7 +1422,6 @@ aadTail1:
 	VPXOR         X0, X14, X11
 
 aadDone:
-loop:
 	CMPQ    DX, $0x00000100
 	JB      tail
 	VPSHUFB Z8, Z9, Z0
@@ -1493,6 +1492,267 @@ loop:
 	VAESENC Z29, Z3, Z3
 
 aesLast_7:
+	VAESENCLAST Z30, Z0, Z0
+	VAESENCLAST Z30, Z1, Z1
+	VAESENCLAST Z30, Z2, Z2
+	VAESENCLAST Z30, Z3, Z3
+	VPXORD      (SI), Z0, Z0
+	VMOVDQU64   Z0, (R8)
+	VPSHUFB     Z8, Z0, Z4
+	VPXORD      64(SI), Z1, Z1
+	VMOVDQU64   Z1, 64(R8)
+	VPSHUFB     Z8, Z1, Z5
+	VPXORD      128(SI), Z2, Z2
+	VMOVDQU64   Z2, 128(R8)
+	VPSHUFB     Z8, Z2, Z6
+	VPXORD      192(SI), Z3, Z3
+	VMOVDQU64   Z3, 192(R8)
+	VPSHUFB     Z8, Z3, Z7
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, R8
+	SUBQ        $0x00000100, DX
+
+sloop:
+	CMPQ          DX, $0x00000100
+	JB            sdrain
+	VPSHUFB       Z8, Z9, Z0
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPSHUFB       Z8, Z9, Z1
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPSHUFB       Z8, Z9, Z2
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPSHUFB       Z8, Z9, Z3
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPXORD        Z16, Z0, Z0
+	VPXORD        Z16, Z1, Z1
+	VPXORD        Z16, Z2, Z2
+	VPXORD        Z16, Z3, Z3
+	VAESENC       Z17, Z0, Z0
+	VAESENC       Z17, Z1, Z1
+	VAESENC       Z17, Z2, Z2
+	VAESENC       Z17, Z3, Z3
+	VPXORD        Z11, Z4, Z4
+	VPCLMULQDQ    $0x00, 736(DI), Z4, Z12
+	VPCLMULQDQ    $0x11, 736(DI), Z4, Z14
+	VAESENC       Z18, Z0, Z0
+	VAESENC       Z18, Z1, Z1
+	VAESENC       Z18, Z2, Z2
+	VAESENC       Z18, Z3, Z3
+	VPCLMULQDQ    $0x01, 736(DI), Z4, Z13
+	VPCLMULQDQ    $0x10, 736(DI), Z4, Z4
+	VPXORD        Z4, Z13, Z13
+	VPCLMULQDQ    $0x00, 800(DI), Z5, Z10
+	VPXORD        Z10, Z12, Z12
+	VAESENC       Z19, Z0, Z0
+	VAESENC       Z19, Z1, Z1
+	VAESENC       Z19, Z2, Z2
+	VAESENC       Z19, Z3, Z3
+	VPCLMULQDQ    $0x11, 800(DI), Z5, Z10
+	VPXORD        Z10, Z14, Z14
+	VPCLMULQDQ    $0x01, 800(DI), Z5, Z10
+	VPCLMULQDQ    $0x10, 800(DI), Z5, Z5
+	VPTERNLOGD    $0x96, Z10, Z5, Z13
+	VAESENC       Z20, Z0, Z0
+	VAESENC       Z20, Z1, Z1
+	VAESENC       Z20, Z2, Z2
+	VAESENC       Z20, Z3, Z3
+	VPCLMULQDQ    $0x00, 864(DI), Z6, Z10
+	VPXORD        Z10, Z12, Z12
+	VPCLMULQDQ    $0x11, 864(DI), Z6, Z10
+	VPXORD        Z10, Z14, Z14
+	VAESENC       Z21, Z0, Z0
+	VAESENC       Z21, Z1, Z1
+	VAESENC       Z21, Z2, Z2
+	VAESENC       Z21, Z3, Z3
+	VPCLMULQDQ    $0x01, 864(DI), Z6, Z10
+	VPCLMULQDQ    $0x10, 864(DI), Z6, Z6
+	VPTERNLOGD    $0x96, Z10, Z6, Z13
+	VPCLMULQDQ    $0x00, 928(DI), Z7, Z10
+	VPXORD        Z10, Z12, Z12
+	VAESENC       Z22, Z0, Z0
+	VAESENC       Z22, Z1, Z1
+	VAESENC       Z22, Z2, Z2
+	VAESENC       Z22, Z3, Z3
+	VPCLMULQDQ    $0x11, 928(DI), Z7, Z10
+	VPXORD        Z10, Z14, Z14
+	VPCLMULQDQ    $0x01, 928(DI), Z7, Z10
+	VPCLMULQDQ    $0x10, 928(DI), Z7, Z7
+	VPTERNLOGD    $0x96, Z10, Z7, Z13
+	VAESENC       Z23, Z0, Z0
+	VAESENC       Z23, Z1, Z1
+	VAESENC       Z23, Z2, Z2
+	VAESENC       Z23, Z3, Z3
+	VPCLMULQDQ    $0x01, Z12, Z15, Z31
+	VPSHUFD       $0x4e, Z12, Z12
+	VPTERNLOGD    $0x96, Z31, Z12, Z13
+	VPCLMULQDQ    $0x01, Z13, Z15, Z31
+	VPSHUFD       $0x4e, Z13, Z13
+	VPTERNLOGD    $0x96, Z31, Z13, Z14
+	VAESENC       Z24, Z0, Z0
+	VAESENC       Z24, Z1, Z1
+	VAESENC       Z24, Z2, Z2
+	VAESENC       Z24, Z3, Z3
+	VEXTRACTI64X4 $0x01, Z14, Y10
+	VPXORD        Y10, Y14, Y14
+	VEXTRACTI128  $0x01, Y14, X10
+	VPXOR         X10, X14, X11
+	VAESENC       Z25, Z0, Z0
+	VAESENC       Z25, Z1, Z1
+	VAESENC       Z25, Z2, Z2
+	VAESENC       Z25, Z3, Z3
+	CMPQ          (DI), $0x0a
+	JE            aesLastS_8
+	VAESENC       Z26, Z0, Z0
+	VAESENC       Z26, Z1, Z1
+	VAESENC       Z26, Z2, Z2
+	VAESENC       Z26, Z3, Z3
+	VAESENC       Z27, Z0, Z0
+	VAESENC       Z27, Z1, Z1
+	VAESENC       Z27, Z2, Z2
+	VAESENC       Z27, Z3, Z3
+	VAESENC       Z28, Z0, Z0
+	VAESENC       Z28, Z1, Z1
+	VAESENC       Z28, Z2, Z2
+	VAESENC       Z28, Z3, Z3
+	VAESENC       Z29, Z0, Z0
+	VAESENC       Z29, Z1, Z1
+	VAESENC       Z29, Z2, Z2
+	VAESENC       Z29, Z3, Z3
+
+aesLastS_8:
+	VAESENCLAST Z30, Z0, Z0
+	VAESENCLAST Z30, Z1, Z1
+	VAESENCLAST Z30, Z2, Z2
+	VAESENCLAST Z30, Z3, Z3
+	VPXORD      (SI), Z0, Z0
+	VMOVDQU64   Z0, (R8)
+	VPSHUFB     Z8, Z0, Z4
+	VPXORD      64(SI), Z1, Z1
+	VMOVDQU64   Z1, 64(R8)
+	VPSHUFB     Z8, Z1, Z5
+	VPXORD      128(SI), Z2, Z2
+	VMOVDQU64   Z2, 128(R8)
+	VPSHUFB     Z8, Z2, Z6
+	VPXORD      192(SI), Z3, Z3
+	VMOVDQU64   Z3, 192(R8)
+	VPSHUFB     Z8, Z3, Z7
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, R8
+	SUBQ        $0x00000100, DX
+	JMP         sloop
+
+sdrain:
+	VMOVDQU64     ctrInc4<>+0(SB), Z10
+	VPXORD        Z11, Z4, Z4
+	VPCLMULQDQ    $0x00, 736(DI), Z4, Z12
+	VPCLMULQDQ    $0x11, 736(DI), Z4, Z14
+	VPCLMULQDQ    $0x01, 736(DI), Z4, Z13
+	VPCLMULQDQ    $0x10, 736(DI), Z4, Z4
+	VPXORD        Z4, Z13, Z13
+	VPCLMULQDQ    $0x00, 800(DI), Z5, Z0
+	VPCLMULQDQ    $0x11, 800(DI), Z5, Z1
+	VPCLMULQDQ    $0x01, 800(DI), Z5, Z2
+	VPCLMULQDQ    $0x10, 800(DI), Z5, Z5
+	VPXORD        Z0, Z12, Z12
+	VPXORD        Z1, Z14, Z14
+	VPTERNLOGD    $0x96, Z2, Z5, Z13
+	VPCLMULQDQ    $0x00, 864(DI), Z6, Z0
+	VPCLMULQDQ    $0x11, 864(DI), Z6, Z1
+	VPCLMULQDQ    $0x01, 864(DI), Z6, Z2
+	VPCLMULQDQ    $0x10, 864(DI), Z6, Z6
+	VPXORD        Z0, Z12, Z12
+	VPXORD        Z1, Z14, Z14
+	VPTERNLOGD    $0x96, Z2, Z6, Z13
+	VPCLMULQDQ    $0x00, 928(DI), Z7, Z0
+	VPCLMULQDQ    $0x11, 928(DI), Z7, Z1
+	VPCLMULQDQ    $0x01, 928(DI), Z7, Z2
+	VPCLMULQDQ    $0x10, 928(DI), Z7, Z7
+	VPXORD        Z0, Z12, Z12
+	VPXORD        Z1, Z14, Z14
+	VPTERNLOGD    $0x96, Z2, Z7, Z13
+	VPCLMULQDQ    $0x01, Z12, Z15, Z31
+	VPSHUFD       $0x4e, Z12, Z12
+	VPTERNLOGD    $0x96, Z31, Z12, Z13
+	VPCLMULQDQ    $0x01, Z13, Z15, Z31
+	VPSHUFD       $0x4e, Z13, Z13
+	VPTERNLOGD    $0x96, Z31, Z13, Z14
+	VEXTRACTI64X4 $0x01, Z14, Y0
+	VPXORD        Y0, Y14, Y14
+	VEXTRACTI128  $0x01, Y14, X0
+	VPXOR         X0, X14, X11
+	JMP           tail
+
+loop:
+	CMPQ    DX, $0x00000100
+	JB      tail
+	VPSHUFB Z8, Z9, Z0
+	VPADDD  Z10, Z9, Z9
+	VPSHUFB Z8, Z9, Z1
+	VPADDD  Z10, Z9, Z9
+	VPSHUFB Z8, Z9, Z2
+	VPADDD  Z10, Z9, Z9
+	VPSHUFB Z8, Z9, Z3
+	VPADDD  Z10, Z9, Z9
+	VPXORD  Z16, Z0, Z0
+	VPXORD  Z16, Z1, Z1
+	VPXORD  Z16, Z2, Z2
+	VPXORD  Z16, Z3, Z3
+	VAESENC Z17, Z0, Z0
+	VAESENC Z17, Z1, Z1
+	VAESENC Z17, Z2, Z2
+	VAESENC Z17, Z3, Z3
+	VAESENC Z18, Z0, Z0
+	VAESENC Z18, Z1, Z1
+	VAESENC Z18, Z2, Z2
+	VAESENC Z18, Z3, Z3
+	VAESENC Z19, Z0, Z0
+	VAESENC Z19, Z1, Z1
+	VAESENC Z19, Z2, Z2
+	VAESENC Z19, Z3, Z3
+	VAESENC Z20, Z0, Z0
+	VAESENC Z20, Z1, Z1
+	VAESENC Z20, Z2, Z2
+	VAESENC Z20, Z3, Z3
+	VAESENC Z21, Z0, Z0
+	VAESENC Z21, Z1, Z1
+	VAESENC Z21, Z2, Z2
+	VAESENC Z21, Z3, Z3
+	VAESENC Z22, Z0, Z0
+	VAESENC Z22, Z1, Z1
+	VAESENC Z22, Z2, Z2
+	VAESENC Z22, Z3, Z3
+	VAESENC Z23, Z0, Z0
+	VAESENC Z23, Z1, Z1
+	VAESENC Z23, Z2, Z2
+	VAESENC Z23, Z3, Z3
+	VAESENC Z24, Z0, Z0
+	VAESENC Z24, Z1, Z1
+	VAESENC Z24, Z2, Z2
+	VAESENC Z24, Z3, Z3
+	VAESENC Z25, Z0, Z0
+	VAESENC Z25, Z1, Z1
+	VAESENC Z25, Z2, Z2
+	VAESENC Z25, Z3, Z3
+	CMPQ    (DI), $0x0a
+	JE      aesLast_9
+	VAESENC Z26, Z0, Z0
+	VAESENC Z26, Z1, Z1
+	VAESENC Z26, Z2, Z2
+	VAESENC Z26, Z3, Z3
+	VAESENC Z27, Z0, Z0
+	VAESENC Z27, Z1, Z1
+	VAESENC Z27, Z2, Z2
+	VAESENC Z27, Z3, Z3
+	VAESENC Z28, Z0, Z0
+	VAESENC Z28, Z1, Z1
+	VAESENC Z28, Z2, Z2
+	VAESENC Z28, Z3, Z3
+	VAESENC Z29, Z0, Z0
+	VAESENC Z29, Z1, Z1
+	VAESENC Z29, Z2, Z2
+	VAESENC Z29, Z3, Z3
+
+aesLast_9:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -1619,7 +1879,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_8
+	JE      aesLast_10
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -1637,7 +1897,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_8:
+aesLast_10:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -1758,7 +2018,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_9
+	JE      aesLast_11
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -1776,7 +2036,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_9:
+aesLast_11:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -1876,7 +2136,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_10
+	JE      aesLast_12
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -1890,7 +2150,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_10:
+aesLast_12:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -1967,7 +2227,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_11
+	JE      aesLast_13
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -1977,7 +2237,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_11:
+aesLast_13:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -2031,13 +2291,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_12
+	JE      aesLast_14
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_12:
+aesLast_14:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -2142,13 +2402,13 @@ TEXT ·openAVX512(SB), NOSPLIT, $48-96
 	VAESENC         X24, X1, X1
 	VAESENC         X25, X1, X1
 	CMPQ            (DI), $0x0a
-	JE              aesLast_13
+	JE              aesLast_15
 	VAESENC         X26, X1, X1
 	VAESENC         X27, X1, X1
 	VAESENC         X28, X1, X1
 	VAESENC         X29, X1, X1
 
-aesLast_13:
+aesLast_15:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -2479,7 +2739,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_14
+	JE      aesLast_16
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2497,7 +2757,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_14:
+aesLast_16:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -2628,7 +2888,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_15
+	JE      aesLast_17
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2646,7 +2906,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_15:
+aesLast_17:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -2769,7 +3029,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_16
+	JE      aesLast_18
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2787,7 +3047,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_16:
+aesLast_18:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -2889,7 +3149,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_17
+	JE      aesLast_19
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2903,7 +3163,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_17:
+aesLast_19:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -2981,7 +3241,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_18
+	JE      aesLast_20
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -2991,7 +3251,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_18:
+aesLast_20:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -3045,13 +3305,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_19
+	JE      aesLast_21
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_19:
+aesLast_21:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -3136,13 +3396,13 @@ TEXT ·sealAVX2(SB), NOSPLIT, $96-96
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_20
+	JE      j0Last_22
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_20:
+j0Last_22:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -3231,51 +3491,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_21
+	JZ      cp_23
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_21:
+cp_23:
 	TESTQ   $0x00000010, AX
-	JZ      cp_22
+	JZ      cp_24
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_22:
+cp_24:
 	TESTQ $0x00000008, AX
-	JZ    cp_23
+	JZ    cp_25
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_23:
+cp_25:
 	TESTQ $0x00000004, AX
-	JZ    cp_24
+	JZ    cp_26
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_24:
+cp_26:
 	TESTQ $0x00000002, AX
-	JZ    cp_25
+	JZ    cp_27
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_25:
+cp_27:
 	TESTQ $0x00000001, AX
-	JZ    cp_26
+	JZ    cp_28
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_26:
+cp_28:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -3337,51 +3597,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_27
+	JZ      cp_29
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_27:
+cp_29:
 	TESTQ   $0x00000010, AX
-	JZ      cp_28
+	JZ      cp_30
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_28:
+cp_30:
 	TESTQ $0x00000008, AX
-	JZ    cp_29
+	JZ    cp_31
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_29:
+cp_31:
 	TESTQ $0x00000004, AX
-	JZ    cp_30
+	JZ    cp_32
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_30:
+cp_32:
 	TESTQ $0x00000002, AX
-	JZ    cp_31
+	JZ    cp_33
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_31:
+cp_33:
 	TESTQ $0x00000001, AX
-	JZ    cp_32
+	JZ    cp_34
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_32:
+cp_34:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -3433,51 +3693,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_33
+	JZ      cp_35
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_33:
+cp_35:
 	TESTQ   $0x00000010, AX
-	JZ      cp_34
+	JZ      cp_36
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_34:
+cp_36:
 	TESTQ $0x00000008, AX
-	JZ    cp_35
+	JZ    cp_37
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_35:
+cp_37:
 	TESTQ $0x00000004, AX
-	JZ    cp_36
+	JZ    cp_38
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_36:
+cp_38:
 	TESTQ $0x00000002, AX
-	JZ    cp_37
+	JZ    cp_39
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_37:
+cp_39:
 	TESTQ $0x00000001, AX
-	JZ    cp_38
+	JZ    cp_40
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_38:
+cp_40:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -3519,51 +3779,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_39
+	JZ      cp_41
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_39:
+cp_41:
 	TESTQ   $0x00000010, AX
-	JZ      cp_40
+	JZ      cp_42
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_40:
+cp_42:
 	TESTQ $0x00000008, AX
-	JZ    cp_41
+	JZ    cp_43
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_41:
+cp_43:
 	TESTQ $0x00000004, AX
-	JZ    cp_42
+	JZ    cp_44
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_42:
+cp_44:
 	TESTQ $0x00000002, AX
-	JZ    cp_43
+	JZ    cp_45
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_43:
+cp_45:
 	TESTQ $0x00000001, AX
-	JZ    cp_44
+	JZ    cp_46
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_44:
+cp_46:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -3641,7 +3901,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_45
+	JE      aesLastY_47
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -3659,7 +3919,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_45:
+aesLastY_47:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -3781,7 +4041,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_46
+	JE      aesLastY_48
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -3799,7 +4059,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_46:
+aesLastY_48:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -3822,51 +4082,51 @@ aesLastY_46:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_47
+	JZ          cp_49
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_47:
+cp_49:
 	TESTQ   $0x00000010, AX
-	JZ      cp_48
+	JZ      cp_50
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_48:
+cp_50:
 	TESTQ $0x00000008, AX
-	JZ    cp_49
+	JZ    cp_51
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_49:
+cp_51:
 	TESTQ $0x00000004, AX
-	JZ    cp_50
+	JZ    cp_52
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_50:
+cp_52:
 	TESTQ $0x00000002, AX
-	JZ    cp_51
+	JZ    cp_53
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_51:
+cp_53:
 	TESTQ $0x00000001, AX
-	JZ    cp_52
+	JZ    cp_54
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_52:
+cp_54:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -3875,51 +4135,51 @@ cp_52:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_53
+	JZ      cp_55
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_53:
+cp_55:
 	TESTQ   $0x00000010, AX
-	JZ      cp_54
+	JZ      cp_56
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_54:
+cp_56:
 	TESTQ $0x00000008, AX
-	JZ    cp_55
+	JZ    cp_57
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_55:
+cp_57:
 	TESTQ $0x00000004, AX
-	JZ    cp_56
+	JZ    cp_58
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_56:
+cp_58:
 	TESTQ $0x00000002, AX
-	JZ    cp_57
+	JZ    cp_59
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_57:
+cp_59:
 	TESTQ $0x00000001, AX
-	JZ    cp_58
+	JZ    cp_60
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_58:
+cp_60:
 	MOVQ         DX, AX
 	SUBQ         $0x00000060, AX
 	NEGQ         AX
@@ -4011,7 +4271,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_59
+	JE      aesLastY_61
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -4025,7 +4285,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_59:
+aesLastY_61:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4044,51 +4304,51 @@ aesLastY_59:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_60
+	JZ          cp_62
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_60:
+cp_62:
 	TESTQ   $0x00000010, AX
-	JZ      cp_61
+	JZ      cp_63
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_61:
+cp_63:
 	TESTQ $0x00000008, AX
-	JZ    cp_62
+	JZ    cp_64
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_62:
+cp_64:
 	TESTQ $0x00000004, AX
-	JZ    cp_63
+	JZ    cp_65
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_63:
+cp_65:
 	TESTQ $0x00000002, AX
-	JZ    cp_64
+	JZ    cp_66
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_64:
+cp_66:
 	TESTQ $0x00000001, AX
-	JZ    cp_65
+	JZ    cp_67
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_65:
+cp_67:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -4097,51 +4357,51 @@ cp_65:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_66
+	JZ      cp_68
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_66:
+cp_68:
 	TESTQ   $0x00000010, AX
-	JZ      cp_67
+	JZ      cp_69
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_67:
+cp_69:
 	TESTQ $0x00000008, AX
-	JZ    cp_68
+	JZ    cp_70
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_68:
+cp_70:
 	TESTQ $0x00000004, AX
-	JZ    cp_69
+	JZ    cp_71
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_69:
+cp_71:
 	TESTQ $0x00000002, AX
-	JZ    cp_70
+	JZ    cp_72
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_70:
+cp_72:
 	TESTQ $0x00000001, AX
-	JZ    cp_71
+	JZ    cp_73
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_71:
+cp_73:
 	MOVQ         DX, AX
 	SUBQ         $0x00000040, AX
 	NEGQ         AX
@@ -4213,7 +4473,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_72
+	JE      aesLastY_74
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -4223,7 +4483,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_72:
+aesLastY_74:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4238,51 +4498,51 @@ aesLastY_72:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_73
+	JZ          cp_75
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_73:
+cp_75:
 	TESTQ   $0x00000010, AX
-	JZ      cp_74
+	JZ      cp_76
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_74:
+cp_76:
 	TESTQ $0x00000008, AX
-	JZ    cp_75
+	JZ    cp_77
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_75:
+cp_77:
 	TESTQ $0x00000004, AX
-	JZ    cp_76
+	JZ    cp_78
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_76:
+cp_78:
 	TESTQ $0x00000002, AX
-	JZ    cp_77
+	JZ    cp_79
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_77:
+cp_79:
 	TESTQ $0x00000001, AX
-	JZ    cp_78
+	JZ    cp_80
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_78:
+cp_80:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -4291,51 +4551,51 @@ cp_78:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_79
+	JZ      cp_81
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_79:
+cp_81:
 	TESTQ   $0x00000010, AX
-	JZ      cp_80
+	JZ      cp_82
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_80:
+cp_82:
 	TESTQ $0x00000008, AX
-	JZ    cp_81
+	JZ    cp_83
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_81:
+cp_83:
 	TESTQ $0x00000004, AX
-	JZ    cp_82
+	JZ    cp_84
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_82:
+cp_84:
 	TESTQ $0x00000002, AX
-	JZ    cp_83
+	JZ    cp_85
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_83:
+cp_85:
 	TESTQ $0x00000001, AX
-	JZ    cp_84
+	JZ    cp_86
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_84:
+cp_86:
 	MOVQ         DX, AX
 	SUBQ         $0x00000020, AX
 	NEGQ         AX
@@ -4387,13 +4647,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_85
+	JE      aesLastY_87
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_85:
+aesLastY_87:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4404,51 +4664,51 @@ aesLastY_85:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_86
+	JZ          cp_88
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_86:
+cp_88:
 	TESTQ   $0x00000010, AX
-	JZ      cp_87
+	JZ      cp_89
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_87:
+cp_89:
 	TESTQ $0x00000008, AX
-	JZ    cp_88
+	JZ    cp_90
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_88:
+cp_90:
 	TESTQ $0x00000004, AX
-	JZ    cp_89
+	JZ    cp_91
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_89:
+cp_91:
 	TESTQ $0x00000002, AX
-	JZ    cp_90
+	JZ    cp_92
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_90:
+cp_92:
 	TESTQ $0x00000001, AX
-	JZ    cp_91
+	JZ    cp_93
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_91:
+cp_93:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -4457,51 +4717,51 @@ cp_91:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_92
+	JZ      cp_94
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_92:
+cp_94:
 	TESTQ   $0x00000010, AX
-	JZ      cp_93
+	JZ      cp_95
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_93:
+cp_95:
 	TESTQ $0x00000008, AX
-	JZ    cp_94
+	JZ    cp_96
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_94:
+cp_96:
 	TESTQ $0x00000004, AX
-	JZ    cp_95
+	JZ    cp_97
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_95:
+cp_97:
 	TESTQ $0x00000002, AX
-	JZ    cp_96
+	JZ    cp_98
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_96:
+cp_98:
 	TESTQ $0x00000001, AX
-	JZ    cp_97
+	JZ    cp_99
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_97:
+cp_99:
 	MOVQ         DX, AX
 	SUBQ         $0x00000000, AX
 	NEGQ         AX
@@ -4585,13 +4845,13 @@ TEXT ·openAVX2(SB), NOSPLIT, $96-96
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_98
+	JE      j0Last_100
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_98:
+j0Last_100:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -4680,51 +4940,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_99
+	JZ      cp_101
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_99:
+cp_101:
 	TESTQ   $0x00000010, AX
-	JZ      cp_100
+	JZ      cp_102
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_100:
+cp_102:
 	TESTQ $0x00000008, AX
-	JZ    cp_101
+	JZ    cp_103
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_101:
+cp_103:
 	TESTQ $0x00000004, AX
-	JZ    cp_102
+	JZ    cp_104
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_102:
+cp_104:
 	TESTQ $0x00000002, AX
-	JZ    cp_103
+	JZ    cp_105
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_103:
+cp_105:
 	TESTQ $0x00000001, AX
-	JZ    cp_104
+	JZ    cp_106
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_104:
+cp_106:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -4786,51 +5046,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_105
+	JZ      cp_107
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_105:
+cp_107:
 	TESTQ   $0x00000010, AX
-	JZ      cp_106
+	JZ      cp_108
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_106:
+cp_108:
 	TESTQ $0x00000008, AX
-	JZ    cp_107
+	JZ    cp_109
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_107:
+cp_109:
 	TESTQ $0x00000004, AX
-	JZ    cp_108
+	JZ    cp_110
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_108:
+cp_110:
 	TESTQ $0x00000002, AX
-	JZ    cp_109
+	JZ    cp_111
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_109:
+cp_111:
 	TESTQ $0x00000001, AX
-	JZ    cp_110
+	JZ    cp_112
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_110:
+cp_112:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -4882,51 +5142,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_111
+	JZ      cp_113
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_111:
+cp_113:
 	TESTQ   $0x00000010, AX
-	JZ      cp_112
+	JZ      cp_114
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_112:
+cp_114:
 	TESTQ $0x00000008, AX
-	JZ    cp_113
+	JZ    cp_115
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_113:
+cp_115:
 	TESTQ $0x00000004, AX
-	JZ    cp_114
+	JZ    cp_116
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_114:
+cp_116:
 	TESTQ $0x00000002, AX
-	JZ    cp_115
+	JZ    cp_117
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_115:
+cp_117:
 	TESTQ $0x00000001, AX
-	JZ    cp_116
+	JZ    cp_118
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_116:
+cp_118:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -4968,51 +5228,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_117
+	JZ      cp_119
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_117:
+cp_119:
 	TESTQ   $0x00000010, AX
-	JZ      cp_118
+	JZ      cp_120
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_118:
+cp_120:
 	TESTQ $0x00000008, AX
-	JZ    cp_119
+	JZ    cp_121
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_119:
+cp_121:
 	TESTQ $0x00000004, AX
-	JZ    cp_120
+	JZ    cp_122
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_120:
+cp_122:
 	TESTQ $0x00000002, AX
-	JZ    cp_121
+	JZ    cp_123
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_121:
+cp_123:
 	TESTQ $0x00000001, AX
-	JZ    cp_122
+	JZ    cp_124
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_122:
+cp_124:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -5090,7 +5350,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_123
+	JE      aesLastY_125
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5108,7 +5368,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_123:
+aesLastY_125:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -5234,7 +5494,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_124
+	JE      aesLastY_126
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5252,7 +5512,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_124:
+aesLastY_126:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5278,51 +5538,51 @@ aesLastY_124:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_125
+	JZ          cp_127
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_125:
+cp_127:
 	TESTQ   $0x00000010, AX
-	JZ      cp_126
+	JZ      cp_128
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_126:
+cp_128:
 	TESTQ $0x00000008, AX
-	JZ    cp_127
+	JZ    cp_129
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_127:
+cp_129:
 	TESTQ $0x00000004, AX
-	JZ    cp_128
+	JZ    cp_130
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_128:
+cp_130:
 	TESTQ $0x00000002, AX
-	JZ    cp_129
+	JZ    cp_131
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_129:
+cp_131:
 	TESTQ $0x00000001, AX
-	JZ    cp_130
+	JZ    cp_132
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_130:
+cp_132:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -5331,51 +5591,51 @@ cp_130:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_131
+	JZ      cp_133
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_131:
+cp_133:
 	TESTQ   $0x00000010, AX
-	JZ      cp_132
+	JZ      cp_134
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_132:
+cp_134:
 	TESTQ $0x00000008, AX
-	JZ    cp_133
+	JZ    cp_135
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_133:
+cp_135:
 	TESTQ $0x00000004, AX
-	JZ    cp_134
+	JZ    cp_136
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_134:
+cp_136:
 	TESTQ $0x00000002, AX
-	JZ    cp_135
+	JZ    cp_137
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_135:
+cp_137:
 	TESTQ $0x00000001, AX
-	JZ    cp_136
+	JZ    cp_138
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_136:
+cp_138:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5462,7 +5722,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_137
+	JE      aesLastY_139
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5476,7 +5736,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_137:
+aesLastY_139:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5497,51 +5757,51 @@ aesLastY_137:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_138
+	JZ          cp_140
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_138:
+cp_140:
 	TESTQ   $0x00000010, AX
-	JZ      cp_139
+	JZ      cp_141
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_139:
+cp_141:
 	TESTQ $0x00000008, AX
-	JZ    cp_140
+	JZ    cp_142
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_140:
+cp_142:
 	TESTQ $0x00000004, AX
-	JZ    cp_141
+	JZ    cp_143
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_141:
+cp_143:
 	TESTQ $0x00000002, AX
-	JZ    cp_142
+	JZ    cp_144
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_142:
+cp_144:
 	TESTQ $0x00000001, AX
-	JZ    cp_143
+	JZ    cp_145
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_143:
+cp_145:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -5550,51 +5810,51 @@ cp_143:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_144
+	JZ      cp_146
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_144:
+cp_146:
 	TESTQ   $0x00000010, AX
-	JZ      cp_145
+	JZ      cp_147
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_145:
+cp_147:
 	TESTQ $0x00000008, AX
-	JZ    cp_146
+	JZ    cp_148
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_146:
+cp_148:
 	TESTQ $0x00000004, AX
-	JZ    cp_147
+	JZ    cp_149
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_147:
+cp_149:
 	TESTQ $0x00000002, AX
-	JZ    cp_148
+	JZ    cp_150
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_148:
+cp_150:
 	TESTQ $0x00000001, AX
-	JZ    cp_149
+	JZ    cp_151
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_149:
+cp_151:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5661,7 +5921,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_150
+	JE      aesLastY_152
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -5671,7 +5931,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_150:
+aesLastY_152:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5687,51 +5947,51 @@ aesLastY_150:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_151
+	JZ          cp_153
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_151:
+cp_153:
 	TESTQ   $0x00000010, AX
-	JZ      cp_152
+	JZ      cp_154
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_152:
+cp_154:
 	TESTQ $0x00000008, AX
-	JZ    cp_153
+	JZ    cp_155
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_153:
+cp_155:
 	TESTQ $0x00000004, AX
-	JZ    cp_154
+	JZ    cp_156
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_154:
+cp_156:
 	TESTQ $0x00000002, AX
-	JZ    cp_155
+	JZ    cp_157
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_155:
+cp_157:
 	TESTQ $0x00000001, AX
-	JZ    cp_156
+	JZ    cp_158
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_156:
+cp_158:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -5740,51 +6000,51 @@ cp_156:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_157
+	JZ      cp_159
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_157:
+cp_159:
 	TESTQ   $0x00000010, AX
-	JZ      cp_158
+	JZ      cp_160
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_158:
+cp_160:
 	TESTQ $0x00000008, AX
-	JZ    cp_159
+	JZ    cp_161
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_159:
+cp_161:
 	TESTQ $0x00000004, AX
-	JZ    cp_160
+	JZ    cp_162
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_160:
+cp_162:
 	TESTQ $0x00000002, AX
-	JZ    cp_161
+	JZ    cp_163
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_161:
+cp_163:
 	TESTQ $0x00000001, AX
-	JZ    cp_162
+	JZ    cp_164
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_162:
+cp_164:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5831,13 +6091,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_163
+	JE      aesLastY_165
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_163:
+aesLastY_165:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5848,51 +6108,51 @@ aesLastY_163:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_164
+	JZ          cp_166
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_164:
+cp_166:
 	TESTQ   $0x00000010, AX
-	JZ      cp_165
+	JZ      cp_167
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_165:
+cp_167:
 	TESTQ $0x00000008, AX
-	JZ    cp_166
+	JZ    cp_168
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_166:
+cp_168:
 	TESTQ $0x00000004, AX
-	JZ    cp_167
+	JZ    cp_169
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_167:
+cp_169:
 	TESTQ $0x00000002, AX
-	JZ    cp_168
+	JZ    cp_170
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_168:
+cp_170:
 	TESTQ $0x00000001, AX
-	JZ    cp_169
+	JZ    cp_171
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_169:
+cp_171:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -5901,51 +6161,51 @@ cp_169:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_170
+	JZ      cp_172
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_170:
+cp_172:
 	TESTQ   $0x00000010, AX
-	JZ      cp_171
+	JZ      cp_173
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_171:
+cp_173:
 	TESTQ $0x00000008, AX
-	JZ    cp_172
+	JZ    cp_174
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_172:
+cp_174:
 	TESTQ $0x00000004, AX
-	JZ    cp_173
+	JZ    cp_175
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_173:
+cp_175:
 	TESTQ $0x00000002, AX
-	JZ    cp_174
+	JZ    cp_176
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_174:
+cp_176:
 	TESTQ $0x00000001, AX
-	JZ    cp_175
+	JZ    cp_177
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_175:
+cp_177:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -6050,13 +6310,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_176
+	JE        aesLast_178
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_176:
+aesLast_178:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -6335,6 +6595,266 @@ aadTail1:
 	VPXOR         X0, X14, X11
 
 aadDone:
+	CMPQ    DX, $0x00000100
+	JB      tail
+	VPSHUFB Z8, Z9, Z0
+	VPADDD  Z10, Z9, Z9
+	VPSHUFB Z8, Z9, Z1
+	VPADDD  Z10, Z9, Z9
+	VPSHUFB Z8, Z9, Z2
+	VPADDD  Z10, Z9, Z9
+	VPSHUFB Z8, Z9, Z3
+	VPADDD  Z10, Z9, Z9
+	VPXORD  Z16, Z0, Z0
+	VPXORD  Z16, Z1, Z1
+	VPXORD  Z16, Z2, Z2
+	VPXORD  Z16, Z3, Z3
+	VAESENC Z17, Z0, Z0
+	VAESENC Z17, Z1, Z1
+	VAESENC Z17, Z2, Z2
+	VAESENC Z17, Z3, Z3
+	VAESENC Z18, Z0, Z0
+	VAESENC Z18, Z1, Z1
+	VAESENC Z18, Z2, Z2
+	VAESENC Z18, Z3, Z3
+	VAESENC Z19, Z0, Z0
+	VAESENC Z19, Z1, Z1
+	VAESENC Z19, Z2, Z2
+	VAESENC Z19, Z3, Z3
+	VAESENC Z20, Z0, Z0
+	VAESENC Z20, Z1, Z1
+	VAESENC Z20, Z2, Z2
+	VAESENC Z20, Z3, Z3
+	VAESENC Z21, Z0, Z0
+	VAESENC Z21, Z1, Z1
+	VAESENC Z21, Z2, Z2
+	VAESENC Z21, Z3, Z3
+	VAESENC Z22, Z0, Z0
+	VAESENC Z22, Z1, Z1
+	VAESENC Z22, Z2, Z2
+	VAESENC Z22, Z3, Z3
+	VAESENC Z23, Z0, Z0
+	VAESENC Z23, Z1, Z1
+	VAESENC Z23, Z2, Z2
+	VAESENC Z23, Z3, Z3
+	VAESENC Z24, Z0, Z0
+	VAESENC Z24, Z1, Z1
+	VAESENC Z24, Z2, Z2
+	VAESENC Z24, Z3, Z3
+	VAESENC Z25, Z0, Z0
+	VAESENC Z25, Z1, Z1
+	VAESENC Z25, Z2, Z2
+	VAESENC Z25, Z3, Z3
+	CMPQ    (DI), $0x0a
+	JE      aesLast_179
+	VAESENC Z26, Z0, Z0
+	VAESENC Z26, Z1, Z1
+	VAESENC Z26, Z2, Z2
+	VAESENC Z26, Z3, Z3
+	VAESENC Z27, Z0, Z0
+	VAESENC Z27, Z1, Z1
+	VAESENC Z27, Z2, Z2
+	VAESENC Z27, Z3, Z3
+	VAESENC Z28, Z0, Z0
+	VAESENC Z28, Z1, Z1
+	VAESENC Z28, Z2, Z2
+	VAESENC Z28, Z3, Z3
+	VAESENC Z29, Z0, Z0
+	VAESENC Z29, Z1, Z1
+	VAESENC Z29, Z2, Z2
+	VAESENC Z29, Z3, Z3
+
+aesLast_179:
+	VAESENCLAST Z30, Z0, Z0
+	VAESENCLAST Z30, Z1, Z1
+	VAESENCLAST Z30, Z2, Z2
+	VAESENCLAST Z30, Z3, Z3
+	VPXORD      (SI), Z0, Z0
+	VMOVDQU64   Z0, (R8)
+	VPSHUFB     Z8, Z0, Z4
+	VPXORD      64(SI), Z1, Z1
+	VMOVDQU64   Z1, 64(R8)
+	VPSHUFB     Z8, Z1, Z5
+	VPXORD      128(SI), Z2, Z2
+	VMOVDQU64   Z2, 128(R8)
+	VPSHUFB     Z8, Z2, Z6
+	VPXORD      192(SI), Z3, Z3
+	VMOVDQU64   Z3, 192(R8)
+	VPSHUFB     Z8, Z3, Z7
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, R8
+	SUBQ        $0x00000100, DX
+
+sloop:
+	CMPQ          DX, $0x00000100
+	JB            sdrain
+	VPSHUFB       Z8, Z9, Z0
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPSHUFB       Z8, Z9, Z1
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPSHUFB       Z8, Z9, Z2
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPSHUFB       Z8, Z9, Z3
+	VPADDD        ctrInc4<>+0(SB), Z9, Z9
+	VPXORD        Z16, Z0, Z0
+	VPXORD        Z16, Z1, Z1
+	VPXORD        Z16, Z2, Z2
+	VPXORD        Z16, Z3, Z3
+	VAESENC       Z17, Z0, Z0
+	VAESENC       Z17, Z1, Z1
+	VAESENC       Z17, Z2, Z2
+	VAESENC       Z17, Z3, Z3
+	VPXORD        Z11, Z4, Z4
+	VPCLMULQDQ    $0x00, 736(DI), Z4, Z12
+	VPCLMULQDQ    $0x11, 736(DI), Z4, Z14
+	VAESENC       Z18, Z0, Z0
+	VAESENC       Z18, Z1, Z1
+	VAESENC       Z18, Z2, Z2
+	VAESENC       Z18, Z3, Z3
+	VPCLMULQDQ    $0x01, 736(DI), Z4, Z13
+	VPCLMULQDQ    $0x10, 736(DI), Z4, Z4
+	VPXORD        Z4, Z13, Z13
+	VPCLMULQDQ    $0x00, 800(DI), Z5, Z10
+	VPXORD        Z10, Z12, Z12
+	VAESENC       Z19, Z0, Z0
+	VAESENC       Z19, Z1, Z1
+	VAESENC       Z19, Z2, Z2
+	VAESENC       Z19, Z3, Z3
+	VPCLMULQDQ    $0x11, 800(DI), Z5, Z10
+	VPXORD        Z10, Z14, Z14
+	VPCLMULQDQ    $0x01, 800(DI), Z5, Z10
+	VPCLMULQDQ    $0x10, 800(DI), Z5, Z5
+	VPTERNLOGD    $0x96, Z10, Z5, Z13
+	VAESENC       Z20, Z0, Z0
+	VAESENC       Z20, Z1, Z1
+	VAESENC       Z20, Z2, Z2
+	VAESENC       Z20, Z3, Z3
+	VPCLMULQDQ    $0x00, 864(DI), Z6, Z10
+	VPXORD        Z10, Z12, Z12
+	VPCLMULQDQ    $0x11, 864(DI), Z6, Z10
+	VPXORD        Z10, Z14, Z14
+	VAESENC       Z21, Z0, Z0
+	VAESENC       Z21, Z1, Z1
+	VAESENC       Z21, Z2, Z2
+	VAESENC       Z21, Z3, Z3
+	VPCLMULQDQ    $0x01, 864(DI), Z6, Z10
+	VPCLMULQDQ    $0x10, 864(DI), Z6, Z6
+	VPTERNLOGD    $0x96, Z10, Z6, Z13
+	VPCLMULQDQ    $0x00, 928(DI), Z7, Z10
+	VPXORD        Z10, Z12, Z12
+	VAESENC       Z22, Z0, Z0
+	VAESENC       Z22, Z1, Z1
+	VAESENC       Z22, Z2, Z2
+	VAESENC       Z22, Z3, Z3
+	VPCLMULQDQ    $0x11, 928(DI), Z7, Z10
+	VPXORD        Z10, Z14, Z14
+	VPCLMULQDQ    $0x01, 928(DI), Z7, Z10
+	VPCLMULQDQ    $0x10, 928(DI), Z7, Z7
+	VPTERNLOGD    $0x96, Z10, Z7, Z13
+	VAESENC       Z23, Z0, Z0
+	VAESENC       Z23, Z1, Z1
+	VAESENC       Z23, Z2, Z2
+	VAESENC       Z23, Z3, Z3
+	VPCLMULQDQ    $0x01, Z12, Z15, Z31
+	VPSHUFD       $0x4e, Z12, Z12
+	VPTERNLOGD    $0x96, Z31, Z12, Z13
+	VPCLMULQDQ    $0x01, Z13, Z15, Z31
+	VPSHUFD       $0x4e, Z13, Z13
+	VPTERNLOGD    $0x96, Z31, Z13, Z14
+	VAESENC       Z24, Z0, Z0
+	VAESENC       Z24, Z1, Z1
+	VAESENC       Z24, Z2, Z2
+	VAESENC       Z24, Z3, Z3
+	VEXTRACTI64X4 $0x01, Z14, Y10
+	VPXORD        Y10, Y14, Y14
+	VEXTRACTI128  $0x01, Y14, X10
+	VPXOR         X10, X14, X11
+	VAESENC       Z25, Z0, Z0
+	VAESENC       Z25, Z1, Z1
+	VAESENC       Z25, Z2, Z2
+	VAESENC       Z25, Z3, Z3
+	CMPQ          (DI), $0x0a
+	JE            aesLastS_180
+	VAESENC       Z26, Z0, Z0
+	VAESENC       Z26, Z1, Z1
+	VAESENC       Z26, Z2, Z2
+	VAESENC       Z26, Z3, Z3
+	VAESENC       Z27, Z0, Z0
+	VAESENC       Z27, Z1, Z1
+	VAESENC       Z27, Z2, Z2
+	VAESENC       Z27, Z3, Z3
+	VAESENC       Z28, Z0, Z0
+	VAESENC       Z28, Z1, Z1
+	VAESENC       Z28, Z2, Z2
+	VAESENC       Z28, Z3, Z3
+	VAESENC       Z29, Z0, Z0
+	VAESENC       Z29, Z1, Z1
+	VAESENC       Z29, Z2, Z2
+	VAESENC       Z29, Z3, Z3
+
+aesLastS_180:
+	VAESENCLAST Z30, Z0, Z0
+	VAESENCLAST Z30, Z1, Z1
+	VAESENCLAST Z30, Z2, Z2
+	VAESENCLAST Z30, Z3, Z3
+	VPXORD      (SI), Z0, Z0
+	VMOVDQU64   Z0, (R8)
+	VPSHUFB     Z8, Z0, Z4
+	VPXORD      64(SI), Z1, Z1
+	VMOVDQU64   Z1, 64(R8)
+	VPSHUFB     Z8, Z1, Z5
+	VPXORD      128(SI), Z2, Z2
+	VMOVDQU64   Z2, 128(R8)
+	VPSHUFB     Z8, Z2, Z6
+	VPXORD      192(SI), Z3, Z3
+	VMOVDQU64   Z3, 192(R8)
+	VPSHUFB     Z8, Z3, Z7
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, R8
+	SUBQ        $0x00000100, DX
+	JMP         sloop
+
+sdrain:
+	VMOVDQU64     ctrInc4<>+0(SB), Z10
+	VPXORD        Z11, Z4, Z4
+	VPCLMULQDQ    $0x00, 736(DI), Z4, Z12
+	VPCLMULQDQ    $0x11, 736(DI), Z4, Z14
+	VPCLMULQDQ    $0x01, 736(DI), Z4, Z13
+	VPCLMULQDQ    $0x10, 736(DI), Z4, Z4
+	VPXORD        Z4, Z13, Z13
+	VPCLMULQDQ    $0x00, 800(DI), Z5, Z0
+	VPCLMULQDQ    $0x11, 800(DI), Z5, Z1
+	VPCLMULQDQ    $0x01, 800(DI), Z5, Z2
+	VPCLMULQDQ    $0x10, 800(DI), Z5, Z5
+	VPXORD        Z0, Z12, Z12
+	VPXORD        Z1, Z14, Z14
+	VPTERNLOGD    $0x96, Z2, Z5, Z13
+	VPCLMULQDQ    $0x00, 864(DI), Z6, Z0
+	VPCLMULQDQ    $0x11, 864(DI), Z6, Z1
+	VPCLMULQDQ    $0x01, 864(DI), Z6, Z2
+	VPCLMULQDQ    $0x10, 864(DI), Z6, Z6
+	VPXORD        Z0, Z12, Z12
+	VPXORD        Z1, Z14, Z14
+	VPTERNLOGD    $0x96, Z2, Z6, Z13
+	VPCLMULQDQ    $0x00, 928(DI), Z7, Z0
+	VPCLMULQDQ    $0x11, 928(DI), Z7, Z1
+	VPCLMULQDQ    $0x01, 928(DI), Z7, Z2
+	VPCLMULQDQ    $0x10, 928(DI), Z7, Z7
+	VPXORD        Z0, Z12, Z12
+	VPXORD        Z1, Z14, Z14
+	VPTERNLOGD    $0x96, Z2, Z7, Z13
+	VPCLMULQDQ    $0x01, Z12, Z15, Z31
+	VPSHUFD       $0x4e, Z12, Z12
+	VPTERNLOGD    $0x96, Z31, Z12, Z13
+	VPCLMULQDQ    $0x01, Z13, Z15, Z31
+	VPSHUFD       $0x4e, Z13, Z13
+	VPTERNLOGD    $0x96, Z31, Z13, Z14
+	VEXTRACTI64X4 $0x01, Z14, Y0
+	VPXORD        Y0, Y14, Y14
+	VEXTRACTI128  $0x01, Y14, X0
+	VPXOR         X0, X14, X11
+	JMP           tail
+
 loop:
 	CMPQ    DX, $0x00000100
 	JB      tail
@@ -6387,7 +6907,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_177
+	JE      aesLast_181
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6405,7 +6925,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_177:
+aesLast_181:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -6532,7 +7052,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_178
+	JE      aesLast_182
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6550,7 +7070,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_178:
+aesLast_182:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -6671,7 +7191,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_179
+	JE      aesLast_183
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6689,7 +7209,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_179:
+aesLast_183:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -6789,7 +7309,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_180
+	JE      aesLast_184
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6803,7 +7323,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_180:
+aesLast_184:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -6880,7 +7400,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_181
+	JE      aesLast_185
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -6890,7 +7410,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_181:
+aesLast_185:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -6944,13 +7464,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_182
+	JE      aesLast_186
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_182:
+aesLast_186:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -7067,13 +7587,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_183
+	JE        aesLast_187
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_183:
+aesLast_187:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -7404,7 +7924,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_184
+	JE      aesLast_188
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7422,7 +7942,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_184:
+aesLast_188:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -7553,7 +8073,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_185
+	JE      aesLast_189
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7571,7 +8091,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_185:
+aesLast_189:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -7694,7 +8214,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_186
+	JE      aesLast_190
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7712,7 +8232,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_186:
+aesLast_190:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7814,7 +8334,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_187
+	JE      aesLast_191
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7828,7 +8348,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_187:
+aesLast_191:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7906,7 +8426,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_188
+	JE      aesLast_192
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -7916,7 +8436,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_188:
+aesLast_192:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -7970,13 +8490,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_189
+	JE      aesLast_193
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_189:
+aesLast_193:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -8073,13 +8593,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_190
+	JE      j0Last_194
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_190:
+j0Last_194:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -8168,51 +8688,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_191
+	JZ      cp_195
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_191:
+cp_195:
 	TESTQ   $0x00000010, AX
-	JZ      cp_192
+	JZ      cp_196
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_192:
+cp_196:
 	TESTQ $0x00000008, AX
-	JZ    cp_193
+	JZ    cp_197
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_193:
+cp_197:
 	TESTQ $0x00000004, AX
-	JZ    cp_194
+	JZ    cp_198
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_194:
+cp_198:
 	TESTQ $0x00000002, AX
-	JZ    cp_195
+	JZ    cp_199
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_195:
+cp_199:
 	TESTQ $0x00000001, AX
-	JZ    cp_196
+	JZ    cp_200
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_196:
+cp_200:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -8274,51 +8794,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_197
+	JZ      cp_201
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_197:
+cp_201:
 	TESTQ   $0x00000010, AX
-	JZ      cp_198
+	JZ      cp_202
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_198:
+cp_202:
 	TESTQ $0x00000008, AX
-	JZ    cp_199
+	JZ    cp_203
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_199:
+cp_203:
 	TESTQ $0x00000004, AX
-	JZ    cp_200
+	JZ    cp_204
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_200:
+cp_204:
 	TESTQ $0x00000002, AX
-	JZ    cp_201
+	JZ    cp_205
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_201:
+cp_205:
 	TESTQ $0x00000001, AX
-	JZ    cp_202
+	JZ    cp_206
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_202:
+cp_206:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -8370,51 +8890,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_203
+	JZ      cp_207
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_203:
+cp_207:
 	TESTQ   $0x00000010, AX
-	JZ      cp_204
+	JZ      cp_208
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_204:
+cp_208:
 	TESTQ $0x00000008, AX
-	JZ    cp_205
+	JZ    cp_209
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_205:
+cp_209:
 	TESTQ $0x00000004, AX
-	JZ    cp_206
+	JZ    cp_210
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_206:
+cp_210:
 	TESTQ $0x00000002, AX
-	JZ    cp_207
+	JZ    cp_211
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_207:
+cp_211:
 	TESTQ $0x00000001, AX
-	JZ    cp_208
+	JZ    cp_212
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_208:
+cp_212:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -8456,51 +8976,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_209
+	JZ      cp_213
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_209:
+cp_213:
 	TESTQ   $0x00000010, AX
-	JZ      cp_210
+	JZ      cp_214
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_210:
+cp_214:
 	TESTQ $0x00000008, AX
-	JZ    cp_211
+	JZ    cp_215
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_211:
+cp_215:
 	TESTQ $0x00000004, AX
-	JZ    cp_212
+	JZ    cp_216
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_212:
+cp_216:
 	TESTQ $0x00000002, AX
-	JZ    cp_213
+	JZ    cp_217
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_213:
+cp_217:
 	TESTQ $0x00000001, AX
-	JZ    cp_214
+	JZ    cp_218
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_214:
+cp_218:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -8578,7 +9098,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_215
+	JE      aesLastY_219
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -8596,7 +9116,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_215:
+aesLastY_219:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -8718,7 +9238,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_216
+	JE      aesLastY_220
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -8736,7 +9256,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_216:
+aesLastY_220:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -8759,51 +9279,51 @@ aesLastY_216:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_217
+	JZ          cp_221
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_217:
+cp_221:
 	TESTQ   $0x00000010, AX
-	JZ      cp_218
+	JZ      cp_222
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_218:
+cp_222:
 	TESTQ $0x00000008, AX
-	JZ    cp_219
+	JZ    cp_223
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_219:
+cp_223:
 	TESTQ $0x00000004, AX
-	JZ    cp_220
+	JZ    cp_224
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_220:
+cp_224:
 	TESTQ $0x00000002, AX
-	JZ    cp_221
+	JZ    cp_225
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_221:
+cp_225:
 	TESTQ $0x00000001, AX
-	JZ    cp_222
+	JZ    cp_226
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_222:
+cp_226:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -8812,51 +9332,51 @@ cp_222:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_223
+	JZ      cp_227
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_223:
+cp_227:
 	TESTQ   $0x00000010, AX
-	JZ      cp_224
+	JZ      cp_228
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_224:
+cp_228:
 	TESTQ $0x00000008, AX
-	JZ    cp_225
+	JZ    cp_229
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_225:
+cp_229:
 	TESTQ $0x00000004, AX
-	JZ    cp_226
+	JZ    cp_230
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_226:
+cp_230:
 	TESTQ $0x00000002, AX
-	JZ    cp_227
+	JZ    cp_231
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_227:
+cp_231:
 	TESTQ $0x00000001, AX
-	JZ    cp_228
+	JZ    cp_232
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_228:
+cp_232:
 	MOVQ         DX, AX
 	SUBQ         $0x00000060, AX
 	NEGQ         AX
@@ -8948,7 +9468,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_229
+	JE      aesLastY_233
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -8962,7 +9482,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_229:
+aesLastY_233:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -8981,51 +9501,51 @@ aesLastY_229:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_230
+	JZ          cp_234
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_230:
+cp_234:
 	TESTQ   $0x00000010, AX
-	JZ      cp_231
+	JZ      cp_235
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_231:
+cp_235:
 	TESTQ $0x00000008, AX
-	JZ    cp_232
+	JZ    cp_236
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_232:
+cp_236:
 	TESTQ $0x00000004, AX
-	JZ    cp_233
+	JZ    cp_237
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_233:
+cp_237:
 	TESTQ $0x00000002, AX
-	JZ    cp_234
+	JZ    cp_238
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_234:
+cp_238:
 	TESTQ $0x00000001, AX
-	JZ    cp_235
+	JZ    cp_239
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_235:
+cp_239:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -9034,51 +9554,51 @@ cp_235:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_236
+	JZ      cp_240
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_236:
+cp_240:
 	TESTQ   $0x00000010, AX
-	JZ      cp_237
+	JZ      cp_241
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_237:
+cp_241:
 	TESTQ $0x00000008, AX
-	JZ    cp_238
+	JZ    cp_242
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_238:
+cp_242:
 	TESTQ $0x00000004, AX
-	JZ    cp_239
+	JZ    cp_243
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_239:
+cp_243:
 	TESTQ $0x00000002, AX
-	JZ    cp_240
+	JZ    cp_244
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_240:
+cp_244:
 	TESTQ $0x00000001, AX
-	JZ    cp_241
+	JZ    cp_245
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_241:
+cp_245:
 	MOVQ         DX, AX
 	SUBQ         $0x00000040, AX
 	NEGQ         AX
@@ -9150,7 +9670,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_242
+	JE      aesLastY_246
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -9160,7 +9680,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_242:
+aesLastY_246:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9175,51 +9695,51 @@ aesLastY_242:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_243
+	JZ          cp_247
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_243:
+cp_247:
 	TESTQ   $0x00000010, AX
-	JZ      cp_244
+	JZ      cp_248
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_244:
+cp_248:
 	TESTQ $0x00000008, AX
-	JZ    cp_245
+	JZ    cp_249
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_245:
+cp_249:
 	TESTQ $0x00000004, AX
-	JZ    cp_246
+	JZ    cp_250
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_246:
+cp_250:
 	TESTQ $0x00000002, AX
-	JZ    cp_247
+	JZ    cp_251
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_247:
+cp_251:
 	TESTQ $0x00000001, AX
-	JZ    cp_248
+	JZ    cp_252
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_248:
+cp_252:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -9228,51 +9748,51 @@ cp_248:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_249
+	JZ      cp_253
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_249:
+cp_253:
 	TESTQ   $0x00000010, AX
-	JZ      cp_250
+	JZ      cp_254
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_250:
+cp_254:
 	TESTQ $0x00000008, AX
-	JZ    cp_251
+	JZ    cp_255
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_251:
+cp_255:
 	TESTQ $0x00000004, AX
-	JZ    cp_252
+	JZ    cp_256
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_252:
+cp_256:
 	TESTQ $0x00000002, AX
-	JZ    cp_253
+	JZ    cp_257
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_253:
+cp_257:
 	TESTQ $0x00000001, AX
-	JZ    cp_254
+	JZ    cp_258
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_254:
+cp_258:
 	MOVQ         DX, AX
 	SUBQ         $0x00000020, AX
 	NEGQ         AX
@@ -9324,13 +9844,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_255
+	JE      aesLastY_259
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_255:
+aesLastY_259:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9341,51 +9861,51 @@ aesLastY_255:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_256
+	JZ          cp_260
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_256:
+cp_260:
 	TESTQ   $0x00000010, AX
-	JZ      cp_257
+	JZ      cp_261
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_257:
+cp_261:
 	TESTQ $0x00000008, AX
-	JZ    cp_258
+	JZ    cp_262
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_258:
+cp_262:
 	TESTQ $0x00000004, AX
-	JZ    cp_259
+	JZ    cp_263
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_259:
+cp_263:
 	TESTQ $0x00000002, AX
-	JZ    cp_260
+	JZ    cp_264
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_260:
+cp_264:
 	TESTQ $0x00000001, AX
-	JZ    cp_261
+	JZ    cp_265
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_261:
+cp_265:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -9394,51 +9914,51 @@ cp_261:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_262
+	JZ      cp_266
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_262:
+cp_266:
 	TESTQ   $0x00000010, AX
-	JZ      cp_263
+	JZ      cp_267
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_263:
+cp_267:
 	TESTQ $0x00000008, AX
-	JZ    cp_264
+	JZ    cp_268
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_264:
+cp_268:
 	TESTQ $0x00000004, AX
-	JZ    cp_265
+	JZ    cp_269
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_265:
+cp_269:
 	TESTQ $0x00000002, AX
-	JZ    cp_266
+	JZ    cp_270
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_266:
+cp_270:
 	TESTQ $0x00000001, AX
-	JZ    cp_267
+	JZ    cp_271
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_267:
+cp_271:
 	MOVQ         DX, AX
 	SUBQ         $0x00000000, AX
 	NEGQ         AX
@@ -9534,13 +10054,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_268
+	JE      j0Last_272
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_268:
+j0Last_272:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -9629,51 +10149,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_269
+	JZ      cp_273
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_269:
+cp_273:
 	TESTQ   $0x00000010, AX
-	JZ      cp_270
+	JZ      cp_274
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_270:
+cp_274:
 	TESTQ $0x00000008, AX
-	JZ    cp_271
+	JZ    cp_275
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_271:
+cp_275:
 	TESTQ $0x00000004, AX
-	JZ    cp_272
+	JZ    cp_276
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_272:
+cp_276:
 	TESTQ $0x00000002, AX
-	JZ    cp_273
+	JZ    cp_277
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_273:
+cp_277:
 	TESTQ $0x00000001, AX
-	JZ    cp_274
+	JZ    cp_278
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_274:
+cp_278:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -9735,51 +10255,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_275
+	JZ      cp_279
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_275:
+cp_279:
 	TESTQ   $0x00000010, AX
-	JZ      cp_276
+	JZ      cp_280
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_276:
+cp_280:
 	TESTQ $0x00000008, AX
-	JZ    cp_277
+	JZ    cp_281
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_277:
+cp_281:
 	TESTQ $0x00000004, AX
-	JZ    cp_278
+	JZ    cp_282
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_278:
+cp_282:
 	TESTQ $0x00000002, AX
-	JZ    cp_279
+	JZ    cp_283
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_279:
+cp_283:
 	TESTQ $0x00000001, AX
-	JZ    cp_280
+	JZ    cp_284
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_280:
+cp_284:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -9831,51 +10351,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_281
+	JZ      cp_285
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_281:
+cp_285:
 	TESTQ   $0x00000010, AX
-	JZ      cp_282
+	JZ      cp_286
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_282:
+cp_286:
 	TESTQ $0x00000008, AX
-	JZ    cp_283
+	JZ    cp_287
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_283:
+cp_287:
 	TESTQ $0x00000004, AX
-	JZ    cp_284
+	JZ    cp_288
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_284:
+cp_288:
 	TESTQ $0x00000002, AX
-	JZ    cp_285
+	JZ    cp_289
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_285:
+cp_289:
 	TESTQ $0x00000001, AX
-	JZ    cp_286
+	JZ    cp_290
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_286:
+cp_290:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -9917,51 +10437,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_287
+	JZ      cp_291
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_287:
+cp_291:
 	TESTQ   $0x00000010, AX
-	JZ      cp_288
+	JZ      cp_292
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_288:
+cp_292:
 	TESTQ $0x00000008, AX
-	JZ    cp_289
+	JZ    cp_293
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_289:
+cp_293:
 	TESTQ $0x00000004, AX
-	JZ    cp_290
+	JZ    cp_294
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_290:
+cp_294:
 	TESTQ $0x00000002, AX
-	JZ    cp_291
+	JZ    cp_295
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_291:
+cp_295:
 	TESTQ $0x00000001, AX
-	JZ    cp_292
+	JZ    cp_296
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_292:
+cp_296:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -10039,7 +10559,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_293
+	JE      aesLastY_297
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10057,7 +10577,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_293:
+aesLastY_297:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -10183,7 +10703,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_294
+	JE      aesLastY_298
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10201,7 +10721,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_294:
+aesLastY_298:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10227,51 +10747,51 @@ aesLastY_294:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_295
+	JZ          cp_299
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_295:
+cp_299:
 	TESTQ   $0x00000010, AX
-	JZ      cp_296
+	JZ      cp_300
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_296:
+cp_300:
 	TESTQ $0x00000008, AX
-	JZ    cp_297
+	JZ    cp_301
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_297:
+cp_301:
 	TESTQ $0x00000004, AX
-	JZ    cp_298
+	JZ    cp_302
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_298:
+cp_302:
 	TESTQ $0x00000002, AX
-	JZ    cp_299
+	JZ    cp_303
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_299:
+cp_303:
 	TESTQ $0x00000001, AX
-	JZ    cp_300
+	JZ    cp_304
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_300:
+cp_304:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -10280,51 +10800,51 @@ cp_300:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_301
+	JZ      cp_305
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_301:
+cp_305:
 	TESTQ   $0x00000010, AX
-	JZ      cp_302
+	JZ      cp_306
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_302:
+cp_306:
 	TESTQ $0x00000008, AX
-	JZ    cp_303
+	JZ    cp_307
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_303:
+cp_307:
 	TESTQ $0x00000004, AX
-	JZ    cp_304
+	JZ    cp_308
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_304:
+cp_308:
 	TESTQ $0x00000002, AX
-	JZ    cp_305
+	JZ    cp_309
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_305:
+cp_309:
 	TESTQ $0x00000001, AX
-	JZ    cp_306
+	JZ    cp_310
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_306:
+cp_310:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -10411,7 +10931,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_307
+	JE      aesLastY_311
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10425,7 +10945,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_307:
+aesLastY_311:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10446,51 +10966,51 @@ aesLastY_307:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_308
+	JZ          cp_312
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_308:
+cp_312:
 	TESTQ   $0x00000010, AX
-	JZ      cp_309
+	JZ      cp_313
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_309:
+cp_313:
 	TESTQ $0x00000008, AX
-	JZ    cp_310
+	JZ    cp_314
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_310:
+cp_314:
 	TESTQ $0x00000004, AX
-	JZ    cp_311
+	JZ    cp_315
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_311:
+cp_315:
 	TESTQ $0x00000002, AX
-	JZ    cp_312
+	JZ    cp_316
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_312:
+cp_316:
 	TESTQ $0x00000001, AX
-	JZ    cp_313
+	JZ    cp_317
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_313:
+cp_317:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -10499,51 +11019,51 @@ cp_313:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_314
+	JZ      cp_318
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_314:
+cp_318:
 	TESTQ   $0x00000010, AX
-	JZ      cp_315
+	JZ      cp_319
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_315:
+cp_319:
 	TESTQ $0x00000008, AX
-	JZ    cp_316
+	JZ    cp_320
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_316:
+cp_320:
 	TESTQ $0x00000004, AX
-	JZ    cp_317
+	JZ    cp_321
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_317:
+cp_321:
 	TESTQ $0x00000002, AX
-	JZ    cp_318
+	JZ    cp_322
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_318:
+cp_322:
 	TESTQ $0x00000001, AX
-	JZ    cp_319
+	JZ    cp_323
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_319:
+cp_323:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -10610,7 +11130,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_320
+	JE      aesLastY_324
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -10620,7 +11140,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_320:
+aesLastY_324:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10636,51 +11156,51 @@ aesLastY_320:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_321
+	JZ          cp_325
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_321:
+cp_325:
 	TESTQ   $0x00000010, AX
-	JZ      cp_322
+	JZ      cp_326
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_322:
+cp_326:
 	TESTQ $0x00000008, AX
-	JZ    cp_323
+	JZ    cp_327
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_323:
+cp_327:
 	TESTQ $0x00000004, AX
-	JZ    cp_324
+	JZ    cp_328
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_324:
+cp_328:
 	TESTQ $0x00000002, AX
-	JZ    cp_325
+	JZ    cp_329
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_325:
+cp_329:
 	TESTQ $0x00000001, AX
-	JZ    cp_326
+	JZ    cp_330
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_326:
+cp_330:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -10689,51 +11209,51 @@ cp_326:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_327
+	JZ      cp_331
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_327:
+cp_331:
 	TESTQ   $0x00000010, AX
-	JZ      cp_328
+	JZ      cp_332
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_328:
+cp_332:
 	TESTQ $0x00000008, AX
-	JZ    cp_329
+	JZ    cp_333
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_329:
+cp_333:
 	TESTQ $0x00000004, AX
-	JZ    cp_330
+	JZ    cp_334
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_330:
+cp_334:
 	TESTQ $0x00000002, AX
-	JZ    cp_331
+	JZ    cp_335
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_331:
+cp_335:
 	TESTQ $0x00000001, AX
-	JZ    cp_332
+	JZ    cp_336
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_332:
+cp_336:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -10780,13 +11300,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_333
+	JE      aesLastY_337
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_333:
+aesLastY_337:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10797,51 +11317,51 @@ aesLastY_333:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_334
+	JZ          cp_338
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_334:
+cp_338:
 	TESTQ   $0x00000010, AX
-	JZ      cp_335
+	JZ      cp_339
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_335:
+cp_339:
 	TESTQ $0x00000008, AX
-	JZ    cp_336
+	JZ    cp_340
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_336:
+cp_340:
 	TESTQ $0x00000004, AX
-	JZ    cp_337
+	JZ    cp_341
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_337:
+cp_341:
 	TESTQ $0x00000002, AX
-	JZ    cp_338
+	JZ    cp_342
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_338:
+cp_342:
 	TESTQ $0x00000001, AX
-	JZ    cp_339
+	JZ    cp_343
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_339:
+cp_343:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -10850,51 +11370,51 @@ cp_339:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_340
+	JZ      cp_344
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_340:
+cp_344:
 	TESTQ   $0x00000010, AX
-	JZ      cp_341
+	JZ      cp_345
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_341:
+cp_345:
 	TESTQ $0x00000008, AX
-	JZ    cp_342
+	JZ    cp_346
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_342:
+cp_346:
 	TESTQ $0x00000004, AX
-	JZ    cp_343
+	JZ    cp_347
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_343:
+cp_347:
 	TESTQ $0x00000002, AX
-	JZ    cp_344
+	JZ    cp_348
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_344:
+cp_348:
 	TESTQ $0x00000001, AX
-	JZ    cp_345
+	JZ    cp_349
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_345:
+cp_349:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX

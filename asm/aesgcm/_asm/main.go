@@ -327,17 +327,106 @@ func mulAccZ(ds []VecPhysical, tbl Mem, first bool) {
 	}
 }
 
-func reduceZ() {
-	VPCLMULQDQ(U8(0x01), zLO, zPOLY, zT)
-	VPSHUFD(U8(0x4e), zLO, zLO)
-	VPTERNLOGD(U8(0x96), zT, zLO, zMI)
-	VPCLMULQDQ(U8(0x01), zMI, zPOLY, zT)
-	VPSHUFD(U8(0x4e), zMI, zMI)
-	VPTERNLOGD(U8(0x96), zT, zMI, zHI)
-	VEXTRACTI64X4(U8(1), zHI, Y0)
-	VPXORD(Y0, Y14, Y14)
-	VEXTRACTI128(U8(1), Y14, X0)
-	VPXOR(X0, X14, X11)
+func reduceZ() { reduceZWith(Z0) }
+
+// reduceZWith reduces LO/MI/HI into ACC using t (a zmm) as temporary.
+func reduceZWith(t VecPhysical) {
+	for _, f := range reducePieces(t) {
+		f()
+	}
+}
+
+func reducePieces(t VecPhysical) []func() {
+	ty, tx := t.AsY(), t.AsX()
+	return []func(){
+		func() {
+			VPCLMULQDQ(U8(0x01), zLO, zPOLY, zT)
+			VPSHUFD(U8(0x4e), zLO, zLO)
+			VPTERNLOGD(U8(0x96), zT, zLO, zMI)
+		},
+		func() {
+			VPCLMULQDQ(U8(0x01), zMI, zPOLY, zT)
+			VPSHUFD(U8(0x4e), zMI, zMI)
+			VPTERNLOGD(U8(0x96), zT, zMI, zHI)
+		},
+		func() {
+			VEXTRACTI64X4(U8(1), zHI, ty)
+			VPXORD(ty, Y14, Y14)
+			VEXTRACTI128(U8(1), Y14, tx)
+			VPXOR(tx, X14, X11)
+		},
+	}
+}
+
+// mulPieces returns the GHASH multiply-accumulate of ds by the powers at
+// tbl as separate pieces (to be interleaved with AES rounds), using only t
+// as temporary. ACC is added into ds[0] first.
+func mulPieces(ds []VecPhysical, tbl Mem, t VecPhysical) []func() {
+	ps := []func(){func() { VPXORD(zACC, ds[0], ds[0]) }}
+	for j, d := range ds {
+		h := tbl.Offset(64 * j)
+		if j == 0 {
+			ps = append(ps,
+				func() {
+					VPCLMULQDQ(U8(0x00), h, d, zLO)
+					VPCLMULQDQ(U8(0x11), h, d, zHI)
+				},
+				func() {
+					VPCLMULQDQ(U8(0x01), h, d, zMI)
+					VPCLMULQDQ(U8(0x10), h, d, d)
+					VPXORD(d, zMI, zMI)
+				})
+			continue
+		}
+		ps = append(ps,
+			func() {
+				VPCLMULQDQ(U8(0x00), h, d, t)
+				VPXORD(t, zLO, zLO)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x11), h, d, t)
+				VPXORD(t, zHI, zHI)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x01), h, d, t)
+				VPCLMULQDQ(U8(0x10), h, d, d)
+				VPTERNLOGD(U8(0x96), t, d, zMI)
+			})
+	}
+	return ps
+}
+
+// aesZStitched is aesZ on zmm with extra work interleaved between rounds
+// (all of it is emitted before the AES-256 branch).
+func aesZStitched(vs []VecPhysical, kp GPPhysical, work []func()) {
+	for _, v := range vs {
+		VPXORD(zRK(0), v, v)
+	}
+	per := (len(work) + 8) / 9
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(zRK(r), v, v)
+		}
+		for i := 0; i < per && len(work) > 0; i++ {
+			work[0]()
+			work = work[1:]
+		}
+	}
+	for _, f := range work {
+		f()
+	}
+	l := lbl("aesLastS")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(zRK(r), v, v)
+		}
+	}
+	Label(l)
+	for _, v := range vs {
+		VAESENCLAST(zRKL, v, v)
+	}
 }
 
 // ctrZ sets vs to the next counter blocks (big-endian) and advances CTR.
@@ -476,6 +565,48 @@ func gcmAVX512(seal, batch bool) {
 
 	Label("long")
 	ghashMemZ(kp, aad, aadLen, "aad")
+
+	if seal {
+		// Stitched seal loop: the GHASH of the previous 16 ciphertext
+		// blocks (Z4-Z7) runs between the AES rounds of the next 16, so
+		// the hash no longer waits for the AES latency. Z10 (the counter
+		// increment) serves as the GHASH temporary; the increment is read
+		// from memory here.
+		CMPQ(n, U32(256))
+		JB(LabelRef("tail"))
+		ctrZ(cz)
+		aesZ(cz, kp, false)
+		for j := 0; j < 4; j++ {
+			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+			VPSHUFB(zBSWAP, cz[j], dz[j])
+		}
+		ADDQ(U32(256), in)
+		ADDQ(U32(256), out)
+		SUBQ(U32(256), n)
+		Label("sloop")
+		CMPQ(n, U32(256))
+		JB(LabelRef("sdrain"))
+		for _, v := range cz {
+			VPSHUFB(zBSWAP, zCTR, v)
+			VPADDD(ctrInc4, zCTR, zCTR)
+		}
+		work := append(mulPieces(dz, htab, Z10), reducePieces(Z10)...)
+		aesZStitched(cz, kp, work)
+		for j := 0; j < 4; j++ {
+			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+			VPSHUFB(zBSWAP, cz[j], dz[j])
+		}
+		ADDQ(U32(256), in)
+		ADDQ(U32(256), out)
+		SUBQ(U32(256), n)
+		JMP(LabelRef("sloop"))
+		Label("sdrain")
+		VMOVDQU64(ctrInc4, zINC)
+		ghashZ(dz, htab)
+		JMP(LabelRef("tail"))
+	}
 
 	Label("loop")
 	CMPQ(n, U32(256))
