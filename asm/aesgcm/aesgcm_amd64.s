@@ -1680,136 +1680,6 @@ sdrain:
 	VPXORD        Y0, Y14, Y14
 	VEXTRACTI128  $0x01, Y14, X0
 	VPXOR         X0, X14, X11
-	JMP           tail
-
-loop:
-	CMPQ    DX, $0x00000100
-	JB      tail
-	VPSHUFB Z8, Z9, Z0
-	VPADDD  Z10, Z9, Z9
-	VPSHUFB Z8, Z9, Z1
-	VPADDD  Z10, Z9, Z9
-	VPSHUFB Z8, Z9, Z2
-	VPADDD  Z10, Z9, Z9
-	VPSHUFB Z8, Z9, Z3
-	VPADDD  Z10, Z9, Z9
-	VPXORD  Z16, Z0, Z0
-	VPXORD  Z16, Z1, Z1
-	VPXORD  Z16, Z2, Z2
-	VPXORD  Z16, Z3, Z3
-	VAESENC Z17, Z0, Z0
-	VAESENC Z17, Z1, Z1
-	VAESENC Z17, Z2, Z2
-	VAESENC Z17, Z3, Z3
-	VAESENC Z18, Z0, Z0
-	VAESENC Z18, Z1, Z1
-	VAESENC Z18, Z2, Z2
-	VAESENC Z18, Z3, Z3
-	VAESENC Z19, Z0, Z0
-	VAESENC Z19, Z1, Z1
-	VAESENC Z19, Z2, Z2
-	VAESENC Z19, Z3, Z3
-	VAESENC Z20, Z0, Z0
-	VAESENC Z20, Z1, Z1
-	VAESENC Z20, Z2, Z2
-	VAESENC Z20, Z3, Z3
-	VAESENC Z21, Z0, Z0
-	VAESENC Z21, Z1, Z1
-	VAESENC Z21, Z2, Z2
-	VAESENC Z21, Z3, Z3
-	VAESENC Z22, Z0, Z0
-	VAESENC Z22, Z1, Z1
-	VAESENC Z22, Z2, Z2
-	VAESENC Z22, Z3, Z3
-	VAESENC Z23, Z0, Z0
-	VAESENC Z23, Z1, Z1
-	VAESENC Z23, Z2, Z2
-	VAESENC Z23, Z3, Z3
-	VAESENC Z24, Z0, Z0
-	VAESENC Z24, Z1, Z1
-	VAESENC Z24, Z2, Z2
-	VAESENC Z24, Z3, Z3
-	VAESENC Z25, Z0, Z0
-	VAESENC Z25, Z1, Z1
-	VAESENC Z25, Z2, Z2
-	VAESENC Z25, Z3, Z3
-	CMPQ    (DI), $0x0a
-	JE      aesLast_9
-	VAESENC Z26, Z0, Z0
-	VAESENC Z26, Z1, Z1
-	VAESENC Z26, Z2, Z2
-	VAESENC Z26, Z3, Z3
-	VAESENC Z27, Z0, Z0
-	VAESENC Z27, Z1, Z1
-	VAESENC Z27, Z2, Z2
-	VAESENC Z27, Z3, Z3
-	VAESENC Z28, Z0, Z0
-	VAESENC Z28, Z1, Z1
-	VAESENC Z28, Z2, Z2
-	VAESENC Z28, Z3, Z3
-	VAESENC Z29, Z0, Z0
-	VAESENC Z29, Z1, Z1
-	VAESENC Z29, Z2, Z2
-	VAESENC Z29, Z3, Z3
-
-aesLast_9:
-	VAESENCLAST   Z30, Z0, Z0
-	VAESENCLAST   Z30, Z1, Z1
-	VAESENCLAST   Z30, Z2, Z2
-	VAESENCLAST   Z30, Z3, Z3
-	VPXORD        (SI), Z0, Z0
-	VMOVDQU64     Z0, (R8)
-	VPSHUFB       Z8, Z0, Z4
-	VPXORD        64(SI), Z1, Z1
-	VMOVDQU64     Z1, 64(R8)
-	VPSHUFB       Z8, Z1, Z5
-	VPXORD        128(SI), Z2, Z2
-	VMOVDQU64     Z2, 128(R8)
-	VPSHUFB       Z8, Z2, Z6
-	VPXORD        192(SI), Z3, Z3
-	VMOVDQU64     Z3, 192(R8)
-	VPSHUFB       Z8, Z3, Z7
-	VPXORD        Z11, Z4, Z4
-	VPCLMULQDQ    $0x00, 736(DI), Z4, Z12
-	VPCLMULQDQ    $0x11, 736(DI), Z4, Z14
-	VPCLMULQDQ    $0x01, 736(DI), Z4, Z13
-	VPCLMULQDQ    $0x10, 736(DI), Z4, Z4
-	VPXORD        Z4, Z13, Z13
-	VPCLMULQDQ    $0x00, 800(DI), Z5, Z0
-	VPCLMULQDQ    $0x11, 800(DI), Z5, Z1
-	VPCLMULQDQ    $0x01, 800(DI), Z5, Z2
-	VPCLMULQDQ    $0x10, 800(DI), Z5, Z5
-	VPXORD        Z0, Z12, Z12
-	VPXORD        Z1, Z14, Z14
-	VPTERNLOGD    $0x96, Z2, Z5, Z13
-	VPCLMULQDQ    $0x00, 864(DI), Z6, Z0
-	VPCLMULQDQ    $0x11, 864(DI), Z6, Z1
-	VPCLMULQDQ    $0x01, 864(DI), Z6, Z2
-	VPCLMULQDQ    $0x10, 864(DI), Z6, Z6
-	VPXORD        Z0, Z12, Z12
-	VPXORD        Z1, Z14, Z14
-	VPTERNLOGD    $0x96, Z2, Z6, Z13
-	VPCLMULQDQ    $0x00, 928(DI), Z7, Z0
-	VPCLMULQDQ    $0x11, 928(DI), Z7, Z1
-	VPCLMULQDQ    $0x01, 928(DI), Z7, Z2
-	VPCLMULQDQ    $0x10, 928(DI), Z7, Z7
-	VPXORD        Z0, Z12, Z12
-	VPXORD        Z1, Z14, Z14
-	VPTERNLOGD    $0x96, Z2, Z7, Z13
-	VPCLMULQDQ    $0x01, Z12, Z15, Z31
-	VPSHUFD       $0x4e, Z12, Z12
-	VPTERNLOGD    $0x96, Z31, Z12, Z13
-	VPCLMULQDQ    $0x01, Z13, Z15, Z31
-	VPSHUFD       $0x4e, Z13, Z13
-	VPTERNLOGD    $0x96, Z31, Z13, Z14
-	VEXTRACTI64X4 $0x01, Z14, Y0
-	VPXORD        Y0, Y14, Y14
-	VEXTRACTI128  $0x01, Y14, X0
-	VPXOR         X0, X14, X11
-	ADDQ          $0x00000100, SI
-	ADDQ          $0x00000100, R8
-	SUBQ          $0x00000100, DX
-	JMP           loop
 
 tail:
 	VPXORD Z12, Z12, Z12
@@ -1879,7 +1749,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_10
+	JE      aesLast_9
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -1897,7 +1767,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_10:
+aesLast_9:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -2018,7 +1888,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_11
+	JE      aesLast_10
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2036,7 +1906,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_11:
+aesLast_10:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -2136,7 +2006,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_12
+	JE      aesLast_11
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2150,7 +2020,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_12:
+aesLast_11:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -2227,7 +2097,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_13
+	JE      aesLast_12
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -2237,7 +2107,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_13:
+aesLast_12:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -2291,13 +2161,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_14
+	JE      aesLast_13
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_14:
+aesLast_13:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -2402,13 +2272,13 @@ TEXT ·openAVX512(SB), NOSPLIT, $48-96
 	VAESENC         X24, X1, X1
 	VAESENC         X25, X1, X1
 	CMPQ            (DI), $0x0a
-	JE              aesLast_15
+	JE              aesLast_14
 	VAESENC         X26, X1, X1
 	VAESENC         X27, X1, X1
 	VAESENC         X28, X1, X1
 	VAESENC         X29, X1, X1
 
-aesLast_15:
+aesLast_14:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -2739,7 +2609,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_16
+	JE      aesLast_15
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2757,7 +2627,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_16:
+aesLast_15:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -2888,7 +2758,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_17
+	JE      aesLast_16
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -2906,7 +2776,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_17:
+aesLast_16:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -3029,7 +2899,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_18
+	JE      aesLast_17
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -3047,7 +2917,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_18:
+aesLast_17:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -3149,7 +3019,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_19
+	JE      aesLast_18
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -3163,7 +3033,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_19:
+aesLast_18:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -3241,7 +3111,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_20
+	JE      aesLast_19
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -3251,7 +3121,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_20:
+aesLast_19:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -3305,13 +3175,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_21
+	JE      aesLast_20
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_21:
+aesLast_20:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -3396,13 +3266,13 @@ TEXT ·sealAVX2(SB), NOSPLIT, $96-96
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_22
+	JE      j0Last_21
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_22:
+j0Last_21:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -3491,51 +3361,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_23
+	JZ      cp_22
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_23:
+cp_22:
 	TESTQ   $0x00000010, AX
-	JZ      cp_24
+	JZ      cp_23
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_24:
+cp_23:
 	TESTQ $0x00000008, AX
-	JZ    cp_25
+	JZ    cp_24
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_25:
+cp_24:
 	TESTQ $0x00000004, AX
-	JZ    cp_26
+	JZ    cp_25
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_26:
+cp_25:
 	TESTQ $0x00000002, AX
-	JZ    cp_27
+	JZ    cp_26
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_27:
+cp_26:
 	TESTQ $0x00000001, AX
-	JZ    cp_28
+	JZ    cp_27
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_28:
+cp_27:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -3597,51 +3467,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_29
+	JZ      cp_28
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_29:
+cp_28:
 	TESTQ   $0x00000010, AX
-	JZ      cp_30
+	JZ      cp_29
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_30:
+cp_29:
 	TESTQ $0x00000008, AX
-	JZ    cp_31
+	JZ    cp_30
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_31:
+cp_30:
 	TESTQ $0x00000004, AX
-	JZ    cp_32
+	JZ    cp_31
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_32:
+cp_31:
 	TESTQ $0x00000002, AX
-	JZ    cp_33
+	JZ    cp_32
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_33:
+cp_32:
 	TESTQ $0x00000001, AX
-	JZ    cp_34
+	JZ    cp_33
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_34:
+cp_33:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -3693,51 +3563,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_35
+	JZ      cp_34
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_35:
+cp_34:
 	TESTQ   $0x00000010, AX
-	JZ      cp_36
+	JZ      cp_35
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_36:
+cp_35:
 	TESTQ $0x00000008, AX
-	JZ    cp_37
+	JZ    cp_36
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_37:
+cp_36:
 	TESTQ $0x00000004, AX
-	JZ    cp_38
+	JZ    cp_37
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_38:
+cp_37:
 	TESTQ $0x00000002, AX
-	JZ    cp_39
+	JZ    cp_38
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_39:
+cp_38:
 	TESTQ $0x00000001, AX
-	JZ    cp_40
+	JZ    cp_39
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_40:
+cp_39:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -3779,51 +3649,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_41
+	JZ      cp_40
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_41:
+cp_40:
 	TESTQ   $0x00000010, AX
-	JZ      cp_42
+	JZ      cp_41
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_42:
+cp_41:
 	TESTQ $0x00000008, AX
-	JZ    cp_43
+	JZ    cp_42
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_43:
+cp_42:
 	TESTQ $0x00000004, AX
-	JZ    cp_44
+	JZ    cp_43
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_44:
+cp_43:
 	TESTQ $0x00000002, AX
-	JZ    cp_45
+	JZ    cp_44
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_45:
+cp_44:
 	TESTQ $0x00000001, AX
-	JZ    cp_46
+	JZ    cp_45
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_46:
+cp_45:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -3901,7 +3771,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_47
+	JE      aesLastY_46
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -3919,7 +3789,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_47:
+aesLastY_46:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -4041,7 +3911,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_48
+	JE      aesLastY_47
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -4059,7 +3929,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_48:
+aesLastY_47:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4082,51 +3952,51 @@ aesLastY_48:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_49
+	JZ          cp_48
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_49:
+cp_48:
 	TESTQ   $0x00000010, AX
-	JZ      cp_50
+	JZ      cp_49
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_50:
+cp_49:
 	TESTQ $0x00000008, AX
-	JZ    cp_51
+	JZ    cp_50
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_51:
+cp_50:
 	TESTQ $0x00000004, AX
-	JZ    cp_52
+	JZ    cp_51
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_52:
+cp_51:
 	TESTQ $0x00000002, AX
-	JZ    cp_53
+	JZ    cp_52
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_53:
+cp_52:
 	TESTQ $0x00000001, AX
-	JZ    cp_54
+	JZ    cp_53
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_54:
+cp_53:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -4135,51 +4005,51 @@ cp_54:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_55
+	JZ      cp_54
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_55:
+cp_54:
 	TESTQ   $0x00000010, AX
-	JZ      cp_56
+	JZ      cp_55
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_56:
+cp_55:
 	TESTQ $0x00000008, AX
-	JZ    cp_57
+	JZ    cp_56
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_57:
+cp_56:
 	TESTQ $0x00000004, AX
-	JZ    cp_58
+	JZ    cp_57
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_58:
+cp_57:
 	TESTQ $0x00000002, AX
-	JZ    cp_59
+	JZ    cp_58
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_59:
+cp_58:
 	TESTQ $0x00000001, AX
-	JZ    cp_60
+	JZ    cp_59
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_60:
+cp_59:
 	MOVQ         DX, AX
 	SUBQ         $0x00000060, AX
 	NEGQ         AX
@@ -4271,7 +4141,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_61
+	JE      aesLastY_60
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -4285,7 +4155,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_61:
+aesLastY_60:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4304,51 +4174,51 @@ aesLastY_61:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_62
+	JZ          cp_61
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_62:
+cp_61:
 	TESTQ   $0x00000010, AX
-	JZ      cp_63
+	JZ      cp_62
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_63:
+cp_62:
 	TESTQ $0x00000008, AX
-	JZ    cp_64
+	JZ    cp_63
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_64:
+cp_63:
 	TESTQ $0x00000004, AX
-	JZ    cp_65
+	JZ    cp_64
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_65:
+cp_64:
 	TESTQ $0x00000002, AX
-	JZ    cp_66
+	JZ    cp_65
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_66:
+cp_65:
 	TESTQ $0x00000001, AX
-	JZ    cp_67
+	JZ    cp_66
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_67:
+cp_66:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -4357,51 +4227,51 @@ cp_67:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_68
+	JZ      cp_67
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_68:
+cp_67:
 	TESTQ   $0x00000010, AX
-	JZ      cp_69
+	JZ      cp_68
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_69:
+cp_68:
 	TESTQ $0x00000008, AX
-	JZ    cp_70
+	JZ    cp_69
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_70:
+cp_69:
 	TESTQ $0x00000004, AX
-	JZ    cp_71
+	JZ    cp_70
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_71:
+cp_70:
 	TESTQ $0x00000002, AX
-	JZ    cp_72
+	JZ    cp_71
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_72:
+cp_71:
 	TESTQ $0x00000001, AX
-	JZ    cp_73
+	JZ    cp_72
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_73:
+cp_72:
 	MOVQ         DX, AX
 	SUBQ         $0x00000040, AX
 	NEGQ         AX
@@ -4473,7 +4343,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_74
+	JE      aesLastY_73
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -4483,7 +4353,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_74:
+aesLastY_73:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4498,51 +4368,51 @@ aesLastY_74:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_75
+	JZ          cp_74
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_75:
+cp_74:
 	TESTQ   $0x00000010, AX
-	JZ      cp_76
+	JZ      cp_75
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_76:
+cp_75:
 	TESTQ $0x00000008, AX
-	JZ    cp_77
+	JZ    cp_76
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_77:
+cp_76:
 	TESTQ $0x00000004, AX
-	JZ    cp_78
+	JZ    cp_77
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_78:
+cp_77:
 	TESTQ $0x00000002, AX
-	JZ    cp_79
+	JZ    cp_78
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_79:
+cp_78:
 	TESTQ $0x00000001, AX
-	JZ    cp_80
+	JZ    cp_79
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_80:
+cp_79:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -4551,51 +4421,51 @@ cp_80:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_81
+	JZ      cp_80
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_81:
+cp_80:
 	TESTQ   $0x00000010, AX
-	JZ      cp_82
+	JZ      cp_81
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_82:
+cp_81:
 	TESTQ $0x00000008, AX
-	JZ    cp_83
+	JZ    cp_82
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_83:
+cp_82:
 	TESTQ $0x00000004, AX
-	JZ    cp_84
+	JZ    cp_83
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_84:
+cp_83:
 	TESTQ $0x00000002, AX
-	JZ    cp_85
+	JZ    cp_84
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_85:
+cp_84:
 	TESTQ $0x00000001, AX
-	JZ    cp_86
+	JZ    cp_85
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_86:
+cp_85:
 	MOVQ         DX, AX
 	SUBQ         $0x00000020, AX
 	NEGQ         AX
@@ -4647,13 +4517,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_87
+	JE      aesLastY_86
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_87:
+aesLastY_86:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4664,51 +4534,51 @@ aesLastY_87:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_88
+	JZ          cp_87
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_88:
+cp_87:
 	TESTQ   $0x00000010, AX
-	JZ      cp_89
+	JZ      cp_88
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_89:
+cp_88:
 	TESTQ $0x00000008, AX
-	JZ    cp_90
+	JZ    cp_89
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_90:
+cp_89:
 	TESTQ $0x00000004, AX
-	JZ    cp_91
+	JZ    cp_90
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_91:
+cp_90:
 	TESTQ $0x00000002, AX
-	JZ    cp_92
+	JZ    cp_91
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_92:
+cp_91:
 	TESTQ $0x00000001, AX
-	JZ    cp_93
+	JZ    cp_92
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_93:
+cp_92:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -4717,51 +4587,51 @@ cp_93:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_94
+	JZ      cp_93
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_94:
+cp_93:
 	TESTQ   $0x00000010, AX
-	JZ      cp_95
+	JZ      cp_94
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_95:
+cp_94:
 	TESTQ $0x00000008, AX
-	JZ    cp_96
+	JZ    cp_95
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_96:
+cp_95:
 	TESTQ $0x00000004, AX
-	JZ    cp_97
+	JZ    cp_96
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_97:
+cp_96:
 	TESTQ $0x00000002, AX
-	JZ    cp_98
+	JZ    cp_97
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_98:
+cp_97:
 	TESTQ $0x00000001, AX
-	JZ    cp_99
+	JZ    cp_98
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_99:
+cp_98:
 	MOVQ         DX, AX
 	SUBQ         $0x00000000, AX
 	NEGQ         AX
@@ -4845,13 +4715,13 @@ TEXT ·openAVX2(SB), NOSPLIT, $96-96
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_100
+	JE      j0Last_99
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_100:
+j0Last_99:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -4940,51 +4810,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_101
+	JZ      cp_100
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_101:
+cp_100:
 	TESTQ   $0x00000010, AX
-	JZ      cp_102
+	JZ      cp_101
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_102:
+cp_101:
 	TESTQ $0x00000008, AX
-	JZ    cp_103
+	JZ    cp_102
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_103:
+cp_102:
 	TESTQ $0x00000004, AX
-	JZ    cp_104
+	JZ    cp_103
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_104:
+cp_103:
 	TESTQ $0x00000002, AX
-	JZ    cp_105
+	JZ    cp_104
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_105:
+cp_104:
 	TESTQ $0x00000001, AX
-	JZ    cp_106
+	JZ    cp_105
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_106:
+cp_105:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -5046,51 +4916,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_107
+	JZ      cp_106
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_107:
+cp_106:
 	TESTQ   $0x00000010, AX
-	JZ      cp_108
+	JZ      cp_107
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_108:
+cp_107:
 	TESTQ $0x00000008, AX
-	JZ    cp_109
+	JZ    cp_108
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_109:
+cp_108:
 	TESTQ $0x00000004, AX
-	JZ    cp_110
+	JZ    cp_109
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_110:
+cp_109:
 	TESTQ $0x00000002, AX
-	JZ    cp_111
+	JZ    cp_110
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_111:
+cp_110:
 	TESTQ $0x00000001, AX
-	JZ    cp_112
+	JZ    cp_111
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_112:
+cp_111:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -5142,51 +5012,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_113
+	JZ      cp_112
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_113:
+cp_112:
 	TESTQ   $0x00000010, AX
-	JZ      cp_114
+	JZ      cp_113
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_114:
+cp_113:
 	TESTQ $0x00000008, AX
-	JZ    cp_115
+	JZ    cp_114
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_115:
+cp_114:
 	TESTQ $0x00000004, AX
-	JZ    cp_116
+	JZ    cp_115
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_116:
+cp_115:
 	TESTQ $0x00000002, AX
-	JZ    cp_117
+	JZ    cp_116
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_117:
+cp_116:
 	TESTQ $0x00000001, AX
-	JZ    cp_118
+	JZ    cp_117
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_118:
+cp_117:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -5228,51 +5098,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_119
+	JZ      cp_118
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_119:
+cp_118:
 	TESTQ   $0x00000010, AX
-	JZ      cp_120
+	JZ      cp_119
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_120:
+cp_119:
 	TESTQ $0x00000008, AX
-	JZ    cp_121
+	JZ    cp_120
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_121:
+cp_120:
 	TESTQ $0x00000004, AX
-	JZ    cp_122
+	JZ    cp_121
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_122:
+cp_121:
 	TESTQ $0x00000002, AX
-	JZ    cp_123
+	JZ    cp_122
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_123:
+cp_122:
 	TESTQ $0x00000001, AX
-	JZ    cp_124
+	JZ    cp_123
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_124:
+cp_123:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -5350,7 +5220,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_125
+	JE      aesLastY_124
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5368,7 +5238,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_125:
+aesLastY_124:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -5494,7 +5364,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_126
+	JE      aesLastY_125
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5512,7 +5382,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_126:
+aesLastY_125:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5538,51 +5408,51 @@ aesLastY_126:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_127
+	JZ          cp_126
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_127:
+cp_126:
 	TESTQ   $0x00000010, AX
-	JZ      cp_128
+	JZ      cp_127
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_128:
+cp_127:
 	TESTQ $0x00000008, AX
-	JZ    cp_129
+	JZ    cp_128
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_129:
+cp_128:
 	TESTQ $0x00000004, AX
-	JZ    cp_130
+	JZ    cp_129
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_130:
+cp_129:
 	TESTQ $0x00000002, AX
-	JZ    cp_131
+	JZ    cp_130
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_131:
+cp_130:
 	TESTQ $0x00000001, AX
-	JZ    cp_132
+	JZ    cp_131
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_132:
+cp_131:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -5591,51 +5461,51 @@ cp_132:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_133
+	JZ      cp_132
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_133:
+cp_132:
 	TESTQ   $0x00000010, AX
-	JZ      cp_134
+	JZ      cp_133
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_134:
+cp_133:
 	TESTQ $0x00000008, AX
-	JZ    cp_135
+	JZ    cp_134
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_135:
+cp_134:
 	TESTQ $0x00000004, AX
-	JZ    cp_136
+	JZ    cp_135
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_136:
+cp_135:
 	TESTQ $0x00000002, AX
-	JZ    cp_137
+	JZ    cp_136
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_137:
+cp_136:
 	TESTQ $0x00000001, AX
-	JZ    cp_138
+	JZ    cp_137
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_138:
+cp_137:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5722,7 +5592,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_139
+	JE      aesLastY_138
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5736,7 +5606,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_139:
+aesLastY_138:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5757,51 +5627,51 @@ aesLastY_139:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_140
+	JZ          cp_139
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_140:
+cp_139:
 	TESTQ   $0x00000010, AX
-	JZ      cp_141
+	JZ      cp_140
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_141:
+cp_140:
 	TESTQ $0x00000008, AX
-	JZ    cp_142
+	JZ    cp_141
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_142:
+cp_141:
 	TESTQ $0x00000004, AX
-	JZ    cp_143
+	JZ    cp_142
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_143:
+cp_142:
 	TESTQ $0x00000002, AX
-	JZ    cp_144
+	JZ    cp_143
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_144:
+cp_143:
 	TESTQ $0x00000001, AX
-	JZ    cp_145
+	JZ    cp_144
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_145:
+cp_144:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -5810,51 +5680,51 @@ cp_145:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_146
+	JZ      cp_145
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_146:
+cp_145:
 	TESTQ   $0x00000010, AX
-	JZ      cp_147
+	JZ      cp_146
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_147:
+cp_146:
 	TESTQ $0x00000008, AX
-	JZ    cp_148
+	JZ    cp_147
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_148:
+cp_147:
 	TESTQ $0x00000004, AX
-	JZ    cp_149
+	JZ    cp_148
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_149:
+cp_148:
 	TESTQ $0x00000002, AX
-	JZ    cp_150
+	JZ    cp_149
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_150:
+cp_149:
 	TESTQ $0x00000001, AX
-	JZ    cp_151
+	JZ    cp_150
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_151:
+cp_150:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5921,7 +5791,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_152
+	JE      aesLastY_151
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -5931,7 +5801,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_152:
+aesLastY_151:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5947,51 +5817,51 @@ aesLastY_152:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_153
+	JZ          cp_152
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_153:
+cp_152:
 	TESTQ   $0x00000010, AX
-	JZ      cp_154
+	JZ      cp_153
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_154:
+cp_153:
 	TESTQ $0x00000008, AX
-	JZ    cp_155
+	JZ    cp_154
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_155:
+cp_154:
 	TESTQ $0x00000004, AX
-	JZ    cp_156
+	JZ    cp_155
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_156:
+cp_155:
 	TESTQ $0x00000002, AX
-	JZ    cp_157
+	JZ    cp_156
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_157:
+cp_156:
 	TESTQ $0x00000001, AX
-	JZ    cp_158
+	JZ    cp_157
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_158:
+cp_157:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -6000,51 +5870,51 @@ cp_158:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_159
+	JZ      cp_158
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_159:
+cp_158:
 	TESTQ   $0x00000010, AX
-	JZ      cp_160
+	JZ      cp_159
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_160:
+cp_159:
 	TESTQ $0x00000008, AX
-	JZ    cp_161
+	JZ    cp_160
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_161:
+cp_160:
 	TESTQ $0x00000004, AX
-	JZ    cp_162
+	JZ    cp_161
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_162:
+cp_161:
 	TESTQ $0x00000002, AX
-	JZ    cp_163
+	JZ    cp_162
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_163:
+cp_162:
 	TESTQ $0x00000001, AX
-	JZ    cp_164
+	JZ    cp_163
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_164:
+cp_163:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -6091,13 +5961,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_165
+	JE      aesLastY_164
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_165:
+aesLastY_164:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -6108,51 +5978,51 @@ aesLastY_165:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_166
+	JZ          cp_165
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_166:
+cp_165:
 	TESTQ   $0x00000010, AX
-	JZ      cp_167
+	JZ      cp_166
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_167:
+cp_166:
 	TESTQ $0x00000008, AX
-	JZ    cp_168
+	JZ    cp_167
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_168:
+cp_167:
 	TESTQ $0x00000004, AX
-	JZ    cp_169
+	JZ    cp_168
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_169:
+cp_168:
 	TESTQ $0x00000002, AX
-	JZ    cp_170
+	JZ    cp_169
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_170:
+cp_169:
 	TESTQ $0x00000001, AX
-	JZ    cp_171
+	JZ    cp_170
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_171:
+cp_170:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -6161,51 +6031,51 @@ cp_171:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_172
+	JZ      cp_171
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_172:
+cp_171:
 	TESTQ   $0x00000010, AX
-	JZ      cp_173
+	JZ      cp_172
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_173:
+cp_172:
 	TESTQ $0x00000008, AX
-	JZ    cp_174
+	JZ    cp_173
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_174:
+cp_173:
 	TESTQ $0x00000004, AX
-	JZ    cp_175
+	JZ    cp_174
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_175:
+cp_174:
 	TESTQ $0x00000002, AX
-	JZ    cp_176
+	JZ    cp_175
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_176:
+cp_175:
 	TESTQ $0x00000001, AX
-	JZ    cp_177
+	JZ    cp_176
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_177:
+cp_176:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -6310,13 +6180,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_178
+	JE        aesLast_177
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_178:
+aesLast_177:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -6646,7 +6516,7 @@ aadDone:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_179
+	JE      aesLast_178
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6664,7 +6534,7 @@ aadDone:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_179:
+aesLast_178:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -6774,7 +6644,7 @@ sloop:
 	VAESENC       Z25, Z2, Z2
 	VAESENC       Z25, Z3, Z3
 	CMPQ          (DI), $0x0a
-	JE            aesLastS_180
+	JE            aesLastS_179
 	VAESENC       Z26, Z0, Z0
 	VAESENC       Z26, Z1, Z1
 	VAESENC       Z26, Z2, Z2
@@ -6792,7 +6662,7 @@ sloop:
 	VAESENC       Z29, Z2, Z2
 	VAESENC       Z29, Z3, Z3
 
-aesLastS_180:
+aesLastS_179:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -6853,136 +6723,6 @@ sdrain:
 	VPXORD        Y0, Y14, Y14
 	VEXTRACTI128  $0x01, Y14, X0
 	VPXOR         X0, X14, X11
-	JMP           tail
-
-loop:
-	CMPQ    DX, $0x00000100
-	JB      tail
-	VPSHUFB Z8, Z9, Z0
-	VPADDD  Z10, Z9, Z9
-	VPSHUFB Z8, Z9, Z1
-	VPADDD  Z10, Z9, Z9
-	VPSHUFB Z8, Z9, Z2
-	VPADDD  Z10, Z9, Z9
-	VPSHUFB Z8, Z9, Z3
-	VPADDD  Z10, Z9, Z9
-	VPXORD  Z16, Z0, Z0
-	VPXORD  Z16, Z1, Z1
-	VPXORD  Z16, Z2, Z2
-	VPXORD  Z16, Z3, Z3
-	VAESENC Z17, Z0, Z0
-	VAESENC Z17, Z1, Z1
-	VAESENC Z17, Z2, Z2
-	VAESENC Z17, Z3, Z3
-	VAESENC Z18, Z0, Z0
-	VAESENC Z18, Z1, Z1
-	VAESENC Z18, Z2, Z2
-	VAESENC Z18, Z3, Z3
-	VAESENC Z19, Z0, Z0
-	VAESENC Z19, Z1, Z1
-	VAESENC Z19, Z2, Z2
-	VAESENC Z19, Z3, Z3
-	VAESENC Z20, Z0, Z0
-	VAESENC Z20, Z1, Z1
-	VAESENC Z20, Z2, Z2
-	VAESENC Z20, Z3, Z3
-	VAESENC Z21, Z0, Z0
-	VAESENC Z21, Z1, Z1
-	VAESENC Z21, Z2, Z2
-	VAESENC Z21, Z3, Z3
-	VAESENC Z22, Z0, Z0
-	VAESENC Z22, Z1, Z1
-	VAESENC Z22, Z2, Z2
-	VAESENC Z22, Z3, Z3
-	VAESENC Z23, Z0, Z0
-	VAESENC Z23, Z1, Z1
-	VAESENC Z23, Z2, Z2
-	VAESENC Z23, Z3, Z3
-	VAESENC Z24, Z0, Z0
-	VAESENC Z24, Z1, Z1
-	VAESENC Z24, Z2, Z2
-	VAESENC Z24, Z3, Z3
-	VAESENC Z25, Z0, Z0
-	VAESENC Z25, Z1, Z1
-	VAESENC Z25, Z2, Z2
-	VAESENC Z25, Z3, Z3
-	CMPQ    (DI), $0x0a
-	JE      aesLast_181
-	VAESENC Z26, Z0, Z0
-	VAESENC Z26, Z1, Z1
-	VAESENC Z26, Z2, Z2
-	VAESENC Z26, Z3, Z3
-	VAESENC Z27, Z0, Z0
-	VAESENC Z27, Z1, Z1
-	VAESENC Z27, Z2, Z2
-	VAESENC Z27, Z3, Z3
-	VAESENC Z28, Z0, Z0
-	VAESENC Z28, Z1, Z1
-	VAESENC Z28, Z2, Z2
-	VAESENC Z28, Z3, Z3
-	VAESENC Z29, Z0, Z0
-	VAESENC Z29, Z1, Z1
-	VAESENC Z29, Z2, Z2
-	VAESENC Z29, Z3, Z3
-
-aesLast_181:
-	VAESENCLAST   Z30, Z0, Z0
-	VAESENCLAST   Z30, Z1, Z1
-	VAESENCLAST   Z30, Z2, Z2
-	VAESENCLAST   Z30, Z3, Z3
-	VPXORD        (SI), Z0, Z0
-	VMOVDQU64     Z0, (R8)
-	VPSHUFB       Z8, Z0, Z4
-	VPXORD        64(SI), Z1, Z1
-	VMOVDQU64     Z1, 64(R8)
-	VPSHUFB       Z8, Z1, Z5
-	VPXORD        128(SI), Z2, Z2
-	VMOVDQU64     Z2, 128(R8)
-	VPSHUFB       Z8, Z2, Z6
-	VPXORD        192(SI), Z3, Z3
-	VMOVDQU64     Z3, 192(R8)
-	VPSHUFB       Z8, Z3, Z7
-	VPXORD        Z11, Z4, Z4
-	VPCLMULQDQ    $0x00, 736(DI), Z4, Z12
-	VPCLMULQDQ    $0x11, 736(DI), Z4, Z14
-	VPCLMULQDQ    $0x01, 736(DI), Z4, Z13
-	VPCLMULQDQ    $0x10, 736(DI), Z4, Z4
-	VPXORD        Z4, Z13, Z13
-	VPCLMULQDQ    $0x00, 800(DI), Z5, Z0
-	VPCLMULQDQ    $0x11, 800(DI), Z5, Z1
-	VPCLMULQDQ    $0x01, 800(DI), Z5, Z2
-	VPCLMULQDQ    $0x10, 800(DI), Z5, Z5
-	VPXORD        Z0, Z12, Z12
-	VPXORD        Z1, Z14, Z14
-	VPTERNLOGD    $0x96, Z2, Z5, Z13
-	VPCLMULQDQ    $0x00, 864(DI), Z6, Z0
-	VPCLMULQDQ    $0x11, 864(DI), Z6, Z1
-	VPCLMULQDQ    $0x01, 864(DI), Z6, Z2
-	VPCLMULQDQ    $0x10, 864(DI), Z6, Z6
-	VPXORD        Z0, Z12, Z12
-	VPXORD        Z1, Z14, Z14
-	VPTERNLOGD    $0x96, Z2, Z6, Z13
-	VPCLMULQDQ    $0x00, 928(DI), Z7, Z0
-	VPCLMULQDQ    $0x11, 928(DI), Z7, Z1
-	VPCLMULQDQ    $0x01, 928(DI), Z7, Z2
-	VPCLMULQDQ    $0x10, 928(DI), Z7, Z7
-	VPXORD        Z0, Z12, Z12
-	VPXORD        Z1, Z14, Z14
-	VPTERNLOGD    $0x96, Z2, Z7, Z13
-	VPCLMULQDQ    $0x01, Z12, Z15, Z31
-	VPSHUFD       $0x4e, Z12, Z12
-	VPTERNLOGD    $0x96, Z31, Z12, Z13
-	VPCLMULQDQ    $0x01, Z13, Z15, Z31
-	VPSHUFD       $0x4e, Z13, Z13
-	VPTERNLOGD    $0x96, Z31, Z13, Z14
-	VEXTRACTI64X4 $0x01, Z14, Y0
-	VPXORD        Y0, Y14, Y14
-	VEXTRACTI128  $0x01, Y14, X0
-	VPXOR         X0, X14, X11
-	ADDQ          $0x00000100, SI
-	ADDQ          $0x00000100, R8
-	SUBQ          $0x00000100, DX
-	JMP           loop
 
 tail:
 	VPXORD Z12, Z12, Z12
@@ -7052,7 +6792,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_182
+	JE      aesLast_180
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7070,7 +6810,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_182:
+aesLast_180:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -7191,7 +6931,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_183
+	JE      aesLast_181
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7209,7 +6949,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_183:
+aesLast_181:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7309,7 +7049,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_184
+	JE      aesLast_182
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7323,7 +7063,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_184:
+aesLast_182:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7400,7 +7140,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_185
+	JE      aesLast_183
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -7410,7 +7150,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_185:
+aesLast_183:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -7464,13 +7204,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_186
+	JE      aesLast_184
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_186:
+aesLast_184:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -7587,13 +7327,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_187
+	JE        aesLast_185
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_187:
+aesLast_185:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -7924,7 +7664,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_188
+	JE      aesLast_186
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7942,7 +7682,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_188:
+aesLast_186:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -8073,7 +7813,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_189
+	JE      aesLast_187
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8091,7 +7831,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_189:
+aesLast_187:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -8214,7 +7954,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_190
+	JE      aesLast_188
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8232,7 +7972,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_190:
+aesLast_188:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -8334,7 +8074,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_191
+	JE      aesLast_189
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8348,7 +8088,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_191:
+aesLast_189:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -8426,7 +8166,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_192
+	JE      aesLast_190
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -8436,7 +8176,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_192:
+aesLast_190:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -8490,13 +8230,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_193
+	JE      aesLast_191
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_193:
+aesLast_191:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -8593,13 +8333,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_194
+	JE      j0Last_192
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_194:
+j0Last_192:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -8688,51 +8428,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_195
+	JZ      cp_193
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_195:
+cp_193:
 	TESTQ   $0x00000010, AX
-	JZ      cp_196
+	JZ      cp_194
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_196:
+cp_194:
 	TESTQ $0x00000008, AX
-	JZ    cp_197
+	JZ    cp_195
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_197:
+cp_195:
 	TESTQ $0x00000004, AX
-	JZ    cp_198
+	JZ    cp_196
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_198:
+cp_196:
 	TESTQ $0x00000002, AX
-	JZ    cp_199
+	JZ    cp_197
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_199:
+cp_197:
 	TESTQ $0x00000001, AX
-	JZ    cp_200
+	JZ    cp_198
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_200:
+cp_198:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -8794,51 +8534,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_201
+	JZ      cp_199
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_201:
+cp_199:
 	TESTQ   $0x00000010, AX
-	JZ      cp_202
+	JZ      cp_200
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_202:
+cp_200:
 	TESTQ $0x00000008, AX
-	JZ    cp_203
+	JZ    cp_201
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_203:
+cp_201:
 	TESTQ $0x00000004, AX
-	JZ    cp_204
+	JZ    cp_202
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_204:
+cp_202:
 	TESTQ $0x00000002, AX
-	JZ    cp_205
+	JZ    cp_203
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_205:
+cp_203:
 	TESTQ $0x00000001, AX
-	JZ    cp_206
+	JZ    cp_204
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_206:
+cp_204:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -8890,51 +8630,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_207
+	JZ      cp_205
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_207:
+cp_205:
 	TESTQ   $0x00000010, AX
-	JZ      cp_208
+	JZ      cp_206
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_208:
+cp_206:
 	TESTQ $0x00000008, AX
-	JZ    cp_209
+	JZ    cp_207
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_209:
+cp_207:
 	TESTQ $0x00000004, AX
-	JZ    cp_210
+	JZ    cp_208
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_210:
+cp_208:
 	TESTQ $0x00000002, AX
-	JZ    cp_211
+	JZ    cp_209
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_211:
+cp_209:
 	TESTQ $0x00000001, AX
-	JZ    cp_212
+	JZ    cp_210
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_212:
+cp_210:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -8976,51 +8716,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_213
+	JZ      cp_211
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_213:
+cp_211:
 	TESTQ   $0x00000010, AX
-	JZ      cp_214
+	JZ      cp_212
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_214:
+cp_212:
 	TESTQ $0x00000008, AX
-	JZ    cp_215
+	JZ    cp_213
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_215:
+cp_213:
 	TESTQ $0x00000004, AX
-	JZ    cp_216
+	JZ    cp_214
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_216:
+cp_214:
 	TESTQ $0x00000002, AX
-	JZ    cp_217
+	JZ    cp_215
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_217:
+cp_215:
 	TESTQ $0x00000001, AX
-	JZ    cp_218
+	JZ    cp_216
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_218:
+cp_216:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -9098,7 +8838,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_219
+	JE      aesLastY_217
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -9116,7 +8856,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_219:
+aesLastY_217:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -9238,7 +8978,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_220
+	JE      aesLastY_218
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -9256,7 +8996,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_220:
+aesLastY_218:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9279,51 +9019,51 @@ aesLastY_220:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_221
+	JZ          cp_219
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_221:
+cp_219:
 	TESTQ   $0x00000010, AX
-	JZ      cp_222
+	JZ      cp_220
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_222:
+cp_220:
 	TESTQ $0x00000008, AX
-	JZ    cp_223
+	JZ    cp_221
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_223:
+cp_221:
 	TESTQ $0x00000004, AX
-	JZ    cp_224
+	JZ    cp_222
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_224:
+cp_222:
 	TESTQ $0x00000002, AX
-	JZ    cp_225
+	JZ    cp_223
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_225:
+cp_223:
 	TESTQ $0x00000001, AX
-	JZ    cp_226
+	JZ    cp_224
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_226:
+cp_224:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -9332,51 +9072,51 @@ cp_226:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_227
+	JZ      cp_225
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_227:
+cp_225:
 	TESTQ   $0x00000010, AX
-	JZ      cp_228
+	JZ      cp_226
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_228:
+cp_226:
 	TESTQ $0x00000008, AX
-	JZ    cp_229
+	JZ    cp_227
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_229:
+cp_227:
 	TESTQ $0x00000004, AX
-	JZ    cp_230
+	JZ    cp_228
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_230:
+cp_228:
 	TESTQ $0x00000002, AX
-	JZ    cp_231
+	JZ    cp_229
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_231:
+cp_229:
 	TESTQ $0x00000001, AX
-	JZ    cp_232
+	JZ    cp_230
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_232:
+cp_230:
 	MOVQ         DX, AX
 	SUBQ         $0x00000060, AX
 	NEGQ         AX
@@ -9468,7 +9208,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_233
+	JE      aesLastY_231
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -9482,7 +9222,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_233:
+aesLastY_231:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9501,51 +9241,51 @@ aesLastY_233:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_234
+	JZ          cp_232
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_234:
+cp_232:
 	TESTQ   $0x00000010, AX
-	JZ      cp_235
+	JZ      cp_233
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_235:
+cp_233:
 	TESTQ $0x00000008, AX
-	JZ    cp_236
+	JZ    cp_234
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_236:
+cp_234:
 	TESTQ $0x00000004, AX
-	JZ    cp_237
+	JZ    cp_235
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_237:
+cp_235:
 	TESTQ $0x00000002, AX
-	JZ    cp_238
+	JZ    cp_236
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_238:
+cp_236:
 	TESTQ $0x00000001, AX
-	JZ    cp_239
+	JZ    cp_237
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_239:
+cp_237:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -9554,51 +9294,51 @@ cp_239:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_240
+	JZ      cp_238
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_240:
+cp_238:
 	TESTQ   $0x00000010, AX
-	JZ      cp_241
+	JZ      cp_239
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_241:
+cp_239:
 	TESTQ $0x00000008, AX
-	JZ    cp_242
+	JZ    cp_240
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_242:
+cp_240:
 	TESTQ $0x00000004, AX
-	JZ    cp_243
+	JZ    cp_241
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_243:
+cp_241:
 	TESTQ $0x00000002, AX
-	JZ    cp_244
+	JZ    cp_242
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_244:
+cp_242:
 	TESTQ $0x00000001, AX
-	JZ    cp_245
+	JZ    cp_243
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_245:
+cp_243:
 	MOVQ         DX, AX
 	SUBQ         $0x00000040, AX
 	NEGQ         AX
@@ -9670,7 +9410,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_246
+	JE      aesLastY_244
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -9680,7 +9420,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_246:
+aesLastY_244:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9695,51 +9435,51 @@ aesLastY_246:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_247
+	JZ          cp_245
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_247:
+cp_245:
 	TESTQ   $0x00000010, AX
-	JZ      cp_248
+	JZ      cp_246
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_248:
+cp_246:
 	TESTQ $0x00000008, AX
-	JZ    cp_249
+	JZ    cp_247
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_249:
+cp_247:
 	TESTQ $0x00000004, AX
-	JZ    cp_250
+	JZ    cp_248
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_250:
+cp_248:
 	TESTQ $0x00000002, AX
-	JZ    cp_251
+	JZ    cp_249
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_251:
+cp_249:
 	TESTQ $0x00000001, AX
-	JZ    cp_252
+	JZ    cp_250
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_252:
+cp_250:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -9748,51 +9488,51 @@ cp_252:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_253
+	JZ      cp_251
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_253:
+cp_251:
 	TESTQ   $0x00000010, AX
-	JZ      cp_254
+	JZ      cp_252
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_254:
+cp_252:
 	TESTQ $0x00000008, AX
-	JZ    cp_255
+	JZ    cp_253
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_255:
+cp_253:
 	TESTQ $0x00000004, AX
-	JZ    cp_256
+	JZ    cp_254
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_256:
+cp_254:
 	TESTQ $0x00000002, AX
-	JZ    cp_257
+	JZ    cp_255
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_257:
+cp_255:
 	TESTQ $0x00000001, AX
-	JZ    cp_258
+	JZ    cp_256
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_258:
+cp_256:
 	MOVQ         DX, AX
 	SUBQ         $0x00000020, AX
 	NEGQ         AX
@@ -9844,13 +9584,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_259
+	JE      aesLastY_257
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_259:
+aesLastY_257:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9861,51 +9601,51 @@ aesLastY_259:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_260
+	JZ          cp_258
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_260:
+cp_258:
 	TESTQ   $0x00000010, AX
-	JZ      cp_261
+	JZ      cp_259
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_261:
+cp_259:
 	TESTQ $0x00000008, AX
-	JZ    cp_262
+	JZ    cp_260
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_262:
+cp_260:
 	TESTQ $0x00000004, AX
-	JZ    cp_263
+	JZ    cp_261
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_263:
+cp_261:
 	TESTQ $0x00000002, AX
-	JZ    cp_264
+	JZ    cp_262
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_264:
+cp_262:
 	TESTQ $0x00000001, AX
-	JZ    cp_265
+	JZ    cp_263
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_265:
+cp_263:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -9914,51 +9654,51 @@ cp_265:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_266
+	JZ      cp_264
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_266:
+cp_264:
 	TESTQ   $0x00000010, AX
-	JZ      cp_267
+	JZ      cp_265
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_267:
+cp_265:
 	TESTQ $0x00000008, AX
-	JZ    cp_268
+	JZ    cp_266
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_268:
+cp_266:
 	TESTQ $0x00000004, AX
-	JZ    cp_269
+	JZ    cp_267
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_269:
+cp_267:
 	TESTQ $0x00000002, AX
-	JZ    cp_270
+	JZ    cp_268
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_270:
+cp_268:
 	TESTQ $0x00000001, AX
-	JZ    cp_271
+	JZ    cp_269
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_271:
+cp_269:
 	MOVQ         DX, AX
 	SUBQ         $0x00000000, AX
 	NEGQ         AX
@@ -10054,13 +9794,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_272
+	JE      j0Last_270
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_272:
+j0Last_270:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -10149,51 +9889,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_273
+	JZ      cp_271
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_273:
+cp_271:
 	TESTQ   $0x00000010, AX
-	JZ      cp_274
+	JZ      cp_272
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_274:
+cp_272:
 	TESTQ $0x00000008, AX
-	JZ    cp_275
+	JZ    cp_273
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_275:
+cp_273:
 	TESTQ $0x00000004, AX
-	JZ    cp_276
+	JZ    cp_274
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_276:
+cp_274:
 	TESTQ $0x00000002, AX
-	JZ    cp_277
+	JZ    cp_275
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_277:
+cp_275:
 	TESTQ $0x00000001, AX
-	JZ    cp_278
+	JZ    cp_276
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_278:
+cp_276:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -10255,51 +9995,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_279
+	JZ      cp_277
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_279:
+cp_277:
 	TESTQ   $0x00000010, AX
-	JZ      cp_280
+	JZ      cp_278
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_280:
+cp_278:
 	TESTQ $0x00000008, AX
-	JZ    cp_281
+	JZ    cp_279
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_281:
+cp_279:
 	TESTQ $0x00000004, AX
-	JZ    cp_282
+	JZ    cp_280
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_282:
+cp_280:
 	TESTQ $0x00000002, AX
-	JZ    cp_283
+	JZ    cp_281
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_283:
+cp_281:
 	TESTQ $0x00000001, AX
-	JZ    cp_284
+	JZ    cp_282
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_284:
+cp_282:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -10351,51 +10091,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_285
+	JZ      cp_283
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_285:
+cp_283:
 	TESTQ   $0x00000010, AX
-	JZ      cp_286
+	JZ      cp_284
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_286:
+cp_284:
 	TESTQ $0x00000008, AX
-	JZ    cp_287
+	JZ    cp_285
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_287:
+cp_285:
 	TESTQ $0x00000004, AX
-	JZ    cp_288
+	JZ    cp_286
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_288:
+cp_286:
 	TESTQ $0x00000002, AX
-	JZ    cp_289
+	JZ    cp_287
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_289:
+cp_287:
 	TESTQ $0x00000001, AX
-	JZ    cp_290
+	JZ    cp_288
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_290:
+cp_288:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -10437,51 +10177,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_291
+	JZ      cp_289
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_291:
+cp_289:
 	TESTQ   $0x00000010, AX
-	JZ      cp_292
+	JZ      cp_290
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_292:
+cp_290:
 	TESTQ $0x00000008, AX
-	JZ    cp_293
+	JZ    cp_291
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_293:
+cp_291:
 	TESTQ $0x00000004, AX
-	JZ    cp_294
+	JZ    cp_292
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_294:
+cp_292:
 	TESTQ $0x00000002, AX
-	JZ    cp_295
+	JZ    cp_293
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_295:
+cp_293:
 	TESTQ $0x00000001, AX
-	JZ    cp_296
+	JZ    cp_294
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_296:
+cp_294:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -10559,7 +10299,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_297
+	JE      aesLastY_295
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10577,7 +10317,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_297:
+aesLastY_295:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -10703,7 +10443,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_298
+	JE      aesLastY_296
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10721,7 +10461,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_298:
+aesLastY_296:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10747,51 +10487,51 @@ aesLastY_298:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_299
+	JZ          cp_297
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_299:
+cp_297:
 	TESTQ   $0x00000010, AX
-	JZ      cp_300
+	JZ      cp_298
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_300:
+cp_298:
 	TESTQ $0x00000008, AX
-	JZ    cp_301
+	JZ    cp_299
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_301:
+cp_299:
 	TESTQ $0x00000004, AX
-	JZ    cp_302
+	JZ    cp_300
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_302:
+cp_300:
 	TESTQ $0x00000002, AX
-	JZ    cp_303
+	JZ    cp_301
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_303:
+cp_301:
 	TESTQ $0x00000001, AX
-	JZ    cp_304
+	JZ    cp_302
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_304:
+cp_302:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -10800,51 +10540,51 @@ cp_304:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_305
+	JZ      cp_303
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_305:
+cp_303:
 	TESTQ   $0x00000010, AX
-	JZ      cp_306
+	JZ      cp_304
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_306:
+cp_304:
 	TESTQ $0x00000008, AX
-	JZ    cp_307
+	JZ    cp_305
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_307:
+cp_305:
 	TESTQ $0x00000004, AX
-	JZ    cp_308
+	JZ    cp_306
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_308:
+cp_306:
 	TESTQ $0x00000002, AX
-	JZ    cp_309
+	JZ    cp_307
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_309:
+cp_307:
 	TESTQ $0x00000001, AX
-	JZ    cp_310
+	JZ    cp_308
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_310:
+cp_308:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -10931,7 +10671,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_311
+	JE      aesLastY_309
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10945,7 +10685,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_311:
+aesLastY_309:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10966,51 +10706,51 @@ aesLastY_311:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_312
+	JZ          cp_310
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_312:
+cp_310:
 	TESTQ   $0x00000010, AX
-	JZ      cp_313
+	JZ      cp_311
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_313:
+cp_311:
 	TESTQ $0x00000008, AX
-	JZ    cp_314
+	JZ    cp_312
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_314:
+cp_312:
 	TESTQ $0x00000004, AX
-	JZ    cp_315
+	JZ    cp_313
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_315:
+cp_313:
 	TESTQ $0x00000002, AX
-	JZ    cp_316
+	JZ    cp_314
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_316:
+cp_314:
 	TESTQ $0x00000001, AX
-	JZ    cp_317
+	JZ    cp_315
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_317:
+cp_315:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -11019,51 +10759,51 @@ cp_317:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_318
+	JZ      cp_316
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_318:
+cp_316:
 	TESTQ   $0x00000010, AX
-	JZ      cp_319
+	JZ      cp_317
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_319:
+cp_317:
 	TESTQ $0x00000008, AX
-	JZ    cp_320
+	JZ    cp_318
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_320:
+cp_318:
 	TESTQ $0x00000004, AX
-	JZ    cp_321
+	JZ    cp_319
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_321:
+cp_319:
 	TESTQ $0x00000002, AX
-	JZ    cp_322
+	JZ    cp_320
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_322:
+cp_320:
 	TESTQ $0x00000001, AX
-	JZ    cp_323
+	JZ    cp_321
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_323:
+cp_321:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -11130,7 +10870,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_324
+	JE      aesLastY_322
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -11140,7 +10880,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_324:
+aesLastY_322:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -11156,51 +10896,51 @@ aesLastY_324:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_325
+	JZ          cp_323
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_325:
+cp_323:
 	TESTQ   $0x00000010, AX
-	JZ      cp_326
+	JZ      cp_324
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_326:
+cp_324:
 	TESTQ $0x00000008, AX
-	JZ    cp_327
+	JZ    cp_325
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_327:
+cp_325:
 	TESTQ $0x00000004, AX
-	JZ    cp_328
+	JZ    cp_326
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_328:
+cp_326:
 	TESTQ $0x00000002, AX
-	JZ    cp_329
+	JZ    cp_327
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_329:
+cp_327:
 	TESTQ $0x00000001, AX
-	JZ    cp_330
+	JZ    cp_328
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_330:
+cp_328:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -11209,51 +10949,51 @@ cp_330:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_331
+	JZ      cp_329
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_331:
+cp_329:
 	TESTQ   $0x00000010, AX
-	JZ      cp_332
+	JZ      cp_330
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_332:
+cp_330:
 	TESTQ $0x00000008, AX
-	JZ    cp_333
+	JZ    cp_331
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_333:
+cp_331:
 	TESTQ $0x00000004, AX
-	JZ    cp_334
+	JZ    cp_332
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_334:
+cp_332:
 	TESTQ $0x00000002, AX
-	JZ    cp_335
+	JZ    cp_333
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_335:
+cp_333:
 	TESTQ $0x00000001, AX
-	JZ    cp_336
+	JZ    cp_334
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_336:
+cp_334:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -11300,13 +11040,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_337
+	JE      aesLastY_335
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_337:
+aesLastY_335:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -11317,51 +11057,51 @@ aesLastY_337:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_338
+	JZ          cp_336
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_338:
+cp_336:
 	TESTQ   $0x00000010, AX
-	JZ      cp_339
+	JZ      cp_337
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_339:
+cp_337:
 	TESTQ $0x00000008, AX
-	JZ    cp_340
+	JZ    cp_338
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_340:
+cp_338:
 	TESTQ $0x00000004, AX
-	JZ    cp_341
+	JZ    cp_339
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_341:
+cp_339:
 	TESTQ $0x00000002, AX
-	JZ    cp_342
+	JZ    cp_340
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_342:
+cp_340:
 	TESTQ $0x00000001, AX
-	JZ    cp_343
+	JZ    cp_341
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_343:
+cp_341:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -11370,51 +11110,51 @@ cp_343:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_344
+	JZ      cp_342
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_344:
+cp_342:
 	TESTQ   $0x00000010, AX
-	JZ      cp_345
+	JZ      cp_343
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_345:
+cp_343:
 	TESTQ $0x00000008, AX
-	JZ    cp_346
+	JZ    cp_344
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_346:
+cp_344:
 	TESTQ $0x00000004, AX
-	JZ    cp_347
+	JZ    cp_345
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_347:
+cp_345:
 	TESTQ $0x00000002, AX
-	JZ    cp_348
+	JZ    cp_346
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_348:
+cp_346:
 	TESTQ $0x00000001, AX
-	JZ    cp_349
+	JZ    cp_347
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_349:
+cp_347:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
