@@ -134,6 +134,11 @@ func (a *AEAD) sealBatch(msgs []Message) {
 		a.sealBatchGeneric(msgs)
 		return
 	}
+	if len(msgs) == 1 {
+		m := &msgs[0]
+		a.seal(m.Out, m.Nonce, m.In, m.AAD)
+		return
+	}
 	var ds [batchChunk]batchDesc
 	for len(msgs) > 0 {
 		c := min(len(msgs), batchChunk)
