@@ -432,3 +432,54 @@ func FuzzImplementations(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenBatchMixedShort mixes messages with len(In) < 16 among valid and
+// tampered ones across several assembly chunks.
+func TestOpenBatchMixedShort(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(8, 8))
+		key := randBytes(r, 16)
+		a, _ := New(key)
+		ref := stdGCM(t, key)
+		for _, count := range []int{1, 15, 16, 17, 40} {
+			msgs := make([]Message, count)
+			want := make([][]byte, count)
+			wantErr := make([]bool, count)
+			nFail := 0
+			for i := range msgs {
+				nonce := randBytes(r, 12)
+				aad := randBytes(r, r.IntN(20))
+				switch r.IntN(4) {
+				case 0: // too short to hold a tag
+					msgs[i] = Message{Nonce: nonce, AAD: aad, In: randBytes(r, r.IntN(16)), Out: randBytes(r, 4)}
+					wantErr[i] = true
+				case 1: // tampered
+					ct := ref.Seal(nil, nonce, randBytes(r, r.IntN(300)), aad)
+					ct[r.IntN(len(ct))] ^= 4
+					msgs[i] = Message{Nonce: nonce, AAD: aad, In: ct, Out: make([]byte, len(ct)-16)}
+					wantErr[i] = true
+				default:
+					pt := randBytes(r, r.IntN(300))
+					ct := ref.Seal(nil, nonce, pt, aad)
+					msgs[i] = Message{Nonce: nonce, AAD: aad, In: ct, Out: make([]byte, len(pt))}
+					want[i] = pt
+				}
+				if wantErr[i] {
+					nFail++
+				}
+			}
+			if got := a.OpenBatch(msgs); got != nFail {
+				t.Fatalf("count=%d: failed=%d want %d", count, got, nFail)
+			}
+			for i, m := range msgs {
+				if wantErr[i] {
+					if m.Err != ErrOpen || !bytes.Equal(m.Out, make([]byte, len(m.Out))) {
+						t.Fatalf("msg %d: err=%v, out not zeroed", i, m.Err)
+					}
+				} else if m.Err != nil || !bytes.Equal(m.Out, want[i]) {
+					t.Fatalf("msg %d: err=%v mismatch", i, m.Err)
+				}
+			}
+		}
+	})
+}
