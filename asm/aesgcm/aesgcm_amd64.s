@@ -3719,7 +3719,6 @@ cp_45:
 	VPXOR        X0, X13, X10
 
 aadDone:
-loop:
 	CMPQ    DX, $0x00000080
 	JB      tail
 	VPSHUFB Y8, Y9, Y0
@@ -3790,24 +3789,164 @@ loop:
 	VAESENC 672(DI), Y3, Y3
 
 aesLastY_46:
-	MOVQ         (DI), BX
-	SHLQ         $0x05, BX
-	VAESENCLAST  256(DI)(BX*1), Y0, Y0
-	VAESENCLAST  256(DI)(BX*1), Y1, Y1
-	VAESENCLAST  256(DI)(BX*1), Y2, Y2
-	VAESENCLAST  256(DI)(BX*1), Y3, Y3
-	VPXOR        (SI), Y0, Y0
-	VMOVDQU      Y0, (R8)
-	VPSHUFB      Y8, Y0, Y4
-	VPXOR        32(SI), Y1, Y1
-	VMOVDQU      Y1, 32(R8)
-	VPSHUFB      Y8, Y1, Y5
-	VPXOR        64(SI), Y2, Y2
-	VMOVDQU      Y2, 64(R8)
-	VPSHUFB      Y8, Y2, Y6
-	VPXOR        96(SI), Y3, Y3
-	VMOVDQU      Y3, 96(R8)
-	VPSHUFB      Y8, Y3, Y7
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y0, Y4
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y1, Y5
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y2, Y6
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y3, Y7
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+
+sloop:
+	CMPQ         DX, $0x00000080
+	JB           sdrain
+	VPSHUFB      Y8, Y9, Y0
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y1
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y2
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y3
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPXOR        256(DI), Y0, Y0
+	VPXOR        256(DI), Y1, Y1
+	VPXOR        256(DI), Y2, Y2
+	VPXOR        256(DI), Y3, Y3
+	VAESENC      288(DI), Y0, Y0
+	VAESENC      288(DI), Y1, Y1
+	VAESENC      288(DI), Y2, Y2
+	VAESENC      288(DI), Y3, Y3
+	VPXOR        Y10, Y4, Y4
+	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
+	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
+	VAESENC      320(DI), Y0, Y0
+	VAESENC      320(DI), Y1, Y1
+	VAESENC      320(DI), Y2, Y2
+	VAESENC      320(DI), Y3, Y3
+	VPCLMULQDQ   $0x01, 864(DI), Y4, Y12
+	VPCLMULQDQ   $0x10, 864(DI), Y4, Y4
+	VPXOR        Y4, Y12, Y12
+	VPCLMULQDQ   $0x00, 896(DI), Y5, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      352(DI), Y0, Y0
+	VAESENC      352(DI), Y1, Y1
+	VAESENC      352(DI), Y2, Y2
+	VAESENC      352(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 896(DI), Y5, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 896(DI), Y5, Y15
+	VPCLMULQDQ   $0x10, 896(DI), Y5, Y5
+	VPXOR        Y15, Y12, Y12
+	VPXOR        Y5, Y12, Y12
+	VAESENC      384(DI), Y0, Y0
+	VAESENC      384(DI), Y1, Y1
+	VAESENC      384(DI), Y2, Y2
+	VAESENC      384(DI), Y3, Y3
+	VPCLMULQDQ   $0x00, 928(DI), Y6, Y15
+	VPXOR        Y15, Y11, Y11
+	VPCLMULQDQ   $0x11, 928(DI), Y6, Y15
+	VPXOR        Y15, Y13, Y13
+	VAESENC      416(DI), Y0, Y0
+	VAESENC      416(DI), Y1, Y1
+	VAESENC      416(DI), Y2, Y2
+	VAESENC      416(DI), Y3, Y3
+	VPCLMULQDQ   $0x01, 928(DI), Y6, Y15
+	VPCLMULQDQ   $0x10, 928(DI), Y6, Y6
+	VPXOR        Y15, Y12, Y12
+	VPXOR        Y6, Y12, Y12
+	VPCLMULQDQ   $0x00, 960(DI), Y7, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      448(DI), Y0, Y0
+	VAESENC      448(DI), Y1, Y1
+	VAESENC      448(DI), Y2, Y2
+	VAESENC      448(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 960(DI), Y7, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 960(DI), Y7, Y15
+	VPCLMULQDQ   $0x10, 960(DI), Y7, Y7
+	VPXOR        Y15, Y12, Y12
+	VPXOR        Y7, Y12, Y12
+	VAESENC      480(DI), Y0, Y0
+	VAESENC      480(DI), Y1, Y1
+	VAESENC      480(DI), Y2, Y2
+	VAESENC      480(DI), Y3, Y3
+	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
+	VPSHUFD      $0x4e, Y11, Y11
+	VPXOR        Y11, Y12, Y12
+	VPXOR        Y14, Y12, Y12
+	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
+	VPSHUFD      $0x4e, Y12, Y12
+	VPXOR        Y12, Y13, Y13
+	VPXOR        Y14, Y13, Y13
+	VAESENC      512(DI), Y0, Y0
+	VAESENC      512(DI), Y1, Y1
+	VAESENC      512(DI), Y2, Y2
+	VAESENC      512(DI), Y3, Y3
+	VEXTRACTI128 $0x01, Y13, X15
+	VPXOR        X15, X13, X10
+	VAESENC      544(DI), Y0, Y0
+	VAESENC      544(DI), Y1, Y1
+	VAESENC      544(DI), Y2, Y2
+	VAESENC      544(DI), Y3, Y3
+	CMPQ         (DI), $0x0a
+	JE           aesLastYS_47
+	VAESENC      576(DI), Y0, Y0
+	VAESENC      576(DI), Y1, Y1
+	VAESENC      576(DI), Y2, Y2
+	VAESENC      576(DI), Y3, Y3
+	VAESENC      608(DI), Y0, Y0
+	VAESENC      608(DI), Y1, Y1
+	VAESENC      608(DI), Y2, Y2
+	VAESENC      608(DI), Y3, Y3
+	VAESENC      640(DI), Y0, Y0
+	VAESENC      640(DI), Y1, Y1
+	VAESENC      640(DI), Y2, Y2
+	VAESENC      640(DI), Y3, Y3
+	VAESENC      672(DI), Y0, Y0
+	VAESENC      672(DI), Y1, Y1
+	VAESENC      672(DI), Y2, Y2
+	VAESENC      672(DI), Y3, Y3
+
+aesLastYS_47:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y0, Y4
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y1, Y5
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y2, Y6
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y3, Y7
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         sloop
+
+sdrain:
+	VMOVDQU      ctrInc2<>+0(SB), Y15
 	VPXOR        Y10, Y4, Y4
 	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
 	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
@@ -3848,10 +3987,6 @@ aesLastY_46:
 	VPXOR        Y14, Y13, Y13
 	VEXTRACTI128 $0x01, Y13, X0
 	VPXOR        X0, X13, X10
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x00000080, DX
-	JMP          loop
 
 tail:
 	TESTQ   DX, DX
@@ -3911,7 +4046,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_47
+	JE      aesLastY_48
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -3929,7 +4064,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_47:
+aesLastY_48:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -3952,51 +4087,51 @@ aesLastY_47:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_48
+	JZ          cp_49
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_48:
+cp_49:
 	TESTQ   $0x00000010, AX
-	JZ      cp_49
+	JZ      cp_50
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_49:
+cp_50:
 	TESTQ $0x00000008, AX
-	JZ    cp_50
+	JZ    cp_51
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_50:
+cp_51:
 	TESTQ $0x00000004, AX
-	JZ    cp_51
+	JZ    cp_52
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_51:
+cp_52:
 	TESTQ $0x00000002, AX
-	JZ    cp_52
+	JZ    cp_53
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_52:
+cp_53:
 	TESTQ $0x00000001, AX
-	JZ    cp_53
+	JZ    cp_54
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_53:
+cp_54:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -4005,51 +4140,51 @@ cp_53:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_54
+	JZ      cp_55
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_54:
+cp_55:
 	TESTQ   $0x00000010, AX
-	JZ      cp_55
+	JZ      cp_56
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_55:
+cp_56:
 	TESTQ $0x00000008, AX
-	JZ    cp_56
+	JZ    cp_57
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_56:
+cp_57:
 	TESTQ $0x00000004, AX
-	JZ    cp_57
+	JZ    cp_58
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_57:
+cp_58:
 	TESTQ $0x00000002, AX
-	JZ    cp_58
+	JZ    cp_59
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_58:
+cp_59:
 	TESTQ $0x00000001, AX
-	JZ    cp_59
+	JZ    cp_60
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_59:
+cp_60:
 	MOVQ         DX, AX
 	SUBQ         $0x00000060, AX
 	NEGQ         AX
@@ -4141,7 +4276,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_60
+	JE      aesLastY_61
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -4155,7 +4290,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_60:
+aesLastY_61:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4174,51 +4309,51 @@ aesLastY_60:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_61
+	JZ          cp_62
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_61:
+cp_62:
 	TESTQ   $0x00000010, AX
-	JZ      cp_62
+	JZ      cp_63
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_62:
+cp_63:
 	TESTQ $0x00000008, AX
-	JZ    cp_63
+	JZ    cp_64
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_63:
+cp_64:
 	TESTQ $0x00000004, AX
-	JZ    cp_64
+	JZ    cp_65
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_64:
+cp_65:
 	TESTQ $0x00000002, AX
-	JZ    cp_65
+	JZ    cp_66
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_65:
+cp_66:
 	TESTQ $0x00000001, AX
-	JZ    cp_66
+	JZ    cp_67
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_66:
+cp_67:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -4227,51 +4362,51 @@ cp_66:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_67
+	JZ      cp_68
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_67:
+cp_68:
 	TESTQ   $0x00000010, AX
-	JZ      cp_68
+	JZ      cp_69
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_68:
+cp_69:
 	TESTQ $0x00000008, AX
-	JZ    cp_69
+	JZ    cp_70
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_69:
+cp_70:
 	TESTQ $0x00000004, AX
-	JZ    cp_70
+	JZ    cp_71
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_70:
+cp_71:
 	TESTQ $0x00000002, AX
-	JZ    cp_71
+	JZ    cp_72
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_71:
+cp_72:
 	TESTQ $0x00000001, AX
-	JZ    cp_72
+	JZ    cp_73
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_72:
+cp_73:
 	MOVQ         DX, AX
 	SUBQ         $0x00000040, AX
 	NEGQ         AX
@@ -4343,7 +4478,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_73
+	JE      aesLastY_74
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -4353,7 +4488,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_73:
+aesLastY_74:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4368,51 +4503,51 @@ aesLastY_73:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_74
+	JZ          cp_75
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_74:
+cp_75:
 	TESTQ   $0x00000010, AX
-	JZ      cp_75
+	JZ      cp_76
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_75:
+cp_76:
 	TESTQ $0x00000008, AX
-	JZ    cp_76
+	JZ    cp_77
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_76:
+cp_77:
 	TESTQ $0x00000004, AX
-	JZ    cp_77
+	JZ    cp_78
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_77:
+cp_78:
 	TESTQ $0x00000002, AX
-	JZ    cp_78
+	JZ    cp_79
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_78:
+cp_79:
 	TESTQ $0x00000001, AX
-	JZ    cp_79
+	JZ    cp_80
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_79:
+cp_80:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -4421,51 +4556,51 @@ cp_79:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_80
+	JZ      cp_81
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_80:
+cp_81:
 	TESTQ   $0x00000010, AX
-	JZ      cp_81
+	JZ      cp_82
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_81:
+cp_82:
 	TESTQ $0x00000008, AX
-	JZ    cp_82
+	JZ    cp_83
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_82:
+cp_83:
 	TESTQ $0x00000004, AX
-	JZ    cp_83
+	JZ    cp_84
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_83:
+cp_84:
 	TESTQ $0x00000002, AX
-	JZ    cp_84
+	JZ    cp_85
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_84:
+cp_85:
 	TESTQ $0x00000001, AX
-	JZ    cp_85
+	JZ    cp_86
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_85:
+cp_86:
 	MOVQ         DX, AX
 	SUBQ         $0x00000020, AX
 	NEGQ         AX
@@ -4517,13 +4652,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_86
+	JE      aesLastY_87
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_86:
+aesLastY_87:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4534,51 +4669,51 @@ aesLastY_86:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_87
+	JZ          cp_88
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_87:
+cp_88:
 	TESTQ   $0x00000010, AX
-	JZ      cp_88
+	JZ      cp_89
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_88:
+cp_89:
 	TESTQ $0x00000008, AX
-	JZ    cp_89
+	JZ    cp_90
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_89:
+cp_90:
 	TESTQ $0x00000004, AX
-	JZ    cp_90
+	JZ    cp_91
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_90:
+cp_91:
 	TESTQ $0x00000002, AX
-	JZ    cp_91
+	JZ    cp_92
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_91:
+cp_92:
 	TESTQ $0x00000001, AX
-	JZ    cp_92
+	JZ    cp_93
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_92:
+cp_93:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -4587,51 +4722,51 @@ cp_92:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_93
+	JZ      cp_94
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_93:
+cp_94:
 	TESTQ   $0x00000010, AX
-	JZ      cp_94
+	JZ      cp_95
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_94:
+cp_95:
 	TESTQ $0x00000008, AX
-	JZ    cp_95
+	JZ    cp_96
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_95:
+cp_96:
 	TESTQ $0x00000004, AX
-	JZ    cp_96
+	JZ    cp_97
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_96:
+cp_97:
 	TESTQ $0x00000002, AX
-	JZ    cp_97
+	JZ    cp_98
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_97:
+cp_98:
 	TESTQ $0x00000001, AX
-	JZ    cp_98
+	JZ    cp_99
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_98:
+cp_99:
 	MOVQ         DX, AX
 	SUBQ         $0x00000000, AX
 	NEGQ         AX
@@ -4715,13 +4850,13 @@ TEXT ·openAVX2(SB), NOSPLIT, $96-96
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_99
+	JE      j0Last_100
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_99:
+j0Last_100:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -4810,51 +4945,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_100
+	JZ      cp_101
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_100:
+cp_101:
 	TESTQ   $0x00000010, AX
-	JZ      cp_101
+	JZ      cp_102
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_101:
+cp_102:
 	TESTQ $0x00000008, AX
-	JZ    cp_102
+	JZ    cp_103
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_102:
+cp_103:
 	TESTQ $0x00000004, AX
-	JZ    cp_103
+	JZ    cp_104
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_103:
+cp_104:
 	TESTQ $0x00000002, AX
-	JZ    cp_104
+	JZ    cp_105
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_104:
+cp_105:
 	TESTQ $0x00000001, AX
-	JZ    cp_105
+	JZ    cp_106
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_105:
+cp_106:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -4916,51 +5051,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_106
+	JZ      cp_107
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_106:
+cp_107:
 	TESTQ   $0x00000010, AX
-	JZ      cp_107
+	JZ      cp_108
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_107:
+cp_108:
 	TESTQ $0x00000008, AX
-	JZ    cp_108
+	JZ    cp_109
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_108:
+cp_109:
 	TESTQ $0x00000004, AX
-	JZ    cp_109
+	JZ    cp_110
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_109:
+cp_110:
 	TESTQ $0x00000002, AX
-	JZ    cp_110
+	JZ    cp_111
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_110:
+cp_111:
 	TESTQ $0x00000001, AX
-	JZ    cp_111
+	JZ    cp_112
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_111:
+cp_112:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -5012,51 +5147,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_112
+	JZ      cp_113
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_112:
+cp_113:
 	TESTQ   $0x00000010, AX
-	JZ      cp_113
+	JZ      cp_114
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_113:
+cp_114:
 	TESTQ $0x00000008, AX
-	JZ    cp_114
+	JZ    cp_115
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_114:
+cp_115:
 	TESTQ $0x00000004, AX
-	JZ    cp_115
+	JZ    cp_116
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_115:
+cp_116:
 	TESTQ $0x00000002, AX
-	JZ    cp_116
+	JZ    cp_117
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_116:
+cp_117:
 	TESTQ $0x00000001, AX
-	JZ    cp_117
+	JZ    cp_118
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_117:
+cp_118:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -5098,51 +5233,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_118
+	JZ      cp_119
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_118:
+cp_119:
 	TESTQ   $0x00000010, AX
-	JZ      cp_119
+	JZ      cp_120
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_119:
+cp_120:
 	TESTQ $0x00000008, AX
-	JZ    cp_120
+	JZ    cp_121
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_120:
+cp_121:
 	TESTQ $0x00000004, AX
-	JZ    cp_121
+	JZ    cp_122
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_121:
+cp_122:
 	TESTQ $0x00000002, AX
-	JZ    cp_122
+	JZ    cp_123
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_122:
+cp_123:
 	TESTQ $0x00000001, AX
-	JZ    cp_123
+	JZ    cp_124
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_123:
+cp_124:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -5220,7 +5355,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_124
+	JE      aesLastY_125
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5238,7 +5373,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_124:
+aesLastY_125:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -5364,7 +5499,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_125
+	JE      aesLastY_126
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5382,7 +5517,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_125:
+aesLastY_126:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5408,51 +5543,51 @@ aesLastY_125:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_126
+	JZ          cp_127
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_126:
+cp_127:
 	TESTQ   $0x00000010, AX
-	JZ      cp_127
+	JZ      cp_128
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_127:
+cp_128:
 	TESTQ $0x00000008, AX
-	JZ    cp_128
+	JZ    cp_129
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_128:
+cp_129:
 	TESTQ $0x00000004, AX
-	JZ    cp_129
+	JZ    cp_130
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_129:
+cp_130:
 	TESTQ $0x00000002, AX
-	JZ    cp_130
+	JZ    cp_131
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_130:
+cp_131:
 	TESTQ $0x00000001, AX
-	JZ    cp_131
+	JZ    cp_132
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_131:
+cp_132:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -5461,51 +5596,51 @@ cp_131:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_132
+	JZ      cp_133
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_132:
+cp_133:
 	TESTQ   $0x00000010, AX
-	JZ      cp_133
+	JZ      cp_134
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_133:
+cp_134:
 	TESTQ $0x00000008, AX
-	JZ    cp_134
+	JZ    cp_135
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_134:
+cp_135:
 	TESTQ $0x00000004, AX
-	JZ    cp_135
+	JZ    cp_136
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_135:
+cp_136:
 	TESTQ $0x00000002, AX
-	JZ    cp_136
+	JZ    cp_137
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_136:
+cp_137:
 	TESTQ $0x00000001, AX
-	JZ    cp_137
+	JZ    cp_138
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_137:
+cp_138:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5592,7 +5727,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_138
+	JE      aesLastY_139
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5606,7 +5741,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_138:
+aesLastY_139:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5627,51 +5762,51 @@ aesLastY_138:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_139
+	JZ          cp_140
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_139:
+cp_140:
 	TESTQ   $0x00000010, AX
-	JZ      cp_140
+	JZ      cp_141
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_140:
+cp_141:
 	TESTQ $0x00000008, AX
-	JZ    cp_141
+	JZ    cp_142
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_141:
+cp_142:
 	TESTQ $0x00000004, AX
-	JZ    cp_142
+	JZ    cp_143
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_142:
+cp_143:
 	TESTQ $0x00000002, AX
-	JZ    cp_143
+	JZ    cp_144
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_143:
+cp_144:
 	TESTQ $0x00000001, AX
-	JZ    cp_144
+	JZ    cp_145
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_144:
+cp_145:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -5680,51 +5815,51 @@ cp_144:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_145
+	JZ      cp_146
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_145:
+cp_146:
 	TESTQ   $0x00000010, AX
-	JZ      cp_146
+	JZ      cp_147
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_146:
+cp_147:
 	TESTQ $0x00000008, AX
-	JZ    cp_147
+	JZ    cp_148
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_147:
+cp_148:
 	TESTQ $0x00000004, AX
-	JZ    cp_148
+	JZ    cp_149
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_148:
+cp_149:
 	TESTQ $0x00000002, AX
-	JZ    cp_149
+	JZ    cp_150
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_149:
+cp_150:
 	TESTQ $0x00000001, AX
-	JZ    cp_150
+	JZ    cp_151
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_150:
+cp_151:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5791,7 +5926,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_151
+	JE      aesLastY_152
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -5801,7 +5936,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_151:
+aesLastY_152:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5817,51 +5952,51 @@ aesLastY_151:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_152
+	JZ          cp_153
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_152:
+cp_153:
 	TESTQ   $0x00000010, AX
-	JZ      cp_153
+	JZ      cp_154
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_153:
+cp_154:
 	TESTQ $0x00000008, AX
-	JZ    cp_154
+	JZ    cp_155
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_154:
+cp_155:
 	TESTQ $0x00000004, AX
-	JZ    cp_155
+	JZ    cp_156
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_155:
+cp_156:
 	TESTQ $0x00000002, AX
-	JZ    cp_156
+	JZ    cp_157
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_156:
+cp_157:
 	TESTQ $0x00000001, AX
-	JZ    cp_157
+	JZ    cp_158
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_157:
+cp_158:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -5870,51 +6005,51 @@ cp_157:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_158
+	JZ      cp_159
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_158:
+cp_159:
 	TESTQ   $0x00000010, AX
-	JZ      cp_159
+	JZ      cp_160
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_159:
+cp_160:
 	TESTQ $0x00000008, AX
-	JZ    cp_160
+	JZ    cp_161
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_160:
+cp_161:
 	TESTQ $0x00000004, AX
-	JZ    cp_161
+	JZ    cp_162
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_161:
+cp_162:
 	TESTQ $0x00000002, AX
-	JZ    cp_162
+	JZ    cp_163
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_162:
+cp_163:
 	TESTQ $0x00000001, AX
-	JZ    cp_163
+	JZ    cp_164
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_163:
+cp_164:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -5961,13 +6096,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_164
+	JE      aesLastY_165
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_164:
+aesLastY_165:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5978,51 +6113,51 @@ aesLastY_164:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_165
+	JZ          cp_166
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_165:
+cp_166:
 	TESTQ   $0x00000010, AX
-	JZ      cp_166
+	JZ      cp_167
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_166:
+cp_167:
 	TESTQ $0x00000008, AX
-	JZ    cp_167
+	JZ    cp_168
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_167:
+cp_168:
 	TESTQ $0x00000004, AX
-	JZ    cp_168
+	JZ    cp_169
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_168:
+cp_169:
 	TESTQ $0x00000002, AX
-	JZ    cp_169
+	JZ    cp_170
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_169:
+cp_170:
 	TESTQ $0x00000001, AX
-	JZ    cp_170
+	JZ    cp_171
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_170:
+cp_171:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -6031,51 +6166,51 @@ cp_170:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_171
+	JZ      cp_172
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_171:
+cp_172:
 	TESTQ   $0x00000010, AX
-	JZ      cp_172
+	JZ      cp_173
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_172:
+cp_173:
 	TESTQ $0x00000008, AX
-	JZ    cp_173
+	JZ    cp_174
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_173:
+cp_174:
 	TESTQ $0x00000004, AX
-	JZ    cp_174
+	JZ    cp_175
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_174:
+cp_175:
 	TESTQ $0x00000002, AX
-	JZ    cp_175
+	JZ    cp_176
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_175:
+cp_176:
 	TESTQ $0x00000001, AX
-	JZ    cp_176
+	JZ    cp_177
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_176:
+cp_177:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -6180,13 +6315,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_177
+	JE        aesLast_178
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_177:
+aesLast_178:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -6516,7 +6651,7 @@ aadDone:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_178
+	JE      aesLast_179
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6534,7 +6669,7 @@ aadDone:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_178:
+aesLast_179:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -6644,7 +6779,7 @@ sloop:
 	VAESENC       Z25, Z2, Z2
 	VAESENC       Z25, Z3, Z3
 	CMPQ          (DI), $0x0a
-	JE            aesLastS_179
+	JE            aesLastS_180
 	VAESENC       Z26, Z0, Z0
 	VAESENC       Z26, Z1, Z1
 	VAESENC       Z26, Z2, Z2
@@ -6662,7 +6797,7 @@ sloop:
 	VAESENC       Z29, Z2, Z2
 	VAESENC       Z29, Z3, Z3
 
-aesLastS_179:
+aesLastS_180:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -6792,7 +6927,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_180
+	JE      aesLast_181
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6810,7 +6945,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_180:
+aesLast_181:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -6931,7 +7066,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_181
+	JE      aesLast_182
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -6949,7 +7084,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_181:
+aesLast_182:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7049,7 +7184,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_182
+	JE      aesLast_183
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7063,7 +7198,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_182:
+aesLast_183:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7140,7 +7275,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_183
+	JE      aesLast_184
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -7150,7 +7285,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_183:
+aesLast_184:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -7204,13 +7339,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_184
+	JE      aesLast_185
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_184:
+aesLast_185:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -7327,13 +7462,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_185
+	JE        aesLast_186
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_185:
+aesLast_186:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -7664,7 +7799,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_186
+	JE      aesLast_187
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7682,7 +7817,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_186:
+aesLast_187:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -7813,7 +7948,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_187
+	JE      aesLast_188
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7831,7 +7966,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_187:
+aesLast_188:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -7954,7 +8089,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_188
+	JE      aesLast_189
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7972,7 +8107,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_188:
+aesLast_189:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -8074,7 +8209,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_189
+	JE      aesLast_190
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8088,7 +8223,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_189:
+aesLast_190:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -8166,7 +8301,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_190
+	JE      aesLast_191
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -8176,7 +8311,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_190:
+aesLast_191:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -8230,13 +8365,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_191
+	JE      aesLast_192
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_191:
+aesLast_192:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -8333,13 +8468,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_192
+	JE      j0Last_193
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_192:
+j0Last_193:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -8428,51 +8563,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_193
+	JZ      cp_194
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_193:
+cp_194:
 	TESTQ   $0x00000010, AX
-	JZ      cp_194
+	JZ      cp_195
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_194:
+cp_195:
 	TESTQ $0x00000008, AX
-	JZ    cp_195
+	JZ    cp_196
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_195:
+cp_196:
 	TESTQ $0x00000004, AX
-	JZ    cp_196
+	JZ    cp_197
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_196:
+cp_197:
 	TESTQ $0x00000002, AX
-	JZ    cp_197
+	JZ    cp_198
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_197:
+cp_198:
 	TESTQ $0x00000001, AX
-	JZ    cp_198
+	JZ    cp_199
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_198:
+cp_199:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -8534,51 +8669,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_199
+	JZ      cp_200
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_199:
+cp_200:
 	TESTQ   $0x00000010, AX
-	JZ      cp_200
+	JZ      cp_201
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_200:
+cp_201:
 	TESTQ $0x00000008, AX
-	JZ    cp_201
+	JZ    cp_202
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_201:
+cp_202:
 	TESTQ $0x00000004, AX
-	JZ    cp_202
+	JZ    cp_203
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_202:
+cp_203:
 	TESTQ $0x00000002, AX
-	JZ    cp_203
+	JZ    cp_204
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_203:
+cp_204:
 	TESTQ $0x00000001, AX
-	JZ    cp_204
+	JZ    cp_205
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_204:
+cp_205:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -8630,51 +8765,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_205
+	JZ      cp_206
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_205:
+cp_206:
 	TESTQ   $0x00000010, AX
-	JZ      cp_206
+	JZ      cp_207
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_206:
+cp_207:
 	TESTQ $0x00000008, AX
-	JZ    cp_207
+	JZ    cp_208
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_207:
+cp_208:
 	TESTQ $0x00000004, AX
-	JZ    cp_208
+	JZ    cp_209
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_208:
+cp_209:
 	TESTQ $0x00000002, AX
-	JZ    cp_209
+	JZ    cp_210
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_209:
+cp_210:
 	TESTQ $0x00000001, AX
-	JZ    cp_210
+	JZ    cp_211
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_210:
+cp_211:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -8716,51 +8851,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_211
+	JZ      cp_212
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_211:
+cp_212:
 	TESTQ   $0x00000010, AX
-	JZ      cp_212
+	JZ      cp_213
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_212:
+cp_213:
 	TESTQ $0x00000008, AX
-	JZ    cp_213
+	JZ    cp_214
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_213:
+cp_214:
 	TESTQ $0x00000004, AX
-	JZ    cp_214
+	JZ    cp_215
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_214:
+cp_215:
 	TESTQ $0x00000002, AX
-	JZ    cp_215
+	JZ    cp_216
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_215:
+cp_216:
 	TESTQ $0x00000001, AX
-	JZ    cp_216
+	JZ    cp_217
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_216:
+cp_217:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -8786,149 +8921,8 @@ cp_216:
 	VPXOR        X0, X13, X10
 
 aadDone:
-loop:
 	CMPQ    DX, $0x00000080
 	JB      tail
-	VPSHUFB Y8, Y9, Y0
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y1
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y2
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y3
-	VPADDD  Y15, Y9, Y9
-	VPXOR   256(DI), Y0, Y0
-	VPXOR   256(DI), Y1, Y1
-	VPXOR   256(DI), Y2, Y2
-	VPXOR   256(DI), Y3, Y3
-	VAESENC 288(DI), Y0, Y0
-	VAESENC 288(DI), Y1, Y1
-	VAESENC 288(DI), Y2, Y2
-	VAESENC 288(DI), Y3, Y3
-	VAESENC 320(DI), Y0, Y0
-	VAESENC 320(DI), Y1, Y1
-	VAESENC 320(DI), Y2, Y2
-	VAESENC 320(DI), Y3, Y3
-	VAESENC 352(DI), Y0, Y0
-	VAESENC 352(DI), Y1, Y1
-	VAESENC 352(DI), Y2, Y2
-	VAESENC 352(DI), Y3, Y3
-	VAESENC 384(DI), Y0, Y0
-	VAESENC 384(DI), Y1, Y1
-	VAESENC 384(DI), Y2, Y2
-	VAESENC 384(DI), Y3, Y3
-	VAESENC 416(DI), Y0, Y0
-	VAESENC 416(DI), Y1, Y1
-	VAESENC 416(DI), Y2, Y2
-	VAESENC 416(DI), Y3, Y3
-	VAESENC 448(DI), Y0, Y0
-	VAESENC 448(DI), Y1, Y1
-	VAESENC 448(DI), Y2, Y2
-	VAESENC 448(DI), Y3, Y3
-	VAESENC 480(DI), Y0, Y0
-	VAESENC 480(DI), Y1, Y1
-	VAESENC 480(DI), Y2, Y2
-	VAESENC 480(DI), Y3, Y3
-	VAESENC 512(DI), Y0, Y0
-	VAESENC 512(DI), Y1, Y1
-	VAESENC 512(DI), Y2, Y2
-	VAESENC 512(DI), Y3, Y3
-	VAESENC 544(DI), Y0, Y0
-	VAESENC 544(DI), Y1, Y1
-	VAESENC 544(DI), Y2, Y2
-	VAESENC 544(DI), Y3, Y3
-	CMPQ    (DI), $0x0a
-	JE      aesLastY_217
-	VAESENC 576(DI), Y0, Y0
-	VAESENC 576(DI), Y1, Y1
-	VAESENC 576(DI), Y2, Y2
-	VAESENC 576(DI), Y3, Y3
-	VAESENC 608(DI), Y0, Y0
-	VAESENC 608(DI), Y1, Y1
-	VAESENC 608(DI), Y2, Y2
-	VAESENC 608(DI), Y3, Y3
-	VAESENC 640(DI), Y0, Y0
-	VAESENC 640(DI), Y1, Y1
-	VAESENC 640(DI), Y2, Y2
-	VAESENC 640(DI), Y3, Y3
-	VAESENC 672(DI), Y0, Y0
-	VAESENC 672(DI), Y1, Y1
-	VAESENC 672(DI), Y2, Y2
-	VAESENC 672(DI), Y3, Y3
-
-aesLastY_217:
-	MOVQ         (DI), BX
-	SHLQ         $0x05, BX
-	VAESENCLAST  256(DI)(BX*1), Y0, Y0
-	VAESENCLAST  256(DI)(BX*1), Y1, Y1
-	VAESENCLAST  256(DI)(BX*1), Y2, Y2
-	VAESENCLAST  256(DI)(BX*1), Y3, Y3
-	VPXOR        (SI), Y0, Y0
-	VMOVDQU      Y0, (R8)
-	VPSHUFB      Y8, Y0, Y4
-	VPXOR        32(SI), Y1, Y1
-	VMOVDQU      Y1, 32(R8)
-	VPSHUFB      Y8, Y1, Y5
-	VPXOR        64(SI), Y2, Y2
-	VMOVDQU      Y2, 64(R8)
-	VPSHUFB      Y8, Y2, Y6
-	VPXOR        96(SI), Y3, Y3
-	VMOVDQU      Y3, 96(R8)
-	VPSHUFB      Y8, Y3, Y7
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
-	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
-	VPCLMULQDQ   $0x01, 864(DI), Y4, Y12
-	VPCLMULQDQ   $0x10, 864(DI), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 896(DI), Y5, Y0
-	VPCLMULQDQ   $0x11, 896(DI), Y5, Y1
-	VPCLMULQDQ   $0x01, 896(DI), Y5, Y2
-	VPCLMULQDQ   $0x10, 896(DI), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 928(DI), Y6, Y0
-	VPCLMULQDQ   $0x11, 928(DI), Y6, Y1
-	VPCLMULQDQ   $0x01, 928(DI), Y6, Y2
-	VPCLMULQDQ   $0x10, 928(DI), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 960(DI), Y7, Y0
-	VPCLMULQDQ   $0x11, 960(DI), Y7, Y1
-	VPCLMULQDQ   $0x01, 960(DI), Y7, Y2
-	VPCLMULQDQ   $0x10, 960(DI), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y7, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x00000080, DX
-	JMP          loop
-
-tail:
-	TESTQ   DX, DX
-	JZ      final
-	CMPQ    DX, $0x00000020
-	JBE     tail1
-	CMPQ    DX, $0x00000040
-	JBE     tail2
-	CMPQ    DX, $0x00000060
-	JBE     tail3
 	VPSHUFB Y8, Y9, Y0
 	VPADDD  Y15, Y9, Y9
 	VPSHUFB Y8, Y9, Y1
@@ -9012,6 +9006,282 @@ aesLastY_218:
 	VPXOR       64(SI), Y2, Y2
 	VMOVDQU     Y2, 64(R8)
 	VPSHUFB     Y8, Y2, Y6
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y3, Y7
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+
+sloop:
+	CMPQ         DX, $0x00000080
+	JB           sdrain
+	VPSHUFB      Y8, Y9, Y0
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y1
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y2
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y3
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPXOR        256(DI), Y0, Y0
+	VPXOR        256(DI), Y1, Y1
+	VPXOR        256(DI), Y2, Y2
+	VPXOR        256(DI), Y3, Y3
+	VAESENC      288(DI), Y0, Y0
+	VAESENC      288(DI), Y1, Y1
+	VAESENC      288(DI), Y2, Y2
+	VAESENC      288(DI), Y3, Y3
+	VPXOR        Y10, Y4, Y4
+	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
+	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
+	VAESENC      320(DI), Y0, Y0
+	VAESENC      320(DI), Y1, Y1
+	VAESENC      320(DI), Y2, Y2
+	VAESENC      320(DI), Y3, Y3
+	VPCLMULQDQ   $0x01, 864(DI), Y4, Y12
+	VPCLMULQDQ   $0x10, 864(DI), Y4, Y4
+	VPXOR        Y4, Y12, Y12
+	VPCLMULQDQ   $0x00, 896(DI), Y5, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      352(DI), Y0, Y0
+	VAESENC      352(DI), Y1, Y1
+	VAESENC      352(DI), Y2, Y2
+	VAESENC      352(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 896(DI), Y5, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 896(DI), Y5, Y15
+	VPCLMULQDQ   $0x10, 896(DI), Y5, Y5
+	VPXOR        Y15, Y12, Y12
+	VPXOR        Y5, Y12, Y12
+	VAESENC      384(DI), Y0, Y0
+	VAESENC      384(DI), Y1, Y1
+	VAESENC      384(DI), Y2, Y2
+	VAESENC      384(DI), Y3, Y3
+	VPCLMULQDQ   $0x00, 928(DI), Y6, Y15
+	VPXOR        Y15, Y11, Y11
+	VPCLMULQDQ   $0x11, 928(DI), Y6, Y15
+	VPXOR        Y15, Y13, Y13
+	VAESENC      416(DI), Y0, Y0
+	VAESENC      416(DI), Y1, Y1
+	VAESENC      416(DI), Y2, Y2
+	VAESENC      416(DI), Y3, Y3
+	VPCLMULQDQ   $0x01, 928(DI), Y6, Y15
+	VPCLMULQDQ   $0x10, 928(DI), Y6, Y6
+	VPXOR        Y15, Y12, Y12
+	VPXOR        Y6, Y12, Y12
+	VPCLMULQDQ   $0x00, 960(DI), Y7, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      448(DI), Y0, Y0
+	VAESENC      448(DI), Y1, Y1
+	VAESENC      448(DI), Y2, Y2
+	VAESENC      448(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 960(DI), Y7, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 960(DI), Y7, Y15
+	VPCLMULQDQ   $0x10, 960(DI), Y7, Y7
+	VPXOR        Y15, Y12, Y12
+	VPXOR        Y7, Y12, Y12
+	VAESENC      480(DI), Y0, Y0
+	VAESENC      480(DI), Y1, Y1
+	VAESENC      480(DI), Y2, Y2
+	VAESENC      480(DI), Y3, Y3
+	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
+	VPSHUFD      $0x4e, Y11, Y11
+	VPXOR        Y11, Y12, Y12
+	VPXOR        Y14, Y12, Y12
+	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
+	VPSHUFD      $0x4e, Y12, Y12
+	VPXOR        Y12, Y13, Y13
+	VPXOR        Y14, Y13, Y13
+	VAESENC      512(DI), Y0, Y0
+	VAESENC      512(DI), Y1, Y1
+	VAESENC      512(DI), Y2, Y2
+	VAESENC      512(DI), Y3, Y3
+	VEXTRACTI128 $0x01, Y13, X15
+	VPXOR        X15, X13, X10
+	VAESENC      544(DI), Y0, Y0
+	VAESENC      544(DI), Y1, Y1
+	VAESENC      544(DI), Y2, Y2
+	VAESENC      544(DI), Y3, Y3
+	CMPQ         (DI), $0x0a
+	JE           aesLastYS_219
+	VAESENC      576(DI), Y0, Y0
+	VAESENC      576(DI), Y1, Y1
+	VAESENC      576(DI), Y2, Y2
+	VAESENC      576(DI), Y3, Y3
+	VAESENC      608(DI), Y0, Y0
+	VAESENC      608(DI), Y1, Y1
+	VAESENC      608(DI), Y2, Y2
+	VAESENC      608(DI), Y3, Y3
+	VAESENC      640(DI), Y0, Y0
+	VAESENC      640(DI), Y1, Y1
+	VAESENC      640(DI), Y2, Y2
+	VAESENC      640(DI), Y3, Y3
+	VAESENC      672(DI), Y0, Y0
+	VAESENC      672(DI), Y1, Y1
+	VAESENC      672(DI), Y2, Y2
+	VAESENC      672(DI), Y3, Y3
+
+aesLastYS_219:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y0, Y4
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y1, Y5
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y2, Y6
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y3, Y7
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         sloop
+
+sdrain:
+	VMOVDQU      ctrInc2<>+0(SB), Y15
+	VPXOR        Y10, Y4, Y4
+	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
+	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
+	VPCLMULQDQ   $0x01, 864(DI), Y4, Y12
+	VPCLMULQDQ   $0x10, 864(DI), Y4, Y4
+	VPXOR        Y4, Y12, Y12
+	VPCLMULQDQ   $0x00, 896(DI), Y5, Y0
+	VPCLMULQDQ   $0x11, 896(DI), Y5, Y1
+	VPCLMULQDQ   $0x01, 896(DI), Y5, Y2
+	VPCLMULQDQ   $0x10, 896(DI), Y5, Y5
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
+	VPXOR        Y5, Y12, Y12
+	VPCLMULQDQ   $0x00, 928(DI), Y6, Y0
+	VPCLMULQDQ   $0x11, 928(DI), Y6, Y1
+	VPCLMULQDQ   $0x01, 928(DI), Y6, Y2
+	VPCLMULQDQ   $0x10, 928(DI), Y6, Y6
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
+	VPXOR        Y6, Y12, Y12
+	VPCLMULQDQ   $0x00, 960(DI), Y7, Y0
+	VPCLMULQDQ   $0x11, 960(DI), Y7, Y1
+	VPCLMULQDQ   $0x01, 960(DI), Y7, Y2
+	VPCLMULQDQ   $0x10, 960(DI), Y7, Y7
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
+	VPXOR        Y7, Y12, Y12
+	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
+	VPSHUFD      $0x4e, Y11, Y11
+	VPXOR        Y11, Y12, Y12
+	VPXOR        Y14, Y12, Y12
+	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
+	VPSHUFD      $0x4e, Y12, Y12
+	VPXOR        Y12, Y13, Y13
+	VPXOR        Y14, Y13, Y13
+	VEXTRACTI128 $0x01, Y13, X0
+	VPXOR        X0, X13, X10
+
+tail:
+	TESTQ   DX, DX
+	JZ      final
+	CMPQ    DX, $0x00000020
+	JBE     tail1
+	CMPQ    DX, $0x00000040
+	JBE     tail2
+	CMPQ    DX, $0x00000060
+	JBE     tail3
+	VPSHUFB Y8, Y9, Y0
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y1
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y2
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y3
+	VPADDD  Y15, Y9, Y9
+	VPXOR   256(DI), Y0, Y0
+	VPXOR   256(DI), Y1, Y1
+	VPXOR   256(DI), Y2, Y2
+	VPXOR   256(DI), Y3, Y3
+	VAESENC 288(DI), Y0, Y0
+	VAESENC 288(DI), Y1, Y1
+	VAESENC 288(DI), Y2, Y2
+	VAESENC 288(DI), Y3, Y3
+	VAESENC 320(DI), Y0, Y0
+	VAESENC 320(DI), Y1, Y1
+	VAESENC 320(DI), Y2, Y2
+	VAESENC 320(DI), Y3, Y3
+	VAESENC 352(DI), Y0, Y0
+	VAESENC 352(DI), Y1, Y1
+	VAESENC 352(DI), Y2, Y2
+	VAESENC 352(DI), Y3, Y3
+	VAESENC 384(DI), Y0, Y0
+	VAESENC 384(DI), Y1, Y1
+	VAESENC 384(DI), Y2, Y2
+	VAESENC 384(DI), Y3, Y3
+	VAESENC 416(DI), Y0, Y0
+	VAESENC 416(DI), Y1, Y1
+	VAESENC 416(DI), Y2, Y2
+	VAESENC 416(DI), Y3, Y3
+	VAESENC 448(DI), Y0, Y0
+	VAESENC 448(DI), Y1, Y1
+	VAESENC 448(DI), Y2, Y2
+	VAESENC 448(DI), Y3, Y3
+	VAESENC 480(DI), Y0, Y0
+	VAESENC 480(DI), Y1, Y1
+	VAESENC 480(DI), Y2, Y2
+	VAESENC 480(DI), Y3, Y3
+	VAESENC 512(DI), Y0, Y0
+	VAESENC 512(DI), Y1, Y1
+	VAESENC 512(DI), Y2, Y2
+	VAESENC 512(DI), Y3, Y3
+	VAESENC 544(DI), Y0, Y0
+	VAESENC 544(DI), Y1, Y1
+	VAESENC 544(DI), Y2, Y2
+	VAESENC 544(DI), Y3, Y3
+	CMPQ    (DI), $0x0a
+	JE      aesLastY_220
+	VAESENC 576(DI), Y0, Y0
+	VAESENC 576(DI), Y1, Y1
+	VAESENC 576(DI), Y2, Y2
+	VAESENC 576(DI), Y3, Y3
+	VAESENC 608(DI), Y0, Y0
+	VAESENC 608(DI), Y1, Y1
+	VAESENC 608(DI), Y2, Y2
+	VAESENC 608(DI), Y3, Y3
+	VAESENC 640(DI), Y0, Y0
+	VAESENC 640(DI), Y1, Y1
+	VAESENC 640(DI), Y2, Y2
+	VAESENC 640(DI), Y3, Y3
+	VAESENC 672(DI), Y0, Y0
+	VAESENC 672(DI), Y1, Y1
+	VAESENC 672(DI), Y2, Y2
+	VAESENC 672(DI), Y3, Y3
+
+aesLastY_220:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y0, Y4
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y1, Y5
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y2, Y6
 	VPXOR       Y7, Y7, Y7
 	VMOVDQU     Y7, 32(SP)
 	LEAQ        96(SI), R13
@@ -9019,51 +9289,51 @@ aesLastY_218:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_219
+	JZ          cp_221
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_219:
+cp_221:
 	TESTQ   $0x00000010, AX
-	JZ      cp_220
+	JZ      cp_222
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_220:
+cp_222:
 	TESTQ $0x00000008, AX
-	JZ    cp_221
+	JZ    cp_223
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_221:
+cp_223:
 	TESTQ $0x00000004, AX
-	JZ    cp_222
+	JZ    cp_224
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_222:
+cp_224:
 	TESTQ $0x00000002, AX
-	JZ    cp_223
+	JZ    cp_225
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_223:
+cp_225:
 	TESTQ $0x00000001, AX
-	JZ    cp_224
+	JZ    cp_226
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_224:
+cp_226:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -9072,51 +9342,51 @@ cp_224:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_225
+	JZ      cp_227
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_225:
+cp_227:
 	TESTQ   $0x00000010, AX
-	JZ      cp_226
+	JZ      cp_228
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_226:
+cp_228:
 	TESTQ $0x00000008, AX
-	JZ    cp_227
+	JZ    cp_229
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_227:
+cp_229:
 	TESTQ $0x00000004, AX
-	JZ    cp_228
+	JZ    cp_230
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_228:
+cp_230:
 	TESTQ $0x00000002, AX
-	JZ    cp_229
+	JZ    cp_231
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_229:
+cp_231:
 	TESTQ $0x00000001, AX
-	JZ    cp_230
+	JZ    cp_232
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_230:
+cp_232:
 	MOVQ         DX, AX
 	SUBQ         $0x00000060, AX
 	NEGQ         AX
@@ -9208,7 +9478,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_231
+	JE      aesLastY_233
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -9222,7 +9492,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_231:
+aesLastY_233:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9241,51 +9511,51 @@ aesLastY_231:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_232
+	JZ          cp_234
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_232:
+cp_234:
 	TESTQ   $0x00000010, AX
-	JZ      cp_233
+	JZ      cp_235
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_233:
+cp_235:
 	TESTQ $0x00000008, AX
-	JZ    cp_234
+	JZ    cp_236
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_234:
+cp_236:
 	TESTQ $0x00000004, AX
-	JZ    cp_235
+	JZ    cp_237
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_235:
+cp_237:
 	TESTQ $0x00000002, AX
-	JZ    cp_236
+	JZ    cp_238
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_236:
+cp_238:
 	TESTQ $0x00000001, AX
-	JZ    cp_237
+	JZ    cp_239
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_237:
+cp_239:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -9294,51 +9564,51 @@ cp_237:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_238
+	JZ      cp_240
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_238:
+cp_240:
 	TESTQ   $0x00000010, AX
-	JZ      cp_239
+	JZ      cp_241
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_239:
+cp_241:
 	TESTQ $0x00000008, AX
-	JZ    cp_240
+	JZ    cp_242
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_240:
+cp_242:
 	TESTQ $0x00000004, AX
-	JZ    cp_241
+	JZ    cp_243
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_241:
+cp_243:
 	TESTQ $0x00000002, AX
-	JZ    cp_242
+	JZ    cp_244
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_242:
+cp_244:
 	TESTQ $0x00000001, AX
-	JZ    cp_243
+	JZ    cp_245
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_243:
+cp_245:
 	MOVQ         DX, AX
 	SUBQ         $0x00000040, AX
 	NEGQ         AX
@@ -9410,7 +9680,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_244
+	JE      aesLastY_246
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -9420,7 +9690,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_244:
+aesLastY_246:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9435,51 +9705,51 @@ aesLastY_244:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_245
+	JZ          cp_247
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_245:
+cp_247:
 	TESTQ   $0x00000010, AX
-	JZ      cp_246
+	JZ      cp_248
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_246:
+cp_248:
 	TESTQ $0x00000008, AX
-	JZ    cp_247
+	JZ    cp_249
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_247:
+cp_249:
 	TESTQ $0x00000004, AX
-	JZ    cp_248
+	JZ    cp_250
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_248:
+cp_250:
 	TESTQ $0x00000002, AX
-	JZ    cp_249
+	JZ    cp_251
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_249:
+cp_251:
 	TESTQ $0x00000001, AX
-	JZ    cp_250
+	JZ    cp_252
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_250:
+cp_252:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -9488,51 +9758,51 @@ cp_250:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_251
+	JZ      cp_253
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_251:
+cp_253:
 	TESTQ   $0x00000010, AX
-	JZ      cp_252
+	JZ      cp_254
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_252:
+cp_254:
 	TESTQ $0x00000008, AX
-	JZ    cp_253
+	JZ    cp_255
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_253:
+cp_255:
 	TESTQ $0x00000004, AX
-	JZ    cp_254
+	JZ    cp_256
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_254:
+cp_256:
 	TESTQ $0x00000002, AX
-	JZ    cp_255
+	JZ    cp_257
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_255:
+cp_257:
 	TESTQ $0x00000001, AX
-	JZ    cp_256
+	JZ    cp_258
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_256:
+cp_258:
 	MOVQ         DX, AX
 	SUBQ         $0x00000020, AX
 	NEGQ         AX
@@ -9584,13 +9854,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_257
+	JE      aesLastY_259
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_257:
+aesLastY_259:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9601,51 +9871,51 @@ aesLastY_257:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_258
+	JZ          cp_260
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_258:
+cp_260:
 	TESTQ   $0x00000010, AX
-	JZ      cp_259
+	JZ      cp_261
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_259:
+cp_261:
 	TESTQ $0x00000008, AX
-	JZ    cp_260
+	JZ    cp_262
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_260:
+cp_262:
 	TESTQ $0x00000004, AX
-	JZ    cp_261
+	JZ    cp_263
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_261:
+cp_263:
 	TESTQ $0x00000002, AX
-	JZ    cp_262
+	JZ    cp_264
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_262:
+cp_264:
 	TESTQ $0x00000001, AX
-	JZ    cp_263
+	JZ    cp_265
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_263:
+cp_265:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -9654,51 +9924,51 @@ cp_263:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_264
+	JZ      cp_266
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_264:
+cp_266:
 	TESTQ   $0x00000010, AX
-	JZ      cp_265
+	JZ      cp_267
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_265:
+cp_267:
 	TESTQ $0x00000008, AX
-	JZ    cp_266
+	JZ    cp_268
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_266:
+cp_268:
 	TESTQ $0x00000004, AX
-	JZ    cp_267
+	JZ    cp_269
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_267:
+cp_269:
 	TESTQ $0x00000002, AX
-	JZ    cp_268
+	JZ    cp_270
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_268:
+cp_270:
 	TESTQ $0x00000001, AX
-	JZ    cp_269
+	JZ    cp_271
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_269:
+cp_271:
 	MOVQ         DX, AX
 	SUBQ         $0x00000000, AX
 	NEGQ         AX
@@ -9794,13 +10064,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_270
+	JE      j0Last_272
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_270:
+j0Last_272:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -9889,51 +10159,51 @@ aadTail:
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_271
+	JZ      cp_273
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_271:
+cp_273:
 	TESTQ   $0x00000010, AX
-	JZ      cp_272
+	JZ      cp_274
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_272:
+cp_274:
 	TESTQ $0x00000008, AX
-	JZ    cp_273
+	JZ    cp_275
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_273:
+cp_275:
 	TESTQ $0x00000004, AX
-	JZ    cp_274
+	JZ    cp_276
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_274:
+cp_276:
 	TESTQ $0x00000002, AX
-	JZ    cp_275
+	JZ    cp_277
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_275:
+cp_277:
 	TESTQ $0x00000001, AX
-	JZ    cp_276
+	JZ    cp_278
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_276:
+cp_278:
 	VMOVDQU      32(SP), Y7
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
@@ -9995,51 +10265,51 @@ aadTail3:
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_277
+	JZ      cp_279
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_277:
+cp_279:
 	TESTQ   $0x00000010, AX
-	JZ      cp_278
+	JZ      cp_280
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_278:
+cp_280:
 	TESTQ $0x00000008, AX
-	JZ    cp_279
+	JZ    cp_281
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_279:
+cp_281:
 	TESTQ $0x00000004, AX
-	JZ    cp_280
+	JZ    cp_282
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_280:
+cp_282:
 	TESTQ $0x00000002, AX
-	JZ    cp_281
+	JZ    cp_283
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_281:
+cp_283:
 	TESTQ $0x00000001, AX
-	JZ    cp_282
+	JZ    cp_284
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_282:
+cp_284:
 	VMOVDQU      32(SP), Y6
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
@@ -10091,51 +10361,51 @@ aadTail2:
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_283
+	JZ      cp_285
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_283:
+cp_285:
 	TESTQ   $0x00000010, AX
-	JZ      cp_284
+	JZ      cp_286
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_284:
+cp_286:
 	TESTQ $0x00000008, AX
-	JZ    cp_285
+	JZ    cp_287
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_285:
+cp_287:
 	TESTQ $0x00000004, AX
-	JZ    cp_286
+	JZ    cp_288
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_286:
+cp_288:
 	TESTQ $0x00000002, AX
-	JZ    cp_287
+	JZ    cp_289
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_287:
+cp_289:
 	TESTQ $0x00000001, AX
-	JZ    cp_288
+	JZ    cp_290
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_288:
+cp_290:
 	VMOVDQU      32(SP), Y5
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
@@ -10177,51 +10447,51 @@ aadTail1:
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_289
+	JZ      cp_291
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_289:
+cp_291:
 	TESTQ   $0x00000010, AX
-	JZ      cp_290
+	JZ      cp_292
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_290:
+cp_292:
 	TESTQ $0x00000008, AX
-	JZ    cp_291
+	JZ    cp_293
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_291:
+cp_293:
 	TESTQ $0x00000004, AX
-	JZ    cp_292
+	JZ    cp_294
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_292:
+cp_294:
 	TESTQ $0x00000002, AX
-	JZ    cp_293
+	JZ    cp_295
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_293:
+cp_295:
 	TESTQ $0x00000001, AX
-	JZ    cp_294
+	JZ    cp_296
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_294:
+cp_296:
 	VMOVDQU      32(SP), Y4
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
@@ -10299,7 +10569,7 @@ loop:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_295
+	JE      aesLastY_297
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10317,7 +10587,7 @@ loop:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_295:
+aesLastY_297:
 	MOVQ         (DI), BX
 	SHLQ         $0x05, BX
 	VAESENCLAST  256(DI)(BX*1), Y0, Y0
@@ -10443,7 +10713,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_296
+	JE      aesLastY_298
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10461,7 +10731,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_296:
+aesLastY_298:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10487,51 +10757,51 @@ aesLastY_296:
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_297
+	JZ          cp_299
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_297:
+cp_299:
 	TESTQ   $0x00000010, AX
-	JZ      cp_298
+	JZ      cp_300
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_298:
+cp_300:
 	TESTQ $0x00000008, AX
-	JZ    cp_299
+	JZ    cp_301
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_299:
+cp_301:
 	TESTQ $0x00000004, AX
-	JZ    cp_300
+	JZ    cp_302
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_300:
+cp_302:
 	TESTQ $0x00000002, AX
-	JZ    cp_301
+	JZ    cp_303
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_301:
+cp_303:
 	TESTQ $0x00000001, AX
-	JZ    cp_302
+	JZ    cp_304
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_302:
+cp_304:
 	VMOVDQU 32(SP), Y7
 	VPXOR   Y7, Y3, Y3
 	VMOVDQU Y3, 32(SP)
@@ -10540,51 +10810,51 @@ cp_302:
 	MOVQ    DX, AX
 	SUBQ    $0x00000060, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_303
+	JZ      cp_305
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_303:
+cp_305:
 	TESTQ   $0x00000010, AX
-	JZ      cp_304
+	JZ      cp_306
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_304:
+cp_306:
 	TESTQ $0x00000008, AX
-	JZ    cp_305
+	JZ    cp_307
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_305:
+cp_307:
 	TESTQ $0x00000004, AX
-	JZ    cp_306
+	JZ    cp_308
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_306:
+cp_308:
 	TESTQ $0x00000002, AX
-	JZ    cp_307
+	JZ    cp_309
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_307:
+cp_309:
 	TESTQ $0x00000001, AX
-	JZ    cp_308
+	JZ    cp_310
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_308:
+cp_310:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -10671,7 +10941,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_309
+	JE      aesLastY_311
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10685,7 +10955,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_309:
+aesLastY_311:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10706,51 +10976,51 @@ aesLastY_309:
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_310
+	JZ          cp_312
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_310:
+cp_312:
 	TESTQ   $0x00000010, AX
-	JZ      cp_311
+	JZ      cp_313
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_311:
+cp_313:
 	TESTQ $0x00000008, AX
-	JZ    cp_312
+	JZ    cp_314
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_312:
+cp_314:
 	TESTQ $0x00000004, AX
-	JZ    cp_313
+	JZ    cp_315
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_313:
+cp_315:
 	TESTQ $0x00000002, AX
-	JZ    cp_314
+	JZ    cp_316
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_314:
+cp_316:
 	TESTQ $0x00000001, AX
-	JZ    cp_315
+	JZ    cp_317
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_315:
+cp_317:
 	VMOVDQU 32(SP), Y6
 	VPXOR   Y6, Y2, Y2
 	VMOVDQU Y2, 32(SP)
@@ -10759,51 +11029,51 @@ cp_315:
 	MOVQ    DX, AX
 	SUBQ    $0x00000040, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_316
+	JZ      cp_318
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_316:
+cp_318:
 	TESTQ   $0x00000010, AX
-	JZ      cp_317
+	JZ      cp_319
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_317:
+cp_319:
 	TESTQ $0x00000008, AX
-	JZ    cp_318
+	JZ    cp_320
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_318:
+cp_320:
 	TESTQ $0x00000004, AX
-	JZ    cp_319
+	JZ    cp_321
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_319:
+cp_321:
 	TESTQ $0x00000002, AX
-	JZ    cp_320
+	JZ    cp_322
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_320:
+cp_322:
 	TESTQ $0x00000001, AX
-	JZ    cp_321
+	JZ    cp_323
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_321:
+cp_323:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -10870,7 +11140,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_322
+	JE      aesLastY_324
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -10880,7 +11150,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_322:
+aesLastY_324:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10896,51 +11166,51 @@ aesLastY_322:
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_323
+	JZ          cp_325
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_323:
+cp_325:
 	TESTQ   $0x00000010, AX
-	JZ      cp_324
+	JZ      cp_326
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_324:
+cp_326:
 	TESTQ $0x00000008, AX
-	JZ    cp_325
+	JZ    cp_327
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_325:
+cp_327:
 	TESTQ $0x00000004, AX
-	JZ    cp_326
+	JZ    cp_328
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_326:
+cp_328:
 	TESTQ $0x00000002, AX
-	JZ    cp_327
+	JZ    cp_329
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_327:
+cp_329:
 	TESTQ $0x00000001, AX
-	JZ    cp_328
+	JZ    cp_330
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_328:
+cp_330:
 	VMOVDQU 32(SP), Y5
 	VPXOR   Y5, Y1, Y1
 	VMOVDQU Y1, 32(SP)
@@ -10949,51 +11219,51 @@ cp_328:
 	MOVQ    DX, AX
 	SUBQ    $0x00000020, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_329
+	JZ      cp_331
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_329:
+cp_331:
 	TESTQ   $0x00000010, AX
-	JZ      cp_330
+	JZ      cp_332
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_330:
+cp_332:
 	TESTQ $0x00000008, AX
-	JZ    cp_331
+	JZ    cp_333
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_331:
+cp_333:
 	TESTQ $0x00000004, AX
-	JZ    cp_332
+	JZ    cp_334
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_332:
+cp_334:
 	TESTQ $0x00000002, AX
-	JZ    cp_333
+	JZ    cp_335
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_333:
+cp_335:
 	TESTQ $0x00000001, AX
-	JZ    cp_334
+	JZ    cp_336
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_334:
+cp_336:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX
@@ -11040,13 +11310,13 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_335
+	JE      aesLastY_337
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_335:
+aesLastY_337:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -11057,51 +11327,51 @@ aesLastY_335:
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
 	TESTQ       $0x00000020, AX
-	JZ          cp_336
+	JZ          cp_338
 	VMOVDQU     (R13), Y14
 	VMOVDQU     Y14, (CX)
 	ADDQ        $0x00000020, R13
 	ADDQ        $0x00000020, CX
 
-cp_336:
+cp_338:
 	TESTQ   $0x00000010, AX
-	JZ      cp_337
+	JZ      cp_339
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_337:
+cp_339:
 	TESTQ $0x00000008, AX
-	JZ    cp_338
+	JZ    cp_340
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_338:
+cp_340:
 	TESTQ $0x00000004, AX
-	JZ    cp_339
+	JZ    cp_341
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_339:
+cp_341:
 	TESTQ $0x00000002, AX
-	JZ    cp_340
+	JZ    cp_342
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_340:
+cp_342:
 	TESTQ $0x00000001, AX
-	JZ    cp_341
+	JZ    cp_343
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_341:
+cp_343:
 	VMOVDQU 32(SP), Y4
 	VPXOR   Y4, Y0, Y0
 	VMOVDQU Y0, 32(SP)
@@ -11110,51 +11380,51 @@ cp_341:
 	MOVQ    DX, AX
 	SUBQ    $0x00000000, AX
 	TESTQ   $0x00000020, AX
-	JZ      cp_342
+	JZ      cp_344
 	VMOVDQU (R13), Y14
 	VMOVDQU Y14, (CX)
 	ADDQ    $0x00000020, R13
 	ADDQ    $0x00000020, CX
 
-cp_342:
+cp_344:
 	TESTQ   $0x00000010, AX
-	JZ      cp_343
+	JZ      cp_345
 	VMOVDQU (R13), X14
 	VMOVDQU X14, (CX)
 	ADDQ    $0x00000010, R13
 	ADDQ    $0x00000010, CX
 
-cp_343:
+cp_345:
 	TESTQ $0x00000008, AX
-	JZ    cp_344
+	JZ    cp_346
 	MOVQ  (R13), BX
 	MOVQ  BX, (CX)
 	ADDQ  $0x00000008, R13
 	ADDQ  $0x00000008, CX
 
-cp_344:
+cp_346:
 	TESTQ $0x00000004, AX
-	JZ    cp_345
+	JZ    cp_347
 	MOVL  (R13), BX
 	MOVL  BX, (CX)
 	ADDQ  $0x00000004, R13
 	ADDQ  $0x00000004, CX
 
-cp_345:
+cp_347:
 	TESTQ $0x00000002, AX
-	JZ    cp_346
+	JZ    cp_348
 	MOVW  (R13), BX
 	MOVW  BX, (CX)
 	ADDQ  $0x00000002, R13
 	ADDQ  $0x00000002, CX
 
-cp_346:
+cp_348:
 	TESTQ $0x00000001, AX
-	JZ    cp_347
+	JZ    cp_349
 	MOVB  (R13), BL
 	MOVB  BL, (CX)
 
-cp_347:
+cp_349:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(DX), AX
 	SHRQ         $0x04, AX

@@ -847,6 +847,95 @@ func ghashY(ds []VecPhysical, tbl Mem) {
 	VPXOR(X0, X13, X10)
 }
 
+// ghashYPieces is ghashY split into pieces for interleaving with AES rounds,
+// using only t (a ymm) and yT as temporaries.
+func ghashYPieces(ds []VecPhysical, tbl Mem, t VecPhysical) []func() {
+	ps := []func(){func() { VPXOR(yACC, ds[0], ds[0]) }}
+	for j, d := range ds {
+		h := tbl.Offset(32 * j)
+		if j == 0 {
+			ps = append(ps,
+				func() {
+					VPCLMULQDQ(U8(0x00), h, d, yLO)
+					VPCLMULQDQ(U8(0x11), h, d, yHI)
+				},
+				func() {
+					VPCLMULQDQ(U8(0x01), h, d, yMI)
+					VPCLMULQDQ(U8(0x10), h, d, d)
+					VPXOR(d, yMI, yMI)
+				})
+			continue
+		}
+		ps = append(ps,
+			func() {
+				VPCLMULQDQ(U8(0x00), h, d, t)
+				VPXOR(t, yLO, yLO)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x11), h, d, t)
+				VPXOR(t, yHI, yHI)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x01), h, d, t)
+				VPCLMULQDQ(U8(0x10), h, d, d)
+				VPXOR(t, yMI, yMI)
+				VPXOR(d, yMI, yMI)
+			})
+	}
+	return append(ps,
+		func() {
+			VPCLMULQDQ(U8(0x10), gfpoly32, yLO, yT)
+			VPSHUFD(U8(0x4e), yLO, yLO)
+			VPXOR(yLO, yMI, yMI)
+			VPXOR(yT, yMI, yMI)
+		},
+		func() {
+			VPCLMULQDQ(U8(0x10), gfpoly32, yMI, yT)
+			VPSHUFD(U8(0x4e), yMI, yMI)
+			VPXOR(yMI, yHI, yHI)
+			VPXOR(yT, yHI, yHI)
+		},
+		func() {
+			VEXTRACTI128(U8(1), yHI, t.AsX())
+			VPXOR(t.AsX(), X13, X10)
+		})
+}
+
+// aesYStitched is aesY with work interleaved between rounds 1..9.
+func aesYStitched(vs []VecPhysical, kp GPPhysical, work []func()) {
+	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	for _, v := range vs {
+		VPXOR(rk(0), v, v)
+	}
+	per := (len(work) + 8) / 9
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+		for i := 0; i < per && len(work) > 0; i++ {
+			work[0]()
+			work = work[1:]
+		}
+	}
+	for _, f := range work {
+		f()
+	}
+	l := lbl("aesLastYS")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(5), RBX)
+	for _, v := range vs {
+		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
 func ctrY(vs []VecPhysical) {
 	for _, v := range vs {
 		VPSHUFB(yBSWAP, yCTR, v)
@@ -1004,28 +1093,68 @@ func gcmAVX2(seal, batch bool) {
 	}
 	Label("aadDone")
 
-	Label("loop")
-	CMPQ(n, U32(128))
-	JB(LabelRef("tail"))
-	ctrY(cy)
-	aesY(cy, kp)
-	for j := 0; j < 4; j++ {
-		if seal {
+	if seal {
+		// Stitched seal loop, as in the AVX-512 kernel; Y15 (the counter
+		// increment) is the GHASH temporary and the increment is read
+		// from memory inside the loop.
+		CMPQ(n, U32(128))
+		JB(LabelRef("tail"))
+		ctrY(cy)
+		aesY(cy, kp)
+		for j := 0; j < 4; j++ {
 			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
 			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
 			VPSHUFB(yBSWAP, cy[j], dy[j])
-		} else {
-			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
-			VPXOR(dy[j], cy[j], cy[j])
-			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
-			VPSHUFB(yBSWAP, dy[j], dy[j])
 		}
+		ADDQ(U32(128), in)
+		ADDQ(U32(128), out)
+		SUBQ(U32(128), n)
+		Label("sloop")
+		CMPQ(n, U32(128))
+		JB(LabelRef("sdrain"))
+		for _, v := range cy {
+			VPSHUFB(yBSWAP, yCTR, v)
+			VPADDD(ctrInc2, yCTR, yCTR)
+		}
+		aesYStitched(cy, kp, ghashYPieces(dy, htab.Offset(128), Y15))
+		for j := 0; j < 4; j++ {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, cy[j], dy[j])
+		}
+		ADDQ(U32(128), in)
+		ADDQ(U32(128), out)
+		SUBQ(U32(128), n)
+		JMP(LabelRef("sloop"))
+		Label("sdrain")
+		VMOVDQU(ctrInc2, yINC)
+		ghashY(dy, htab.Offset(128))
+		JMP(LabelRef("tail"))
 	}
-	ghashY(dy, htab.Offset(128))
-	ADDQ(U32(128), in)
-	ADDQ(U32(128), out)
-	SUBQ(U32(128), n)
-	JMP(LabelRef("loop"))
+	if !seal {
+		Label("loop")
+		CMPQ(n, U32(128))
+		JB(LabelRef("tail"))
+		ctrY(cy)
+		aesY(cy, kp)
+		for j := 0; j < 4; j++ {
+			if seal {
+				VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+				VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+				VPSHUFB(yBSWAP, cy[j], dy[j])
+			} else {
+				VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
+				VPXOR(dy[j], cy[j], cy[j])
+				VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+				VPSHUFB(yBSWAP, dy[j], dy[j])
+			}
+		}
+		ghashY(dy, htab.Offset(128))
+		ADDQ(U32(128), in)
+		ADDQ(U32(128), out)
+		SUBQ(U32(128), n)
+		JMP(LabelRef("loop"))
+	}
 
 	Label("tail")
 	TESTQ(n, n)
