@@ -230,12 +230,18 @@ func runOpen(k *gcmKey, d *batchDesc, count int) {
 //go:noescape
 func ctrAVX512(k *gcmKey, dst, src []byte, iv *[16]byte)
 
-// xorKeyStream uses the zmm VAES kernel when the AVX-512 implementation is
-// selected and crypto/aes otherwise.
+//go:noescape
+func ctrAVX2(k *gcmKey, dst, src []byte, iv *[16]byte)
+
+// xorKeyStream uses the zmm or ymm VAES kernel for the selected
+// implementation and crypto/aes for "generic".
 func (c *CTR) xorKeyStream(dst, src []byte, iv *[16]byte) {
-	if current == implAVX512 {
+	switch current {
+	case implAVX512:
 		ctrAVX512(c.k, dst, src, iv)
-		return
+	case implAVX2:
+		ctrAVX2(c.k, dst, src, iv)
+	default:
+		c.xorKeyStreamGeneric(dst, src, iv)
 	}
-	c.xorKeyStreamGeneric(dst, src, iv)
 }

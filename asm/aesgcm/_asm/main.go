@@ -43,6 +43,7 @@ func main() {
 	ConstraintExpr("!purego")
 	initKey()
 	ctrAVX512()
+	ctrAVX2()
 	for _, batch := range []bool{false, true} {
 		gcmAVX512(true, batch)
 		gcmAVX512(false, batch)
@@ -1307,6 +1308,78 @@ func ctrAVX512() {
 		VMOVDQU8_Z(Mem{Base: in, Disp: 64 * (k - 1)}, K1, Z4)
 		VPXORD(Z4, cz[k-1], cz[k-1])
 		VMOVDQU8(cz[k-1], K1, Mem{Base: out, Disp: 64 * (k - 1)})
+		JMP(LabelRef("done"))
+	}
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// ctrAVX2 is ctrAVX512 on ymm (8 blocks per iteration; the last partial
+// vector goes through a stack block).
+func ctrAVX2() {
+	TEXT("ctrAVX2", NOSPLIT, "func(k *byte, dst, src []byte, iv *byte)")
+	Doc("ctrAVX2 xors src with the AES-CTR keystream for iv into dst.")
+	AllocLocal(32)
+	kp, out, in, n, iv := RDI, R8, RSI, RDX, R9
+	Load(Param("k"), kp)
+	Load(Param("dst").Base(), out)
+	Load(Param("src").Base(), in)
+	Load(Param("src").Len(), n)
+	Load(Param("iv"), iv)
+	buf := Mem{Base: RSP}
+
+	VMOVDQU(bswapMem, yBSWAP)
+	VMOVDQU(Mem{Base: iv}, X0)
+	VPSHUFB(X8, X0, X0)
+	VINSERTI128(U8(1), X0, Y0, yCTR)
+	VPADDD(ctrInit0, yCTR, yCTR) // lanes +0, +1
+	VMOVDQU(ctrInc2, yINC)
+
+	cy := []VecPhysical{Y0, Y1, Y2, Y3}
+	Label("loop")
+	CMPQ(n, U32(128))
+	JB(LabelRef("tail"))
+	ctrY(cy)
+	aesY(cy, kp)
+	for j := 0; j < 4; j++ {
+		VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+		VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+	}
+	ADDQ(U32(128), in)
+	ADDQ(U32(128), out)
+	SUBQ(U32(128), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(32*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	JMP(LabelRef("tail4"))
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("tail%d", k))
+		ctrY(cy[:k])
+		aesY(cy[:k], kp)
+		for j := 0; j < k-1; j++ {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+		}
+		last := k - 1
+		LEAQ(Mem{Base: in, Disp: 32 * last}, R13)
+		LEAQ(buf, RCX)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, RCX, RAX)
+		VPXOR(buf, cy[last], cy[last])
+		VMOVDQU(cy[last], buf)
+		LEAQ(buf, R13)
+		LEAQ(Mem{Base: out, Disp: 32 * last}, RCX)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, RCX, RAX)
 		JMP(LabelRef("done"))
 	}
 	Label("done")
