@@ -142,8 +142,11 @@ func TestAllLengths(t *testing.T) {
 			}
 			ref := stdGCM(t, key)
 			for n := 0; n <= 1024; n++ {
-				aad := randBytes(r, r.IntN(40))
-				check(t, a, ref, r, randBytes(r, n), aad, n%7 == 0 || n < 80)
+				aadLen := r.IntN(40)
+				if n%3 == 0 {
+					aadLen = r.IntN(301)
+				}
+				check(t, a, ref, r, randBytes(r, n), randBytes(r, aadLen), n%7 == 0 || n < 80)
 			}
 		}
 	})
@@ -421,6 +424,17 @@ func FuzzImplementations(f *testing.F) {
 				restore()
 				t.Fatalf("%s: Open failed", name)
 			}
+			// CTR keystream near the 32-bit counter wrap.
+			var iv [16]byte
+			copy(iv[:], nonce)
+			iv[12], iv[13], iv[14], iv[15] = 0xff, 0xff, 0xff, byte(0xf0|len(aad)&0xf)
+			c, _ := NewCTR(key)
+			ks := make([]byte, len(pt))
+			c.XORKeyStream(ks, pt, &iv)
+			if !bytes.Equal(ks, refCTR(t, key, iv, pt)) {
+				restore()
+				t.Fatalf("%s: CTR mismatch", name)
+			}
 			if len(got) > 0 {
 				got[len(got)/2] ^= 0x80
 				if _, err := a.Open(nil, nonce, got, aad); err == nil {
@@ -429,6 +443,57 @@ func FuzzImplementations(f *testing.F) {
 				}
 			}
 			restore()
+		}
+	})
+}
+
+// TestOpenBatchMixedShort mixes messages with len(In) < 16 among valid and
+// tampered ones across several assembly chunks.
+func TestOpenBatchMixedShort(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(8, 8))
+		key := randBytes(r, 16)
+		a, _ := New(key)
+		ref := stdGCM(t, key)
+		for _, count := range []int{1, 15, 16, 17, 40} {
+			msgs := make([]Message, count)
+			want := make([][]byte, count)
+			wantErr := make([]bool, count)
+			nFail := 0
+			for i := range msgs {
+				nonce := randBytes(r, 12)
+				aad := randBytes(r, r.IntN(20))
+				switch r.IntN(4) {
+				case 0: // too short to hold a tag
+					msgs[i] = Message{Nonce: nonce, AAD: aad, In: randBytes(r, r.IntN(16)), Out: randBytes(r, 4)}
+					wantErr[i] = true
+				case 1: // tampered
+					ct := ref.Seal(nil, nonce, randBytes(r, r.IntN(300)), aad)
+					ct[r.IntN(len(ct))] ^= 4
+					msgs[i] = Message{Nonce: nonce, AAD: aad, In: ct, Out: make([]byte, len(ct)-16)}
+					wantErr[i] = true
+				default:
+					pt := randBytes(r, r.IntN(300))
+					ct := ref.Seal(nil, nonce, pt, aad)
+					msgs[i] = Message{Nonce: nonce, AAD: aad, In: ct, Out: make([]byte, len(pt))}
+					want[i] = pt
+				}
+				if wantErr[i] {
+					nFail++
+				}
+			}
+			if got := a.OpenBatch(msgs); got != nFail {
+				t.Fatalf("count=%d: failed=%d want %d", count, got, nFail)
+			}
+			for i, m := range msgs {
+				if wantErr[i] {
+					if m.Err != ErrOpen || !bytes.Equal(m.Out, make([]byte, len(m.Out))) {
+						t.Fatalf("msg %d: err=%v, out not zeroed", i, m.Err)
+					}
+				} else if m.Err != nil || !bytes.Equal(m.Out, want[i]) {
+					t.Fatalf("msg %d: err=%v mismatch", i, m.Err)
+				}
+			}
 		}
 	})
 }

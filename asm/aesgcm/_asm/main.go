@@ -42,14 +42,18 @@ func lbl(s string) string {
 func main() {
 	ConstraintExpr("!purego")
 	initKey()
-	gcmAVX512(true)
-	gcmAVX512(false)
-	gcmAVX2(true)
-	gcmAVX2(false)
+	ctrAVX512()
+	ctrAVX2()
+	for _, batch := range []bool{false, true} {
+		gcmAVX512(true, batch)
+		gcmAVX512(false, batch)
+		gcmAVX2(true, batch)
+		gcmAVX2(false, batch)
+	}
 	Generate()
 }
 
-var gfpoly32, tailMask Mem
+var gfpoly32, tailMask, ctrInit0 Mem
 
 var bswapMem, gfpolyMem, ctrInit4, ctrInc4, ctrInit2, ctrInc2 Mem
 
@@ -66,6 +70,11 @@ func consts() {
 	ctrInit4 = GLOBL("ctrInit4", NOPTR|RODATA)
 	for i := 0; i < 4; i++ {
 		DATA(16*i, U64(uint64(i+1)))
+		DATA(16*i+8, U64(0))
+	}
+	ctrInit0 = GLOBL("ctrInit0", NOPTR|RODATA)
+	for i := 0; i < 4; i++ {
+		DATA(16*i, U64(uint64(i)))
 		DATA(16*i+8, U64(0))
 	}
 	ctrInc4 = GLOBL("ctrInc4", NOPTR|RODATA)
@@ -319,17 +328,106 @@ func mulAccZ(ds []VecPhysical, tbl Mem, first bool) {
 	}
 }
 
-func reduceZ() {
-	VPCLMULQDQ(U8(0x01), zLO, zPOLY, zT)
-	VPSHUFD(U8(0x4e), zLO, zLO)
-	VPTERNLOGD(U8(0x96), zT, zLO, zMI)
-	VPCLMULQDQ(U8(0x01), zMI, zPOLY, zT)
-	VPSHUFD(U8(0x4e), zMI, zMI)
-	VPTERNLOGD(U8(0x96), zT, zMI, zHI)
-	VEXTRACTI64X4(U8(1), zHI, Y0)
-	VPXORD(Y0, Y14, Y14)
-	VEXTRACTI128(U8(1), Y14, X0)
-	VPXOR(X0, X14, X11)
+func reduceZ() { reduceZWith(Z0) }
+
+// reduceZWith reduces LO/MI/HI into ACC using t (a zmm) as temporary.
+func reduceZWith(t VecPhysical) {
+	for _, f := range reducePieces(t) {
+		f()
+	}
+}
+
+func reducePieces(t VecPhysical) []func() {
+	ty, tx := t.AsY(), t.AsX()
+	return []func(){
+		func() {
+			VPCLMULQDQ(U8(0x01), zLO, zPOLY, zT)
+			VPSHUFD(U8(0x4e), zLO, zLO)
+			VPTERNLOGD(U8(0x96), zT, zLO, zMI)
+		},
+		func() {
+			VPCLMULQDQ(U8(0x01), zMI, zPOLY, zT)
+			VPSHUFD(U8(0x4e), zMI, zMI)
+			VPTERNLOGD(U8(0x96), zT, zMI, zHI)
+		},
+		func() {
+			VEXTRACTI64X4(U8(1), zHI, ty)
+			VPXORD(ty, Y14, Y14)
+			VEXTRACTI128(U8(1), Y14, tx)
+			VPXOR(tx, X14, X11)
+		},
+	}
+}
+
+// mulPieces returns the GHASH multiply-accumulate of ds by the powers at
+// tbl as separate pieces (to be interleaved with AES rounds), using only t
+// as temporary. ACC is added into ds[0] first.
+func mulPieces(ds []VecPhysical, tbl Mem, t VecPhysical) []func() {
+	ps := []func(){func() { VPXORD(zACC, ds[0], ds[0]) }}
+	for j, d := range ds {
+		h := tbl.Offset(64 * j)
+		if j == 0 {
+			ps = append(ps,
+				func() {
+					VPCLMULQDQ(U8(0x00), h, d, zLO)
+					VPCLMULQDQ(U8(0x11), h, d, zHI)
+				},
+				func() {
+					VPCLMULQDQ(U8(0x01), h, d, zMI)
+					VPCLMULQDQ(U8(0x10), h, d, d)
+					VPXORD(d, zMI, zMI)
+				})
+			continue
+		}
+		ps = append(ps,
+			func() {
+				VPCLMULQDQ(U8(0x00), h, d, t)
+				VPXORD(t, zLO, zLO)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x11), h, d, t)
+				VPXORD(t, zHI, zHI)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x01), h, d, t)
+				VPCLMULQDQ(U8(0x10), h, d, d)
+				VPTERNLOGD(U8(0x96), t, d, zMI)
+			})
+	}
+	return ps
+}
+
+// aesZStitched is aesZ on zmm with extra work interleaved between rounds
+// (all of it is emitted before the AES-256 branch).
+func aesZStitched(vs []VecPhysical, kp GPPhysical, work []func()) {
+	for _, v := range vs {
+		VPXORD(zRK(0), v, v)
+	}
+	per := (len(work) + 8) / 9
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(zRK(r), v, v)
+		}
+		for i := 0; i < per && len(work) > 0; i++ {
+			work[0]()
+			work = work[1:]
+		}
+	}
+	for _, f := range work {
+		f()
+	}
+	l := lbl("aesLastS")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(zRK(r), v, v)
+		}
+	}
+	Label(l)
+	for _, v := range vs {
+		VAESENCLAST(zRKL, v, v)
+	}
 }
 
 // ctrZ sets vs to the next counter blocks (big-endian) and advances CTR.
@@ -361,12 +459,20 @@ func tblFor(kp, n GPPhysical) Mem {
 	return Mem{Base: R13}
 }
 
-func gcmAVX512(seal bool) {
-	name := "openAVX512"
+func gcmAVX512(seal, batch bool) {
+	name := "open"
 	if seal {
-		name = "sealAVX512"
+		name = "seal"
 	}
-	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	if batch {
+		name += "Batch"
+	}
+	name += "AVX512"
+	if batch {
+		TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	} else {
+		TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	}
 	Doc(name + " encrypts (seal) or decrypts (open) src into dst and writes the GCM tag to tag.")
 	const countOff = 32
 	AllocLocal(48)
@@ -374,12 +480,22 @@ func gcmAVX512(seal bool) {
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
 	Load(Param("k"), kp)
-	Load(Param("d"), descp)
-	Load(Param("count"), RAX)
 	local := Mem{Base: RSP}
-	MOVQ(RAX, local.Offset(countOff))
-	TESTQ(RAX, RAX)
-	JZ(LabelRef("done"))
+	if batch {
+		Load(Param("d"), descp)
+		Load(Param("count"), RAX)
+		MOVQ(RAX, local.Offset(countOff))
+		TESTQ(RAX, RAX)
+		JZ(LabelRef("done"))
+	} else {
+		Load(Param("dst").Base(), out)
+		Load(Param("src").Base(), in)
+		Load(Param("src").Len(), n)
+		Load(Param("aad").Base(), aad)
+		Load(Param("aad").Len(), aadLen)
+		Load(Param("nonce"), nonce)
+		Load(Param("tag"), tag)
+	}
 
 	VMOVDQU64(bswapMem, zBSWAP)
 	VBROADCASTI32X4(gfpolyMem, zPOLY)
@@ -389,14 +505,16 @@ func gcmAVX512(seal bool) {
 	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
 	SHLQ(U8(4), RAX)
 	VBROADCASTI32X4(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, zRKL)
-	Label("msgLoop")
-	MOVQ(Mem{Base: descp, Disp: 0}, out)
-	MOVQ(Mem{Base: descp, Disp: 8}, in)
-	MOVQ(Mem{Base: descp, Disp: 16}, n)
-	MOVQ(Mem{Base: descp, Disp: 24}, aad)
-	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
-	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
-	MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	if batch {
+		Label("msgLoop")
+		MOVQ(Mem{Base: descp, Disp: 0}, out)
+		MOVQ(Mem{Base: descp, Disp: 8}, in)
+		MOVQ(Mem{Base: descp, Disp: 16}, n)
+		MOVQ(Mem{Base: descp, Disp: 24}, aad)
+		MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+		MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+		MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	}
 	VPXORD(zACC, zACC, zACC)
 
 	// J0 = nonce || 1, E(J0) -> local.
@@ -449,28 +567,74 @@ func gcmAVX512(seal bool) {
 	Label("long")
 	ghashMemZ(kp, aad, aadLen, "aad")
 
-	Label("loop")
-	CMPQ(n, U32(256))
-	JB(LabelRef("tail"))
-	ctrZ(cz)
-	aesZ(cz, kp, false)
-	for j := 0; j < 4; j++ {
-		if seal {
+	if seal {
+		// Stitched seal loop: the GHASH of the previous 16 ciphertext
+		// blocks (Z4-Z7) runs between the AES rounds of the next 16, so
+		// the hash no longer waits for the AES latency. Z10 (the counter
+		// increment) serves as the GHASH temporary; the increment is read
+		// from memory here.
+		CMPQ(n, U32(256))
+		JB(LabelRef("tail"))
+		ctrZ(cz)
+		aesZ(cz, kp, false)
+		for j := 0; j < 4; j++ {
 			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
 			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
 			VPSHUFB(zBSWAP, cz[j], dz[j])
-		} else {
-			VMOVDQU64(Mem{Base: in, Disp: 64 * j}, dz[j])
-			VPXORD(dz[j], cz[j], cz[j])
-			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
-			VPSHUFB(zBSWAP, dz[j], dz[j])
 		}
+		ADDQ(U32(256), in)
+		ADDQ(U32(256), out)
+		SUBQ(U32(256), n)
+		Label("sloop")
+		CMPQ(n, U32(256))
+		JB(LabelRef("sdrain"))
+		for _, v := range cz {
+			VPSHUFB(zBSWAP, zCTR, v)
+			VPADDD(ctrInc4, zCTR, zCTR)
+		}
+		work := append(mulPieces(dz, htab, Z10), reducePieces(Z10)...)
+		aesZStitched(cz, kp, work)
+		for j := 0; j < 4; j++ {
+			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+			VPSHUFB(zBSWAP, cz[j], dz[j])
+		}
+		ADDQ(U32(256), in)
+		ADDQ(U32(256), out)
+		SUBQ(U32(256), n)
+		JMP(LabelRef("sloop"))
+		Label("sdrain")
+		VMOVDQU64(ctrInc4, zINC)
+		ghashZ(dz, htab)
+		JMP(LabelRef("tail"))
 	}
-	ghashZ(dz, htab)
-	ADDQ(U32(256), in)
-	ADDQ(U32(256), out)
-	SUBQ(U32(256), n)
-	JMP(LabelRef("loop"))
+
+	// Open: the GHASH input is the ciphertext itself, so nothing waits
+	// for AES and a plain loop overlaps well.
+	if !seal {
+		Label("loop")
+		CMPQ(n, U32(256))
+		JB(LabelRef("tail"))
+		ctrZ(cz)
+		aesZ(cz, kp, false)
+		for j := 0; j < 4; j++ {
+			if seal {
+				VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+				VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+				VPSHUFB(zBSWAP, cz[j], dz[j])
+			} else {
+				VMOVDQU64(Mem{Base: in, Disp: 64 * j}, dz[j])
+				VPXORD(dz[j], cz[j], cz[j])
+				VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+				VPSHUFB(zBSWAP, dz[j], dz[j])
+			}
+		}
+		ghashZ(dz, htab)
+		ADDQ(U32(256), in)
+		ADDQ(U32(256), out)
+		SUBQ(U32(256), n)
+		JMP(LabelRef("loop"))
+	}
 
 	Label("tail")
 	VPXORD(zLO, zLO, zLO)
@@ -563,10 +727,12 @@ func gcmAVX512(seal bool) {
 	VPSHUFB(X8, X11, X11)
 	VPXORD(local, X11, X11)
 	VMOVDQU(X11, Mem{Base: tag})
-	ADDQ(U32(descSize), descp)
-	DECQ(local.Offset(countOff))
-	JNZ(LabelRef("msgLoop"))
-	Label("done")
+	if batch {
+		ADDQ(U32(descSize), descp)
+		DECQ(local.Offset(countOff))
+		JNZ(LabelRef("msgLoop"))
+		Label("done")
+	}
 	VZEROUPPER()
 	RET()
 }
@@ -682,6 +848,95 @@ func ghashY(ds []VecPhysical, tbl Mem) {
 	VPXOR(X0, X13, X10)
 }
 
+// ghashYPieces is ghashY split into pieces for interleaving with AES rounds,
+// using only t (a ymm) and yT as temporaries.
+func ghashYPieces(ds []VecPhysical, tbl Mem, t VecPhysical) []func() {
+	ps := []func(){func() { VPXOR(yACC, ds[0], ds[0]) }}
+	for j, d := range ds {
+		h := tbl.Offset(32 * j)
+		if j == 0 {
+			ps = append(ps,
+				func() {
+					VPCLMULQDQ(U8(0x00), h, d, yLO)
+					VPCLMULQDQ(U8(0x11), h, d, yHI)
+				},
+				func() {
+					VPCLMULQDQ(U8(0x01), h, d, yMI)
+					VPCLMULQDQ(U8(0x10), h, d, d)
+					VPXOR(d, yMI, yMI)
+				})
+			continue
+		}
+		ps = append(ps,
+			func() {
+				VPCLMULQDQ(U8(0x00), h, d, t)
+				VPXOR(t, yLO, yLO)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x11), h, d, t)
+				VPXOR(t, yHI, yHI)
+			},
+			func() {
+				VPCLMULQDQ(U8(0x01), h, d, t)
+				VPCLMULQDQ(U8(0x10), h, d, d)
+				VPXOR(t, yMI, yMI)
+				VPXOR(d, yMI, yMI)
+			})
+	}
+	return append(ps,
+		func() {
+			VPCLMULQDQ(U8(0x10), gfpoly32, yLO, yT)
+			VPSHUFD(U8(0x4e), yLO, yLO)
+			VPXOR(yLO, yMI, yMI)
+			VPXOR(yT, yMI, yMI)
+		},
+		func() {
+			VPCLMULQDQ(U8(0x10), gfpoly32, yMI, yT)
+			VPSHUFD(U8(0x4e), yMI, yMI)
+			VPXOR(yMI, yHI, yHI)
+			VPXOR(yT, yHI, yHI)
+		},
+		func() {
+			VEXTRACTI128(U8(1), yHI, t.AsX())
+			VPXOR(t.AsX(), X13, X10)
+		})
+}
+
+// aesYStitched is aesY with work interleaved between rounds 1..9.
+func aesYStitched(vs []VecPhysical, kp GPPhysical, work []func()) {
+	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	for _, v := range vs {
+		VPXOR(rk(0), v, v)
+	}
+	per := (len(work) + 8) / 9
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+		for i := 0; i < per && len(work) > 0; i++ {
+			work[0]()
+			work = work[1:]
+		}
+	}
+	for _, f := range work {
+		f()
+	}
+	l := lbl("aesLastYS")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(5), RBX)
+	for _, v := range vs {
+		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
 func ctrY(vs []VecPhysical) {
 	for _, v := range vs {
 		VPSHUFB(yBSWAP, yCTR, v)
@@ -717,12 +972,20 @@ func copyPartial(src, dst, n GPPhysical) {
 	}
 }
 
-func gcmAVX2(seal bool) {
-	name := "openAVX2"
+func gcmAVX2(seal, batch bool) {
+	name := "open"
 	if seal {
-		name = "sealAVX2"
+		name = "seal"
 	}
-	TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	if batch {
+		name += "Batch"
+	}
+	name += "AVX2"
+	if batch {
+		TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+	} else {
+		TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
+	}
 	Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
 	const countOff = 64
 	AllocLocal(96)
@@ -730,23 +993,35 @@ func gcmAVX2(seal bool) {
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
 	Load(Param("k"), kp)
-	Load(Param("d"), descp)
-	Load(Param("count"), RAX)
 	local := Mem{Base: RSP}
-	MOVQ(RAX, local.Offset(countOff))
-	TESTQ(RAX, RAX)
-	JZ(LabelRef("done"))
+	if batch {
+		Load(Param("d"), descp)
+		Load(Param("count"), RAX)
+		MOVQ(RAX, local.Offset(countOff))
+		TESTQ(RAX, RAX)
+		JZ(LabelRef("done"))
+	} else {
+		Load(Param("dst").Base(), out)
+		Load(Param("src").Base(), in)
+		Load(Param("src").Len(), n)
+		Load(Param("aad").Base(), aad)
+		Load(Param("aad").Len(), aadLen)
+		Load(Param("nonce"), nonce)
+		Load(Param("tag"), tag)
+	}
 	buf := local.Offset(32) // 32-byte scratch block
 
 	VMOVDQU(bswapMem, yBSWAP)
-	Label("msgLoop")
-	MOVQ(Mem{Base: descp, Disp: 0}, out)
-	MOVQ(Mem{Base: descp, Disp: 8}, in)
-	MOVQ(Mem{Base: descp, Disp: 16}, n)
-	MOVQ(Mem{Base: descp, Disp: 24}, aad)
-	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
-	MOVQ(Mem{Base: descp, Disp: 40}, nonce)
-	MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	if batch {
+		Label("msgLoop")
+		MOVQ(Mem{Base: descp, Disp: 0}, out)
+		MOVQ(Mem{Base: descp, Disp: 8}, in)
+		MOVQ(Mem{Base: descp, Disp: 16}, n)
+		MOVQ(Mem{Base: descp, Disp: 24}, aad)
+		MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+		MOVQ(Mem{Base: descp, Disp: 40}, nonce)
+		MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	}
 	VPXOR(yACC, yACC, yACC)
 
 	// J0 = nonce || 1, E(J0) -> local.
@@ -819,28 +1094,68 @@ func gcmAVX2(seal bool) {
 	}
 	Label("aadDone")
 
-	Label("loop")
-	CMPQ(n, U32(128))
-	JB(LabelRef("tail"))
-	ctrY(cy)
-	aesY(cy, kp)
-	for j := 0; j < 4; j++ {
-		if seal {
+	if seal {
+		// Stitched seal loop, as in the AVX-512 kernel; Y15 (the counter
+		// increment) is the GHASH temporary and the increment is read
+		// from memory inside the loop.
+		CMPQ(n, U32(128))
+		JB(LabelRef("tail"))
+		ctrY(cy)
+		aesY(cy, kp)
+		for j := 0; j < 4; j++ {
 			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
 			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
 			VPSHUFB(yBSWAP, cy[j], dy[j])
-		} else {
-			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
-			VPXOR(dy[j], cy[j], cy[j])
-			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
-			VPSHUFB(yBSWAP, dy[j], dy[j])
 		}
+		ADDQ(U32(128), in)
+		ADDQ(U32(128), out)
+		SUBQ(U32(128), n)
+		Label("sloop")
+		CMPQ(n, U32(128))
+		JB(LabelRef("sdrain"))
+		for _, v := range cy {
+			VPSHUFB(yBSWAP, yCTR, v)
+			VPADDD(ctrInc2, yCTR, yCTR)
+		}
+		aesYStitched(cy, kp, ghashYPieces(dy, htab.Offset(128), Y15))
+		for j := 0; j < 4; j++ {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, cy[j], dy[j])
+		}
+		ADDQ(U32(128), in)
+		ADDQ(U32(128), out)
+		SUBQ(U32(128), n)
+		JMP(LabelRef("sloop"))
+		Label("sdrain")
+		VMOVDQU(ctrInc2, yINC)
+		ghashY(dy, htab.Offset(128))
+		JMP(LabelRef("tail"))
 	}
-	ghashY(dy, htab.Offset(128))
-	ADDQ(U32(128), in)
-	ADDQ(U32(128), out)
-	SUBQ(U32(128), n)
-	JMP(LabelRef("loop"))
+	if !seal {
+		Label("loop")
+		CMPQ(n, U32(128))
+		JB(LabelRef("tail"))
+		ctrY(cy)
+		aesY(cy, kp)
+		for j := 0; j < 4; j++ {
+			if seal {
+				VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+				VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+				VPSHUFB(yBSWAP, cy[j], dy[j])
+			} else {
+				VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
+				VPXOR(dy[j], cy[j], cy[j])
+				VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+				VPSHUFB(yBSWAP, dy[j], dy[j])
+			}
+		}
+		ghashY(dy, htab.Offset(128))
+		ADDQ(U32(128), in)
+		ADDQ(U32(128), out)
+		SUBQ(U32(128), n)
+		JMP(LabelRef("loop"))
+	}
 
 	Label("tail")
 	TESTQ(n, n)
@@ -921,9 +1236,152 @@ func gcmAVX2(seal bool) {
 	VPSHUFB(X8, X13, X13)
 	VPXOR(local, X13, X13)
 	VMOVDQU(X13, Mem{Base: tag})
-	ADDQ(U32(descSize), descp)
-	DECQ(local.Offset(countOff))
-	JNZ(LabelRef("msgLoop"))
+	if batch {
+		ADDQ(U32(descSize), descp)
+		DECQ(local.Offset(countOff))
+		JNZ(LabelRef("msgLoop"))
+		Label("done")
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// ---------------------------------------------------------------------------
+// AES-CTR keystream (RFC 9605 §4.5.1 CTR suites): 32-bit big-endian counter
+// in the last 4 bytes of iv, incremented mod 2^32; 16 blocks per iteration.
+
+func ctrAVX512() {
+	TEXT("ctrAVX512", NOSPLIT, "func(k *byte, dst, src []byte, iv *byte)")
+	Doc("ctrAVX512 xors src with the AES-CTR keystream for iv into dst.")
+	kp, out, in, n, iv := RDI, R8, RSI, RDX, R9
+	Load(Param("k"), kp)
+	Load(Param("dst").Base(), out)
+	Load(Param("src").Base(), in)
+	Load(Param("src").Len(), n)
+	Load(Param("iv"), iv)
+
+	VMOVDQU64(bswapMem, zBSWAP)
+	for i := 0; i < 14; i++ {
+		VBROADCASTI32X4(Mem{Base: kp, Disp: offRK + 16*i}, zRK(i))
+	}
+	MOVQ(Mem{Base: kp, Disp: offNR}, RAX)
+	SHLQ(U8(4), RAX)
+	VBROADCASTI32X4(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offRK}, zRKL)
+	VMOVDQU(Mem{Base: iv}, X0)
+	VPSHUFB(X8, X0, X0)
+	VSHUFI64X2(U8(0), Z0, Z0, zCTR)
+	VPADDD(ctrInit0, zCTR, zCTR) // lanes +0..+3
+	VMOVDQU64(ctrInc4, zINC)
+
+	cz := []VecPhysical{Z0, Z1, Z2, Z3}
+	Label("loop")
+	CMPQ(n, U32(256))
+	JB(LabelRef("tail"))
+	ctrZ(cz)
+	aesZ(cz, kp, false)
+	for j := 0; j < 4; j++ {
+		VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+		VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+	}
+	ADDQ(U32(256), in)
+	ADDQ(U32(256), out)
+	SUBQ(U32(256), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(64*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	JMP(LabelRef("tail4"))
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("tail%d", k))
+		ctrZ(cz[:k])
+		aesZ(cz[:k], kp, false)
+		lastMask(n, 64*(k-1))
+		for j := 0; j < k-1; j++ {
+			VPXORD(Mem{Base: in, Disp: 64 * j}, cz[j], cz[j])
+			VMOVDQU64(cz[j], Mem{Base: out, Disp: 64 * j})
+		}
+		VMOVDQU8_Z(Mem{Base: in, Disp: 64 * (k - 1)}, K1, Z4)
+		VPXORD(Z4, cz[k-1], cz[k-1])
+		VMOVDQU8(cz[k-1], K1, Mem{Base: out, Disp: 64 * (k - 1)})
+		JMP(LabelRef("done"))
+	}
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// ctrAVX2 is ctrAVX512 on ymm (8 blocks per iteration; the last partial
+// vector goes through a stack block).
+func ctrAVX2() {
+	TEXT("ctrAVX2", NOSPLIT, "func(k *byte, dst, src []byte, iv *byte)")
+	Doc("ctrAVX2 xors src with the AES-CTR keystream for iv into dst.")
+	AllocLocal(32)
+	kp, out, in, n, iv := RDI, R8, RSI, RDX, R9
+	Load(Param("k"), kp)
+	Load(Param("dst").Base(), out)
+	Load(Param("src").Base(), in)
+	Load(Param("src").Len(), n)
+	Load(Param("iv"), iv)
+	buf := Mem{Base: RSP}
+
+	VMOVDQU(bswapMem, yBSWAP)
+	VMOVDQU(Mem{Base: iv}, X0)
+	VPSHUFB(X8, X0, X0)
+	VINSERTI128(U8(1), X0, Y0, yCTR)
+	VPADDD(ctrInit0, yCTR, yCTR) // lanes +0, +1
+	VMOVDQU(ctrInc2, yINC)
+
+	cy := []VecPhysical{Y0, Y1, Y2, Y3}
+	Label("loop")
+	CMPQ(n, U32(128))
+	JB(LabelRef("tail"))
+	ctrY(cy)
+	aesY(cy, kp)
+	for j := 0; j < 4; j++ {
+		VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+		VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+	}
+	ADDQ(U32(128), in)
+	ADDQ(U32(128), out)
+	SUBQ(U32(128), n)
+	JMP(LabelRef("loop"))
+
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for k := 1; k <= 3; k++ {
+		CMPQ(n, U32(32*k))
+		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
+	}
+	JMP(LabelRef("tail4"))
+	for k := 4; k >= 1; k-- {
+		Label(fmt.Sprintf("tail%d", k))
+		ctrY(cy[:k])
+		aesY(cy[:k], kp)
+		for j := 0; j < k-1; j++ {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+		}
+		last := k - 1
+		LEAQ(Mem{Base: in, Disp: 32 * last}, R13)
+		LEAQ(buf, RCX)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, RCX, RAX)
+		VPXOR(buf, cy[last], cy[last])
+		VMOVDQU(cy[last], buf)
+		LEAQ(buf, R13)
+		LEAQ(Mem{Base: out, Disp: 32 * last}, RCX)
+		MOVQ(n, RAX)
+		SUBQ(U32(32*last), RAX)
+		copyPartial(R13, RCX, RAX)
+		JMP(LabelRef("done"))
+	}
 	Label("done")
 	VZEROUPPER()
 	RET()
