@@ -1,14 +1,14 @@
 package sframe
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"hash"
 	"sync"
+
+	"github.com/moqsframe/moqsframe/asm/aesgcm"
 )
 
 // ctrHMAC is the AES-CTR + HMAC AEAD of RFC 9605 §4.5.1 (encrypt-then-MAC,
@@ -16,32 +16,28 @@ import (
 // per-call state (the HMAC, keystream scratch) comes from a pool, so steady
 // state allocates nothing.
 type ctrHMAC struct {
-	block   cipher.Block
+	ctr     *aesgcm.CTR // the VAES keystream where the CPU has it
 	tagSize int
 	states  sync.Pool // *ctrHMACState
 }
 
-// ctrBatch is how many counter blocks are encrypted per keystream step.
-const ctrBatch = 16
-
 type ctrHMACState struct {
-	mac      hash.Hash
-	counters [ctrBatch * aes.BlockSize]byte
-	stream   [ctrBatch * aes.BlockSize]byte
-	lengths  [24]byte
-	sum      [64]byte
+	mac     hash.Hash
+	iv      [16]byte
+	lengths [24]byte
+	sum     [64]byte
 }
 
 var errOpen = errors.New("sframe: ctr-hmac: authentication failed")
 
 func newCTRHMAC(p *suiteParams, key []byte) (*ctrHMAC, error) {
 	encKey, authKey := key[:p.nka], key[p.nka:]
-	block, err := aes.NewCipher(encKey)
+	ctr, err := aesgcm.NewCTR(encKey)
 	if err != nil {
 		return nil, err
 	}
 	authKey = append([]byte(nil), authKey...)
-	a := &ctrHMAC{block: block, tagSize: p.nt}
+	a := &ctrHMAC{ctr: ctr, tagSize: p.nt}
 	a.states.New = func() any { return &ctrHMACState{mac: hmac.New(p.hash, authKey)} }
 	return a, nil
 }
@@ -105,33 +101,12 @@ func (a *ctrHMAC) tag(s *ctrHMACState, dst, nonce, aad, ct []byte) {
 }
 
 // xorKeyStream XORs src with the AES-CTR keystream starting at the counter
-// block nonce || 0x00000000, incrementing the block as a big-endian integer.
+// block nonce || 0x00000000 (RFC 9605 §4.5.1). The 32-bit block counter
+// never wraps: a plaintext is at most maxPlaintext bytes.
 func (a *ctrHMAC) xorKeyStream(s *ctrHMACState, dst, src, nonce []byte) {
-	var ctr [aes.BlockSize]byte
-	copy(ctr[:], nonce)
-	for len(src) > 0 {
-		n := min(len(src), len(s.stream))
-		blocks := (n + aes.BlockSize - 1) / aes.BlockSize
-		for i := range blocks {
-			copy(s.counters[i*aes.BlockSize:], ctr[:])
-			incrementBlock(&ctr)
-		}
-		for i := range blocks {
-			off := i * aes.BlockSize
-			a.block.Encrypt(s.stream[off:off+aes.BlockSize], s.counters[off:off+aes.BlockSize])
-		}
-		subtle.XORBytes(dst[:n], src[:n], s.stream[:n])
-		dst, src = dst[n:], src[n:]
-	}
-}
-
-func incrementBlock(b *[aes.BlockSize]byte) {
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i]++
-		if b[i] != 0 {
-			return
-		}
-	}
+	copy(s.iv[:], nonce)
+	clear(s.iv[nonceSize:])
+	a.ctr.XORKeyStream(dst, src, &s.iv)
 }
 
 // sliceForAppend extends in by n bytes, reallocating only when its capacity
