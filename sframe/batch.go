@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/moqsframe/moqsframe/asm/aesgcm"
+	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 // SealItem is one object of a batch given to Sender.SealBatch.
@@ -124,7 +125,7 @@ func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 		ctr := first + uint64(i)
 		hlen := HeaderLen(k.kid, ctr)
 		var out []byte
-		it.Out, out = sliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
+		it.Out, out = alias.SliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
 		AppendHeader(out[:0], k.kid, ctr)
 		a, n := len(sc.aads), len(sc.nonces)
 		sc.aads = append(append(sc.aads, out[:hlen]...), it.Metadata...)

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/moqsframe/moqsframe/asm/aesgcm"
+	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 // ctrHMAC is the AES-CTR + HMAC AEAD of RFC 9605 §4.5.1 (encrypt-then-MAC,
@@ -49,8 +50,8 @@ func (a *ctrHMAC) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	if len(nonce) != nonceSize {
 		panic("sframe: ctr-hmac: incorrect nonce length")
 	}
-	ret, out := sliceForAppend(dst, len(plaintext)+a.tagSize)
-	if inexactOverlap(out, plaintext) {
+	ret, out := alias.SliceForAppend(dst, len(plaintext)+a.tagSize)
+	if alias.InexactOverlap(out, plaintext) {
 		panic("sframe: ctr-hmac: invalid buffer overlap")
 	}
 	s := a.states.Get().(*ctrHMACState)
@@ -69,8 +70,8 @@ func (a *ctrHMAC) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 		return nil, errOpen
 	}
 	ct, tag := ciphertext[:len(ciphertext)-a.tagSize], ciphertext[len(ciphertext)-a.tagSize:]
-	ret, out := sliceForAppend(dst, len(ct))
-	if inexactOverlap(out, ciphertext) {
+	ret, out := alias.SliceForAppend(dst, len(ct))
+	if alias.InexactOverlap(out, ciphertext) {
 		panic("sframe: ctr-hmac: invalid buffer overlap")
 	}
 	s := a.states.Get().(*ctrHMACState)
@@ -107,16 +108,4 @@ func (a *ctrHMAC) xorKeyStream(s *ctrHMACState, dst, src, nonce []byte) {
 	copy(s.iv[:], nonce)
 	clear(s.iv[nonceSize:])
 	a.ctr.XORKeyStream(dst, src, &s.iv)
-}
-
-// sliceForAppend extends in by n bytes, reallocating only when its capacity
-// is too small. It returns the extended slice and the n new bytes.
-func sliceForAppend(in []byte, n int) (head, tail []byte) {
-	if total := len(in) + n; cap(in) >= total {
-		head = in[:total]
-	} else {
-		head = make([]byte, total)
-		copy(head, in)
-	}
-	return head, head[len(in):]
 }

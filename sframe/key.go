@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+
+	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 // key is the derived state for one KID: the keyed AEAD and the salt. It is
@@ -66,9 +68,9 @@ func (k *key) seal(dst []byte, ctr uint64, metadata, plaintext []byte) ([]byte, 
 		return nil, ErrTooLarge
 	}
 	hlen := HeaderLen(k.kid, ctr)
-	ret, out := sliceForAppend(dst, hlen+len(plaintext)+k.tag)
+	ret, out := alias.SliceForAppend(dst, hlen+len(plaintext)+k.tag)
 	body := out[hlen : hlen+len(plaintext)]
-	if len(plaintext) > 0 && anyOverlap(out, plaintext) && &body[0] != &plaintext[0] {
+	if len(plaintext) > 0 && alias.AnyOverlap(out, plaintext) && &body[0] != &plaintext[0] {
 		// In place with the plaintext not where the ciphertext goes:
 		// shift it (copy is memmove) so the AEAD sees an exact overlap.
 		copy(body, plaintext)
@@ -95,9 +97,9 @@ func (k *key) open(dst []byte, hdr []byte, h Header, metadata, body []byte) ([]b
 	s.aad = append(append(s.aad[:0], hdr...), metadata...)
 	nonce := k.nonce(s, h.CTR)
 	ptLen := len(body) - k.tag
-	ret, out := sliceForAppend(dst, ptLen)
+	ret, out := alias.SliceForAppend(dst, ptLen)
 	var err error
-	if inexactOverlap(out, body) {
+	if alias.InexactOverlap(out, body) {
 		// Output overlaps the ciphertext at another offset (the usual
 		// in-place case, shifted by the header): decrypt in place, then move.
 		var pt []byte

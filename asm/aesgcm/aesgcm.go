@@ -12,7 +12,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strconv"
-	"unsafe"
+
+	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 const (
@@ -82,11 +83,11 @@ func (a *AEAD) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	if uint64(len(plaintext)) > maxPlaintext {
 		panic("aesgcm: message too large for GCM")
 	}
-	ret, out := sliceForAppend(dst, len(plaintext)+TagSize)
-	if inexactOverlap(out, plaintext) {
+	ret, out := alias.SliceForAppend(dst, len(plaintext)+TagSize)
+	if alias.InexactOverlap(out, plaintext) {
 		panic("aesgcm: invalid buffer overlap")
 	}
-	if inexactOverlap(out, aad) {
+	if alias.InexactOverlap(out, aad) {
 		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
 	a.seal(out, nonce, plaintext, aad)
@@ -106,11 +107,11 @@ func (a *AEAD) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 	if uint64(len(ciphertext)) > maxPlaintext+TagSize {
 		return nil, ErrOpen
 	}
-	ret, out := sliceForAppend(dst, len(ciphertext)-TagSize)
-	if inexactOverlap(out, ciphertext) {
+	ret, out := alias.SliceForAppend(dst, len(ciphertext)-TagSize)
+	if alias.InexactOverlap(out, ciphertext) {
 		panic("aesgcm: invalid buffer overlap")
 	}
-	if inexactOverlap(out, aad) {
+	if alias.InexactOverlap(out, aad) {
 		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
 	if !a.open(out, nonce, ciphertext, aad) {
@@ -133,7 +134,7 @@ func checkMessage(m *Message, seal bool) {
 	} else if len(m.In) >= TagSize && len(m.Out) != len(m.In)-TagSize {
 		panic("aesgcm: Message.Out must be len(In)-16 for open")
 	}
-	if inexactOverlap(m.Out, m.In) || inexactOverlap(m.Out, m.AAD) {
+	if alias.InexactOverlap(m.Out, m.In) || alias.InexactOverlap(m.Out, m.AAD) {
 		panic("aesgcm: invalid buffer overlap in Message")
 	}
 }
@@ -244,35 +245,4 @@ func SetImplementation(name string) (restore func(), err error) {
 type implementation struct {
 	name      string
 	available bool
-}
-
-// sliceForAppend takes a slice and a requested number of bytes. It returns a
-// slice with the contents of the given slice followed by that many bytes and
-// a second slice that aliases into it and contains only the extra bytes.
-func sliceForAppend(in []byte, n int) (head, tail []byte) {
-	if total := len(in) + n; cap(in) >= total {
-		head = in[:total]
-	} else {
-		head = make([]byte, total)
-		copy(head, in)
-	}
-	tail = head[len(in):]
-	return
-}
-
-// anyOverlap reports whether x and y share memory at any (not necessarily
-// corresponding) index.
-func anyOverlap(x, y []byte) bool {
-	return len(x) > 0 && len(y) > 0 &&
-		uintptr(unsafe.Pointer(&x[0])) <= uintptr(unsafe.Pointer(&y[len(y)-1])) &&
-		uintptr(unsafe.Pointer(&y[0])) <= uintptr(unsafe.Pointer(&x[len(x)-1]))
-}
-
-// inexactOverlap reports whether x and y share memory at any non-corresponding
-// index.
-func inexactOverlap(x, y []byte) bool {
-	if len(x) == 0 || len(y) == 0 || &x[0] == &y[0] {
-		return false
-	}
-	return anyOverlap(x, y)
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+
+	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 // CTR is an AES-CTR keystream generator for the SFrame AES-CTR+HMAC suites
@@ -42,7 +44,7 @@ func (c *CTR) XORKeyStream(dst, src []byte, iv *[16]byte) {
 		panic("aesgcm: output smaller than input")
 	}
 	dst = dst[:len(src)]
-	if inexactOverlap(dst, src) {
+	if alias.InexactOverlap(dst, src) {
 		panic("aesgcm: invalid buffer overlap")
 	}
 	if len(src) == 0 {
