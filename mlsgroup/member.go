@@ -166,17 +166,28 @@ func (m *Member) Join(ctx context.Context, welcome []byte) (joined bool, err err
 	return true, nil
 }
 
-// AddMember stores an Add proposal for a joiner's KeyPackage (from the
-// RequestTrack); StageCommit includes it by value.
-func (m *Member) AddMember(ctx context.Context, keyPackage []byte) error {
+// lockIdle locks m for a change that needs a current member with no staged
+// commit; on success the caller unlocks.
+func (m *Member) lockIdle() error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err := m.checkMember(); err != nil {
+		m.mu.Unlock()
 		return err
 	}
 	if m.pending != nil {
+		m.mu.Unlock()
 		return ErrPendingCommit
 	}
+	return nil
+}
+
+// AddMember stores an Add proposal for a joiner's KeyPackage (from the
+// RequestTrack); StageCommit includes it by value.
+func (m *Member) AddMember(ctx context.Context, keyPackage []byte) error {
+	if err := m.lockIdle(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
 	if _, err := m.c.ProposeAddMember(ctx, m.group, keyPackage); err != nil {
 		return fmt.Errorf("mlsgroup: add proposal: %w", err)
 	}
@@ -186,14 +197,10 @@ func (m *Member) AddMember(ctx context.Context, keyPackage []byte) error {
 // RemoveMember stores a Remove proposal for another member, by identity;
 // StageCommit includes it by value.
 func (m *Member) RemoveMember(ctx context.Context, identity []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkMember(); err != nil {
+	if err := m.lockIdle(); err != nil {
 		return err
 	}
-	if m.pending != nil {
-		return ErrPendingCommit
-	}
+	defer m.mu.Unlock()
 	if _, err := m.c.ProposeRemoveMember(ctx, m.group, identity); err != nil {
 		return fmt.Errorf("mlsgroup: remove proposal: %w", err)
 	}
@@ -207,14 +214,10 @@ func (m *Member) RemoveMember(ctx context.Context, identity []byte) error {
 // epoch changes without removing us, the proposal has expired: call Leave
 // again and send the new proposal.
 func (m *Member) Leave(ctx context.Context) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkMember(); err != nil {
+	if err := m.lockIdle(); err != nil {
 		return nil, err
 	}
-	if m.pending != nil {
-		return nil, ErrPendingCommit
-	}
+	defer m.mu.Unlock()
 	msg, err := m.c.ProposeRemoveMember(ctx, m.group, m.identity)
 	if err != nil {
 		return nil, fmt.Errorf("mlsgroup: self-remove proposal: %w", err)
@@ -236,14 +239,10 @@ func (m *Member) Leave(ctx context.Context) ([]byte, error) {
 // process it before the commit that includes it arrives, because mls-go
 // commits received proposals by reference.
 func (m *Member) ProcessProposal(ctx context.Context, msg []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkMember(); err != nil {
+	if err := m.lockIdle(); err != nil {
 		return err
 	}
-	if m.pending != nil {
-		return ErrPendingCommit
-	}
+	defer m.mu.Unlock()
 	if err := m.c.ProcessPublicMessage(ctx, m.group, msg); err != nil {
 		return fmt.Errorf("mlsgroup: process proposal: %w", err)
 	}
@@ -316,14 +315,10 @@ func (m *Member) DiscardCommit(ctx context.Context) error {
 // (ignore), ErrFutureCommit for a later one (apply the earlier ones first),
 // ErrRemoved if this commit removed us.
 func (m *Member) ProcessCommit(ctx context.Context, epoch uint64, commit []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkMember(); err != nil {
+	if err := m.lockIdle(); err != nil {
 		return err
 	}
-	if m.pending != nil {
-		return ErrPendingCommit
-	}
+	defer m.mu.Unlock()
 	cur, err := m.c.Epoch(ctx, m.group)
 	if err != nil {
 		return fmt.Errorf("mlsgroup: epoch: %w", err)
