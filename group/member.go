@@ -186,6 +186,8 @@ type Member struct {
 	isJoined  atomic.Bool
 	isRemoved atomic.Bool
 	pendingN  atomic.Int64
+	moqObjs   atomic.Uint64
+	fetches   atomic.Uint64
 	started   atomic.Bool
 
 	// Loop state (only the loop goroutine touches these after Join).
@@ -285,6 +287,17 @@ func (m *Member) Joined() <-chan struct{} { return m.joinedCh }
 // Removed is closed when a commit removed the member.
 func (m *Member) Removed() <-chan struct{} { return m.removedCh }
 
+// Stats counts how the member got its group objects.
+type Stats struct {
+	MoQObjects     uint64 // commit/welcome/request objects received on MoQ
+	ArchiveFetches uint64 // items fetched from the CS archive (catch-up)
+}
+
+// Stats returns the member's counters.
+func (m *Member) Stats() Stats {
+	return Stats{MoQObjects: m.moqObjs.Load(), ArchiveFetches: m.fetches.Load()}
+}
+
 // PendingJoins is how many join requests this member has seen and not yet
 // seen committed.
 func (m *Member) PendingJoins() int { return int(m.pendingN.Load()) }
@@ -347,7 +360,9 @@ func (m *Member) Join(ctx context.Context) error {
 		for _, tr := range []string{moqforward.TrackCommit, moqforward.TrackWelcome, moqforward.TrackRequest} {
 			sub, err := m.subscribe(ctx, tr)
 			if err != nil {
-				return err
+				// E.g. the CS is not announced at the relay right now: the
+				// reader keeps retrying and the archive fills the gap.
+				m.log.Warn("subscribe failed; retrying in the background", "track", tr, "err", err)
 			}
 			m.wg.Add(1)
 			go m.reader(tr, sub)
@@ -469,6 +484,7 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 				break
 			}
 			backoff = 100 * time.Millisecond
+			m.moqObjs.Add(1)
 			select {
 			case m.in <- item{k: k, num: o.GroupID, data: o.Payload}:
 			case <-m.ctx.Done():
@@ -728,7 +744,7 @@ func (m *Member) applyCommits(ctx context.Context) {
 				return
 			}
 			var err error
-			if c, err = m.cfg.CS.CommitAt(ctx, m.cfg.Group, e); err != nil {
+			if c, err = m.fetch(m.cfg.CS.CommitAt(ctx, m.cfg.Group, e)); err != nil {
 				return
 			}
 		}
@@ -825,7 +841,7 @@ func (m *Member) fetchRequests(ctx context.Context) {
 		if _, ok := m.requests[s]; ok {
 			continue
 		}
-		data, err := m.cfg.CS.RequestAt(ctx, m.cfg.Group, s)
+		data, err := m.fetch(m.cfg.CS.RequestAt(ctx, m.cfg.Group, s))
 		if err != nil {
 			return
 		}
@@ -858,7 +874,7 @@ func (m *Member) sync(ctx context.Context, full bool) {
 			if _, ok := m.welcomes[e]; ok {
 				continue
 			}
-			w, err := m.cfg.CS.WelcomeAt(ctx, m.cfg.Group, e)
+			w, err := m.fetch(m.cfg.CS.WelcomeAt(ctx, m.cfg.Group, e))
 			if err != nil {
 				continue
 			}
@@ -878,7 +894,7 @@ func (m *Member) sync(ctx context.Context, full bool) {
 			if _, ok := m.requests[s]; ok {
 				continue
 			}
-			data, err := m.cfg.CS.RequestAt(ctx, m.cfg.Group, s)
+			data, err := m.fetch(m.cfg.CS.RequestAt(ctx, m.cfg.Group, s))
 			if err != nil {
 				break
 			}
@@ -890,7 +906,7 @@ func (m *Member) sync(ctx context.Context, full bool) {
 		e := m.epoch.Load()
 		c, ok := m.commits[e]
 		if !ok {
-			c, err = m.cfg.CS.CommitAt(ctx, m.cfg.Group, e)
+			c, err = m.fetch(m.cfg.CS.CommitAt(ctx, m.cfg.Group, e))
 			if err != nil {
 				break
 			}
@@ -1111,7 +1127,7 @@ drain:
 		c, ok := m.commits[e]
 		if !ok {
 			var err error
-			if c, err = m.cfg.CS.CommitAt(ctx, m.cfg.Group, e); err != nil {
+			if c, err = m.fetch(m.cfg.CS.CommitAt(ctx, m.cfg.Group, e)); err != nil {
 				return
 			}
 		}
@@ -1154,4 +1170,11 @@ func (m *Member) postLeave(ctx context.Context) {
 		return
 	}
 	m.leavePosted = true
+}
+
+func (m *Member) fetch(data []byte, err error) ([]byte, error) {
+	if err == nil {
+		m.fetches.Add(1)
+	}
+	return data, err
 }
