@@ -760,7 +760,13 @@ func (m *Member) applyCommits(ctx context.Context) {
 func (m *Member) applyCommit(ctx context.Context, e uint64, c []byte) error {
 	err := m.mls.ProcessCommit(ctx, e, c)
 	if err != nil && !errors.Is(err, mlsgroup.ErrRemoved) && !errors.Is(err, mlsgroup.ErrStaleCommit) {
+		// Most likely a leave proposal we have not stored (the commit
+		// refers to it): fetch missed requests, store this epoch's
+		// proposals again, retry.
 		m.fetchRequests(ctx)
+		for _, p := range m.leaves[e] {
+			m.processLeave(ctx, p)
+		}
 		err = m.mls.ProcessCommit(ctx, e, c)
 	}
 	switch {
@@ -819,13 +825,14 @@ func (m *Member) afterEpoch(ctx context.Context) error {
 		})
 	}
 	m.pendingN.Store(int64(len(m.joins)))
-	for _, p := range m.leaves[e] {
-		m.processLeave(ctx, p)
-	}
 	if m.leaving {
+		// First: mlsgroup.Leave drops the stored proposals of this epoch.
 		m.leavePosted = false
 		m.leaveMsg = nil
 		m.postLeave(ctx)
+	}
+	for _, p := range m.leaves[e] {
+		m.processLeave(ctx, p)
 	}
 	return nil
 }

@@ -428,6 +428,8 @@ func TestGroupScale(t *testing.T) {
 	}
 	ep, _ := convergeAll(t, 1, 40*time.Second, ms...)
 	joinedIn := time.Since(start)
+	t.Logf("50 joined in %v (epoch %d); join latency p50 %v p99 %v", joinedIn.Round(time.Millisecond), ep,
+		pct(joinLat, .5).Round(time.Millisecond), pct(joinLat, .99).Round(time.Millisecond))
 	// 10 leave (not the creator) concurrently.
 	leaving := ms[n-leavers:]
 	stay := ms[:n-leavers]
