@@ -358,7 +358,9 @@ func (m *Member) Join(ctx context.Context) error {
 	}
 	if m.cfg.Session != nil {
 		for _, tr := range []string{moqforward.TrackCommit, moqforward.TrackWelcome, moqforward.TrackRequest} {
-			sub, err := m.subscribe(ctx, tr)
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			sub, err := m.subscribe(sctx, tr)
+			cancel()
 			if err != nil {
 				// E.g. the CS is not announced at the relay right now: the
 				// reader keeps retrying and the archive fills the gap.
@@ -474,8 +476,14 @@ func (m *Member) subscribe(ctx context.Context, track string) (*moq.Subscription
 func (m *Member) reader(track string, sub *moq.Subscription) {
 	defer m.wg.Done()
 	k := map[string]kind{moqforward.TrackCommit: kCommit, moqforward.TrackWelcome: kWelcome, moqforward.TrackRequest: kRequest}[track]
-	backoff := 100 * time.Millisecond
+	// Every SUBSCRIBE uses a request ID of the session, and the peer grants
+	// few (moq: 100 to start): re-subscribe slowly, and reset the backoff
+	// only after a subscription lived a while. Meanwhile the archive
+	// (sync) keeps the member up to date.
+	const minBackoff, maxBackoff = 500 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
 	for {
+		since := time.Now()
 		for sub != nil {
 			o, err := sub.ReadObject(m.ctx)
 			if err != nil {
@@ -483,7 +491,9 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 				sub = nil
 				break
 			}
-			backoff = 100 * time.Millisecond
+			if time.Since(since) > 10*time.Second {
+				backoff = minBackoff
+			}
 			m.moqObjs.Add(1)
 			select {
 			case m.in <- item{k: k, num: o.GroupID, data: o.Payload}:
@@ -499,7 +509,7 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		backoff = min(2*backoff, maxBackoff)
 		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 		s, err := m.cfg.Session.Subscribe(ctx, m.ns, track)
 		cancel()

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -116,6 +117,9 @@ func (e *groupEnv) member(id, name string, sess *moq.Session, mod func(*group.Co
 	}
 	cfg := group.Config{Identity: id, Group: name, CS: cl, Session: sess,
 		PollInterval: 500 * time.Millisecond, BackupDelay: time.Second}
+	if os.Getenv("GROUP_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -125,6 +129,17 @@ func (e *groupEnv) member(id, name string, sess *moq.Session, mod func(*group.Co
 	}
 	e.t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// joinAsync joins in the background (no t.Fatal off the test goroutine).
+func joinAsync(m *group.Member) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		ch <- m.Join(ctx)
+	}()
+	return ch
 }
 
 func joinAll(t *testing.T, ms ...*group.Member) []time.Duration {
@@ -347,15 +362,16 @@ func TestGroupCommitRaceProcesses(t *testing.T) {
 	b := e.member("bob", "race", sess, manual)
 	c := e.member("carol", "race", sess, manual)
 	joinAll(t, a)
-	joinDone := make(chan []time.Duration, 1)
-	go func() { joinDone <- joinAll(t, b) }()
+	joinDone := joinAsync(b)
 	waitPendingJoins(t, a, 1)
 	if r, err := a.Commit(context.Background()); err != nil || !r.Won {
 		t.Fatalf("alice: %+v %v", r, err)
 	}
-	<-joinDone
+	if err := <-joinDone; err != nil {
+		t.Fatal(err)
+	}
 	convergeAll(t, 1, 10*time.Second, a, b)
-	go func() { joinDone <- joinAll(t, c) }()
+	joinDone = joinAsync(c)
 	waitPendingJoins(t, a, 1)
 	waitPendingJoins(t, b, 1)
 	res := make([]group.CommitResult, 2)
@@ -374,7 +390,9 @@ func TestGroupCommitRaceProcesses(t *testing.T) {
 	if res[0].Won == res[1].Won || res[0].Conflicts+res[1].Conflicts != 1 {
 		t.Fatalf("want exactly one 200 and one 409")
 	}
-	<-joinDone
+	if err := <-joinDone; err != nil {
+		t.Fatal(err)
+	}
 	ep, key := convergeAll(t, 2, 10*time.Second, a, b, c)
 	t.Logf("converged at epoch %d, base key %x…", ep, key[:4])
 	checkMedia(t, c, 0, []*group.Member{a, b}, nil)
@@ -541,21 +559,22 @@ func TestGroupCSRestart(t *testing.T) {
 		defer cancel()
 		leaveDone <- c.Leave(ctx)
 	}()
-	joinDone := make(chan []time.Duration, 1)
-	go func() { joinDone <- joinAll(t, d) }()
+	joinDone := joinAsync(d)
 	time.Sleep(700 * time.Millisecond)
 	e.startCS()
 	if err := <-leaveDone; err != nil {
 		t.Fatalf("carol leave: %v", err)
 	}
-	<-joinDone
+	if err := <-joinDone; err != nil {
+		t.Fatalf("dave join: %v", err)
+	}
 	ep2, _ := convergeAll(t, ep+2, 30*time.Second, a, b, d)
 	checkMedia(t, d, 0, []*group.Member{a, b}, []*group.Member{c})
 
 	// A second restart between two commits.
 	e.cs.Stop(t)
 	e.startCS()
-	f := e.member("frank", "restart", sess, nil)
+	f := e.member("frank", "restart", e.session(), nil) // a fresh session after the restart
 	joinAll(t, f)
 	ep3, _ := convergeAll(t, ep2+1, 30*time.Second, a, b, d, f)
 
@@ -578,4 +597,7 @@ func TestGroupCSRestart(t *testing.T) {
 		}
 	}
 	t.Logf("epochs %d → %d → %d across two CS restarts; CS epoch %d, %d requests, all archived", ep, ep2, ep3, csEpoch, nextSeq)
+	for _, m := range []*group.Member{a, b, d, f} {
+		t.Logf("%s: %+v", m.Identity(), m.Stats())
+	}
 }
