@@ -481,11 +481,26 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 	// only after a subscription lived a while. Meanwhile the archive
 	// (sync) keeps the member up to date.
 	const minBackoff, maxBackoff = 500 * time.Millisecond, 5 * time.Second
+	rctx := m.ctx
+	if k == kWelcome {
+		// As in the draft, a joiner unsubscribes from the WelcomeTrack once
+		// it is in the group.
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithCancel(m.ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-m.joinedCh:
+			case <-m.ctx.Done():
+			}
+			cancel()
+		}()
+	}
 	backoff := minBackoff
 	for {
 		since := time.Now()
 		for sub != nil {
-			o, err := sub.ReadObject(m.ctx)
+			o, err := sub.ReadObject(rctx)
 			if err != nil {
 				_ = sub.Close()
 				sub = nil
@@ -497,20 +512,20 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 			m.moqObjs.Add(1)
 			select {
 			case m.in <- item{k: k, num: o.GroupID, data: o.Payload}:
-			case <-m.ctx.Done():
+			case <-rctx.Done():
 				_ = sub.Close()
 				return
 			}
 		}
 		select {
-		case <-m.ctx.Done():
+		case <-rctx.Done():
 			return
 		case <-m.cfg.Session.Done():
 			return
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
-		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(rctx, 5*time.Second)
 		s, err := m.cfg.Session.Subscribe(ctx, m.ns, track)
 		cancel()
 		if err != nil {
