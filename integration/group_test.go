@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,8 @@ import (
 	"github.com/moqsframe/moqsframe/group"
 	"github.com/moqsframe/moqsframe/internal/proctest"
 	"github.com/moqsframe/moqsframe/moq"
+	"github.com/moqsframe/moqsframe/pipeline"
+	"github.com/moqsframe/moqsframe/sidecar"
 )
 
 const csPkg = "github.com/moqsframe/moqsframe/cmd/sframe-cs"
@@ -599,5 +603,47 @@ func TestGroupCSRestart(t *testing.T) {
 	t.Logf("epochs %d → %d → %d across two CS restarts; CS epoch %d, %d requests, all archived", ep, ep2, ep3, csEpoch, nextSeq)
 	for _, m := range []*group.Member{a, b, d, f} {
 		t.Logf("%s: %+v", m.Identity(), m.Stats())
+	}
+}
+
+// TestGroupKeysSidecar: the sidecar's group key source seals per track with
+// distinct KID contexts and opens other members' objects; sframe-sidecar
+// refuses -key-file together with -cs.
+func TestGroupKeysSidecar(t *testing.T) {
+	e := newGroupEnv(t)
+	sess := e.session()
+	a := e.member("alice", "sc", sess, nil)
+	b := e.member("bob", "sc", sess, nil)
+	joinAll(t, a)
+	joinAll(t, b)
+	convergeAll(t, 1, 20*time.Second, a, b)
+	ka, kb := sidecar.NewGroupKeys(a), sidecar.NewGroupKeys(b)
+	video, _ := pipeline.NewTrack([]string{"live"}, "video")
+	audio, _ := pipeline.NewTrack([]string{"live"}, "audio")
+	sv, err := ka.Sealer(video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := ka.Sealer(audio)
+	ob, _ := kb.Opener(video)
+	kids := map[string]bool{}
+	for _, s := range []pipeline.Sealer{sv, sa} {
+		ct, err := s.Seal(nil, []byte("md"), []byte("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := ob.Open(nil, []byte("md"), ct); err != nil || string(pt) != "payload" {
+			t.Fatalf("bob cannot open: %v", err)
+		}
+		kids[fmt.Sprintf("%x", ct[:3])] = true
+	}
+	if len(kids) != 2 {
+		t.Fatalf("two tracks share a KID prefix: %v", kids)
+	}
+
+	out, err := exec.Command(proctest.Build(t, sidecarPkg), "-mode", "decrypt", "-namespace", "x",
+		"-key-file", "k.json", "-cs", e.csURL, "-group", "g", "-identity", "i", "-metrics", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "mutually exclusive") {
+		t.Fatalf("sframe-sidecar with -key-file and -cs: %v\n%s", err, out)
 	}
 }
