@@ -187,7 +187,7 @@ type Member struct {
 	isRemoved atomic.Bool
 	pendingN  atomic.Int64
 	moqObjs   atomic.Uint64
-	fetches   atomic.Uint64
+	fetches   [3]atomic.Uint64 // commits, welcomes, requests
 	started   atomic.Bool
 
 	// Loop state (only the loop goroutine touches these after Join).
@@ -290,12 +290,16 @@ func (m *Member) Removed() <-chan struct{} { return m.removedCh }
 // Stats counts how the member got its group objects.
 type Stats struct {
 	MoQObjects     uint64 // commit/welcome/request objects received on MoQ
-	ArchiveFetches uint64 // items fetched from the CS archive (catch-up)
+	ArchiveFetches uint64 // items fetched from the CS archive (catch-up), total
+	// by kind
+	FetchedCommits, FetchedWelcomes, FetchedRequests uint64
 }
 
 // Stats returns the member's counters.
 func (m *Member) Stats() Stats {
-	return Stats{MoQObjects: m.moqObjs.Load(), ArchiveFetches: m.fetches.Load()}
+	c, w, r := m.fetches[0].Load(), m.fetches[1].Load(), m.fetches[2].Load()
+	return Stats{MoQObjects: m.moqObjs.Load(), ArchiveFetches: c + w + r,
+		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r}
 }
 
 // PendingJoins is how many join requests this member has seen and not yet
@@ -769,7 +773,7 @@ func (m *Member) applyCommits(ctx context.Context) {
 				return
 			}
 			var err error
-			if c, err = m.fetch(m.cfg.CS.CommitAt(ctx, m.cfg.Group, e)); err != nil {
+			if c, err = m.fetchCommit(ctx, e); err != nil {
 				return
 			}
 		}
@@ -873,7 +877,7 @@ func (m *Member) fetchRequests(ctx context.Context) {
 		if _, ok := m.requests[s]; ok {
 			continue
 		}
-		data, err := m.fetch(m.cfg.CS.RequestAt(ctx, m.cfg.Group, s))
+		data, err := m.fetchRequest(ctx, s)
 		if err != nil {
 			return
 		}
@@ -906,7 +910,7 @@ func (m *Member) sync(ctx context.Context, full bool) {
 			if _, ok := m.welcomes[e]; ok {
 				continue
 			}
-			w, err := m.fetch(m.cfg.CS.WelcomeAt(ctx, m.cfg.Group, e))
+			w, err := m.fetchWelcome(ctx, e)
 			if err != nil {
 				continue
 			}
@@ -926,7 +930,7 @@ func (m *Member) sync(ctx context.Context, full bool) {
 			if _, ok := m.requests[s]; ok {
 				continue
 			}
-			data, err := m.fetch(m.cfg.CS.RequestAt(ctx, m.cfg.Group, s))
+			data, err := m.fetchRequest(ctx, s)
 			if err != nil {
 				break
 			}
@@ -938,7 +942,7 @@ func (m *Member) sync(ctx context.Context, full bool) {
 		e := m.epoch.Load()
 		c, ok := m.commits[e]
 		if !ok {
-			c, err = m.fetch(m.cfg.CS.CommitAt(ctx, m.cfg.Group, e))
+			c, err = m.fetchCommit(ctx, e)
 			if err != nil {
 				break
 			}
@@ -1159,7 +1163,7 @@ drain:
 		c, ok := m.commits[e]
 		if !ok {
 			var err error
-			if c, err = m.fetch(m.cfg.CS.CommitAt(ctx, m.cfg.Group, e)); err != nil {
+			if c, err = m.fetchCommit(ctx, e); err != nil {
 				return
 			}
 		}
@@ -1204,9 +1208,24 @@ func (m *Member) postLeave(ctx context.Context) {
 	m.leavePosted = true
 }
 
-func (m *Member) fetch(data []byte, err error) ([]byte, error) {
+func (m *Member) counted(k int, data []byte, err error) ([]byte, error) {
 	if err == nil {
-		m.fetches.Add(1)
+		m.fetches[k].Add(1)
 	}
 	return data, err
+}
+
+func (m *Member) fetchCommit(ctx context.Context, epoch uint64) ([]byte, error) {
+	d, err := m.cfg.CS.CommitAt(ctx, m.cfg.Group, epoch)
+	return m.counted(0, d, err)
+}
+
+func (m *Member) fetchWelcome(ctx context.Context, epoch uint64) ([]byte, error) {
+	d, err := m.cfg.CS.WelcomeAt(ctx, m.cfg.Group, epoch)
+	return m.counted(1, d, err)
+}
+
+func (m *Member) fetchRequest(ctx context.Context, seq uint64) ([]byte, error) {
+	d, err := m.cfg.CS.RequestAt(ctx, m.cfg.Group, seq)
+	return m.counted(2, d, err)
 }

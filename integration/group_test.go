@@ -531,13 +531,16 @@ func TestGroupScale(t *testing.T) {
 	for _, r := range rows {
 		t.Logf("%12d | %13d | %5d | %12d | %13d | %v", r.epoch, r.members, r.added, r.commitB, r.welcomeB, r.rtt.Round(time.Millisecond))
 	}
-	var moqN, fetchN uint64
+	var sum group.Stats
 	for _, m := range ms {
 		st := m.Stats()
-		moqN += st.MoQObjects
-		fetchN += st.ArchiveFetches
+		sum.MoQObjects += st.MoQObjects
+		sum.FetchedCommits += st.FetchedCommits
+		sum.FetchedWelcomes += st.FetchedWelcomes
+		sum.FetchedRequests += st.FetchedRequests
 	}
-	t.Logf("group objects received on MoQ: %d, fetched from the CS archive: %d", moqN, fetchN)
+	t.Logf("group objects received on MoQ: %d; fetched from the CS archive: %d commits, %d welcomes, %d requests",
+		sum.MoQObjects, sum.FetchedCommits, sum.FetchedWelcomes, sum.FetchedRequests)
 }
 
 // TestGroupCSRestart: the CS process is stopped while a leave and a join
