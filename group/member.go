@@ -203,6 +203,8 @@ type Member struct {
 	leaveEpoch   uint64 // epoch our current leave proposal was made in
 	leavePosted  bool
 	leaveMsg     []byte
+	prevEpoch    uint64 // CS state at the previous sync
+	prevNext     uint64
 	stagedCommit *staged // posted, CS answer not known yet: blocks commits and proposals
 	welcomeOut   *staged // confirmed; its late Welcome is not posted yet
 	lastWelcome  int
@@ -665,7 +667,7 @@ func (m *Member) handle(ctx context.Context, it item) {
 			m.requests[it.num] = it.data
 		}
 	case kResubscribed:
-		m.sync(ctx, true)
+		m.sync(ctx, false)
 	}
 }
 
@@ -887,8 +889,10 @@ func (m *Member) fetchRequests(ctx context.Context) {
 }
 
 // sync compares with the CS state and fills gaps from its archive; it also
-// retries outstanding posts.
-func (m *Member) sync(ctx context.Context, full bool) {
+// retries outstanding posts. With grace (the periodic poll) it fetches only
+// items the CS had already decided at the previous poll: they had a whole
+// interval to arrive on MoQ, so fetching them is not a race with MoQ.
+func (m *Member) sync(ctx context.Context, grace bool) {
 	if m.stagedCommit != nil {
 		m.retryStaged(ctx)
 	}
@@ -898,12 +902,28 @@ func (m *Member) sync(ctx context.Context, full bool) {
 	if m.leaving && !m.leavePosted {
 		m.postLeave(ctx)
 	}
+drain:
+	for {
+		select {
+		case it := <-m.in:
+			if it.k != kResubscribed {
+				m.handle(ctx, it)
+			}
+		default:
+			break drain
+		}
+	}
 	csEpoch, next, err := m.cfg.CS.State(ctx, m.cfg.Group)
 	if err != nil {
 		return
 	}
+	epochBound, seqBound := csEpoch, next
+	if grace {
+		epochBound, seqBound = min(csEpoch, m.prevEpoch), min(next, m.prevNext)
+	}
+	m.prevEpoch, m.prevNext = csEpoch, next
 	if !m.isJoined.Load() {
-		for e := m.welcomeFrom; e < csEpoch; e++ {
+		for e := m.welcomeFrom; e < epochBound; e++ {
 			if m.welcomeDone[e] {
 				continue
 			}
@@ -920,25 +940,19 @@ func (m *Member) sync(ctx context.Context, full bool) {
 		if !m.isJoined.Load() {
 			return
 		}
-		csEpoch, next, err = m.cfg.CS.State(ctx, m.cfg.Group)
-		if err != nil {
-			return
-		}
 	}
-	if full && next > m.nextSeq {
-		for s := m.nextSeq; s < next; s++ {
-			if _, ok := m.requests[s]; ok {
-				continue
-			}
-			data, err := m.fetchRequest(ctx, s)
-			if err != nil {
-				break
-			}
-			m.requests[s] = data
+	for s := m.nextSeq; s < seqBound; s++ {
+		if _, ok := m.requests[s]; ok {
+			continue
 		}
+		data, err := m.fetchRequest(ctx, s)
+		if err != nil {
+			break
+		}
+		m.requests[s] = data
 	}
 	m.applyRequests(ctx)
-	for m.stagedCommit == nil && !m.isRemoved.Load() && m.epoch.Load() < csEpoch {
+	for m.stagedCommit == nil && !m.isRemoved.Load() && m.epoch.Load() < epochBound {
 		e := m.epoch.Load()
 		c, ok := m.commits[e]
 		if !ok {
