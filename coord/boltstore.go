@@ -23,6 +23,8 @@ import (
 //	groups/<name>/state        groupState (epoch, next request seq, creator digest)
 //	groups/<name>/commits/<e>  SHA-256 of the commit accepted in epoch e || welcome-queued flag
 //	groups/<name>/outbox/<id>  OutboxEntry not yet acknowledged
+//	groups/<name>/log/<k><n>   catch-up archive (archive.go): k = 'c' commit,
+//	                           'w' welcome (n = epoch), 'r' request (n = seq)
 //	pending/<name>             present while groups/<name>/outbox is non-empty
 type BoltStore struct {
 	db *bolt.DB
@@ -33,6 +35,7 @@ var (
 	bktPending = []byte("pending")
 	bktCommits = []byte("commits")
 	bktOutbox  = []byte("outbox")
+	bktLog     = []byte("log")
 	keyState   = []byte("state")
 )
 
@@ -142,6 +145,9 @@ func (s *BoltStore) SubmitRequest(ctx context.Context, group string, req []byte,
 		if err := enqueue(tx, gb, group, &e); err != nil {
 			return err
 		}
+		if err := logPut(gb, archRequest, e.Num, req); err != nil {
+			return err
+		}
 		st.NextReqSeq++
 		res = RequestResult{Seq: e.Num, OutboxID: e.ID}
 		return gb.Put(keyState, st.marshal())
@@ -183,6 +189,9 @@ func (s *BoltStore) SubmitCommit(ctx context.Context, group string, epoch uint64
 			if err := enqueue(tx, gb, group, &e); err != nil {
 				return err
 			}
+			if err := logPut(gb, archWelcome, epoch, welcome); err != nil {
+				return err
+			}
 			res.OutboxID = e.ID
 			return nil
 		}
@@ -192,6 +201,14 @@ func (s *BoltStore) SubmitCommit(ctx context.Context, group string, epoch uint64
 		e := OutboxEntry{Kind: OutboxCommit, Num: epoch, Payload: commit, Welcome: welcome}
 		if err := enqueue(tx, gb, group, &e); err != nil {
 			return err
+		}
+		if err := logPut(gb, archCommit, epoch, commit); err != nil {
+			return err
+		}
+		if welcome != nil {
+			if err := logPut(gb, archWelcome, epoch, welcome); err != nil {
+				return err
+			}
 		}
 		st.Epoch++
 		res = CommitResult{Outcome: CommitAccepted, Epoch: st.Epoch, OutboxID: e.ID}

@@ -83,6 +83,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST /v1/groups/{group}/requests", s.handleRequest)
 	s.mux.HandleFunc("POST /v1/groups/{group}/commits", s.handleCommit)
 	s.mux.HandleFunc("GET /v1/groups/{group}/epoch", s.handleEpoch)
+	s.registerArchive()
 	return s, nil
 }
 
@@ -129,6 +130,7 @@ type okBody struct {
 	Seq     *uint64 `json:"seq,omitempty"`
 	Epoch   *uint64 `json:"epoch,omitempty"`
 	Pending bool    `json:"forwarding_pending,omitempty"`
+	NextSeq *uint64 `json:"next_seq,omitempty"` // /state only (archive.go)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

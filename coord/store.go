@@ -173,6 +173,7 @@ type memGroup struct {
 	commits map[uint64]commitRecord
 	outbox  map[uint64]OutboxEntry
 	nextID  uint64
+	log     map[archiveKey][]byte
 }
 
 // NewMemStore returns an empty in-memory store.
@@ -202,6 +203,7 @@ func (m *MemStore) SubmitRequest(ctx context.Context, group string, req []byte, 
 			state:   groupState{Creator: digest},
 			commits: map[uint64]commitRecord{},
 			outbox:  map[uint64]OutboxEntry{},
+			log:     map[archiveKey][]byte{},
 		}
 		return RequestResult{Created: true}, nil
 	}
@@ -211,6 +213,7 @@ func (m *MemStore) SubmitRequest(ctx context.Context, group string, req []byte, 
 	g.nextID++
 	e := OutboxEntry{ID: g.nextID, Kind: OutboxRequest, Num: g.state.NextReqSeq, Payload: slices.Clone(req)}
 	g.outbox[e.ID] = e
+	g.log[archiveKey{archRequest, e.Num}] = e.Payload
 	g.state.NextReqSeq++
 	return RequestResult{Seq: e.Num, OutboxID: e.ID}, nil
 }
@@ -236,6 +239,7 @@ func (m *MemStore) SubmitCommit(ctx context.Context, group string, epoch uint64,
 			g.nextID++
 			e := OutboxEntry{ID: g.nextID, Kind: OutboxWelcome, Num: epoch, Welcome: slices.Clone(welcome)}
 			g.outbox[e.ID] = e
+			g.log[archiveKey{archWelcome, epoch}] = e.Welcome
 			res.OutboxID = e.ID
 		}
 		return res, nil
@@ -246,7 +250,9 @@ func (m *MemStore) SubmitCommit(ctx context.Context, group string, epoch uint64,
 	e := OutboxEntry{ID: g.nextID, Kind: OutboxCommit, Num: epoch, Payload: slices.Clone(commit)}
 	if welcome != nil {
 		e.Welcome = slices.Clone(welcome)
+		g.log[archiveKey{archWelcome, epoch}] = e.Welcome
 	}
+	g.log[archiveKey{archCommit, epoch}] = e.Payload
 	g.outbox[e.ID] = e
 	return CommitResult{Outcome: CommitAccepted, Epoch: g.state.Epoch, OutboxID: e.ID}, nil
 }

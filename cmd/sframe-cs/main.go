@@ -4,8 +4,11 @@
 //	sframe-cs -db cs.db -listen :8443 -dev-cert -dev-cert-out cs-cert.pem
 //	sframe-cs -db cs.db -listen :8443 -tls-cert cert.pem -tls-key key.pem
 //
-// The MoQ forwarder is not wired yet: until it is, accepted items are only
-// logged (without payloads) by the placeholder logForwarder.
+//	sframe-cs ... -relay 127.0.0.1:4443 -namespace-prefix moqsframe/cs [-insecure]
+//
+// With -relay, accepted items are published on the group's MoQ tracks through
+// the relay (coord/moqforward). Without it they are only logged (without
+// payloads): a CS without MoQ, whose members use the catch-up endpoints.
 package main
 
 import (
@@ -25,7 +28,9 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/internal/devcert"
+	"github.com/moqsframe/moqsframe/moq"
 )
 
 func main() {
@@ -44,6 +49,8 @@ type options struct {
 	maxBody                  int64
 	logLevel                 string
 	redeliverEvery           time.Duration
+	relay, nsPrefix          string
+	insecure                 bool
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -60,6 +67,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.Int64Var(&o.maxBody, "max-body", coord.DefaultMaxBodyBytes, "largest accepted request body in bytes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.redeliverEvery, "redeliver-every", 5*time.Second, "how often to retry forwarding queued items")
+	fs.StringVar(&o.relay, "relay", "", "MoQ relay address (QUIC host:port) to publish the group tracks on; empty: log only")
+	fs.StringVar(&o.nsPrefix, "namespace-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "MoQ namespace prefix, fields separated by /; tracks are in [prefix..., group]")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the relay's certificate (development only)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,9 +107,27 @@ func run(args []string, logOut io.Writer) error {
 	}
 	defer store.Close()
 
+	var fwd coord.Forwarder = logForwarder{log}
+	if o.relay != "" {
+		prefix := strings.Split(strings.Trim(o.nsPrefix, "/"), "/")
+		mf, err := moqforward.New(moqforward.Config{
+			Relay: o.relay, Prefix: prefix, Logger: log,
+			MoQ: moq.Config{InsecureSkipVerify: o.insecure, Logger: log},
+		})
+		if err != nil {
+			return err
+		}
+		defer mf.Close()
+		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := mf.WaitConnected(wctx); err != nil {
+			log.Warn("relay not reachable yet; items stay queued until it is", "relay", o.relay)
+		}
+		wcancel()
+		fwd = mf
+	}
 	metrics := coord.NewMetrics()
 	srv, err := coord.NewServer(coord.Config{
-		Store: store, Forwarder: logForwarder{log}, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody,
+		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,11 @@
 //	sframe-sidecar -mode decrypt -relay 127.0.0.1:4443 -namespace example.org/live \
 //	    -key-file key.json -tracks video,audio -out-file media.rec -rtp-out-video 127.0.0.1:6004
 //
+// Group mode (instead of -key-file): keys come from a security group through
+// the coordination service (docs/security-groups.md):
+//
+//	sframe-sidecar ... -cs https://127.0.0.1:8443 -cs-ca cs-cert.pem -group room -identity alice
+//
 // Every flag can also be set by an environment variable: SFRAME_SIDECAR_
 // followed by the flag name in upper case with - as _ (e.g.
 // SFRAME_SIDECAR_KEY_FILE). Flags win over the environment.
@@ -14,6 +19,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,13 +33,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/group"
 	"github.com/moqsframe/moqsframe/internal/metrics"
+	"github.com/moqsframe/moqsframe/keyschedule"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/sidecar"
 )
 
 type options struct {
 	mode, relay, namespace, tracks, keyFile string
+	csURL, groupName, identity, csCA        string
+	groupPrefix                             string
 	source, sourceNamespace                 string
 	rtpVideo, rtpAudio                      string
 	outFile, serve, metricsAddr, logLevel   string
@@ -50,6 +62,11 @@ func main() {
 	fs.StringVar(&o.namespace, "namespace", "", "track namespace on the relay, fields separated by /")
 	fs.StringVar(&o.tracks, "tracks", "video", "track names, comma-separated (subscribed in decrypt mode and from -source)")
 	fs.StringVar(&o.keyFile, "key-file", "", `static key file: {"suite": 4, "base_key": "<hex>"}`)
+	fs.StringVar(&o.csURL, "cs", "", "group mode: coordination service URL (https://host:port); keys come from the security group (excludes -key-file)")
+	fs.StringVar(&o.groupName, "group", "", "group mode: security group name")
+	fs.StringVar(&o.identity, "identity", "", "group mode: this member's identity (unique in the group)")
+	fs.StringVar(&o.csCA, "cs-ca", "", "group mode: PEM certificate(s) to trust for the CS (e.g. sframe-cs -dev-cert-out)")
+	fs.StringVar(&o.groupPrefix, "group-prefix", "moqsframe/cs", "group mode: MoQ namespace prefix of the group tracks (sframe-cs -namespace-prefix)")
 	fs.StringVar(&o.source, "source", "", "encrypt: address of a local MoQ publisher of the plaintext tracks")
 	fs.StringVar(&o.sourceNamespace, "source-namespace", "", "encrypt: namespace of the plaintext tracks at -source (default: -namespace)")
 	fs.StringVar(&o.rtpVideo, "rtp-video", "", "encrypt: UDP address to receive H.264 RTP on (track \"video\")")
@@ -122,16 +139,29 @@ func run(o options, log *slog.Logger) error {
 	if len(ns) == 0 {
 		return errors.New("-namespace is required (e.g. example.org/live)")
 	}
-	if o.keyFile == "" {
-		return errors.New("-key-file is required")
-	}
-	keys, err := sidecar.LoadKeyFile(o.keyFile)
-	if err != nil {
-		return err
-	}
-	keys.ReplayWindow = o.replayWindow
-	reg := &metrics.Registry{}
 	moqCfg := &moq.Config{MaxObjectSize: o.maxObject + 64, InsecureSkipVerify: o.insecure, Logger: log}
+	var keys sidecar.KeySource
+	switch {
+	case o.keyFile != "" && o.csURL != "":
+		return errors.New("-key-file and -cs are mutually exclusive: static keys or a security group")
+	case o.keyFile != "":
+		sk, err := sidecar.LoadKeyFile(o.keyFile)
+		if err != nil {
+			return err
+		}
+		sk.ReplayWindow = o.replayWindow
+		keys = sk
+	case o.csURL != "":
+		gk, stop, err := joinGroup(o, moqCfg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		keys = gk
+	default:
+		return errors.New("keys: pass -key-file (static key) or -cs, -group and -identity (security group)")
+	}
+	reg := &metrics.Registry{}
 	relay := sidecar.NewRelayClient(o.relay, moqCfg, log)
 	reg.GaugeFunc("sidecar_relay_subscribers", "Subscribers the relay holds on this sidecar's published tracks.",
 		func() float64 { return float64(relay.Subscribers()) })
@@ -297,4 +327,71 @@ func serveMetrics(addr string, reg *metrics.Registry, relay *sidecar.RelayClient
 	log.Info("metrics", "addr", ln.Addr())
 	go http.Serve(ln, mux)
 	return nil
+}
+
+// joinGroup joins the security group (group mode) and returns its key
+// source. The member has its own MoQ session to the relay for the group
+// tracks; if that session breaks it keeps up from the CS archive.
+func joinGroup(o options, moqCfg *moq.Config, log *slog.Logger) (*sidecar.GroupKeys, func(), error) {
+	if o.groupName == "" || o.identity == "" {
+		return nil, nil, errors.New("-cs needs -group and -identity")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.insecure}
+	if o.csCA != "" {
+		pem, err := os.ReadFile(o.csCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-cs-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("-cs-ca %s: no PEM certificate", o.csCA)
+		}
+		tc.RootCAs = pool
+	}
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	cs, err := coord.NewClient(o.csURL, hc)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sess, err := moq.Dial(ctx, o.relay, moqCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("group mode: relay: %w", err)
+	}
+	m, err := group.New(group.Config{Identity: o.identity, Group: o.groupName, CS: cs, Session: sess,
+		Prefix: splitList(o.groupPrefix, "/"), Logger: log,
+		ScheduleOptions: []keyschedule.Option{keyschedule.WithReplayWindow(o.replayWindow)}})
+	if err != nil {
+		sess.Close()
+		return nil, nil, err
+	}
+	if err := m.Join(ctx); err != nil {
+		m.Close()
+		sess.Close()
+		return nil, nil, fmt.Errorf("group mode: joining %q: %w", o.groupName, err)
+	}
+	log.Info("joined security group", "group", o.groupName, "identity", o.identity, "epoch", m.Epoch())
+	go func() {
+		for ev := range m.Events() {
+			switch ev.Type {
+			case group.EventRemoved:
+				log.Warn("removed from the security group: no more sending", "group", o.groupName, "epoch", ev.Epoch)
+			case group.EventError:
+				log.Warn("security group", "err", ev.Err)
+			default:
+				log.Info("security group epoch", "event", ev.Type.String(), "epoch", ev.Epoch, "members", ev.Members)
+			}
+		}
+	}()
+	stop := func() {
+		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.Leave(lctx); err != nil {
+			log.Warn("leaving the security group", "err", err)
+		}
+		lcancel()
+		m.Close()
+		sess.Close()
+	}
+	return sidecar.NewGroupKeys(m), stop, nil
 }

@@ -1,0 +1,649 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/group"
+	"github.com/moqsframe/moqsframe/internal/devcert"
+	"github.com/moqsframe/moqsframe/internal/proctest"
+	"github.com/moqsframe/moqsframe/moq"
+	"github.com/moqsframe/moqsframe/pipeline"
+	"github.com/moqsframe/moqsframe/sidecar"
+)
+
+const csPkg = "github.com/moqsframe/moqsframe/cmd/sframe-cs"
+
+// groupEnv runs the relay and the CS as separate processes (real QUIC and
+// HTTPS on 127.0.0.1). The CS publishes the group tracks through the relay
+// and keeps its state in a bbolt file, so it can be restarted.
+type groupEnv struct {
+	t                *testing.T
+	relayAddr        string
+	csAddr, csURL    string
+	db               string
+	certPEM, keyPath string
+	certPath, csBin  string
+	hc               *http.Client
+	cs               *proctest.Proc
+}
+
+func newGroupEnv(t *testing.T) *groupEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &groupEnv{t: t, db: filepath.Join(dir, "cs.db")}
+	// A fixed certificate, so a restarted CS is trusted by the members.
+	_, certPEM, keyPEM, err := devcert.New([]string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.certPath, e.keyPath = filepath.Join(dir, "cs-cert.pem"), filepath.Join(dir, "cs-key.pem")
+	for p, b := range map[string][]byte{e.certPath: certPEM, e.keyPath: keyPEM} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	e.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64,
+	}}
+
+	relayBin := proctest.Build(t, relayPkg)
+	e.csBin = proctest.Build(t, csPkg)
+	e.relayAddr = proctest.FreeUDPAddr(t)
+	metrics := proctest.FreeTCPAddr(t)
+	proctest.Start(t, "moq-relay", relayBin, "-listen", e.relayAddr, "-metrics", metrics, "-log-level", "warn")
+	proctest.WaitHTTP(t, "http://"+metrics+"/healthz", 20*time.Second)
+	e.csAddr = proctest.FreeTCPAddr(t)
+	e.csURL = "https://" + e.csAddr
+	e.startCS()
+	return e
+}
+
+func (e *groupEnv) startCS() {
+	e.t.Helper()
+	e.cs = proctest.Start(e.t, "sframe-cs", e.csBin,
+		"-listen", e.csAddr, "-db", e.db, "-tls-cert", e.certPath, "-tls-key", e.keyPath,
+		"-relay", e.relayAddr, "-insecure", "-redeliver-every", "1s", "-log-level", "warn")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := e.hc.Get(e.csURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("CS not healthy: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *groupEnv) session() *moq.Session {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := moq.Dial(ctx, e.relayAddr, &moq.Config{InsecureSkipVerify: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func (e *groupEnv) member(id, name string, sess *moq.Session, mod func(*group.Config)) *group.Member {
+	e.t.Helper()
+	cl, err := coord.NewClient(e.csURL, e.hc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := group.Config{Identity: id, Group: name, CS: cl, Session: sess,
+		PollInterval: 500 * time.Millisecond, BackupDelay: time.Second}
+	if os.Getenv("GROUP_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := group.New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// joinAsync joins in the background (no t.Fatal off the test goroutine).
+func joinAsync(m *group.Member) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		ch <- m.Join(ctx)
+	}()
+	return ch
+}
+
+func joinAll(t *testing.T, ms ...*group.Member) []time.Duration {
+	t.Helper()
+	lat := make([]time.Duration, len(ms))
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			start := time.Now()
+			errs[i] = m.Join(ctx)
+			lat[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: join: %v", ms[i].Identity(), err)
+		}
+	}
+	return lat
+}
+
+// convergeAll waits until every member is at the same epoch ≥ min with the
+// same exported SFrame base key.
+func convergeAll(t *testing.T, min uint64, timeout time.Duration, ms ...*group.Member) (uint64, []byte) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var epoch uint64
+		var key []byte
+		why := ""
+		for i, m := range ms {
+			ks, err := m.KeyState(context.Background())
+			if err != nil {
+				why = fmt.Sprintf("%s: %v", m.Identity(), err)
+				break
+			}
+			if i == 0 {
+				epoch, key = ks.Epoch, ks.BaseKey
+			}
+			if ks.Epoch < min || ks.Epoch != epoch || !bytes.Equal(ks.BaseKey, key) {
+				why = fmt.Sprintf("%s at epoch %d, %s at %d (min %d)", ms[0].Identity(), epoch, m.Identity(), ks.Epoch, min)
+				break
+			}
+		}
+		if why == "" {
+			return epoch, key
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no convergence: %s", why)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// checkMedia seals with from and opens with every member of to; members of
+// not must fail.
+func checkMedia(t *testing.T, from *group.Member, c uint64, to, not []*group.Member) {
+	t.Helper()
+	st, err := from.Stream(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, pt := []byte("md"), []byte("frame from "+from.Identity())
+	ct, err := st.Seal(nil, md, pt)
+	if err != nil {
+		t.Fatalf("%s: seal: %v", from.Identity(), err)
+	}
+	for _, m := range to {
+		if got, err := m.Schedule().Open(nil, md, ct); err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("%s cannot open %s's media: %v", m.Identity(), from.Identity(), err)
+		}
+	}
+	for _, m := range not {
+		if _, err := m.Schedule().Open(nil, md, ct); err == nil {
+			t.Fatalf("%s opened %s's media of an epoch it is not in", m.Identity(), from.Identity())
+		}
+	}
+}
+
+// mediaFlow publishes SFrame objects sealed by sender on a MoQ track through
+// the relay and opens them at the receivers with their schedules.
+type mediaFlow struct {
+	sent, opened, failed atomic.Int64
+	mu                   sync.Mutex
+	per                  map[string][2]int // identity -> opened, failed
+	stop                 context.CancelFunc
+	wg                   sync.WaitGroup
+}
+
+func startMedia(t *testing.T, e *groupEnv, sender *group.Member, receivers []*group.Member) *mediaFlow {
+	t.Helper()
+	ns := []string{"media", sender.Identity()}
+	pubSess := e.session()
+	pub, err := pubSess.Publish(ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	f := &mediaFlow{per: map[string][2]int{}}
+	rctx, stop := context.WithCancel(context.Background())
+	f.stop = stop
+	for _, r := range receivers {
+		sub, err := e.session().Subscribe(ctx, ns, "video")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for {
+				o, err := sub.ReadObject(rctx)
+				if err != nil {
+					return
+				}
+				_, err = r.Schedule().Open(nil, []byte("video"), o.Payload)
+				f.mu.Lock()
+				c := f.per[r.Identity()]
+				if err != nil {
+					f.failed.Add(1)
+					c[1]++
+				} else {
+					f.opened.Add(1)
+					c[0]++
+				}
+				f.per[r.Identity()] = c
+				f.mu.Unlock()
+			}
+		}()
+	}
+	st, err := sender.Stream(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		frame := bytes.Repeat([]byte{0xab}, 1000)
+		for n := uint64(0); ; n++ {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tk.C:
+			}
+			ct, err := st.Seal(nil, []byte("video"), frame)
+			if err != nil {
+				continue
+			}
+			if pub.WriteObject(n, 0, 0, ct) == nil {
+				f.sent.Add(1)
+			}
+		}
+	}()
+	return f
+}
+
+func (f *mediaFlow) close() { f.stop(); f.wg.Wait() }
+
+func (f *mediaFlow) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fmt.Sprintf("sent %d; per receiver [opened failed] %v", f.sent.Load(), f.per)
+}
+
+func TestGroupJoinLeaveMediaProcesses(t *testing.T) {
+	e := newGroupEnv(t)
+	sess := e.session()
+	a := e.member("alice", "room", sess, nil)
+	b := e.member("bob", "room", sess, nil)
+	c := e.member("carol", "room", e.session(), nil)
+	joinAll(t, a)
+	joinAll(t, b)
+	joinAll(t, c)
+	all := []*group.Member{a, b, c}
+	ep, _ := convergeAll(t, 2, 20*time.Second, all...)
+	flow := startMedia(t, e, a, []*group.Member{b, c})
+	for i, m := range all {
+		checkMedia(t, m, uint64(i), slices.DeleteFunc(slices.Clone(all), func(x *group.Member) bool { return x == m }), nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := b.Leave(ctx); err != nil {
+		t.Fatalf("bob leave: %v", err)
+	}
+	ep2, _ := convergeAll(t, ep+1, 20*time.Second, a, c)
+	checkMedia(t, a, 0, []*group.Member{c}, []*group.Member{b})
+	d := e.member("dave", "room", sess, nil)
+	joinAll(t, d)
+	ep3, _ := convergeAll(t, ep2+1, 20*time.Second, a, c, d)
+	checkMedia(t, d, 1, []*group.Member{a, c}, []*group.Member{b})
+	checkMedia(t, c, 2, []*group.Member{a, d}, []*group.Member{b})
+	time.Sleep(200 * time.Millisecond)
+	flow.close()
+	t.Logf("epochs: 3 members %d, after leave %d, after join %d; media over the relay (bob leaves midway): %v",
+		ep, ep2, ep3, flow)
+	if flow.opened.Load() == 0 {
+		t.Fatal("no media opened across the relay")
+	}
+	for _, m := range []*group.Member{a, c, d} {
+		t.Logf("%s: %+v", m.Identity(), m.Stats())
+	}
+}
+
+func TestGroupCommitRaceProcesses(t *testing.T) {
+	e := newGroupEnv(t)
+	sess := e.session()
+	manual := func(c *group.Config) { c.Manual = true }
+	a := e.member("alice", "race", sess, manual)
+	b := e.member("bob", "race", sess, manual)
+	c := e.member("carol", "race", sess, manual)
+	joinAll(t, a)
+	joinDone := joinAsync(b)
+	waitPendingJoins(t, a, 1)
+	if r, err := a.Commit(context.Background()); err != nil || !r.Won {
+		t.Fatalf("alice: %+v %v", r, err)
+	}
+	if err := <-joinDone; err != nil {
+		t.Fatal(err)
+	}
+	convergeAll(t, 1, 10*time.Second, a, b)
+	joinDone = joinAsync(c)
+	waitPendingJoins(t, a, 1)
+	waitPendingJoins(t, b, 1)
+	res := make([]group.CommitResult, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, m := range []*group.Member{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); res[i], errs[i] = m.Commit(context.Background()) }()
+	}
+	wg.Wait()
+	t.Logf("alice: %+v %v", res[0], errs[0])
+	t.Logf("bob:   %+v %v", res[1], errs[1])
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal("commit failed")
+	}
+	if res[0].Won == res[1].Won || res[0].Conflicts+res[1].Conflicts != 1 {
+		t.Fatalf("want exactly one 200 and one 409")
+	}
+	if err := <-joinDone; err != nil {
+		t.Fatal(err)
+	}
+	ep, key := convergeAll(t, 2, 10*time.Second, a, b, c)
+	t.Logf("converged at epoch %d, base key %x…", ep, key[:4])
+	checkMedia(t, c, 0, []*group.Member{a, b}, nil)
+}
+
+func waitPendingJoins(t *testing.T, m *group.Member, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for m.PendingJoins() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never saw %d pending join(s)", m.Identity(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+// TestGroupScale: 50 members join (in waves of 10) and 10 leave while media
+// flows; all converge. Members share 5 QUIC sessions to the relay (10 each).
+func TestGroupScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test")
+	}
+	const n, leavers, perSession, wave = 50, 10, 10, 10
+	e := newGroupEnv(t)
+	var sessions []*moq.Session
+	for i := 0; i < n/perSession; i++ {
+		sessions = append(sessions, e.session())
+	}
+	ms := make([]*group.Member, n)
+	for i := range ms {
+		ms[i] = e.member(fmt.Sprintf("m%02d", i), "scale", sessions[i/perSession], nil)
+	}
+	start := time.Now()
+	joinLat := joinAll(t, ms[0])
+	var flow *mediaFlow
+	for w := 1; w < n; w += wave {
+		joinLat = append(joinLat, joinAll(t, ms[w:min(w+wave, n)]...)...)
+		if flow == nil {
+			flow = startMedia(t, e, ms[0], ms[1:3])
+		}
+	}
+	ep, _ := convergeAll(t, 1, 40*time.Second, ms...)
+	joinedIn := time.Since(start)
+	t.Logf("50 joined in %v (epoch %d); join latency p50 %v p99 %v", joinedIn.Round(time.Millisecond), ep,
+		pct(joinLat, .5).Round(time.Millisecond), pct(joinLat, .99).Round(time.Millisecond))
+	// 10 leave (not the creator) concurrently.
+	leaving := ms[n-leavers:]
+	stay := ms[:n-leavers]
+	var wg sync.WaitGroup
+	errs := make([]error, leavers)
+	lstart := time.Now()
+	for i, m := range leaving {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			errs[i] = m.Leave(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s leave: %v", leaving[i].Identity(), err)
+		}
+	}
+	ep2, key := convergeAll(t, ep+1, 40*time.Second, stay...)
+	leftIn := time.Since(lstart)
+	flow.close()
+	checkMedia(t, stay[5], 1, []*group.Member{stay[0], stay[len(stay)-1]}, leaving[:2])
+
+	// Figures from the events.
+	type sizeRow struct {
+		epoch             uint64
+		members, added    int
+		commitB, welcomeB int
+		rtt               time.Duration
+	}
+	var rows []sizeRow
+	var commitRTT, propagation []time.Duration
+	committedAt := map[uint64]time.Time{} // new epoch -> time accepted
+	applied := map[uint64][]time.Time{}
+	for _, m := range ms {
+		for {
+			var ev group.Event
+			select {
+			case ev = <-m.Events():
+			default:
+			}
+			if ev.Type == 0 {
+				break
+			}
+			switch ev.Type {
+			case group.EventCommitted:
+				rows = append(rows, sizeRow{ev.Epoch - 1, ev.Members, ev.Added, ev.CommitBytes, ev.WelcomeBytes, ev.CommitRTT})
+				commitRTT = append(commitRTT, ev.CommitRTT)
+				committedAt[ev.Epoch] = ev.Time
+			case group.EventEpoch:
+				applied[ev.Epoch] = append(applied[ev.Epoch], ev.Time)
+			}
+		}
+		if d := m.DroppedEvents(); d > 0 {
+			t.Logf("%s dropped %d events", m.Identity(), d)
+		}
+	}
+	for e, ts := range applied {
+		c, ok := committedAt[e]
+		if !ok {
+			continue
+		}
+		for _, at := range ts {
+			propagation = append(propagation, at.Sub(c))
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].epoch < rows[j].epoch })
+	t.Logf("50 joined in %v (final epoch %d); 10 left in %v (epoch %d); base key %x…", joinedIn.Round(time.Millisecond), ep, leftIn.Round(time.Millisecond), ep2, key[:4])
+	t.Logf("join latency (Join call → in group, n=%d): p50 %v p99 %v", len(joinLat), pct(joinLat, .5).Round(time.Millisecond), pct(joinLat, .99).Round(time.Millisecond))
+	t.Logf("commit latency (stage → CS 200 at the committer, n=%d): p50 %v p99 %v", len(commitRTT), pct(commitRTT, .5).Round(time.Millisecond), pct(commitRTT, .99).Round(time.Millisecond))
+	t.Logf("commit propagation (CS 200 at committer → applied at member, n=%d): p50 %v p99 %v", len(propagation), pct(propagation, .5).Round(time.Millisecond), pct(propagation, .99).Round(time.Millisecond))
+	t.Logf("media over the relay: %v", flow)
+	t.Logf("commit epoch | members after | added | commit bytes | welcome bytes | stage→200")
+	for _, r := range rows {
+		t.Logf("%12d | %13d | %5d | %12d | %13d | %v", r.epoch, r.members, r.added, r.commitB, r.welcomeB, r.rtt.Round(time.Millisecond))
+	}
+	var sum group.Stats
+	for _, m := range ms {
+		st := m.Stats()
+		sum.MoQObjects += st.MoQObjects
+		sum.FetchedCommits += st.FetchedCommits
+		sum.FetchedWelcomes += st.FetchedWelcomes
+		sum.FetchedRequests += st.FetchedRequests
+	}
+	t.Logf("group objects received on MoQ: %d; fetched from the CS archive: %d commits, %d welcomes, %d requests",
+		sum.MoQObjects, sum.FetchedCommits, sum.FetchedWelcomes, sum.FetchedRequests)
+}
+
+// TestGroupCSRestart: the CS process is stopped while a leave and a join
+// are pending and restarted on the same bbolt file; nothing is lost.
+func TestGroupCSRestart(t *testing.T) {
+	e := newGroupEnv(t)
+	sess := e.session()
+	a := e.member("alice", "restart", sess, nil)
+	b := e.member("bob", "restart", sess, nil)
+	c := e.member("carol", "restart", e.session(), nil)
+	joinAll(t, a)
+	joinAll(t, b, c)
+	ep, _ := convergeAll(t, 1, 20*time.Second, a, b, c)
+
+	if err := e.cs.Stop(t); err != nil {
+		t.Logf("CS stop: %v", err)
+	}
+	// While the CS is down: carol asks to leave, dave asks to join.
+	d := e.member("dave", "restart", sess, nil)
+	leaveDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		leaveDone <- c.Leave(ctx)
+	}()
+	joinDone := joinAsync(d)
+	time.Sleep(700 * time.Millisecond)
+	e.startCS()
+	if err := <-leaveDone; err != nil {
+		t.Fatalf("carol leave: %v", err)
+	}
+	if err := <-joinDone; err != nil {
+		t.Fatalf("dave join: %v", err)
+	}
+	ep2, _ := convergeAll(t, ep+2, 30*time.Second, a, b, d)
+	checkMedia(t, d, 0, []*group.Member{a, b}, []*group.Member{c})
+
+	// A second restart between two commits.
+	e.cs.Stop(t)
+	e.startCS()
+	f := e.member("frank", "restart", e.session(), nil) // a fresh session after the restart
+	joinAll(t, f)
+	ep3, _ := convergeAll(t, ep2+1, 30*time.Second, a, b, d, f)
+
+	cl, _ := coord.NewClient(e.csURL, e.hc)
+	csEpoch, nextSeq, err := cl.State(context.Background(), "restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if csEpoch != ep3 {
+		t.Fatalf("CS epoch %d, members at %d", csEpoch, ep3)
+	}
+	for x := uint64(0); x < csEpoch; x++ {
+		if _, err := cl.CommitAt(context.Background(), "restart", x); err != nil {
+			t.Fatalf("commit of epoch %d missing from the CS: %v", x, err)
+		}
+	}
+	for s := uint64(0); s < nextSeq; s++ {
+		if _, err := cl.RequestAt(context.Background(), "restart", s); err != nil {
+			t.Fatalf("request %d missing from the CS: %v", s, err)
+		}
+	}
+	t.Logf("epochs %d → %d → %d across two CS restarts; CS epoch %d, %d requests, all archived", ep, ep2, ep3, csEpoch, nextSeq)
+	for _, m := range []*group.Member{a, b, d, f} {
+		t.Logf("%s: %+v", m.Identity(), m.Stats())
+	}
+}
+
+// TestGroupKeysSidecar: the sidecar's group key source seals per track with
+// distinct KID contexts and opens other members' objects; sframe-sidecar
+// refuses -key-file together with -cs.
+func TestGroupKeysSidecar(t *testing.T) {
+	e := newGroupEnv(t)
+	sess := e.session()
+	a := e.member("alice", "sc", sess, nil)
+	b := e.member("bob", "sc", sess, nil)
+	joinAll(t, a)
+	joinAll(t, b)
+	convergeAll(t, 1, 20*time.Second, a, b)
+	ka, kb := sidecar.NewGroupKeys(a), sidecar.NewGroupKeys(b)
+	video, _ := pipeline.NewTrack([]string{"live"}, "video")
+	audio, _ := pipeline.NewTrack([]string{"live"}, "audio")
+	sv, err := ka.Sealer(video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := ka.Sealer(audio)
+	ob, _ := kb.Opener(video)
+	kids := map[string]bool{}
+	for _, s := range []pipeline.Sealer{sv, sa} {
+		ct, err := s.Seal(nil, []byte("md"), []byte("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := ob.Open(nil, []byte("md"), ct); err != nil || string(pt) != "payload" {
+			t.Fatalf("bob cannot open: %v", err)
+		}
+		kids[fmt.Sprintf("%x", ct[:3])] = true
+	}
+	if len(kids) != 2 {
+		t.Fatalf("two tracks share a KID prefix: %v", kids)
+	}
+
+	out, err := exec.Command(proctest.Build(t, sidecarPkg), "-mode", "decrypt", "-namespace", "x",
+		"-key-file", "k.json", "-cs", e.csURL, "-group", "g", "-identity", "i", "-metrics", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "mutually exclusive") {
+		t.Fatalf("sframe-sidecar with -key-file and -cs: %v\n%s", err, out)
+	}
+}
