@@ -444,6 +444,23 @@ func (m *Member) becameMember(ctx context.Context) error {
 	return nil
 }
 
+// Members returns the identities of the current epoch's members, sorted.
+func (m *Member) Members(ctx context.Context) ([]string, error) {
+	if m.isRemoved.Load() {
+		return nil, ErrRemoved
+	}
+	ids, err := m.mls.MemberIdentities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, string(id))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 func (m *Member) memberCount(ctx context.Context) int {
 	ids, err := m.mls.MemberIdentities(ctx)
 	if err != nil {
