@@ -485,6 +485,7 @@ func TestGroupScale(t *testing.T) {
 	var rows []sizeRow
 	var commitRTT, propagation []time.Duration
 	committedAt := map[uint64]time.Time{} // new epoch -> time accepted
+	conflicts := 0
 	applied := map[uint64][]time.Time{}
 	for _, m := range ms {
 		for {
@@ -503,6 +504,8 @@ func TestGroupScale(t *testing.T) {
 				committedAt[ev.Epoch] = ev.Time
 			case group.EventEpoch:
 				applied[ev.Epoch] = append(applied[ev.Epoch], ev.Time)
+			case group.EventConflict:
+				conflicts++
 			}
 		}
 		if d := m.DroppedEvents(); d > 0 {
@@ -523,6 +526,7 @@ func TestGroupScale(t *testing.T) {
 	t.Logf("join latency (Join call → in group, n=%d): p50 %v p99 %v", len(joinLat), pct(joinLat, .5).Round(time.Millisecond), pct(joinLat, .99).Round(time.Millisecond))
 	t.Logf("commit latency (stage → CS 200 at the committer, n=%d): p50 %v p99 %v", len(commitRTT), pct(commitRTT, .5).Round(time.Millisecond), pct(commitRTT, .99).Round(time.Millisecond))
 	t.Logf("commit propagation (CS 200 at committer → applied at member, n=%d): p50 %v p99 %v", len(propagation), pct(propagation, .5).Round(time.Millisecond), pct(propagation, .99).Round(time.Millisecond))
+	t.Logf("commits that lost their epoch (409) and were discarded: %d", conflicts)
 	t.Logf("media over the relay: %v", flow)
 	t.Logf("commit epoch | members after | added | commit bytes | welcome bytes | stage→200")
 	for _, r := range rows {

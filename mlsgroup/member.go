@@ -17,6 +17,8 @@ import (
 
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
+	mlsgroup "github.com/thomas-vilte/mls-go/group"
+	memorystore "github.com/thomas-vilte/mls-go/storage/memory"
 )
 
 // SFrameExporterLabel is the MLS exporter label of RFC 9605 §5.2.
@@ -73,6 +75,18 @@ type Member struct {
 	removed  bool
 	pending  *mls.PendingCommitHandle
 	pendingE uint64
+	// store holds the client's group state. mls-go v1.6.0 overwrites the
+	// private keys of the committer's direct-path nodes when it stages a
+	// commit, and DiscardPendingCommit does not restore them: a member that
+	// lost an epoch then cannot decrypt the winning commit's path secret
+	// (TestDiscardedCommitKeepsPathKeys). preStage is the state saved before
+	// staging, put back after a discard. The client reloads its state from
+	// store on every call (mls-go's default CacheNone), so it sees it.
+	store    *memorystore.Store
+	preStage []byte
+	// adds are the KeyPackages proposed in epoch addsEpoch.
+	adds      map[string]bool
+	addsEpoch uint64
 }
 
 // NewMember creates the MLS client for identity (a basic credential) in the
@@ -89,11 +103,13 @@ func NewMember(identity []byte, group string, opts ...Option) (*Member, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c, err := mls.NewClient(identity, CipherSuite, mls.WithLogger(cfg.logger))
+	st := memorystore.NewStore()
+	c, err := mls.NewClient(identity, CipherSuite, mls.WithLogger(cfg.logger), mls.WithStorage(st, st),
+		mls.WithCacheStrategy(mls.CacheNone))
 	if err != nil {
 		return nil, fmt.Errorf("mlsgroup: new MLS client: %w", err)
 	}
-	return &Member{c: c, identity: append([]byte(nil), identity...), group: []byte(group)}, nil
+	return &Member{c: c, identity: append([]byte(nil), identity...), group: []byte(group), store: st}, nil
 }
 
 // Identity returns the member's credential identity.
@@ -182,15 +198,28 @@ func (m *Member) lockIdle() error {
 }
 
 // AddMember stores an Add proposal for a joiner's KeyPackage (from the
-// RequestTrack); StageCommit includes it by value.
+// RequestTrack); StageCommit includes it by value. Adding the same
+// KeyPackage again in the same epoch is a no-op: the proposal is kept after
+// a discarded commit, so a retry in that epoch must not fail on it.
 func (m *Member) AddMember(ctx context.Context, keyPackage []byte) error {
 	if err := m.lockIdle(); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
+	epoch, err := m.c.Epoch(ctx, m.group)
+	if err != nil {
+		return fmt.Errorf("mlsgroup: epoch: %w", err)
+	}
+	if m.adds == nil || m.addsEpoch != epoch {
+		m.adds, m.addsEpoch = map[string]bool{}, epoch
+	}
+	if m.adds[string(keyPackage)] {
+		return nil
+	}
 	if _, err := m.c.ProposeAddMember(ctx, m.group, keyPackage); err != nil {
 		return fmt.Errorf("mlsgroup: add proposal: %w", err)
 	}
+	m.adds[string(keyPackage)] = true
 	return nil
 }
 
@@ -265,11 +294,15 @@ func (m *Member) StageCommit(ctx context.Context) (epoch uint64, commit []byte, 
 	if err != nil {
 		return 0, nil, fmt.Errorf("mlsgroup: epoch: %w", err)
 	}
+	pre, err := m.store.LoadGroupState(ctx, mlsgroup.NewGroupID(m.group))
+	if err != nil {
+		return 0, nil, fmt.Errorf("mlsgroup: save state before staging: %w", err)
+	}
 	h, err := m.c.CommitPendingProposalsStaged(ctx, m.group)
 	if err != nil {
 		return 0, nil, fmt.Errorf("mlsgroup: stage commit: %w", err)
 	}
-	m.pending, m.pendingE = h, epoch
+	m.pending, m.pendingE, m.preStage = h, epoch, pre
 	return epoch, append([]byte(nil), h.CommitBytes()...), nil
 }
 
@@ -284,7 +317,7 @@ func (m *Member) ConfirmCommit(ctx context.Context) (welcome []byte, err error) 
 		return nil, ErrNoPendingCommit
 	}
 	h := m.pending
-	m.pending = nil
+	m.pending, m.preStage = nil, nil
 	w, err := m.c.ConfirmPendingCommit(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("mlsgroup: confirm commit: %w", err)
@@ -301,10 +334,13 @@ func (m *Member) DiscardCommit(ctx context.Context) error {
 	if m.pending == nil {
 		return ErrNoPendingCommit
 	}
-	h := m.pending
-	m.pending = nil
+	h, pre := m.pending, m.preStage
+	m.pending, m.preStage = nil, nil
 	if err := m.c.DiscardPendingCommit(ctx, h); err != nil {
 		return fmt.Errorf("mlsgroup: discard commit: %w", err)
+	}
+	if err := m.store.SaveGroupState(ctx, mlsgroup.NewGroupID(m.group), pre); err != nil {
+		return fmt.Errorf("mlsgroup: restore state after discarding: %w", err)
 	}
 	return nil
 }

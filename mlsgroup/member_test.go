@@ -356,3 +356,68 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 		t.Fatalf("CS epoch %d, %v", e, err)
 	}
 }
+
+// A member that staged a commit and lost the epoch must still process the
+// winning commit. mls-go v1.6.0 overwrites the private keys of the stager's
+// direct-path nodes when it stages, and DiscardPendingCommit does not restore
+// them; the winner's path secret is encrypted to one of those nodes here.
+func TestDiscardedCommitKeepsPathKeys(t *testing.T) {
+	ctx := context.Background()
+	a, b, c, d, e := newMember(t, "alice"), newMember(t, "bob"), newMember(t, "carol"), newMember(t, "dave"), newMember(t, "erin")
+	f, g := newMember(t, "frank"), newMember(t, "grace")
+	if err := a.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addAndCommit(t, a, b)
+	addAndCommit(t, a, c, b)
+	addAndCommit(t, a, d, b, c)
+	// carol (leaf 2) commits: she now holds the key of the parent of leaves
+	// 2 and 3, which is on alice's copath.
+	addAndCommit(t, c, e, a, b, d)
+	assertSameKeys(t, 4, a, b, c, d, e)
+
+	kpF, err := f.KeyPackage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kpG, err := g.KeyPackage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddMember(ctx, kpF); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddMember(ctx, kpG); err != nil {
+		t.Fatal(err)
+	}
+	epoch, winner, err := a.StageCommit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.StageCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	welcome, err := a.ConfirmCommit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DiscardCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A retry in the lost epoch may add grace again.
+	if err := c.AddMember(ctx, kpG); err != nil {
+		t.Fatalf("adding the same KeyPackage again in the epoch: %v", err)
+	}
+	for _, m := range []*Member{b, c, d, e} {
+		if err := m.ProcessCommit(ctx, epoch, winner); err != nil {
+			t.Fatalf("%s processing the winning commit: %v", m.identity, err)
+		}
+	}
+	if joined, err := f.Join(ctx, welcome); !joined || err != nil {
+		t.Fatalf("frank join: %v %v", joined, err)
+	}
+	assertSameKeys(t, 5, a, b, c, d, e, f)
+	// carol commits grace in the new epoch (her stored Add is obsolete).
+	addAndCommit(t, c, g, a, b, d, e, f)
+	assertSameKeys(t, 6, a, b, c, d, e, f, g)
+}

@@ -17,12 +17,20 @@ func startRelay(t *testing.T, addr string) *relay.Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{Addr: addr, TLS: tc, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	// A restarted relay reuses its port, which the closed one may release
+	// late: retry briefly.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := relay.New(relay.Config{Addr: addr, TLS: tc, Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			go r.Serve(context.Background())
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	go r.Serve(context.Background())
-	return r
 }
 
 func TestForwarderThroughRelay(t *testing.T) {
