@@ -30,9 +30,9 @@ type Forwarder interface {
 
 // Forwarded is one item recorded by Recorder.
 type Forwarded struct {
-	Track string // "request", "commit" or "welcome"
+	Track string // "request", "commit", "welcome" or "ack"
 	Group string
-	Num   uint64 // seq for requests, epoch for commits and welcomes
+	Num   uint64 // seq for requests, epoch for commits, welcomes and acks
 	Data  []byte
 }
 
@@ -73,6 +73,10 @@ func (r *Recorder) ForwardCommit(_ context.Context, group string, epoch uint64, 
 
 func (r *Recorder) ForwardWelcome(_ context.Context, group string, epoch uint64, welcome []byte) error {
 	return r.record("welcome", group, epoch, welcome)
+}
+
+func (r *Recorder) ForwardAck(_ context.Context, group string, epoch uint64, _ uint32, ack []byte) error {
+	return r.record("ack", group, epoch, ack)
 }
 
 // Items returns a copy of everything recorded so far, in order.

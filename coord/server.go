@@ -38,6 +38,7 @@ type Config struct {
 //	POST /v1/groups/{group}/requests  body Request        -> 201 | 200 | 202 | 400 | 404 | 413
 //	POST /v1/groups/{group}/commits   body CommitRequest  -> 200 | 202 | 409 | 400 | 404 | 413
 //	GET  /v1/groups/{group}/epoch                         -> 200 | 404
+//	POST /v1/groups/{group}/acks      body EpochAck       -> 200 | 400 | 404 | 503 (if the Forwarder is an AckForwarder)
 //
 // Ordering per group: the decision (Store) is durable first, then queued
 // items are forwarded in order, then the response is written. A group's
@@ -83,6 +84,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST /v1/groups/{group}/requests", s.handleRequest)
 	s.mux.HandleFunc("POST /v1/groups/{group}/commits", s.handleCommit)
 	s.mux.HandleFunc("GET /v1/groups/{group}/epoch", s.handleEpoch)
+	if _, ok := s.fwd.(AckForwarder); ok {
+		s.mux.HandleFunc("POST /v1/groups/{group}/acks", s.handleAck)
+	}
 	s.registerArchive()
 	return s, nil
 }

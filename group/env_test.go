@@ -146,8 +146,22 @@ func converge(t *testing.T, min uint64, ms ...*Member) (uint64, []byte) {
 
 // media seals one object with from's stream and checks that every member
 // of to opens it and every member of not cannot.
+// waitSending waits until m seals with its newest epoch: every member
+// acknowledged it (coordinated roll-over) or the roll-over timeout passed.
+func waitSending(t *testing.T, m *Member) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for st := m.Schedule().Status(); st.Send != st.Latest; st = m.Schedule().Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still seals with epoch %d, newest is %d", m.Identity(), st.Send, st.Latest)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func media(t *testing.T, from *Member, ctxVal uint64, to, not []*Member) {
 	t.Helper()
+	waitSending(t, from)
 	st, err := from.Stream(ctxVal)
 	if err != nil {
 		t.Fatal(err)

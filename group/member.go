@@ -109,7 +109,14 @@ type Config struct {
 	// PollInterval is how often the member asks the CS for its state to
 	// find missed objects, and retries failed posts. Default 1s.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// RolloverTimeout is how long, after a new epoch, this member keeps
+	// sealing with the previous one while waiting for every member to
+	// acknowledge the new one (coordinated roll-over: acknowledgements go
+	// through the CS on the group's "ack" track). It stops objects that
+	// other members cannot open yet. An epoch that removed members is used
+	// at once. Default 1s; negative: always switch at once.
+	RolloverTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // CommitResult is the outcome of Member.Commit.
@@ -188,7 +195,11 @@ type Member struct {
 	pendingN  atomic.Int64
 	moqObjs   atomic.Uint64
 	fetches   [3]atomic.Uint64 // commits, welcomes, requests
+	acksIn    atomic.Uint64
+	acksOut   atomic.Uint64
+	noAcks    atomic.Bool // the CS does not relay acknowledgements
 	started   atomic.Bool
+	prevIDs   map[string]bool // members of the previously installed epoch
 
 	// Loop state (only the loop goroutine touches these after Join).
 	commits      map[uint64][]byte
@@ -240,6 +251,9 @@ func New(cfg Config) (*Member, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.RolloverTimeout == 0 {
+		cfg.RolloverTimeout = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -247,7 +261,11 @@ func New(cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	sched, err := keyschedule.New(cfg.Suite, cfg.ScheduleOptions...)
+	opts := cfg.ScheduleOptions
+	if cfg.RolloverTimeout > 0 {
+		opts = append([]keyschedule.Option{keyschedule.WithCoordinatedRollover(keyschedule.QuorumAll(), cfg.RolloverTimeout)}, opts...)
+	}
+	sched, err := keyschedule.New(cfg.Suite, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -291,8 +309,11 @@ func (m *Member) Removed() <-chan struct{} { return m.removedCh }
 
 // Stats counts how the member got its group objects.
 type Stats struct {
-	MoQObjects     uint64 // commit/welcome/request objects received on MoQ
-	ArchiveFetches uint64 // items fetched from the CS archive (catch-up), total
+	MoQObjects uint64 // commit/welcome/request objects received on MoQ
+	// AcksSent and AcksReceived count epoch acknowledgements (coordinated
+	// roll-over) posted to the CS and received on the ack track.
+	AcksSent, AcksReceived uint64
+	ArchiveFetches         uint64 // items fetched from the CS archive (catch-up), total
 	// by kind
 	FetchedCommits, FetchedWelcomes, FetchedRequests uint64
 }
@@ -300,7 +321,7 @@ type Stats struct {
 // Stats returns the member's counters.
 func (m *Member) Stats() Stats {
 	c, w, r := m.fetches[0].Load(), m.fetches[1].Load(), m.fetches[2].Load()
-	return Stats{MoQObjects: m.moqObjs.Load(), ArchiveFetches: c + w + r,
+	return Stats{MoQObjects: m.moqObjs.Load(), AcksSent: m.acksOut.Load(), AcksReceived: m.acksIn.Load(), ArchiveFetches: c + w + r,
 		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r}
 }
 
@@ -363,7 +384,11 @@ func (m *Member) Join(ctx context.Context) error {
 		return errors.New("group: Join called twice")
 	}
 	if m.cfg.Session != nil {
-		for _, tr := range []string{moqforward.TrackCommit, moqforward.TrackWelcome, moqforward.TrackRequest} {
+		tracks := []string{moqforward.TrackCommit, moqforward.TrackWelcome, moqforward.TrackRequest}
+		if m.cfg.RolloverTimeout > 0 {
+			tracks = append(tracks, moqforward.TrackAck)
+		}
+		for _, tr := range tracks {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			sub, err := m.subscribe(sctx, tr)
 			cancel()
@@ -475,15 +500,66 @@ func (m *Member) install(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// An epoch that removed someone is sealed with at once: waiting for
+	// acknowledgements would keep using keys the removed member holds.
+	ids, err := m.mls.MemberIdentities(ctx)
+	if err != nil {
+		return err
+	}
+	cur := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		cur[string(id)] = true
+	}
+	removal := false
+	for id := range m.prevIDs {
+		removal = removal || !cur[id]
+	}
+	m.prevIDs = cur
 	err = m.sched.Install(keyschedule.Epoch{
 		Number: ks.Epoch, BaseKey: ks.BaseKey, GroupSize: int(ks.GroupSize),
-		Index: uint64(ks.LeafIndex), Members: ks.Members,
+		Index: uint64(ks.LeafIndex), Members: ks.Members, Immediate: removal,
 	})
 	if err != nil && !errors.Is(err, keyschedule.ErrStaleEpoch) {
 		return fmt.Errorf("group: install epoch %d: %w", ks.Epoch, err)
 	}
 	m.epoch.Store(ks.Epoch)
+	m.ack(ks.Epoch, ks.LeafIndex)
 	return nil
+}
+
+// ack tells the other members, through the CS, that we hold epoch. It runs
+// in the background: the loop must not wait on it, and a lost ack costs a
+// sender only its roll-over timeout.
+func (m *Member) ack(epoch uint64, leaf uint32) {
+	if m.cfg.RolloverTimeout <= 0 || m.noAcks.Load() {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		defer cancel()
+		err := m.cfg.CS.Ack(ctx, m.cfg.Group, epoch, leaf)
+		switch {
+		case err == nil:
+			m.acksOut.Add(1)
+		case errors.Is(err, coord.ErrAckUnsupported):
+			m.noAcks.Store(true)
+			m.log.Warn("the CS does not relay acknowledgements: new epochs are used after the roll-over timeout")
+		default:
+			m.log.Debug("acknowledgement not sent", "epoch", epoch, "err", err)
+		}
+	}()
+}
+
+// acked handles an EpochAck from the ack track.
+func (m *Member) acked(payload []byte) {
+	a, err := coord.UnmarshalEpochAck(payload)
+	if err != nil || string(a.GroupID) != m.cfg.Group {
+		return
+	}
+	m.acksIn.Add(1)
+	_ = m.sched.Acknowledge(a.Epoch, uint64(a.Leaf))
 }
 
 func (m *Member) subscribe(ctx context.Context, track string) (*moq.Subscription, error) {
@@ -499,6 +575,7 @@ func (m *Member) subscribe(ctx context.Context, track string) (*moq.Subscription
 func (m *Member) reader(track string, sub *moq.Subscription) {
 	defer m.wg.Done()
 	k := map[string]kind{moqforward.TrackCommit: kCommit, moqforward.TrackWelcome: kWelcome, moqforward.TrackRequest: kRequest}[track]
+	isAck := track == moqforward.TrackAck
 	// Every SUBSCRIBE uses a request ID of the session, and the peer grants
 	// few (moq: 100 to start): re-subscribe slowly, and reset the backoff
 	// only after a subscription lived a while. Meanwhile the archive
@@ -532,6 +609,10 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 			if time.Since(since) > 10*time.Second {
 				backoff = minBackoff
 			}
+			if isAck {
+				m.acked(o.Payload) // the schedule is safe for concurrent use
+				continue
+			}
 			m.moqObjs.Add(1)
 			select {
 			case m.in <- item{k: k, num: o.GroupID, data: o.Payload}:
@@ -555,6 +636,9 @@ func (m *Member) reader(track string, sub *moq.Subscription) {
 			continue
 		}
 		sub = s
+		if isAck {
+			continue // acks are not archived; a missed one costs a timeout
+		}
 		// Anything published while we were not subscribed is in the archive.
 		select {
 		case m.in <- item{k: kResubscribed}:

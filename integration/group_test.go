@@ -205,6 +205,14 @@ func convergeAll(t *testing.T, min uint64, timeout time.Duration, ms ...*group.M
 // not must fail.
 func checkMedia(t *testing.T, from *group.Member, c uint64, to, not []*group.Member) {
 	t.Helper()
+	// Coordinated roll-over: wait until from seals with its newest epoch.
+	deadline := time.Now().Add(10 * time.Second)
+	for st := from.Schedule().Status(); st.Send != st.Latest; st = from.Schedule().Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still seals with epoch %d, newest is %d", from.Identity(), st.Send, st.Latest)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	st, err := from.Stream(c)
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +442,11 @@ func TestGroupScale(t *testing.T) {
 	}
 	ms := make([]*group.Member, n)
 	for i := range ms {
-		ms[i] = e.member(fmt.Sprintf("m%02d", i), "scale", sessions[i/perSession], nil)
+		// A long roll-over timeout: under -race on 2 busy cores a commit can
+		// take over a second to reach every member, and this test checks
+		// that senders wait for all acknowledgements.
+		ms[i] = e.member(fmt.Sprintf("m%02d", i), "scale", sessions[i/perSession],
+			func(c *group.Config) { c.RolloverTimeout = 10 * time.Second })
 	}
 	start := time.Now()
 	joinLat := joinAll(t, ms[0])
@@ -449,6 +461,13 @@ func TestGroupScale(t *testing.T) {
 	joinedIn := time.Since(start)
 	t.Logf("50 joined in %v (epoch %d); join latency p50 %v p99 %v", joinedIn.Round(time.Millisecond), ep,
 		pct(joinLat, .5).Round(time.Millisecond), pct(joinLat, .99).Round(time.Millisecond))
+	// Coordinated roll-over: while members only joined, the sender switched
+	// to each new epoch only once every member held it, so no receiver
+	// failed to open an object.
+	if f := flow.failed.Load(); f != 0 {
+		t.Fatalf("during the joins, %d objects could not be opened: %v", f, flow)
+	}
+	joinFlow := flow.String()
 	// 10 leave (not the creator) concurrently.
 	leaving := ms[n-leavers:]
 	stay := ms[:n-leavers]
@@ -527,7 +546,10 @@ func TestGroupScale(t *testing.T) {
 	t.Logf("commit latency (stage → CS 200 at the committer, n=%d): p50 %v p99 %v", len(commitRTT), pct(commitRTT, .5).Round(time.Millisecond), pct(commitRTT, .99).Round(time.Millisecond))
 	t.Logf("commit propagation (CS 200 at committer → applied at member, n=%d): p50 %v p99 %v", len(propagation), pct(propagation, .5).Round(time.Millisecond), pct(propagation, .99).Round(time.Millisecond))
 	t.Logf("commits that lost their epoch (409) and were discarded: %d", conflicts)
-	t.Logf("media over the relay: %v", flow)
+	st := ms[0].Schedule().Status()
+	t.Logf("media over the relay: during the joins %s; at the end %v", joinFlow, flow)
+	t.Logf("sender m00 roll-overs: %d on every member's acknowledgement, %d by timeout, %d at once (removals)",
+		st.PromotedQuorum, st.PromotedTimeout, st.PromotedForced)
 	t.Logf("commit epoch | members after | added | commit bytes | welcome bytes | stage→200")
 	for _, r := range rows {
 		t.Logf("%12d | %13d | %5d | %12d | %13d | %v", r.epoch, r.members, r.added, r.commitB, r.welcomeB, r.rtt.Round(time.Millisecond))

@@ -38,6 +38,11 @@ type Epoch struct {
 	// Members is the number of occupied leaves, the base for a
 	// coordinated roll-over quorum. Zero means GroupSize.
 	Members int
+
+	// Immediate makes Seal switch to this epoch at once even in
+	// coordinated mode. Set it for an epoch that removed members: waiting
+	// for acknowledgements would keep sealing with keys they hold.
+	Immediate bool
 }
 
 // ExportEpoch builds the Epoch for the exporter's current MLS epoch: it
@@ -258,6 +263,9 @@ func (s *Schedule) Install(e Epoch) error {
 	switch {
 	case !s.cfg.coordinated || ns.send == nil:
 		ns.send, ns.pending = ep, nil
+	case e.Immediate:
+		ns.send, ns.pending, ns.deadline = ep, nil, time.Time{}
+		s.stats.promotedForced.Add(1)
 	case ns.send == evicted || e.Number-ns.send.num >= uint64(len(ns.slots))-1:
 		// The epoch we were sending with is gone, or will be gone with the
 		// next epoch, from receivers following the MUST of §5.2 — and
@@ -458,7 +466,7 @@ type Status struct {
 
 	Installs, Retired, Evicted           uint64 // epochs installed, retired by grace, removed by §5.2 slot reuse
 	PromotedQuorum, PromotedTimeout      uint64 // coordinated switches by quorum and by timeout
-	PromotedForced                       uint64 // switches because the send epoch was removed
+	PromotedForced                       uint64 // switches without a quorum: the send epoch was removed, or the new one is Immediate
 	Rotations, HardLimitHits             uint64 // context changes for usage; sframe refusals seen (should be 0)
 	OpenUnknownEpoch, OpenRetiredRefused uint64 // Open refusals by this layer
 }

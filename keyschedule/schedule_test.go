@@ -484,6 +484,24 @@ func TestCoordinatedForced(t *testing.T) {
 	}
 }
 
+// An Immediate epoch (it removed members) is sent with at once, without
+// waiting for the quorum.
+func TestCoordinatedImmediate(t *testing.T) {
+	g := newGroup(3)
+	a := mustNew(t, WithCoordinatedRollover(QuorumAll(), time.Hour))
+	mustInstall(t, a, g.epoch(1, 0))
+	mustInstall(t, a, g.epoch(2, 0))
+	if st := a.Status(); st.Send != 1 || !st.Pending {
+		t.Fatalf("%+v", st)
+	}
+	e := g.epoch(3, 0)
+	e.Immediate = true
+	mustInstall(t, a, e)
+	if st := a.Status(); st.Send != 3 || st.Pending || st.PromotedForced != 1 {
+		t.Fatalf("%+v", st)
+	}
+}
+
 func TestQuorums(t *testing.T) {
 	for _, c := range []struct {
 		q    Quorum

@@ -11,6 +11,7 @@
 //	[prefix..., group] / "request"  MoQ group = request seq,  object 0
 //	[prefix..., group] / "commit"   MoQ group = commit epoch, object 0
 //	[prefix..., group] / "welcome"  MoQ group = commit epoch, object 0
+//	[prefix..., group] / "ack"      MoQ group = epoch, subgroup = leaf index, object 0
 //
 // Publishers have LIVE semantics (no cache): an object written while nobody
 // subscribes is gone. Members fill gaps from the CS archive (coord.Archive,
@@ -38,6 +39,7 @@ const (
 	TrackRequest = "request"
 	TrackCommit  = "commit"
 	TrackWelcome = "welcome"
+	TrackAck     = "ack"
 )
 
 // DefaultPrefix is the namespace prefix used when Config.Prefix is empty.
@@ -77,7 +79,10 @@ type Forwarder struct {
 	connects  int
 }
 
-var _ coord.Forwarder = (*Forwarder)(nil)
+var (
+	_ coord.Forwarder    = (*Forwarder)(nil)
+	_ coord.AckForwarder = (*Forwarder)(nil)
+)
 
 // New starts the Forwarder; it connects in the background.
 func New(cfg Config) (*Forwarder, error) {
@@ -226,7 +231,9 @@ func groupOfKey(key string) string {
 	return key
 }
 
-func validTrack(t string) bool { return t == TrackRequest || t == TrackCommit || t == TrackWelcome }
+func validTrack(t string) bool {
+	return t == TrackRequest || t == TrackCommit || t == TrackWelcome || t == TrackAck
+}
 
 // publisher returns (creating) the shared Publisher of (group, track).
 func (f *Forwarder) publisherLocked(group, track string) *moq.Publisher {
@@ -240,7 +247,7 @@ func (f *Forwarder) publisherLocked(group, track string) *moq.Publisher {
 }
 
 // onSubscribe serves SUBSCRIBEs the relay sends upstream for
-// [prefix..., group] / {request,commit,welcome}.
+// [prefix..., group] / {request,commit,welcome,ack}.
 func (f *Forwarder) onSubscribe(_ *moq.Session, ns []string, track string) (*moq.Publisher, error) {
 	if len(ns) != len(f.cfg.Prefix)+1 || !slices.Equal(ns[:len(f.cfg.Prefix)], f.cfg.Prefix) ||
 		!coord.ValidGroupName(ns[len(ns)-1]) || !validTrack(track) {
@@ -252,6 +259,10 @@ func (f *Forwarder) onSubscribe(_ *moq.Session, ns []string, track string) (*moq
 }
 
 func (f *Forwarder) write(ctx context.Context, group, track string, num uint64, payload []byte) error {
+	return f.writeSub(ctx, group, track, num, 0, payload)
+}
+
+func (f *Forwarder) writeSub(ctx context.Context, group, track string, num, subgroup uint64, payload []byte) error {
 	f.mu.Lock()
 	s := f.sess
 	p := f.publisherLocked(group, track)
@@ -270,7 +281,7 @@ func (f *Forwarder) write(ctx context.Context, group, track string, num uint64, 
 		}
 		f.mu.Unlock()
 	}
-	if err := p.WriteObject(num, 0, 0, payload); err != nil {
+	if err := p.WriteObject(num, subgroup, 0, payload); err != nil {
 		return fmt.Errorf("moqforward: %s/%s group %d: %w", group, track, num, err)
 	}
 	return nil
@@ -286,4 +297,10 @@ func (f *Forwarder) ForwardCommit(ctx context.Context, group string, epoch uint6
 
 func (f *Forwarder) ForwardWelcome(ctx context.Context, group string, epoch uint64, welcome []byte) error {
 	return f.write(ctx, group, TrackWelcome, epoch, welcome)
+}
+
+// ForwardAck publishes an EpochAck: one subgroup per leaf, so acks of one
+// epoch are independent streams.
+func (f *Forwarder) ForwardAck(ctx context.Context, group string, epoch uint64, leaf uint32, ack []byte) error {
+	return f.writeSub(ctx, group, TrackAck, epoch, uint64(leaf), ack)
 }

@@ -1,0 +1,133 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// EpochAck is the body of POST /v1/groups/{group}/acks and the payload of
+// AckTrack objects: a member reports that it holds the keys of an epoch,
+// for coordinated key roll-over (senders switch to a new epoch once every
+// member acknowledged it, or after a timeout; docs/security-groups.md):
+//
+//	struct {
+//	    opaque group_id<V>;
+//	    uint64 epoch;
+//	    uint32 leaf_index;   // the sender's leaf in that epoch
+//	} EpochAck;
+//
+// Acknowledgements are advisory and not authenticated: a forged or lost one
+// only moves a sender's switch between "at once" and "after the timeout".
+type EpochAck struct {
+	GroupID []byte
+	Epoch   uint64
+	Leaf    uint32
+}
+
+// Marshal encodes a.
+func (a *EpochAck) Marshal() ([]byte, error) {
+	if err := checkField("group_id", a.GroupID, MaxGroupIDLen); err != nil {
+		return nil, err
+	}
+	var b cryptobyte.Builder
+	addOpaqueV(&b, a.GroupID)
+	b.AddUint64(a.Epoch)
+	b.AddUint32(a.Leaf)
+	return b.Bytes()
+}
+
+// UnmarshalEpochAck decodes an EpochAck strictly.
+func UnmarshalEpochAck(data []byte) (*EpochAck, error) {
+	s := cryptobyte.String(data)
+	var a EpochAck
+	var err error
+	if a.GroupID, err = readOpaqueV(&s, "group_id", MaxGroupIDLen); err != nil {
+		return nil, err
+	}
+	if !s.ReadUint64(&a.Epoch) {
+		return nil, malformed(ErrTruncated, "epoch")
+	}
+	if !s.ReadUint32(&a.Leaf) {
+		return nil, malformed(ErrTruncated, "leaf_index")
+	}
+	if !s.Empty() {
+		return nil, malformed(ErrTrailingData, "%d bytes after EpochAck", len(s))
+	}
+	return &a, nil
+}
+
+// AckForwarder is implemented by Forwarders that also carry epoch
+// acknowledgements. The server offers POST .../acks only if its Forwarder
+// implements it. Acks are not stored: they matter for a moment, and a lost
+// one costs a sender its roll-over timeout, nothing more.
+type AckForwarder interface {
+	ForwardAck(ctx context.Context, group string, epoch uint64, leaf uint32, ack []byte) error
+}
+
+// ErrAckUnsupported is returned by Client.Ack when the CS does not relay
+// acknowledgements (its forwarder has no AckForwarder).
+var ErrAckUnsupported = errors.New("coord: this CS does not relay epoch acknowledgements")
+
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	const ep = "acks"
+	group, body, ok := s.readBody(w, r, ep)
+	if !ok {
+		return
+	}
+	a, err := UnmarshalEpochAck(body)
+	if err != nil {
+		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid EpochAck struct (see docs/security-groups.md): "+err.Error())
+		return
+	}
+	if string(a.GroupID) != group {
+		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("EpochAck.group_id %q does not match the URL group %q", a.GroupID, group))
+		return
+	}
+	cur, err := s.store.Epoch(r.Context(), group)
+	switch {
+	case errors.Is(err, ErrUnknownGroup):
+		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
+		return
+	case err != nil:
+		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not read the group state; retry later")
+		return
+	case a.Epoch > cur:
+		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", a.Epoch, cur))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.fwdTO)
+	defer cancel()
+	if err := s.fwd.(AckForwarder).ForwardAck(ctx, group, a.Epoch, a.Leaf, body); err != nil {
+		s.fail(w, ep, http.StatusServiceUnavailable, group, "the CS could not forward the acknowledgement right now: "+err.Error())
+		return
+	}
+	s.metrics.response(ep, http.StatusOK)
+	e := a.Epoch
+	writeJSON(w, http.StatusOK, okBody{Group: group, Epoch: &e})
+}
+
+// Ack tells the group (through the CS's AckTrack) that this member, at
+// leaf, holds epoch's keys.
+func (c *Client) Ack(ctx context.Context, group string, epoch uint64, leaf uint32) error {
+	enc, err := (&EpochAck{GroupID: []byte(group), Epoch: epoch, Leaf: leaf}).Marshal()
+	if err != nil {
+		return err
+	}
+	a, err := c.do(ctx, http.MethodPost, group, "acks", enc)
+	if err != nil {
+		return err
+	}
+	switch a.code {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		if a.err.Group == "" {
+			return ErrAckUnsupported // no such route
+		}
+	}
+	return a.statusErr()
+}
