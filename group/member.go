@@ -72,9 +72,9 @@ func (t EventType) String() string {
 // Event is delivered on Member.Events.
 type Event struct {
 	Type    EventType
-	Epoch   uint64 // the member's epoch after the event
-	Members int    // group members after the event
-	Time    time.Time
+	Epoch   uint64    // the member's epoch after the event
+	Members int       // group members after the event
+	Time    time.Time // when it happened; EventCommitted: when the CS's 200 arrived
 	// EventCommitted only: sizes of our Commit and Welcome (0 if none), the
 	// time from staging to the CS's 200, and the number of joiners added.
 	CommitBytes, WelcomeBytes int
@@ -364,7 +364,9 @@ func (m *Member) Stream(context uint64) (*Sealer, error) {
 }
 
 func (m *Member) emit(e Event) {
-	e.Time = time.Now()
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
 	if e.Epoch == 0 {
 		e.Epoch = m.epoch.Load()
 	}
@@ -1206,7 +1208,8 @@ func (m *Member) postStaged(ctx context.Context) (won bool, conflict *coord.Epoc
 	err = m.cfg.CS.Commit(ctx, m.cfg.Group, st.epoch, st.commit, nil)
 	switch {
 	case err == nil:
-		rtt := time.Since(st.start)
+		accepted := time.Now()
+		rtt := accepted.Sub(st.start)
 		m.stagedCommit = nil
 		w, err := m.mls.ConfirmCommit(ctx)
 		if err != nil {
@@ -1221,7 +1224,7 @@ func (m *Member) postStaged(ctx context.Context) (won bool, conflict *coord.Epoc
 			return false, nil, err
 		}
 		m.postWelcome(ctx)
-		m.emit(Event{Type: EventCommitted, Members: m.memberCount(ctx), CommitBytes: len(st.commit),
+		m.emit(Event{Type: EventCommitted, Time: accepted, Members: m.memberCount(ctx), CommitBytes: len(st.commit),
 			WelcomeBytes: len(w), CommitRTT: rtt, Added: st.added})
 		return true, nil, nil
 	case errors.As(err, &conflict):

@@ -201,18 +201,24 @@ func convergeAll(t *testing.T, min uint64, timeout time.Duration, ms ...*group.M
 	}
 }
 
+// waitSending waits until m seals with its newest epoch (coordinated
+// roll-over: every member acknowledged it, or the timeout passed).
+func waitSending(t *testing.T, m *group.Member) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for st := m.Schedule().Status(); st.Send != st.Latest; st = m.Schedule().Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still seals with epoch %d, newest is %d", m.Identity(), st.Send, st.Latest)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // checkMedia seals with from and opens with every member of to; members of
 // not must fail.
 func checkMedia(t *testing.T, from *group.Member, c uint64, to, not []*group.Member) {
 	t.Helper()
-	// Coordinated roll-over: wait until from seals with its newest epoch.
-	deadline := time.Now().Add(10 * time.Second)
-	for st := from.Schedule().Status(); st.Send != st.Latest; st = from.Schedule().Status() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still seals with epoch %d, newest is %d", from.Identity(), st.Send, st.Latest)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitSending(t, from)
 	st, err := from.Stream(c)
 	if err != nil {
 		t.Fatal(err)
@@ -647,6 +653,7 @@ func TestGroupKeysSidecar(t *testing.T) {
 	joinAll(t, a)
 	joinAll(t, b)
 	convergeAll(t, 1, 20*time.Second, a, b)
+	waitSending(t, a)
 	ka, kb := sidecar.NewGroupKeys(a), sidecar.NewGroupKeys(b)
 	video, _ := pipeline.NewTrack([]string{"live"}, "video")
 	audio, _ := pipeline.NewTrack([]string{"live"}, "audio")

@@ -11,7 +11,7 @@
 //	[prefix..., group] / "request"  MoQ group = request seq,  object 0
 //	[prefix..., group] / "commit"   MoQ group = commit epoch, object 0
 //	[prefix..., group] / "welcome"  MoQ group = commit epoch, object 0
-//	[prefix..., group] / "ack"      MoQ group = epoch, subgroup = leaf index, object 0
+//	[prefix..., group] / "ack"      MoQ group = epoch, object = arrival order
 //
 // Publishers have LIVE semantics (no cache): an object written while nobody
 // subscribes is gone. Members fill gaps from the CS archive (coord.Archive,
@@ -77,6 +77,8 @@ type Forwarder struct {
 	pubs      map[string]*moq.Publisher
 	up        chan struct{} // closed while connected; replaced on disconnect
 	connects  int
+	ackMu     sync.Mutex
+	ackSeq    map[string]ackCounter // group -> its newest acknowledged epoch (under ackMu)
 }
 
 var (
@@ -259,10 +261,10 @@ func (f *Forwarder) onSubscribe(_ *moq.Session, ns []string, track string) (*moq
 }
 
 func (f *Forwarder) write(ctx context.Context, group, track string, num uint64, payload []byte) error {
-	return f.writeSub(ctx, group, track, num, 0, payload)
+	return f.writeObject(ctx, group, track, num, 0, payload)
 }
 
-func (f *Forwarder) writeSub(ctx context.Context, group, track string, num, subgroup uint64, payload []byte) error {
+func (f *Forwarder) writeObject(ctx context.Context, group, track string, num, object uint64, payload []byte) error {
 	f.mu.Lock()
 	s := f.sess
 	p := f.publisherLocked(group, track)
@@ -281,7 +283,7 @@ func (f *Forwarder) writeSub(ctx context.Context, group, track string, num, subg
 		}
 		f.mu.Unlock()
 	}
-	if err := p.WriteObject(num, subgroup, 0, payload); err != nil {
+	if err := p.WriteObject(num, 0, object, payload); err != nil {
 		return fmt.Errorf("moqforward: %s/%s group %d: %w", group, track, num, err)
 	}
 	return nil
@@ -299,8 +301,27 @@ func (f *Forwarder) ForwardWelcome(ctx context.Context, group string, epoch uint
 	return f.write(ctx, group, TrackWelcome, epoch, welcome)
 }
 
-// ForwardAck publishes an EpochAck: one subgroup per leaf, so acks of one
-// epoch are independent streams.
-func (f *Forwarder) ForwardAck(ctx context.Context, group string, epoch uint64, leaf uint32, ack []byte) error {
-	return f.writeSub(ctx, group, TrackAck, epoch, uint64(leaf), ack)
+// ForwardAck publishes an EpochAck. The acks of one epoch share MoQ group
+// = epoch, subgroup 0, with object IDs in arrival order: one stream per
+// epoch and subscriber, not one per ack.
+func (f *Forwarder) ForwardAck(ctx context.Context, group string, epoch uint64, _ uint32, ack []byte) error {
+	// Held across the write, so object IDs reach the stream in order.
+	f.ackMu.Lock()
+	defer f.ackMu.Unlock()
+	c := f.ackSeq[group]
+	if c.epoch != epoch {
+		c = ackCounter{epoch: epoch}
+	}
+	if err := f.writeObject(ctx, group, TrackAck, epoch, c.next, ack); err != nil {
+		return err
+	}
+	c.next++
+	if f.ackSeq == nil {
+		f.ackSeq = map[string]ackCounter{}
+	}
+	f.ackSeq[group] = c
+	return nil
 }
+
+// ackCounter numbers the acks of a group's newest epoch.
+type ackCounter struct{ epoch, next uint64 }
