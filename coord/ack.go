@@ -88,14 +88,10 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cur, err := s.store.Epoch(r.Context(), group)
-	switch {
-	case errors.Is(err, ErrUnknownGroup):
-		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
+	if s.failRead(w, ep, group, err) {
 		return
-	case err != nil:
-		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not read the group state; retry later")
-		return
-	case a.Epoch > cur:
+	}
+	if a.Epoch > cur {
 		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", a.Epoch, cur))
 		return
 	}

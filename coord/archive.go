@@ -213,12 +213,7 @@ func (s *Server) registerArchive() {
 			return
 		}
 		e, n, err := a.State(r.Context(), group)
-		switch {
-		case errors.Is(err, ErrUnknownGroup):
-			s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
-			return
-		case err != nil:
-			s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not read the group state; retry later")
+		if s.failRead(w, ep, group, err) {
 			return
 		}
 		w.Header().Set(EpochHeader, strconv.FormatUint(e, 10))

@@ -143,6 +143,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// failRead answers a failed read of a group's state (404 for an unknown
+// group, 500 otherwise) and reports whether it did.
+func (s *Server) failRead(w http.ResponseWriter, endpoint, group string, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrUnknownGroup):
+		s.fail(w, endpoint, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
+	default:
+		s.log.Error("store read failed", "endpoint", endpoint, "group", group, "err", err)
+		s.fail(w, endpoint, http.StatusInternalServerError, group, "the CS could not read the group state; retry later")
+	}
+	return true
+}
+
 func (s *Server) fail(w http.ResponseWriter, endpoint string, code int, group, msg string) {
 	s.metrics.response(endpoint, code)
 	writeJSON(w, code, errorBody{Error: msg, Group: group})
@@ -291,13 +306,7 @@ func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := s.store.Epoch(r.Context(), group)
-	switch {
-	case errors.Is(err, ErrUnknownGroup):
-		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
-		return
-	case err != nil:
-		s.log.Error("store epoch failed", "group", group, "err", err)
-		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not read the group state; retry later")
+	if s.failRead(w, ep, group, err) {
 		return
 	}
 	w.Header().Set(EpochHeader, strconv.FormatUint(e, 10))

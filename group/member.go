@@ -978,17 +978,42 @@ func (m *Member) fetchRequests(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	m.fetchRequestsBelow(ctx, next)
+}
+
+// fetchRequestsBelow fetches the requests with sequence numbers below next
+// that we have not received, and applies them.
+func (m *Member) fetchRequestsBelow(ctx context.Context, next uint64) {
 	for s := m.nextSeq; s < next; s++ {
 		if _, ok := m.requests[s]; ok {
 			continue
 		}
 		data, err := m.fetchRequest(ctx, s)
 		if err != nil {
-			return
+			break
 		}
 		m.requests[s] = data
 	}
 	m.applyRequests(ctx)
+}
+
+// applyBelow applies commits, from the buffer or the CS archive, until
+// the member is at epoch `to` (or removed, or a commit is staged).
+func (m *Member) applyBelow(ctx context.Context, to uint64) {
+	for m.stagedCommit == nil && !m.isRemoved.Load() && m.epoch.Load() < to {
+		e := m.epoch.Load()
+		c, ok := m.commits[e]
+		if !ok {
+			var err error
+			if c, err = m.fetchCommit(ctx, e); err != nil {
+				return
+			}
+		}
+		delete(m.commits, e)
+		if m.applyCommit(ctx, e, c) != nil {
+			return
+		}
+	}
 }
 
 // sync compares with the CS state and fills gaps from its archive; it also
@@ -1005,17 +1030,7 @@ func (m *Member) sync(ctx context.Context, grace bool) {
 	if m.leaving && !m.leavePosted {
 		m.postLeave(ctx)
 	}
-drain:
-	for {
-		select {
-		case it := <-m.in:
-			if it.k != kResubscribed {
-				m.handle(ctx, it)
-			}
-		default:
-			break drain
-		}
-	}
+	m.drain(ctx)
 	csEpoch, next, err := m.cfg.CS.State(ctx, m.cfg.Group)
 	if err != nil {
 		return
@@ -1044,31 +1059,8 @@ drain:
 			return
 		}
 	}
-	for s := m.nextSeq; s < seqBound; s++ {
-		if _, ok := m.requests[s]; ok {
-			continue
-		}
-		data, err := m.fetchRequest(ctx, s)
-		if err != nil {
-			break
-		}
-		m.requests[s] = data
-	}
-	m.applyRequests(ctx)
-	for m.stagedCommit == nil && !m.isRemoved.Load() && m.epoch.Load() < epochBound {
-		e := m.epoch.Load()
-		c, ok := m.commits[e]
-		if !ok {
-			c, err = m.fetchCommit(ctx, e)
-			if err != nil {
-				break
-			}
-		}
-		delete(m.commits, e)
-		if m.applyCommit(ctx, e, c) != nil {
-			break
-		}
-	}
+	m.fetchRequestsBelow(ctx, seqBound)
+	m.applyBelow(ctx, epochBound)
 	m.applyCommits(ctx)
 	m.schedule()
 }
@@ -1266,27 +1258,22 @@ func (m *Member) retryStaged(ctx context.Context) {
 // catchUp applies commits up to (excluding) epoch `to`, from the buffer or
 // the CS archive.
 func (m *Member) catchUp(ctx context.Context, to uint64) {
-drain:
+	m.drain(ctx)
+	m.applyRequests(ctx)
+	m.applyBelow(ctx, to)
+}
+
+// drain buffers the objects the readers have queued. A re-subscription
+// signal met here is dropped: the caller is syncing already, and the
+// periodic poll fetches anything it leaves out.
+func (m *Member) drain(ctx context.Context) {
 	for {
 		select {
 		case it := <-m.in:
-			m.handle(ctx, it)
-		default:
-			break drain
-		}
-	}
-	m.applyRequests(ctx)
-	for !m.isRemoved.Load() && m.epoch.Load() < to {
-		e := m.epoch.Load()
-		c, ok := m.commits[e]
-		if !ok {
-			var err error
-			if c, err = m.fetchCommit(ctx, e); err != nil {
-				return
+			if it.k != kResubscribed {
+				m.handle(ctx, it)
 			}
-		}
-		delete(m.commits, e)
-		if m.applyCommit(ctx, e, c) != nil {
+		default:
 			return
 		}
 	}
