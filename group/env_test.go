@@ -133,6 +133,11 @@ func converge(t *testing.T, min uint64, ms ...*Member) (uint64, []byte) {
 				ok, why = false, fmt.Sprintf("%s at epoch %d, %s at %d (want ≥ %d)", ms[0].Identity(), epoch, m.Identity(), ks.Epoch, min)
 				break
 			}
+			// MLS moves first; the key schedule gets the epoch right after.
+			if l := m.Schedule().Status().Latest; l != ks.Epoch {
+				ok, why = false, fmt.Sprintf("%s: MLS at epoch %d, key schedule at %d", m.Identity(), ks.Epoch, l)
+				break
+			}
 		}
 		if ok {
 			return epoch, key

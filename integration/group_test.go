@@ -190,6 +190,11 @@ func convergeAll(t *testing.T, min uint64, timeout time.Duration, ms ...*group.M
 				why = fmt.Sprintf("%s at epoch %d, %s at %d (min %d)", ms[0].Identity(), epoch, m.Identity(), ks.Epoch, min)
 				break
 			}
+			// MLS moves first; the key schedule gets the epoch right after.
+			if l := m.Schedule().Status().Latest; l != ks.Epoch {
+				why = fmt.Sprintf("%s: MLS at epoch %d, key schedule at %d", m.Identity(), ks.Epoch, l)
+				break
+			}
 		}
 		if why == "" {
 			return epoch, key
