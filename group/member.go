@@ -199,7 +199,7 @@ type Member struct {
 	acksOut   atomic.Uint64
 	noAcks    atomic.Bool // the CS does not relay acknowledgements
 	started   atomic.Bool
-	prevIDs   map[string]bool // members of the previously installed epoch
+	prevIDs   map[string]bool // members of the newest installed epoch
 
 	// Loop state (only the loop goroutine touches these after Join).
 	commits      map[uint64][]byte
@@ -948,16 +948,8 @@ func (m *Member) afterEpoch(ctx context.Context) error {
 			delete(m.commits, k)
 		}
 	}
-	if ids, err := m.mls.MemberIdentities(ctx); err == nil {
-		m.joins = slices.DeleteFunc(m.joins, func(j pendingJoin) bool {
-			for _, id := range ids {
-				if bytes.Equal(id, j.identity) {
-					return true
-				}
-			}
-			return false
-		})
-	}
+	// install just read the epoch's members into prevIDs.
+	m.joins = slices.DeleteFunc(m.joins, func(j pendingJoin) bool { return m.prevIDs[string(j.identity)] })
 	m.pendingN.Store(int64(len(m.joins)))
 	if m.leaving {
 		// First: mlsgroup.Leave drops the stored proposals of this epoch.
