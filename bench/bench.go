@@ -297,6 +297,18 @@ func Run(opts Options, emit func(Result)) error {
 		restore()
 	}
 	if opts.Pipeline {
+		base, _ := baseline(sframe.AES128GCMSHA256_128, "seal", 1200)
+		for _, g := range []int{1, 2} {
+			w, err := ParallelSeal(sframe.AES128GCMSHA256_128, g, 1200)
+			if err != nil {
+				return err
+			}
+			m := Measure(w, 1, 8*opts.MinTime, opts.Rounds)
+			emit(Result{Suite: sframe.AES128GCMSHA256_128.String(), Op: "parallel-seal", Size: 1200, Batch: 1,
+				Path: aesgcm.Implementation(), NsPerObject: m.NsPerObject, GBps: m.GBps(1200),
+				StdlibGBps: base.GBps(1200), Ratio: base.NsPerObject / m.NsPerObject,
+				AllocsPerObject: m.AllocsPerObject, Workers: g})
+		}
 		for _, workers := range []int{1, 2} {
 			w, stop, err := PipelineSeal(sframe.AES128GCMSHA256_128, workers, 30, 1200)
 			if err != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/moqsframe/moqsframe/pipeline"
@@ -29,7 +30,12 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 	}
 	// Output buffers are reused round-robin; more than can be in flight
 	// (queued or in a batch) at once, so none is reused while still in use.
-	ring := make([][]byte, workers*(queueLen+maxBatch)+tracks+1)
+	// A multiple of tracks, so each buffer always serves the same track,
+	// hence the same worker, as a per-track buffer pool would: a buffer
+	// that hopped between workers would move its cache lines between
+	// cores on every object.
+	inFlight := workers*(queueLen+maxBatch) + 1
+	ring := make([][]byte, (inFlight+tracks-1)/tracks*tracks)
 	for i := range ring {
 		ring[i] = make([]byte, 0, size+sframe.MaxHeaderLen+16)
 	}
@@ -68,4 +74,46 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 		<-done
 	}
 	return w, stage.Close, nil
+}
+
+// ParallelSeal returns a workload that seals size-byte objects on
+// goroutines sealers, each with its own Sender and its own ring of as many
+// output buffers as one pipeline worker cycles through, with no queue
+// between them: the most that many cores can give the pipeline on this
+// machine, against which PipelineSeal's speed-up is read.
+func ParallelSeal(suite sframe.CipherSuite, goroutines, size int) (Workload, error) {
+	const ringLen = 300 // a pipeline worker's share of PipelineSeal's ring
+	type sealer struct {
+		s    *sframe.Sender
+		ring [][]byte
+	}
+	ss := make([]sealer, goroutines)
+	for i := range ss {
+		s, err := sframe.NewSender(suite, uint64(i), make([]byte, suite.KeySize()))
+		if err != nil {
+			return nil, err
+		}
+		ss[i] = sealer{s: s, ring: make([][]byte, ringLen)}
+		for j := range ss[i].ring {
+			ss[i].ring[j] = make([]byte, 0, size+s.Overhead())
+		}
+	}
+	payload := make([]byte, size)
+	return func(iters int) {
+		var wg sync.WaitGroup
+		for i := range ss {
+			n := iters / goroutines
+			if i < iters%goroutines {
+				n++
+			}
+			wg.Go(func() {
+				for j := range n {
+					if _, err := ss[i].s.Seal(ss[i].ring[j%ringLen][:0], metadata, payload); err != nil {
+						panic(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/moqsframe/moqsframe/sframe"
 )
@@ -541,4 +542,12 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("forged plaintext %x", pt)
 		}
 	})
+}
+
+// TestSendKeyPadding: a sendKey fills its 128-byte size class exactly, so
+// two streams' counters never share a cache line.
+func TestSendKeyPadding(t *testing.T) {
+	if n := unsafe.Sizeof(sendKey{}); n != 128 {
+		t.Fatalf("sizeof(sendKey) = %d, want 128: adjust the padding", n)
+	}
 }

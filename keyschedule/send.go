@@ -34,6 +34,10 @@ type sendKey struct {
 	blocks  atomic.Uint64
 	dead    atomic.Bool
 	next    *sendKey // successor context once dead; guarded by ep.smu
+	// Streams on different cores count on their own sendKeys: padding to
+	// 128 bytes (an allocation size class, so aligned) keeps two sendKeys'
+	// counters off one cache line pair.
+	_ [128 - 56]byte
 }
 
 // reserve counts one object of b blocks against the budget and reports

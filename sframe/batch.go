@@ -126,11 +126,22 @@ func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 		hlen := HeaderLen(k.kid, ctr)
 		var out []byte
 		it.Out, out = alias.SliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
-		AppendHeader(out[:0], k.kid, ctr)
-		a, n := len(sc.aads), len(sc.nonces)
-		sc.aads = append(append(sc.aads, out[:hlen]...), it.Metadata...)
-		sc.nonces = k.appendNonce(sc.nonces, ctr)
-		sc.msgs = append(sc.msgs, aesgcm.Message{Nonce: sc.nonces[n:], AAD: sc.aads[a:], In: it.Plaintext, Out: out[hlen:]})
+		putHeader(out, k.kid, ctr)
+		a := len(sc.aads)
+		sc.aads = sc.aads[:a+hlen+len(it.Metadata)]
+		aad := sc.aads[a:]
+		putHeader(aad, k.kid, ctr)
+		copy(aad[hlen:], it.Metadata)
+		n := len(sc.nonces)
+		sc.nonces = sc.nonces[:n+nonceSize]
+		// Field by field: a composite literal is copied with 16-byte moves
+		// that the kernel's 8-byte loads cannot forward from.
+		sc.msgs = sc.msgs[:len(sc.msgs)+1]
+		m := &sc.msgs[len(sc.msgs)-1]
+		m.Nonce = k.putNonce(sc.nonces[n:], ctr)
+		m.AAD = aad
+		m.In = it.Plaintext
+		m.Out = out[hlen:]
 	}
 	bs.SealBatch(sc.msgs)
 	clear(sc.msgs) // drop references to the caller's buffers

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+
+	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 // MaxHeaderLen is the longest SFrame header: a config byte, an 8-byte KID and
@@ -31,7 +33,18 @@ func HeaderLen(kid, ctr uint64) int { return 1 + valueLen(kid) + valueLen(ctr) }
 // AppendHeader appends the minimal encoding of the header for kid and ctr to
 // dst and returns the extended slice.
 func AppendHeader(dst []byte, kid, ctr uint64) []byte {
+	ret, out := alias.SliceForAppend(dst, HeaderLen(kid, ctr))
+	putHeader(out, kid, ctr)
+	return ret
+}
+
+// putHeader writes the header for kid and ctr at the start of b, which must
+// hold HeaderLen(kid, ctr) bytes, and returns its length; b[n:] is left as
+// it was. It runs once or twice per object, so the usual header of at most
+// 8 bytes is written with one 8-byte store.
+func putHeader(b []byte, kid, ctr uint64) int {
 	kl, cl := valueLen(kid), valueLen(ctr)
+	n := 1 + kl + cl
 	var config byte
 	if kl == 0 {
 		config = byte(kid) << 4
@@ -43,16 +56,29 @@ func AppendHeader(dst []byte, kid, ctr uint64) []byte {
 	} else {
 		config |= 0x08 | byte(cl-1)
 	}
-	dst = append(dst, config)
-	dst = appendBigEndian(dst, kid, kl)
-	return appendBigEndian(dst, ctr, cl)
-}
-
-// appendBigEndian appends the low n bytes of v, big-endian.
-func appendBigEndian(dst []byte, v uint64, n int) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return append(dst, b[8-n:]...)
+	if n <= 8 && len(b) >= 8 {
+		w := uint64(config) << 56
+		if kl > 0 {
+			w |= kid << (56 - 8*kl)
+		}
+		if cl > 0 {
+			w |= ctr << (56 - 8*(kl+cl))
+		}
+		keep := ^uint64(0) >> (8 * n) // the bytes after the header
+		binary.BigEndian.PutUint64(b, w|binary.BigEndian.Uint64(b)&keep)
+		return n
+	}
+	_ = b[n-1]
+	b[0] = config
+	for i := kl; i > 0; i-- {
+		b[i] = byte(kid)
+		kid >>= 8
+	}
+	for i := n - 1; i > kl; i-- {
+		b[i] = byte(ctr)
+		ctr >>= 8
+	}
+	return n
 }
 
 // ParseHeader decodes the SFrame header at the start of b. It returns the

@@ -24,6 +24,58 @@ func TestHeaderRoundTrip(t *testing.T) {
 	}
 }
 
+// refHeader encodes a header byte by byte, straight from RFC 9605 §4.3.
+func refHeader(kid, ctr uint64) []byte {
+	minimal := func(v uint64) []byte {
+		var b []byte
+		for ; v > 0; v >>= 8 {
+			b = append([]byte{byte(v)}, b...)
+		}
+		return b
+	}
+	var config byte
+	var rest []byte
+	if kid < 8 {
+		config = byte(kid) << 4
+	} else {
+		k := minimal(kid)
+		config = 0x80 | byte(len(k)-1)<<4
+		rest = append(rest, k...)
+	}
+	if ctr < 8 {
+		config |= byte(ctr)
+	} else {
+		c := minimal(ctr)
+		config |= 0x08 | byte(len(c)-1)
+		rest = append(rest, c...)
+	}
+	return append([]byte{config}, rest...)
+}
+
+// TestPutHeader: the header lands exactly, whether written with one wide
+// store (short headers in roomy buffers) or byte by byte, and the bytes
+// after it (an in-place plaintext, say) are left alone.
+func TestPutHeader(t *testing.T) {
+	for _, kid := range edgeValues {
+		for _, ctr := range edgeValues {
+			want := refHeader(kid, ctr)
+			for room := range 10 {
+				b := make([]byte, len(want)+room)
+				for i := range b {
+					b[i] = byte(0xa0 + i)
+				}
+				tail := bytes.Clone(b[len(want):])
+				if n := putHeader(b, kid, ctr); n != len(want) || !bytes.Equal(b[:n], want) || !bytes.Equal(b[n:], tail) {
+					t.Fatalf("(%#x,%#x) in %d bytes: n=%d %x, want %x then %x", kid, ctr, len(b), n, b, want, tail)
+				}
+			}
+			if got := AppendHeader(nil, kid, ctr); !bytes.Equal(got, want) {
+				t.Fatalf("AppendHeader(%#x,%#x) = %x, want %x", kid, ctr, got, want)
+			}
+		}
+	}
+}
+
 func TestParseHeaderRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name string

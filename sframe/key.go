@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/moqsframe/moqsframe/asm/aesgcm"
 	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
@@ -16,8 +17,13 @@ type key struct {
 	kid    uint64
 	tag    int
 	salt   [nonceSize]byte
+	saltHi uint32 // salt[:4] as a big-endian integer
 	saltLo uint64 // salt[4:] as a big-endian integer: nonce = salt[:4] || saltLo^CTR
 	aead   cipher.AEAD
+	// gcm is aead when it is the AES-GCM of package aesgcm. Called
+	// directly rather than through the interface, it keeps the nonce and
+	// AAD from escaping, so they can live on the stack.
+	gcm *aesgcm.AEAD
 }
 
 func newKey(suite CipherSuite, kid uint64, baseKey []byte) (*key, error) {
@@ -35,14 +41,16 @@ func newKey(suite CipherSuite, kid uint64, baseKey []byte) (*key, error) {
 		return nil, err
 	}
 	k := &key{suite: suite, kid: kid, tag: p.nt, aead: aead}
+	k.gcm, _ = aead.(*aesgcm.AEAD)
 	copy(k.salt[:], salt)
+	k.saltHi = binary.BigEndian.Uint32(salt)
 	k.saltLo = binary.BigEndian.Uint64(salt[4:])
 	return k, nil
 }
 
-// scratch holds the per-operation nonce and AAD (header || metadata). Both
-// must be in memory that outlives the interface call, so they come from a
-// pool instead of the stack.
+// scratch holds the per-operation nonce and AAD (header || metadata) where
+// the stack cannot: for the CTR+HMAC suites, whose AEAD is reached through
+// an interface (arguments escape), and for AADs longer than stackAAD.
 type scratch struct {
 	nonce [nonceSize]byte
 	aad   []byte
@@ -50,14 +58,18 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{aad: make([]byte, 0, 256)} }}
 
-// nonce sets s.nonce to salt XOR CTR, the CTR as a 12-byte big-endian value.
-func (k *key) nonce(s *scratch, ctr uint64) []byte { return k.appendNonce(s.nonce[:0], ctr) }
+// stackAAD is the longest AAD (header || metadata) built on the stack. A MoQ
+// identity of a few short names fits with room to spare.
+const stackAAD = 128
 
-// appendNonce appends salt XOR CTR (RFC 9605 §4.4.3) to dst. The CTR is
+// putNonce writes salt XOR CTR (RFC 9605 §4.4.3), the CTR as a 12-byte
+// big-endian value, to b[:nonceSize] and returns that slice. The CTR is
 // below 2^64, so only the salt's low 8 bytes change.
-func (k *key) appendNonce(dst []byte, ctr uint64) []byte {
-	dst = append(dst, k.salt[:4]...)
-	return binary.BigEndian.AppendUint64(dst, k.saltLo^ctr)
+func (k *key) putNonce(b []byte, ctr uint64) []byte {
+	b = b[:nonceSize]
+	binary.BigEndian.PutUint32(b, k.saltHi)
+	binary.BigEndian.PutUint64(b[4:], k.saltLo^ctr)
+	return b
 }
 
 // seal appends header || AEAD(plaintext) to dst. The caller guarantees that
@@ -76,12 +88,20 @@ func (k *key) seal(dst []byte, ctr uint64, metadata, plaintext []byte) ([]byte, 
 		copy(body, plaintext)
 		plaintext = body
 	}
-	s := scratchPool.Get().(*scratch)
 	// The header must be written after the shift above: it may overwrite
 	// the plaintext's old first bytes.
-	AppendHeader(out[:0], k.kid, ctr)
+	putHeader(out, k.kid, ctr)
+	if k.gcm != nil && hlen+len(metadata) <= stackAAD {
+		var nonce [nonceSize]byte
+		var aad [stackAAD]byte
+		putHeader(aad[:], k.kid, ctr)
+		n := hlen + copy(aad[hlen:], metadata)
+		k.gcm.Seal(out[hlen:hlen], k.putNonce(nonce[:], ctr), plaintext, aad[:n])
+		return ret, nil
+	}
+	s := scratchPool.Get().(*scratch)
 	s.aad = append(append(s.aad[:0], out[:hlen]...), metadata...)
-	k.aead.Seal(out[hlen:hlen], k.nonce(s, ctr), plaintext, s.aad)
+	k.aead.Seal(out[hlen:hlen], k.putNonce(s.nonce[:], ctr), plaintext, s.aad)
 	scratchPool.Put(s)
 	return ret, nil
 }
@@ -93,25 +113,33 @@ func (k *key) open(dst []byte, hdr []byte, h Header, metadata, body []byte) ([]b
 	if len(body) < k.tag {
 		return nil, fmt.Errorf("%w: %d bytes, tag is %d", ErrTruncated, len(body), k.tag)
 	}
-	s := scratchPool.Get().(*scratch)
-	s.aad = append(append(s.aad[:0], hdr...), metadata...)
-	nonce := k.nonce(s, h.CTR)
 	ptLen := len(body) - k.tag
 	ret, out := alias.SliceForAppend(dst, ptLen)
-	var err error
-	if alias.InexactOverlap(out, body) {
-		// Output overlaps the ciphertext at another offset (the usual
-		// in-place case, shifted by the header): decrypt in place, then move.
-		var pt []byte
-		if pt, err = k.aead.Open(body[:0], nonce, body, s.aad); err == nil {
-			copy(out, pt)
-		}
-	} else {
-		_, err = k.aead.Open(out[:0], nonce, body, s.aad)
+	// Output that overlaps the ciphertext at another offset (the usual
+	// in-place case, shifted by the header) is decrypted in place, then moved.
+	shift := alias.InexactOverlap(out, body)
+	to := out[:0]
+	if shift {
+		to = body[:0]
 	}
-	scratchPool.Put(s)
+	var err error
+	if k.gcm != nil && len(hdr)+len(metadata) <= stackAAD {
+		var nonce [nonceSize]byte
+		var aad [stackAAD]byte
+		n := copy(aad[:], hdr)
+		n += copy(aad[n:], metadata)
+		_, err = k.gcm.Open(to, k.putNonce(nonce[:], h.CTR), body, aad[:n])
+	} else {
+		s := scratchPool.Get().(*scratch)
+		s.aad = append(append(s.aad[:0], hdr...), metadata...)
+		_, err = k.aead.Open(to, k.putNonce(s.nonce[:], h.CTR), body, s.aad)
+		scratchPool.Put(s)
+	}
 	if err != nil {
 		return nil, ErrAuthentication
+	}
+	if shift {
+		copy(out, body[:ptLen])
 	}
 	return ret, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/moqsframe/moqsframe/internal/race"
 )
@@ -490,5 +491,13 @@ func TestExhaustedSenderUnderContention(t *testing.T) {
 	wg.Wait()
 	if sealed.Load() != 100 {
 		t.Fatalf("%d seals succeeded, want exactly 100", sealed.Load())
+	}
+}
+
+// TestSenderPadding: a Sender fills its 128-byte size class exactly, so two
+// Senders never share a cache line (see the padding in Sender).
+func TestSenderPadding(t *testing.T) {
+	if n := unsafe.Sizeof(Sender{}); n != 128 {
+		t.Fatalf("sizeof(Sender) = %d, want 128: adjust the padding", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strconv"
+	"sync"
 
 	"github.com/moqsframe/moqsframe/internal/alias"
 )
@@ -162,25 +163,50 @@ func (a *AEAD) OpenBatch(msgs []Message) (failed int) {
 	return a.openBatch(msgs)
 }
 
+// genericArgs holds copies of a nonce and an AAD for crypto/cipher. What is
+// passed to an interface method escapes, so without the copies Seal and
+// Open would make every caller's nonce and AAD escape to the heap, even on
+// the assembly paths; with them, callers may build both on the stack.
+type genericArgs struct {
+	nonce [NonceSize]byte
+	aad   []byte
+}
+
+var genericArgsPool = sync.Pool{New: func() any { return &genericArgs{aad: make([]byte, 0, 256)} }}
+
 // sealGeneric / openGeneric use crypto/cipher.
 func (a *AEAD) sealGeneric(out, nonce, plaintext, aad []byte) {
-	a.std.Seal(out[:0], nonce, plaintext, aad)
+	g := genericArgsPool.Get().(*genericArgs)
+	copy(g.nonce[:], nonce)
+	g.aad = append(g.aad[:0], aad...)
+	a.std.Seal(out[:0], g.nonce[:], plaintext, g.aad)
+	genericArgsPool.Put(g)
 }
 
 func (a *AEAD) openGeneric(out, nonce, ciphertext, aad []byte) bool {
-	_, err := a.std.Open(out[:0], nonce, ciphertext, aad)
-	if err != nil {
+	g := genericArgsPool.Get().(*genericArgs)
+	copy(g.nonce[:], nonce)
+	g.aad = append(g.aad[:0], aad...)
+	ok := a.openStd(out, g.nonce[:], ciphertext, g.aad)
+	genericArgsPool.Put(g)
+	return ok
+}
+
+// sealBatchGeneric and openStd hand the messages' own nonces and AADs to
+// crypto/cipher: they are in the caller's []Message, which escapes anyway.
+func (a *AEAD) sealBatchGeneric(msgs []Message) {
+	for i := range msgs {
+		m := &msgs[i]
+		a.std.Seal(m.Out[:0], m.Nonce, m.In, m.AAD)
+	}
+}
+
+func (a *AEAD) openStd(out, nonce, ciphertext, aad []byte) bool {
+	if _, err := a.std.Open(out[:0], nonce, ciphertext, aad); err != nil {
 		clear(out)
 		return false
 	}
 	return true
-}
-
-func (a *AEAD) sealBatchGeneric(msgs []Message) {
-	for i := range msgs {
-		m := &msgs[i]
-		a.sealGeneric(m.Out, m.Nonce, m.In, m.AAD)
-	}
 }
 
 func (a *AEAD) openBatchWith(msgs []Message, open func(out, nonce, ct, aad []byte) bool) (failed int) {

@@ -163,7 +163,7 @@ func (a *AEAD) sealBatch(msgs []Message) {
 
 func (a *AEAD) openBatch(msgs []Message) int {
 	if current != implAVX512 && current != implAVX2 {
-		return a.openBatchWith(msgs, a.openGeneric)
+		return a.openBatchWith(msgs, a.openStd)
 	}
 	failed := 0
 	var ds [batchChunk]batchDesc

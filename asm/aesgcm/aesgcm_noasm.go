@@ -20,7 +20,7 @@ func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
 
 func (a *AEAD) sealBatch(msgs []Message) { a.sealBatchGeneric(msgs) }
 
-func (a *AEAD) openBatch(msgs []Message) int { return a.openBatchWith(msgs, a.openGeneric) }
+func (a *AEAD) openBatch(msgs []Message) int { return a.openBatchWith(msgs, a.openStd) }
 
 func (c *CTR) xorKeyStream(dst, src []byte, iv *[16]byte) {
 	c.xorKeyStreamGeneric(dst, src, iv)
