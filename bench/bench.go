@@ -297,30 +297,34 @@ func Run(opts Options, emit func(Result)) error {
 		restore()
 	}
 	if opts.Pipeline {
-		base, _ := baseline(sframe.AES128GCMSHA256_128, "seal", 1200)
-		for _, g := range []int{1, 2} {
-			w, err := ParallelSeal(sframe.AES128GCMSHA256_128, g, 1200)
-			if err != nil {
-				return err
-			}
-			m := Measure(w, 1, 8*opts.MinTime, opts.Rounds)
-			emit(Result{Suite: sframe.AES128GCMSHA256_128.String(), Op: "parallel-seal", Size: 1200, Batch: 1,
-				Path: aesgcm.Implementation(), NsPerObject: m.NsPerObject, GBps: m.GBps(1200),
-				StdlibGBps: base.GBps(1200), Ratio: base.NsPerObject / m.NsPerObject,
-				AllocsPerObject: m.AllocsPerObject, Workers: g})
+		// Scaling rows: 1200 B objects of suite 4 on 1 and 2 goroutines,
+		// with and without a pipeline stage between producer and sealers.
+		suite := sframe.AES128GCMSHA256_128
+		base, err := baseline(suite, "seal", 1200)
+		if err != nil {
+			return err
 		}
-		for _, workers := range []int{1, 2} {
-			w, stop, err := PipelineSeal(sframe.AES128GCMSHA256_128, workers, 30, 1200)
-			if err != nil {
-				return err
-			}
-			base, _ := baseline(sframe.AES128GCMSHA256_128, "seal", 1200)
+		scaling := func(op string, batch, workers int, w Workload) {
 			m := Measure(w, 1, 8*opts.MinTime, opts.Rounds)
-			stop()
-			emit(Result{Suite: sframe.AES128GCMSHA256_128.String(), Op: "pipeline-seal", Size: 1200, Batch: 32,
+			emit(Result{Suite: suite.String(), Op: op, Size: 1200, Batch: batch,
 				Path: aesgcm.Implementation(), NsPerObject: m.NsPerObject, GBps: m.GBps(1200),
 				StdlibGBps: base.GBps(1200), Ratio: base.NsPerObject / m.NsPerObject,
 				AllocsPerObject: m.AllocsPerObject, Workers: workers})
+		}
+		for _, g := range []int{1, 2} {
+			w, err := ParallelSeal(suite, g, 1200)
+			if err != nil {
+				return err
+			}
+			scaling("parallel-seal", 1, g, w)
+		}
+		for _, workers := range []int{1, 2} {
+			w, stop, err := PipelineSeal(suite, workers, 30, 1200)
+			if err != nil {
+				return err
+			}
+			scaling("pipeline-seal", 32, workers, w)
+			stop()
 		}
 	}
 	return nil

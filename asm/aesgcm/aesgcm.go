@@ -174,19 +174,23 @@ type genericArgs struct {
 
 var genericArgsPool = sync.Pool{New: func() any { return &genericArgs{aad: make([]byte, 0, 256)} }}
 
-// sealGeneric / openGeneric use crypto/cipher.
-func (a *AEAD) sealGeneric(out, nonce, plaintext, aad []byte) {
+// copyArgs returns pooled copies of nonce and aad; Put it back when done.
+func copyArgs(nonce, aad []byte) *genericArgs {
 	g := genericArgsPool.Get().(*genericArgs)
 	copy(g.nonce[:], nonce)
 	g.aad = append(g.aad[:0], aad...)
+	return g
+}
+
+// sealGeneric / openGeneric use crypto/cipher.
+func (a *AEAD) sealGeneric(out, nonce, plaintext, aad []byte) {
+	g := copyArgs(nonce, aad)
 	a.std.Seal(out[:0], g.nonce[:], plaintext, g.aad)
 	genericArgsPool.Put(g)
 }
 
 func (a *AEAD) openGeneric(out, nonce, ciphertext, aad []byte) bool {
-	g := genericArgsPool.Get().(*genericArgs)
-	copy(g.nonce[:], nonce)
-	g.aad = append(g.aad[:0], aad...)
+	g := copyArgs(nonce, aad)
 	ok := a.openStd(out, g.nonce[:], ciphertext, g.aad)
 	genericArgsPool.Put(g)
 	return ok
