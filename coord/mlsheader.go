@@ -149,3 +149,88 @@ func (c *CommitRequest) Validate() error {
 	}
 	return nil
 }
+
+// MLS credential types (RFC 9420 §17.5).
+const (
+	CredentialBasic uint16 = 1
+	CredentialX509  uint16 = 2
+)
+
+// KeyPackageLeaf is what the CS and members read of a KeyPackage before
+// handing it to MLS: the leaf's signature key and credential. Nothing here
+// is verified; identity.Verifier checks the certificates against the
+// signature key, and MLS checks the KeyPackage's signature.
+type KeyPackageLeaf struct {
+	CipherSuite    uint16
+	SignatureKey   []byte
+	CredentialType uint16
+	Identity       []byte   // basic credential
+	Certificates   [][]byte // X.509 credential: DER, leaf first
+}
+
+// Bounds on the chain a KeyPackage may carry.
+const (
+	maxCertificates   = 8
+	maxCertificateLen = 16 << 10
+)
+
+// ParseKeyPackageLeaf reads the leaf of a KeyPackage (RFC 9420 §10, §7.2,
+// §5.3):
+//
+//	KeyPackage { ProtocolVersion version; CipherSuite cipher_suite; HPKEPublicKey init_key;
+//	             LeafNode { HPKEPublicKey encryption_key; SignaturePublicKey signature_key;
+//	                        Credential { CredentialType credential_type;
+//	                                     select: basic: opaque identity<V>;
+//	                                             x509:  Certificate certificates<V> } ... } ... }
+//	Certificate { opaque cert_data<V>; }
+//
+// The results alias data. Errors wrap ErrMalformed or ErrMLSMismatch.
+func ParseKeyPackageLeaf(data []byte) (KeyPackageLeaf, error) {
+	s := cryptobyte.String(data)
+	var kp KeyPackageLeaf
+	var version uint16
+	if !s.ReadUint16(&version) || !s.ReadUint16(&kp.CipherSuite) {
+		return kp, malformed(ErrTruncated, "KeyPackage header")
+	}
+	if version != mlsVersion10 {
+		return kp, fmt.Errorf("%w: KeyPackage version %d, want 1 (mls10)", ErrMLSMismatch, version)
+	}
+	var err error
+	for _, f := range []string{"KeyPackage init_key", "LeafNode encryption_key"} {
+		if _, err = readAnyOpaqueV(&s, f); err != nil {
+			return kp, err
+		}
+	}
+	if kp.SignatureKey, err = readAnyOpaqueV(&s, "LeafNode signature_key"); err != nil {
+		return kp, err
+	}
+	if !s.ReadUint16(&kp.CredentialType) {
+		return kp, malformed(ErrTruncated, "credential_type")
+	}
+	switch kp.CredentialType {
+	case CredentialBasic:
+		kp.Identity, err = readAnyOpaqueV(&s, "basic credential identity")
+		return kp, err
+	case CredentialX509:
+		list, err := readAnyOpaqueV(&s, "x509 certificates")
+		if err != nil {
+			return kp, err
+		}
+		l := cryptobyte.String(list)
+		for !l.Empty() {
+			if len(kp.Certificates) == maxCertificates {
+				return kp, malformed(ErrFieldTooLarge, "more than %d certificates", maxCertificates)
+			}
+			c, err := readOpaqueV(&l, "cert_data", maxCertificateLen)
+			if err != nil {
+				return kp, err
+			}
+			kp.Certificates = append(kp.Certificates, c)
+		}
+		if len(kp.Certificates) == 0 {
+			return kp, malformed(ErrEmptyField, "x509 certificates")
+		}
+		return kp, nil
+	}
+	return kp, fmt.Errorf("%w: credential_type %d, want 1 (basic) or 2 (x509)", ErrMLSMismatch, kp.CredentialType)
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // fakeHandshake builds an MLSMessage PublicMessage header with the given
@@ -265,6 +267,66 @@ func FuzzOutboxEntry(f *testing.F) {
 		}
 		if _, err := unmarshalOutboxEntry(enc); err != nil {
 			t.Fatalf("re-encoded entry does not decode: %v", err)
+		}
+	})
+}
+
+// keyPackageX509 builds the prefix of a KeyPackage with an X.509 credential.
+func keyPackageX509(sigKey []byte, certs ...[]byte) []byte {
+	var b cryptobyte.Builder
+	b.AddUint16(1)
+	b.AddUint16(2)
+	addOpaqueV(&b, []byte("init"))
+	addOpaqueV(&b, []byte("enc"))
+	addOpaqueV(&b, sigKey)
+	b.AddUint16(CredentialX509)
+	var l cryptobyte.Builder
+	for _, c := range certs {
+		addOpaqueV(&l, c)
+	}
+	addOpaqueV(&b, l.BytesOrPanic())
+	b.AddBytes([]byte("capabilities and the rest"))
+	return b.BytesOrPanic()
+}
+
+func TestParseKeyPackageLeaf(t *testing.T) {
+	kp, err := ParseKeyPackageLeaf(keyPackageX509([]byte("sig"), []byte("leaf"), []byte("ca")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kp.CipherSuite != 2 || string(kp.SignatureKey) != "sig" || kp.CredentialType != CredentialX509 ||
+		len(kp.Certificates) != 2 || string(kp.Certificates[0]) != "leaf" {
+		t.Fatalf("%+v", kp)
+	}
+	for name, bad := range map[string][]byte{
+		"empty":          nil,
+		"no certs":       keyPackageX509([]byte("sig")),
+		"truncated":      keyPackageX509([]byte("sig"), []byte("leaf"))[:12],
+		"too many certs": keyPackageX509([]byte("s"), make([][]byte, 9)...),
+		"version 2":      append([]byte{0, 2}, keyPackageX509(nil, []byte("x"))[2:]...),
+	} {
+		if _, err := ParseKeyPackageLeaf(bad); err == nil {
+			t.Errorf("%s: parsed", name)
+		} else if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrMLSMismatch) {
+			t.Errorf("%s: untyped error %v", name, err)
+		}
+	}
+}
+
+func FuzzParseKeyPackageLeaf(f *testing.F) {
+	f.Add(keyPackageX509([]byte("sig"), []byte("leaf"), []byte("ca")))
+	f.Add(keyPackageX509(nil, []byte("x")))
+	f.Add([]byte{0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 'a'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kp, err := ParseKeyPackageLeaf(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrMLSMismatch) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if kp.CredentialType == CredentialX509 && (len(kp.Certificates) == 0 || len(kp.Certificates) > maxCertificates) {
+			t.Fatalf("%d certificates", len(kp.Certificates))
 		}
 	})
 }
