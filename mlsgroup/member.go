@@ -5,18 +5,32 @@
 // the CS's 200 or discard it on 409, apply other members' commits in epoch
 // order, leave by proposing its own removal, and export the SFrame base key
 // of RFC 9605 §5.2 for each epoch. See docs/mls.md.
+//
+// Members use X.509 credentials (RFC 9420 §5.3) and authenticate every
+// other member: every credential a member meets — the KeyPackages it adds,
+// every leaf of a Welcome's tree, every leaf after a commit it processes —
+// must verify against the deployment's trust anchors (identity.Verifier,
+// including that the certificate's key is the leaf's signature key), name an
+// identity the admission policy admits to the group, and appear once. A
+// Welcome or commit that fails is refused (ErrRefused) and not applied.
 package mlsgroup
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"sort"
 	"sync"
+
+	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/identity"
 
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
+	"github.com/thomas-vilte/mls-go/credentials"
 	mlsgroup "github.com/thomas-vilte/mls-go/group"
 	memorystore "github.com/thomas-vilte/mls-go/storage/memory"
 )
@@ -24,8 +38,10 @@ import (
 // SFrameExporterLabel is the MLS exporter label of RFC 9605 §5.2.
 const SFrameExporterLabel = "SFrame 1.0 Base Key"
 
-// CipherSuite is the MLS cipher suite used: MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (1).
-const CipherSuite = ciphersuite.MLS128DHKEMX25519
+// CipherSuite is the MLS cipher suite used:
+// MLS_128_DHKEMP256_AES128GCM_SHA256_P256 (2). mls-go's X.509 credentials
+// need ECDSA P-256 signatures.
+const CipherSuite = ciphersuite.MLS128DHKEMP256
 
 // BaseKeyLen is Nk of AES_128_GCM_SHA256_128 (SFrame suite 0x0004), 16 bytes.
 const BaseKeyLen = 16
@@ -49,7 +65,43 @@ var (
 	// ErrFutureCommit: the commit is for a later epoch; apply the missing
 	// commits (earlier MoQ groups of the CommitTrack) first.
 	ErrFutureCommit = errors.New("mlsgroup: commit is for a later epoch; apply the earlier commits first")
+	// ErrRefused: a KeyPackage, Welcome or commit brings a credential that
+	// does not verify, is not admitted by the policy, or claims an identity
+	// already in the group. It wraps a *RefusedError naming the credential.
+	// The Welcome or commit was not applied.
+	ErrRefused = errors.New("mlsgroup: credential refused")
 )
+
+// RefusedError says which credential was refused and why (Err wraps an
+// identity error: identity.ErrUntrusted, ErrExpired, ErrKeyUsage,
+// ErrKeyMismatch, ErrNoName, ErrNotAdmitted, or ErrDuplicate).
+type RefusedError struct {
+	Leaf uint32 // leaf index in the refused tree; 0 for a KeyPackage
+	Name string // the name the certificate claims, if it parses
+	// Fingerprint is the SHA-256 of the certificate DER, in hex.
+	Fingerprint string
+	Err         error
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("mlsgroup: credential refused (leaf %d, %q, sha256 %.16s): %v", e.Leaf, e.Name, e.Fingerprint, e.Err)
+}
+
+func (e *RefusedError) Unwrap() []error { return []error{ErrRefused, e.Err} }
+
+// ErrDuplicate: two leaves (or a KeyPackage and a member) claim the same
+// identity. A restarted member replaces its old leaf with ReplaceMember.
+var ErrDuplicate = errors.New("mlsgroup: identity is already in the group")
+
+// ErrGroupFull: admitting one more member would exceed the policy's
+// MaxMembers for the group.
+var ErrGroupFull = errors.New("mlsgroup: group is at the policy's maximum size")
+
+// Authenticator is what a member checks every other member against.
+type Authenticator struct {
+	Verifier *identity.Verifier // required
+	Policy   *identity.Policy   // required (identity.AllowAll admits any verified name)
+}
 
 // Option configures NewMember.
 type Option func(*config)
@@ -69,7 +121,9 @@ func WithLogger(l *slog.Logger) Option {
 type Member struct {
 	mu       sync.Mutex
 	c        *mls.Client
-	identity []byte
+	auth     Authenticator
+	name     string
+	identity []byte // own leaf certificate (DER): how mls-go names a member
 	group    []byte
 	joined   bool
 	removed  bool
@@ -81,7 +135,8 @@ type Member struct {
 	// lost an epoch then cannot decrypt the winning commit's path secret
 	// (TestDiscardedCommitKeepsPathKeys). preStage is the state saved before
 	// staging, put back after a discard. The client reloads its state from
-	// store on every call (mls-go's default CacheNone), so it sees it.
+	// store on every call (mls-go's default CacheNone), so it sees it. The
+	// same mechanism undoes a commit whose new tree is refused.
 	store    *memorystore.Store
 	preStage []byte
 	// adds are the KeyPackages proposed in epoch addsEpoch.
@@ -89,34 +144,73 @@ type Member struct {
 	addsEpoch uint64
 }
 
-// NewMember creates the MLS client for identity (a basic credential) in the
-// group named group. The MLS group_id is the group name's bytes, so the CS
-// can check that commits belong to the group in the URL.
+// NewMember creates the MLS client for the identity of cert (an ECDSA P-256
+// certificate and key; the key is also the MLS signature key) in the group
+// named group. The MLS group_id is the group name's bytes, so the CS can
+// check that commits belong to the group in the URL. cert must itself pass
+// auth (a member does not start with a credential the others would refuse).
 //
 // mls-go logs through the logger given with WithLogger; by default its logs
 // are discarded (they name identities and group IDs, never secrets).
-func NewMember(identity []byte, group string, opts ...Option) (*Member, error) {
-	if len(identity) == 0 || group == "" {
-		return nil, errors.New("mlsgroup: identity and group name must be non-empty")
+func NewMember(cert *identity.Certificate, auth Authenticator, group string, opts ...Option) (*Member, error) {
+	if group == "" {
+		return nil, errors.New("mlsgroup: group name must be non-empty")
+	}
+	if auth.Verifier == nil || auth.Policy == nil {
+		return nil, errors.New("mlsgroup: Authenticator needs a Verifier and a Policy")
+	}
+	if cert == nil || len(cert.Chain) == 0 || cert.Key == nil {
+		return nil, errors.New("mlsgroup: NewMember needs a certificate and its key")
+	}
+	pub, err := cert.Key.PublicKey.ECDH()
+	if err != nil {
+		return nil, fmt.Errorf("mlsgroup: credential key: %w", err)
+	}
+	id, err := auth.Verifier.Verify(cert.Chain, pub.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("mlsgroup: own credential: %w", err)
+	}
+	if err := auth.Policy.Check(group, id.Name); err != nil {
+		return nil, fmt.Errorf("mlsgroup: own credential: %w", err)
 	}
 	cfg := config{logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	st := memorystore.NewStore()
-	c, err := mls.NewClient(identity, CipherSuite, mls.WithLogger(cfg.logger), mls.WithStorage(st, st),
-		mls.WithCacheStrategy(mls.CacheNone))
+	m := &Member{auth: auth, name: id.Name, identity: append([]byte(nil), cert.Chain[0]...), group: []byte(group), store: st}
+	c, err := mls.NewClient(m.identity, CipherSuite, mls.WithLogger(cfg.logger), mls.WithStorage(st, st),
+		mls.WithCacheStrategy(mls.CacheNone), mls.WithX509Credential(cert.Chain[0], cert.Key),
+		mls.WithCredentialValidator(validator{m}))
 	if err != nil {
 		return nil, fmt.Errorf("mlsgroup: new MLS client: %w", err)
 	}
-	return &Member{c: c, identity: append([]byte(nil), identity...), group: []byte(group), store: st}, nil
+	m.c = c
+	return m, nil
 }
 
-// Identity returns the member's credential identity.
-func (m *Member) Identity() []byte { return append([]byte(nil), m.identity...) }
+// validator is mls-go's credential hook: it runs on the KeyPackages mls-go
+// adds and on every leaf of a Welcome's tree, before they are admitted.
+// mls-go does not call it for the leaves of a received commit, and gives it
+// no signature key; checkRoster covers both after every change.
+type validator struct{ m *Member }
 
-// GroupID returns the MLS group_id (the group name's bytes).
-func (m *Member) GroupID() []byte { return append([]byte(nil), m.group...) }
+func (v validator) ValidateCredential(_ context.Context, c *credentials.Credential) error {
+	if c == nil || c.Type() != credentials.X509Credential {
+		return &RefusedError{Err: fmt.Errorf("%w: not an X.509 credential", identity.ErrNoName)}
+	}
+	id, err := v.m.auth.Verifier.Verify(c.Certificates, nil)
+	if err == nil {
+		err = v.m.auth.Policy.Check(string(v.m.group), id.Name)
+	}
+	if err != nil {
+		return &RefusedError{Name: id.Name, Fingerprint: id.FingerprintHex(), Err: err}
+	}
+	return nil
+}
+
+// Name returns the member's verified identity (the name in its certificate).
+func (m *Member) Name() string { return m.name }
 
 func (m *Member) checkMember() error {
 	if m.removed {
@@ -178,8 +272,88 @@ func (m *Member) Join(ctx context.Context, welcome []byte) (joined bool, err err
 		// A Welcome for another MLS group that used our KeyPackage: not ours to use here.
 		return false, nil
 	}
+	if _, err := m.checkRoster(ctx); err != nil {
+		// Forget the refused group: we stay outside, and a later Welcome
+		// (for a new KeyPackage) may still bring us in.
+		_ = m.store.DeleteGroupState(ctx, mlsgroup.NewGroupID(m.group))
+		return false, err
+	}
 	m.joined, m.removed = true, false
 	return true, nil
+}
+
+// RosterEntry is one verified member of the current epoch.
+type RosterEntry struct {
+	Leaf        uint32
+	Name        string
+	Fingerprint string // SHA-256 of the certificate DER, hex
+}
+
+// checkRoster verifies every leaf of the current tree (RFC 9420 §5.3.1):
+// the certificate chains to an anchor and is valid now, its key is the
+// leaf's signature key, the policy admits its name, no name appears twice,
+// and the group is within the policy's size. It returns the roster in leaf
+// order. m.mu is held.
+func (m *Member) checkRoster(ctx context.Context) ([]RosterEntry, error) {
+	members, err := m.c.ListMembers(ctx, m.group)
+	if err != nil {
+		return nil, fmt.Errorf("mlsgroup: members: %w", err)
+	}
+	group := string(m.group)
+	out := make([]RosterEntry, 0, len(members))
+	seen := make(map[string]uint32, len(members))
+	for _, mi := range members {
+		id, err := m.auth.Verifier.Verify([][]byte{mi.Identity}, mi.SigningKey)
+		if err == nil {
+			err = m.auth.Policy.Check(group, id.Name)
+		}
+		if prev, dup := seen[id.Name]; err == nil && dup {
+			err = fmt.Errorf("%w: %q at leaves %d and %d", ErrDuplicate, id.Name, prev, mi.LeafIndex)
+		}
+		if err != nil {
+			return nil, &RefusedError{Leaf: mi.LeafIndex, Name: id.Name, Fingerprint: id.FingerprintHex(), Err: err}
+		}
+		seen[id.Name] = mi.LeafIndex
+		out = append(out, RosterEntry{Leaf: mi.LeafIndex, Name: id.Name, Fingerprint: id.FingerprintHex()})
+	}
+	if max := m.auth.Policy.MaxMembers(group); len(out) > max {
+		return nil, &RefusedError{Err: fmt.Errorf("%w: %d members, policy allows %d", ErrGroupFull, len(out), max)}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Leaf < out[j].Leaf })
+	return out, nil
+}
+
+// Roster returns the verified members of the current epoch in leaf order.
+func (m *Member) Roster(ctx context.Context) ([]RosterEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkMember(); err != nil {
+		return nil, err
+	}
+	return m.checkRoster(ctx)
+}
+
+// KeyPackageIdentity verifies a joiner's KeyPackage credential (chain,
+// validity, key usage, certificate key = leaf signature key, policy) and
+// returns its identity. Errors wrap ErrRefused, or coord.ErrMalformed for
+// bytes that are not a KeyPackage. MLS checks the KeyPackage's own
+// signature when it is added.
+func (m *Member) KeyPackageIdentity(keyPackage []byte) (identity.Identity, error) {
+	leaf, err := coord.ParseKeyPackageLeaf(keyPackage)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if leaf.CredentialType != coord.CredentialX509 {
+		return identity.Identity{}, &RefusedError{Err: fmt.Errorf("%w: basic credential", identity.ErrNoName)}
+	}
+	id, err := m.auth.Verifier.Verify(leaf.Certificates, leaf.SignatureKey)
+	if err == nil {
+		err = m.auth.Policy.Check(string(m.group), id.Name)
+	}
+	if err != nil {
+		return id, &RefusedError{Name: id.Name, Fingerprint: id.FingerprintHex(), Err: err}
+	}
+	return id, nil
 }
 
 // lockIdle locks m for a change that needs a current member with no staged
@@ -201,11 +375,49 @@ func (m *Member) lockIdle() error {
 // RequestTrack); StageCommit includes it by value. Adding the same
 // KeyPackage again in the same epoch is a no-op: the proposal is kept after
 // a discarded commit, so a retry in that epoch must not fail on it.
+//
+// The KeyPackage must pass KeyPackageIdentity, and its identity must not be
+// a member already (ErrDuplicate: use ReplaceMember for a restarted member)
+// nor proposed in this epoch; errors wrap ErrRefused.
 func (m *Member) AddMember(ctx context.Context, keyPackage []byte) error {
+	return m.add(ctx, keyPackage, false)
+}
+
+// ReplaceMember adds a KeyPackage whose identity is already a member (a
+// restarted member with a new key) and removes that identity's old leaf, so
+// that the next commit does both at once. The new credential must verify
+// like any other (KeyPackageIdentity).
+func (m *Member) ReplaceMember(ctx context.Context, keyPackage []byte) error {
+	return m.add(ctx, keyPackage, true)
+}
+
+func (m *Member) add(ctx context.Context, keyPackage []byte, replace bool) error {
+	id, err := m.KeyPackageIdentity(keyPackage)
+	if err != nil {
+		return err
+	}
 	if err := m.lockIdle(); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
+	members, err := m.c.ListMembers(ctx, m.group)
+	if err != nil {
+		return fmt.Errorf("mlsgroup: members: %w", err)
+	}
+	var old []byte
+	for _, mi := range members {
+		if n, err := nameOf(mi.Identity); err == nil && n == id.Name {
+			old = mi.Identity
+		}
+	}
+	switch {
+	case old != nil && !replace:
+		return &RefusedError{Name: id.Name, Fingerprint: id.FingerprintHex(), Err: ErrDuplicate}
+	case old != nil && string(old) == string(m.identity):
+		// Our own identity with another key: only the other side of a
+		// restart can be the new one; we never remove ourselves this way.
+		return &RefusedError{Name: id.Name, Fingerprint: id.FingerprintHex(), Err: ErrDuplicate}
+	}
 	epoch, err := m.c.Epoch(ctx, m.group)
 	if err != nil {
 		return fmt.Errorf("mlsgroup: epoch: %w", err)
@@ -216,21 +428,52 @@ func (m *Member) AddMember(ctx context.Context, keyPackage []byte) error {
 	if m.adds[string(keyPackage)] {
 		return nil
 	}
+	if m.adds[id.Name] {
+		return &RefusedError{Name: id.Name, Fingerprint: id.FingerprintHex(), Err: fmt.Errorf("%w: proposed twice in epoch %d", ErrDuplicate, epoch)}
+	}
+	if old != nil {
+		if _, err := m.c.ProposeRemoveMember(ctx, m.group, old); err != nil {
+			return fmt.Errorf("mlsgroup: remove proposal for the replaced leaf: %w", err)
+		}
+	}
 	if _, err := m.c.ProposeAddMember(ctx, m.group, keyPackage); err != nil {
 		return fmt.Errorf("mlsgroup: add proposal: %w", err)
 	}
-	m.adds[string(keyPackage)] = true
+	m.adds[string(keyPackage)], m.adds[id.Name] = true, true
 	return nil
 }
 
-// RemoveMember stores a Remove proposal for another member, by identity;
+// nameOf reads the identity of a member's certificate without verifying it
+// (the roster was verified when it was installed).
+func nameOf(certDER []byte) (string, error) {
+	c, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return "", err
+	}
+	return identity.Name(c)
+}
+
+// RemoveMember stores a Remove proposal for another member, by name;
 // StageCommit includes it by value.
-func (m *Member) RemoveMember(ctx context.Context, identity []byte) error {
+func (m *Member) RemoveMember(ctx context.Context, name string) error {
 	if err := m.lockIdle(); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
-	if _, err := m.c.ProposeRemoveMember(ctx, m.group, identity); err != nil {
+	members, err := m.c.ListMembers(ctx, m.group)
+	if err != nil {
+		return fmt.Errorf("mlsgroup: members: %w", err)
+	}
+	var cert []byte
+	for _, mi := range members {
+		if n, err := nameOf(mi.Identity); err == nil && n == name {
+			cert = mi.Identity
+		}
+	}
+	if cert == nil {
+		return fmt.Errorf("mlsgroup: remove %q: %w", name, mls.ErrMemberNotFound)
+	}
+	if _, err := m.c.ProposeRemoveMember(ctx, m.group, cert); err != nil {
 		return fmt.Errorf("mlsgroup: remove proposal: %w", err)
 	}
 	return nil
@@ -365,6 +608,11 @@ func (m *Member) ProcessCommit(ctx context.Context, epoch uint64, commit []byte)
 	case epoch > cur:
 		return fmt.Errorf("%w: commit epoch %d, member at %d", ErrFutureCommit, epoch, cur)
 	}
+	gid := mlsgroup.NewGroupID(m.group)
+	pre, err := m.store.LoadGroupState(ctx, gid)
+	if err != nil {
+		return fmt.Errorf("mlsgroup: save state before the commit: %w", err)
+	}
 	err = m.c.ProcessCommit(ctx, m.group, commit)
 	if errors.Is(err, mls.ErrOwnLeafNotFound) {
 		m.removed = true
@@ -372,6 +620,13 @@ func (m *Member) ProcessCommit(ctx context.Context, epoch uint64, commit []byte)
 	}
 	if err != nil {
 		return fmt.Errorf("mlsgroup: process commit for epoch %d: %w", epoch, err)
+	}
+	if _, err := m.checkRoster(ctx); err != nil {
+		// Undo: the refused epoch is never used, not even for one export.
+		if rerr := m.store.SaveGroupState(ctx, gid, pre); rerr != nil {
+			return errors.Join(err, fmt.Errorf("mlsgroup: restore state after refusing a commit: %w", rerr))
+		}
+		return fmt.Errorf("mlsgroup: commit for epoch %d: %w", epoch, err)
 	}
 	return nil
 }
@@ -448,20 +703,16 @@ func leafCount(members []mls.MemberInfo) uint32 {
 	return 1 << bits.Len32(max)
 }
 
-// MemberIdentities lists the identities of the current members by leaf index.
+// MemberIdentities lists the verified identities of the current members by
+// leaf index.
 func (m *Member) MemberIdentities(ctx context.Context) (map[uint32][]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkMember(); err != nil {
+	r, err := m.Roster(ctx)
+	if err != nil {
 		return nil, err
 	}
-	members, err := m.c.ListMembers(ctx, m.group)
-	if err != nil {
-		return nil, fmt.Errorf("mlsgroup: members: %w", err)
-	}
-	out := make(map[uint32][]byte, len(members))
-	for _, mi := range members {
-		out[mi.LeafIndex] = mi.Identity
+	out := make(map[uint32][]byte, len(r))
+	for _, e := range r {
+		out[e.Leaf] = []byte(e.Name)
 	}
 	return out, nil
 }

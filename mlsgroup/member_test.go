@@ -5,14 +5,31 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/identity"
+	"github.com/moqsframe/moqsframe/internal/testpki"
 )
+
+// testPKI is the CA of every member in these tests; the policy admits
+// any name it certifies.
+var testPKI *testpki.PKI
+
+func TestMain(m *testing.M) {
+	testPKI = testpki.New()
+	os.Exit(m.Run())
+}
 
 func newMember(t *testing.T, name string) *Member {
 	t.Helper()
-	m, err := NewMember([]byte(name), "room")
+	return newMemberWith(t, name, identity.AllowAll())
+}
+
+func newMemberWith(t *testing.T, name string, p *identity.Policy) *Member {
+	t.Helper()
+	m, err := NewMember(testPKI.Issue(t, name), Authenticator{Verifier: testPKI.Verifier, Policy: p}, "room")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,19 +47,19 @@ func assertSameKeys(t *testing.T, want uint64, members ...*Member) []byte {
 	for i, m := range members {
 		ks, err := m.Export(ctx, BaseKeyLen)
 		if err != nil {
-			t.Fatalf("%s export: %v", m.identity, err)
+			t.Fatalf("%s export: %v", m.name, err)
 		}
 		if ks.Epoch != want {
-			t.Fatalf("%s is in epoch %d, want %d", m.identity, ks.Epoch, want)
+			t.Fatalf("%s is in epoch %d, want %d", m.name, ks.Epoch, want)
 		}
 		if len(ks.BaseKey) != BaseKeyLen || bytes.Equal(ks.BaseKey, make([]byte, BaseKeyLen)) {
-			t.Fatalf("%s: bad base key %x", m.identity, ks.BaseKey)
+			t.Fatalf("%s: bad base key %x", m.name, ks.BaseKey)
 		}
 		if ks.Members != len(members) {
-			t.Fatalf("%s sees %d members, want %d", m.identity, ks.Members, len(members))
+			t.Fatalf("%s sees %d members, want %d", m.name, ks.Members, len(members))
 		}
 		if ks.LeafIndex >= ks.GroupSize || ks.GroupSize&(ks.GroupSize-1) != 0 {
-			t.Fatalf("%s: leaf %d, group size %d", m.identity, ks.LeafIndex, ks.GroupSize)
+			t.Fatalf("%s: leaf %d, group size %d", m.name, ks.LeafIndex, ks.GroupSize)
 		}
 		if leaves[ks.LeafIndex] {
 			t.Fatalf("leaf index %d used twice", ks.LeafIndex)
@@ -51,7 +68,7 @@ func assertSameKeys(t *testing.T, want uint64, members ...*Member) []byte {
 		if i == 0 {
 			key = ks.BaseKey
 		} else if !bytes.Equal(ks.BaseKey, key) {
-			t.Fatalf("epoch %d: %s exports %x, %s exports %x", want, members[0].identity, key, m.identity, ks.BaseKey)
+			t.Fatalf("epoch %d: %s exports %x, %s exports %x", want, members[0].name, key, m.name, ks.BaseKey)
 		}
 	}
 	return key
@@ -79,11 +96,11 @@ func addAndCommit(t *testing.T, committer, joiner *Member, others ...*Member) (c
 	}
 	for _, o := range others {
 		if err := o.ProcessCommit(ctx, epoch, commit); err != nil {
-			t.Fatalf("%s process: %v", o.identity, err)
+			t.Fatalf("%s process: %v", o.name, err)
 		}
 	}
 	if joined, err := joiner.Join(ctx, welcome); err != nil || !joined {
-		t.Fatalf("%s join: joined=%v err=%v", joiner.identity, joined, err)
+		t.Fatalf("%s join: joined=%v err=%v", joiner.name, joined, err)
 	}
 	return commit, welcome
 }
@@ -119,7 +136,7 @@ func TestJoinLeaveExport(t *testing.T) {
 	}
 	for _, m := range []*Member{a, c} {
 		if err := m.ProcessProposal(ctx, prop); err != nil {
-			t.Fatalf("%s process leave proposal: %v", m.identity, err)
+			t.Fatalf("%s process leave proposal: %v", m.name, err)
 		}
 	}
 	epoch, commit, err := c.StageCommit(ctx)
@@ -239,7 +256,7 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 		for _, it := range rec.Track("commit", "room") {
 			err := m.ProcessCommit(ctx, it.Num, it.Data)
 			if err != nil && !errors.Is(err, ErrStaleCommit) {
-				t.Fatalf("%s applying commit %d: %v", m.identity, it.Num, err)
+				t.Fatalf("%s applying commit %d: %v", m.name, it.Num, err)
 			}
 		}
 	}
@@ -338,7 +355,7 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 	}
 	for _, m := range []*Member{a, c, d} {
 		if err := m.ProcessProposal(ctx, leaveReq); err != nil {
-			t.Fatalf("%s: %v", m.identity, err)
+			t.Fatalf("%s: %v", m.name, err)
 		}
 	}
 	if err := commitVia(d); err != nil {
@@ -410,7 +427,7 @@ func TestDiscardedCommitKeepsPathKeys(t *testing.T) {
 	}
 	for _, m := range []*Member{b, c, d, e} {
 		if err := m.ProcessCommit(ctx, epoch, winner); err != nil {
-			t.Fatalf("%s processing the winning commit: %v", m.identity, err)
+			t.Fatalf("%s processing the winning commit: %v", m.name, err)
 		}
 	}
 	if joined, err := f.Join(ctx, welcome); !joined || err != nil {

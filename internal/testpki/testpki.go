@@ -1,0 +1,45 @@
+// Package testpki makes a deployment's certificates for tests: a CA, a
+// verifier that trusts it, and member certificates issued by it.
+package testpki
+
+import (
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/moqsframe/moqsframe/identity"
+)
+
+// PKI is a test CA and a verifier trusting it.
+type PKI struct {
+	CA       *identity.CA
+	Verifier *identity.Verifier
+}
+
+// New makes a CA valid for a day. It panics if key generation fails,
+// which crypto/rand does not.
+func New() *PKI {
+	ca, err := identity.NewCA("moqsframe test CA", 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	v, err := identity.NewVerifier([]*x509.Certificate{ca.Certificate})
+	if err != nil {
+		panic(err)
+	}
+	return &PKI{CA: ca, Verifier: v}
+}
+
+// Issue makes a certificate for name, with o's hosts and validity.
+func (p *PKI) Issue(tb testing.TB, name string, o ...identity.IssueOptions) *identity.Certificate {
+	tb.Helper()
+	var opts identity.IssueOptions
+	if len(o) > 0 {
+		opts = o[0]
+	}
+	c, k, err := p.CA.Issue(name, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &identity.Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
+}
