@@ -19,7 +19,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/group"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/metrics"
 	"github.com/moqsframe/moqsframe/keyschedule"
 	"github.com/moqsframe/moqsframe/moq"
@@ -43,7 +43,9 @@ import (
 
 type options struct {
 	mode, relay, namespace, tracks, keyFile string
-	csURL, groupName, identity, csCA        string
+	csURL, groupName, csCA                  string
+	identityCert, identityKey, trustAnchor  string
+	policy                                  string
 	groupPrefix                             string
 	source, sourceNamespace                 string
 	rtpVideo, rtpAudio                      string
@@ -64,8 +66,11 @@ func main() {
 	fs.StringVar(&o.keyFile, "key-file", "", `static key file: {"suite": 4, "base_key": "<hex>"}`)
 	fs.StringVar(&o.csURL, "cs", "", "group mode: coordination service URL (https://host:port); keys come from the security group (excludes -key-file)")
 	fs.StringVar(&o.groupName, "group", "", "group mode: security group name")
-	fs.StringVar(&o.identity, "identity", "", "group mode: this member's identity (unique in the group)")
-	fs.StringVar(&o.csCA, "cs-ca", "", "group mode: PEM certificate(s) to trust for the CS (e.g. sframe-cs -dev-cert-out)")
+	fs.StringVar(&o.identityCert, "identity-cert", "", "group mode: this member's certificate (PEM, from sframe identity issue); the identity is the name in it")
+	fs.StringVar(&o.identityKey, "identity-key", "", "group mode: the certificate's private key (PEM)")
+	fs.StringVar(&o.trustAnchor, "trust-anchor", "", "group mode: the deployment's CA certificate (PEM); every other member's certificate, the CS's and the relay's must chain to it")
+	fs.StringVar(&o.policy, "policy", "", `group mode: admission policy file, {"groups": {"room": ["alice", "bob"]}}; members outside it are refused (default: any name the trust anchor certifies)`)
+	fs.StringVar(&o.csCA, "cs-ca", "", "group mode: PEM certificate(s) to trust for the CS (default: -trust-anchor)")
 	fs.StringVar(&o.groupPrefix, "group-prefix", "moqsframe/cs", "group mode: MoQ namespace prefix of the group tracks (sframe-cs -namespace-prefix)")
 	fs.StringVar(&o.source, "source", "", "encrypt: address of a local MoQ publisher of the plaintext tracks")
 	fs.StringVar(&o.sourceNamespace, "source-namespace", "", "encrypt: namespace of the plaintext tracks at -source (default: -namespace)")
@@ -140,6 +145,22 @@ func run(o options, log *slog.Logger) error {
 		return errors.New("-namespace is required (e.g. example.org/live)")
 	}
 	moqCfg := &moq.Config{MaxObjectSize: o.maxObject + 64, InsecureSkipVerify: o.insecure, Logger: log}
+	if o.trustAnchor != "" && o.identityCert != "" {
+		// Present our certificate to the relay (it lets only certified
+		// identities announce) and verify the relay's against the anchor
+		// (unless -insecure).
+		cert, err := identity.LoadCertificate(o.identityCert, o.identityKey)
+		if err != nil {
+			return err
+		}
+		v, err := identity.LoadVerifier(o.trustAnchor)
+		if err != nil {
+			return err
+		}
+		moqCfg.TLSConfig = identity.ClientTLS(cert, v)
+		moqCfg.TLSConfig.InsecureSkipVerify = o.insecure
+	}
+	reg := &metrics.Registry{}
 	var keys sidecar.KeySource
 	switch {
 	case o.keyFile != "" && o.csURL != "":
@@ -152,16 +173,15 @@ func run(o options, log *slog.Logger) error {
 		sk.ReplayWindow = o.replayWindow
 		keys = sk
 	case o.csURL != "":
-		gk, stop, err := joinGroup(o, moqCfg, log)
+		gk, stop, err := joinGroup(o, moqCfg, reg, log)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		keys = gk
 	default:
-		return errors.New("keys: pass -key-file (static key) or -cs, -group and -identity (security group)")
+		return errors.New("keys: pass -key-file (static key) or -cs, -group, -identity-cert, -identity-key and -trust-anchor (security group)")
 	}
-	reg := &metrics.Registry{}
 	relay := sidecar.NewRelayClient(o.relay, moqCfg, log)
 	reg.GaugeFunc("sidecar_relay_subscribers", "Subscribers the relay holds on this sidecar's published tracks.",
 		func() float64 { return float64(relay.Subscribers()) })
@@ -332,22 +352,39 @@ func serveMetrics(addr string, reg *metrics.Registry, relay *sidecar.RelayClient
 // joinGroup joins the security group (group mode) and returns its key
 // source. The member has its own MoQ session to the relay for the group
 // tracks; if that session breaks it keeps up from the CS archive.
-func joinGroup(o options, moqCfg *moq.Config, log *slog.Logger) (*sidecar.GroupKeys, func(), error) {
-	if o.groupName == "" || o.identity == "" {
-		return nil, nil, errors.New("-cs needs -group and -identity")
+func joinGroup(o options, moqCfg *moq.Config, reg *metrics.Registry, log *slog.Logger) (*sidecar.GroupKeys, func(), error) {
+	if o.groupName == "" || o.identityCert == "" || o.identityKey == "" || o.trustAnchor == "" {
+		return nil, nil, errors.New("-cs needs -group, -identity-cert, -identity-key and -trust-anchor (make them with sframe identity)")
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.insecure}
+	cert, err := identity.LoadCertificate(o.identityCert, o.identityKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	verifier, err := identity.LoadVerifier(o.trustAnchor)
+	if err != nil {
+		return nil, nil, err
+	}
+	policy := identity.AllowAll()
+	if o.policy != "" {
+		if policy, err = identity.LoadPolicy(o.policy); err != nil {
+			return nil, nil, err
+		}
+	}
+	// The CS's certificate is always verified: against -cs-ca if given,
+	// else the trust anchor. -insecure is about the relay only.
+	csRoots := verifier.Roots()
 	if o.csCA != "" {
 		pem, err := os.ReadFile(o.csCA)
 		if err != nil {
 			return nil, nil, fmt.Errorf("-cs-ca: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
+		csRoots = x509.NewCertPool()
+		if !csRoots.AppendCertsFromPEM(pem) {
 			return nil, nil, fmt.Errorf("-cs-ca %s: no PEM certificate", o.csCA)
 		}
-		tc.RootCAs = pool
 	}
+	tc := identity.ClientTLS(cert, verifier)
+	tc.RootCAs = csRoots
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	cs, err := coord.NewClient(o.csURL, hc)
 	if err != nil {
@@ -359,7 +396,7 @@ func joinGroup(o options, moqCfg *moq.Config, log *slog.Logger) (*sidecar.GroupK
 	if err != nil {
 		return nil, nil, fmt.Errorf("group mode: relay: %w", err)
 	}
-	m, err := group.New(group.Config{Identity: o.identity, Group: o.groupName, CS: cs, Session: sess,
+	m, err := group.New(group.Config{Certificate: cert, Verifier: verifier, Policy: policy, Group: o.groupName, CS: cs, Session: sess,
 		Prefix: splitList(o.groupPrefix, "/"), Logger: log,
 		ScheduleOptions: []keyschedule.Option{keyschedule.WithReplayWindow(o.replayWindow)}})
 	if err != nil {
@@ -371,14 +408,25 @@ func joinGroup(o options, moqCfg *moq.Config, log *slog.Logger) (*sidecar.GroupK
 		sess.Close()
 		return nil, nil, fmt.Errorf("group mode: joining %q: %w", o.groupName, err)
 	}
-	log.Info("joined security group", "group", o.groupName, "identity", o.identity, "epoch", m.Epoch())
+	log.Info("joined security group", "group", o.groupName, "identity", m.Identity(), "epoch", m.Epoch())
+	logRoster(m, log)
+	reg.GaugeFunc("sidecar_group_members", "Members in the verified roster of the security group's current epoch.",
+		func() float64 { return float64(len(m.Roster())) })
+	reg.CounterFunc("sidecar_group_refusals_total", "Credentials this member refused (KeyPackages, Welcomes, commits).",
+		func() float64 { return float64(m.Stats().Refused) })
 	go func() {
 		for ev := range m.Events() {
 			switch ev.Type {
 			case group.EventRemoved:
 				log.Warn("removed from the security group: no more sending", "group", o.groupName, "epoch", ev.Epoch)
+			case group.EventRefused:
+				log.Error("security group: credential refused", "epoch", ev.Epoch, "err", ev.Err)
+			case group.EventStuck:
+				log.Error("security group: the accepted commit cannot be processed; staying on the last good epoch", "epoch", ev.Epoch, "err", ev.Err)
 			case group.EventError:
 				log.Warn("security group", "err", ev.Err)
+			case group.EventRoster:
+				logRoster(m, log)
 			default:
 				log.Info("security group epoch", "event", ev.Type.String(), "epoch", ev.Epoch, "members", ev.Members)
 			}
@@ -394,4 +442,15 @@ func joinGroup(o options, moqCfg *moq.Config, log *slog.Logger) (*sidecar.GroupK
 		sess.Close()
 	}
 	return sidecar.NewGroupKeys(m), stop, nil
+}
+
+// logRoster logs the verified roster of the current epoch: who can read
+// what this sidecar sends.
+func logRoster(m *group.Member, log *slog.Logger) {
+	r := m.Roster()
+	names := make([]string, len(r))
+	for i, e := range r {
+		names[i] = fmt.Sprintf("%d:%s:%.16s", e.Leaf, e.Name, e.Fingerprint)
+	}
+	log.Info("security group roster", "epoch", m.Epoch(), "members", len(r), "roster", strings.Join(names, " "))
 }
