@@ -1,12 +1,15 @@
 // Command sframe encrypts, decrypts and inspects SFrame (RFC 9605)
-// ciphertexts, checks implementations against JSON test vectors, and
-// benchmarks this one.
+// ciphertexts, checks implementations against JSON test vectors, benchmarks
+// this one, and makes and inspects member identities (X.509 certificates).
 //
 //	sframe encrypt -suite 4 -key HEX -kid 7 -ctr 0 [-metadata STR] < plain > sframe
 //	sframe decrypt -suite 4 -key HEX [-metadata STR] < sframe > plain
 //	sframe inspect [-suite 4] < sframe
 //	sframe verify-vectors FILE...
 //	sframe bench [-json]
+//	sframe identity ca -out DIR [-name "CA name"] [-days N]
+//	sframe identity issue -ca DIR -name NAME -out DIR [-host H,H...] [-days N]
+//	sframe identity show [-ca CA.pem] FILE.pem
 package main
 
 import (
@@ -29,6 +32,7 @@ const usage = `usage:
   sframe inspect [-suite N]                                                                    < sframe
   sframe verify-vectors FILE...
   sframe bench [-json] [-quick]
+  sframe identity ca|issue|show ...                                                           (sframe identity -h)
 
 suites: 1..3 AES_128_CTR_HMAC_SHA256_{80,64,32}, 4 AES_128_GCM_SHA256_128, 5 AES_256_GCM_SHA512_128
 `
@@ -54,6 +58,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return verifyVectors(args[1:], stdout, stderr)
 	case "bench":
 		err = benchCmd(args[1:], stdout)
+	case "identity":
+		return identityCmd(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
