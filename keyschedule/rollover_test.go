@@ -106,13 +106,12 @@ func TestConcurrentRollover(t *testing.T) {
 					local.inWindowOK++
 				case o.epoch+grace < lb: // retired before Open began
 					// Once epoch+16 is installed, the slot (same low E bits)
-					// holds it: the object fails authentication under its
-					// key, or that KID's replay window, checked first,
-					// already passed its CTR (RFC 9605 §5.2 slot reuse).
+					// holds it and the object fails authentication under
+					// its key (RFC 9605 §5.2 slot reuse).
 					switch {
 					case isErr(err, ErrEpochRetired) && isErr(err, sframe.ErrUnknownKID):
 						local.retiredFail++
-					case (isErr(err, sframe.ErrAuthentication) || isErr(err, sframe.ErrReplay)) && o.epoch+16 <= la+1:
+					case isErr(err, sframe.ErrAuthentication) && o.epoch+16 <= la+1:
 						local.reusedFail++
 					default:
 						violate("retired object: unexpected result " + errString(err))
@@ -224,7 +223,7 @@ func TestConcurrentRollover(t *testing.T) {
 		t.Error(v)
 	}
 	total := counts.inWindowOK + counts.retiredFail + counts.reusedFail + counts.edgeOK + counts.edgeFail
-	t.Logf("%d rolls in %v: %d seals, %d opens: %d in-window opened (0 failed), %d retired refused with ErrEpochRetired, %d older than 16 epochs refused with ErrAuthentication/ErrReplay (slot reused), %d at the retirement edge opened, %d at the edge refused; %d objects sealed before the receiver had their epoch (buffered, then opened)",
+	t.Logf("%d rolls in %v: %d seals, %d opens: %d in-window opened (0 failed), %d retired refused with ErrEpochRetired, %d older than 16 epochs refused with ErrAuthentication (slot reused), %d at the retirement edge opened, %d at the edge refused; %d objects sealed before the receiver had their epoch (buffered, then opened)",
 		rolls, elapsed.Round(time.Millisecond), seals.Load(), total, counts.inWindowOK, counts.retiredFail, counts.reusedFail, counts.edgeOK, counts.edgeFail, counts.deferred)
 	for i, x := range m {
 		st := x.s.Status()
