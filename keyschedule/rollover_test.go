@@ -44,24 +44,28 @@ func TestConcurrentRollover(t *testing.T) {
 		x.latest.Store(1)
 	}
 
-	// Workers seal only with a token; the installer hands out perEpoch
-	// tokens per epoch, so epochs roll at a steady pace however the
-	// scheduler treats the goroutines.
+	// Workers seal only with a token, and report each seal; the installer
+	// hands out perEpoch tokens per epoch and installs the next epoch once
+	// all are sealed. So epochs roll every perEpoch seals, and no Seal spans
+	// an Install, however the scheduler treats the goroutines.
 	tokens := make(chan struct{}, perEpoch)
+	sealed := make(chan struct{}, perEpoch)
 	stop := make(chan struct{})
+	abort := make(chan struct{}) // closed on the first violation
 	var (
 		seals      atomic.Uint64
 		done       atomic.Bool
 		mu         sync.Mutex
-		nviolate   atomic.Int64
 		violations []string
 		counts     struct {
 			inWindowOK, retiredFail, reusedFail, edgeOK, edgeFail, deferred int
 		}
 	)
 	violate := func(s string) {
-		nviolate.Add(1)
 		mu.Lock()
+		if len(violations) == 0 {
+			close(abort)
+		}
 		if len(violations) < 20 {
 			violations = append(violations, s)
 		}
@@ -149,6 +153,7 @@ func TestConcurrentRollover(t *testing.T) {
 					return
 				}
 				seals.Add(1)
+				sealed <- struct{}{}
 				h, _, _ := sframe.ParseHeader(ct)
 				e := lo
 				for e <= hi && e%16 != h.KID%16 {
@@ -199,13 +204,17 @@ func TestConcurrentRollover(t *testing.T) {
 	}
 
 	start := time.Now()
+roll:
 	for n := uint64(2); n <= rolls+1; n++ {
-		target := seals.Load() + perEpoch
 		for range perEpoch {
 			tokens <- struct{}{}
 		}
-		for seals.Load() < target && nviolate.Load() == 0 {
-			time.Sleep(10 * time.Microsecond)
+		for range perEpoch {
+			select {
+			case <-sealed:
+			case <-abort: // a worker may have stopped; its tokens stay unsealed
+				break roll
+			}
 		}
 		clk.Advance(time.Second)
 		// One member learns of each epoch first, alternately.
