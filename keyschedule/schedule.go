@@ -423,9 +423,11 @@ func (s *Schedule) stashAckLocked(snap *snapshot, epoch, member uint64) error {
 // which derives the sender's key on first use. Besides the sframe errors
 // (ErrMalformedHeader, ErrTruncated, ErrUnknownKID, ErrAuthentication,
 // ErrReplay) it returns ErrUnknownEpoch or ErrEpochRetired, both of which
-// also match sframe.ErrUnknownKID. Ciphertexts with the local member's own
-// KIDs are refused (RFC 9605 §4.4.1: a key is for encryption or decryption,
-// never both).
+// also match sframe.ErrUnknownKID. A late object of an epoch removed by
+// slot reuse (§5.2) has a KID of the epoch now in its slot and fails with
+// sframe.ErrAuthentication: it cannot be told from a forgery. Ciphertexts
+// with the local member's own KIDs are refused (RFC 9605 §4.4.1: a key is
+// for encryption or decryption, never both).
 func (s *Schedule) Open(dst, metadata, ciphertext []byte) ([]byte, error) {
 	rx, err := s.receiverFor(ciphertext)
 	if err != nil {

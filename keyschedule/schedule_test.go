@@ -53,7 +53,7 @@ func TestRoundTripAndErrors(t *testing.T) {
 	if _, err := b.Open(nil, md, ct); !isErr(err, sframe.ErrReplay) {
 		t.Fatalf("replay: %v", err)
 	}
-	if _, err := b.Open(nil, []byte("other"), ct); !isErr(err, sframe.ErrAuthentication) && !isErr(err, sframe.ErrReplay) {
+	if _, err := b.Open(nil, []byte("other"), ct); !isErr(err, sframe.ErrAuthentication) {
 		t.Fatalf("metadata change: %v", err)
 	}
 	// A member never decrypts with its own KIDs (RFC 9605 §4.4.1).
@@ -198,6 +198,61 @@ func TestSlotReuseEvicts(t *testing.T) {
 	}
 	if st := b.Status(); st.Evicted != 1 {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestForgeryIsNotReplay: the replay window judges only ciphertexts that
+// authenticate. Under a KID whose counter 0 was accepted, a forgery with
+// counter 0 and a late object of the epoch whose slot that KID's epoch
+// took (RFC 9605 §5.2: same KID, same counter, the evicted epoch's key)
+// both fail with sframe.ErrAuthentication and are counted as
+// authentication failures, not replays; a genuine replay gets ErrReplay.
+func TestForgeryIsNotReplay(t *testing.T) {
+	g := newGroup(2)
+	a := mustNew(t, WithEpochBits(2), WithGracePeriod(time.Hour))
+	b := mustNew(t, WithEpochBits(2), WithGracePeriod(time.Hour))
+	md := []byte("md")
+	mustInstall(t, b, g.epoch(1, 1))
+	mustInstall(t, a, g.epoch(1, 0))
+	late, err := a.Seal(nil, md, []byte("epoch 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := uint64(2); n <= 5; n++ { // 5 mod 4 == 1: epoch 5 takes epoch 1's slot
+		mustInstall(t, b, g.epoch(n, 1))
+		mustInstall(t, a, g.epoch(n, 0))
+	}
+	ct, err := a.Seal(nil, md, []byte("epoch 5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, _, _ := sframe.ParseHeader(late)
+	hc, _, _ := sframe.ParseHeader(ct)
+	if hl != hc || b.Status().Evicted != 1 {
+		t.Fatalf("headers %+v and %+v, status %+v; want equal headers and epoch 1 evicted", hl, hc, b.Status())
+	}
+	forged := bytes.Clone(ct)
+	forged[len(forged)-1] ^= 1
+	rx := b.snap.Load().slots[5&b.mask].ep.rx
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want error
+		st   sframe.ReceiverStats
+	}{
+		{"genuine", ct, nil, sframe.ReceiverStats{Opened: 1}},
+		{"forged, seen counter", forged, sframe.ErrAuthentication, sframe.ReceiverStats{Opened: 1, AuthFailed: 1}},
+		{"evicted epoch, seen counter", late, sframe.ErrAuthentication, sframe.ReceiverStats{Opened: 1, AuthFailed: 2}},
+		{"replay", ct, sframe.ErrReplay, sframe.ReceiverStats{Opened: 1, AuthFailed: 2, Replayed: 1}},
+	} {
+		_, err := b.Open(nil, md, tc.in)
+		if tc.want == nil && err != nil || tc.want != nil && !isErr(err, tc.want) ||
+			tc.want != sframe.ErrReplay && isErr(err, sframe.ErrReplay) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if st := rx.Stats(); st != tc.st {
+			t.Errorf("%s: receiver stats %+v, want %+v", tc.name, st, tc.st)
+		}
 	}
 }
 

@@ -10,8 +10,8 @@ import "sync"
 const DefaultReplayWindow = 1024
 
 // replayWindow is a sliding bitmap of accepted counters (RFC 4303 §3.4.3
-// style). check and accept are separate so that a forged ciphertext cannot
-// move the window: accept runs only after authentication.
+// style). The Receiver calls accept only after authentication, so a forged
+// ciphertext can neither move the window nor be taken for a replay.
 type replayWindow struct {
 	mu   sync.Mutex
 	size uint64 // bits, a multiple of 64
@@ -67,11 +67,4 @@ func (w *replayWindow) accept(ctr uint64) bool {
 	word, mask := w.bit(ctr)
 	w.bits[word] |= mask
 	return true
-}
-
-// check reports whether ctr may still be accepted, without marking it.
-func (w *replayWindow) check(ctr uint64) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.fresh(ctr)
 }
