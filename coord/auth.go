@@ -235,6 +235,9 @@ func (a *authState) joinSlot(group, id string, digest [sha256.Size]byte) (replay
 			delete(g, who)
 		}
 	}
+	if g != nil && len(g) == 0 {
+		delete(a.pending, group) // so that idle groups cost no memory
+	}
 	if p, ok := g[id]; ok {
 		if p.digest == digest {
 			return &p, nil
