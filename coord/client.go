@@ -199,7 +199,12 @@ func (c *Client) request(ctx context.Context, group string, t RequestType, body 
 // when the group did not exist (201): the caller must now create a
 // one-member MLS group at epoch 0. Otherwise (200, or 202 if the CS
 // could not forward it yet and will retry) the request is on its way to the
-// RequestTrack and the caller waits for a Welcome.
+// RequestTrack and the caller waits for a Welcome. A CS in authenticated
+// mode answers *StatusError 403 (errors.Is ErrForbidden; Reason
+// not_admitted, keypackage_credential_invalid, keypackage_identity_mismatch)
+// or 429 (ErrTooManyRequests; rate_limited, join_pending, group_joins_full,
+// with RetryAfter); the identical join retried while pending gets its
+// original answer.
 func (c *Client) Join(ctx context.Context, group string, keyPackage []byte) (created bool, err error) {
 	a, err := c.request(ctx, group, RequestJoin, keyPackage)
 	if err != nil {
@@ -216,7 +221,8 @@ func (c *Client) Join(ctx context.Context, group string, keyPackage []byte) (cre
 }
 
 // Leave sends a leave request carrying the member's Remove proposal for
-// itself (an MLSMessage). A remaining member will commit it.
+// itself (an MLSMessage). A remaining member will commit it. Errors:
+// *StatusError (404 ErrUnknownGroup; 401/403/429 in authenticated mode).
 func (c *Client) Leave(ctx context.Context, group string, removeProposal []byte) error {
 	a, err := c.request(ctx, group, RequestLeave, removeProposal)
 	if err != nil {
@@ -231,7 +237,8 @@ func (c *Client) Leave(ctx context.Context, group string, removeProposal []byte)
 // Commit submits a Commit made in epoch (and the Welcome for any joiners,
 // nil if none). nil means the CS accepted it: the caller may merge its
 // pending commit. *EpochConflictError (errors.Is ErrEpochConflict) means
-// another commit won the epoch.
+// another commit won the epoch. Other refusals are *StatusError (404
+// ErrUnknownGroup; 401/403/429 in authenticated mode).
 func (c *Client) Commit(ctx context.Context, group string, epoch uint64, commit, welcome []byte) error {
 	cr := CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: commit, Welcome: welcome}
 	enc, err := cr.Marshal()
