@@ -18,29 +18,44 @@ import (
 //	    opaque group_id<V>;
 //	    uint64 epoch;
 //	    uint32 leaf_index;   // the sender's leaf in that epoch
+//	    opaque identity<V>;  // the poster's authenticated name, stamped by the CS (may be empty)
 //	} EpochAck;
 //
-// Acknowledgements are advisory and not authenticated: a forged or lost one
-// only moves a sender's switch between "at once" and "after the timeout".
+// identity is the only vector of our wire structs that may be empty: a
+// member posts it empty (or equal to its own name), and a CS with
+// authentication (Config.Auth) replaces it with the name of the poster's
+// client certificate before forwarding, so that members count an ack only
+// if the roster's identity at leaf_index is that name (the CS holds no MLS
+// state and cannot map leaves to names itself). A CS without Auth forwards
+// it as posted: unauthenticated.
 type EpochAck struct {
-	GroupID []byte
-	Epoch   uint64
-	Leaf    uint32
+	GroupID  []byte
+	Epoch    uint64
+	Leaf     uint32
+	Identity []byte // empty when posted; the poster's name on the ack track
 }
+
+// MaxAckIdentityLen bounds EpochAck.identity (member names are at most
+// identity.MaxNameLen bytes; the wire allows more for other schemes).
+const MaxAckIdentityLen = 255
 
 // Marshal encodes a.
 func (a *EpochAck) Marshal() ([]byte, error) {
 	if err := checkField("group_id", a.GroupID, MaxGroupIDLen); err != nil {
 		return nil, err
 	}
+	if len(a.Identity) > MaxAckIdentityLen {
+		return nil, fmt.Errorf("coord: identity is %d bytes, limit %d", len(a.Identity), MaxAckIdentityLen)
+	}
 	var b cryptobyte.Builder
 	addOpaqueV(&b, a.GroupID)
 	b.AddUint64(a.Epoch)
 	b.AddUint32(a.Leaf)
+	addOpaqueV(&b, a.Identity)
 	return b.Bytes()
 }
 
-// UnmarshalEpochAck decodes an EpochAck strictly.
+// UnmarshalEpochAck decodes an EpochAck strictly. Errors wrap ErrMalformed.
 func UnmarshalEpochAck(data []byte) (*EpochAck, error) {
 	s := cryptobyte.String(data)
 	var a EpochAck
@@ -53,6 +68,15 @@ func UnmarshalEpochAck(data []byte) (*EpochAck, error) {
 	}
 	if !s.ReadUint32(&a.Leaf) {
 		return nil, malformed(ErrTruncated, "leaf_index")
+	}
+	if a.Identity, err = readAnyOpaqueV(&s, "identity"); err != nil {
+		return nil, err
+	}
+	if len(a.Identity) > MaxAckIdentityLen {
+		return nil, malformed(ErrFieldTooLarge, "identity is %d bytes, limit %d", len(a.Identity), MaxAckIdentityLen)
+	}
+	if len(a.Identity) == 0 {
+		a.Identity = nil // so that a decoded empty identity equals a zero EpochAck's
 	}
 	if !s.Empty() {
 		return nil, malformed(ErrTrailingData, "%d bytes after EpochAck", len(s))
@@ -95,6 +119,21 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", a.Epoch, cur))
 		return
 	}
+	if s.auth != nil {
+		// Stamp the poster's authenticated name, so that members can count
+		// the ack only for a leaf that holds that name.
+		id := callerIdentity(r)
+		if len(a.Identity) > 0 && string(a.Identity) != id {
+			s.refuse(w, ep, group, id, &RefusedError{Code: http.StatusForbidden, Reason: ReasonAckIdentityMismatch,
+				Message: fmt.Sprintf("EpochAck.identity %q is not the client certificate's name %q; leave it empty", a.Identity, id)})
+			return
+		}
+		a.Identity = []byte(id)
+		if body, err = a.Marshal(); err != nil {
+			s.fail(w, ep, http.StatusBadRequest, group, "cannot encode the stamped EpochAck: "+err.Error())
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.fwdTO)
 	defer cancel()
 	if err := s.fwd.(AckForwarder).ForwardAck(ctx, group, a.Epoch, a.Leaf, body); err != nil {
@@ -107,7 +146,10 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 }
 
 // Ack tells the group (through the CS's AckTrack) that this member, at
-// leaf, holds epoch's keys.
+// leaf, holds epoch's keys. The identity field is sent empty: a CS with
+// authentication fills in the name of this client's certificate. Errors:
+// ErrAckUnsupported, *StatusError (400 future epoch, 404, 401/403/429 with
+// errors.Is ErrUnauthenticated/ErrForbidden/ErrTooManyRequests, 503).
 func (c *Client) Ack(ctx context.Context, group string, epoch uint64, leaf uint32) error {
 	enc, err := (&EpochAck{GroupID: []byte(group), Epoch: epoch, Leaf: leaf}).Marshal()
 	if err != nil {

@@ -202,10 +202,10 @@ func (s *Server) registerArchive() {
 			_, _ = w.Write(data)
 		}
 	}
-	s.mux.HandleFunc("GET /v1/groups/{group}/commits/{n}", item("commit", a.ArchivedCommit))
-	s.mux.HandleFunc("GET /v1/groups/{group}/welcomes/{n}", item("welcome", a.ArchivedWelcome))
-	s.mux.HandleFunc("GET /v1/groups/{group}/requests/{n}", item("request", a.ArchivedRequest))
-	s.mux.HandleFunc("GET /v1/groups/{group}/state", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("GET /v1/groups/{group}/commits/{n}", s.guard("commit-get", item("commit", a.ArchivedCommit)))
+	s.mux.HandleFunc("GET /v1/groups/{group}/welcomes/{n}", s.guard("welcome-get", item("welcome", a.ArchivedWelcome)))
+	s.mux.HandleFunc("GET /v1/groups/{group}/requests/{n}", s.guard("request-get", item("request", a.ArchivedRequest)))
+	s.mux.HandleFunc("GET /v1/groups/{group}/state", s.guard("state", func(w http.ResponseWriter, r *http.Request) {
 		const ep = "state"
 		group := r.PathValue("group")
 		if !ValidGroupName(group) {
@@ -219,7 +219,7 @@ func (s *Server) registerArchive() {
 		w.Header().Set(EpochHeader, strconv.FormatUint(e, 10))
 		s.metrics.response(ep, http.StatusOK)
 		writeJSON(w, http.StatusOK, stateBody{Group: group, Epoch: e, NextSeq: n})
-	})
+	}))
 }
 
 // get fetches a raw archive item.
@@ -247,7 +247,9 @@ func (c *Client) get(ctx context.Context, group, suffix string) ([]byte, error) 
 	case http.StatusNotFound:
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, suffix)
 	default:
-		return nil, &StatusError{Code: resp.StatusCode, Message: string(data)}
+		a := &answer{code: resp.StatusCode}
+		a.parseError(resp, data)
+		return nil, a.statusErr()
 	}
 }
 

@@ -3,6 +3,8 @@ package coord
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moqsframe/moqsframe/identity"
 )
 
 // ErrEpochConflict is matched (errors.Is) by *EpochConflictError, which
@@ -36,18 +40,30 @@ func (e *EpochConflictError) Error() string {
 func (e *EpochConflictError) Is(target error) bool { return target == ErrEpochConflict }
 
 // StatusError is any other non-success answer from the CS. errors.Is(err,
-// ErrUnknownGroup) holds for 404.
+// X) holds for X = ErrUnknownGroup on 404, ErrUnauthenticated on 401,
+// ErrForbidden on 403 and ErrTooManyRequests on 429.
 type StatusError struct {
 	Code    int
 	Message string // the CS's error text
+	// Reason is the refusal reason of a 401/403/429 (a Reason* constant),
+	// "" otherwise.
+	Reason string
+	// RetryAfter is the CS's Retry-After (429), 0 if none.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("coord: CS answered %d %s (%s): %s", e.Code, http.StatusText(e.Code), e.Reason, e.Message)
+	}
 	return fmt.Sprintf("coord: CS answered %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
 }
 
 func (e *StatusError) Is(target error) bool {
-	return target == ErrUnknownGroup && e.Code == http.StatusNotFound
+	if target == nil {
+		return false
+	}
+	return target == ErrUnknownGroup && e.Code == http.StatusNotFound || target == classOf(e.Code)
 }
 
 // Client talks to a coordination service on behalf of a group member.
@@ -81,6 +97,16 @@ type answer struct {
 	body  okBody
 	err   errorBody
 	epoch string
+	// refusal fields (401/403/429)
+	reason     string
+	retryAfter time.Duration
+}
+
+// errorAnswer is errorBody and refusalBody in one: a refusal has "message"
+// and its reason in "error".
+type errorAnswer struct {
+	errorBody
+	Message string `json:"message"`
 }
 
 func (c *Client) do(ctx context.Context, method, group, suffix string, body []byte) (*answer, error) {
@@ -134,13 +160,31 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte) (*answ
 	a := &answer{code: resp.StatusCode, epoch: resp.Header.Get(EpochHeader)}
 	if resp.StatusCode < 300 {
 		_ = json.Unmarshal(raw, &a.body)
-	} else if json.Unmarshal(raw, &a.err) != nil || a.err.Error == "" {
-		a.err.Error = strings.TrimSpace(string(raw))
+	} else {
+		a.parseError(resp, raw)
 	}
 	return a, nil
 }
 
-func (a *answer) statusErr() error { return &StatusError{Code: a.code, Message: a.err.Error} }
+func (a *answer) parseError(resp *http.Response, raw []byte) {
+	var ea errorAnswer
+	switch {
+	case json.Unmarshal(raw, &ea) != nil || ea.Error == "":
+		a.err.Error = strings.TrimSpace(string(raw))
+	case ea.Message != "":
+		a.err, a.reason = ea.errorBody, ea.Error
+		a.err.Error = ea.Message
+	default:
+		a.err = ea.errorBody
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		a.retryAfter = time.Duration(s) * time.Second
+	}
+}
+
+func (a *answer) statusErr() error {
+	return &StatusError{Code: a.code, Message: a.err.Error, Reason: a.reason, RetryAfter: a.retryAfter}
+}
 
 func (c *Client) request(ctx context.Context, group string, t RequestType, body []byte) (*answer, error) {
 	r := Request{GroupID: []byte(group), Type: t, Body: body}
@@ -155,7 +199,12 @@ func (c *Client) request(ctx context.Context, group string, t RequestType, body 
 // when the group did not exist (201): the caller must now create a
 // one-member MLS group at epoch 0. Otherwise (200, or 202 if the CS
 // could not forward it yet and will retry) the request is on its way to the
-// RequestTrack and the caller waits for a Welcome.
+// RequestTrack and the caller waits for a Welcome. A CS in authenticated
+// mode answers *StatusError 403 (errors.Is ErrForbidden; Reason
+// not_admitted, keypackage_credential_invalid, keypackage_identity_mismatch)
+// or 429 (ErrTooManyRequests; rate_limited, join_pending, group_joins_full,
+// with RetryAfter); the identical join retried while pending gets its
+// original answer.
 func (c *Client) Join(ctx context.Context, group string, keyPackage []byte) (created bool, err error) {
 	a, err := c.request(ctx, group, RequestJoin, keyPackage)
 	if err != nil {
@@ -172,7 +221,8 @@ func (c *Client) Join(ctx context.Context, group string, keyPackage []byte) (cre
 }
 
 // Leave sends a leave request carrying the member's Remove proposal for
-// itself (an MLSMessage). A remaining member will commit it.
+// itself (an MLSMessage). A remaining member will commit it. Errors:
+// *StatusError (404 ErrUnknownGroup; 401/403/429 in authenticated mode).
 func (c *Client) Leave(ctx context.Context, group string, removeProposal []byte) error {
 	a, err := c.request(ctx, group, RequestLeave, removeProposal)
 	if err != nil {
@@ -187,7 +237,8 @@ func (c *Client) Leave(ctx context.Context, group string, removeProposal []byte)
 // Commit submits a Commit made in epoch (and the Welcome for any joiners,
 // nil if none). nil means the CS accepted it: the caller may merge its
 // pending commit. *EpochConflictError (errors.Is ErrEpochConflict) means
-// another commit won the epoch.
+// another commit won the epoch. Other refusals are *StatusError (404
+// ErrUnknownGroup; 401/403/429 in authenticated mode).
 func (c *Client) Commit(ctx context.Context, group string, epoch uint64, commit, welcome []byte) error {
 	cr := CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: commit, Welcome: welcome}
 	enc, err := cr.Marshal()
@@ -229,4 +280,51 @@ func (c *Client) Epoch(ctx context.Context, group string) (uint64, error) {
 		return 0, fmt.Errorf("coord: CS answered 200 without a usable %s header: %q", EpochHeader, a.epoch)
 	}
 	return e, nil
+}
+
+// ClientTLS configures NewClientTLS.
+type ClientTLS struct {
+	// Certificate is presented to the CS as the member's identity (issued by
+	// the deployment CA, naming the member). nil: no client certificate
+	// (only an open CS accepts that).
+	Certificate *identity.Certificate
+	// Roots verifies the CS's certificate (the deployment CA; or, for a CS
+	// with -dev-cert, that certificate). Required unless
+	// DevInsecureSkipVerify.
+	Roots *x509.CertPool
+	// DevInsecureSkipVerify does not verify the CS's certificate at all:
+	// anyone on the path can impersonate the CS. Development only.
+	DevInsecureSkipVerify bool
+	// Timeout bounds one HTTP exchange; 0: 30 s.
+	Timeout time.Duration
+}
+
+// ErrNoCSRoots: NewClientTLS got neither Roots nor DevInsecureSkipVerify.
+var ErrNoCSRoots = errors.New("coord: no CA pool to verify the CS's certificate (set ClientTLS.Roots)")
+
+// NewClientTLS returns a Client for the HTTPS CS at baseURL that presents
+// cfg.Certificate and verifies the CS against cfg.Roots (TLS 1.3). Errors:
+// ErrNoCSRoots; a baseURL that is not https://host[:port].
+func NewClientTLS(baseURL string, cfg ClientTLS) (*Client, error) {
+	if !strings.HasPrefix(baseURL, "https://") {
+		return nil, fmt.Errorf("coord: CS URL %q must be https://host:port for a TLS client", baseURL)
+	}
+	if cfg.Roots == nil && !cfg.DevInsecureSkipVerify {
+		return nil, ErrNoCSRoots
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: cfg.Roots, InsecureSkipVerify: cfg.DevInsecureSkipVerify}
+	if cfg.Certificate != nil {
+		tc.Certificates = []tls.Certificate{cfg.Certificate.TLS()}
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	hc := &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
+		TLSClientConfig:     tc,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}}
+	return NewClient(baseURL, hc)
 }

@@ -13,6 +13,7 @@ import (
 type Metrics struct {
 	mu        sync.Mutex
 	responses map[[2]string]*atomic.Uint64 // {endpoint, code}
+	refusals  map[string]*atomic.Uint64    // reason (auth.go's Reason*)
 
 	GroupsCreated   atomic.Uint64
 	RequestsQueued  atomic.Uint64
@@ -24,7 +25,36 @@ type Metrics struct {
 
 // NewMetrics returns zeroed counters.
 func NewMetrics() *Metrics {
-	return &Metrics{responses: map[[2]string]*atomic.Uint64{}}
+	m := &Metrics{responses: map[[2]string]*atomic.Uint64{}, refusals: map[string]*atomic.Uint64{}}
+	// Every known reason from the start, so that a rate() over it is
+	// defined before the first refusal.
+	for _, r := range refusalReasons {
+		m.refusals[r] = new(atomic.Uint64)
+	}
+	return m
+}
+
+// Refused returns how many requests were refused for reason (a Reason*
+// constant).
+func (m *Metrics) Refused(reason string) uint64 {
+	m.mu.Lock()
+	c := m.refusals[reason]
+	m.mu.Unlock()
+	if c == nil {
+		return 0
+	}
+	return c.Load()
+}
+
+func (m *Metrics) refused(reason string) {
+	m.mu.Lock()
+	c, ok := m.refusals[reason]
+	if !ok {
+		c = new(atomic.Uint64)
+		m.refusals[reason] = c
+	}
+	m.mu.Unlock()
+	c.Add(1)
 }
 
 func (m *Metrics) response(endpoint string, code int) {
@@ -56,6 +86,15 @@ func (m *Metrics) WritePrometheus(w io.Writer) error {
 	for i, k := range keys {
 		vals[i] = m.responses[k].Load()
 	}
+	reasons := make([]string, 0, len(m.refusals))
+	for r := range m.refusals {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	refused := make([]uint64, len(reasons))
+	for i, r := range reasons {
+		refused[i] = m.refusals[r].Load()
+	}
 	m.mu.Unlock()
 
 	var err error
@@ -68,6 +107,11 @@ func (m *Metrics) WritePrometheus(w io.Writer) error {
 	p("# TYPE sframe_cs_http_responses_total counter\n")
 	for i, k := range keys {
 		p("sframe_cs_http_responses_total{endpoint=%q,code=%q} %d\n", k[0], k[1], vals[i])
+	}
+	p("# HELP sframe_cs_refused_total Requests refused by authentication, authorization or limits, by reason.\n")
+	p("# TYPE sframe_cs_refused_total counter\n")
+	for i, r := range reasons {
+		p("sframe_cs_refused_total{reason=%q} %d\n", r, refused[i])
 	}
 	counter := func(name, help string, v uint64) {
 		p("# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)

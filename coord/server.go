@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// ForwardTimeout bounds one Forwarder call; 0 means 5s.
 	ForwardTimeout time.Duration
+	// Auth authenticates and authorizes every request (401, 403, 429; see
+	// Auth). nil: the CS is open to anyone who reaches it (development).
+	Auth *Auth
 }
 
 // Server is the coordination service HTTP handler:
@@ -39,6 +43,10 @@ type Config struct {
 //	POST /v1/groups/{group}/commits   body CommitRequest  -> 200 | 202 | 409 | 400 | 404 | 413
 //	GET  /v1/groups/{group}/epoch                         -> 200 | 404
 //	POST /v1/groups/{group}/acks      body EpochAck       -> 200 | 400 | 404 | 503 (if the Forwarder is an AckForwarder)
+//
+// With Config.Auth every endpoint (and the archive's) may also answer 401,
+// 403 or 429 with a JSON body {"error": reason, "message", "group",
+// "identity"}; see Auth and the Reason* constants.
 //
 // Ordering per group: the decision (Store) is durable first, then queued
 // items are forwarded in order, then the response is written. A group's
@@ -53,6 +61,7 @@ type Server struct {
 	fwdTO   time.Duration
 	mux     *http.ServeMux
 	locks   [64]sync.Mutex
+	auth    *authState // nil: open
 }
 
 // NewServer checks cfg and returns a Server.
@@ -81,11 +90,17 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.fwdTO <= 0 {
 		s.fwdTO = 5 * time.Second
 	}
-	s.mux.HandleFunc("POST /v1/groups/{group}/requests", s.handleRequest)
-	s.mux.HandleFunc("POST /v1/groups/{group}/commits", s.handleCommit)
-	s.mux.HandleFunc("GET /v1/groups/{group}/epoch", s.handleEpoch)
+	if cfg.Auth != nil {
+		var err error
+		if s.auth, err = newAuthState(*cfg.Auth); err != nil {
+			return nil, err
+		}
+	}
+	s.mux.HandleFunc("POST /v1/groups/{group}/requests", s.guard("requests", s.handleRequest))
+	s.mux.HandleFunc("POST /v1/groups/{group}/commits", s.guard("commits", s.handleCommit))
+	s.mux.HandleFunc("GET /v1/groups/{group}/epoch", s.guard("epoch", s.handleEpoch))
 	if _, ok := s.fwd.(AckForwarder); ok {
-		s.mux.HandleFunc("POST /v1/groups/{group}/acks", s.handleAck)
+		s.mux.HandleFunc("POST /v1/groups/{group}/acks", s.guard("acks", s.handleAck))
 	}
 	s.registerArchive()
 	return s, nil
@@ -204,9 +219,44 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusBadRequest, group, "invalid "+req.Type.String()+" request: "+err.Error())
 		return
 	}
+	id := callerIdentity(r)
+	limitJoin := s.auth != nil && req.Type == RequestJoin
+	if limitJoin {
+		refused, err := s.auth.checkKeyPackage(id, req.Body)
+		if err != nil {
+			s.fail(w, ep, http.StatusBadRequest, group, "the join's KeyPackage does not parse: "+err.Error())
+			return
+		}
+		if refused != nil {
+			s.refuse(w, ep, group, id, refused)
+			return
+		}
+	}
 
 	unlock := s.lockGroup(group)
 	defer unlock()
+	var digest [32]byte
+	if limitJoin {
+		digest = sha256.Sum256(body)
+		replay, refused := s.auth.joinSlot(group, id, digest)
+		if refused != nil {
+			s.refuse(w, ep, group, id, refused)
+			return
+		}
+		if replay != nil {
+			// The identical join again (a lost answer): answer it as before
+			// rather than putting it on the RequestTrack twice.
+			pending := s.drainLocked(r.Context(), group, replay.outboxID)
+			code := http.StatusOK
+			if pending {
+				code = http.StatusAccepted
+			}
+			s.metrics.response(ep, code)
+			seq := replay.seq
+			writeJSON(w, code, okBody{Group: group, Seq: &seq, Pending: pending})
+			return
+		}
+	}
 	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == RequestJoin)
 	switch {
 	case errors.Is(err, ErrUnknownGroup):
@@ -226,6 +276,9 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.RequestsQueued.Add(1)
+	if limitJoin {
+		s.auth.addPending(group, id, pendingJoin{digest: digest, seq: res.Seq, outboxID: res.OutboxID})
+	}
 	pending := s.drainLocked(r.Context(), group, res.OutboxID)
 	code := http.StatusOK
 	if pending {
@@ -282,6 +335,9 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	if res.Outcome == CommitAccepted {
 		s.metrics.CommitsAccepted.Add(1)
+		if s.auth != nil {
+			s.auth.commitAccepted(group)
+		}
 	}
 	pending := s.drainLocked(r.Context(), group, res.OutboxID)
 	if res.Outcome == CommitDuplicate && !pending {

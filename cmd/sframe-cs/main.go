@@ -4,7 +4,15 @@
 //	sframe-cs -db cs.db -listen :8443 -dev-cert -dev-cert-out cs-cert.pem
 //	sframe-cs -db cs.db -listen :8443 -tls-cert cert.pem -tls-key key.pem
 //
-//	sframe-cs ... -relay 127.0.0.1:4443 -namespace-prefix moqsframe/cs [-insecure]
+//	sframe-cs -db cs.db -listen :8443 -trust-anchor ca.pem -policy policy.json -cert cs.pem -key cs.key
+//
+//	sframe-cs ... -relay 127.0.0.1:4443 -namespace-prefix moqsframe/cs [-relay-ca ca.pem | -insecure]
+//
+// With -trust-anchor every request needs a TLS client certificate chained to
+// the anchor, and the policy decides who may do what in which group
+// (coord.Auth); -cert/-key are the CS's own certificate, also presented to
+// the relay. Without it the CS is open to anyone who reaches it
+// (development).
 //
 // With -relay, accepted items are published on the group's MoQ tracks through
 // the relay (coord/moqforward). Without it they are only logged (without
@@ -14,6 +22,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +38,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/devcert"
 	"github.com/moqsframe/moqsframe/moq"
 )
@@ -51,6 +61,13 @@ type options struct {
 	redeliverEvery           time.Duration
 	relay, nsPrefix          string
 	insecure                 bool
+	relayCA                  string
+	trustAnchor, policy      string
+	policyAllowAll           bool
+	cert, key                string
+	rate                     float64
+	burst                    int
+	pendingJoinTTL           time.Duration
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -70,24 +87,83 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.relay, "relay", "", "MoQ relay address (QUIC host:port) to publish the group tracks on; empty: log only")
 	fs.StringVar(&o.nsPrefix, "namespace-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "MoQ namespace prefix, fields separated by /; tracks are in [prefix..., group]")
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the relay's certificate (development only)")
+	fs.StringVar(&o.relayCA, "relay-ca", "", "verify the relay's certificate with the CA certificates in this PEM file (instead of the system roots)")
+	fs.StringVar(&o.trustAnchor, "trust-anchor", "", "deployment CA certificates (PEM): require TLS client certificates chained to them and authorize by -policy")
+	fs.StringVar(&o.policy, "policy", "", "admission policy (JSON: which identities may be in which group); with -trust-anchor")
+	fs.BoolVar(&o.policyAllowAll, "policy-allow-all", false, "with -trust-anchor: admit every identity with a valid certificate to every group (instead of -policy)")
+	fs.StringVar(&o.cert, "cert", "", "the CS's certificate chain (PEM, issued by the deployment CA, with the CS's host names); with -trust-anchor")
+	fs.StringVar(&o.key, "key", "", "the private key of -cert (PEM)")
+	fs.Float64Var(&o.rate, "rate", coord.DefaultRate, "with -trust-anchor: requests per second per identity")
+	fs.IntVar(&o.burst, "burst", coord.DefaultBurst, "with -trust-anchor: request burst per identity")
+	fs.DurationVar(&o.pendingJoinTTL, "pending-join-ttl", coord.DefaultPendingJoinTTL, "with -trust-anchor: a join request stops counting as pending after this long")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if err := o.checkAuth(); err != nil {
+		return nil, err
+	}
 	modes := 0
-	for _, b := range []bool{o.devCert, o.tlsCert != "" || o.tlsKey != "", o.insecureHTTP} {
+	for _, b := range []bool{o.devCert, o.tlsCert != "" || o.tlsKey != "", o.insecureHTTP, o.trustAnchor != ""} {
 		if b {
 			modes++
 		}
 	}
 	switch {
 	case modes == 0:
-		return nil, errors.New("HTTPS needs a certificate: pass -dev-cert for a development certificate, or -tls-cert and -tls-key")
+		return nil, errors.New("HTTPS needs a certificate: pass -trust-anchor with -cert and -key, -dev-cert for a development certificate, or -tls-cert and -tls-key")
 	case modes > 1:
-		return nil, errors.New("choose one of -dev-cert, -tls-cert/-tls-key, -insecure-http")
+		return nil, errors.New("choose one of -trust-anchor (with -cert/-key), -dev-cert, -tls-cert/-tls-key, -insecure-http")
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return nil, errors.New("-tls-cert and -tls-key must be given together")
 	}
 	return o, nil
+}
+
+// checkAuth checks the flags of the authenticated mode.
+func (o *options) checkAuth() error {
+	switch {
+	case o.relayCA != "" && o.insecure:
+		return errors.New("-relay-ca and -insecure exclude each other")
+	case o.trustAnchor == "":
+		if o.policy != "" || o.policyAllowAll || o.cert != "" || o.key != "" {
+			return errors.New("-policy, -policy-allow-all, -cert and -key need -trust-anchor")
+		}
+		return nil
+	case o.cert == "" || o.key == "":
+		return errors.New("-trust-anchor needs -cert and -key: the CS's own certificate issued by the deployment CA")
+	case (o.policy == "") == !o.policyAllowAll:
+		return errors.New("-trust-anchor needs exactly one of -policy FILE or -policy-allow-all")
+	case o.rate <= 0 || o.burst <= 0 || o.pendingJoinTTL <= 0:
+		return errors.New("-rate, -burst and -pending-join-ttl must be positive")
+	}
+	return nil
+}
+
+// authMode loads the anchors, the policy and the CS's certificate: the
+// coord.Auth, the server's mutual TLS configuration and the certificate to
+// present to the relay.
+func (o *options) authMode() (*coord.Auth, *tls.Config, *identity.Certificate, error) {
+	v, err := identity.LoadVerifier(o.trustAnchor)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("-trust-anchor: %w", err)
+	}
+	pol := identity.AllowAll()
+	if o.policy != "" {
+		if pol, err = identity.LoadPolicy(o.policy); err != nil {
+			return nil, nil, nil, fmt.Errorf("-policy: %w", err)
+		}
+	}
+	cert, err := identity.LoadCertificate(o.cert, o.key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("-cert/-key: %w", err)
+	}
+	// The CS's own certificate must verify with the anchor too (and name
+	// the CS): it is its identity towards the relay.
+	if _, err := v.Verify(cert.Chain, nil); err != nil {
+		return nil, nil, nil, fmt.Errorf("-cert does not verify with -trust-anchor: %w", err)
+	}
+	auth := &coord.Auth{Policy: pol, Verifier: v, Rate: o.rate, Burst: o.burst, PendingJoinTTL: o.pendingJoinTTL}
+	return auth, identity.ServerTLS(cert, v), cert, nil
 }
 
 func run(args []string, logOut io.Writer) error {
@@ -107,11 +183,39 @@ func run(args []string, logOut io.Writer) error {
 	}
 	defer store.Close()
 
+	var (
+		auth      *coord.Auth
+		serverTLS *tls.Config
+		csCert    *identity.Certificate
+	)
+	if o.trustAnchor != "" {
+		if auth, serverTLS, csCert, err = o.authMode(); err != nil {
+			return err
+		}
+		name, _ := identity.Name(csCert.Leaf)
+		log.Info("mutual TLS: clients need a certificate from the trust anchor", "cs_identity", name,
+			"policy", o.policy, "policy_allow_all", o.policyAllowAll, "rate", o.rate, "burst", o.burst)
+	} else {
+		log.Warn("no -trust-anchor: the CS is open, anyone who reaches it may create groups, post requests, commits and acks; development only")
+	}
+	var relayRoots *x509.CertPool
+	if o.relayCA != "" {
+		anchors, err := identity.LoadTrustAnchors(o.relayCA)
+		if err != nil {
+			return fmt.Errorf("-relay-ca: %w", err)
+		}
+		relayRoots = x509.NewCertPool()
+		for _, a := range anchors {
+			relayRoots.AddCert(a)
+		}
+	}
+
 	var fwd coord.Forwarder = logForwarder{log}
 	if o.relay != "" {
 		prefix := strings.Split(strings.Trim(o.nsPrefix, "/"), "/")
 		mf, err := moqforward.New(moqforward.Config{
 			Relay: o.relay, Prefix: prefix, Logger: log,
+			Certificate: csCert, RelayRoots: relayRoots,
 			MoQ: moq.Config{InsecureSkipVerify: o.insecure, Logger: log},
 		})
 		if err != nil {
@@ -127,7 +231,7 @@ func run(args []string, logOut io.Writer) error {
 	}
 	metrics := coord.NewMetrics()
 	srv, err := coord.NewServer(coord.Config{
-		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody,
+		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody, Auth: auth,
 	})
 	if err != nil {
 		return err
@@ -155,6 +259,8 @@ func run(args []string, logOut io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	switch {
+	case serverTLS != nil:
+		hs.TLSConfig = serverTLS
 	case o.devCert:
 		cert, pemBytes, _, err := devcert.New(strings.Split(o.devCertHosts, ","), 30*24*time.Hour)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/identity"
+	mls "github.com/thomas-vilte/mls-go"
+	"github.com/thomas-vilte/mls-go/ciphersuite"
 )
 
 type syncBuf struct {
@@ -50,24 +54,34 @@ func start(t *testing.T, db string) (*http.Client, string, func() string) {
 	t.Helper()
 	addr := freeAddr(t)
 	certOut := filepath.Join(t.TempDir(), "cert.pem")
+	return startArgs(t, addr, []string{"-db", db, "-listen", addr, "-dev-cert", "-dev-cert-out", certOut}, func() *http.Client {
+		pemBytes, err := os.ReadFile(certOut)
+		pool := x509.NewCertPool()
+		if err != nil || !pool.AppendCertsFromPEM(pemBytes) {
+			return nil
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	})
+}
+
+// startArgs runs the command with args and waits until GET /healthz with
+// the client from mkClient (nil: not yet) answers 200.
+func startArgs(t *testing.T, addr string, args []string, mkClient func() *http.Client) (*http.Client, string, func() string) {
+	t.Helper()
 	logs := &syncBuf{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"-db", db, "-listen", addr, "-dev-cert", "-dev-cert-out", certOut}, logs)
+		done <- run(args, logs)
 	}()
 	var hc *http.Client
 	base := "https://localhost:" + strings.Split(addr, ":")[1]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if pemBytes, err := os.ReadFile(certOut); err == nil && len(pemBytes) > 0 {
-			pool := x509.NewCertPool()
-			if pool.AppendCertsFromPEM(pemBytes) {
-				hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
-				if resp, err := hc.Get(base + "/healthz"); err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						break
-					}
+		if hc = mkClient(); hc != nil {
+			if resp, err := hc.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
 				}
 			}
 		}
@@ -152,9 +166,135 @@ func TestFlagErrors(t *testing.T) {
 		{},
 		{"-dev-cert", "-insecure-http"},
 		{"-tls-cert", "x.pem"},
+		{"-trust-anchor", "ca.pem", "-policy", "p.json"},                                                         // no -cert/-key
+		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key"},                                           // no policy
+		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key", "-policy", "p.json", "-policy-allow-all"}, // both
+		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key", "-policy-allow-all", "-dev-cert"},
+		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key", "-policy-allow-all", "-rate", "0"},
+		{"-dev-cert", "-policy", "p.json"},
+		{"-dev-cert", "-relay-ca", "ca.pem", "-insecure"},
 	} {
 		if _, err := parseFlags(args); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
 	}
+}
+
+// The authenticated mode: mutual TLS with the deployment CA, the policy,
+// refusals in /metrics.
+func TestAuthenticatedMode(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ca, err := identity.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.NewCA("other CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	certs := map[string]*identity.Certificate{}
+	for _, n := range []string{"cs", "alice", "mallory"} {
+		var hosts []string
+		if n == "cs" {
+			hosts = []string{"localhost", "127.0.0.1"}
+		}
+		c, k, err := ca.Issue(n, identity.IssueOptions{Hosts: hosts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := identity.WriteIdentity(dir, n, c, k); err != nil {
+			t.Fatal(err)
+		}
+		certs[n] = &identity.Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
+	}
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"groups": {"room": ["alice"]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate)
+	addr := freeAddr(t)
+	base := "https://localhost:" + strings.Split(addr, ":")[1]
+	client := func(c *identity.Certificate) *coord.Client {
+		cl, err := coord.NewClientTLS(base, coord.ClientTLS{Certificate: c, Roots: roots, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.Retries = 0
+		return cl
+	}
+	aliceHTTP := func() *http.Client {
+		tc := identity.ClientTLS(certs["alice"], mustVerifier(t, ca))
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 5 * time.Second}
+	}
+	hc, _, stop := startArgs(t, addr, []string{"-db", filepath.Join(dir, "cs.db"), "-listen", addr,
+		"-trust-anchor", filepath.Join(dir, "ca.pem"), "-policy", policy,
+		"-cert", filepath.Join(dir, "cs.pem"), "-key", filepath.Join(dir, "cs.key")}, aliceHTTP)
+
+	alice := client(certs["alice"])
+	kp := keyPackage(t, certs["alice"])
+	if created, err := alice.Join(ctx, "room", kp); err != nil || !created {
+		t.Fatalf("alice: created=%v %v", created, err)
+	}
+	if _, err := client(certs["mallory"]).Join(ctx, "room", keyPackage(t, certs["mallory"])); !errors.Is(err, coord.ErrForbidden) {
+		t.Fatalf("mallory: %v", err)
+	}
+	oc, ok, err := other.Issue("alice", identity.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsider := &identity.Certificate{Chain: [][]byte{oc.Raw}, Leaf: oc, Key: ok}
+	for name, c := range map[string]*identity.Certificate{"no certificate": nil, "outsider": outsider} {
+		var se *coord.StatusError
+		if _, err := client(c).Epoch(ctx, "room"); err == nil || errors.As(err, &se) {
+			t.Errorf("%s: want a TLS handshake failure, got %v", name, err)
+		}
+	}
+	resp, err := hc.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`sframe_cs_refused_total{reason="not_admitted"} 1`,
+		`sframe_cs_http_responses_total{endpoint="requests",code="403"} 1`,
+		"sframe_cs_groups_created_total 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	logs := stop()
+	if !strings.Contains(logs, "cs_identity=cs") || !strings.Contains(logs, "reason=not_admitted") {
+		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+func mustVerifier(t *testing.T, ca *identity.CA) *identity.Verifier {
+	t.Helper()
+	v, err := identity.NewVerifier([]*x509.Certificate{ca.Certificate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// keyPackage is a real mls-go KeyPackage with c's X.509 credential.
+func keyPackage(t *testing.T, c *identity.Certificate) []byte {
+	t.Helper()
+	name, _ := identity.Name(c.Leaf)
+	mc, err := mls.NewClient([]byte(name), ciphersuite.MLS128DHKEMP256, mls.WithX509Credential(c.Leaf.Raw, c.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := mc.FreshKeyPackageBytes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
 }

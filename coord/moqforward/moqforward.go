@@ -23,6 +23,8 @@ package moqforward
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +33,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
 )
 
@@ -58,7 +61,15 @@ type Config struct {
 	Relay  string     // relay UDP address, host:port
 	Prefix []string   // namespace prefix; empty = DefaultPrefix
 	MoQ    moq.Config // TLS / InsecureSkipVerify / sizes; OnSubscribe is set by the Forwarder
-	Logger *slog.Logger
+	// Certificate, if set, is presented to the relay as the CS's identity
+	// (TLS client certificate issued by the deployment CA; the CS's name is
+	// the one in it), so that a relay requiring mutual TLS admits the CS as
+	// the publisher of the group tracks.
+	Certificate *identity.Certificate
+	// RelayRoots, if set, verifies the relay's certificate (the deployment
+	// CA) instead of the system roots. It excludes MoQ.InsecureSkipVerify.
+	RelayRoots *x509.CertPool
+	Logger     *slog.Logger
 	// MinBackoff and MaxBackoff bound the redial delay (defaults 100ms, 5s).
 	MinBackoff, MaxBackoff time.Duration
 }
@@ -102,6 +113,23 @@ func New(cfg Config) (*Forwarder, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.RelayRoots != nil && cfg.MoQ.InsecureSkipVerify {
+		return nil, errors.New("moqforward: RelayRoots and MoQ.InsecureSkipVerify exclude each other")
+	}
+	if cfg.Certificate != nil || cfg.RelayRoots != nil {
+		// Cloned so that the caller's MoQ.TLSConfig is never modified.
+		tc := &tls.Config{MinVersion: tls.VersionTLS13}
+		if cfg.MoQ.TLSConfig != nil {
+			tc = cfg.MoQ.TLSConfig.Clone()
+		}
+		if cfg.Certificate != nil {
+			tc.Certificates = []tls.Certificate{cfg.Certificate.TLS()}
+		}
+		if cfg.RelayRoots != nil {
+			tc.RootCAs = cfg.RelayRoots
+		}
+		cfg.MoQ.TLSConfig = tc
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Logger, pubs: map[string]*moq.Publisher{}, announced: map[string]bool{}, up: make(chan struct{})}
 	if f.log == nil {

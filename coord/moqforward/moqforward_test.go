@@ -2,11 +2,13 @@ package moqforward
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/relay"
 )
@@ -119,5 +121,56 @@ func TestForwarderThroughRelay(t *testing.T) {
 	}
 	if f.Connects() < 2 {
 		t.Fatalf("connects = %d", f.Connects())
+	}
+}
+
+// A relay that requires mutual TLS with the deployment CA admits the
+// forwarder that presents the CS's certificate and verifies the relay with
+// that CA; a session without a client certificate is refused.
+func TestForwarderMutualTLS(t *testing.T) {
+	ca, err := identity.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier([]*x509.Certificate{ca.Certificate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(name string, hosts ...string) *identity.Certificate {
+		c, k, err := ca.Issue(name, identity.IssueOptions{Hosts: hosts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &identity.Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
+	}
+	r, err := relay.New(relay.Config{Addr: "127.0.0.1:0", TLS: identity.ServerTLS(issue("relay", "127.0.0.1"), v),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(context.Background())
+	defer r.Close()
+	addr := r.Addr().String()
+
+	if _, err := New(Config{Relay: addr, RelayRoots: v.Roots(), MoQ: moq.Config{InsecureSkipVerify: true}}); err == nil {
+		t.Fatal("RelayRoots with InsecureSkipVerify accepted")
+	}
+	f, err := New(Config{Relay: addr, Certificate: issue("cs"), RelayRoots: v.Roots(),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ForwardCommit(ctx, "room", 0, []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := moq.Dial(ctx, addr, &moq.Config{TLSConfig: identity.ClientTLS(nil, v), HandshakeTimeout: 3 * time.Second}); err == nil {
+		s.Close()
+		t.Fatal("relay accepted a session without a client certificate")
 	}
 }
