@@ -58,7 +58,7 @@ func BenchmarkSeal(b *testing.B) {
 					if impl == "stdlib" {
 						aead = stdGCM(b, key)
 					} else {
-						restore, _ := SetImplementation(impl)
+						restore, _ := selectImpl(impl)
 						defer restore()
 						aead, _ = New(key)
 					}
@@ -87,7 +87,7 @@ func BenchmarkOpen(b *testing.B) {
 				if impl == "stdlib" {
 					aead = stdGCM(b, key)
 				} else {
-					restore, _ := SetImplementation(impl)
+					restore, _ := selectImpl(impl)
 					defer restore()
 					aead, _ = New(key)
 				}
@@ -139,7 +139,7 @@ func BenchmarkSealBatch(b *testing.B) {
 								}
 							}
 						} else {
-							restore, _ := SetImplementation(impl)
+							restore, _ := selectImpl(impl)
 							defer restore()
 							a, _ := New(key)
 							for b.Loop() {
@@ -218,13 +218,13 @@ func TestRatioTable(t *testing.T) {
 				})
 			}
 			for _, impl := range Implementations() {
-				restore, _ := SetImplementation(impl)
+				restore, _ := selectImpl(impl)
 				a, _ := New(key)
 				restore()
 				r := &row{name: impl}
 				sel := func(f func()) func() {
 					return func() {
-						restore, _ := SetImplementation(impl)
+						restore, _ := selectImpl(impl)
 						f()
 						restore()
 					}
