@@ -5,7 +5,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 5s
 BENCHTIME ?= 200ms
 
-.PHONY: all build test vet fuzz bench lint demo setup clean
+.PHONY: all build test vet fuzz bench bench-relay lint demo setup clean
 
 all: build
 
@@ -31,11 +31,19 @@ fuzz:
 	./scripts/fuzz.sh 2m
 
 # bench: the sframe bench table (every path, suite, size and batch, with
-# ratios to Go's AES-GCM measured in the same run), then the go test
-# benchmarks of the bench and key schedule packages.
+# ratios to Go's AES-GCM measured in the same run), the AES-GCM ratio
+# benchmark (x-stdlib per path, size and batch), then the go test benchmarks
+# of the bench and key schedule packages.
 bench:
 	$(GO) run ./cmd/sframe bench
+	$(GO) test -run '^$$' -bench SealRatio -benchtime $(BENCHTIME) ./asm/aesgcm/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./bench/ ./keyschedule/
+
+# bench-relay: relay throughput through a moq-relay process, with x-direct
+# (relay / direct publisher -> subscriber, same run). Not part of bench: it
+# builds the relay binary and the whole integration package.
+bench-relay:
+	$(GO) test -run '^$$' -bench RelayThroughput ./integration/
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)

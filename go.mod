@@ -7,6 +7,7 @@ require (
 	github.com/mengelbart/moqtransport v0.5.0
 	github.com/pion/rtp v1.8.21
 	github.com/quic-go/quic-go v0.53.0
+	github.com/rogpeppe/go-internal v1.16.0
 	github.com/thomas-vilte/mls-go v1.6.0
 	go.etcd.io/bbolt v1.4.3
 	golang.org/x/crypto v0.53.0

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) { proctest.Main(m) }
 
 // startRelay runs cmd/moq-relay (built once per test binary, with -race when
 // the tests have it) on free loopback ports and waits for /healthz.
-func startRelay(t *testing.T, extraArgs ...string) *relayProc {
+func startRelay(t testing.TB, extraArgs ...string) *relayProc {
 	t.Helper()
 	r := &relayProc{addr: proctest.FreeUDPAddr(t), metricsAddr: proctest.FreeTCPAddr(t)}
 	args := append([]string{"-listen", r.addr, "-metrics", r.metricsAddr}, extraArgs...)
@@ -54,7 +54,7 @@ func (r *relayProc) metrics(t *testing.T) map[string]uint64 {
 	return out
 }
 
-func dial(t *testing.T, addr string, cfg *moq.Config) *moq.Session {
+func dial(t testing.TB, addr string, cfg *moq.Config) *moq.Session {
 	t.Helper()
 	if cfg == nil {
 		cfg = &moq.Config{}
@@ -86,7 +86,7 @@ func payloadFor(track int, g, o uint64, n int) []byte {
 }
 
 // publishAndAnnounce sets up an origin publisher for (ns, tracks...).
-func publishAndAnnounce(t *testing.T, s *moq.Session, ns []string, tracks ...string) []*moq.Publisher {
+func publishAndAnnounce(t testing.TB, s *moq.Session, ns []string, tracks ...string) []*moq.Publisher {
 	t.Helper()
 	var pubs []*moq.Publisher
 	for _, tr := range tracks {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/moqsframe/moqsframe/asm/aesgcm"
+	"github.com/moqsframe/moqsframe/internal/impl"
 	"github.com/moqsframe/moqsframe/internal/race"
 )
 
@@ -14,10 +15,10 @@ import (
 // consecutive counters, on every AES-GCM implementation and for the
 // suites without a batch kernel.
 func TestSealBatchMatchesSeal(t *testing.T) {
-	for _, impl := range aesgcm.Implementations() {
-		restore, err := aesgcm.SetImplementation(impl)
-		if err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() { impl.Reset("aesgcm") }) // also after a Fatal
+	for _, name := range aesgcm.Implementations() {
+		if !impl.Select("aesgcm", name) {
+			t.Fatalf("implementation %q not available", name)
 		}
 		for _, suite := range allSuites {
 			base := randBytes(suite.KeySize())
@@ -30,22 +31,21 @@ func TestSealBatchMatchesSeal(t *testing.T) {
 				items = append(items, SealItem{Metadata: []byte(fmt.Sprint("md", i)), Plaintext: randBytes(i * 37)})
 			}
 			if failed := batched.SealBatch(items); failed != 0 {
-				t.Fatalf("%s %v: %d failed", impl, suite, failed)
+				t.Fatalf("%s %v: %d failed", name, suite, failed)
 			}
 			for i, it := range items {
 				want, _ := single.Seal(nil, it.Metadata, it.Plaintext)
 				if !bytes.Equal(it.Out, want) {
-					t.Fatalf("%s %v item %d differs from Seal", impl, suite, i)
+					t.Fatalf("%s %v item %d differs from Seal", name, suite, i)
 				}
 				if pt, err := r.Open(nil, it.Metadata, it.Out); err != nil || !bytes.Equal(pt, it.Plaintext) {
-					t.Fatalf("%s %v item %d: open %v", impl, suite, i, err)
+					t.Fatalf("%s %v item %d: open %v", name, suite, i, err)
 				}
 			}
 			if batched.Counter() != 250+33 {
 				t.Fatalf("counter %d", batched.Counter())
 			}
 		}
-		restore()
 	}
 }
 

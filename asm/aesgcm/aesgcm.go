@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/moqsframe/moqsframe/internal/alias"
+	"github.com/moqsframe/moqsframe/internal/impl"
 )
 
 const (
@@ -242,37 +243,13 @@ func verifyTag(out []byte, computed *[TagSize]byte, received []byte) bool {
 	return true
 }
 
+func init() { impl.RegisterBase("aesgcm", "generic") }
+
 // Implementations returns the names of the implementations that this CPU
-// supports, fastest first. "generic" (crypto/cipher) is always last.
-func Implementations() []string {
-	var names []string
-	for _, im := range impls {
-		if im.available {
-			names = append(names, im.name)
-		}
-	}
-	return names
-}
+// supports, fastest first. "generic" (crypto/cipher) is always last. Tests
+// and benchmarks force each one through internal/impl (impl.Select), which
+// is deliberately not part of this package's API.
+func Implementations() []string { return impl.Available("aesgcm") }
 
 // Implementation returns the name of the implementation in use.
-func Implementation() string { return impls[current].name }
-
-// SetImplementation selects the named implementation (see Implementations)
-// and returns a function that restores the previous one. It is meant for
-// tests and benchmarks and must not be called concurrently with other
-// operations.
-func SetImplementation(name string) (restore func(), err error) {
-	for i, im := range impls {
-		if im.name == name && im.available {
-			prev := current
-			current = i
-			return func() { current = prev }, nil
-		}
-	}
-	return func() {}, errors.New("aesgcm: implementation " + strconv.Quote(name) + " not available")
-}
-
-type implementation struct {
-	name      string
-	available bool
-}
+func Implementation() string { return impl.Selected("aesgcm") }

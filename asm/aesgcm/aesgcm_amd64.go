@@ -3,9 +3,12 @@
 package aesgcm
 
 import (
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
+
+	"github.com/moqsframe/moqsframe/internal/impl"
 )
 
 // gcmKey is the precomputed per-key state of the assembly kernels. Its
@@ -78,20 +81,29 @@ var (
 		cpuid.AESNI, cpuid.CLMUL, cpuid.BMI2)
 )
 
-var impls = []implementation{
-	implAVX512:  {name: "avx512", available: hasAVX512},
-	implAVX2:    {name: "avx2", available: hasAVX2},
-	implGeneric: {name: "generic", available: true},
+// useAVX512 and useAVX2 are the switches tests and benchmarks flip through
+// internal/impl; they start as what the CPU supports. They are atomics so
+// that flipping them is never a data race; every call loads them once (path)
+// so one operation runs on one path throughout.
+var useAVX512, useAVX2 atomic.Bool
+
+func init() {
+	useAVX512.Store(hasAVX512)
+	useAVX2.Store(hasAVX2)
+	impl.Register("aesgcm", "avx512", &useAVX512)
+	impl.Register("aesgcm", "avx2", &useAVX2)
 }
 
-var current = func() int {
-	for i, im := range impls {
-		if im.available {
-			return i
-		}
+// path returns the implementation to use: the first enabled, fastest first.
+func path() int {
+	switch {
+	case useAVX512.Load():
+		return implAVX512
+	case useAVX2.Load():
+		return implAVX2
 	}
 	return implGeneric
-}()
+}
 
 func newKey(key []byte) *gcmKey {
 	if !hasAVX512 && !hasAVX2 {
@@ -103,12 +115,16 @@ func newKey(key []byte) *gcmKey {
 }
 
 func (a *AEAD) seal(out, nonce, plaintext, aad []byte) {
-	if current != implAVX512 && current != implAVX2 {
+	a.sealPath(path(), out, nonce, plaintext, aad)
+}
+
+func (a *AEAD) sealPath(p int, out, nonce, plaintext, aad []byte) {
+	if p == implGeneric {
 		a.sealGeneric(out, nonce, plaintext, aad)
 		return
 	}
 	n := len(plaintext)
-	if current == implAVX512 {
+	if p == implAVX512 {
 		sealAVX512(a.k, out[:n], plaintext, aad, unsafe.SliceData(nonce), &out[n])
 	} else {
 		sealAVX2(a.k, out[:n], plaintext, aad, unsafe.SliceData(nonce), &out[n])
@@ -116,12 +132,13 @@ func (a *AEAD) seal(out, nonce, plaintext, aad []byte) {
 }
 
 func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
-	if current != implAVX512 && current != implAVX2 {
+	p := path()
+	if p == implGeneric {
 		return a.openGeneric(out, nonce, ciphertext, aad)
 	}
 	n := len(ciphertext) - TagSize
 	var tag [TagSize]byte
-	if current == implAVX512 {
+	if p == implAVX512 {
 		openAVX512(a.k, out[:n], ciphertext[:n], aad, unsafe.SliceData(nonce), &tag[0])
 	} else {
 		openAVX2(a.k, out[:n], ciphertext[:n], aad, unsafe.SliceData(nonce), &tag[0])
@@ -130,13 +147,14 @@ func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
 }
 
 func (a *AEAD) sealBatch(msgs []Message) {
-	if current != implAVX512 && current != implAVX2 {
+	p := path()
+	if p == implGeneric {
 		a.sealBatchGeneric(msgs)
 		return
 	}
 	if len(msgs) == 1 {
 		m := &msgs[0]
-		a.seal(m.Out, m.Nonce, m.In, m.AAD)
+		a.sealPath(p, m.Out, m.Nonce, m.In, m.AAD)
 		return
 	}
 	var ds [batchChunk]batchDesc
@@ -156,13 +174,14 @@ func (a *AEAD) sealBatch(msgs []Message) {
 			ds[i].nonce = unsafe.SliceData(m.Nonce)
 			ds[i].tag = &m.Out[n]
 		}
-		runSeal(a.k, &ds[0], c)
+		runSeal(p, a.k, &ds[0], c)
 		msgs = msgs[c:]
 	}
 }
 
 func (a *AEAD) openBatch(msgs []Message) int {
-	if current != implAVX512 && current != implAVX2 {
+	p := path()
+	if p == implGeneric {
 		return a.openBatchWith(msgs, a.openStd)
 	}
 	failed := 0
@@ -193,7 +212,7 @@ func (a *AEAD) openBatch(msgs []Message) int {
 			used++
 		}
 		if c > 0 {
-			runOpen(a.k, &ds[0], c)
+			runOpen(p, a.k, &ds[0], c)
 		}
 		for i := range c {
 			m := &msgs[idx[i]]
@@ -211,16 +230,16 @@ func (a *AEAD) openBatch(msgs []Message) int {
 
 // runSeal and runOpen call the selected kernel directly (a call through a
 // func value would lose //go:noescape and make the descriptors escape).
-func runSeal(k *gcmKey, d *batchDesc, count int) {
-	if current == implAVX512 {
+func runSeal(p int, k *gcmKey, d *batchDesc, count int) {
+	if p == implAVX512 {
 		sealBatchAVX512(k, d, count)
 	} else {
 		sealBatchAVX2(k, d, count)
 	}
 }
 
-func runOpen(k *gcmKey, d *batchDesc, count int) {
-	if current == implAVX512 {
+func runOpen(p int, k *gcmKey, d *batchDesc, count int) {
+	if p == implAVX512 {
 		openBatchAVX512(k, d, count)
 	} else {
 		openBatchAVX2(k, d, count)
@@ -236,7 +255,7 @@ func ctrAVX2(k *gcmKey, dst, src []byte, iv *[16]byte)
 // xorKeyStream uses the zmm or ymm VAES kernel for the selected
 // implementation and crypto/aes for "generic".
 func (c *CTR) xorKeyStream(dst, src []byte, iv *[16]byte) {
-	switch current {
+	switch path() {
 	case implAVX512:
 		ctrAVX512(c.k, dst, src, iv)
 	case implAVX2:

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/moqsframe/moqsframe/internal/impl"
 	"github.com/moqsframe/moqsframe/internal/race"
 )
 
@@ -23,11 +24,21 @@ func stdGCM(t testing.TB, key []byte) cipher.AEAD {
 	return g
 }
 
+// selectImpl forces the named implementation (see Implementations) through
+// the internal/impl test hook and returns a function that restores the
+// default (fastest) one.
+func selectImpl(name string) (restore func(), err error) {
+	if !impl.Select("aesgcm", name) {
+		return func() {}, fmt.Errorf("aesgcm: implementation %q not available", name)
+	}
+	return func() { impl.Reset("aesgcm") }, nil
+}
+
 // forEachImpl runs f with every available implementation selected.
 func forEachImpl(t *testing.T, f func(t *testing.T)) {
 	for _, name := range Implementations() {
 		t.Run(name, func(t *testing.T) {
-			restore, err := SetImplementation(name)
+			restore, err := selectImpl(name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -420,7 +431,7 @@ func FuzzImplementations(f *testing.F) {
 		ref := stdGCM(t, key)
 		want := ref.Seal(nil, nonce, pt, aad)
 		for _, name := range Implementations() {
-			restore, _ := SetImplementation(name)
+			restore, _ := selectImpl(name)
 			a, err := New(key)
 			if err != nil {
 				t.Fatal(err)
@@ -513,4 +524,42 @@ func TestOpenBatchMixedShort(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Switching implementations while other goroutines seal and open must be
+// neither a data race (the switches are atomics) nor change any result.
+func TestSelectWhileInUse(t *testing.T) {
+	t.Cleanup(func() { impl.Reset("aesgcm") })
+	key, nonce, pt := make([]byte, 16), make([]byte, 12), make([]byte, 1000)
+	a, err := New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := stdGCM(t, key).Seal(nil, nonce, pt, nil)
+	done := make(chan error)
+	for range 2 {
+		go func() {
+			for range 200 {
+				ct := a.Seal(nil, nonce, pt, nil)
+				if !bytes.Equal(ct, want) {
+					done <- fmt.Errorf("Seal on %s differs", Implementation())
+					return
+				}
+				if _, err := a.Open(nil, nonce, ct, nil); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range 200 {
+		names := Implementations()
+		impl.Select("aesgcm", names[i%len(names)])
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -2,10 +2,9 @@ package aesgcm
 
 import (
 	"crypto/cipher"
+	"flag"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +57,7 @@ func BenchmarkSeal(b *testing.B) {
 					if impl == "stdlib" {
 						aead = stdGCM(b, key)
 					} else {
-						restore, _ := SetImplementation(impl)
+						restore, _ := selectImpl(impl)
 						defer restore()
 						aead, _ = New(key)
 					}
@@ -87,7 +86,7 @@ func BenchmarkOpen(b *testing.B) {
 				if impl == "stdlib" {
 					aead = stdGCM(b, key)
 				} else {
-					restore, _ := SetImplementation(impl)
+					restore, _ := selectImpl(impl)
 					defer restore()
 					aead, _ = New(key)
 				}
@@ -139,7 +138,7 @@ func BenchmarkSealBatch(b *testing.B) {
 								}
 							}
 						} else {
-							restore, _ := SetImplementation(impl)
+							restore, _ := selectImpl(impl)
 							defer restore()
 							a, _ := New(key)
 							for b.Loop() {
@@ -178,87 +177,68 @@ func nsPerOp(f func(), d time.Duration) float64 {
 	}
 }
 
-// TestRatioTable prints a table of throughput and speed-up versus
-// crypto/cipher for AES-GCM seal. The stdlib baseline and every
-// implementation are measured alternately (rounds of 20 ms, best of
-// AESGCM_ROUNDS, default 7) so that a busy machine affects both alike. Run:
+// ratioRounds is how many alternating rounds BenchmarkSealRatio takes the
+// best of; more rounds filter out a busy machine better.
+var ratioRounds = flag.Int("aesgcm.rounds", 3, "BenchmarkSealRatio: best of this many alternating 20 ms rounds")
+
+// BenchmarkSealRatio measures AES-GCM seal against crypto/cipher, per key
+// size, message size, implementation and column (seal = one Seal; batchN =
+// SealBatch of N messages, per message). ns/op and MB/s are the usual timed
+// loop (per call). The x-stdlib metric is crypto/cipher's Seal of one message
+// of the same size and key over ours per message; both are measured in this
+// process in alternating rounds of 20 ms of thread CPU time (best of
+// -aesgcm.rounds), so that a busy machine slows both alike. Run:
 //
-//	AESGCM_RATIO=1 go test -run TestRatioTable -v ./asm/aesgcm/
-func TestRatioTable(t *testing.T) {
-	if os.Getenv("AESGCM_RATIO") == "" {
-		t.Skip("set AESGCM_RATIO=1 to print the ratio table")
-	}
-	rounds := 7
-	if v, err := strconv.Atoi(os.Getenv("AESGCM_ROUNDS")); err == nil && v > 0 {
-		rounds = v
+//	go test -run '^$' -bench SealRatio ./asm/aesgcm/
+//	go test -run '^$' -bench 'SealRatio/AES-128/1200/' ./asm/aesgcm/ -args -aesgcm.rounds 7
+func BenchmarkSealRatio(b *testing.B) {
+	if !haveThreadCPU {
+		b.Log("no per-thread CPU clock here: x-stdlib rounds use wall time, so load skews them")
 	}
 	for _, ks := range keySizes {
 		key := make([]byte, ks)
-		t.Logf("AES-%d-GCM seal, AAD %d B; MB/s (x stdlib Seal); best of %d rounds (thread CPU time: %v)", ks*8, len(benchAAD), rounds, haveThreadCPU)
-		t.Logf("%-8s %8s %16s %16s %16s %16s", "impl", "size", "Seal", "batch1", "batch8", "batch32")
 		for _, size := range benchSizes {
-			type row struct {
-				name string
-				fs   []func()
-				ns   []float64
-			}
 			pt := make([]byte, size)
 			dst := make([]byte, 0, size+16)
 			nonce := make([]byte, 12)
-			g := stdGCM(t, key)
-			rows := []*row{{name: "stdlib"}}
-			rows[0].fs = append(rows[0].fs, func() { g.Seal(dst[:0], nonce, pt, benchAAD) })
-			for _, count := range benchBatches {
-				msgs := batchMsgs(count, size)
-				rows[0].fs = append(rows[0].fs, func() {
-					for i := range msgs {
-						m := &msgs[i]
-						g.Seal(m.Out[:0], m.Nonce, m.In, m.AAD)
-					}
-				})
-			}
-			for _, impl := range Implementations() {
-				restore, _ := SetImplementation(impl)
-				a, _ := New(key)
-				restore()
-				r := &row{name: impl}
-				sel := func(f func()) func() {
-					return func() {
-						restore, _ := SetImplementation(impl)
-						f()
-						restore()
-					}
+			g := stdGCM(b, key)
+			stdlib := func() { g.Seal(dst[:0], nonce, pt, benchAAD) }
+			for _, name := range Implementations() {
+				restore, err := selectImpl(name)
+				if err != nil {
+					b.Fatal(err)
 				}
-				r.fs = append(r.fs, sel(func() { a.Seal(dst[:0], nonce, pt, benchAAD) }))
+				a, _ := New(key)
+				type column struct {
+					name  string
+					count int
+					f     func()
+				}
+				cols := []column{{"seal", 1, func() { a.Seal(dst[:0], nonce, pt, benchAAD) }}}
 				for _, count := range benchBatches {
 					msgs := batchMsgs(count, size)
-					r.fs = append(r.fs, sel(func() { a.SealBatch(msgs) }))
+					cols = append(cols, column{fmt.Sprint("batch", count), count, func() { a.SealBatch(msgs) }})
 				}
-				rows = append(rows, r)
-			}
-			for _, r := range rows {
-				r.ns = make([]float64, len(r.fs))
-			}
-			for round := 0; round < rounds; round++ {
-				for _, r := range rows {
-					for i, f := range r.fs {
-						ns := nsPerOp(f, 20*time.Millisecond)
-						if i > 0 {
-							ns /= float64(benchBatches[i-1])
+				for _, c := range cols {
+					b.Run(fmt.Sprintf("AES-%d/%d/%s/%s", ks*8, size, name, c.name), func(b *testing.B) {
+						b.SetBytes(int64(size * c.count))
+						b.ReportAllocs()
+						for b.Loop() {
+							c.f()
 						}
-						if r.ns[i] == 0 || ns < r.ns[i] {
-							r.ns[i] = ns
+						base, ours := 0.0, 0.0
+						for range *ratioRounds {
+							if ns := nsPerOp(stdlib, 20*time.Millisecond); base == 0 || ns < base {
+								base = ns
+							}
+							if ns := nsPerOp(c.f, 20*time.Millisecond) / float64(c.count); ours == 0 || ns < ours {
+								ours = ns
+							}
 						}
-					}
+						b.ReportMetric(base/ours, "x-stdlib")
+					})
 				}
-			}
-			base := rows[0].ns[0]
-			for _, r := range rows {
-				line := fmt.Sprintf("%-8s %8d", r.name, size)
-				for _, ns := range r.ns {
-					line += fmt.Sprintf(" %8.0f (%4.2fx)", float64(size)/ns*1e3, base/ns)
-				}
-				t.Log(line)
+				restore()
 			}
 		}
 	}

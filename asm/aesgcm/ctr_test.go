@@ -140,7 +140,7 @@ func BenchmarkCTR(b *testing.B) {
 					}
 					return
 				}
-				restore, _ := SetImplementation(impl)
+				restore, _ := selectImpl(impl)
 				defer restore()
 				c, _ := NewCTR(key)
 				for b.Loop() {

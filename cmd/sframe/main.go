@@ -64,7 +64,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		err = fmt.Errorf("unknown command %q", args[0])
+		// A mistyped command is a usage mistake, like a bad flag: exit 2
+		// and show what the commands are.
+		fmt.Fprintf(stderr, "sframe: unknown command %q\n", args[0])
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sframe %s: %v\n", args[0], err)
@@ -126,18 +130,31 @@ func readKey(keyHex, keyFile string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: -key is not hex: %v", errUsage, err)
 		}
-		return k, nil
+		return checkKeyLen(k, "-key")
 	case keyFile != "":
 		b, err := os.ReadFile(keyFile)
 		if err != nil {
 			return nil, err
 		}
 		if k, err := hex.DecodeString(strings.TrimSpace(string(b))); err == nil && len(k) > 0 {
-			return k, nil
+			return checkKeyLen(k, "-key-file "+keyFile)
 		}
-		return b, nil
+		return checkKeyLen(b, "-key-file "+keyFile)
 	}
 	return nil, fmt.Errorf("%w: a base key is required (-key or -key-file)", errUsage)
+}
+
+// minKeyLen is the shortest base key the CLI accepts. RFC 9605 feeds the
+// base key to HKDF, so the library takes any length (the RFC's vectors use
+// 16 bytes for every suite); a shorter one is almost surely a truncated hex
+// string, and would be guessable, so it is refused rather than silently used.
+const minKeyLen = 16
+
+func checkKeyLen(k []byte, from string) ([]byte, error) {
+	if len(k) < minKeyLen {
+		return nil, fmt.Errorf("%w: %s: base key is %d bytes, want at least %d (%d hex digits)", errUsage, from, len(k), minKeyLen, 2*minKeyLen)
+	}
+	return k, nil
 }
 
 func encrypt(args []string, stdin io.Reader, stdout io.Writer) error {
@@ -210,6 +227,12 @@ func inspect(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// Check the flag before reading stdin (which may be a terminal), and
+	// before the uint16 conversion could wrap 65540 to suite 4.
+	suite := sframe.CipherSuite(*suiteN)
+	if *suiteN != 0 && (*suiteN > 0xffff || !suite.Supported()) {
+		return fmt.Errorf("%w: suite %d is not supported", errUsage, *suiteN)
+	}
 	ct, err := io.ReadAll(stdin)
 	if err != nil {
 		return err
@@ -224,10 +247,7 @@ func inspect(args []string, stdin io.Reader, stdout io.Writer) error {
 	fmt.Fprintf(&b, "kid:        %d (0x%x)\n", h.KID, h.KID)
 	fmt.Fprintf(&b, "ctr:        %d (0x%x)\n", h.CTR, h.CTR)
 	fmt.Fprintf(&b, "body:       %d bytes\n", len(ct)-n)
-	if suite := sframe.CipherSuite(*suiteN); *suiteN != 0 {
-		if !suite.Supported() {
-			return fmt.Errorf("%w: suite %d is not supported", errUsage, *suiteN)
-		}
+	if *suiteN != 0 {
 		body := len(ct) - n
 		if body < suite.TagSize() {
 			return fmt.Errorf("%w: body %d bytes, %s tag is %d", sframe.ErrTruncated, body, suite, suite.TagSize())
