@@ -187,10 +187,14 @@ func TestRelayAuthForeignCertificateFailsHandshake(t *testing.T) {
 		t.Fatal("an expired certificate was accepted")
 	}
 	// A valid one still works afterwards.
+	ctx := testCtx(t)
 	s := dialAs(t, r, p, p.cert(t, "alice"))
-	if err := s.Announce(testCtx(t), []string{"sg", "a"}); err != nil {
+	if err := s.Announce(ctx, []string{"sg", "a"}); err != nil {
 		t.Fatal(err)
 	}
+	// Serve registers a session after its SETUP, independently of its
+	// first ANNOUNCE: wait for it. The refused handshakes never got there.
+	waitFor(ctx, t, "the relay to register alice's session", func() bool { return r.Metrics().SessionsTotal >= 1 })
 	if m := r.Metrics(); m.SessionsTotal != 1 {
 		t.Fatalf("sessions accepted %d, want 1", m.SessionsTotal)
 	}
@@ -281,6 +285,7 @@ func TestRelayAuthSameIdentityTakesOverAfterReconnect(t *testing.T) {
 	exchange(ctx, t, pub, 0, s)
 
 	// The old session leaving does not take the namespace from the new one.
+	waitFor(ctx, t, "the relay to register all three sessions", func() bool { return r.Metrics().Sessions == 3 })
 	_ = old.Close()
 	waitFor(ctx, t, "the relay to drop the old session", func() bool { return r.Metrics().Sessions == 2 })
 	if m := r.Metrics(); m.Announcements != 1 {
@@ -340,16 +345,16 @@ func TestRelayAuthUnannounceReleasesNamespace(t *testing.T) {
 	// v0.5.0 clients cannot send UNANNOUNCE (bug #6); call the handler the
 	// relay's session would call, with the relay's side of alice's session.
 	var relaySide *moq.Session
-	r.mu.Lock()
-	for s := range r.sessions {
-		if s.PeerIdentity() == "alice" {
-			relaySide = s
+	waitFor(ctx, t, "the relay to register alice's session", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for s := range r.sessions {
+			if s.PeerIdentity() == "alice" {
+				relaySide = s
+			}
 		}
-	}
-	r.mu.Unlock()
-	if relaySide == nil {
-		t.Fatal("relay has no session for alice")
-	}
+		return relaySide != nil
+	})
 	bob := dialAs(t, r, p, p.cert(t, "bob"))
 	r.onUnannounce(bob, ns) // not bob's: ignored
 	mustRefuse(t, bob.Announce(ctx, ns), "bob before alice unannounced")
