@@ -87,17 +87,28 @@ type Config struct {
 	InsecureSkipVerify bool
 
 	// TLSConfig, if set, is used by Dial (cloned; ALPN is forced to moq-00).
+	// Its Certificates are presented when the server asks for a client
+	// certificate (mTLS, see identity.ClientTLS) and its RootCAs verify the
+	// server.
 	TLSConfig *tls.Config
 
 	// OnAnnounce is called (on the session's control goroutine: do not
 	// block) when the peer ANNOUNCEs a namespace. Return nil to accept. A nil
-	// OnAnnounce rejects all announcements.
+	// OnAnnounce rejects all announcements. An error matching
+	// ErrUnauthorized is sent as ANNOUNCE_ERROR code 0x1 (unauthorized),
+	// others as 0x0; the error text is the reason phrase the peer sees.
 	OnAnnounce func(s *Session, namespace []string) error
+
+	// OnUnannounce is called (do not block) when the peer sends UNANNOUNCE
+	// for a namespace it announced. Optional. (A v0.5.0 peer never sends
+	// it: its Unannounce is broken, bug #6.)
+	OnUnannounce func(s *Session, namespace []string)
 
 	// OnSubscribe is called (do not block) for an incoming SUBSCRIBE that no
 	// Publisher registered with Session.Publish matches. Return the Publisher
 	// that should serve it (it may be shared between sessions, as in a relay)
-	// or an error (ErrUnknownTrack to reject with "track does not exist").
+	// or an error (ErrUnknownTrack to reject with "track does not exist",
+	// ErrUnauthorized with "unauthorized").
 	OnSubscribe func(s *Session, namespace []string, track string) (*Publisher, error)
 
 	// Logger receives operational logs. Payloads and tokens are never logged.

@@ -31,6 +31,13 @@ var (
 
 	// ErrPublisherClosed: WriteObject on a closed Publisher.
 	ErrPublisherClosed = errors.New("moq: publisher closed")
+
+	// ErrUnauthorized: the peer refused an ANNOUNCE or SUBSCRIBE as
+	// unauthorized (error code 0x1), e.g. a relay that requires a client
+	// certificate or reserves the namespace for another identity. The error
+	// carries the peer's reason. Returned by OnAnnounce/OnSubscribe (or an
+	// error matching it), it makes the refusal use that code.
+	ErrUnauthorized = errors.New("moq: unauthorized")
 )
 
 // ObjectTooLargeError carries the sizes; it matches ErrObjectTooLarge.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/mengelbart/moqtransport"
 	"github.com/quic-go/quic-go"
+
+	"github.com/moqsframe/moqsframe/identity"
 )
 
 // SessionStats are connection-level counters of the guards.
@@ -36,6 +38,10 @@ type Session struct {
 	conn *quic.Conn
 	ms   *moqtransport.Session
 	ctx  context.Context // done when the QUIC connection is closed
+
+	// peerIdentity is the name in the peer's verified certificate ("" if
+	// none); fixed at the handshake.
+	peerIdentity string
 
 	mu             sync.Mutex
 	publishers     map[string]*Publisher
@@ -78,6 +84,13 @@ func newSession(conn *quic.Conn, cfg *Config) *Session {
 		subscriptions:  map[*Subscription]struct{}{},
 		live:           map[uint64]*subscriber{},
 		ctlSem:         make(chan struct{}, 1),
+	}
+	// Only a chain crypto/tls verified counts (VerifiedChains): a server
+	// that merely requests client certificates without verifying them, or
+	// a client with InsecureSkipVerify, yields no identity.
+	tlsState := conn.ConnectionState().TLS
+	if name, err := identity.Peer(&tlsState); err == nil {
+		s.peerIdentity = name
 	}
 	s.ms = &moqtransport.Session{
 		InitialMaxRequestID: maxRequestID,
@@ -233,6 +246,16 @@ func (s *Session) Done() <-chan struct{} { return s.ctx.Done() }
 // RemoteAddr is the peer's address.
 func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
+// PeerIdentity is the identity name (URI SAN moqsframe:NAME) of the peer's
+// TLS certificate if crypto/tls verified its chain during the handshake,
+// else "". On a listener this needs a TLS config that verifies client
+// certificates (e.g. ClientAuth VerifyClientCertIfGiven with ClientCAs).
+func (s *Session) PeerIdentity() string { return s.peerIdentity }
+
+// ConnectionState is the TLS state of the session's QUIC connection (peer
+// certificates, verified chains, ALPN).
+func (s *Session) ConnectionState() tls.ConnectionState { return s.conn.ConnectionState().TLS }
+
 // Stats returns the guard counters.
 func (s *Session) Stats() SessionStats {
 	return SessionStats{
@@ -296,7 +319,8 @@ func (s *Session) closeSubscriptions() {
 
 func (s *Session) closed() bool { return s.ctx.Err() != nil }
 
-// Announce sends ANNOUNCE for namespace and waits for ANNOUNCE_OK.
+// Announce sends ANNOUNCE for namespace and waits for ANNOUNCE_OK. A
+// refusal as unauthorized matches ErrUnauthorized.
 // Announcing is what makes a relay route SUBSCRIBEs for the namespace to
 // this session; register the tracks with Publish first.
 func (s *Session) Announce(ctx context.Context, namespace []string) error {
@@ -306,6 +330,10 @@ func (s *Session) Announce(ctx context.Context, namespace []string) error {
 	if err := s.ms.Announce(ctx, namespace); err != nil {
 		if s.closed() {
 			return ErrSessionClosed
+		}
+		var pe moqtransport.ProtocolError
+		if errors.As(err, &pe) && pe.Code() == moqtransport.ErrorCodeAnnouncementUnauthorized {
+			return fmt.Errorf("%w: announce %q refused: %v", ErrUnauthorized, namespace, err)
 		}
 		return fmt.Errorf("moq: announce %q refused or failed: %w", namespace, err)
 	}
@@ -452,10 +480,18 @@ func (s *Session) handle(w moqtransport.ResponseWriter, m *moqtransport.Message)
 			return
 		}
 		if err := s.cfg.OnAnnounce(s, m.Namespace); err != nil {
-			_ = w.Reject(moqtransport.ErrorCodeAnnouncementInternal, err.Error())
+			code := moqtransport.ErrorCodeAnnouncementInternal
+			if errors.Is(err, ErrUnauthorized) {
+				code = moqtransport.ErrorCodeAnnouncementUnauthorized
+			}
+			_ = w.Reject(code, err.Error())
 			return
 		}
 		_ = w.Accept()
+	case moqtransport.MessageUnannounce:
+		if s.cfg.OnUnannounce != nil {
+			s.cfg.OnUnannounce(s, m.Namespace)
+		}
 	case moqtransport.MessageFetch:
 		_ = w.Reject(moqtransport.ErrorCodeFetchNotSupported, "FETCH is not supported; SUBSCRIBE instead")
 	case moqtransport.MessageTrackStatusRequest:
@@ -483,8 +519,11 @@ func (s *Session) handleSubscribe(w *moqtransport.SubscribeResponseWriter, m *mo
 		pub, err = s.cfg.OnSubscribe(s, m.Namespace, m.Track)
 		if err != nil {
 			code := moqtransport.ErrorCodeSubscribeInternal
-			if errors.Is(err, ErrUnknownTrack) {
+			switch {
+			case errors.Is(err, ErrUnknownTrack):
 				code = moqtransport.ErrorCodeSubscribeTrackDoesNotExist
+			case errors.Is(err, ErrUnauthorized):
+				code = moqtransport.ErrorCodeSubscribeUnauthorized
 			}
 			_ = w.Reject(code, err.Error())
 			return

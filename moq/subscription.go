@@ -55,7 +55,8 @@ type Subscription struct {
 }
 
 // Subscribe sends SUBSCRIBE for (namespace, track) and waits for
-// SUBSCRIBE_OK. A refusal for an unknown track matches ErrUnknownTrack.
+// SUBSCRIBE_OK. A refusal for an unknown track matches ErrUnknownTrack, an
+// unauthorized one ErrUnauthorized.
 func (s *Session) Subscribe(ctx context.Context, namespace []string, track string) (*Subscription, error) {
 	if s.closed() {
 		return nil, ErrSessionClosed
@@ -71,6 +72,9 @@ func (s *Session) Subscribe(ctx context.Context, namespace []string, track strin
 		var pe moqtransport.ProtocolError
 		if errors.As(err, &pe) && pe.Code() == moqtransport.ErrorCodeSubscribeTrackDoesNotExist {
 			return nil, fmt.Errorf("%w: %q/%q: %v", ErrUnknownTrack, namespace, track, err)
+		}
+		if errors.As(err, &pe) && pe.Code() == moqtransport.ErrorCodeSubscribeUnauthorized {
+			return nil, fmt.Errorf("%w: subscribe %q/%q refused: %v", ErrUnauthorized, namespace, track, err)
 		}
 		return nil, fmt.Errorf("moq: subscribe %q/%q: %w", namespace, track, err)
 	}

@@ -25,6 +25,17 @@ type Metrics struct {
 	StreamsIn        uint64
 	DatagramsDropped uint64
 	StreamCreditWait uint64
+
+	// Refused ANNOUNCEs by reason (see the Reason constants) and SUBSCRIBEs
+	// refused for lack of a client certificate.
+	AnnounceRefusedUnauthenticated  uint64
+	AnnounceRefusedReserved         uint64
+	AnnounceRefusedOwned            uint64
+	AnnounceRefusedInvalid          uint64
+	SubscribeRefusedUnauthenticated uint64
+	// AnnounceTakeovers counts namespaces re-announced by the same identity
+	// from a new session while the old one was still there.
+	AnnounceTakeovers uint64
 }
 
 // Metrics returns a consistent snapshot.
@@ -48,6 +59,13 @@ func (r *Relay) Metrics() Metrics {
 		StreamsIn:        r.retired.streams.Load(),
 		DatagramsDropped: r.retired.datagrams.Load(),
 		StreamCreditWait: r.retired.creditWaits.Load(),
+
+		AnnounceRefusedUnauthenticated:  r.auth.announceUnauthenticated.Load(),
+		AnnounceRefusedReserved:         r.auth.announceReserved.Load(),
+		AnnounceRefusedOwned:            r.auth.announceOwned.Load(),
+		AnnounceRefusedInvalid:          r.auth.announceInvalid.Load(),
+		SubscribeRefusedUnauthenticated: r.auth.subscribeUnauthenticated.Load(),
+		AnnounceTakeovers:               r.auth.takeovers.Load(),
 	}
 	for _, t := range r.tracks {
 		st := t.pub.Stats()
@@ -93,6 +111,12 @@ func (m Metrics) WritePrometheus(w io.Writer) error {
 		{"moq_relay_upstream_failures_total", "counter", "Upstream SUBSCRIBEs refused or timed out.", "", m.UpstreamFailures},
 		{"moq_relay_streams_in_total", "counter", "Incoming data streams.", "", m.StreamsIn},
 		{"moq_relay_stream_credit_waits_total", "counter", "Times opening a stream waited for peer stream credit.", "", m.StreamCreditWait},
+		{"moq_relay_announce_refused_total", "counter", "ANNOUNCEs refused, by reason.", `reason="unauthenticated"`, m.AnnounceRefusedUnauthenticated},
+		{"moq_relay_announce_refused_total", "", "", `reason="reserved"`, m.AnnounceRefusedReserved},
+		{"moq_relay_announce_refused_total", "", "", `reason="owned"`, m.AnnounceRefusedOwned},
+		{"moq_relay_announce_refused_total", "", "", `reason="invalid"`, m.AnnounceRefusedInvalid},
+		{"moq_relay_subscribe_refused_total", "counter", "SUBSCRIBEs refused, by reason.", `reason="unauthenticated"`, m.SubscribeRefusedUnauthenticated},
+		{"moq_relay_announce_takeovers_total", "counter", "Namespaces re-announced by the same identity from a new session.", "", m.AnnounceTakeovers},
 	}
 	for _, x := range ms {
 		if x.typ != "" {

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
 )
 
@@ -52,6 +53,27 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Logger; defaults to slog.Default().
 	Logger *slog.Logger
+
+	// TrustAnchor turns on mTLS and ANNOUNCE authorization. The listener
+	// then requests a client certificate and verifies any that is given
+	// against these anchors (a bad one fails the handshake); a session's
+	// identity is the certificate's name (moq.Session.PeerIdentity). Only
+	// sessions with an identity may announce; a namespace belongs to its
+	// first announcer's identity until that announcement is gone, and the
+	// CS prefix to CSIdentity. Nil: no client certificates, anyone may
+	// announce and the latest announcer of a namespace wins.
+	TrustAnchor *identity.Verifier
+	// CSPrefix is the namespace prefix that, under TrustAnchor, only
+	// CSIdentity may announce (itself, anything under it, or any prefix of
+	// it). Default DefaultCSPrefix.
+	CSPrefix []string
+	// CSIdentity is the coordination service's identity name. Default
+	// DefaultCSIdentity.
+	CSIdentity string
+	// SubscribeNeedsCert, with TrustAnchor, refuses SUBSCRIBE from sessions
+	// without an identity (SUBSCRIBE_ERROR unauthorized). Without it
+	// anyone may subscribe: subscribers only ever see ciphertext.
+	SubscribeNeedsCert bool
 }
 
 // Relay is a running relay.
@@ -72,11 +94,13 @@ type Relay struct {
 	retired                                  totals
 	sessionsTotal, upstreamFailures, objsIn  atomic.Uint64
 	bytesIn, upstreamOversizeWhileForwarding atomic.Uint64
+	auth                                     authCounters
 }
 
 type announcement struct {
 	namespace []string
 	sess      *moq.Session
+	owner     string // announcer's identity; "" without Config.TrustAnchor
 }
 
 type totals struct {
@@ -122,6 +146,23 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Second
 	}
+	if cfg.SubscribeNeedsCert && cfg.TrustAnchor == nil {
+		return nil, errors.New("relay: Config.SubscribeNeedsCert needs Config.TrustAnchor")
+	}
+	tlsConf := cfg.TLS
+	if cfg.TrustAnchor != nil {
+		if len(cfg.CSPrefix) == 0 {
+			cfg.CSPrefix = DefaultCSPrefix
+		}
+		cfg.CSPrefix = append([]string(nil), cfg.CSPrefix...)
+		if cfg.CSIdentity == "" {
+			cfg.CSIdentity = DefaultCSIdentity
+		}
+		if !identity.ValidName(cfg.CSIdentity) {
+			return nil, fmt.Errorf("relay: invalid CS identity %q", cfg.CSIdentity)
+		}
+		tlsConf = serverTLS(cfg.TLS, cfg.TrustAnchor)
+	}
 	r := &Relay{
 		cfg:           cfg,
 		sessions:      map[*moq.Session]struct{}{},
@@ -129,7 +170,7 @@ func New(cfg Config) (*Relay, error) {
 		tracks:        map[string]*track{},
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	ln, err := moq.Listen(cfg.Addr, cfg.TLS, r.moqConfig())
+	ln, err := moq.Listen(cfg.Addr, tlsConf, r.moqConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +216,7 @@ func (r *Relay) moqConfig() *moq.Config {
 		DropWhenFull:     true,
 		MaxDrops:         r.cfg.MaxDrops,
 		OnAnnounce:       r.onAnnounce,
+		OnUnannounce:     r.onUnannounce,
 		OnSubscribe:      r.onSubscribe,
 		Logger:           r.cfg.Logger,
 	}
@@ -203,7 +245,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 		r.sessionsTotal.Add(1)
 		r.wg.Add(1)
 		r.mu.Unlock()
-		r.cfg.Logger.Info("session up", "remote", s.RemoteAddr().String())
+		r.cfg.Logger.Info("session up", "remote", s.RemoteAddr().String(), "identity", s.PeerIdentity())
 		go func() {
 			defer r.wg.Done()
 			select {
@@ -249,16 +291,70 @@ func (r *Relay) Close() error {
 func nsKey(namespace []string) string { return moq.TrackKey(namespace, "") }
 
 // onAnnounce records the announcing session for namespace. Runs on the
-// session's control goroutine: no blocking. The latest announcer wins.
+// session's control goroutine: no blocking. Without Config.TrustAnchor the
+// latest announcer wins; with it, see authorizeAnnounceLocked.
 func (r *Relay) onAnnounce(s *moq.Session, namespace []string) error {
+	ns := strings.Join(namespace, "/")
 	if len(namespace) == 0 || len(namespace) > 32 {
-		return fmt.Errorf("namespace must have 1..32 elements, got %d", len(namespace))
+		r.auth.countAnnounce(ReasonInvalid)
+		return &RefusedError{Reason: ReasonInvalid, Msg: fmt.Sprintf("namespace must have 1..32 elements, got %d", len(namespace))}
 	}
+	id := s.PeerIdentity()
+	key := nsKey(namespace)
 	r.mu.Lock()
-	r.announcements[nsKey(namespace)] = announcement{namespace: append([]string(nil), namespace...), sess: s}
+	// A session whose connection is already closed may still have an
+	// ANNOUNCE in flight; dropSession closes the connection before it takes
+	// r.mu, so checking here means a recorded announcement is always
+	// removed by dropSession (otherwise it would hold the namespace
+	// forever).
+	select {
+	case <-s.Done():
+		r.mu.Unlock()
+		return moq.ErrSessionClosed
+	default:
+	}
+	if r.cfg.TrustAnchor != nil {
+		if err := r.authorizeAnnounceLocked(id, namespace); err != nil {
+			r.mu.Unlock()
+			var re *RefusedError
+			owner := ""
+			if errors.As(err, &re) {
+				r.auth.countAnnounce(re.Reason)
+				owner = re.owner
+			}
+			r.cfg.Logger.Warn("announce refused", "namespace", ns, "identity", id, "remote", s.RemoteAddr().String(),
+				"held_by", owner, "err", err)
+			return err
+		}
+	}
+	prev, had := r.announcements[key]
+	r.announcements[key] = announcement{namespace: append([]string(nil), namespace...), sess: s, owner: id}
 	r.mu.Unlock()
-	r.cfg.Logger.Info("announce", "namespace", strings.Join(namespace, "/"), "remote", s.RemoteAddr().String())
+	if had && prev.sess != s && r.cfg.TrustAnchor != nil {
+		// Same identity from a new session (a reconnect): new SUBSCRIBEs go
+		// here; tracks already subscribed upstream on the old session end
+		// with it.
+		r.auth.takeovers.Add(1)
+		r.cfg.Logger.Info("announce taken over by a new session of the same identity", "namespace", ns, "identity", id,
+			"remote", s.RemoteAddr().String(), "previous", prev.sess.RemoteAddr().String())
+	}
+	r.cfg.Logger.Info("announce", "namespace", ns, "identity", id, "remote", s.RemoteAddr().String())
 	return nil
+}
+
+// onUnannounce forgets namespace if s announced it (a peer that took the
+// namespace over keeps it).
+func (r *Relay) onUnannounce(s *moq.Session, namespace []string) {
+	key := nsKey(namespace)
+	r.mu.Lock()
+	a, ok := r.announcements[key]
+	if ok && a.sess == s {
+		delete(r.announcements, key)
+	}
+	r.mu.Unlock()
+	if ok && a.sess == s {
+		r.cfg.Logger.Info("unannounce", "namespace", strings.Join(namespace, "/"), "identity", a.owner, "remote", s.RemoteAddr().String())
+	}
 }
 
 // announcerFor finds the session that announced namespace or its longest
@@ -277,7 +373,14 @@ func (r *Relay) announcerFor(namespace []string) *moq.Session {
 // downstream session's control goroutine: the upstream SUBSCRIBE is sent
 // from a new goroutine, so the downstream SUBSCRIBE_OK precedes the upstream
 // one and an upstream refusal arrives downstream as SUBSCRIBE_DONE.
-func (r *Relay) onSubscribe(_ *moq.Session, namespace []string, trackName string) (*moq.Publisher, error) {
+func (r *Relay) onSubscribe(s *moq.Session, namespace []string, trackName string) (*moq.Publisher, error) {
+	if r.cfg.SubscribeNeedsCert && s.PeerIdentity() == "" {
+		r.auth.subscribeUnauthenticated.Add(1)
+		r.cfg.Logger.Warn("subscribe refused", "namespace", strings.Join(namespace, "/"), "track", trackName,
+			"remote", s.RemoteAddr().String(), "reason", ReasonUnauthenticated)
+		return nil, &RefusedError{Reason: ReasonUnauthenticated,
+			Msg: "subscribing needs a client certificate issued by the relay's trust anchor"}
+	}
 	key := moq.TrackKey(namespace, trackName)
 	r.mu.Lock()
 	defer r.mu.Unlock()

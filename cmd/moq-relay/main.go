@@ -9,72 +9,182 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/relay"
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "moq-relay:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	listen := flag.String("listen", "127.0.0.1:4443", "UDP address for MoQ over QUIC")
-	certFile := flag.String("cert", "", "TLS certificate (PEM); with -key. Without both, a self-signed dev certificate is generated")
-	keyFile := flag.String("key", "", "TLS private key (PEM)")
-	metrics := flag.String("metrics", "127.0.0.1:9090", "HTTP address for /metrics and /healthz (empty: disabled)")
-	maxObject := flag.Int("max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
-	queue := flag.Int("queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
-	maxDrops := flag.Int("max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
-	idle := flag.Duration("idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
-	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
-	flag.Parse()
+// options are the parsed command-line flags.
+type options struct {
+	listen, certFile, keyFile, metrics, logLevel string
+	maxObject, queue, maxDrops                   int
+	idle                                         time.Duration
 
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("bad -log-level %q: %w", *logLevel, err)
+	trustAnchor        string
+	csPrefix           []string
+	csIdentity         string
+	subscribeNeedsCert bool
+}
+
+// parseFlags parses args (without the program name). Errors are for the
+// user: they name the flag.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("moq-relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:4443", "UDP address for MoQ over QUIC")
+	fs.StringVar(&o.certFile, "cert", "", "TLS certificate (PEM); with -key. Without both, a self-signed dev certificate is generated")
+	fs.StringVar(&o.keyFile, "key", "", "TLS private key (PEM)")
+	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9090", "HTTP address for /metrics and /healthz (empty: disabled)")
+	fs.IntVar(&o.maxObject, "max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
+	fs.IntVar(&o.queue, "queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
+	fs.IntVar(&o.maxDrops, "max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
+	fs.DurationVar(&o.idle, "idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.trustAnchor, "trust-anchor", "", "CA certificate(s) (PEM): request client certificates (mTLS), verify them against it, and let only certified identities ANNOUNCE. Needs -cert and -key")
+	csPrefix := fs.String("cs-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "with -trust-anchor: namespace prefix (elements separated by /) only -cs-identity may announce")
+	fs.StringVar(&o.csIdentity, "cs-identity", relay.DefaultCSIdentity, "with -trust-anchor: the coordination service's identity name")
+	fs.BoolVar(&o.subscribeNeedsCert, "subscribe-needs-cert", false, "with -trust-anchor: SUBSCRIBE needs a client certificate too")
+	if err := fs.Parse(args); err != nil {
+		return o, err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return o, errors.New("-cert and -key must be given together")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return o, fmt.Errorf("bad -log-level %q: %w", o.logLevel, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.trustAnchor == "" {
+		// Authorization flags without an anchor would silently do nothing.
+		for _, name := range []string{"cs-prefix", "cs-identity", "subscribe-needs-cert"} {
+			if set[name] {
+				return o, fmt.Errorf("-%s needs -trust-anchor", name)
+			}
+		}
+		return o, nil
+	}
+	if o.certFile == "" {
+		return o, errors.New("-trust-anchor needs -cert and -key: clients verify the relay against the same CA")
+	}
+	if !identity.ValidName(o.csIdentity) {
+		return o, fmt.Errorf("bad -cs-identity %q: want 1-%d of [A-Za-z0-9._-]", o.csIdentity, identity.MaxNameLen)
+	}
+	p, err := parseNamespace(*csPrefix)
+	if err != nil {
+		return o, fmt.Errorf("bad -cs-prefix %q: %w", *csPrefix, err)
+	}
+	o.csPrefix = p
+	return o, nil
+}
 
-	tlsConf, err := loadTLS(*certFile, *keyFile, *listen)
+// parseNamespace splits "a/b/c" into namespace elements.
+func parseNamespace(s string) ([]string, error) {
+	if s == "" {
+		return nil, errors.New("empty")
+	}
+	p := strings.Split(s, "/")
+	if len(p) > 32 {
+		return nil, fmt.Errorf("%d elements, at most 32", len(p))
+	}
+	for _, e := range p {
+		if e == "" {
+			return nil, errors.New("empty element")
+		}
+	}
+	return p, nil
+}
+
+// relayConfig loads the files the options name.
+func (o options) relayConfig(logger *slog.Logger) (relay.Config, error) {
+	tlsConf, err := loadTLS(o.certFile, o.keyFile, o.listen)
+	if err != nil {
+		return relay.Config{}, err
+	}
+	cfg := relay.Config{
+		Addr:               o.listen,
+		TLS:                tlsConf,
+		MaxObjectSize:      o.maxObject,
+		SubscriberQueue:    o.queue,
+		MaxDrops:           o.maxDrops,
+		IdleTimeout:        o.idle,
+		Logger:             logger,
+		CSPrefix:           o.csPrefix,
+		CSIdentity:         o.csIdentity,
+		SubscribeNeedsCert: o.subscribeNeedsCert,
+	}
+	if o.trustAnchor != "" {
+		v, err := identity.LoadVerifier(o.trustAnchor)
+		if err != nil {
+			return relay.Config{}, fmt.Errorf("-trust-anchor: %w", err)
+		}
+		cfg.TrustAnchor = v
+	} else {
+		cfg.CSPrefix, cfg.CSIdentity = nil, ""
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	if *certFile == "" {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(o.logLevel)) // checked by parseFlags
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := o.relayConfig(logger)
+	if err != nil {
+		return err
+	}
+	if o.certFile == "" {
 		logger.Warn("using a self-signed development certificate; clients must skip verification. Pass -cert and -key in production")
 	}
-	r, err := relay.New(relay.Config{
-		Addr:            *listen,
-		TLS:             tlsConf,
-		MaxObjectSize:   *maxObject,
-		SubscriberQueue: *queue,
-		MaxDrops:        *maxDrops,
-		IdleTimeout:     *idle,
-		Logger:          logger,
-	})
+	if cfg.TrustAnchor != nil {
+		logger.Info("mTLS: only certified identities may announce", "cs_prefix", strings.Join(cfg.CSPrefix, "/"),
+			"cs_identity", cfg.CSIdentity, "subscribe_needs_cert", cfg.SubscribeNeedsCert)
+	}
+	r, err := relay.New(cfg)
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
 	var srv *http.Server
-	if *metrics != "" {
-		ln, err := net.Listen("tcp", *metrics)
+	if o.metrics != "" {
+		ln, err := net.Listen("tcp", o.metrics)
 		if err != nil {
 			_ = r.Close()
-			return fmt.Errorf("metrics listener on %s: %w", *metrics, err)
+			return fmt.Errorf("metrics listener on %s: %w", o.metrics, err)
 		}
 		srv = &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
@@ -109,9 +219,6 @@ func run() error {
 }
 
 func loadTLS(certFile, keyFile, listen string) (*tls.Config, error) {
-	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("-cert and -key must be given together")
-	}
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
