@@ -195,7 +195,7 @@ func (c *core) tick() {
 		c.join.retryAt = time.Time{}
 		c.requestJoin()
 	}
-	if c.started && !c.now.Before(c.sync.nextPoll) {
+	if c.started && !c.removed && !c.now.Before(c.sync.nextPoll) {
 		c.sync.nextPoll = c.sync.nextPoll.Add(c.cfg.PollInterval)
 		if !c.sync.nextPoll.After(c.now) {
 			c.sync.nextPoll = c.now.Add(c.cfg.PollInterval)

@@ -302,7 +302,8 @@ func (c *core) hasWork() bool {
 
 // schedule arms the auto-commit deadline according to our rank.
 func (c *core) schedule() {
-	if c.cfg.Manual || !c.joined || c.removed || !c.hasWork() {
+	if c.cfg.Manual || !c.joined || c.removed || !c.hasWork() || c.op != nil || c.staged != nil {
+		// A commit in progress or awaiting its answer re-arms it when resolved.
 		c.commitAt = time.Time{}
 		return
 	}
