@@ -75,14 +75,16 @@ type core struct {
 	sync  syncState
 	leave leaveState
 
-	staged         *staged // posted, CS answer not known yet: blocks commits and proposals
-	stagedInflight bool
-	welcomeOut     *staged // confirmed; its late Welcome is not accepted yet
-	welcomeInfl    bool
-	lastWelcome    int
-	commitAt       time.Time // armed auto-commit deadline (zero: none)
-	op             *commitOp // a Commit in progress (API or automatic)
-	repair         *repair   // a commit that failed once; fetching requests before retrying it
+	staged           *staged // posted, CS answer not known yet: blocks commits and proposals
+	stagedInflight   bool
+	welcomeOut       *staged // confirmed; its late Welcome is not accepted yet
+	welcomeInfl      bool
+	welcomeInflEpoch uint64
+	lastWelcome      int
+	commitAt         time.Time // armed auto-commit deadline (zero: none)
+	op               *commitOp // a Commit in progress (API or automatic)
+	repair           *repair   // a commit that failed once; fetching requests before retrying it
+	rankCache        rankCache
 
 	armed time.Time // the timer last asked of the driver
 }

@@ -251,23 +251,37 @@ func (c *core) finishOp(err error) {
 func (c *core) postWelcome() {
 	st := c.welcomeOut
 	if st == nil || c.welcomeInfl {
-		return
+		return // an answer is awaited; welcomePosted posts a newer Welcome then
 	}
-	c.welcomeInfl = true
+	c.welcomeInfl, c.welcomeInflEpoch = true, st.epoch
 	c.emit(actPostCommit{Epoch: st.epoch, Commit: st.commit, Welcome: st.welcome})
 }
 
 func (c *core) welcomePosted(epoch uint64, err error) {
-	st := c.welcomeOut
-	if st == nil || st.epoch != epoch || !c.welcomeInfl {
+	if !c.welcomeInfl || epoch != c.welcomeInflEpoch {
 		return
 	}
 	c.welcomeInfl = false
-	if err != nil {
+	st := c.welcomeOut
+	switch {
+	case st == nil:
+	case st.epoch != epoch:
+		c.postWelcome() // a later commit of ours won meanwhile
+	case err != nil:
 		c.log.Warn("posting the Welcome failed; will retry", "epoch", st.epoch, "err", err)
-		return
+	default:
+		c.welcomeOut = nil
 	}
-	c.welcomeOut = nil
+}
+
+// rankCache keeps the last rank: it changes only with the epoch or the
+// epoch's leave proposals (which only grow), and listing the members costs
+// a load of the MLS group state, which large groups feel on every step.
+type rankCache struct {
+	valid   bool
+	epoch   uint64
+	nLeaves int
+	rank    int
 }
 
 // rank is our position among members that are not leaving, by leaf index
@@ -276,11 +290,21 @@ func (c *core) rank() int {
 	if c.leave.leaving {
 		return -1
 	}
+	leaving := c.leaves[c.epoch]
+	rc := &c.rankCache
+	if rc.valid && rc.epoch == c.epoch && rc.nLeaves == len(leaving) {
+		return rc.rank
+	}
+	r := c.computeRank(leaving)
+	*rc = rankCache{valid: true, epoch: c.epoch, nLeaves: len(leaving), rank: r}
+	return r
+}
+
+func (c *core) computeRank(leaving map[uint32][]byte) int {
 	ids, err := c.mls.MemberIdentities(c.ctx)
 	if err != nil {
 		return -1
 	}
-	leaving := c.leaves[c.epoch]
 	leaves := make([]uint32, 0, len(ids))
 	for l := range ids {
 		if _, out := leaving[l]; !out {
