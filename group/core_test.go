@@ -556,3 +556,80 @@ func TestCoreCommitRetriedAfterTransportError(t *testing.T) {
 	wantActs(t, "poll re-posts", acts, "tick schedule", "post commit 0", "state(2)", "timer +2s")
 	wantActs(t, "200", alice.step(cs.answer(acts[1])), "install 1", "ack 1", "post welcome 0", "event committed")
 }
+
+func TestCoreJoinAnswers(t *testing.T) {
+	refused := &coord.StatusError{Code: 403, Message: "no"}
+	for _, tt := range []struct {
+		name   string
+		answer inPosted
+		want   []string
+	}{
+		{"201 creates", inPosted{Post: postJoin, Created: true},
+			[]string{"install 0", "ack 0", "event joined", "state(3)", "timer +1s"}},
+		{"200 waits for the Welcome", inPosted{Post: postJoin}, []string{"state(3)", "timer +1s"}},
+		{"4xx ends the join", inPosted{Post: postJoin, Err: refused},
+			[]string{"join done group: join request refused: " + refused.Error()}},
+		{"5xx is retried", inPosted{Post: postJoin, Err: &coord.StatusError{Code: 503}}, []string{"timer +100ms"}},
+		{"transport error is retried", inPosted{Post: postJoin, Err: fmt.Errorf("EOF")}, []string{"timer +100ms"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newTC(t, "alice", nil)
+			wantActs(t, "join", x.step(inJoin{}), "state(1)")
+			wantActs(t, "state", x.step(inState{Purpose: stateJoin, Err: coord.ErrUnknownGroup}), "post join")
+			wantActs(t, "answer", x.step(tt.answer), tt.want...)
+		})
+	}
+}
+
+func TestCoreJoinAborted(t *testing.T) {
+	x := newTC(t, "alice", nil)
+	x.step(inJoin{})
+	wantActs(t, "state fails", x.step(inState{Purpose: stateJoin, Err: fmt.Errorf("refused")}), "timer +100ms")
+	wantActs(t, "abort", x.step(inAbortJoin{}), "timer off")
+	x.now = x.now.Add(time.Second)
+	wantActs(t, "no retry", x.step(inTick{}))
+}
+
+func TestCoreRepairMissedProposal(t *testing.T) {
+	// bob misses carol's leave proposal; the commit refers to it, so bob
+	// fetches the requests he lacks and applies the commit again.
+	cs := newFakeCS(t)
+	alice, bob, carol := newTC(t, "alice", nil), newTC(t, "bob", nil), newTC(t, "carol", nil)
+	create(t, cs, alice)
+	addByAlice(t, cs, alice, bob)
+	addByAlice(t, cs, alice, carol, bob)
+	cs.run(carol, carol.step(inLeave{Token: 1}))
+	cs.deliver(alice)
+	cs.run(alice, alice.step(inCommit{Token: 1}))
+	if alice.c.epoch != 3 {
+		t.Fatalf("alice at %d", alice.c.epoch)
+	}
+	acts := bob.step(inObject{Track: trackCommit, Num: 2, Data: cs.commits[2]})
+	wantActs(t, "commit fails", acts, "state(4)")
+	acts = bob.step(cs.answer(acts[0]))
+	wantActs(t, "fetch the missed request", acts, "fetch request 3")
+	wantActs(t, "applied", bob.step(cs.answer(acts[0])), "install 3!", "ack 3", "event epoch")
+	sameKeys(t, alice, bob)
+}
+
+func TestCoreLateWelcomeWhileAnotherInFlight(t *testing.T) {
+	// A second commit of ours wins while the first one's Welcome is still
+	// being posted: its Welcome goes out once that answer is in.
+	cs := newFakeCS(t)
+	alice, bob, carol := newTC(t, "alice", nil), newTC(t, "bob", nil), newTC(t, "carol", nil)
+	create(t, cs, alice)
+	cs.run(bob, bob.step(inJoin{}))
+	cs.deliver(alice)
+	acts := alice.step(inCommit{Token: 1})
+	acts = alice.step(cs.answer(acts[0]))
+	wantActs(t, "first commit", acts, "install 1", "ack 1", "post welcome 0", "event committed",
+		"commit done won=true conflicts=0 epoch=1 err=<nil>")
+	first := acts[2] // its answer is late
+	cs.run(carol, carol.step(inJoin{}))
+	cs.deliver(alice)
+	acts = alice.step(inCommit{Token: 2})
+	wantActs(t, "second commit", acts, "post commit 1")
+	wantActs(t, "second won", alice.step(cs.answer(acts[0])), "install 2", "ack 2", "event committed",
+		"commit done won=true conflicts=0 epoch=2 err=<nil>")
+	wantActs(t, "first Welcome answered", alice.step(cs.answer(first)), "post welcome 1")
+}
