@@ -53,7 +53,7 @@ func (c *core) abortJoin() {
 	}
 }
 
-// joinState handles the state read before the join request.
+// joinStateAnswer handles the state read before the join request.
 func (c *core) joinStateAnswer(in inState) {
 	if c.join.phase != joinRequesting {
 		return

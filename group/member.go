@@ -281,14 +281,14 @@ func (m *Member) Join(ctx context.Context) error {
 // Commit commits the pending requests now (whatever the policy) and
 // reports whether our commit won. With nothing pending it returns at once.
 func (m *Member) Commit(ctx context.Context) (CommitResult, error) {
-	return m.do(ctx, func(token uint64) input { return inCommit{Token: token} })
+	return m.do(ctx, inCommit{})
 }
 
 // Leave sends a leave request (our own Remove proposal, re-proposed in
 // every new epoch until it is committed) and waits until a commit removed
 // us, or ctx ends.
 func (m *Member) Leave(ctx context.Context) error {
-	if _, err := m.do(ctx, func(token uint64) input { return inLeave{Token: token} }); err != nil {
+	if _, err := m.do(ctx, inLeave{}); err != nil {
 		return err
 	}
 	select {
@@ -299,13 +299,15 @@ func (m *Member) Leave(ctx context.Context) error {
 	}
 }
 
-func (m *Member) do(ctx context.Context, mk func(token uint64) input) (CommitResult, error) {
+// do hands an API call to the loop (which gives it a token) and waits for
+// the core's answer.
+func (m *Member) do(ctx context.Context, in input) (CommitResult, error) {
 	if !m.isJoined.Load() {
 		return CommitResult{}, ErrNotJoined
 	}
 	reply := make(chan cmdReply, 1)
 	select {
-	case m.cmds <- cmd{in: mk(0), reply: reply}:
+	case m.cmds <- cmd{in: in, reply: reply}:
 	case <-ctx.Done():
 		return CommitResult{}, ctx.Err()
 	case <-m.loopDone:
