@@ -48,7 +48,7 @@ type fetchKey struct {
 // (core_requests.go), applying commits (core_apply.go), committing
 // (core_commit.go), leaving (core_leave.go), archive sync (core_sync.go).
 type core struct {
-	cfg Config // defaults applied (withDefaults)
+	cfg coreConfig
 	mls mlsMember
 	log *slog.Logger
 	ctx context.Context // for MLS calls only; never cancelled
@@ -103,9 +103,29 @@ type staged struct {
 	welcome []byte // after ConfirmCommit
 }
 
+// coreConfig is the part of Config the core uses: policy, no I/O handles.
+type coreConfig struct {
+	Identity, Group          string
+	KeySize                  int // SFrame Nk
+	Manual                   bool
+	CommitDelay, BackupDelay time.Duration
+	MaxBackups               int
+	PollInterval             time.Duration
+	Acks                     bool // coordinated roll-over: acknowledge every epoch
+}
+
+func newCoreConfig(cfg Config) coreConfig {
+	return coreConfig{
+		Identity: cfg.Identity, Group: cfg.Group, KeySize: cfg.Suite.KeySize(), Manual: cfg.Manual,
+		CommitDelay: cfg.CommitDelay, BackupDelay: cfg.BackupDelay, MaxBackups: cfg.MaxBackups,
+		PollInterval: cfg.PollInterval, Acks: cfg.RolloverTimeout > 0,
+	}
+}
+
+// newCore makes a core; cfg must have its defaults (Config.withDefaults).
 func newCore(cfg Config, m mlsMember, log *slog.Logger) *core {
 	return &core{
-		cfg: cfg, mls: m, log: log, ctx: context.Background(),
+		cfg: newCoreConfig(cfg), mls: m, log: log, ctx: context.Background(),
 		commits: map[uint64]buffered{}, welcomes: map[uint64]buffered{}, welcomeDone: map[uint64]bool{},
 		requests: map[uint64][]byte{}, leaves: map[uint64]map[uint32][]byte{},
 		sync: syncState{inflight: map[fetchKey]bool{}, held: map[fetchKey]bool{}},
@@ -260,7 +280,7 @@ func (c *core) memberCount() int {
 // install exports the current epoch and asks for it to be installed in
 // the key schedule and acknowledged.
 func (c *core) install() error {
-	ks, err := c.mls.Export(c.ctx, c.cfg.Suite.KeySize())
+	ks, err := c.mls.Export(c.ctx, c.cfg.KeySize)
 	if err != nil {
 		return err
 	}
@@ -281,7 +301,7 @@ func (c *core) install() error {
 	c.prevIDs = cur
 	c.emit(actInstall{Key: ks, Immediate: removal})
 	c.epoch = ks.Epoch
-	if c.cfg.RolloverTimeout > 0 {
+	if c.cfg.Acks {
 		c.emit(actPostAck{Epoch: ks.Epoch, Leaf: ks.LeafIndex})
 	}
 	return nil
