@@ -155,3 +155,31 @@ func waitPending(t *testing.T, m *Member, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestEventsClosedOnClose(t *testing.T) {
+	e := newEnv(t)
+	m := e.member("alice", "closing", e.session(), nil)
+	join(t, m)
+	idle := e.member("bob", "closing", nil, nil) // never joined
+	for _, x := range []*Member{m, idle} {
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// Buffered events are still delivered, then the channel is closed.
+		timeout := time.After(10 * time.Second)
+	drain:
+		for {
+			select {
+			case _, ok := <-x.Events():
+				if !ok {
+					break drain
+				}
+			case <-timeout:
+				t.Fatalf("%s: Events not closed by Close", x.Identity())
+			}
+		}
+		if _, err := x.Commit(context.Background()); err == nil && x == m {
+			t.Fatal("Commit after Close succeeded")
+		}
+	}
+}

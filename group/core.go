@@ -1,0 +1,327 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/moqsframe/moqsframe/mlsgroup"
+)
+
+// mlsMember is what the core uses of *mlsgroup.Member. MLS is local
+// computation, so the core calls it synchronously; tests may use real
+// mlsgroup members or a fake.
+type mlsMember interface {
+	KeyPackage(ctx context.Context) ([]byte, error)
+	Create(ctx context.Context) error
+	Join(ctx context.Context, welcome []byte) (bool, error)
+	AddMember(ctx context.Context, keyPackage []byte) error
+	Leave(ctx context.Context) ([]byte, error)
+	ProcessProposal(ctx context.Context, msg []byte) error
+	StageCommit(ctx context.Context) (uint64, []byte, error)
+	ConfirmCommit(ctx context.Context) ([]byte, error)
+	DiscardCommit(ctx context.Context) error
+	ProcessCommit(ctx context.Context, epoch uint64, commit []byte) error
+	Export(ctx context.Context, nk int) (mlsgroup.KeyState, error)
+	MemberIdentities(ctx context.Context) (map[uint32][]byte, error)
+}
+
+var _ mlsMember = (*mlsgroup.Member)(nil)
+
+// buffered is a commit or Welcome waiting for its turn.
+type buffered struct {
+	data []byte
+	src  source
+}
+
+// fetchKey names one archived item.
+type fetchKey struct {
+	track track
+	num   uint64
+}
+
+// core is the member's deterministic state machine: the whole protocol
+// logic of a Member without I/O, goroutines or clocks. step feeds it one
+// or more inputs at an explicit time and returns the actions to carry
+// out. Its parts live in core_*.go: joining (core_join.go), requests
+// (core_requests.go), applying commits (core_apply.go), committing
+// (core_commit.go), leaving (core_leave.go), archive sync (core_sync.go).
+type core struct {
+	cfg coreConfig
+	mls mlsMember
+	log *slog.Logger
+	ctx context.Context // for MLS calls only; never cancelled
+
+	now time.Time
+	out []action
+
+	join joinState
+
+	started bool // the join request went through: poll, apply, commit
+	joined  bool
+	removed bool
+	epoch   uint64
+	prevIDs map[string]bool // members of the newest installed epoch
+
+	commits     map[uint64]buffered
+	welcomes    map[uint64]buffered // nil once joined
+	welcomeDone map[uint64]bool
+	requests    map[uint64][]byte
+	nextSeq     uint64
+	joins       []pendingJoin
+	leaves      map[uint64]map[uint32][]byte // epoch -> sender leaf -> proposal
+
+	sync  syncState
+	leave leaveState
+
+	staged           *staged // posted, CS answer not known yet: blocks commits and proposals
+	stagedInflight   bool
+	welcomeOut       *staged // confirmed; its late Welcome is not accepted yet
+	welcomeInfl      bool
+	welcomeInflEpoch uint64
+	lastWelcome      int
+	commitAt         time.Time // armed auto-commit deadline (zero: none)
+	op               *commitOp // a Commit in progress (API or automatic)
+	repair           *repair   // a commit that failed once; fetching requests before retrying it
+	rankCache        rankCache
+
+	armed time.Time // the timer last asked of the driver
+}
+
+type pendingJoin struct {
+	identity []byte
+	kp       []byte
+	seen     time.Time
+}
+
+type staged struct {
+	epoch   uint64
+	commit  []byte
+	start   time.Time
+	added   int
+	welcome []byte // after ConfirmCommit
+}
+
+// coreConfig is the part of Config the core uses: policy, no I/O handles.
+type coreConfig struct {
+	Identity, Group          string
+	KeySize                  int // SFrame Nk
+	Manual                   bool
+	CommitDelay, BackupDelay time.Duration
+	MaxBackups               int
+	PollInterval             time.Duration
+	Acks                     bool // coordinated roll-over: acknowledge every epoch
+}
+
+func newCoreConfig(cfg Config) coreConfig {
+	return coreConfig{
+		Identity: cfg.Identity, Group: cfg.Group, KeySize: cfg.Suite.KeySize(), Manual: cfg.Manual,
+		CommitDelay: cfg.CommitDelay, BackupDelay: cfg.BackupDelay, MaxBackups: cfg.MaxBackups,
+		PollInterval: cfg.PollInterval, Acks: cfg.RolloverTimeout > 0,
+	}
+}
+
+// newCore makes a core; cfg must have its defaults (Config.withDefaults).
+func newCore(cfg Config, m mlsMember, log *slog.Logger) *core {
+	return &core{
+		cfg: newCoreConfig(cfg), mls: m, log: log, ctx: context.Background(),
+		commits: map[uint64]buffered{}, welcomes: map[uint64]buffered{}, welcomeDone: map[uint64]bool{},
+		requests: map[uint64][]byte{}, leaves: map[uint64]map[uint32][]byte{},
+		sync: syncState{inflight: map[fetchKey]bool{}, held: map[fetchKey]bool{}},
+	}
+}
+
+// step handles the inputs (all at time now), makes whatever progress they
+// allow and returns the actions to carry out, in order.
+func (c *core) step(now time.Time, ins ...input) []action {
+	c.now = now
+	c.out = nil
+	for _, in := range ins {
+		c.handle(in)
+	}
+	c.progress()
+	c.armTimer()
+	out := c.out
+	c.out = nil
+	return out
+}
+
+func (c *core) handle(in input) {
+	switch in := in.(type) {
+	case inObject:
+		c.buffer(in.Track, in.Num, in.Data, fromMoQ)
+	case inResubscribed:
+		if c.started {
+			c.startSync(false)
+		}
+	case inTick:
+		c.tick()
+	case inState:
+		c.stateAnswer(in)
+	case inFetched:
+		c.fetched(in)
+	case inPosted:
+		c.posted(in)
+	case inJoin:
+		c.startJoin()
+	case inAbortJoin:
+		c.abortJoin()
+	case inCommit:
+		c.startCommit(in.Token)
+	case inLeave:
+		c.startLeave(in.Token)
+	}
+}
+
+func (c *core) posted(in inPosted) {
+	switch in.Post {
+	case postJoin:
+		c.joinPosted(in.Created, in.Err)
+	case postCommit:
+		c.commitPosted(in.Epoch, in.Err)
+	case postWelcome:
+		c.welcomePosted(in.Epoch, in.Err)
+	case postLeave:
+		c.leavePosted(in.Epoch, in.Err)
+	}
+}
+
+// progress applies whatever the buffered items allow, asks for missing
+// ones, continues a Commit in progress and arms the auto-commit.
+func (c *core) progress() {
+	if !c.started || c.removed {
+		return
+	}
+	if !c.joined {
+		c.tryWelcomes()
+		if !c.joined {
+			c.planFetches()
+			return
+		}
+	}
+	c.applyRequests()
+	c.continueRepair()
+	c.applyCommits()
+	c.planFetches()
+	c.continueRepair() // the fetches may all be held already
+	c.applyCommits()
+	c.continueOp()
+	c.schedule()
+}
+
+// tick handles the timer: the join retry, the poll and the auto-commit.
+func (c *core) tick() {
+	c.armed = time.Time{} // the driver's timer fired: arm it again
+	if !c.join.retryAt.IsZero() && !c.now.Before(c.join.retryAt) {
+		c.join.retryAt = time.Time{}
+		c.requestJoin()
+	}
+	if c.started && !c.removed && !c.now.Before(c.sync.nextPoll) {
+		c.sync.nextPoll = c.sync.nextPoll.Add(c.cfg.PollInterval)
+		if !c.sync.nextPoll.After(c.now) {
+			c.sync.nextPoll = c.now.Add(c.cfg.PollInterval)
+		}
+		c.emit(actTickSchedule{})
+		c.startSync(true)
+	}
+	if !c.commitAt.IsZero() && !c.now.Before(c.commitAt) {
+		c.commitAt = time.Time{}
+		if !c.cfg.Manual && c.joined && !c.removed && c.op == nil {
+			c.startCommit(0)
+		}
+	}
+}
+
+// armTimer asks for the earliest deadline, if it changed.
+func (c *core) armTimer() {
+	var at time.Time
+	for _, t := range []time.Time{c.join.retryAt, c.commitAt} {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	if c.started && !c.removed && (at.IsZero() || c.sync.nextPoll.Before(at)) {
+		at = c.sync.nextPoll
+	}
+	if at.Equal(c.armed) && !at.IsZero() {
+		return
+	}
+	if at.IsZero() && c.armed.IsZero() {
+		return
+	}
+	c.armed = at
+	c.emit(actArmTimer{At: at})
+}
+
+func (c *core) emit(a action) { c.out = append(c.out, a) }
+
+// event emits an event stamped with the current time and epoch.
+func (c *core) event(e Event) {
+	if e.Time.IsZero() {
+		e.Time = c.now
+	}
+	if e.Epoch == 0 {
+		e.Epoch = c.epoch
+	}
+	c.emit(actEmit{Event: e})
+}
+
+func (c *core) errorEvent(err error) { c.event(Event{Type: EventError, Err: err}) }
+
+func (c *core) memberCount() int {
+	ids, err := c.mls.MemberIdentities(c.ctx)
+	if err != nil {
+		return 0
+	}
+	return len(ids)
+}
+
+// install exports the current epoch and asks for it to be installed in
+// the key schedule and acknowledged.
+func (c *core) install() error {
+	ks, err := c.mls.Export(c.ctx, c.cfg.KeySize)
+	if err != nil {
+		return err
+	}
+	// An epoch that removed someone is sealed with at once: waiting for
+	// acknowledgements would keep using keys the removed member holds.
+	ids, err := c.mls.MemberIdentities(c.ctx)
+	if err != nil {
+		return err
+	}
+	cur := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		cur[string(id)] = true
+	}
+	removal := false
+	for id := range c.prevIDs {
+		removal = removal || !cur[id]
+	}
+	c.prevIDs = cur
+	c.emit(actInstall{Key: ks, Immediate: removal})
+	c.epoch = ks.Epoch
+	if c.cfg.Acks {
+		c.emit(actPostAck{Epoch: ks.Epoch, Leaf: ks.LeafIndex})
+	}
+	return nil
+}
+
+// setRemoved: a commit removed us. Nothing more happens after this.
+func (c *core) setRemoved() {
+	if c.removed {
+		return
+	}
+	c.removed = true
+	c.commitAt = time.Time{}
+	c.log.Info("removed from the group", "epoch", c.epoch)
+	c.event(Event{Type: EventRemoved})
+	if c.op != nil {
+		c.finishOp(nil)
+	}
+}
+
+// pendingJoins is how many join requests wait to be committed.
+func (c *core) pendingJoins() int { return len(c.joins) }
+
+var errCommitInProgress = errors.New("group: a commit is already in progress")

@@ -1,0 +1,128 @@
+package group
+
+import (
+	"errors"
+
+	"github.com/moqsframe/moqsframe/mlsgroup"
+)
+
+// Applying other members' commits, strictly in epoch order.
+
+// repair is a commit that failed once: most likely it refers to a leave
+// proposal we missed. The core reads the CS's state, fetches the requests
+// it lacks, stores the epoch's proposals again and retries the commit.
+type repair struct {
+	epoch    uint64
+	data     []byte
+	src      source
+	answered bool   // the state read was answered
+	seqTo    uint64 // requests to have before retrying
+}
+
+// applyCommits applies buffered commits while the next one is there.
+func (c *core) applyCommits() {
+	for c.joined && !c.removed && c.staged == nil && c.repair == nil {
+		e := c.epoch
+		b, ok := c.commits[e]
+		if !ok || c.sync.commitHold[e] {
+			return
+		}
+		delete(c.commits, e)
+		if !c.processCommit(e, b.data, b.src) {
+			return
+		}
+	}
+}
+
+// processCommit processes the commit made in epoch e (from MoQ or the
+// archive). It reports whether the member moved on to the next epoch.
+func (c *core) processCommit(e uint64, data []byte, src source) bool {
+	err := c.mls.ProcessCommit(c.ctx, e, data)
+	if err != nil && !errors.Is(err, mlsgroup.ErrRemoved) && !errors.Is(err, mlsgroup.ErrStaleCommit) {
+		c.repair = &repair{epoch: e, data: data, src: src}
+		c.emit(actFetchState{Purpose: stateRepair})
+		return false
+	}
+	return c.commitOutcome(e, data, src, err)
+}
+
+// commitOutcome handles the result of ProcessCommit.
+func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool {
+	switch {
+	case errors.Is(err, mlsgroup.ErrStaleCommit):
+		return true
+	case errors.Is(err, mlsgroup.ErrRemoved):
+		c.setRemoved()
+		return false
+	case err != nil:
+		// Kept and retried at the next poll.
+		c.commits[e] = buffered{data: data, src: src}
+		c.sync.hold(e)
+		c.log.Warn("commit not applied; will retry", "epoch", e, "err", err)
+		c.errorEvent(err)
+		return false
+	}
+	if err := c.afterEpoch(); err != nil {
+		c.errorEvent(err)
+		return false
+	}
+	c.event(Event{Type: EventEpoch, Members: c.memberCount()})
+	return true
+}
+
+func (c *core) repairState(in inState) {
+	r := c.repair
+	if r == nil {
+		return
+	}
+	r.answered = true
+	if in.Err == nil {
+		r.seqTo = in.NextSeq
+		c.sync.seqTo = max(c.sync.seqTo, in.NextSeq)
+	}
+}
+
+// continueRepair retries the failed commit once the requests it may need
+// are in (or could not be fetched).
+func (c *core) continueRepair() {
+	r := c.repair
+	if r == nil || !r.answered || !c.requestsSettled(r.seqTo) {
+		return
+	}
+	c.repair = nil
+	for _, p := range c.leaves[r.epoch] {
+		c.processLeave(p)
+	}
+	err := c.mls.ProcessCommit(c.ctx, r.epoch, r.data)
+	c.commitOutcome(r.epoch, r.data, r.src, err)
+}
+
+// afterEpoch runs after every epoch change: install keys, drop obsolete
+// state, store leave proposals of the new epoch, re-propose our leave.
+func (c *core) afterEpoch() error {
+	if err := c.install(); err != nil {
+		return err
+	}
+	e := c.epoch
+	for k := range c.leaves {
+		if k < e {
+			delete(c.leaves, k)
+		}
+	}
+	for k := range c.commits {
+		if k < e {
+			delete(c.commits, k)
+		}
+	}
+	c.dropJoined() // install just read the epoch's members into prevIDs
+	if c.leave.leaving {
+		// First: mlsgroup.Leave drops the stored proposals of this epoch.
+		c.leave.posted = false
+		c.leave.msg = nil
+		c.postLeave()
+	}
+	for _, p := range c.leaves[e] {
+		c.processLeave(p)
+	}
+	return nil
+}

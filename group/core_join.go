@@ -1,0 +1,176 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/moqsframe/moqsframe/coord"
+)
+
+// Joining: read the CS's state (lower bounds for our Welcome's epoch and
+// for the requests we must handle), POST a join request with a fresh
+// KeyPackage, then either create the group (201) or wait for a Welcome
+// (200/202) on MoQ or in the archive.
+
+type joinPhase int
+
+const (
+	joinIdle       joinPhase = iota
+	joinRequesting           // state read / join request under way or waiting to be retried
+	joinWaiting              // the CS accepted the request: wait for the Welcome
+	joinDone                 // member (or failed for good)
+	joinAborted
+)
+
+type joinState struct {
+	phase       joinPhase
+	backoff     time.Duration
+	retryAt     time.Time
+	welcomeFrom uint64 // CS epoch seen before our join request
+}
+
+func (c *core) startJoin() {
+	if c.join.phase != joinIdle {
+		return
+	}
+	c.join.phase = joinRequesting
+	c.join.backoff = 100 * time.Millisecond
+	c.requestJoin()
+}
+
+func (c *core) requestJoin() {
+	if c.join.phase == joinRequesting {
+		c.emit(actFetchState{Purpose: stateJoin})
+	}
+}
+
+func (c *core) abortJoin() {
+	if c.join.phase == joinRequesting {
+		c.join.phase = joinAborted
+		c.join.retryAt = time.Time{}
+	}
+}
+
+// joinStateAnswer handles the state read before the join request.
+func (c *core) joinStateAnswer(in inState) {
+	if c.join.phase != joinRequesting {
+		return
+	}
+	if in.Err != nil && !errors.Is(in.Err, coord.ErrUnknownGroup) {
+		c.joinFailed(in.Err)
+		return
+	}
+	c.join.welcomeFrom, c.nextSeq = in.Epoch, in.NextSeq
+	for s := range c.requests {
+		if s < c.nextSeq {
+			delete(c.requests, s)
+		}
+	}
+	kp, err := c.mls.KeyPackage(c.ctx)
+	if err != nil {
+		c.failJoin(err)
+		return
+	}
+	c.emit(actPostJoin{KeyPackage: kp})
+}
+
+// joinFailed retries transport errors and 5xx with backoff; other answers
+// end the join.
+func (c *core) joinFailed(err error) {
+	var se *coord.StatusError
+	if errors.As(err, &se) && se.Code < 500 {
+		c.failJoin(fmt.Errorf("group: join request refused: %w", err))
+		return
+	}
+	c.log.Warn("join request failed; retrying", "err", err)
+	c.join.retryAt = c.now.Add(c.join.backoff)
+	c.join.backoff = min(2*c.join.backoff, 2*time.Second)
+}
+
+func (c *core) failJoin(err error) {
+	c.join.phase = joinDone
+	c.emit(actJoinDone{Err: err})
+}
+
+func (c *core) joinPosted(created bool, err error) {
+	if c.join.phase != joinRequesting {
+		return
+	}
+	if err != nil {
+		c.joinFailed(err)
+		return
+	}
+	c.join.phase = joinWaiting
+	if created {
+		if err := c.mls.Create(c.ctx); err != nil {
+			c.failJoin(err)
+			return
+		}
+		if err := c.becameMember(); err != nil {
+			c.failJoin(err)
+			return
+		}
+	}
+	// From now on the member polls and applies what arrives.
+	c.started = true
+	c.sync.nextPoll = c.now.Add(c.cfg.PollInterval)
+	c.startSync(false)
+}
+
+// tryWelcomes tries the buffered Welcomes in epoch order.
+func (c *core) tryWelcomes() {
+	if c.join.phase != joinWaiting {
+		return
+	}
+	es := make([]uint64, 0, len(c.welcomes))
+	for e := range c.welcomes {
+		es = append(es, e)
+	}
+	slices.Sort(es)
+	for _, e := range es {
+		w := c.welcomes[e]
+		delete(c.welcomes, e)
+		c.welcomeDone[e] = true
+		if c.processWelcome(e, w.data, w.src) {
+			return
+		}
+	}
+}
+
+// processWelcome tries one Welcome (MoQ or archive); it reports whether
+// we are now a member. Welcomes for others are ignored.
+func (c *core) processWelcome(e uint64, w []byte, _ source) bool {
+	ok, err := c.mls.Join(c.ctx, w)
+	if err != nil {
+		c.log.Warn("welcome failed", "epoch", e, "err", err)
+		return false
+	}
+	if !ok {
+		return false
+	}
+	if err := c.becameMember(); err != nil {
+		c.errorEvent(err)
+	}
+	return true
+}
+
+// becameMember installs the first epoch and emits EventJoined.
+func (c *core) becameMember() error {
+	if err := c.install(); err != nil {
+		return err
+	}
+	c.joined = true
+	c.join.phase = joinDone
+	// Commits for epochs before ours are useless now.
+	for e := range c.commits {
+		if e < c.epoch {
+			delete(c.commits, e)
+		}
+	}
+	c.welcomes = nil
+	c.event(Event{Type: EventJoined, Members: c.memberCount()})
+	c.log.Info("joined", "epoch", c.epoch)
+	return nil
+}

@@ -1,0 +1,97 @@
+package group
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/moqsframe/moqsframe/coord"
+)
+
+// Requests (join and leave) from the RequestTrack or the archive, handled
+// strictly in sequence order.
+
+// buffer stores an arrived commit, Welcome or request until its turn.
+func (c *core) buffer(t track, num uint64, data []byte, src source) {
+	switch t {
+	case trackCommit:
+		if !c.joined || num >= c.epoch {
+			c.commits[num] = buffered{data: data, src: src}
+		}
+	case trackWelcome:
+		if !c.joined && !c.welcomeDone[num] {
+			c.welcomes[num] = buffered{data: data, src: src}
+		}
+	case trackRequest:
+		if num >= c.nextSeq {
+			c.requests[num] = data
+		}
+	}
+}
+
+// applyRequests handles requests in sequence order: joins are remembered
+// for committing, leave proposals are processed (mls-go commits them by
+// reference, so every member needs them) in their epoch.
+func (c *core) applyRequests() {
+	for {
+		data, ok := c.requests[c.nextSeq]
+		if !ok {
+			return
+		}
+		delete(c.requests, c.nextSeq)
+		c.nextSeq++
+		req, err := coord.UnmarshalRequest(data)
+		if err != nil || string(req.GroupID) != c.cfg.Group {
+			continue
+		}
+		switch req.Type {
+		case coord.RequestJoin:
+			id, err := keyPackageIdentity(req.Body)
+			if err != nil || string(id) == c.cfg.Identity {
+				continue
+			}
+			c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return bytes.Equal(j.identity, id) })
+			c.joins = append(c.joins, pendingJoin{identity: id, kp: req.Body, seen: c.now})
+		case coord.RequestLeave:
+			e, leaf, err := proposalSender(req.Body)
+			if err != nil || e < c.epoch {
+				continue
+			}
+			if c.leaves[e] == nil {
+				c.leaves[e] = map[uint32][]byte{}
+			}
+			c.leaves[e][leaf] = req.Body
+			if e == c.epoch {
+				c.processLeave(req.Body)
+			}
+		}
+	}
+}
+
+// processLeave stores another member's leave proposal of the current epoch.
+func (c *core) processLeave(msg []byte) {
+	if c.staged != nil {
+		return // processed after the staged commit is resolved (see afterEpoch)
+	}
+	if err := c.mls.ProcessProposal(c.ctx, msg); err != nil {
+		// Our own proposal is already stored; duplicates fail harmlessly.
+		c.log.Debug("leave proposal not stored", "err", err)
+	}
+}
+
+// selectJoins decides which pending joins the next commit adds: those not
+// already members (by the identity in their KeyPackage). members maps
+// identities of the current epoch.
+func (c *core) selectJoins(members map[string]bool) []pendingJoin {
+	var out []pendingJoin
+	for _, j := range c.joins {
+		if !members[string(j.identity)] {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// dropJoined forgets pending joins whose identity is now a member.
+func (c *core) dropJoined() {
+	c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return c.prevIDs[string(j.identity)] })
+}

@@ -1,0 +1,111 @@
+package group
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/moq"
+)
+
+// The driver's MoQ side: one reader goroutine per track, feeding objects
+// into the loop (acks straight into the key schedule).
+
+func (m *Member) subscribe(ctx context.Context, track string) (*moq.Subscription, error) {
+	sub, err := m.cfg.Session.Subscribe(ctx, m.ns, track)
+	if err != nil {
+		return nil, fmt.Errorf("group: subscribe %s: %w", track, err)
+	}
+	return sub, nil
+}
+
+// acked handles an EpochAck from the ack track.
+func (m *Member) acked(payload []byte) {
+	a, err := coord.UnmarshalEpochAck(payload)
+	if err != nil || string(a.GroupID) != m.cfg.Group {
+		return
+	}
+	m.acksIn.Add(1)
+	_ = m.sched.Acknowledge(a.Epoch, uint64(a.Leaf))
+}
+
+// reader feeds one track's objects into the loop and re-subscribes (with
+// backoff) when the subscription ends, e.g. because the CS restarted.
+func (m *Member) reader(tr string, sub *moq.Subscription) {
+	defer m.wg.Done()
+	t := map[string]track{moqforward.TrackCommit: trackCommit, moqforward.TrackWelcome: trackWelcome, moqforward.TrackRequest: trackRequest}[tr]
+	isAck := tr == moqforward.TrackAck
+	// Every SUBSCRIBE uses a request ID of the session, and the peer grants
+	// few (moq: 100 to start): re-subscribe slowly, and reset the backoff
+	// only after a subscription lived a while. Meanwhile the archive
+	// (sync) keeps the member up to date.
+	const minBackoff, maxBackoff = 500 * time.Millisecond, 5 * time.Second
+	rctx := m.ctx
+	if t == trackWelcome {
+		// As in the draft, a joiner unsubscribes from the WelcomeTrack once
+		// it is in the group.
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithCancel(m.ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-m.joinedCh:
+			case <-m.ctx.Done():
+			}
+			cancel()
+		}()
+	}
+	backoff := minBackoff
+	for {
+		since := time.Now()
+		for sub != nil {
+			o, err := sub.ReadObject(rctx)
+			if err != nil {
+				_ = sub.Close()
+				sub = nil
+				break
+			}
+			if time.Since(since) > 10*time.Second {
+				backoff = minBackoff
+			}
+			if isAck {
+				m.acked(o.Payload) // the schedule is safe for concurrent use
+				continue
+			}
+			m.moqObjs.Add(1)
+			select {
+			case m.in <- inObject{Track: t, Num: o.GroupID, Data: o.Payload}:
+			case <-rctx.Done():
+				_ = sub.Close()
+				return
+			}
+		}
+		select {
+		case <-rctx.Done():
+			return
+		case <-m.cfg.Session.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		ctx, cancel := context.WithTimeout(rctx, 5*time.Second)
+		s, err := m.cfg.Session.Subscribe(ctx, m.ns, tr)
+		cancel()
+		if err != nil {
+			continue
+		}
+		sub = s
+		if isAck {
+			continue // acks are not archived; a missed one costs a timeout
+		}
+		// Anything published while we were not subscribed is in the archive.
+		select {
+		case m.in <- inResubscribed{}:
+		case <-m.ctx.Done():
+			_ = sub.Close()
+			return
+		}
+	}
+}
