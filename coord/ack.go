@@ -146,12 +146,14 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 }
 
 // Ack tells the group (through the CS's AckTrack) that this member, at
-// leaf, holds epoch's keys. The identity field is sent empty: a CS with
-// authentication fills in the name of this client's certificate. Errors:
+// leaf, holds epoch's keys. name is the member's identity (the name in its
+// certificate): a CS with authentication refuses it (403) unless it is the
+// name of this client's certificate, and forwards it; members count an ack
+// only if name is the identity at leaf. Errors:
 // ErrAckUnsupported, *StatusError (400 future epoch, 404, 401/403/429 with
 // errors.Is ErrUnauthenticated/ErrForbidden/ErrTooManyRequests, 503).
-func (c *Client) Ack(ctx context.Context, group string, epoch uint64, leaf uint32) error {
-	enc, err := (&EpochAck{GroupID: []byte(group), Epoch: epoch, Leaf: leaf}).Marshal()
+func (c *Client) Ack(ctx context.Context, group string, epoch uint64, leaf uint32, name string) error {
+	enc, err := (&EpochAck{GroupID: []byte(group), Epoch: epoch, Leaf: leaf, Identity: []byte(name)}).Marshal()
 	if err != nil {
 		return err
 	}

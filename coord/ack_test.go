@@ -11,18 +11,18 @@ import (
 func TestAckEndpoint(t *testing.T) {
 	cs := newTestCS(t, NewMemStore())
 	ctx := context.Background()
-	if err := cs.client.Ack(ctx, "g", 0, 0); err == nil {
+	if err := cs.client.Ack(ctx, "g", 0, 0, ""); err == nil {
 		t.Fatal("ack for an unknown group accepted")
 	}
 	if _, err := cs.client.Join(ctx, "g", fakeKeyPackage("A")); err != nil {
 		t.Fatal(err)
 	}
-	if err := cs.client.Ack(ctx, "g", 0, 3); err != nil {
+	if err := cs.client.Ack(ctx, "g", 0, 3, ""); err != nil {
 		t.Fatal(err)
 	}
 	// An epoch the CS has not decided is refused; nothing is forwarded.
 	var se *StatusError
-	if err := cs.client.Ack(ctx, "g", 1, 3); !errors.As(err, &se) || se.Code != http.StatusBadRequest {
+	if err := cs.client.Ack(ctx, "g", 1, 3, ""); !errors.As(err, &se) || se.Code != http.StatusBadRequest {
 		t.Fatalf("ack for a future epoch: %v", err)
 	}
 	// Malformed and mismatched bodies get 400.

@@ -36,13 +36,36 @@ const (
 	ReasonJoinPending = "join_pending"
 	// 429: the group has Policy.MaxMembers(group) pending joins.
 	ReasonGroupJoinsFull = "group_joins_full"
+	// TLS handshake refused (no HTTP answer): the client certificate does
+	// not chain to the trust anchor, is expired or not yet valid, lacks
+	// the clientAuth/digitalSignature usages, or names no identity.
+	ReasonTLSUntrusted = "tls_certificate_untrusted"
+	ReasonTLSExpired   = "tls_certificate_expired"
+	ReasonTLSKeyUsage  = "tls_certificate_key_usage"
+	ReasonTLSInvalid   = "tls_certificate_invalid"
 )
+
+// HandshakeRefused counts a client certificate refused during the TLS
+// handshake (identity.ServerTLS's onRefused), by the kind of err.
+func (m *Metrics) HandshakeRefused(err error) {
+	switch {
+	case errors.Is(err, identity.ErrUntrusted):
+		m.refused(ReasonTLSUntrusted)
+	case errors.Is(err, identity.ErrExpired):
+		m.refused(ReasonTLSExpired)
+	case errors.Is(err, identity.ErrKeyUsage):
+		m.refused(ReasonTLSKeyUsage)
+	default:
+		m.refused(ReasonTLSInvalid)
+	}
+}
 
 // refusalReasons lists every reason, so /metrics shows each from the start.
 var refusalReasons = []string{
 	ReasonUnauthenticated, ReasonNotAdmitted, ReasonKeyPackageCredentialInvalid,
 	ReasonKeyPackageIdentityMismatch, ReasonAckIdentityMismatch, ReasonRateLimited,
 	ReasonJoinPending, ReasonGroupJoinsFull,
+	ReasonTLSUntrusted, ReasonTLSExpired, ReasonTLSKeyUsage, ReasonTLSInvalid,
 }
 
 // Status classes of refusals, matched with errors.Is by *RefusedError (server
@@ -122,8 +145,9 @@ type Auth struct {
 	// Verifier checks join KeyPackages' X.509 credentials. Required.
 	Verifier *identity.Verifier
 	// Identify returns the caller's authenticated name. nil: the name of
-	// the verified TLS client certificate (identity.Peer(r.TLS)); the TLS
-	// server must then use identity.ServerTLS.
+	// the TLS client certificate, verified with Verifier
+	// (Verifier.Peer(r.TLS)); the TLS server should use identity.ServerTLS,
+	// which refuses other certificates already at the handshake.
 	Identify func(r *http.Request) (string, error)
 	// Rate (requests per second) and Burst bound each identity's requests;
 	// 0: DefaultRate, DefaultBurst.
@@ -169,7 +193,11 @@ func newAuthState(a Auth) (*authState, error) {
 		return nil, errors.New("coord: Config.Auth: Rate, Burst and PendingJoinTTL must not be negative")
 	}
 	if a.Identify == nil {
-		a.Identify = func(r *http.Request) (string, error) { return identity.Peer(r.TLS) }
+		v := a.Verifier
+		a.Identify = func(r *http.Request) (string, error) {
+			id, err := v.Peer(r.TLS)
+			return id.Name, err
+		}
 	}
 	if a.Rate == 0 {
 		a.Rate = DefaultRate

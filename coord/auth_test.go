@@ -85,12 +85,13 @@ func newAuthCS(t *testing.T, policy string, tune func(*Auth)) *authCS {
 		tune(auth)
 	}
 	rec := &Recorder{}
-	srv, err := NewServer(Config{Store: NewMemStore(), Forwarder: rec, Auth: auth})
+	metrics := NewMetrics()
+	srv, err := NewServer(Config{Store: NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewUnstartedServer(srv)
-	hs.TLS = identity.ServerTLS(issue(t, ca, "cs", "127.0.0.1", "localhost"), v)
+	hs.TLS = identity.ServerTLS(issue(t, ca, "cs", "127.0.0.1", "localhost"), v, metrics.HandshakeRefused)
 	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
@@ -225,6 +226,12 @@ func TestAuthTLS(t *testing.T) {
 		if err == nil || errors.As(err, &se) {
 			t.Errorf("%s: want a TLS handshake failure, got %v", name, err)
 		}
+	}
+	// The outsider's certificate was counted at the handshake (the CS
+	// never saw the other two: no certificate, and a client that refused
+	// the CS).
+	if n := cs.srv.Metrics().Refused(ReasonTLSUntrusted); n != 1 {
+		t.Errorf("refused handshakes counted %d, want 1", n)
 	}
 	if _, err := NewClientTLS(cs.url, ClientTLS{}); !errors.Is(err, ErrNoCSRoots) {
 		t.Errorf("client without CS roots: %v", err)
@@ -477,7 +484,7 @@ func TestAuthAckStamped(t *testing.T) {
 	if _, err := alice.Join(ctx, "room", cs.keyPackage(t, "alice", "")); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.Ack(ctx, "room", 0, 0); err != nil {
+	if err := alice.Ack(ctx, "room", 0, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

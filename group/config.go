@@ -8,6 +8,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/keyschedule"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/sframe"
@@ -15,9 +16,18 @@ import (
 
 // Config configures a Member.
 type Config struct {
-	Identity string        // MLS basic credential; unique in the group
-	Group    string        // group name (coord.ValidGroupName)
-	CS       *coord.Client // required
+	// Certificate is the member's X.509 identity (an ECDSA P-256
+	// certificate issued by the deployment's CA and its key; see package
+	// identity). The member's identity is the name in it. Required.
+	Certificate *identity.Certificate
+	// Verifier holds the trust anchors every other member's certificate
+	// must chain to. Required.
+	Verifier *identity.Verifier
+	// Policy says which identities may be in the group; nil admits every
+	// name the Verifier accepts (identity.AllowAll).
+	Policy *identity.Policy
+	Group  string        // group name (coord.ValidGroupName)
+	CS     *coord.Client // required
 	// Session is the MoQ session to the relay. It may be shared by several
 	// Members. nil: no MoQ, catch-up from the CS archive only (polling).
 	Session *moq.Session
@@ -57,8 +67,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !coord.ValidGroupName(cfg.Group) {
 		return cfg, fmt.Errorf("group: invalid group name %q", cfg.Group)
 	}
-	if cfg.Identity == "" {
-		return cfg, errors.New("group: Config.Identity is required")
+	if cfg.Certificate == nil || cfg.Verifier == nil {
+		return cfg, errors.New("group: Config.Certificate and Config.Verifier are required (see package identity)")
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = identity.AllowAll()
 	}
 	if len(cfg.Prefix) == 0 {
 		cfg.Prefix = moqforward.DefaultPrefix

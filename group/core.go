@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
@@ -16,7 +17,9 @@ type mlsMember interface {
 	KeyPackage(ctx context.Context) ([]byte, error)
 	Create(ctx context.Context) error
 	Join(ctx context.Context, welcome []byte) (bool, error)
+	KeyPackageIdentity(keyPackage []byte) (identity.Identity, error)
 	AddMember(ctx context.Context, keyPackage []byte) error
+	ReplaceMember(ctx context.Context, keyPackage []byte) error
 	Leave(ctx context.Context) ([]byte, error)
 	ProcessProposal(ctx context.Context, msg []byte) error
 	StageCommit(ctx context.Context) (uint64, []byte, error)
@@ -24,7 +27,7 @@ type mlsMember interface {
 	DiscardCommit(ctx context.Context) error
 	ProcessCommit(ctx context.Context, epoch uint64, commit []byte) error
 	Export(ctx context.Context, nk int) (mlsgroup.KeyState, error)
-	MemberIdentities(ctx context.Context) (map[uint32][]byte, error)
+	Roster(ctx context.Context) ([]mlsgroup.RosterEntry, error)
 }
 
 var _ mlsMember = (*mlsgroup.Member)(nil)
@@ -62,7 +65,15 @@ type core struct {
 	joined  bool
 	removed bool
 	epoch   uint64
-	prevIDs map[string]bool // members of the newest installed epoch
+	prevIDs map[string]bool // members (name and certificate) of the newest installed epoch
+
+	// Commits that could not be processed. badMoQ: the MoQ object for that
+	// epoch failed, so only the CS's archived commit is taken. failedAt:
+	// the archived (accepted) commit failed too, and the event was raised.
+	badMoQ   map[uint64]bool
+	failedAt map[uint64]bool
+	refused  bool // an accepted commit brought a refused credential: not sending
+	refusals int  // credentials refused (KeyPackages, Welcomes, commits)
 
 	commits     map[uint64]buffered
 	welcomes    map[uint64]buffered // nil once joined
@@ -90,9 +101,10 @@ type core struct {
 }
 
 type pendingJoin struct {
-	identity []byte
-	kp       []byte
-	seen     time.Time
+	name        string // verified identity of the KeyPackage
+	fingerprint string // of its certificate
+	kp          []byte
+	seen        time.Time
 }
 
 type staged struct {
@@ -114,18 +126,18 @@ type coreConfig struct {
 	Acks                     bool // coordinated roll-over: acknowledge every epoch
 }
 
-func newCoreConfig(cfg Config) coreConfig {
+func newCoreConfig(cfg Config, name string) coreConfig {
 	return coreConfig{
-		Identity: cfg.Identity, Group: cfg.Group, KeySize: cfg.Suite.KeySize(), Manual: cfg.Manual,
+		Identity: name, Group: cfg.Group, KeySize: cfg.Suite.KeySize(), Manual: cfg.Manual,
 		CommitDelay: cfg.CommitDelay, BackupDelay: cfg.BackupDelay, MaxBackups: cfg.MaxBackups,
 		PollInterval: cfg.PollInterval, Acks: cfg.RolloverTimeout > 0,
 	}
 }
 
 // newCore makes a core; cfg must have its defaults (Config.withDefaults).
-func newCore(cfg Config, m mlsMember, log *slog.Logger) *core {
+func newCore(cfg Config, name string, m mlsMember, log *slog.Logger) *core {
 	return &core{
-		cfg: newCoreConfig(cfg), mls: m, log: log, ctx: context.Background(),
+		cfg: newCoreConfig(cfg, name), mls: m, log: log, ctx: context.Background(),
 		commits: map[uint64]buffered{}, welcomes: map[uint64]buffered{}, welcomeDone: map[uint64]bool{},
 		requests: map[uint64][]byte{}, leaves: map[uint64]map[uint32][]byte{},
 		sync: syncState{inflight: map[fetchKey]bool{}, held: map[fetchKey]bool{}},
@@ -270,11 +282,18 @@ func (c *core) event(e Event) {
 func (c *core) errorEvent(err error) { c.event(Event{Type: EventError, Err: err}) }
 
 func (c *core) memberCount() int {
-	ids, err := c.mls.MemberIdentities(c.ctx)
+	r, err := c.mls.Roster(c.ctx)
 	if err != nil {
 		return 0
 	}
-	return len(ids)
+	return len(r)
+}
+
+// refuse counts a refused credential and raises EventRefused.
+func (c *core) refuse(err error) {
+	c.refusals++
+	c.log.Warn("credential refused", "err", err)
+	c.event(Event{Type: EventRefused, Err: err})
 }
 
 // install exports the current epoch and asks for it to be installed in
@@ -284,23 +303,34 @@ func (c *core) install() error {
 	if err != nil {
 		return err
 	}
-	// An epoch that removed someone is sealed with at once: waiting for
-	// acknowledgements would keep using keys the removed member holds.
-	ids, err := c.mls.MemberIdentities(c.ctx)
+	// An epoch that removed someone (or replaced a member's certificate)
+	// is sealed with at once: waiting for acknowledgements would keep
+	// using keys the removed leaf holds.
+	roster, err := c.mls.Roster(c.ctx)
 	if err != nil {
 		return err
 	}
-	cur := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		cur[string(id)] = true
+	cur := make(map[string]bool, len(roster))
+	for _, e := range roster {
+		cur[e.Name+"/"+e.Fingerprint] = true
 	}
-	removal := false
+	removal, changed := false, len(cur) != len(c.prevIDs)
 	for id := range c.prevIDs {
 		removal = removal || !cur[id]
 	}
+	changed = changed || removal
 	c.prevIDs = cur
-	c.emit(actInstall{Key: ks, Immediate: removal})
+	c.emit(actInstall{Key: ks, Immediate: removal, Roster: roster})
 	c.epoch = ks.Epoch
+	if c.refused {
+		// A good epoch after a refused one: the group is back to members
+		// we accept.
+		c.refused = false
+		c.emit(actSending{On: true})
+	}
+	if changed {
+		c.event(Event{Type: EventRoster, Members: len(roster)})
+	}
 	if c.cfg.Acks {
 		c.emit(actPostAck{Epoch: ks.Epoch, Leaf: ks.LeafIndex})
 	}

@@ -2,6 +2,7 @@ package group
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
@@ -38,6 +39,9 @@ func (c *core) applyCommits() {
 // archive). It reports whether the member moved on to the next epoch.
 func (c *core) processCommit(e uint64, data []byte, src source) bool {
 	err := c.mls.ProcessCommit(c.ctx, e, data)
+	if errors.Is(err, mlsgroup.ErrRefused) {
+		return c.commitOutcome(e, data, src, err) // a missed proposal would not help
+	}
 	if err != nil && !errors.Is(err, mlsgroup.ErrRemoved) && !errors.Is(err, mlsgroup.ErrStaleCommit) {
 		c.repair = &repair{epoch: e, data: data, src: src}
 		c.emit(actFetchState{Purpose: stateRepair})
@@ -54,12 +58,18 @@ func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool 
 	case errors.Is(err, mlsgroup.ErrRemoved):
 		c.setRemoved()
 		return false
+	case err != nil && src == fromMoQ:
+		// Anyone who can publish on the relay could have sent it, or a
+		// member with a bug: the CS decides which commit won the epoch,
+		// so take the archived one instead (planFetches asks for it).
+		if c.badMoQ == nil {
+			c.badMoQ = map[uint64]bool{}
+		}
+		c.badMoQ[e] = true
+		c.log.Warn("commit object from MoQ cannot be processed; fetching the CS's", "epoch", e, "err", err)
+		return false
 	case err != nil:
-		// Kept and retried at the next poll.
-		c.commits[e] = buffered{data: data, src: src}
-		c.sync.hold(e)
-		c.log.Warn("commit not applied; will retry", "epoch", e, "err", err)
-		c.errorEvent(err)
+		c.acceptedCommitFailed(e, data, err)
 		return false
 	}
 	if err := c.afterEpoch(); err != nil {
@@ -68,6 +78,36 @@ func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool 
 	}
 	c.event(Event{Type: EventEpoch, Members: c.memberCount()})
 	return true
+}
+
+// acceptedCommitFailed: the commit the CS accepted for epoch e cannot be
+// processed. The member stays on its last good epoch (its keys are still
+// installed: media flows), raises the event once, and retries at every
+// poll (the archive is the authority; see docs/security.md for the way
+// out). If the commit brought a refused credential, it also stops
+// sending: the others moved on with someone it does not accept.
+func (c *core) acceptedCommitFailed(e uint64, data []byte, err error) {
+	c.commits[e] = buffered{data: data, src: fromArchive}
+	c.sync.hold(e)
+	if c.failedAt == nil {
+		c.failedAt = map[uint64]bool{}
+	}
+	first := !c.failedAt[e]
+	c.failedAt[e] = true
+	if errors.Is(err, mlsgroup.ErrRefused) {
+		if !c.refused {
+			c.refused = true
+			c.emit(actSending{On: false})
+		}
+		if first {
+			c.refuse(fmt.Errorf("group: the accepted commit of epoch %d: %w", e, err))
+		}
+		return
+	}
+	if first {
+		c.log.Error("the accepted commit cannot be processed; staying on the last good epoch", "epoch", e, "err", err)
+		c.event(Event{Type: EventStuck, Err: fmt.Errorf("group: the accepted commit of epoch %d: %w", e, err)})
+	}
 }
 
 func (c *core) repairState(in inState) {
@@ -112,6 +152,16 @@ func (c *core) afterEpoch() error {
 	for k := range c.commits {
 		if k < e {
 			delete(c.commits, k)
+		}
+	}
+	for k := range c.badMoQ {
+		if k < e {
+			delete(c.badMoQ, k)
+		}
+	}
+	for k := range c.failedAt {
+		if k < e {
+			delete(c.failedAt, k)
 		}
 	}
 	c.dropJoined() // install just read the epoch's members into prevIDs

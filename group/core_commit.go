@@ -2,10 +2,10 @@ package group
 
 import (
 	"errors"
-	"sort"
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
 // Committing: stage a commit of the pending requests, POST it, confirm it
@@ -76,25 +76,34 @@ func (c *core) attempt() {
 		return
 	}
 	op.attempts++
-	ids, err := c.mls.MemberIdentities(c.ctx)
+	roster, err := c.mls.Roster(c.ctx)
 	if err != nil {
 		c.finishOp(err)
 		return
 	}
-	members := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		members[string(id)] = true
+	members := make(map[string]string, len(roster))
+	for _, e := range roster {
+		members[e.Name] = e.Fingerprint
 	}
+	added := map[string]bool{}
 	var keep []pendingJoin
 	for _, j := range c.selectJoins(members) {
-		if members[string(j.identity)] {
+		if added[j.name] {
 			continue // the same identity twice in one commit
 		}
-		if err := c.mls.AddMember(c.ctx, j.kp); err != nil {
-			c.log.Warn("dropping join request", "identity", string(j.identity), "err", err)
+		add := c.mls.AddMember
+		if _, in := members[j.name]; in {
+			add = c.mls.ReplaceMember
+		}
+		if err := add(c.ctx, j.kp); err != nil {
+			if errors.Is(err, mlsgroup.ErrRefused) {
+				c.refuse(err)
+			} else {
+				c.log.Warn("dropping join request", "identity", j.name, "err", err)
+			}
 			continue
 		}
-		members[string(j.identity)] = true
+		added[j.name] = true
 		keep = append(keep, j)
 	}
 	c.joins = keep
@@ -301,21 +310,19 @@ func (c *core) rank() int {
 }
 
 func (c *core) computeRank(leaving map[uint32][]byte) int {
-	ids, err := c.mls.MemberIdentities(c.ctx)
+	roster, err := c.mls.Roster(c.ctx)
 	if err != nil {
 		return -1
 	}
-	leaves := make([]uint32, 0, len(ids))
-	for l := range ids {
-		if _, out := leaving[l]; !out {
-			leaves = append(leaves, l)
+	r := 0 // the roster is in leaf order
+	for _, e := range roster {
+		if _, out := leaving[e.Leaf]; out {
+			continue
 		}
-	}
-	sort.Slice(leaves, func(i, j int) bool { return leaves[i] < leaves[j] })
-	for r, l := range leaves {
-		if string(ids[l]) == c.cfg.Identity {
+		if e.Name == c.cfg.Identity {
 			return r
 		}
+		r++
 	}
 	return -1
 }

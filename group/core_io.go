@@ -161,7 +161,10 @@ type (
 	actInstall struct {
 		Key       mlsgroup.KeyState
 		Immediate bool
+		Roster    []mlsgroup.RosterEntry // the epoch's verified members
 	}
+	// actSending: stop (a refused commit) or resume sending media.
+	actSending struct{ On bool }
 	// actEmit: deliver an event.
 	actEmit struct{ Event Event }
 	// actArmTimer: deliver inTick at At (zero: no timer needed).
@@ -191,6 +194,7 @@ func (actPostCommit) isAction()   {}
 func (actPostLeave) isAction()    {}
 func (actPostAck) isAction()      {}
 func (actInstall) isAction()      {}
+func (actSending) isAction()      {}
 func (actEmit) isAction()         {}
 func (actArmTimer) isAction()     {}
 func (actTickSchedule) isAction() {}

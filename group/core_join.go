@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
 // Joining: read the CS's state (lower bounds for our Welcome's epoch and
@@ -80,6 +81,14 @@ func (c *core) joinStateAnswer(in inState) {
 // end the join.
 func (c *core) joinFailed(err error) {
 	var se *coord.StatusError
+	if errors.As(err, &se) && se.Code == 429 {
+		// Too many requests or a join of ours still pending: the CS says
+		// when to come back.
+		c.log.Info("join request deferred by the CS; retrying", "reason", se.Reason, "after", se.RetryAfter)
+		c.join.retryAt = c.now.Add(max(c.join.backoff, se.RetryAfter))
+		c.join.backoff = min(2*c.join.backoff, 2*time.Second)
+		return
+	}
 	if errors.As(err, &se) && se.Code < 500 {
 		c.failJoin(fmt.Errorf("group: join request refused: %w", err))
 		return
@@ -143,6 +152,13 @@ func (c *core) tryWelcomes() {
 // we are now a member. Welcomes for others are ignored.
 func (c *core) processWelcome(e uint64, w []byte, _ source) bool {
 	ok, err := c.mls.Join(c.ctx, w)
+	if errors.Is(err, mlsgroup.ErrRefused) {
+		// The tree we were invited into holds a credential we do not
+		// accept: stay out. Our KeyPackage is spent, so the join ends.
+		c.refuse(err)
+		c.failJoin(fmt.Errorf("group: the Welcome of epoch %d: %w", e, err))
+		return false
+	}
 	if err != nil {
 		c.log.Warn("welcome failed", "epoch", e, "err", err)
 		return false

@@ -1,7 +1,7 @@
 package group
 
 import (
-	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/moqsframe/moqsframe/coord"
@@ -14,6 +14,9 @@ import (
 func (c *core) buffer(t track, num uint64, data []byte, src source) {
 	switch t {
 	case trackCommit:
+		if src == fromMoQ && c.badMoQ[num] {
+			return // a failed MoQ object for this epoch: only the archive's counts
+		}
 		if !c.joined || num >= c.epoch {
 			c.commits[num] = buffered{data: data, src: src}
 		}
@@ -45,12 +48,18 @@ func (c *core) applyRequests() {
 		}
 		switch req.Type {
 		case coord.RequestJoin:
-			id, err := keyPackageIdentity(req.Body)
-			if err != nil || string(id) == c.cfg.Identity {
+			// Every member checks every joiner (the CS did too): a
+			// committer never adds a credential the others would refuse.
+			id, err := c.mls.KeyPackageIdentity(req.Body)
+			if err != nil {
+				c.refuse(fmt.Errorf("group: join request %d: %w", c.nextSeq-1, err))
 				continue
 			}
-			c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return bytes.Equal(j.identity, id) })
-			c.joins = append(c.joins, pendingJoin{identity: id, kp: req.Body, seen: c.now})
+			if id.Name == c.cfg.Identity {
+				continue // our own, or our successor's after a restart: others add it
+			}
+			c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return j.name == id.Name })
+			c.joins = append(c.joins, pendingJoin{name: id.Name, fingerprint: id.FingerprintHex(), kp: req.Body, seen: c.now})
 		case coord.RequestLeave:
 			e, leaf, err := proposalSender(req.Body)
 			if err != nil || e < c.epoch {
@@ -78,20 +87,21 @@ func (c *core) processLeave(msg []byte) {
 	}
 }
 
-// selectJoins decides which pending joins the next commit adds: those not
-// already members (by the identity in their KeyPackage). members maps
-// identities of the current epoch.
-func (c *core) selectJoins(members map[string]bool) []pendingJoin {
+// selectJoins decides which pending joins the next commit adds: those
+// whose identity is not a member, and those whose identity is a member with
+// another certificate (a restarted member: its old leaf is replaced).
+// members maps the current epoch's names to their certificate fingerprints.
+func (c *core) selectJoins(members map[string]string) []pendingJoin {
 	var out []pendingJoin
 	for _, j := range c.joins {
-		if !members[string(j.identity)] {
+		if fp, in := members[j.name]; !in || fp != j.fingerprint {
 			out = append(out, j)
 		}
 	}
 	return out
 }
 
-// dropJoined forgets pending joins whose identity is now a member.
+// dropJoined forgets pending joins whose certificate is now a member's.
 func (c *core) dropJoined() {
-	c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return c.prevIDs[string(j.identity)] })
+	c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return c.prevIDs[j.name+"/"+j.fingerprint] })
 }

@@ -124,7 +124,7 @@ func (c *core) planFetches() {
 	if _, ok := c.commits[e]; ok {
 		return
 	}
-	later := e < c.sync.epochTo
+	later := e < c.sync.epochTo || c.badMoQ[e]
 	for k := range c.commits {
 		later = later || k > e
 	}

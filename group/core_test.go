@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/internal/testpki"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
@@ -19,13 +20,17 @@ import (
 
 var t0 = time.Unix(1_700_000_000, 0)
 
+// testPKI is the deployment CA of every member in this package's tests.
+var testPKI = testpki.New()
+
 // tc is one member's core under test.
 type tc struct {
-	t   *testing.T
-	id  string
-	c   *core
-	mls *mlsgroup.Member
-	now time.Time
+	t       *testing.T
+	id      string
+	c       *core
+	mls     *mlsgroup.Member
+	now     time.Time
+	rosters []Event // EventRoster events, in order
 }
 
 func newTC(t *testing.T, id string, mod func(*Config)) *tc {
@@ -34,7 +39,7 @@ func newTC(t *testing.T, id string, mod func(*Config)) *tc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Identity: id, Group: "g", CS: cl, Manual: true}
+	cfg := Config{Certificate: testPKI.Issue(t, id), Verifier: testPKI.Verifier, Group: "g", CS: cl, Manual: true}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -42,15 +47,29 @@ func newTC(t *testing.T, id string, mod func(*Config)) *tc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := mlsgroup.NewMember([]byte(id), cfg.Group)
+	m, err := mlsgroup.NewMember(cfg.Certificate, mlsgroup.Authenticator{Verifier: cfg.Verifier, Policy: cfg.Policy}, cfg.Group)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return &tc{t: t, id: id, c: newCore(cfg, m, slog.New(slog.DiscardHandler)), mls: m, now: t0}
+	return &tc{t: t, id: id, c: newCore(cfg, id, m, slog.New(slog.DiscardHandler)), mls: m, now: t0}
 }
 
-func (x *tc) step(ins ...input) []action { return x.c.step(x.now, ins...) }
+// step runs the core. Roster events are taken out of the actions and
+// kept in x.rosters: they follow every membership change, and tests that
+// are not about them need not list them.
+func (x *tc) step(ins ...input) []action {
+	acts := x.c.step(x.now, ins...)
+	out := acts[:0:0]
+	for _, a := range acts {
+		if e, ok := a.(actEmit); ok && e.Event.Type == EventRoster {
+			x.rosters = append(x.rosters, e.Event)
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
 
 func (x *tc) key() mlsgroup.KeyState {
 	x.t.Helper()
@@ -170,52 +189,56 @@ func (cs *fakeCS) deliver(x *tc) []action {
 
 // ---- assertions on actions ----
 
+// kinds renders actions for comparison.
 func kinds(acts []action) []string {
 	out := make([]string, len(acts))
 	for i, a := range acts {
-		switch a := a.(type) {
-		case actFetchState:
-			out[i] = fmt.Sprintf("state(%d)", a.Purpose)
-		case actFetch:
-			out[i] = fmt.Sprintf("fetch %s %d", a.Track, a.Num)
-		case actPostJoin:
-			out[i] = "post join"
-		case actPostCommit:
-			if a.Welcome != nil {
-				out[i] = fmt.Sprintf("post welcome %d", a.Epoch)
-			} else {
-				out[i] = fmt.Sprintf("post commit %d", a.Epoch)
-			}
-		case actPostLeave:
-			out[i] = fmt.Sprintf("post leave %d", a.Epoch)
-		case actPostAck:
-			out[i] = fmt.Sprintf("ack %d", a.Epoch)
-		case actInstall:
-			out[i] = fmt.Sprintf("install %d", a.Key.Epoch)
-			if a.Immediate {
-				out[i] += "!"
-			}
-		case actEmit:
-			out[i] = "event " + a.Event.Type.String()
-		case actArmTimer:
-			if a.At.IsZero() {
-				out[i] = "timer off"
-			} else {
-				out[i] = "timer +" + a.At.Sub(t0).String()
-			}
-		case actTickSchedule:
-			out[i] = "tick schedule"
-		case actJoinDone:
-			out[i] = fmt.Sprintf("join done %v", a.Err)
-		case actCommitDone:
-			out[i] = fmt.Sprintf("commit done won=%v conflicts=%d epoch=%d err=%v", a.Result.Won, a.Result.Conflicts, a.Result.Epoch, a.Err)
-		case actLeaveDone:
-			out[i] = fmt.Sprintf("leave done %v", a.Err)
-		default:
-			out[i] = fmt.Sprintf("%T", a)
-		}
+		out[i] = kind(a)
 	}
 	return out
+}
+
+func kind(a action) string {
+	switch a := a.(type) {
+	case actFetchState:
+		return fmt.Sprintf("state(%d)", a.Purpose)
+	case actFetch:
+		return fmt.Sprintf("fetch %s %d", a.Track, a.Num)
+	case actPostJoin:
+		return "post join"
+	case actPostCommit:
+		if a.Welcome != nil {
+			return fmt.Sprintf("post welcome %d", a.Epoch)
+		}
+		return fmt.Sprintf("post commit %d", a.Epoch)
+	case actPostLeave:
+		return fmt.Sprintf("post leave %d", a.Epoch)
+	case actPostAck:
+		return fmt.Sprintf("ack %d", a.Epoch)
+	case actInstall:
+		if a.Immediate {
+			return fmt.Sprintf("install %d!", a.Key.Epoch)
+		}
+		return fmt.Sprintf("install %d", a.Key.Epoch)
+	case actEmit:
+		return "event " + a.Event.Type.String()
+	case actArmTimer:
+		if a.At.IsZero() {
+			return "timer off"
+		}
+		return "timer +" + a.At.Sub(t0).String()
+	case actTickSchedule:
+		return "tick schedule"
+	case actJoinDone:
+		return fmt.Sprintf("join done %v", a.Err)
+	case actCommitDone:
+		return fmt.Sprintf("commit done won=%v conflicts=%d epoch=%d err=%v", a.Result.Won, a.Result.Conflicts, a.Result.Epoch, a.Err)
+	case actLeaveDone:
+		return fmt.Sprintf("leave done %v", a.Err)
+	case actSending:
+		return fmt.Sprintf("sending %v", a.On)
+	}
+	return fmt.Sprintf("%T", a)
 }
 
 func wantActs(t *testing.T, who string, got []action, want ...string) {

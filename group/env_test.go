@@ -88,7 +88,7 @@ func (e *env) client() *coord.Client {
 
 func (e *env) member(id, group string, sess *moq.Session, mod func(*Config)) *Member {
 	e.t.Helper()
-	cfg := Config{Identity: id, Group: group, CS: e.client(), Session: sess, Logger: testLogger(),
+	cfg := Config{Certificate: testPKI.Issue(e.t, id), Verifier: testPKI.Verifier, Group: group, CS: e.client(), Session: sess, Logger: testLogger(),
 		PollInterval: 300 * time.Millisecond, BackupDelay: 500 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)

@@ -15,6 +15,17 @@ const (
 	EventConflict                       // our commit lost its epoch (409)
 	EventRemoved                        // a commit removed us: stop sending
 	EventError                          // something failed and will be retried; Err says what
+	// EventRefused: a credential was refused (Err wraps mlsgroup.ErrRefused
+	// and says which and why). A refused join request is skipped; a refused
+	// commit or Welcome is not applied, and after a refused commit the
+	// member stops sending (Sealer returns ErrRefused).
+	EventRefused
+	// EventStuck: the commit the CS accepted for Epoch cannot be processed.
+	// The member keeps sending and receiving on its last good epoch; see
+	// docs/security.md for the way out.
+	EventStuck
+	// EventRoster: the verified roster changed (Member.Roster).
+	EventRoster
 )
 
 func (t EventType) String() string {
@@ -31,6 +42,12 @@ func (t EventType) String() string {
 		return "removed"
 	case EventError:
 		return "error"
+	case EventRefused:
+		return "refused"
+	case EventStuck:
+		return "stuck"
+	case EventRoster:
+		return "roster"
 	}
 	return fmt.Sprintf("event(%d)", int(t))
 }

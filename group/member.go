@@ -39,6 +39,12 @@ var (
 	ErrClosed = errors.New("group: member closed")
 	// ErrNotJoined: Join has not completed.
 	ErrNotJoined = errors.New("group: not a member yet")
+	// ErrRefused: the member refused the commit the CS accepted, because
+	// it brought a credential that does not verify or that the policy
+	// does not admit (EventRefused says which). It does not send until a
+	// good epoch is installed. It wraps nothing; the event's Err has the
+	// mlsgroup.RefusedError.
+	ErrRefused = errors.New("group: refused the group's current epoch: not sending")
 )
 
 // CommitResult is the outcome of Member.Commit.
@@ -97,6 +103,10 @@ type Member struct {
 	epoch      atomic.Uint64
 	isJoined   atomic.Bool
 	isRemoved  atomic.Bool
+	isRefused  atomic.Bool
+	roster     atomic.Pointer[[]mlsgroup.RosterEntry]
+	acks       *ackGate
+	refusals   atomic.Uint64
 	pendingN   atomic.Int64
 	moqObjs    atomic.Uint64
 	fetches    [3]atomic.Uint64 // commits, welcomes, requests
@@ -114,7 +124,8 @@ func New(cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	mm, err := mlsgroup.NewMember([]byte(cfg.Identity), cfg.Group)
+	mm, err := mlsgroup.NewMember(cfg.Certificate, mlsgroup.Authenticator{Verifier: cfg.Verifier, Policy: cfg.Policy}, cfg.Group,
+		mlsgroup.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, err
 	}
@@ -126,10 +137,11 @@ func New(cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger.With("member", cfg.Identity, "group", cfg.Group)
+	log := cfg.Logger.With("member", mm.Name(), "group", cfg.Group)
 	m := &Member{
 		cfg: cfg, ns: moqforward.Namespace(cfg.Prefix, cfg.Group), mls: mm, sched: sched, log: log,
-		core:      newCore(cfg, mm, log),
+		core:      newCore(cfg, mm.Name(), mm, log),
+		acks:      newAckGate(),
 		in:        make(chan input, 256),
 		cmds:      make(chan cmd),
 		abort:     make(chan struct{}, 1),
@@ -156,8 +168,17 @@ func (m *Member) Events() <-chan Event { return m.events }
 // DroppedEvents counts events lost for a full Events buffer.
 func (m *Member) DroppedEvents() uint64 { return m.dropped.Load() }
 
-// Identity returns the member's identity.
-func (m *Member) Identity() string { return m.cfg.Identity }
+// Identity returns the member's identity: the name in its certificate.
+func (m *Member) Identity() string { return m.mls.Name() }
+
+// Roster returns the verified members of the newest installed epoch, in
+// leaf order (nil before joining): who can read what this member sends.
+func (m *Member) Roster() []mlsgroup.RosterEntry {
+	if r := m.roster.Load(); r != nil {
+		return *r
+	}
+	return nil
+}
 
 // Epoch returns the current epoch (0 before joining).
 func (m *Member) Epoch() uint64 { return m.epoch.Load() }
@@ -177,13 +198,19 @@ type Stats struct {
 	ArchiveFetches         uint64 // items fetched from the CS archive (catch-up), total
 	// by kind
 	FetchedCommits, FetchedWelcomes, FetchedRequests uint64
+	// AcksRefused counts acknowledgements not counted: the identity the CS
+	// stamped on them is not the member at their leaf.
+	AcksRefused uint64
+	// Refused counts credentials this member refused: join requests,
+	// Welcomes and commits (EventRefused).
+	Refused uint64
 }
 
 // Stats returns the member's counters.
 func (m *Member) Stats() Stats {
 	c, w, r := m.fetches[0].Load(), m.fetches[1].Load(), m.fetches[2].Load()
 	return Stats{MoQObjects: m.moqObjs.Load(), AcksSent: m.acksOut.Load(), AcksReceived: m.acksIn.Load(), ArchiveFetches: c + w + r,
-		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r}
+		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r, AcksRefused: m.acks.refused.Load(), Refused: m.refusals.Load()}
 }
 
 // PendingJoins is how many join requests this member has seen and not yet
@@ -203,13 +230,13 @@ func (m *Member) Members(ctx context.Context) ([]string, error) {
 	if m.isRemoved.Load() {
 		return nil, ErrRemoved
 	}
-	ids, err := m.mls.MemberIdentities(ctx)
+	r, err := m.mls.Roster(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, string(id))
+	out := make([]string, 0, len(r))
+	for _, e := range r {
+		out = append(out, e.Name)
 	}
 	slices.Sort(out)
 	return out, nil
@@ -471,6 +498,11 @@ func (m *Member) exec(a action) []action {
 		if err != nil && !errors.Is(err, keyschedule.ErrStaleEpoch) {
 			m.emit(Event{Type: EventError, Epoch: ks.Epoch, Time: time.Now(), Err: fmt.Errorf("group: install epoch %d: %w", ks.Epoch, err)})
 		}
+		r := a.Roster
+		m.roster.Store(&r)
+		m.acks.install(ks.Epoch, r, m.sched)
+	case actSending:
+		m.isRefused.Store(!a.On)
 	case actEmit:
 		m.emit(a.Event)
 		switch a.Event.Type {
@@ -482,6 +514,8 @@ func (m *Member) exec(a action) []action {
 			if m.isRemoved.CompareAndSwap(false, true) {
 				close(m.removedCh)
 			}
+		case EventRefused:
+			m.refusals.Add(1)
 		}
 	case actArmTimer:
 		if m.timerArmed {
@@ -555,7 +589,7 @@ func (m *Member) ack(epoch uint64, leaf uint32) {
 		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 		defer cancel()
-		err := m.cfg.CS.Ack(ctx, m.cfg.Group, epoch, leaf)
+		err := m.cfg.CS.Ack(ctx, m.cfg.Group, epoch, leaf, m.Identity())
 		switch {
 		case err == nil:
 			m.acksOut.Add(1)

@@ -6,12 +6,12 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 )
 
-// Minimal readers of the cleartext parts of MLS objects (RFC 9420) that the
-// member needs before handing them to MLS: the identity in a joiner's
-// KeyPackage (to skip joiners that are already members) and the sender of a
-// leave proposal (to know which members are leaving when choosing the
-// committer). Both read untrusted bytes from the RequestTrack; MLS verifies
-// the signatures later. Fuzzed in parse_test.go.
+// A minimal reader of the cleartext part of an MLS object (RFC 9420) that
+// the member needs before handing it to MLS: the sender of a leave proposal
+// (to know which members are leaving when choosing the committer). It reads
+// untrusted bytes from the RequestTrack; MLS verifies the signature later.
+// Fuzzed in parse_test.go. (A joiner's KeyPackage credential is read by
+// coord.ParseKeyPackageLeaf and verified by mlsgroup.)
 
 var errParse = errors.New("group: malformed MLS object")
 
@@ -44,32 +44,6 @@ func readV(s *cryptobyte.String) ([]byte, bool) {
 		return nil, false
 	}
 	return out, true
-}
-
-// keyPackageIdentity returns the basic-credential identity of a KeyPackage:
-//
-//	KeyPackage { uint16 version; uint16 cipher_suite; opaque init_key<V>;
-//	             LeafNode { opaque encryption_key<V>; opaque signature_key<V>;
-//	                        Credential { uint16 credential_type; opaque identity<V> (basic) } ... } ... }
-func keyPackageIdentity(kp []byte) ([]byte, error) {
-	s := cryptobyte.String(kp)
-	var version, suite, credType uint16
-	if !s.ReadUint16(&version) || version != 1 || !s.ReadUint16(&suite) {
-		return nil, errParse
-	}
-	for range 3 { // init_key, encryption_key, signature_key
-		if _, ok := readV(&s); !ok {
-			return nil, errParse
-		}
-	}
-	if !s.ReadUint16(&credType) || credType != 1 {
-		return nil, errParse
-	}
-	id, ok := readV(&s)
-	if !ok || len(id) == 0 {
-		return nil, errParse
-	}
-	return append([]byte(nil), id...), nil
 }
 
 // proposalSender returns the epoch and the sender leaf index of a

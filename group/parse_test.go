@@ -1,20 +1,25 @@
 package group
 
 import (
-	"bytes"
 	"context"
 	"testing"
 
+	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
 func realMessages(t testing.TB) (kp, leave []byte) {
 	ctx := context.Background()
-	a, err := mlsgroup.NewMember([]byte("alice"), "g")
+	auth := mlsgroup.Authenticator{Verifier: testPKI.Verifier, Policy: identity.AllowAll()}
+	a, err := mlsgroup.NewMember(testPKI.Issue(t, "alice"), auth, "g")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := mlsgroup.NewMember([]byte("bob-the-joiner"), "g")
+	b, err := mlsgroup.NewMember(testPKI.Issue(t, "bob-the-joiner"), auth, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Create(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -31,35 +36,28 @@ func realMessages(t testing.TB) (kp, leave []byte) {
 
 func TestParsers(t *testing.T) {
 	kp, leave := realMessages(t)
-	id, err := keyPackageIdentity(kp)
-	if err != nil || !bytes.Equal(id, []byte("bob-the-joiner")) {
-		t.Fatalf("keyPackageIdentity = %q, %v", id, err)
-	}
 	e, leaf, err := proposalSender(leave)
 	if err != nil || e != 0 || leaf != 0 {
 		t.Fatalf("proposalSender = %d %d %v", e, leaf, err)
 	}
-	for i := range kp {
-		if _, err := keyPackageIdentity(kp[:i]); err == nil && i < 20 {
-			t.Fatalf("truncated KeyPackage (%d bytes) accepted", i)
-		}
-	}
 	if _, _, err := proposalSender(leave[:10]); err == nil {
 		t.Fatal("truncated proposal accepted")
 	}
-}
-
-func FuzzKeyPackageIdentity(f *testing.F) {
-	kp, leave := realMessages(f)
-	f.Add(kp)
-	f.Add(leave)
-	f.Add([]byte{0, 1, 0, 1, 0x40})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		id, err := keyPackageIdentity(b)
-		if err == nil && len(id) == 0 {
-			t.Fatal("empty identity accepted")
+	// coord's KeyPackage reader on a real mls-go KeyPackage: the X.509
+	// credential and the signature key it carries verify together.
+	l, err := coord.ParseKeyPackageLeaf(kp)
+	if err != nil || l.CredentialType != coord.CredentialX509 || l.CipherSuite != uint16(mlsgroup.CipherSuite) {
+		t.Fatalf("ParseKeyPackageLeaf = %+v, %v", l, err)
+	}
+	id, err := testPKI.Verifier.Verify(l.Certificates, l.SignatureKey)
+	if err != nil || id.Name != "bob-the-joiner" {
+		t.Fatalf("KeyPackage credential: %+v %v", id, err)
+	}
+	for i := range kp {
+		if _, err := coord.ParseKeyPackageLeaf(kp[:i]); err == nil && i < 200 {
+			t.Fatalf("truncated KeyPackage (%d bytes) accepted", i)
 		}
-	})
+	}
 }
 
 func FuzzProposalSender(f *testing.F) {

@@ -3,10 +3,14 @@ package group
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/keyschedule"
+	"github.com/moqsframe/moqsframe/mlsgroup"
 	"github.com/moqsframe/moqsframe/moq"
 )
 
@@ -28,7 +32,78 @@ func (m *Member) acked(payload []byte) {
 		return
 	}
 	m.acksIn.Add(1)
-	_ = m.sched.Acknowledge(a.Epoch, uint64(a.Leaf))
+	m.acks.ack(*a, m.sched)
+}
+
+// ackGate counts an acknowledgement only for the leaf of the identity that
+// posted it: the CS stamps the poster's certificate name on each ack, and
+// the gate compares it with the verified roster of the ack's epoch. Acks
+// for an epoch not installed yet wait (bounded) for its roster.
+type ackGate struct {
+	mu      sync.Mutex
+	rosters map[uint64]map[uint32]string // epoch -> leaf -> name
+	latest  uint64
+	pending map[uint64][]coord.EpochAck
+	npend   int
+	refused atomic.Uint64
+}
+
+// Bounds of the gate: rosters of this many recent epochs, and acks of
+// future epochs waiting.
+const (
+	ackRosters    = 8
+	ackPendingMax = 4096
+)
+
+func newAckGate() *ackGate {
+	return &ackGate{rosters: map[uint64]map[uint32]string{}, pending: map[uint64][]coord.EpochAck{}}
+}
+
+func (g *ackGate) install(epoch uint64, roster []mlsgroup.RosterEntry, s *keyschedule.Schedule) {
+	names := make(map[uint32]string, len(roster))
+	for _, e := range roster {
+		names[e.Leaf] = e.Name
+	}
+	g.mu.Lock()
+	g.rosters[epoch] = names
+	g.latest = max(g.latest, epoch)
+	for e := range g.rosters {
+		if e+ackRosters <= g.latest {
+			delete(g.rosters, e)
+		}
+	}
+	waiting := g.pending[epoch]
+	delete(g.pending, epoch)
+	g.npend -= len(waiting)
+	for e, as := range g.pending {
+		if e < epoch {
+			g.npend -= len(as)
+			delete(g.pending, e) // never installed here: skipped
+		}
+	}
+	g.mu.Unlock()
+	for _, a := range waiting {
+		g.ack(a, s)
+	}
+}
+
+func (g *ackGate) ack(a coord.EpochAck, s *keyschedule.Schedule) {
+	g.mu.Lock()
+	names, ok := g.rosters[a.Epoch]
+	if !ok {
+		if a.Epoch > g.latest && g.npend < ackPendingMax {
+			g.pending[a.Epoch] = append(g.pending[a.Epoch], a)
+			g.npend++
+		}
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	if name, in := names[a.Leaf]; !in || name != string(a.Identity) {
+		g.refused.Add(1)
+		return
+	}
+	_ = s.Acknowledge(a.Epoch, uint64(a.Leaf))
 }
 
 // reader feeds one track's objects into the loop and re-subscribes (with

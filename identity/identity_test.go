@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -225,7 +226,13 @@ func TestMutualTLS(t *testing.T) {
 		return &Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
 	}
 	server := issue(ca, "cs", "127.0.0.1")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerTLS(server, v))
+	var refusedMu sync.Mutex
+	var refused []error
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerTLS(server, v, func(err error) {
+		refusedMu.Lock()
+		refused = append(refused, err)
+		refusedMu.Unlock()
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,8 +249,8 @@ func TestMutualTLS(t *testing.T) {
 				names <- "refused"
 			} else {
 				st := tc.ConnectionState()
-				n, _ := Peer(&st)
-				names <- n
+				id, _ := v.Peer(&st)
+				names <- id.Name
 			}
 			c.Close()
 		}
@@ -273,5 +280,15 @@ func TestMutualTLS(t *testing.T) {
 	}
 	if _, err := Peer(&tls.ConnectionState{}); !errors.Is(err, ErrNoPeerCertificate) {
 		t.Fatal(err)
+	}
+	if _, err := v.Peer(&tls.ConnectionState{}); !errors.Is(err, ErrNoPeerCertificate) {
+		t.Fatal(err)
+	}
+	// The other CA's certificate was reported; no certificate at all is
+	// refused by crypto/tls before verification.
+	refusedMu.Lock()
+	defer refusedMu.Unlock()
+	if len(refused) != 1 || !errors.Is(refused[0], ErrUntrusted) {
+		t.Fatalf("refusals reported: %v", refused)
 	}
 }

@@ -3,11 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +19,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/group"
-	"github.com/moqsframe/moqsframe/internal/devcert"
+	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/proctest"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/pipeline"
@@ -31,48 +29,45 @@ import (
 const csPkg = "github.com/moqsframe/moqsframe/cmd/sframe-cs"
 
 // groupEnv runs the relay and the CS as separate processes (real QUIC and
-// HTTPS on 127.0.0.1). The CS publishes the group tracks through the relay
-// and keeps its state in a bbolt file, so it can be restarted.
+// HTTPS on 127.0.0.1), both authenticating with the deployment's CA: the CS
+// requires client certificates and authorizes by a policy, the relay lets
+// only certified identities announce. Certificates are made by the sframe
+// identity tool. The CS publishes the group tracks through the relay and
+// keeps its state in a bbolt file, so it can be restarted.
 type groupEnv struct {
-	t               *testing.T
-	relayAddr       string
-	csAddr, csURL   string
-	db              string
-	keyPath         string
-	certPath, csBin string
-	hc              *http.Client
-	cs              *proctest.Proc
+	t             *testing.T
+	relayAddr     string
+	csAddr, csURL string
+	db            string
+	csBin         string
+	pki           *pkiDir
+	cs            *proctest.Proc
+	// admin is a CS client with the CS's own certificate's CA roots and
+	// an admitted identity, for reading the archive in checks.
+	admin *coord.Client
 }
+
+// testPolicy admits anyone the CA certifies to the groups the tests use,
+// and only alice, bob and carol to "secure".
+const testPolicy = `{"groups": {"room": ["*"], "race": ["*"], "scale": ["*"], "restart": ["*"], "sc": ["*"],
+	"secure": ["alice", "bob", "carol", "dave"]}, "max_members": 100}`
 
 func newGroupEnv(t *testing.T) *groupEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &groupEnv{t: t, db: filepath.Join(dir, "cs.db")}
-	// A fixed certificate, so a restarted CS is trusted by the members.
-	_, certPEM, keyPEM, err := devcert.New([]string{"127.0.0.1", "localhost"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.certPath, e.keyPath = filepath.Join(dir, "cs-cert.pem"), filepath.Join(dir, "cs-key.pem")
-	for p, b := range map[string][]byte{e.certPath: certPEM, e.keyPath: keyPEM} {
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	e.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64,
-	}}
-
+	e := &groupEnv{t: t, db: filepath.Join(dir, "cs.db"), pki: newPKI(t, testPolicy)}
 	relayBin := proctest.Build(t, relayPkg)
 	e.csBin = proctest.Build(t, csPkg)
 	e.relayAddr = proctest.FreeUDPAddr(t)
 	metrics := proctest.FreeTCPAddr(t)
-	proctest.Start(t, "moq-relay", relayBin, "-listen", e.relayAddr, "-metrics", metrics, "-log-level", "warn")
+	e.pki.issue("relay", "-host", "127.0.0.1,localhost")
+	e.pki.issue("cs", "-host", "127.0.0.1,localhost")
+	proctest.Start(t, "moq-relay", relayBin, "-listen", e.relayAddr, "-metrics", metrics, "-log-level", "warn",
+		"-cert", e.pki.path("relay.pem"), "-key", e.pki.path("relay.key"), "-trust-anchor", e.pki.path("ca.pem"))
 	proctest.WaitHTTP(t, "http://"+metrics+"/healthz", 20*time.Second)
 	e.csAddr = proctest.FreeTCPAddr(t)
 	e.csURL = "https://" + e.csAddr
+	e.admin = e.client(e.pki.issue("alice"))
 	e.startCS()
 	return e
 }
@@ -80,29 +75,45 @@ func newGroupEnv(t *testing.T) *groupEnv {
 func (e *groupEnv) startCS() {
 	e.t.Helper()
 	e.cs = proctest.Start(e.t, "sframe-cs", e.csBin,
-		"-listen", e.csAddr, "-db", e.db, "-tls-cert", e.certPath, "-tls-key", e.keyPath,
-		"-relay", e.relayAddr, "-insecure", "-redeliver-every", "1s", "-log-level", "warn")
+		"-listen", e.csAddr, "-db", e.db, "-cert", e.pki.path("cs.pem"), "-key", e.pki.path("cs.key"),
+		"-trust-anchor", e.pki.path("ca.pem"), "-policy", e.pki.path("policy.json"),
+		"-relay", e.relayAddr, "-relay-ca", e.pki.path("ca.pem"), "-redeliver-every", "1s", "-log-level", "warn",
+		// The scale test's members each fetch the archive at start.
+		"-rate", "200", "-burst", "400")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := e.hc.Get(e.csURL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		_, _, err := e.admin.State(context.Background(), "room")
+		if err == nil || errors.Is(err, coord.ErrUnknownGroup) {
+			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("CS not healthy: %v", err)
+			e.t.Fatalf("CS not up: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func (e *groupEnv) session() *moq.Session {
+// client is a CS client presenting cert.
+func (e *groupEnv) client(cert *identity.Certificate) *coord.Client {
+	e.t.Helper()
+	cl, err := coord.NewClientTLS(e.csURL, coord.ClientTLS{Certificate: cert, Roots: e.pki.verifier.Roots(), Timeout: 10 * time.Second})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cl
+}
+
+// session is an anonymous MoQ session (subscribing needs no certificate);
+// the relay is verified against the CA.
+func (e *groupEnv) session() *moq.Session { return e.sessionAs(nil) }
+
+// sessionAs is a MoQ session presenting cert (nil: none), which may
+// announce namespaces.
+func (e *groupEnv) sessionAs(cert *identity.Certificate) *moq.Session {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := moq.Dial(ctx, e.relayAddr, &moq.Config{InsecureSkipVerify: true})
+	s, err := moq.Dial(ctx, e.relayAddr, &moq.Config{TLSConfig: identity.ClientTLS(cert, e.pki.verifier)})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -112,12 +123,13 @@ func (e *groupEnv) session() *moq.Session {
 
 func (e *groupEnv) member(id, name string, sess *moq.Session, mod func(*group.Config)) *group.Member {
 	e.t.Helper()
-	cl, err := coord.NewClient(e.csURL, e.hc)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cfg := group.Config{Identity: id, Group: name, CS: cl, Session: sess,
-		PollInterval: 500 * time.Millisecond, BackupDelay: time.Second}
+	return e.memberWith(e.pki.issue(id), name, sess, mod)
+}
+
+func (e *groupEnv) memberWith(cert *identity.Certificate, name string, sess *moq.Session, mod func(*group.Config)) *group.Member {
+	e.t.Helper()
+	cfg := group.Config{Certificate: cert, Verifier: e.pki.verifier, Policy: e.pki.policy, Group: name,
+		CS: e.client(cert), Session: sess, PollInterval: 500 * time.Millisecond, BackupDelay: time.Second}
 	if os.Getenv("GROUP_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -258,7 +270,7 @@ type mediaFlow struct {
 func startMedia(t *testing.T, e *groupEnv, sender *group.Member, receivers []*group.Member) *mediaFlow {
 	t.Helper()
 	ns := []string{"media", sender.Identity()}
-	pubSess := e.session()
+	pubSess := e.sessionAs(e.pki.issue(sender.Identity()))
 	pub, err := pubSess.Publish(ns, "video")
 	if err != nil {
 		t.Fatal(err)
@@ -635,7 +647,7 @@ func TestGroupCSRestart(t *testing.T) {
 	joinAll(t, f)
 	ep3, _ := convergeAll(t, ep2+1, 30*time.Second, a, b, d, f)
 
-	cl, _ := coord.NewClient(e.csURL, e.hc)
+	cl := e.admin
 	csEpoch, nextSeq, err := cl.State(context.Background(), "restart")
 	if err != nil {
 		t.Fatal(err)
@@ -696,7 +708,7 @@ func TestGroupKeysSidecar(t *testing.T) {
 	}
 
 	out, err := exec.Command(proctest.Build(t, sidecarPkg), "-mode", "decrypt", "-namespace", "x",
-		"-key-file", "k.json", "-cs", e.csURL, "-group", "g", "-identity", "i", "-metrics", "").CombinedOutput()
+		"-key-file", "k.json", "-cs", e.csURL, "-group", "g", "-identity-cert", "i.pem", "-metrics", "").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "mutually exclusive") {
 		t.Fatalf("sframe-sidecar with -key-file and -cs: %v\n%s", err, out)
 	}

@@ -17,7 +17,6 @@ package mlsgroup
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,9 +138,12 @@ type Member struct {
 	// same mechanism undoes a commit whose new tree is refused.
 	store    *memorystore.Store
 	preStage []byte
-	// adds are the KeyPackages proposed in epoch addsEpoch.
+	// adds are the KeyPackages (and names) proposed in epoch addsEpoch.
 	adds      map[string]bool
 	addsEpoch uint64
+	// roster is the verified roster of the current tree, nil when it must
+	// be verified again (verification is an ECDSA check per member).
+	roster []RosterEntry
 }
 
 // NewMember creates the MLS client for the identity of cert (an ECDSA P-256
@@ -245,6 +247,7 @@ func (m *Member) Create(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mlsgroup: key package: %w", err)
 	}
+	m.roster = nil
 	if _, err := m.c.CreateGroupWithExtensions(ctx, m.group, kp, nil); err != nil {
 		return fmt.Errorf("mlsgroup: create group: %w", err)
 	}
@@ -272,7 +275,9 @@ func (m *Member) Join(ctx context.Context, welcome []byte) (joined bool, err err
 		// A Welcome for another MLS group that used our KeyPackage: not ours to use here.
 		return false, nil
 	}
+	m.roster = nil
 	if _, err := m.checkRoster(ctx); err != nil {
+		m.roster = nil
 		// Forget the refused group: we stay outside, and a later Welcome
 		// (for a new KeyPackage) may still bring us in.
 		_ = m.store.DeleteGroupState(ctx, mlsgroup.NewGroupID(m.group))
@@ -287,6 +292,7 @@ type RosterEntry struct {
 	Leaf        uint32
 	Name        string
 	Fingerprint string // SHA-256 of the certificate DER, hex
+	certificate []byte
 }
 
 // checkRoster verifies every leaf of the current tree (RFC 9420 §5.3.1):
@@ -314,13 +320,22 @@ func (m *Member) checkRoster(ctx context.Context) ([]RosterEntry, error) {
 			return nil, &RefusedError{Leaf: mi.LeafIndex, Name: id.Name, Fingerprint: id.FingerprintHex(), Err: err}
 		}
 		seen[id.Name] = mi.LeafIndex
-		out = append(out, RosterEntry{Leaf: mi.LeafIndex, Name: id.Name, Fingerprint: id.FingerprintHex()})
+		out = append(out, RosterEntry{Leaf: mi.LeafIndex, Name: id.Name, Fingerprint: id.FingerprintHex(), certificate: mi.Identity})
 	}
 	if max := m.auth.Policy.MaxMembers(group); len(out) > max {
 		return nil, &RefusedError{Err: fmt.Errorf("%w: %d members, policy allows %d", ErrGroupFull, len(out), max)}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Leaf < out[j].Leaf })
+	m.roster = out
 	return out, nil
+}
+
+// verifiedRoster is the cached roster, verified again after any change.
+func (m *Member) verifiedRoster(ctx context.Context) ([]RosterEntry, error) {
+	if m.roster != nil {
+		return m.roster, nil
+	}
+	return m.checkRoster(ctx)
 }
 
 // Roster returns the verified members of the current epoch in leaf order.
@@ -330,7 +345,8 @@ func (m *Member) Roster(ctx context.Context) ([]RosterEntry, error) {
 	if err := m.checkMember(); err != nil {
 		return nil, err
 	}
-	return m.checkRoster(ctx)
+	r, err := m.verifiedRoster(ctx)
+	return append([]RosterEntry(nil), r...), err
 }
 
 // KeyPackageIdentity verifies a joiner's KeyPackage credential (chain,
@@ -400,15 +416,9 @@ func (m *Member) add(ctx context.Context, keyPackage []byte, replace bool) error
 		return err
 	}
 	defer m.mu.Unlock()
-	members, err := m.c.ListMembers(ctx, m.group)
+	old, err := m.leafCertificate(ctx, id.Name)
 	if err != nil {
-		return fmt.Errorf("mlsgroup: members: %w", err)
-	}
-	var old []byte
-	for _, mi := range members {
-		if n, err := nameOf(mi.Identity); err == nil && n == id.Name {
-			old = mi.Identity
-		}
+		return err
 	}
 	switch {
 	case old != nil && !replace:
@@ -443,14 +453,20 @@ func (m *Member) add(ctx context.Context, keyPackage []byte, replace bool) error
 	return nil
 }
 
-// nameOf reads the identity of a member's certificate without verifying it
-// (the roster was verified when it was installed).
-func nameOf(certDER []byte) (string, error) {
-	c, err := x509.ParseCertificate(certDER)
+// leafCertificate returns the certificate (DER) of the member named name,
+// nil if there is none: mls-go names members by their credential's
+// certificate. m.mu is held.
+func (m *Member) leafCertificate(ctx context.Context, name string) ([]byte, error) {
+	r, err := m.verifiedRoster(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return identity.Name(c)
+	for _, e := range r {
+		if e.Name == name {
+			return e.certificate, nil
+		}
+	}
+	return nil, nil
 }
 
 // RemoveMember stores a Remove proposal for another member, by name;
@@ -460,15 +476,9 @@ func (m *Member) RemoveMember(ctx context.Context, name string) error {
 		return err
 	}
 	defer m.mu.Unlock()
-	members, err := m.c.ListMembers(ctx, m.group)
+	cert, err := m.leafCertificate(ctx, name)
 	if err != nil {
-		return fmt.Errorf("mlsgroup: members: %w", err)
-	}
-	var cert []byte
-	for _, mi := range members {
-		if n, err := nameOf(mi.Identity); err == nil && n == name {
-			cert = mi.Identity
-		}
+		return err
 	}
 	if cert == nil {
 		return fmt.Errorf("mlsgroup: remove %q: %w", name, mls.ErrMemberNotFound)
@@ -560,7 +570,7 @@ func (m *Member) ConfirmCommit(ctx context.Context) (welcome []byte, err error) 
 		return nil, ErrNoPendingCommit
 	}
 	h := m.pending
-	m.pending, m.preStage = nil, nil
+	m.pending, m.preStage, m.roster = nil, nil, nil
 	w, err := m.c.ConfirmPendingCommit(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("mlsgroup: confirm commit: %w", err)
@@ -578,7 +588,7 @@ func (m *Member) DiscardCommit(ctx context.Context) error {
 		return ErrNoPendingCommit
 	}
 	h, pre := m.pending, m.preStage
-	m.pending, m.preStage = nil, nil
+	m.pending, m.preStage, m.roster = nil, nil, nil
 	if err := m.c.DiscardPendingCommit(ctx, h); err != nil {
 		return fmt.Errorf("mlsgroup: discard commit: %w", err)
 	}
@@ -613,6 +623,7 @@ func (m *Member) ProcessCommit(ctx context.Context, epoch uint64, commit []byte)
 	if err != nil {
 		return fmt.Errorf("mlsgroup: save state before the commit: %w", err)
 	}
+	m.roster = nil
 	err = m.c.ProcessCommit(ctx, m.group, commit)
 	if errors.Is(err, mls.ErrOwnLeafNotFound) {
 		m.removed = true
@@ -623,6 +634,7 @@ func (m *Member) ProcessCommit(ctx context.Context, epoch uint64, commit []byte)
 	}
 	if _, err := m.checkRoster(ctx); err != nil {
 		// Undo: the refused epoch is never used, not even for one export.
+		m.roster = nil
 		if rerr := m.store.SaveGroupState(ctx, gid, pre); rerr != nil {
 			return errors.Join(err, fmt.Errorf("mlsgroup: restore state after refusing a commit: %w", rerr))
 		}
@@ -706,7 +718,12 @@ func leafCount(members []mls.MemberInfo) uint32 {
 // MemberIdentities lists the verified identities of the current members by
 // leaf index.
 func (m *Member) MemberIdentities(ctx context.Context) (map[uint32][]byte, error) {
-	r, err := m.Roster(ctx)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkMember(); err != nil {
+		return nil, err
+	}
+	r, err := m.verifiedRoster(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -62,10 +62,23 @@ func TestEncryptDecryptThroughSidecars(t *testing.T) {
 			t.Fatal("plaintext visible after sealing")
 		}
 	}
-	// A relay swaps two objects' IDs, and corrupts one.
+	// A relay swaps two objects' IDs, and corrupts one. The records are
+	// picked by identity: the encrypting workers interleave the tracks in
+	// any order, and two records at fixed positions may share an ID.
 	recs := sealed.recs
-	recs[10].ObjectID, recs[12].ObjectID = recs[12].ObjectID, recs[10].ObjectID
-	recs[50].Payload[len(recs[50].Payload)-1] ^= 1
+	at := func(track string, g, o uint64) *Record {
+		for i := range recs {
+			if r := &recs[i]; r.Track == track && r.Group == g && r.ObjectID == o {
+				return r
+			}
+		}
+		t.Fatalf("no sealed %s %d/%d", track, g, o)
+		return nil
+	}
+	a, b := at("video", 0, 5), at("video", 0, 6)
+	a.ObjectID, b.ObjectID = b.ObjectID, a.ObjectID
+	c := at("audio", 2, 7)
+	c.Payload[len(c.Payload)-1] ^= 1
 
 	opened := &captureSink{}
 	dec, _ := New(Config{Mode: Decrypt, Namespace: ns, Keys: keys, Sink: opened})

@@ -142,7 +142,7 @@ func (o *options) checkAuth() error {
 // authMode loads the anchors, the policy and the CS's certificate: the
 // coord.Auth, the server's mutual TLS configuration and the certificate to
 // present to the relay.
-func (o *options) authMode() (*coord.Auth, *tls.Config, *identity.Certificate, error) {
+func (o *options) authMode(m *coord.Metrics) (*coord.Auth, *tls.Config, *identity.Certificate, error) {
 	v, err := identity.LoadVerifier(o.trustAnchor)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("-trust-anchor: %w", err)
@@ -163,7 +163,7 @@ func (o *options) authMode() (*coord.Auth, *tls.Config, *identity.Certificate, e
 		return nil, nil, nil, fmt.Errorf("-cert does not verify with -trust-anchor: %w", err)
 	}
 	auth := &coord.Auth{Policy: pol, Verifier: v, Rate: o.rate, Burst: o.burst, PendingJoinTTL: o.pendingJoinTTL}
-	return auth, identity.ServerTLS(cert, v), cert, nil
+	return auth, identity.ServerTLS(cert, v, m.HandshakeRefused), cert, nil
 }
 
 func run(args []string, logOut io.Writer) error {
@@ -187,9 +187,10 @@ func run(args []string, logOut io.Writer) error {
 		auth      *coord.Auth
 		serverTLS *tls.Config
 		csCert    *identity.Certificate
+		metrics   = coord.NewMetrics()
 	)
 	if o.trustAnchor != "" {
-		if auth, serverTLS, csCert, err = o.authMode(); err != nil {
+		if auth, serverTLS, csCert, err = o.authMode(metrics); err != nil {
 			return err
 		}
 		name, _ := identity.Name(csCert.Leaf)
@@ -229,7 +230,6 @@ func run(args []string, logOut io.Writer) error {
 		wcancel()
 		fwd = mf
 	}
-	metrics := coord.NewMetrics()
 	srv, err := coord.NewServer(coord.Config{
 		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody, Auth: auth,
 	})

@@ -143,7 +143,7 @@ func TestForwarderMutualTLS(t *testing.T) {
 		}
 		return &identity.Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
 	}
-	r, err := relay.New(relay.Config{Addr: "127.0.0.1:0", TLS: identity.ServerTLS(issue("relay", "127.0.0.1"), v),
+	r, err := relay.New(relay.Config{Addr: "127.0.0.1:0", TLS: identity.ServerTLS(issue("relay", "127.0.0.1"), v, nil),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
