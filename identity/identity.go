@@ -131,6 +131,9 @@ func NewVerifier(anchors []*x509.Certificate, opts ...VerifierOption) (*Verifier
 	return v, nil
 }
 
+// Now is the verifier's clock.
+func (v *Verifier) Now() time.Time { return v.now() }
+
 // Roots is the anchor pool, for tls.Config.ClientCAs and RootCAs.
 func (v *Verifier) Roots() *x509.CertPool { return v.roots }
 

@@ -23,6 +23,7 @@ import (
 	"math/bits"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/identity"
@@ -142,9 +143,21 @@ type Member struct {
 	adds      map[string]bool
 	addsEpoch uint64
 	// roster is the verified roster of the current tree, nil when it must
-	// be verified again (verification is an ECDSA check per member).
+	// be checked again.
 	roster []RosterEntry
+	// verified caches chain verification by leaf certificate and signature
+	// key: a tree changes by a few leaves per commit, and re-verifying
+	// every certificate costs an ECDSA check per member. An entry holds
+	// for at most verifiedFor, and never past the certificate's NotAfter.
+	verified map[string]verifiedLeaf
 }
+
+type verifiedLeaf struct {
+	id    identity.Identity
+	until time.Time
+}
+
+const verifiedFor = time.Minute
 
 // NewMember creates the MLS client for the identity of cert (an ECDSA P-256
 // certificate and key; the key is also the MLS signature key) in the group
@@ -308,8 +321,23 @@ func (m *Member) checkRoster(ctx context.Context) ([]RosterEntry, error) {
 	group := string(m.group)
 	out := make([]RosterEntry, 0, len(members))
 	seen := make(map[string]uint32, len(members))
+	now := m.auth.Verifier.Now()
+	cache := make(map[string]verifiedLeaf, len(members))
 	for _, mi := range members {
-		id, err := m.auth.Verifier.Verify([][]byte{mi.Identity}, mi.SigningKey)
+		key := string(mi.Identity) + string(mi.SigningKey)
+		v, ok := m.verified[key]
+		var err error
+		if !ok || !now.Before(v.until) {
+			v.id, err = m.auth.Verifier.Verify([][]byte{mi.Identity}, mi.SigningKey)
+			v.until = now.Add(verifiedFor)
+			if err == nil && v.id.Certificate.NotAfter.Before(v.until) {
+				v.until = v.id.Certificate.NotAfter
+			}
+		}
+		id := v.id
+		if err == nil {
+			cache[key] = v
+		}
 		if err == nil {
 			err = m.auth.Policy.Check(group, id.Name)
 		}
@@ -322,6 +350,7 @@ func (m *Member) checkRoster(ctx context.Context) ([]RosterEntry, error) {
 		seen[id.Name] = mi.LeafIndex
 		out = append(out, RosterEntry{Leaf: mi.LeafIndex, Name: id.Name, Fingerprint: id.FingerprintHex(), certificate: mi.Identity})
 	}
+	m.verified = cache
 	if max := m.auth.Policy.MaxMembers(group); len(out) > max {
 		return nil, &RefusedError{Err: fmt.Errorf("%w: %d members, policy allows %d", ErrGroupFull, len(out), max)}
 	}
