@@ -43,6 +43,7 @@ const (
 	ReasonTLSExpired   = "tls_certificate_expired"
 	ReasonTLSKeyUsage  = "tls_certificate_key_usage"
 	ReasonTLSInvalid   = "tls_certificate_invalid"
+	ReasonTLSNone      = "tls_no_certificate"
 )
 
 // HandshakeRefused counts a client certificate refused during the TLS
@@ -55,6 +56,8 @@ func (m *Metrics) HandshakeRefused(err error) {
 		m.refused(ReasonTLSExpired)
 	case errors.Is(err, identity.ErrKeyUsage):
 		m.refused(ReasonTLSKeyUsage)
+	case errors.Is(err, identity.ErrNoPeerCertificate):
+		m.refused(ReasonTLSNone)
 	default:
 		m.refused(ReasonTLSInvalid)
 	}
@@ -65,7 +68,7 @@ var refusalReasons = []string{
 	ReasonUnauthenticated, ReasonNotAdmitted, ReasonKeyPackageCredentialInvalid,
 	ReasonKeyPackageIdentityMismatch, ReasonAckIdentityMismatch, ReasonRateLimited,
 	ReasonJoinPending, ReasonGroupJoinsFull,
-	ReasonTLSUntrusted, ReasonTLSExpired, ReasonTLSKeyUsage, ReasonTLSInvalid,
+	ReasonTLSUntrusted, ReasonTLSExpired, ReasonTLSKeyUsage, ReasonTLSInvalid, ReasonTLSNone,
 }
 
 // Status classes of refusals, matched with errors.Is by *RefusedError (server

@@ -227,11 +227,13 @@ func TestAuthTLS(t *testing.T) {
 			t.Errorf("%s: want a TLS handshake failure, got %v", name, err)
 		}
 	}
-	// The outsider's certificate was counted at the handshake (the CS
-	// never saw the other two: no certificate, and a client that refused
-	// the CS).
+	// The outsider's certificate and the anonymous client were counted
+	// at the handshake (the client that refused the CS sent nothing).
 	if n := cs.srv.Metrics().Refused(ReasonTLSUntrusted); n != 1 {
 		t.Errorf("refused handshakes counted %d, want 1", n)
+	}
+	if n := cs.srv.Metrics().Refused(ReasonTLSNone); n != 1 {
+		t.Errorf("handshakes without a certificate counted %d, want 1", n)
 	}
 	if _, err := NewClientTLS(cs.url, ClientTLS{}); !errors.Is(err, ErrNoCSRoots) {
 		t.Errorf("client without CS roots: %v", err)

@@ -44,19 +44,15 @@ type MLSHeader struct {
 func ParseMLSHeader(data []byte) (MLSHeader, error) {
 	s := cryptobyte.String(data)
 	var h MLSHeader
-	var version uint16
-	if !s.ReadUint16(&version) || !s.ReadUint16(&h.WireFormat) {
-		return h, malformed(ErrTruncated, "MLSMessage header")
-	}
-	if version != mlsVersion10 {
-		return h, fmt.Errorf("%w: MLSMessage version %d, want 1 (mls10)", ErrMLSMismatch, version)
+	var err error
+	if h.WireFormat, err = readVersioned(&s, "MLSMessage"); err != nil {
+		return h, err
 	}
 	switch h.WireFormat {
 	case WireFormatPublicMessage, WireFormatPrivateMessage:
 	default:
 		return h, nil
 	}
-	var err error
 	if h.GroupID, err = readAnyOpaqueV(&s, "MLS group_id"); err != nil {
 		return h, err
 	}
@@ -188,14 +184,10 @@ const (
 func ParseKeyPackageLeaf(data []byte) (KeyPackageLeaf, error) {
 	s := cryptobyte.String(data)
 	var kp KeyPackageLeaf
-	var version uint16
-	if !s.ReadUint16(&version) || !s.ReadUint16(&kp.CipherSuite) {
-		return kp, malformed(ErrTruncated, "KeyPackage header")
-	}
-	if version != mlsVersion10 {
-		return kp, fmt.Errorf("%w: KeyPackage version %d, want 1 (mls10)", ErrMLSMismatch, version)
-	}
 	var err error
+	if kp.CipherSuite, err = readVersioned(&s, "KeyPackage"); err != nil {
+		return kp, err
+	}
 	for _, f := range []string{"KeyPackage init_key", "LeafNode encryption_key"} {
 		if _, err = readAnyOpaqueV(&s, f); err != nil {
 			return kp, err
@@ -233,4 +225,17 @@ func ParseKeyPackageLeaf(data []byte) (KeyPackageLeaf, error) {
 		return kp, nil
 	}
 	return kp, fmt.Errorf("%w: credential_type %d, want 1 (basic) or 2 (x509)", ErrMLSMismatch, kp.CredentialType)
+}
+
+// readVersioned reads the ProtocolVersion (which must be mls10) and the
+// uint16 after it that every MLS structure the CS reads starts with.
+func readVersioned(s *cryptobyte.String, what string) (uint16, error) {
+	var version, next uint16
+	if !s.ReadUint16(&version) || !s.ReadUint16(&next) {
+		return 0, malformed(ErrTruncated, "%s header", what)
+	}
+	if version != mlsVersion10 {
+		return 0, fmt.Errorf("%w: %s version %d, want 1 (mls10)", ErrMLSMismatch, what, version)
+	}
+	return next, nil
 }

@@ -3,6 +3,7 @@ package group
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
@@ -144,26 +145,11 @@ func (c *core) afterEpoch() error {
 		return err
 	}
 	e := c.epoch
-	for k := range c.leaves {
-		if k < e {
-			delete(c.leaves, k)
-		}
-	}
-	for k := range c.commits {
-		if k < e {
-			delete(c.commits, k)
-		}
-	}
-	for k := range c.badMoQ {
-		if k < e {
-			delete(c.badMoQ, k)
-		}
-	}
-	for k := range c.failedAt {
-		if k < e {
-			delete(c.failedAt, k)
-		}
-	}
+	past := func(k uint64) bool { return k < e }
+	maps.DeleteFunc(c.leaves, func(k uint64, _ map[uint32][]byte) bool { return past(k) })
+	maps.DeleteFunc(c.commits, func(k uint64, _ buffered) bool { return past(k) })
+	maps.DeleteFunc(c.badMoQ, func(k uint64, _ bool) bool { return past(k) })
+	maps.DeleteFunc(c.failedAt, func(k uint64, _ bool) bool { return past(k) })
 	c.dropJoined() // install just read the epoch's members into prevIDs
 	if c.leave.leaving {
 		// First: mlsgroup.Leave drops the stored proposals of this epoch.

@@ -20,9 +20,14 @@ func ServerTLS(cert *Certificate, v *Verifier, onRefused func(error)) *tls.Confi
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert.TLS()},
-		ClientAuth:   tls.RequireAnyClientCert,
+		// Requested, not required of crypto/tls: a client without a
+		// certificate then reaches the callback too, and is counted.
+		ClientAuth: tls.RequestClientCert,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := v.Verify(raw, nil)
+			err := ErrNoPeerCertificate
+			if len(raw) > 0 {
+				_, err = v.Verify(raw, nil)
+			}
 			if err != nil && onRefused != nil {
 				onRefused(err)
 			}

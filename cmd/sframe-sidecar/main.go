@@ -8,9 +8,11 @@
 //	    -key-file key.json -tracks video,audio -out-file media.rec -rtp-out-video 127.0.0.1:6004
 //
 // Group mode (instead of -key-file): keys come from a security group through
-// the coordination service (docs/security-groups.md):
+// the coordination service (docs/security-groups.md, docs/security.md); the
+// member's identity is the name in its certificate (sframe identity issue):
 //
-//	sframe-sidecar ... -cs https://127.0.0.1:8443 -cs-ca cs-cert.pem -group room -identity alice
+//	sframe-sidecar ... -cs https://127.0.0.1:8443 -group room -trust-anchor pki/ca.pem \
+//	    -identity-cert pki/alice.pem -identity-key pki/alice.key -policy policy.json
 //
 // Every flag can also be set by an environment variable: SFRAME_SIDECAR_
 // followed by the flag name in upper case with - as _ (e.g.
@@ -408,8 +410,8 @@ func joinGroup(o options, moqCfg *moq.Config, reg *metrics.Registry, log *slog.L
 		sess.Close()
 		return nil, nil, fmt.Errorf("group mode: joining %q: %w", o.groupName, err)
 	}
+	// The roster is logged on the EventRoster of the join, below.
 	log.Info("joined security group", "group", o.groupName, "identity", m.Identity(), "epoch", m.Epoch())
-	logRoster(m, log)
 	reg.GaugeFunc("sidecar_group_members", "Members in the verified roster of the security group's current epoch.",
 		func() float64 { return float64(len(m.Roster())) })
 	reg.CounterFunc("sidecar_group_refusals_total", "Credentials this member refused (KeyPackages, Welcomes, commits).",
