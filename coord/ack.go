@@ -140,6 +140,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusServiceUnavailable, group, "the CS could not forward the acknowledgement right now: "+err.Error())
 		return
 	}
+	s.recent.ack(group, a.Epoch)
 	s.metrics.response(ep, http.StatusOK)
 	e := a.Epoch
 	writeJSON(w, http.StatusOK, okBody{Group: group, Epoch: &e})

@@ -69,6 +69,7 @@ var refusalReasons = []string{
 	ReasonKeyPackageIdentityMismatch, ReasonAckIdentityMismatch, ReasonRateLimited,
 	ReasonJoinPending, ReasonGroupJoinsFull,
 	ReasonTLSUntrusted, ReasonTLSExpired, ReasonTLSKeyUsage, ReasonTLSInvalid, ReasonTLSNone,
+	ReasonCommitProcessed, ReasonTooEarly,
 }
 
 // Status classes of refusals, matched with errors.Is by *RefusedError (server

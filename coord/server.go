@@ -35,6 +35,13 @@ type Config struct {
 	// Auth authenticates and authorizes every request (401, 403, 429; see
 	// Auth). nil: the CS is open to anyone who reaches it (development).
 	Auth *Auth
+	// UnprocessableGrace is how long after accepting a commit the CS waits
+	// for an acknowledgement of the next epoch before it lets members
+	// withdraw the commit as unprocessable (unprocessable.go); 0:
+	// DefaultUnprocessableGrace.
+	UnprocessableGrace time.Duration
+	// Now is the server's clock (grace periods); nil: time.Now.
+	Now func() time.Time
 }
 
 // Server is the coordination service HTTP handler:
@@ -43,6 +50,7 @@ type Config struct {
 //	POST /v1/groups/{group}/commits   body CommitRequest  -> 200 | 202 | 409 | 400 | 404 | 413
 //	GET  /v1/groups/{group}/epoch                         -> 200 | 404
 //	POST /v1/groups/{group}/acks      body EpochAck       -> 200 | 400 | 404 | 503 (if the Forwarder is an AckForwarder)
+//	POST /v1/groups/{group}/commits/{epoch}/unprocessable -> 200 | 409 | 425 | 404 (unprocessable.go)
 //
 // With Config.Auth every endpoint (and the archive's) may also answer 401,
 // 403 or 429 with a JSON body {"error": reason, "message", "group",
@@ -62,6 +70,10 @@ type Server struct {
 	mux     *http.ServeMux
 	locks   [64]sync.Mutex
 	auth    *authState // nil: open
+
+	now         func() time.Time
+	unprocGrace time.Duration
+	recent      recentCommits
 }
 
 // NewServer checks cfg and returns a Server.
@@ -76,13 +88,22 @@ func NewServer(cfg Config) (*Server, error) {
 		metrics: cfg.Metrics,
 		maxBody: cfg.MaxBodyBytes,
 		fwdTO:   cfg.ForwardTimeout,
-		mux:     http.NewServeMux(),
+		now:     cfg.Now,
+
+		unprocGrace: cfg.UnprocessableGrace,
+		mux:         http.NewServeMux(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.unprocGrace <= 0 {
+		s.unprocGrace = DefaultUnprocessableGrace
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
@@ -102,6 +123,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if _, ok := s.fwd.(AckForwarder); ok {
 		s.mux.HandleFunc("POST /v1/groups/{group}/acks", s.guard("acks", s.handleAck))
 	}
+	s.mux.HandleFunc("POST /v1/groups/{group}/commits/{n}/unprocessable", s.guard("unprocessable", s.handleUnprocessable))
 	s.registerArchive()
 	return s, nil
 }
@@ -338,6 +360,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		if s.auth != nil {
 			s.auth.commitAccepted(group)
 		}
+		s.recent.accepted(group, cr.Epoch, s.now())
 	}
 	pending := s.drainLocked(r.Context(), group, res.OutboxID)
 	if res.Outcome == CommitDuplicate && !pending {

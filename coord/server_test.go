@@ -29,10 +29,14 @@ type testCS struct {
 
 // newTestCS starts the CS over TLS with a development certificate and a
 // client that trusts only that certificate.
-func newTestCS(t *testing.T, store Store) *testCS {
+func newTestCS(t *testing.T, store Store, mods ...func(*Config)) *testCS {
 	t.Helper()
 	rec := &Recorder{}
-	srv, err := NewServer(Config{Store: store, Forwarder: rec, MaxBodyBytes: 64 << 10})
+	cfg := Config{Store: store, Forwarder: rec, MaxBodyBytes: 64 << 10}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

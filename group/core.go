@@ -72,8 +72,12 @@ type core struct {
 	// the archived (accepted) commit failed too, and the event was raised.
 	badMoQ   map[uint64]bool
 	failedAt map[uint64]bool
-	refused  bool // an accepted commit brought a refused credential: not sending
-	refusals int  // credentials refused (KeyPackages, Welcomes, commits)
+	// report: the epoch whose accepted commit we report as unprocessable
+	// (reportDue: again at the next poll).
+	report    *uint64
+	reportDue bool
+	refused   bool // an accepted commit brought a refused credential: not sending
+	refusals  int  // credentials refused (KeyPackages, Welcomes, commits)
 
 	commits     map[uint64]buffered
 	welcomes    map[uint64]buffered // nil once joined
@@ -196,6 +200,8 @@ func (c *core) posted(in inPosted) {
 		c.welcomePosted(in.Epoch, in.Err)
 	case postLeave:
 		c.leavePosted(in.Epoch, in.Err)
+	case postUnprocessable:
+		c.unprocessablePosted(in.Epoch, in.Err)
 	}
 }
 

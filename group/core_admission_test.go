@@ -199,7 +199,9 @@ func TestCoreJunkCommit(t *testing.T) {
 
 // TestCoreStuckCommit: the commit the CS accepted cannot be processed by
 // anyone (junk posted by an admitted member). Members raise EventStuck
-// once and stay on the last good epoch, still able to send.
+// once, stay on the last good epoch, still able to send, and report it; the
+// CS withdraws it, and the group moves on with the next commit for that
+// epoch — for bob, who reported, and for alice, who learns it from a poll.
 func TestCoreStuckCommit(t *testing.T) {
 	cs := newFakeCS(t)
 	alice, bob := newTC(t, "alice", nil), newTC(t, "bob", nil)
@@ -222,4 +224,21 @@ func TestCoreStuckCommit(t *testing.T) {
 	if stuck != 1 || bob.c.epoch != 1 {
 		t.Fatalf("stuck events %d, epoch %d: %q", stuck, bob.c.epoch, kinds(acts))
 	}
+	if _, ok := find[actReportUnprocessable](acts); !ok || cs.epoch != 1 {
+		t.Fatalf("not reported and withdrawn (CS at %d): %q", cs.epoch, kinds(acts))
+	}
+	// alice meets the junk too; the poll then shows the CS back at her epoch.
+	cs.run(alice, alice.step(inObject{Track: trackCommit, Num: 1, Data: junk}))
+	alice.now = alice.now.Add(alice.c.cfg.PollInterval)
+	cs.run(alice, alice.step(inTick{}))
+	if alice.c.failedAt[1] || alice.c.badMoQ[1] || alice.c.epoch != 1 {
+		t.Fatalf("alice still holds the withdrawn commit (epoch %d)", alice.c.epoch)
+	}
+	// The group advances: carol is committed at epoch 1, and bob applies it
+	// from MoQ.
+	addByAlice(t, cs, alice, newTC(t, "carol", nil), bob)
+	if bob.c.epoch != 2 {
+		t.Fatalf("bob at %d after the replacement commit", bob.c.epoch)
+	}
+	sameKeys(t, alice, bob)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
@@ -83,13 +84,13 @@ func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool 
 
 // acceptedCommitFailed: the commit the CS accepted for epoch e cannot be
 // processed. The member stays on its last good epoch (its keys are still
-// installed: media flows), raises the event once, and retries at every
-// poll (the archive is the authority; see docs/security.md for the way
-// out). If the commit brought a refused credential, it also stops
-// sending: the others moved on with someone it does not accept.
-func (c *core) acceptedCommitFailed(e uint64, data []byte, err error) {
-	c.commits[e] = buffered{data: data, src: fromArchive}
-	c.sync.hold(e)
+// installed: media flows), raises the event once, and fetches the
+// archive's commit for e again at every poll: the archive is the
+// authority, and the CS may withdraw the commit (docs/security.md). If the
+// commit brought a refused credential, the member also stops sending: the
+// others moved on with someone it does not accept.
+func (c *core) acceptedCommitFailed(e uint64, _ []byte, err error) {
+	c.sync.held[fetchKey{trackCommit, e}] = true // until the next poll
 	if c.failedAt == nil {
 		c.failedAt = map[uint64]bool{}
 	}
@@ -108,7 +109,43 @@ func (c *core) acceptedCommitFailed(e uint64, data []byte, err error) {
 	if first {
 		c.log.Error("the accepted commit cannot be processed; staying on the last good epoch", "epoch", e, "err", err)
 		c.event(Event{Type: EventStuck, Err: fmt.Errorf("group: the accepted commit of epoch %d: %w", e, err)})
+		c.report = &e
+		c.emit(actReportUnprocessable{Epoch: e})
 	}
+}
+
+// unprocessablePosted handles the CS's answer to our report: withdrawn
+// (the group is back at epoch e: take the next commit for it), too early
+// (report again at the next poll), or refused (someone processed it: the
+// commit stays, and so do we, on our last good epoch).
+func (c *core) unprocessablePosted(e uint64, err error) {
+	if c.report == nil || *c.report != e {
+		return
+	}
+	var se *coord.StatusError
+	switch {
+	case err == nil, errors.As(err, &se) && se.Code == 404:
+		// Withdrawn, on our report or (404) another member's.
+		c.log.Warn("the CS withdrew the unprocessable commit", "epoch", e)
+		c.withdrawn(e)
+	case errors.As(err, &se) && se.Code == 409:
+		c.log.Error("the CS keeps the commit we cannot process", "epoch", e, "err", err)
+		c.report = nil
+	default:
+		c.reportDue = true
+	}
+}
+
+// withdrawn forgets everything about the commit of epoch e, which the CS
+// no longer has: the next commit for e is taken from MoQ or the archive.
+func (c *core) withdrawn(e uint64) {
+	delete(c.commits, e)
+	delete(c.badMoQ, e)
+	delete(c.failedAt, e)
+	delete(c.sync.commitHold, e)
+	delete(c.sync.held, fetchKey{trackCommit, e})
+	c.sync.epochTo = min(c.sync.epochTo, e)
+	c.report, c.reportDue = nil, false
 }
 
 func (c *core) repairState(in inState) {

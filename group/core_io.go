@@ -64,6 +64,7 @@ const (
 	postCommit           // the staged commit (without Welcome)
 	postWelcome          // the identical CommitRequest plus the Welcome ("late Welcome")
 	postLeave
+	postUnprocessable // a report that the accepted commit of Epoch cannot be processed
 )
 
 type (
@@ -145,6 +146,9 @@ type (
 		Epoch           uint64
 		Commit, Welcome []byte
 	}
+	// actReportUnprocessable: tell the CS that the commit it accepted for
+	// Epoch cannot be processed; answer with inPosted{postUnprocessable}.
+	actReportUnprocessable struct{ Epoch uint64 }
 	// actPostLeave: POST a leave request; answer with inPosted{postLeave, Epoch}.
 	actPostLeave struct {
 		Epoch    uint64
@@ -187,17 +191,18 @@ type (
 	}
 )
 
-func (actFetchState) isAction()   {}
-func (actFetch) isAction()        {}
-func (actPostJoin) isAction()     {}
-func (actPostCommit) isAction()   {}
-func (actPostLeave) isAction()    {}
-func (actPostAck) isAction()      {}
-func (actInstall) isAction()      {}
-func (actSending) isAction()      {}
-func (actEmit) isAction()         {}
-func (actArmTimer) isAction()     {}
-func (actTickSchedule) isAction() {}
-func (actJoinDone) isAction()     {}
-func (actCommitDone) isAction()   {}
-func (actLeaveDone) isAction()    {}
+func (actFetchState) isAction()          {}
+func (actFetch) isAction()               {}
+func (actPostJoin) isAction()            {}
+func (actPostCommit) isAction()          {}
+func (actPostLeave) isAction()           {}
+func (actPostAck) isAction()             {}
+func (actInstall) isAction()             {}
+func (actSending) isAction()             {}
+func (actReportUnprocessable) isAction() {}
+func (actEmit) isAction()                {}
+func (actArmTimer) isAction()            {}
+func (actTickSchedule) isAction()        {}
+func (actJoinDone) isAction()            {}
+func (actCommitDone) isAction()          {}
+func (actLeaveDone) isAction()           {}

@@ -43,6 +43,10 @@ func (c *core) startSync(grace bool) {
 	if c.leave.leaving && !c.leave.posted {
 		c.postLeave()
 	}
+	if grace && c.report != nil && c.reportDue {
+		c.reportDue = false
+		c.emit(actReportUnprocessable{Epoch: *c.report})
+	}
 	p := stateResync
 	if grace {
 		p = statePoll
@@ -59,6 +63,12 @@ func (c *core) stateAnswer(in inState) {
 	case statePoll, stateResync:
 		if in.Err != nil {
 			return
+		}
+		if c.joined && in.Epoch <= c.epoch && (c.failedAt[c.epoch] || c.badMoQ[c.epoch]) {
+			// The CS has no commit for our epoch: the one we could not
+			// process was withdrawn (on another member's report), or
+			// never accepted (injected on the relay).
+			c.withdrawn(c.epoch)
 		}
 		epochBound, seqBound := in.Epoch, in.NextSeq
 		if in.Purpose == statePoll {

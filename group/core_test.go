@@ -137,6 +137,14 @@ func (cs *fakeCS) answer(a action) input {
 	case actPostLeave:
 		cs.request(coord.RequestLeave, a.Proposal)
 		return inPosted{Post: postLeave, Epoch: a.Epoch}
+	case actReportUnprocessable:
+		// Withdrawn at once (the real CS first waits for acknowledgements).
+		if cs.epoch != a.Epoch+1 {
+			return inPosted{Post: postUnprocessable, Epoch: a.Epoch, Err: &coord.StatusError{Code: 409}}
+		}
+		delete(cs.commits, a.Epoch)
+		cs.epoch = a.Epoch
+		return inPosted{Post: postUnprocessable, Epoch: a.Epoch}
 	case actPostCommit:
 		p := postCommit
 		if a.Welcome != nil {
@@ -237,6 +245,8 @@ func kind(a action) string {
 		return fmt.Sprintf("leave done %v", a.Err)
 	case actSending:
 		return fmt.Sprintf("sending %v", a.On)
+	case actReportUnprocessable:
+		return fmt.Sprintf("report unprocessable %d", a.Epoch)
 	}
 	return fmt.Sprintf("%T", a)
 }

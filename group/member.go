@@ -487,6 +487,9 @@ func (m *Member) exec(a action) []action {
 	case actPostLeave:
 		err := cs.Leave(ctx, g, a.Proposal)
 		return m.step(inPosted{Post: postLeave, Epoch: a.Epoch, Err: err})
+	case actReportUnprocessable:
+		err := cs.ReportUnprocessable(ctx, g, a.Epoch)
+		return m.step(inPosted{Post: postUnprocessable, Epoch: a.Epoch, Err: err})
 	case actPostAck:
 		m.ack(a.Epoch, a.Leaf)
 	case actInstall:

@@ -274,7 +274,9 @@ func TestGroupRefusedCredential(t *testing.T) {
 // the group goes on. An admitted member's junk commit at the current epoch
 // is accepted by the CS (it reads only the header) and nobody can process
 // it: every member raises EventStuck once, stays on the last good epoch
-// and keeps sending and opening media there (docs/security.md: way out).
+// and keeps sending and opening media there, and reports it; once nobody
+// has acknowledged the next epoch for the CS's grace (5 s), the CS
+// withdraws the commit, and the group moves on: dave joins.
 func TestGroupJunkCommit(t *testing.T) {
 	e := newGroupEnv(t)
 	sess := e.session()
@@ -320,6 +322,12 @@ func TestGroupJunkCommit(t *testing.T) {
 	}
 	checkMedia(t, alice, 1, []*group.Member{bob, carol}, nil)
 	checkMedia(t, bob, 1, []*group.Member{alice, carol}, nil)
+
+	dave := e.member("dave", "secure", sess, nil)
+	joinAll(t, dave)
+	next, _ := convergeAll(t, epoch+1, 40*time.Second, alice, bob, carol, dave)
+	checkMedia(t, dave, 1, []*group.Member{alice, bob, carol}, nil)
+	t.Logf("junk commit of epoch %d withdrawn; dave joined at epoch %d", epoch, next)
 }
 
 // TestGroupRestartAndImpersonation: bob restarts with a new key and a new
