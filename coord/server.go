@@ -82,7 +82,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.metrics == nil {
-		s.metrics = NewMetrics()
+		s.metrics = NewMetrics(nil)
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
