@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
@@ -85,7 +88,7 @@ func newAuthCS(t *testing.T, policy string, tune func(*Auth)) *authCS {
 		tune(auth)
 	}
 	rec := &Recorder{}
-	metrics := NewMetrics()
+	metrics := NewMetrics(nil)
 	srv, err := NewServer(Config{Store: NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
@@ -192,9 +195,17 @@ func wantRefused(t *testing.T, err error, code int, reason string) {
 
 func metricsText(t *testing.T, m *Metrics) string {
 	t.Helper()
-	var b strings.Builder
-	if err := m.WritePrometheus(&b); err != nil {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
 		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return b.String()
 }
@@ -321,7 +332,7 @@ func TestAuthNotAdmitted(t *testing.T) {
 		t.Errorf("not_admitted refusals = %d, want 12", got)
 	}
 	if m := metricsText(t, cs.srv.Metrics()); !strings.Contains(m, `sframe_cs_refused_total{reason="not_admitted"} 12`) ||
-		!strings.Contains(m, `sframe_cs_http_responses_total{endpoint="state",code="403"} 1`) {
+		!strings.Contains(m, `sframe_cs_http_responses_total{code="403",endpoint="state"} 1`) {
 		t.Errorf("metrics:\n%s", m)
 	}
 }

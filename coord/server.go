@@ -97,7 +97,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.metrics == nil {
-		s.metrics = NewMetrics()
+		s.metrics = NewMetrics(nil)
 	}
 	if s.now == nil {
 		s.now = time.Now

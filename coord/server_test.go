@@ -162,15 +162,14 @@ func TestServerLifecycle(t *testing.T) {
 	if got := strings.Join(order, " "); got != "request/0 commit/0 welcome/0 request/1 commit/1" {
 		t.Fatalf("forwarding order = %s", got)
 	}
-	var buf bytes.Buffer
-	cs.srv.Metrics().WritePrometheus(&buf)
+	buf := metricsText(t, cs.srv.Metrics())
 	for _, want := range []string{
-		`sframe_cs_http_responses_total{endpoint="commits",code="409"} 1`,
+		`sframe_cs_http_responses_total{code="409",endpoint="commits"} 1`,
 		`sframe_cs_commits_accepted_total 2`,
 		`sframe_cs_groups_created_total 1`,
 	} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(buf, want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf)
 		}
 	}
 }

@@ -26,7 +26,7 @@ type mlsMember interface {
 	ConfirmCommit(ctx context.Context) ([]byte, error)
 	DiscardCommit(ctx context.Context) error
 	ProcessCommit(ctx context.Context, epoch uint64, commit []byte) error
-	Export(ctx context.Context, nk int) (mlsgroup.KeyState, error)
+	KeyState(ctx context.Context, nk int) (mlsgroup.KeyState, error)
 	Roster(ctx context.Context) ([]mlsgroup.RosterEntry, error)
 }
 
@@ -305,7 +305,7 @@ func (c *core) refuse(err error) {
 // install exports the current epoch and asks for it to be installed in
 // the key schedule and acknowledged.
 func (c *core) install() error {
-	ks, err := c.mls.Export(c.ctx, c.cfg.KeySize)
+	ks, err := c.mls.KeyState(c.ctx, c.cfg.KeySize)
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,7 @@ func (x *tc) step(ins ...input) []action {
 
 func (x *tc) key() mlsgroup.KeyState {
 	x.t.Helper()
-	ks, err := x.mls.Export(context.Background(), 16)
+	ks, err := x.mls.KeyState(context.Background(), 16)
 	if err != nil {
 		x.t.Fatalf("%s: %v", x.id, err)
 	}

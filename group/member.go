@@ -222,7 +222,7 @@ func (m *Member) KeyState(ctx context.Context) (mlsgroup.KeyState, error) {
 	if m.isRemoved.Load() {
 		return mlsgroup.KeyState{}, ErrRemoved
 	}
-	return m.mls.Export(ctx, m.cfg.Suite.KeySize())
+	return m.mls.KeyState(ctx, m.cfg.Suite.KeySize())
 }
 
 // Members returns the identities of the current epoch's members, sorted.

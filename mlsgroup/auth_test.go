@@ -118,7 +118,7 @@ func TestRefusedCommitAndWelcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	addAndCommit(t, loose, bob)
-	before, err := bob.Export(ctx, BaseKeyLen)
+	before, err := bob.KeyState(ctx, BaseKeyLen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestRefusedCommitAndWelcome(t *testing.T) {
 	if !errors.Is(err, ErrRefused) || !errors.Is(err, identity.ErrNotAdmitted) || !errors.As(err, &re) || re.Name != "mallory" {
 		t.Fatalf("bob processing mallory's add: %v", err)
 	}
-	after, err := bob.Export(ctx, BaseKeyLen)
+	after, err := bob.KeyState(ctx, BaseKeyLen)
 	if err != nil || after.Epoch != before.Epoch || string(after.BaseKey) != string(before.BaseKey) {
 		t.Fatalf("bob moved on after refusing: epoch %d -> %d, %v", before.Epoch, after.Epoch, err)
 	}
@@ -162,7 +162,7 @@ func TestRefusedCommitAndWelcome(t *testing.T) {
 	if joined || !errors.Is(err, ErrRefused) || !errors.Is(err, identity.ErrNotAdmitted) {
 		t.Fatalf("carol joining a tree with mallory: joined=%v %v", joined, err)
 	}
-	if _, err := carol.Export(ctx, BaseKeyLen); !errors.Is(err, ErrNotMember) {
+	if _, err := carol.KeyState(ctx, BaseKeyLen); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("carol after refusing: %v", err)
 	}
 	// mallory, who trusts anything, is in: the refusal is the others' choice.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/identity"
+	"github.com/moqsframe/moqsframe/keyschedule"
 
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
@@ -34,9 +35,6 @@ import (
 	mlsgroup "github.com/thomas-vilte/mls-go/group"
 	memorystore "github.com/thomas-vilte/mls-go/storage/memory"
 )
-
-// SFrameExporterLabel is the MLS exporter label of RFC 9605 §5.2.
-const SFrameExporterLabel = "SFrame 1.0 Base Key"
 
 // CipherSuite is the MLS cipher suite used:
 // MLS_128_DHKEMP256_AES128GCM_SHA256_P256 (2). mls-go's X.509 credentials
@@ -701,9 +699,10 @@ type KeyState struct {
 	Members int
 }
 
-// Export returns the SFrame key material of the current epoch, with nk
-// bytes of base key (BaseKeyLen for AES_128_GCM_SHA256_128).
-func (m *Member) Export(ctx context.Context, nk int) (KeyState, error) {
+// KeyState returns the SFrame key material of the current epoch, with nk
+// bytes of base key (BaseKeyLen for AES_128_GCM_SHA256_128): the base key
+// is Export(keyschedule.ExporterLabel, nil, nk).
+func (m *Member) KeyState(ctx context.Context, nk int) (KeyState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.checkMember(); err != nil {
@@ -714,7 +713,7 @@ func (m *Member) Export(ctx context.Context, nk int) (KeyState, error) {
 	if ks.Epoch, err = m.c.Epoch(ctx, m.group); err != nil {
 		return KeyState{}, fmt.Errorf("mlsgroup: epoch: %w", err)
 	}
-	if ks.BaseKey, err = m.c.Export(ctx, m.group, SFrameExporterLabel, nil, nk); err != nil {
+	if ks.BaseKey, err = m.c.Export(ctx, m.group, keyschedule.ExporterLabel, nil, nk); err != nil {
 		return KeyState{}, fmt.Errorf("mlsgroup: export: %w", err)
 	}
 	if ks.LeafIndex, err = m.c.OwnLeafIndex(ctx, m.group); err != nil {
@@ -727,6 +726,22 @@ func (m *Member) Export(ctx context.Context, nk int) (KeyState, error) {
 	ks.Members = len(members)
 	ks.GroupSize = leafCount(members)
 	return ks, nil
+}
+
+// Export is MLS-Exporter(label, context, length) of the current epoch
+// (RFC 9420 §8.5), so that a Member is a keyschedule.Exporter:
+// keyschedule.ExportEpoch(m, …) builds the epoch from it.
+func (m *Member) Export(label string, exportContext []byte, length int) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkMember(); err != nil {
+		return nil, err
+	}
+	out, err := m.c.Export(context.Background(), m.group, label, exportContext, length)
+	if err != nil {
+		return nil, fmt.Errorf("mlsgroup: export: %w", err)
+	}
+	return out, nil
 }
 
 // leafCount is the smallest power of two above the highest occupied leaf

@@ -45,7 +45,7 @@ func assertSameKeys(t *testing.T, want uint64, members ...*Member) []byte {
 	var key []byte
 	leaves := map[uint32]bool{}
 	for i, m := range members {
-		ks, err := m.Export(ctx, BaseKeyLen)
+		ks, err := m.KeyState(ctx, BaseKeyLen)
 		if err != nil {
 			t.Fatalf("%s export: %v", m.name, err)
 		}
@@ -152,7 +152,7 @@ func TestJoinLeaveExport(t *testing.T) {
 	if err := b.ProcessCommit(ctx, epoch, commit); !errors.Is(err, ErrRemoved) || !b.Removed() {
 		t.Fatalf("bob processing his removal: %v", err)
 	}
-	if _, err := b.Export(ctx, BaseKeyLen); !errors.Is(err, ErrRemoved) {
+	if _, err := b.KeyState(ctx, BaseKeyLen); !errors.Is(err, ErrRemoved) {
 		t.Fatalf("bob export after removal: %v", err)
 	}
 	k3 := assertSameKeys(t, 3, a, c)
@@ -319,7 +319,7 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 	}
 	welcomeFor(d)
 	welcomeFor(c) // carol's Welcome was never made: she must not have joined
-	if _, err := c.Export(ctx, BaseKeyLen); !errors.Is(err, ErrNotMember) {
+	if _, err := c.KeyState(ctx, BaseKeyLen); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("carol should not be a member yet: %v", err)
 	}
 	apply(a) // alice catches up to epoch 2

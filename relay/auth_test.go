@@ -152,10 +152,7 @@ func TestRelayAuthAnonymousAnnounceRefused(t *testing.T) {
 	if m.AnnounceRefusedUnauthenticated != 1 || m.Announcements != 0 || m.SubscribeRefusedUnauthenticated != 0 {
 		t.Fatalf("metrics %+v", m)
 	}
-	var buf bytes.Buffer
-	if err := m.WritePrometheus(&buf); err != nil {
-		t.Fatal(err)
-	}
+	buf := metricsText(t, m)
 	for _, want := range []string{
 		"# TYPE moq_relay_announce_refused_total counter\n",
 		`moq_relay_announce_refused_total{reason="unauthenticated"} 1` + "\n",
@@ -163,8 +160,8 @@ func TestRelayAuthAnonymousAnnounceRefused(t *testing.T) {
 		`moq_relay_subscribe_refused_total{reason="unauthenticated"} 0` + "\n",
 		"moq_relay_announce_takeovers_total 0\n",
 	} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(buf, want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf)
 		}
 	}
 }

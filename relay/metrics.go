@@ -1,9 +1,11 @@
 package relay
 
 import (
-	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Metrics is a snapshot of the relay's counters and gauges.
@@ -86,63 +88,98 @@ func (r *Relay) Metrics() Metrics {
 	return m
 }
 
-// WritePrometheus writes the metrics in the Prometheus text exposition
-// format (version 0.0.4).
-func (m Metrics) WritePrometheus(w io.Writer) error {
-	type metric struct {
-		name, typ, help, labels string
-		value                   uint64
-	}
-	ms := []metric{
-		{"moq_relay_sessions", "gauge", "Connected MoQ sessions.", "", uint64(m.Sessions)},
-		{"moq_relay_sessions_accepted_total", "counter", "MoQ sessions accepted since start.", "", m.SessionsTotal},
-		{"moq_relay_announcements", "gauge", "Announced namespaces.", "", uint64(m.Announcements)},
-		{"moq_relay_tracks", "gauge", "Upstream subscriptions (one per namespace and track).", "", uint64(m.Tracks)},
-		{"moq_relay_subscribers", "gauge", "Downstream subscriptions.", "", uint64(m.Subscribers)},
-		{"moq_relay_objects_in_total", "counter", "Objects received from publishers.", "", m.ObjectsIn},
-		{"moq_relay_bytes_in_total", "counter", "Payload bytes received from publishers.", "", m.BytesIn},
-		{"moq_relay_objects_out_total", "counter", "Objects written to subscribers (one per subscriber).", "", m.ObjectsOut},
-		{"moq_relay_bytes_out_total", "counter", "Payload bytes written to subscribers.", "", m.BytesOut},
-		{"moq_relay_dropped_total", "counter", "Objects or streams dropped, by reason.", `reason="queue_full"`, m.DroppedQueueFull},
-		{"moq_relay_dropped_total", "", "", `reason="oversize"`, m.DroppedOversize},
-		{"moq_relay_dropped_total", "", "", `reason="bad_framing"`, m.DroppedFraming},
-		{"moq_relay_dropped_total", "", "", `reason="datagram"`, m.DatagramsDropped},
-		{"moq_relay_subscriber_disconnects_total", "counter", "Subscribers ended for being too slow or failing.", "", m.Disconnects},
-		{"moq_relay_upstream_failures_total", "counter", "Upstream SUBSCRIBEs refused or timed out.", "", m.UpstreamFailures},
-		{"moq_relay_streams_in_total", "counter", "Incoming data streams.", "", m.StreamsIn},
-		{"moq_relay_stream_credit_waits_total", "counter", "Times opening a stream waited for peer stream credit.", "", m.StreamCreditWait},
-		{"moq_relay_announce_refused_total", "counter", "ANNOUNCEs refused, by reason.", `reason="unauthenticated"`, m.AnnounceRefusedUnauthenticated},
-		{"moq_relay_announce_refused_total", "", "", `reason="reserved"`, m.AnnounceRefusedReserved},
-		{"moq_relay_announce_refused_total", "", "", `reason="owned"`, m.AnnounceRefusedOwned},
-		{"moq_relay_announce_refused_total", "", "", `reason="invalid"`, m.AnnounceRefusedInvalid},
-		{"moq_relay_subscribe_refused_total", "counter", "SUBSCRIBEs refused, by reason.", `reason="unauthenticated"`, m.SubscribeRefusedUnauthenticated},
-		{"moq_relay_announce_takeovers_total", "counter", "Namespaces re-announced by the same identity from a new session.", "", m.AnnounceTakeovers},
-	}
-	for _, x := range ms {
-		if x.typ != "" {
-			if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", x.name, x.help, x.name, x.typ); err != nil {
-				return err
-			}
-		}
-		name := x.name
-		if x.labels != "" {
-			name += "{" + x.labels + "}"
-		}
-		if _, err := fmt.Fprintf(w, "%s %d\n", name, x.value); err != nil {
-			return err
-		}
-	}
-	return nil
+// metricDesc is one metric family of the relay: its name, type and help
+// text, and how to read its samples from a snapshot (one per reason for
+// labelled families).
+type metricDesc struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value func(m *Metrics) []labelled
 }
 
-// Handler serves /metrics (Prometheus text) and /healthz ("ok" while the
-// relay accepts sessions).
-func (r *Relay) Handler() http.Handler {
+type labelled struct {
+	reason string // "" for unlabelled families
+	v      uint64
+}
+
+func one(f func(m *Metrics) uint64) func(m *Metrics) []labelled {
+	return func(m *Metrics) []labelled { return []labelled{{"", f(m)}} }
+}
+
+func newMetricDesc(name, help string, typ prometheus.ValueType, value func(m *Metrics) []labelled, byReason bool) metricDesc {
+	var labels []string
+	if byReason {
+		labels = []string{"reason"}
+	}
+	return metricDesc{prometheus.NewDesc(name, help, labels, nil), typ, value}
+}
+
+var (
+	gauge   = prometheus.GaugeValue
+	counter = prometheus.CounterValue
+)
+
+// relayMetrics are the relay's metric families, in exposition order.
+var relayMetrics = []metricDesc{
+	newMetricDesc("moq_relay_sessions", "Connected MoQ sessions.", gauge, one(func(m *Metrics) uint64 { return uint64(m.Sessions) }), false),
+	newMetricDesc("moq_relay_sessions_accepted_total", "MoQ sessions accepted since start.", counter, one(func(m *Metrics) uint64 { return m.SessionsTotal }), false),
+	newMetricDesc("moq_relay_announcements", "Announced namespaces.", gauge, one(func(m *Metrics) uint64 { return uint64(m.Announcements) }), false),
+	newMetricDesc("moq_relay_tracks", "Upstream subscriptions (one per namespace and track).", gauge, one(func(m *Metrics) uint64 { return uint64(m.Tracks) }), false),
+	newMetricDesc("moq_relay_subscribers", "Downstream subscriptions.", gauge, one(func(m *Metrics) uint64 { return uint64(m.Subscribers) }), false),
+	newMetricDesc("moq_relay_objects_in_total", "Objects received from publishers.", counter, one(func(m *Metrics) uint64 { return m.ObjectsIn }), false),
+	newMetricDesc("moq_relay_bytes_in_total", "Payload bytes received from publishers.", counter, one(func(m *Metrics) uint64 { return m.BytesIn }), false),
+	newMetricDesc("moq_relay_objects_out_total", "Objects written to subscribers (one per subscriber).", counter, one(func(m *Metrics) uint64 { return m.ObjectsOut }), false),
+	newMetricDesc("moq_relay_bytes_out_total", "Payload bytes written to subscribers.", counter, one(func(m *Metrics) uint64 { return m.BytesOut }), false),
+	newMetricDesc("moq_relay_dropped_total", "Objects or streams dropped, by reason.", counter, func(m *Metrics) []labelled {
+		return []labelled{{"queue_full", m.DroppedQueueFull}, {"oversize", m.DroppedOversize}, {"bad_framing", m.DroppedFraming}, {"datagram", m.DatagramsDropped}}
+	}, true),
+	newMetricDesc("moq_relay_subscriber_disconnects_total", "Subscribers ended for being too slow or failing.", counter, one(func(m *Metrics) uint64 { return m.Disconnects }), false),
+	newMetricDesc("moq_relay_upstream_failures_total", "Upstream SUBSCRIBEs refused or timed out.", counter, one(func(m *Metrics) uint64 { return m.UpstreamFailures }), false),
+	newMetricDesc("moq_relay_streams_in_total", "Incoming data streams.", counter, one(func(m *Metrics) uint64 { return m.StreamsIn }), false),
+	newMetricDesc("moq_relay_stream_credit_waits_total", "Times opening a stream waited for peer stream credit.", counter, one(func(m *Metrics) uint64 { return m.StreamCreditWait }), false),
+	newMetricDesc("moq_relay_announce_refused_total", "ANNOUNCEs refused, by reason.", counter, func(m *Metrics) []labelled {
+		return []labelled{{ReasonUnauthenticated, m.AnnounceRefusedUnauthenticated}, {ReasonReserved, m.AnnounceRefusedReserved},
+			{ReasonOwned, m.AnnounceRefusedOwned}, {ReasonInvalid, m.AnnounceRefusedInvalid}}
+	}, true),
+	newMetricDesc("moq_relay_subscribe_refused_total", "SUBSCRIBEs refused, by reason.", counter, func(m *Metrics) []labelled {
+		return []labelled{{ReasonUnauthenticated, m.SubscribeRefusedUnauthenticated}}
+	}, true),
+	newMetricDesc("moq_relay_announce_takeovers_total", "Namespaces re-announced by the same identity from a new session.", counter, one(func(m *Metrics) uint64 { return m.AnnounceTakeovers }), false),
+}
+
+// collector exposes snapshots as the relay's metric families: one
+// snapshot per scrape.
+type collector func() Metrics
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range relayMetrics {
+		ch <- d.desc
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	m := c()
+	for _, d := range relayMetrics {
+		for _, l := range d.value(&m) {
+			if l.reason == "" {
+				ch <- prometheus.MustNewConstMetric(d.desc, d.typ, float64(l.v))
+			} else {
+				ch <- prometheus.MustNewConstMetric(d.desc, d.typ, float64(l.v), l.reason)
+			}
+		}
+	}
+}
+
+// Collector returns the relay's metrics (moq_relay_*), read from a
+// snapshot at each scrape, to register with a prometheus.Registerer.
+func (r *Relay) Collector() prometheus.Collector { return collector(r.Metrics) }
+
+// Handler serves /metrics (the metrics g gathers, which should include
+// the relay's Collector) and /healthz ("ok" while the relay accepts
+// sessions).
+func (r *Relay) Handler(g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		_ = r.Metrics().WritePrometheus(w)
-	})
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if r.ctx.Err() != nil {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)

@@ -83,13 +83,10 @@ func TestRelayInProcessNoGoroutineLeak(t *testing.T) {
 		}
 		got[obj.GroupID] = true
 	}
-	var buf bytes.Buffer
-	if err := r.Metrics().WritePrometheus(&buf); err != nil {
-		t.Fatal(err)
-	}
+	buf := metricsText(t, r.Metrics())
 	for _, want := range []string{"moq_relay_objects_in_total 20\n", "moq_relay_objects_out_total 20\n", "# TYPE moq_relay_dropped_total counter\n"} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		if !strings.Contains(buf, want) {
+			t.Errorf("metrics lack %q:\n%s", want, buf)
 		}
 	}
 

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moqsframe/moqsframe/internal/metrics"
 	"github.com/moqsframe/moqsframe/pipeline"
 	"github.com/moqsframe/moqsframe/sframe"
 )
@@ -47,15 +46,10 @@ type Config struct {
 	// MaxObjectSize bounds input objects; larger ones are dropped and
 	// counted. Default 4 MiB.
 	MaxObjectSize int
-	Metrics       *metrics.Registry // default: a new registry
-	Logger        *slog.Logger      // default: slog.Default()
-}
-
-// Metrics are the sidecar's counters, exported at /metrics.
-type Metrics struct {
-	ObjectsIn, BytesIn, ObjectsOut, BytesOut *metrics.Counter
-	Drops, AuthFailures, Errors, SinkErrors  *metrics.Counter
-	Latency                                  *metrics.Histogram
+	// Metrics counts the sidecar's objects (NewMetrics). Default:
+	// NewMetrics(nil), registered nowhere.
+	Metrics *Metrics
+	Logger  *slog.Logger // default: slog.Default()
 }
 
 // Sidecar seals or opens the objects submitted to it and writes the results
@@ -64,7 +58,7 @@ type Sidecar struct {
 	cfg   Config
 	log   *slog.Logger
 	stage *pipeline.Stage
-	M     Metrics
+	M     *Metrics
 
 	mu     sync.Mutex
 	tracks map[string]*pipeline.Track
@@ -87,26 +81,15 @@ func New(cfg Config) (*Sidecar, error) {
 		cfg.MaxObjectSize = 4 << 20
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = &metrics.Registry{}
+		cfg.Metrics = NewMetrics(nil)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := cfg.Metrics
 	s := &Sidecar{
 		cfg: cfg, log: cfg.Logger, tracks: map[string]*pipeline.Track{},
 		bufs: make(chan []byte, 4096),
-		M: Metrics{
-			ObjectsIn:    r.Counter("sidecar_objects_in_total", "Objects received for processing."),
-			BytesIn:      r.Counter("sidecar_bytes_in_total", "Payload bytes received for processing."),
-			ObjectsOut:   r.Counter("sidecar_objects_out_total", "Objects sealed or opened and written to the sink."),
-			BytesOut:     r.Counter("sidecar_bytes_out_total", "Payload bytes written to the sink."),
-			Drops:        r.Counter("sidecar_drops_total", "Objects dropped: oversized, queue closed, or malformed."),
-			AuthFailures: r.Counter("sidecar_auth_failures_total", "Objects that failed SFrame authentication."),
-			Errors:       r.Counter("sidecar_errors_total", "Objects that failed to seal or open for any reason."),
-			SinkErrors:   r.Counter("sidecar_sink_errors_total", "Objects the sink refused."),
-			Latency:      r.Histogram("sidecar_latency_seconds", "Time from receiving an object to writing it to the sink.", metrics.LatencyBuckets),
-		},
+		M:    cfg.Metrics,
 	}
 	if cfg.Mode == Encrypt {
 		s.stage = pipeline.NewSealStage(cfg.Pipeline, s.emit)
@@ -164,7 +147,7 @@ func (s *Sidecar) recycle(b []byte) {
 func (s *Sidecar) Submit(ctx context.Context, trackName string, group, subgroup, object uint64, payload []byte) error {
 	arrived := time.Now()
 	s.M.ObjectsIn.Inc()
-	s.M.BytesIn.Add(uint64(len(payload)))
+	s.M.BytesIn.Add(float64(len(payload)))
 	if len(payload) > s.cfg.MaxObjectSize {
 		s.M.Drops.Inc()
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), s.cfg.MaxObjectSize)
@@ -197,7 +180,7 @@ func (s *Sidecar) emit(batch []pipeline.Object) {
 				s.log.Debug("sink refused object", "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID, "err", err)
 			} else {
 				s.M.ObjectsOut.Inc()
-				s.M.BytesOut.Add(uint64(len(o.Out)))
+				s.M.BytesOut.Add(float64(len(o.Out)))
 				s.M.Latency.Observe(time.Since(o.Arrived).Seconds())
 			}
 		case errors.Is(o.Err, sframe.ErrAuthentication):

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/moqsframe/moqsframe/rtpingest"
 
@@ -86,8 +88,8 @@ func TestEncryptDecryptThroughSidecars(t *testing.T) {
 		dec.Submit(ctx, r.Track, r.Group, r.Subgroup, r.ObjectID, r.Payload)
 	}
 	dec.Close()
-	if got := dec.M.AuthFailures.Value(); got != 3 {
-		t.Fatalf("%d auth failures, want 3 (two swapped, one corrupted)", got)
+	if got := testutil.ToFloat64(dec.M.AuthFailures); got != 3 {
+		t.Fatalf("%v auth failures, want 3 (two swapped, one corrupted)", got)
 	}
 	if len(opened.recs) != 197 {
 		t.Fatalf("%d opened", len(opened.recs))
@@ -97,8 +99,12 @@ func TestEncryptDecryptThroughSidecars(t *testing.T) {
 			t.Fatalf("%s %d/%d: %q", r.Track, r.Group, r.ObjectID, r.Payload)
 		}
 	}
-	if dec.M.Latency.Count() != 197 {
-		t.Fatalf("latency observations %d", dec.M.Latency.Count())
+	var lat dto.Metric
+	if err := dec.M.Latency.Write(&lat); err != nil {
+		t.Fatal(err)
+	}
+	if n := lat.GetHistogram().GetSampleCount(); n != 197 {
+		t.Fatalf("latency observations %d", n)
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"net"
 
 	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/moqsframe/moqsframe/internal/metrics"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/rtpingest"
 )
@@ -38,8 +38,10 @@ type depacketizer interface {
 	Stats() rtpingest.Stats
 }
 
-// Run reads until ctx ends or the socket is closed.
-func (r *RTPSource) Run(ctx context.Context, reg *metrics.Registry) error {
+// Run reads until ctx ends or the socket is closed. Unless reg is nil, the
+// source's RTP counters (sidecar_rtp_<track>_packets_total, _lost_total,
+// _frames_dropped_total) are registered with it while Run runs.
+func (r *RTPSource) Run(ctx context.Context, reg prometheus.Registerer) error {
 	var d depacketizer
 	g := rtpingest.Grouper{}
 	switch r.Codec {
@@ -55,10 +57,11 @@ func (r *RTPSource) Run(ctx context.Context, reg *metrics.Registry) error {
 		return fmt.Errorf("sidecar: unknown codec %q (want h264 or opus)", r.Codec)
 	}
 	if reg != nil {
-		prefix := "sidecar_rtp_" + r.Track + "_"
-		reg.CounterFunc(prefix+"packets_total", "RTP packets received.", func() float64 { return float64(d.Stats().Packets) })
-		reg.CounterFunc(prefix+"lost_total", "RTP packets missing by sequence number.", func() float64 { return float64(d.Stats().Lost) })
-		reg.CounterFunc(prefix+"frames_dropped_total", "Frames dropped: damaged by loss or malformed.", func() float64 { return float64(d.Stats().Dropped) })
+		c := rtpCollector(r.Track, d.Stats)
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("sidecar: RTP metrics of track %s: %w", r.Track, err)
+		}
+		defer reg.Unregister(c)
 	}
 	stop := context.AfterFunc(ctx, func() { r.Conn.Close() })
 	defer stop()

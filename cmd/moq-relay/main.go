@@ -19,6 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
@@ -186,7 +189,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			_ = r.Close()
 			return fmt.Errorf("metrics listener on %s: %w", o.metrics, err)
 		}
-		srv = &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), r.Collector())
+		srv = &http.Server{Handler: r.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("metrics server failed", "err", err)

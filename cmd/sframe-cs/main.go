@@ -36,6 +36,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/identity"
@@ -187,8 +191,10 @@ func run(args []string, logOut io.Writer) error {
 		auth      *coord.Auth
 		serverTLS *tls.Config
 		csCert    *identity.Certificate
-		metrics   = coord.NewMetrics()
+		reg       = prometheus.NewRegistry()
+		metrics   = coord.NewMetrics(reg)
 	)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.trustAnchor != "" {
 		if auth, serverTLS, csCert, err = o.authMode(metrics); err != nil {
 			return err
@@ -245,10 +251,7 @@ func run(args []string, logOut io.Writer) error {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(w)
-	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	hs := &http.Server{
 		Handler:           mux,

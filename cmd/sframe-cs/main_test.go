@@ -133,8 +133,8 @@ func TestServeJoinMetricsShutdownRestart(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		"sframe_cs_groups_created_total 1",
-		`sframe_cs_http_responses_total{endpoint="requests",code="201"} 1`,
-		`sframe_cs_http_responses_total{endpoint="requests",code="200"} 1`,
+		`sframe_cs_http_responses_total{code="201",endpoint="requests"} 1`,
+		`sframe_cs_http_responses_total{code="200",endpoint="requests"} 1`,
 		"sframe_cs_forwarded_total 1",
 	} {
 		if !strings.Contains(string(body), want) {
@@ -262,7 +262,7 @@ func TestAuthenticatedMode(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`sframe_cs_refused_total{reason="not_admitted"} 1`,
-		`sframe_cs_http_responses_total{endpoint="requests",code="403"} 1`,
+		`sframe_cs_http_responses_total{code="403",endpoint="requests"} 1`,
 		"sframe_cs_groups_created_total 1",
 	} {
 		if !strings.Contains(string(body), want) {

@@ -34,10 +34,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/group"
 	"github.com/moqsframe/moqsframe/identity"
-	"github.com/moqsframe/moqsframe/internal/metrics"
 	"github.com/moqsframe/moqsframe/keyschedule"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/sidecar"
@@ -162,7 +165,8 @@ func run(o options, log *slog.Logger) error {
 		moqCfg.TLSConfig = identity.ClientTLS(cert, v)
 		moqCfg.TLSConfig.InsecureSkipVerify = o.insecure
 	}
-	reg := &metrics.Registry{}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var keys sidecar.KeySource
 	switch {
 	case o.keyFile != "" && o.csURL != "":
@@ -185,10 +189,7 @@ func run(o options, log *slog.Logger) error {
 		return errors.New("keys: pass -key-file (static key) or -cs, -group, -identity-cert, -identity-key and -trust-anchor (security group)")
 	}
 	relay := sidecar.NewRelayClient(o.relay, moqCfg, log)
-	reg.GaugeFunc("sidecar_relay_subscribers", "Subscribers the relay holds on this sidecar's published tracks.",
-		func() float64 { return float64(relay.Subscribers()) })
-	reg.CounterFunc("sidecar_relay_reconnects_total", "Times the relay session was lost and re-established.",
-		func() float64 { return float64(relay.Reconnects.Load()) })
+	reg.MustRegister(relay.Collector())
 
 	var sink sidecar.Sink
 	var closers []func()
@@ -239,7 +240,7 @@ func run(o options, log *slog.Logger) error {
 		}
 	}
 	sc, err := sidecar.New(sidecar.Config{Mode: mode, Namespace: ns, Keys: keys, Sink: sink,
-		MaxObjectSize: o.maxObject, Metrics: reg, Logger: log})
+		MaxObjectSize: o.maxObject, Metrics: sidecar.NewMetrics(reg), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -330,13 +331,13 @@ func run(o options, log *slog.Logger) error {
 	return runErr
 }
 
-func serveMetrics(addr string, reg *metrics.Registry, relay *sidecar.RelayClient, log *slog.Logger) error {
+func serveMetrics(addr string, reg prometheus.Gatherer, relay *sidecar.RelayClient, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", reg)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Millisecond)
 		defer cancel()
@@ -354,7 +355,7 @@ func serveMetrics(addr string, reg *metrics.Registry, relay *sidecar.RelayClient
 // joinGroup joins the security group (group mode) and returns its key
 // source. The member has its own MoQ session to the relay for the group
 // tracks; if that session breaks it keeps up from the CS archive.
-func joinGroup(o options, moqCfg *moq.Config, reg *metrics.Registry, log *slog.Logger) (*sidecar.GroupKeys, func(), error) {
+func joinGroup(o options, moqCfg *moq.Config, reg prometheus.Registerer, log *slog.Logger) (*sidecar.GroupKeys, func(), error) {
 	if o.groupName == "" || o.identityCert == "" || o.identityKey == "" || o.trustAnchor == "" {
 		return nil, nil, errors.New("-cs needs -group, -identity-cert, -identity-key and -trust-anchor (make them with sframe identity)")
 	}
@@ -412,10 +413,7 @@ func joinGroup(o options, moqCfg *moq.Config, reg *metrics.Registry, log *slog.L
 	}
 	// The roster is logged on the EventRoster of the join, below.
 	log.Info("joined security group", "group", o.groupName, "identity", m.Identity(), "epoch", m.Epoch())
-	reg.GaugeFunc("sidecar_group_members", "Members in the verified roster of the security group's current epoch.",
-		func() float64 { return float64(len(m.Roster())) })
-	reg.CounterFunc("sidecar_group_refusals_total", "Credentials this member refused (KeyPackages, Welcomes, commits).",
-		func() float64 { return float64(m.Stats().Refused) })
+	reg.MustRegister(sidecar.GroupCollector(m))
 	go func() {
 		for ev := range m.Events() {
 			switch ev.Type {

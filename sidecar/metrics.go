@@ -1,0 +1,116 @@
+package sidecar
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moqsframe/moqsframe/group"
+	"github.com/moqsframe/moqsframe/rtpingest"
+)
+
+// latencyBuckets are upper bounds in seconds from 10 µs to 10 s.
+var latencyBuckets = []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Metrics are the sidecar's counters, exported at /metrics. One Metrics
+// may be shared by several Sidecars (Config.Metrics): they then count
+// together. Metrics is a prometheus.Collector.
+type Metrics struct {
+	ObjectsIn, BytesIn, ObjectsOut, BytesOut prometheus.Counter
+	Drops, AuthFailures, Errors, SinkErrors  prometheus.Counter
+	Latency                                  prometheus.Histogram
+}
+
+// NewMetrics returns the sidecar metrics, registered with reg unless reg is
+// nil. It panics if reg already holds metrics of the same names.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &Metrics{
+		ObjectsIn:    counter("sidecar_objects_in_total", "Objects received for processing."),
+		BytesIn:      counter("sidecar_bytes_in_total", "Payload bytes received for processing."),
+		ObjectsOut:   counter("sidecar_objects_out_total", "Objects sealed or opened and written to the sink."),
+		BytesOut:     counter("sidecar_bytes_out_total", "Payload bytes written to the sink."),
+		Drops:        counter("sidecar_drops_total", "Objects dropped: oversized, queue closed, or malformed."),
+		AuthFailures: counter("sidecar_auth_failures_total", "Objects that failed SFrame authentication."),
+		Errors:       counter("sidecar_errors_total", "Objects that failed to seal or open for any reason."),
+		SinkErrors:   counter("sidecar_sink_errors_total", "Objects the sink refused."),
+		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sidecar_latency_seconds",
+			Help: "Time from receiving an object to writing it to the sink.", Buckets: latencyBuckets}),
+	}
+	if reg != nil {
+		reg.MustRegister(m)
+	}
+	return m
+}
+
+func (m *Metrics) all() []prometheus.Collector {
+	return []prometheus.Collector{m.ObjectsIn, m.BytesIn, m.ObjectsOut, m.BytesOut,
+		m.Drops, m.AuthFailures, m.Errors, m.SinkErrors, m.Latency}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { collectorList(m.all()).Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) { collectorList(m.all()).Collect(ch) }
+
+// collectorList is one Collector made of several.
+type collectorList []prometheus.Collector
+
+func (l collectorList) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range l {
+		c.Describe(ch)
+	}
+}
+
+func (l collectorList) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range l {
+		c.Collect(ch)
+	}
+}
+
+// Collector returns the relay client's metrics, read at scrape time:
+// sidecar_relay_subscribers and sidecar_relay_reconnects_total.
+func (c *RelayClient) Collector() prometheus.Collector {
+	return relayCollector(func() float64 { return float64(c.Subscribers()) },
+		func() float64 { return float64(c.Reconnects.Load()) })
+}
+
+func relayCollector(subscribers, reconnects func() float64) prometheus.Collector {
+	return collectorList{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_relay_subscribers",
+			Help: "Subscribers the relay holds on this sidecar's published tracks."}, subscribers),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_relay_reconnects_total",
+			Help: "Times the relay session was lost and re-established."}, reconnects),
+	}
+}
+
+// GroupCollector returns a security group member's metrics, read at scrape
+// time: sidecar_group_members and sidecar_group_refusals_total.
+func GroupCollector(m *group.Member) prometheus.Collector {
+	return groupCollector(func() float64 { return float64(len(m.Roster())) },
+		func() float64 { return float64(m.Stats().Refused) })
+}
+
+func groupCollector(members, refusals func() float64) prometheus.Collector {
+	return collectorList{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_group_members",
+			Help: "Members in the verified roster of the security group's current epoch."}, members),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_group_refusals_total",
+			Help: "Credentials this member refused (KeyPackages, Welcomes, commits)."}, refusals),
+	}
+}
+
+// rtpCollector returns an RTP input's depacketizer counters, read at
+// scrape time: sidecar_rtp_<track>_packets_total and so on.
+func rtpCollector(track string, stats func() rtpingest.Stats) prometheus.Collector {
+	prefix := "sidecar_rtp_" + track + "_"
+	return collectorList{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "packets_total", Help: "RTP packets received."},
+			func() float64 { return float64(stats().Packets) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "lost_total", Help: "RTP packets missing by sequence number."},
+			func() float64 { return float64(stats().Lost) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "frames_dropped_total", Help: "Frames dropped: damaged by loss or malformed."},
+			func() float64 { return float64(stats().Dropped) }),
+	}
+}

@@ -1,0 +1,92 @@
+package sidecar
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moqsframe/moqsframe/rtpingest"
+)
+
+// sidecarMetrics are the metrics of a sframe-sidecar process, as the
+// hand-written exposition had them (name, type, help): dashboards read
+// these names.
+var sidecarMetrics = []string{
+	"sidecar_auth_failures_total counter Objects that failed SFrame authentication.",
+	"sidecar_bytes_in_total counter Payload bytes received for processing.",
+	"sidecar_bytes_out_total counter Payload bytes written to the sink.",
+	"sidecar_drops_total counter Objects dropped: oversized, queue closed, or malformed.",
+	"sidecar_errors_total counter Objects that failed to seal or open for any reason.",
+	"sidecar_group_members gauge Members in the verified roster of the security group's current epoch.",
+	"sidecar_group_refusals_total counter Credentials this member refused (KeyPackages, Welcomes, commits).",
+	"sidecar_latency_seconds histogram Time from receiving an object to writing it to the sink.",
+	"sidecar_objects_in_total counter Objects received for processing.",
+	"sidecar_objects_out_total counter Objects sealed or opened and written to the sink.",
+	"sidecar_relay_reconnects_total counter Times the relay session was lost and re-established.",
+	"sidecar_relay_subscribers gauge Subscribers the relay holds on this sidecar's published tracks.",
+	"sidecar_rtp_audio_frames_dropped_total counter Frames dropped: damaged by loss or malformed.",
+	"sidecar_rtp_audio_lost_total counter RTP packets missing by sequence number.",
+	"sidecar_rtp_audio_packets_total counter RTP packets received.",
+	"sidecar_rtp_video_frames_dropped_total counter Frames dropped: damaged by loss or malformed.",
+	"sidecar_rtp_video_lost_total counter RTP packets missing by sequence number.",
+	"sidecar_rtp_video_packets_total counter RTP packets received.",
+	"sidecar_sink_errors_total counter Objects the sink refused.",
+}
+
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	NewMetrics(reg)
+	reg.MustRegister(NewRelayClient("127.0.0.1:1", nil, nil).Collector(),
+		groupCollector(func() float64 { return 3 }, func() float64 { return 0 }),
+		rtpCollector("video", func() rtpingest.Stats { return rtpingest.Stats{} }),
+		rtpCollector("audio", func() rtpingest.Stats { return rtpingest.Stats{} }))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, mf := range mfs {
+		got = append(got, fmt.Sprintf("%s %s %s", mf.GetName(), strings.ToLower(mf.GetType().String()), mf.GetHelp()))
+	}
+	want := sidecarMetrics
+	if !slices.Equal(got, want) {
+		t.Errorf("metrics:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestLatencyBuckets: the latency histogram keeps its buckets (10 µs to
+// 10 s), which the integration tests read by their le labels.
+func TestLatencyBuckets(t *testing.T) {
+	m := NewMetrics(nil)
+	m.Latency.Observe(3e-4)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sidecar_latency_seconds" {
+			continue
+		}
+		var les []float64
+		for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+			les = append(les, b.GetUpperBound())
+			want := uint64(0)
+			if b.GetUpperBound() >= 3e-4 {
+				want = 1
+			}
+			if b.GetCumulativeCount() != want {
+				t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+			}
+		}
+		if !slices.Equal(les, latencyBuckets) {
+			t.Errorf("buckets %v, want %v", les, latencyBuckets)
+		}
+		return
+	}
+	t.Fatal("no sidecar_latency_seconds")
+}
