@@ -28,10 +28,10 @@ var csMetrics = []string{
 // csRefusalReasons are the reason labels of sframe_cs_refused_total, each
 // shown from the start.
 var csRefusalReasons = []string{
-	"ack_identity_mismatch", "group_joins_full", "join_pending", "keypackage_credential_invalid",
+	"ack_identity_mismatch", "commit_processed", "group_joins_full", "join_pending", "keypackage_credential_invalid",
 	"keypackage_identity_mismatch", "not_admitted", "rate_limited",
 	"tls_certificate_expired", "tls_certificate_invalid", "tls_certificate_key_usage",
-	"tls_certificate_untrusted", "tls_no_certificate", "unauthenticated",
+	"tls_certificate_untrusted", "tls_no_certificate", "too_early", "unauthenticated",
 }
 
 func TestMetricNames(t *testing.T) {
