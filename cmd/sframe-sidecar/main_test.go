@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -270,5 +271,78 @@ func TestRunEncryptDecrypt(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Fatalf("decrypted %d distinct objects, want %d", len(seen), n)
+	}
+}
+
+// The RTP inputs and every decrypt output open, serve their metrics and
+// close again when the context ends, without a relay to talk to.
+func TestRunRTPAndOutputsStop(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.json")
+	if err := os.WriteFile(keyFile, []byte(`{"suite": 4, "base_key": "000102030405060708090a0b0c0d0e0f"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	encMetrics, decMetrics := proctest.FreeTCPAddr(t), proctest.FreeTCPAddr(t)
+	common := []string{"-relay", proctest.FreeUDPAddr(t), "-insecure", "-namespace", "example.org/live", "-key-file", keyFile, "-log-level", "error", "-workers", "2"}
+	encCfg, err := parseFlags(append([]string{"-rtp-video", "127.0.0.1:0", "-rtp-audio", "127.0.0.1:0", "-metrics", encMetrics}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	decCfg, err := parseFlags(append([]string{"-mode", "decrypt", "-tracks", "video,audio", "-out-file", filepath.Join(dir, "out.rec"), "-serve", "127.0.0.1:0",
+		"-rtp-out-video", "127.0.0.1:9", "-rtp-out-audio", "127.0.0.1:9", "-metrics", decMetrics}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for _, cfg := range []Config{encCfg, decCfg} {
+		go func() { done <- run(ctx, cfg, io.Discard, io.Discard) }()
+	}
+	proctest.WaitMetric(t, "http://"+encMetrics+"/metrics", "sidecar_rtp_audio_packets_total", 0, 20*time.Second)
+	proctest.WaitMetric(t, "http://"+decMetrics+"/metrics", "sidecar_relay_reconnects_total", 0, 20*time.Second)
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.rec")); err != nil {
+		t.Error(err)
+	}
+}
+
+// Files and addresses are checked by run, which fails at once.
+func TestRunErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.json")
+	if err := os.WriteFile(keyFile, []byte(`{"suite": 4, "base_key": "000102030405060708090a0b0c0d0e0f"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	base := []string{"-namespace", "a", "-log-level", "error", "-relay", proctest.FreeUDPAddr(t)}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-key-file", filepath.Join(dir, "missing.json"), "-rtp-video", "127.0.0.1:0", "-metrics", ""}, "missing.json"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-metrics", taken.Addr().String()}, "-metrics"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "256.0.0.1:0", "-metrics", ""}, "256.0.0.1"},
+		{[]string{"-key-file", keyFile, "-mode", "decrypt", "-out-file", filepath.Join(dir, "no", "such", "dir"), "-metrics", ""}, "no such file"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-trust-anchor", filepath.Join(dir, "ca.pem"), "-identity-cert", filepath.Join(dir, "me.pem"), "-metrics", ""}, "me.pem"},
+		{[]string{"-cs", "https://127.0.0.1:1", "-group", "g", "-identity-cert", filepath.Join(dir, "me.pem"), "-identity-key", filepath.Join(dir, "me.key"),
+			"-trust-anchor", filepath.Join(dir, "ca.pem"), "-rtp-video", "127.0.0.1:0", "-metrics", ""}, "me.pem"},
+	} {
+		cfg, err := parseFlags(append(tc.args, base...), env())
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if err := run(context.Background(), cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error containing %q, got %v", tc.args, tc.want, err)
+		}
 	}
 }

@@ -14,11 +14,10 @@ import (
 	"github.com/moqsframe/moqsframe/sidecar"
 )
 
-// serveMetrics creates the registry, with the relay's gauges and (group
-// mode, member not nil) the group's, and serves /metrics and /healthz on
-// addr (empty: not served) until stop.
-func serveMetrics(addr string, relay *sidecar.RelayClient, member *group.Member, log *slog.Logger) (reg *metrics.Registry, stop func(), err error) {
-	reg = &metrics.Registry{}
+// newMetrics creates the registry, with the relay's gauges and (group
+// mode, member not nil) the group's.
+func newMetrics(relay *sidecar.RelayClient, member *group.Member) *metrics.Registry {
+	reg := &metrics.Registry{}
 	reg.GaugeFunc("sidecar_relay_subscribers", "Subscribers the relay holds on this sidecar's published tracks.",
 		func() float64 { return float64(relay.Subscribers()) })
 	reg.CounterFunc("sidecar_relay_reconnects_total", "Times the relay session was lost and re-established.",
@@ -29,12 +28,19 @@ func serveMetrics(addr string, relay *sidecar.RelayClient, member *group.Member,
 		reg.CounterFunc("sidecar_group_refusals_total", "Credentials this member refused (KeyPackages, Welcomes, commits).",
 			func() float64 { return float64(member.Stats().Refused) })
 	}
+	return reg
+}
+
+// serveMetrics serves reg at /metrics and the relay connection at
+// /healthz on addr (empty: not served) until stop. Every metric must be
+// registered by then: a Registry may not register while it is read.
+func serveMetrics(addr string, reg *metrics.Registry, relay *sidecar.RelayClient, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
-		return reg, func() {}, nil
+		return func() {}, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-metrics: %w", err)
+		return nil, fmt.Errorf("-metrics: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", reg)
@@ -48,5 +54,5 @@ func serveMetrics(addr string, relay *sidecar.RelayClient, member *group.Member,
 		fmt.Fprintln(w, "ok")
 	})
 	log.Info("metrics", "addr", ln.Addr())
-	return reg, cli.Serve(ln, mux, log), nil
+	return cli.Serve(ln, mux, log), nil
 }

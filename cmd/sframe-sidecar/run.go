@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
@@ -39,11 +40,7 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 	}
 	defer leave()
 	relay := sidecar.NewRelayClient(cfg.Relay, moqCfg, log)
-	reg, stopMetrics, err := serveMetrics(cfg.Metrics, relay, member, log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
+	reg := newMetrics(relay, member)
 	sink, closeOutputs, err := openOutputs(cfg, relay, moqCfg, log)
 	if err != nil {
 		return err
@@ -70,6 +67,13 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 		sc.Close()
 		return err
 	}
+	stopMetrics, err := serveMetrics(cfg.Metrics, reg, relay, log) // after the inputs registered theirs
+	if err != nil {
+		stopInput()
+		sc.Close()
+		return err
+	}
+	defer stopMetrics()
 	log.Info("sidecar running", "mode", cfg.Mode, "relay", cfg.Relay, "namespace", cfg.Namespace)
 
 	var runErr error
@@ -238,10 +242,16 @@ func startInputs(ctx context.Context, cfg Config, relay *sidecar.RelayClient, sc
 			_ = uc.SetReadBuffer(8 << 20) // keyframes arrive as bursts
 		}
 		relay.Publisher(cfg.Namespace, in.track) // announce now, so the relay can subscribe before the first frame
-		src := &sidecar.RTPSource{Conn: conn, Track: in.track, Codec: in.codec, Sidecar: sc}
+		fr := &firstRead{PacketConn: conn, read: make(chan struct{})}
+		src := &sidecar.RTPSource{Conn: fr, Track: in.track, Codec: in.codec, Sidecar: sc}
 		log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", conn.LocalAddr())
 		running++
-		go func() { inputs <- src.Run(ctx, reg) }()
+		go func() {
+			err := src.Run(ctx, reg)
+			fr.once.Do(func() { close(fr.read) })
+			inputs <- err
+		}()
+		<-fr.read // its metrics are registered
 	}
 	if cfg.Source != "" {
 		for _, t := range cfg.Tracks {
@@ -256,6 +266,20 @@ func startInputs(ctx context.Context, cfg Config, relay *sidecar.RelayClient, sc
 		return nil, errors.New("encrypt mode needs an input: -rtp-video, -rtp-audio or -source")
 	}
 	return inputs, nil
+}
+
+// firstRead tells when RTPSource.Run has registered its metrics: it does
+// so before its first read. (A metrics.Registry must not register while
+// it is served.)
+type firstRead struct {
+	net.PacketConn
+	once sync.Once
+	read chan struct{}
+}
+
+func (c *firstRead) ReadFrom(p []byte) (int, net.Addr, error) {
+	c.once.Do(func() { close(c.read) })
+	return c.PacketConn.ReadFrom(p)
 }
 
 // joinGroup joins the security group (group mode). The member has its own
