@@ -1,6 +1,14 @@
 // Command moq-relay runs the MoQ (draft-11, raw QUIC, ALPN moq-00) relay.
 // It only parses flags and wires the relay package to an HTTP metrics
 // endpoint; see docs/relay.md.
+//
+// Every flag can also be set by an environment variable: MOQ_RELAY_
+// followed by the flag name in upper case with - as _ (e.g.
+// MOQ_RELAY_TRUST_ANCHOR); -h lists them. Flags win over the environment,
+// which wins over the defaults; an empty variable counts as unset.
+//
+// Exit codes: 0 after -h or a clean shutdown (SIGINT, SIGTERM), 2 for bad
+// flags or environment, 1 if the relay failed.
 package main
 
 import (
@@ -12,102 +20,99 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/relay"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "moq-relay:", err)
-		os.Exit(1)
-	}
+func main() { cli.Main("moq-relay", parseFlags, run) }
+
+// envPrefix starts the environment variable of every flag.
+const envPrefix = "MOQ_RELAY_"
+
+const synopsis = `usage: moq-relay [-listen ADDR] [-cert FILE -key FILE [-trust-anchor CA.pem]] [flags]
+
+Relays MoQ (draft-11, raw QUIC, ALPN moq-00) between publishers and subscribers; see docs/relay.md.`
+
+// Config is what the flags and environment say; parseFlags has checked
+// it, relayConfig loads the files it names.
+type Config struct {
+	Listen            string // UDP address for MoQ over QUIC
+	CertFile, KeyFile string // both or neither (a development certificate)
+	Metrics           string // /metrics and /healthz address; empty: off
+	LogLevel          slog.Level
+	MaxObjectSize     int
+	Queue             int // per-subscriber queue length
+	MaxDrops          int
+	IdleTimeout       time.Duration
+
+	// Authorization, with TrustAnchor only.
+	TrustAnchor        string
+	CSPrefix           []string
+	CSIdentity         string
+	SubscribeNeedsCert bool
 }
 
-// options are the parsed command-line flags.
-type options struct {
-	listen, certFile, keyFile, metrics, logLevel string
-	maxObject, queue, maxDrops                   int
-	idle                                         time.Duration
-
-	trustAnchor        string
-	csPrefix           []string
-	csIdentity         string
-	subscribeNeedsCert bool
-}
-
-// parseFlags parses args (without the program name). Errors are for the
-// user: they name the flag.
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
+// parseFlags parses args (without the program name) and the environment
+// (getenv) into a checked Config. Errors are for the user: they name the
+// flag.
+func parseFlags(args []string, getenv func(string) string) (Config, error) {
+	var (
+		c                  Config
+		logLevel, csPrefix string
+	)
 	fs := flag.NewFlagSet("moq-relay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:4443", "UDP address for MoQ over QUIC")
-	fs.StringVar(&o.certFile, "cert", "", "TLS certificate (PEM); with -key. Without both, a self-signed dev certificate is generated")
-	fs.StringVar(&o.keyFile, "key", "", "TLS private key (PEM)")
-	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9090", "HTTP address for /metrics and /healthz (empty: disabled)")
-	fs.IntVar(&o.maxObject, "max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
-	fs.IntVar(&o.queue, "queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
-	fs.IntVar(&o.maxDrops, "max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
-	fs.DurationVar(&o.idle, "idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.trustAnchor, "trust-anchor", "", "CA certificate(s) (PEM): request client certificates (mTLS), verify them against it, and let only certified identities ANNOUNCE. Needs -cert and -key")
-	csPrefix := fs.String("cs-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "with -trust-anchor: namespace prefix (elements separated by /) only -cs-identity may announce")
-	fs.StringVar(&o.csIdentity, "cs-identity", relay.DefaultCSIdentity, "with -trust-anchor: the coordination service's identity name")
-	fs.BoolVar(&o.subscribeNeedsCert, "subscribe-needs-cert", false, "with -trust-anchor: SUBSCRIBE needs a client certificate too")
-	if err := fs.Parse(args); err != nil {
-		return o, err
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:4443", "UDP address for MoQ over QUIC")
+	fs.StringVar(&c.CertFile, "cert", "", "TLS certificate (PEM); with -key. Without both, a self-signed dev certificate is generated")
+	fs.StringVar(&c.KeyFile, "key", "", "TLS private key (PEM)")
+	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9090", "HTTP address for /metrics and /healthz (empty: disabled)")
+	fs.IntVar(&c.MaxObjectSize, "max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
+	fs.IntVar(&c.Queue, "queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
+	fs.IntVar(&c.MaxDrops, "max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	fs.StringVar(&c.TrustAnchor, "trust-anchor", "", "CA certificate(s) (PEM): request client certificates (mTLS), verify them against it, and let only certified identities ANNOUNCE. Needs -cert and -key")
+	fs.StringVar(&csPrefix, "cs-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "with -trust-anchor: namespace prefix (elements separated by /) only -cs-identity may announce")
+	fs.StringVar(&c.CSIdentity, "cs-identity", relay.DefaultCSIdentity, "with -trust-anchor: the coordination service's identity name")
+	fs.BoolVar(&c.SubscribeNeedsCert, "subscribe-needs-cert", false, "with -trust-anchor: SUBSCRIBE needs a client certificate too")
+	set, err := cli.Parse(fs, args, envPrefix, synopsis, getenv)
+	if err != nil {
+		return c, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return c, errors.New("-cert and -key must be given together")
 	}
-	if (o.certFile == "") != (o.keyFile == "") {
-		return o, errors.New("-cert and -key must be given together")
+	if c.LogLevel, err = cli.ParseLevel(logLevel); err != nil {
+		return c, err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return o, fmt.Errorf("bad -log-level %q: %w", o.logLevel, err)
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if o.trustAnchor == "" {
+	if c.TrustAnchor == "" {
 		// Authorization flags without an anchor would silently do nothing.
 		for _, name := range []string{"cs-prefix", "cs-identity", "subscribe-needs-cert"} {
 			if set[name] {
-				return o, fmt.Errorf("-%s needs -trust-anchor", name)
+				return c, fmt.Errorf("-%s needs -trust-anchor", name)
 			}
 		}
-		return o, nil
+		return c, nil
 	}
-	if o.certFile == "" {
-		return o, errors.New("-trust-anchor needs -cert and -key: clients verify the relay against the same CA")
+	if c.CertFile == "" {
+		return c, errors.New("-trust-anchor needs -cert and -key: clients verify the relay against the same CA")
 	}
-	if !identity.ValidName(o.csIdentity) {
-		return o, fmt.Errorf("bad -cs-identity %q: want 1-%d of [A-Za-z0-9._-]", o.csIdentity, identity.MaxNameLen)
+	if !identity.ValidName(c.CSIdentity) {
+		return c, fmt.Errorf("bad -cs-identity %q: want 1-%d of [A-Za-z0-9._-]", c.CSIdentity, identity.MaxNameLen)
 	}
-	p, err := parseNamespace(*csPrefix)
+	p, err := parseNamespace(csPrefix)
 	if err != nil {
-		return o, fmt.Errorf("bad -cs-prefix %q: %w", *csPrefix, err)
+		return c, fmt.Errorf("bad -cs-prefix %q: %w", csPrefix, err)
 	}
-	o.csPrefix = p
-	return o, nil
+	c.CSPrefix = p
+	return c, nil
 }
 
 // parseNamespace splits "a/b/c" into namespace elements.
@@ -127,50 +132,45 @@ func parseNamespace(s string) ([]string, error) {
 	return p, nil
 }
 
-// relayConfig loads the files the options name.
-func (o options) relayConfig(logger *slog.Logger) (relay.Config, error) {
-	tlsConf, err := loadTLS(o.certFile, o.keyFile, o.listen)
+// relayConfig loads the files cfg names.
+func relayConfig(c Config, logger *slog.Logger) (relay.Config, error) {
+	tlsConf, err := loadTLS(c.CertFile, c.KeyFile, c.Listen)
 	if err != nil {
 		return relay.Config{}, err
 	}
 	cfg := relay.Config{
-		Addr:               o.listen,
+		Addr:               c.Listen,
 		TLS:                tlsConf,
-		MaxObjectSize:      o.maxObject,
-		SubscriberQueue:    o.queue,
-		MaxDrops:           o.maxDrops,
-		IdleTimeout:        o.idle,
+		MaxObjectSize:      c.MaxObjectSize,
+		SubscriberQueue:    c.Queue,
+		MaxDrops:           c.MaxDrops,
+		IdleTimeout:        c.IdleTimeout,
 		Logger:             logger,
-		CSPrefix:           o.csPrefix,
-		CSIdentity:         o.csIdentity,
-		SubscribeNeedsCert: o.subscribeNeedsCert,
+		CSPrefix:           c.CSPrefix,
+		CSIdentity:         c.CSIdentity,
+		SubscribeNeedsCert: c.SubscribeNeedsCert,
 	}
-	if o.trustAnchor != "" {
-		v, err := identity.LoadVerifier(o.trustAnchor)
+	if c.TrustAnchor != "" {
+		v, err := identity.LoadVerifier(c.TrustAnchor)
 		if err != nil {
 			return relay.Config{}, fmt.Errorf("-trust-anchor: %w", err)
 		}
 		cfg.TrustAnchor = v
 	} else {
-		cfg.CSPrefix, cfg.CSIdentity = nil, ""
+		cfg.CSPrefix, cfg.CSIdentity, cfg.SubscribeNeedsCert = nil, "", false
 	}
 	return cfg, nil
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	o, err := parseFlags(args, stderr)
+// run runs the relay until ctx ends. It logs to stderr; nothing goes to
+// stdout.
+func run(ctx context.Context, c Config, _, stderr io.Writer) error {
+	logger := cli.NewLogger(stderr, c.LogLevel)
+	cfg, err := relayConfig(c, logger)
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(o.logLevel)) // checked by parseFlags
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	cfg, err := o.relayConfig(logger)
-	if err != nil {
-		return err
-	}
-	if o.certFile == "" {
+	if c.CertFile == "" {
 		logger.Warn("using a self-signed development certificate; clients must skip verification. Pass -cert and -key in production")
 	}
 	if cfg.TrustAnchor != nil {
@@ -181,23 +181,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-
-	var srv *http.Server
-	if o.metrics != "" {
-		ln, err := net.Listen("tcp", o.metrics)
-		if err != nil {
-			_ = r.Close()
-			return fmt.Errorf("metrics listener on %s: %w", o.metrics, err)
-		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), r.Collector())
-		srv = &http.Server{Handler: r.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("metrics server failed", "err", err)
-			}
-		}()
-		logger.Info("metrics listening", "addr", ln.Addr().String())
+	stopMetrics, err := serveMetrics(c.Metrics, r, logger)
+	if err != nil {
+		_ = r.Close()
+		return err
 	}
 	logger.Info("relay listening", "addr", r.Addr().String())
 
@@ -211,16 +198,28 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			logger.Error("relay stopped", "err", err)
 		}
 	}
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
-	}
+	stopMetrics()
 	if cerr := r.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	logger.Info("stopped")
 	return err
+}
+
+// serveMetrics serves the relay's /metrics and /healthz on addr (empty:
+// not served) until stop.
+func serveMetrics(addr string, r *relay.Relay, logger *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener on %s: %w", addr, err)
+	}
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), r.Collector())
+	return cli.Serve(ln, r.Handler(reg), logger), nil
 }
 
 func loadTLS(certFile, keyFile, listen string) (*tls.Config, error) {

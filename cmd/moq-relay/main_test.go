@@ -6,25 +6,27 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/identity"
 )
 
 func TestParseFlagsDefaults(t *testing.T) {
-	o, err := parseFlags(nil, io.Discard)
+	o, err := parseFlags(nil, env())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.listen != "127.0.0.1:4443" || o.trustAnchor != "" || o.subscribeNeedsCert || o.csPrefix != nil {
+	if o.Listen != "127.0.0.1:4443" || o.TrustAnchor != "" || o.SubscribeNeedsCert || o.CSPrefix != nil || o.Metrics != "127.0.0.1:9090" || o.LogLevel != slog.LevelInfo {
 		t.Fatalf("defaults %+v", o)
 	}
-	cfg, err := o.relayConfig(slog.New(slog.DiscardHandler))
+	cfg, err := relayConfig(o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,18 +61,18 @@ func writePKI(t *testing.T) (dir string) {
 func TestParseFlagsTrustAnchor(t *testing.T) {
 	dir := writePKI(t)
 	base := []string{"-trust-anchor", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "relay.pem"), "-key", filepath.Join(dir, "relay.key")}
-	o, err := parseFlags(base, io.Discard)
+	o, err := parseFlags(base, env())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(o.csPrefix, moqforward.DefaultPrefix) || o.csIdentity != "cs" || o.subscribeNeedsCert {
+	if !slices.Equal(o.CSPrefix, moqforward.DefaultPrefix) || o.CSIdentity != "cs" || o.SubscribeNeedsCert {
 		t.Fatalf("defaults with -trust-anchor %+v", o)
 	}
-	o, err = parseFlags(append(base, "-cs-prefix", "org/coord/v1", "-cs-identity", "coordinator", "-subscribe-needs-cert"), io.Discard)
+	o, err = parseFlags(append(base, "-cs-prefix", "org/coord/v1", "-cs-identity", "coordinator", "-subscribe-needs-cert"), env())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := o.relayConfig(slog.New(slog.DiscardHandler))
+	cfg, err := relayConfig(o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +84,11 @@ func TestParseFlagsTrustAnchor(t *testing.T) {
 	}
 
 	// An unreadable anchor is reported when the config is built.
-	o, err = parseFlags(append(base[2:], "-trust-anchor", filepath.Join(dir, "missing.pem")), io.Discard)
+	o, err = parseFlags(append(base[2:], "-trust-anchor", filepath.Join(dir, "missing.pem")), env())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.relayConfig(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "-trust-anchor") {
+	if _, err := relayConfig(o, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "-trust-anchor") {
 		t.Fatalf("missing anchor file: %v", err)
 	}
 }
@@ -111,12 +113,12 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-no-such-flag"}, "not defined"},
 	}
 	for _, c := range cases {
-		_, err := parseFlags(c.args, io.Discard)
+		_, err := parseFlags(c.args, env())
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: want error containing %q, got %v", c.args, c.want, err)
 		}
 	}
-	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseFlags([]string{"-h"}, env()); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
 }
@@ -128,11 +130,95 @@ func TestRunWithTrustAnchorStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-metrics", "", "-log-level", "error",
-			"-trust-anchor", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "relay.pem"), "-key", filepath.Join(dir, "relay.key")}, io.Discard)
+		cfg, err := parseFlags([]string{"-listen", "127.0.0.1:0", "-metrics", "127.0.0.1:0", "-log-level", "error",
+			"-trust-anchor", filepath.Join(dir, "ca.pem"), "-cert", filepath.Join(dir, "relay.pem"), "-key", filepath.Join(dir, "relay.key")}, env())
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- run(ctx, cfg, io.Discard, io.Discard)
 	}()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// env is a getenv over a map.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseFlagsEnv(t *testing.T) {
+	dir := writePKI(t)
+	cases := []struct {
+		name    string
+		args    []string
+		env     func(string) string
+		wantErr string
+		check   func(Config) bool
+	}{
+		{name: "env overrides default", env: env("MOQ_RELAY_LISTEN", "0.0.0.0:4443", "MOQ_RELAY_IDLE_TIMEOUT", "1m", "MOQ_RELAY_METRICS", ":9999", "MOQ_RELAY_LOG_LEVEL", "warn"),
+			check: func(c Config) bool {
+				return c.Listen == "0.0.0.0:4443" && c.IdleTimeout == time.Minute && c.Metrics == ":9999" && c.LogLevel == slog.LevelWarn
+			}},
+		{name: "flag wins over env", args: []string{"-listen", "127.0.0.1:1", "-max-drops", "-1"}, env: env("MOQ_RELAY_LISTEN", "0.0.0.0:4443", "MOQ_RELAY_MAX_DROPS", "5"),
+			check: func(c Config) bool { return c.Listen == "127.0.0.1:1" && c.MaxDrops == -1 }},
+		{name: "trust anchor from env", env: env("MOQ_RELAY_TRUST_ANCHOR", filepath.Join(dir, "ca.pem"), "MOQ_RELAY_CERT", filepath.Join(dir, "relay.pem"),
+			"MOQ_RELAY_KEY", filepath.Join(dir, "relay.key"), "MOQ_RELAY_SUBSCRIBE_NEEDS_CERT", "true", "MOQ_RELAY_CS_PREFIX", "x/y"),
+			check: func(c Config) bool { return c.SubscribeNeedsCert && slices.Equal(c.CSPrefix, []string{"x", "y"}) }},
+		{name: "authorization env without anchor", env: env("MOQ_RELAY_CS_IDENTITY", "coordinator"), wantErr: "-cs-identity needs -trust-anchor"},
+		{name: "bad duration", args: []string{"-idle-timeout", "long"}, wantErr: `invalid value "long" for flag -idle-timeout`},
+		{name: "bad env duration", env: env("MOQ_RELAY_IDLE_TIMEOUT", "long"), wantErr: `bad $MOQ_RELAY_IDLE_TIMEOUT "long"`},
+		{name: "bad env int", env: env("MOQ_RELAY_QUEUE", "many"), wantErr: "$MOQ_RELAY_QUEUE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := tc.env
+			if getenv == nil {
+				getenv = env()
+			}
+			c, err := parseFlags(tc.args, getenv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}
+
+func TestHelpAndExitCodes(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := cli.Exit(context.Background(), "moq-relay", []string{"-h"}, env(), &stdout, &stderr, parseFlags, run); code != 0 || stderr.Len() != 0 ||
+		!strings.Contains(stdout.String(), "usage: moq-relay") || !strings.Contains(stdout.String(), "[$MOQ_RELAY_TRUST_ANCHOR]") {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := cli.Exit(context.Background(), "moq-relay", []string{"-queue", "x"}, env(), &stdout, &stderr, parseFlags, run); code != 2 || stdout.Len() != 0 ||
+		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "moq-relay -h") {
+		t.Fatalf("bad flag: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	// A run error (the metrics address is taken) exits 1.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stderr.Reset()
+	if code := cli.Exit(context.Background(), "moq-relay", []string{"-listen", "127.0.0.1:0", "-metrics", ln.Addr().String()}, env(), &stdout, &stderr, parseFlags, run); code != 1 ||
+		!strings.Contains(stderr.String(), "moq-relay: metrics listener") {
+		t.Fatalf("run error: exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -17,6 +17,14 @@
 // With -relay, accepted items are published on the group's MoQ tracks through
 // the relay (coord/moqforward). Without it they are only logged (without
 // payloads): a CS without MoQ, whose members use the catch-up endpoints.
+//
+// Every flag can also be set by an environment variable: SFRAME_CS_
+// followed by the flag name in upper case with - as _ (e.g.
+// SFRAME_CS_TRUST_ANCHOR); -h lists them. Flags win over the environment,
+// which wins over the defaults; an empty variable counts as unset.
+//
+// Exit codes: 0 after -h or a clean shutdown (SIGINT, SIGTERM), 2 for bad
+// flags or environment, 1 if the service failed.
 package main
 
 import (
@@ -31,113 +39,133 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/devcert"
 	"github.com/moqsframe/moqsframe/moq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "sframe-cs:", err)
-		os.Exit(1)
-	}
+func main() { cli.Main("sframe-cs", parseFlags, run) }
+
+// envPrefix starts the environment variable of every flag.
+const envPrefix = "SFRAME_CS_"
+
+const synopsis = `usage: sframe-cs -db FILE [-listen ADDR] (-trust-anchor CA.pem -cert FILE -key FILE (-policy FILE | -policy-allow-all) | -dev-cert | -tls-cert FILE -tls-key FILE | -insecure-http) [-relay ADDR] [flags]
+
+Runs the HTTPS coordination service of the security groups; see docs/coordination-service.md.`
+
+// Config is what the flags and environment say; parseFlags has checked
+// it, run loads the files it names.
+type Config struct {
+	Listen, DB string
+	LogLevel   slog.Level
+	MaxBody    int64
+
+	// HTTPS: exactly one of TrustAnchor (with Cert, Key and Policy or
+	// PolicyAllowAll), DevCert, TLSCert/TLSKey, InsecureHTTP.
+	DevCert             bool
+	DevCertOut          string
+	DevCertHosts        []string
+	TLSCert, TLSKey     string
+	InsecureHTTP        bool
+	TrustAnchor, Policy string
+	PolicyAllowAll      bool
+	Cert, Key           string // the CS's own certificate, with TrustAnchor
+	Rate                float64
+	Burst               int
+	PendingJoinTTL      time.Duration
+
+	// MoQ forwarding; Relay empty: log only.
+	Relay           string
+	NamespacePrefix []string
+	Insecure        bool   // do not verify the relay's certificate
+	RelayCA         string // verify it with these CAs
+	RedeliverEvery  time.Duration
 }
 
-type options struct {
-	listen, db               string
-	devCert                  bool
-	devCertOut, devCertHosts string
-	tlsCert, tlsKey          string
-	insecureHTTP             bool
-	maxBody                  int64
-	logLevel                 string
-	redeliverEvery           time.Duration
-	relay, nsPrefix          string
-	insecure                 bool
-	relayCA                  string
-	trustAnchor, policy      string
-	policyAllowAll           bool
-	cert, key                string
-	rate                     float64
-	burst                    int
-	pendingJoinTTL           time.Duration
-}
-
-func parseFlags(args []string) (*options, error) {
-	o := &options{}
+// parseFlags parses args (without the program name) and the environment
+// (getenv) into a checked Config. Errors name the flag.
+func parseFlags(args []string, getenv func(string) string) (Config, error) {
+	var (
+		c                                Config
+		logLevel, devCertHosts, nsPrefix string
+	)
 	fs := flag.NewFlagSet("sframe-cs", flag.ContinueOnError)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to listen on")
-	fs.StringVar(&o.db, "db", "sframe-cs.db", "bbolt database file (created if missing)")
-	fs.BoolVar(&o.devCert, "dev-cert", false, "serve HTTPS with a fresh self-signed development certificate")
-	fs.StringVar(&o.devCertOut, "dev-cert-out", "", "write the development certificate (PEM, no key) here for clients to trust")
-	fs.StringVar(&o.devCertHosts, "dev-cert-hosts", "localhost,127.0.0.1,::1", "comma-separated names/IPs for the development certificate")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain (PEM)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key (PEM)")
-	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "serve plain HTTP (testing only)")
-	fs.Int64Var(&o.maxBody, "max-body", coord.DefaultMaxBodyBytes, "largest accepted request body in bytes")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.DurationVar(&o.redeliverEvery, "redeliver-every", 5*time.Second, "how often to retry forwarding queued items")
-	fs.StringVar(&o.relay, "relay", "", "MoQ relay address (QUIC host:port) to publish the group tracks on; empty: log only")
-	fs.StringVar(&o.nsPrefix, "namespace-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "MoQ namespace prefix, fields separated by /; tracks are in [prefix..., group]")
-	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the relay's certificate (development only)")
-	fs.StringVar(&o.relayCA, "relay-ca", "", "verify the relay's certificate with the CA certificates in this PEM file (instead of the system roots)")
-	fs.StringVar(&o.trustAnchor, "trust-anchor", "", "deployment CA certificates (PEM): require TLS client certificates chained to them and authorize by -policy")
-	fs.StringVar(&o.policy, "policy", "", "admission policy (JSON: which identities may be in which group); with -trust-anchor")
-	fs.BoolVar(&o.policyAllowAll, "policy-allow-all", false, "with -trust-anchor: admit every identity with a valid certificate to every group (instead of -policy)")
-	fs.StringVar(&o.cert, "cert", "", "the CS's certificate chain (PEM, issued by the deployment CA, with the CS's host names); with -trust-anchor")
-	fs.StringVar(&o.key, "key", "", "the private key of -cert (PEM)")
-	fs.Float64Var(&o.rate, "rate", coord.DefaultRate, "with -trust-anchor: requests per second per identity")
-	fs.IntVar(&o.burst, "burst", coord.DefaultBurst, "with -trust-anchor: request burst per identity")
-	fs.DurationVar(&o.pendingJoinTTL, "pending-join-ttl", coord.DefaultPendingJoinTTL, "with -trust-anchor: a join request stops counting as pending after this long")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8443", "address to listen on")
+	fs.StringVar(&c.DB, "db", "sframe-cs.db", "bbolt database file (created if missing)")
+	fs.BoolVar(&c.DevCert, "dev-cert", false, "serve HTTPS with a fresh self-signed development certificate")
+	fs.StringVar(&c.DevCertOut, "dev-cert-out", "", "write the development certificate (PEM, no key) here for clients to trust")
+	fs.StringVar(&devCertHosts, "dev-cert-hosts", "localhost,127.0.0.1,::1", "comma-separated names/IPs for the development certificate")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate chain (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM)")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve plain HTTP (testing only)")
+	fs.Int64Var(&c.MaxBody, "max-body", coord.DefaultMaxBodyBytes, "largest accepted request body in bytes")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	fs.DurationVar(&c.RedeliverEvery, "redeliver-every", 5*time.Second, "how often to retry forwarding queued items")
+	fs.StringVar(&c.Relay, "relay", "", "MoQ relay address (QUIC host:port) to publish the group tracks on; empty: log only")
+	fs.StringVar(&nsPrefix, "namespace-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "MoQ namespace prefix, fields separated by /; tracks are in [prefix..., group]")
+	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the relay's certificate (development only)")
+	fs.StringVar(&c.RelayCA, "relay-ca", "", "verify the relay's certificate with the CA certificates in this PEM file (instead of the system roots)")
+	fs.StringVar(&c.TrustAnchor, "trust-anchor", "", "deployment CA certificates (PEM): require TLS client certificates chained to them and authorize by -policy")
+	fs.StringVar(&c.Policy, "policy", "", "admission policy (JSON: which identities may be in which group); with -trust-anchor")
+	fs.BoolVar(&c.PolicyAllowAll, "policy-allow-all", false, "with -trust-anchor: admit every identity with a valid certificate to every group (instead of -policy)")
+	fs.StringVar(&c.Cert, "cert", "", "the CS's certificate chain (PEM, issued by the deployment CA, with the CS's host names); with -trust-anchor")
+	fs.StringVar(&c.Key, "key", "", "the private key of -cert (PEM)")
+	fs.Float64Var(&c.Rate, "rate", coord.DefaultRate, "with -trust-anchor: requests per second per identity")
+	fs.IntVar(&c.Burst, "burst", coord.DefaultBurst, "with -trust-anchor: request burst per identity")
+	fs.DurationVar(&c.PendingJoinTTL, "pending-join-ttl", coord.DefaultPendingJoinTTL, "with -trust-anchor: a join request stops counting as pending after this long")
+	if _, err := cli.Parse(fs, args, envPrefix, synopsis, getenv); err != nil {
+		return c, err
 	}
-	if err := o.checkAuth(); err != nil {
-		return nil, err
+	var err error
+	if c.LogLevel, err = cli.ParseLevel(logLevel); err != nil {
+		return c, err
+	}
+	c.DevCertHosts = strings.Split(devCertHosts, ",")
+	c.NamespacePrefix = strings.Split(strings.Trim(nsPrefix, "/"), "/")
+	if err := c.checkAuth(); err != nil {
+		return c, err
 	}
 	modes := 0
-	for _, b := range []bool{o.devCert, o.tlsCert != "" || o.tlsKey != "", o.insecureHTTP, o.trustAnchor != ""} {
+	for _, b := range []bool{c.DevCert, c.TLSCert != "" || c.TLSKey != "", c.InsecureHTTP, c.TrustAnchor != ""} {
 		if b {
 			modes++
 		}
 	}
 	switch {
 	case modes == 0:
-		return nil, errors.New("HTTPS needs a certificate: pass -trust-anchor with -cert and -key, -dev-cert for a development certificate, or -tls-cert and -tls-key")
+		return c, errors.New("HTTPS needs a certificate: pass -trust-anchor with -cert and -key, -dev-cert for a development certificate, or -tls-cert and -tls-key")
 	case modes > 1:
-		return nil, errors.New("choose one of -trust-anchor (with -cert/-key), -dev-cert, -tls-cert/-tls-key, -insecure-http")
-	case (o.tlsCert == "") != (o.tlsKey == ""):
-		return nil, errors.New("-tls-cert and -tls-key must be given together")
+		return c, errors.New("choose one of -trust-anchor (with -cert/-key), -dev-cert, -tls-cert/-tls-key, -insecure-http")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return c, errors.New("-tls-cert and -tls-key must be given together")
 	}
-	return o, nil
+	return c, nil
 }
 
 // checkAuth checks the flags of the authenticated mode.
-func (o *options) checkAuth() error {
+func (c *Config) checkAuth() error {
 	switch {
-	case o.relayCA != "" && o.insecure:
+	case c.RelayCA != "" && c.Insecure:
 		return errors.New("-relay-ca and -insecure exclude each other")
-	case o.trustAnchor == "":
-		if o.policy != "" || o.policyAllowAll || o.cert != "" || o.key != "" {
+	case c.TrustAnchor == "":
+		if c.Policy != "" || c.PolicyAllowAll || c.Cert != "" || c.Key != "" {
 			return errors.New("-policy, -policy-allow-all, -cert and -key need -trust-anchor")
 		}
 		return nil
-	case o.cert == "" || o.key == "":
+	case c.Cert == "" || c.Key == "":
 		return errors.New("-trust-anchor needs -cert and -key: the CS's own certificate issued by the deployment CA")
-	case (o.policy == "") == !o.policyAllowAll:
+	case (c.Policy == "") == !c.PolicyAllowAll:
 		return errors.New("-trust-anchor needs exactly one of -policy FILE or -policy-allow-all")
-	case o.rate <= 0 || o.burst <= 0 || o.pendingJoinTTL <= 0:
+	case c.Rate <= 0 || c.Burst <= 0 || c.PendingJoinTTL <= 0:
 		return errors.New("-rate, -burst and -pending-join-ttl must be positive")
 	}
 	return nil
@@ -146,18 +174,18 @@ func (o *options) checkAuth() error {
 // authMode loads the anchors, the policy and the CS's certificate: the
 // coord.Auth, the server's mutual TLS configuration and the certificate to
 // present to the relay.
-func (o *options) authMode(m *coord.Metrics) (*coord.Auth, *tls.Config, *identity.Certificate, error) {
-	v, err := identity.LoadVerifier(o.trustAnchor)
+func authMode(c Config, m *coord.Metrics) (*coord.Auth, *tls.Config, *identity.Certificate, error) {
+	v, err := identity.LoadVerifier(c.TrustAnchor)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("-trust-anchor: %w", err)
 	}
 	pol := identity.AllowAll()
-	if o.policy != "" {
-		if pol, err = identity.LoadPolicy(o.policy); err != nil {
+	if c.Policy != "" {
+		if pol, err = identity.LoadPolicy(c.Policy); err != nil {
 			return nil, nil, nil, fmt.Errorf("-policy: %w", err)
 		}
 	}
-	cert, err := identity.LoadCertificate(o.cert, o.key)
+	cert, err := identity.LoadCertificate(c.Cert, c.Key)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("-cert/-key: %w", err)
 	}
@@ -166,78 +194,45 @@ func (o *options) authMode(m *coord.Metrics) (*coord.Auth, *tls.Config, *identit
 	if _, err := v.Verify(cert.Chain, nil); err != nil {
 		return nil, nil, nil, fmt.Errorf("-cert does not verify with -trust-anchor: %w", err)
 	}
-	auth := &coord.Auth{Policy: pol, Verifier: v, Rate: o.rate, Burst: o.burst, PendingJoinTTL: o.pendingJoinTTL}
+	auth := &coord.Auth{Policy: pol, Verifier: v, Rate: c.Rate, Burst: c.Burst, PendingJoinTTL: c.PendingJoinTTL}
 	return auth, identity.ServerTLS(cert, v, m.HandshakeRefused), cert, nil
 }
 
-func run(args []string, logOut io.Writer) error {
-	o, err := parseFlags(args)
-	if err != nil {
-		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
-
-	store, err := coord.OpenBoltStore(o.db)
+// run serves until ctx ends, then shuts the server down gracefully. It
+// logs to stderr; nothing goes to stdout.
+func run(ctx context.Context, c Config, _, stderr io.Writer) error {
+	log := cli.NewLogger(stderr, c.LogLevel)
+	store, err := coord.OpenBoltStore(c.DB)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := coord.NewMetrics(reg)
 	var (
 		auth      *coord.Auth
 		serverTLS *tls.Config
 		csCert    *identity.Certificate
-		reg       = prometheus.NewRegistry()
-		metrics   = coord.NewMetrics(reg)
 	)
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if o.trustAnchor != "" {
-		if auth, serverTLS, csCert, err = o.authMode(metrics); err != nil {
+	if c.TrustAnchor != "" {
+		if auth, serverTLS, csCert, err = authMode(c, metrics); err != nil {
 			return err
 		}
 		name, _ := identity.Name(csCert.Leaf)
 		log.Info("mutual TLS: clients need a certificate from the trust anchor", "cs_identity", name,
-			"policy", o.policy, "policy_allow_all", o.policyAllowAll, "rate", o.rate, "burst", o.burst)
+			"policy", c.Policy, "policy_allow_all", c.PolicyAllowAll, "rate", c.Rate, "burst", c.Burst)
 	} else {
 		log.Warn("no -trust-anchor: the CS is open, anyone who reaches it may create groups, post requests, commits and acks; development only")
 	}
-	var relayRoots *x509.CertPool
-	if o.relayCA != "" {
-		anchors, err := identity.LoadTrustAnchors(o.relayCA)
-		if err != nil {
-			return fmt.Errorf("-relay-ca: %w", err)
-		}
-		relayRoots = x509.NewCertPool()
-		for _, a := range anchors {
-			relayRoots.AddCert(a)
-		}
+	fwd, closeFwd, err := forwarder(c, csCert, log)
+	if err != nil {
+		return err
 	}
-
-	var fwd coord.Forwarder = logForwarder{log}
-	if o.relay != "" {
-		prefix := strings.Split(strings.Trim(o.nsPrefix, "/"), "/")
-		mf, err := moqforward.New(moqforward.Config{
-			Relay: o.relay, Prefix: prefix, Logger: log,
-			Certificate: csCert, RelayRoots: relayRoots,
-			MoQ: moq.Config{InsecureSkipVerify: o.insecure, Logger: log},
-		})
-		if err != nil {
-			return err
-		}
-		defer mf.Close()
-		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := mf.WaitConnected(wctx); err != nil {
-			log.Warn("relay not reachable yet; items stay queued until it is", "relay", o.relay)
-		}
-		wcancel()
-		fwd = mf
-	}
+	defer closeFwd()
 	srv, err := coord.NewServer(coord.Config{
-		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: o.maxBody, Auth: auth,
+		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: c.MaxBody, Auth: auth,
 	})
 	if err != nil {
 		return err
@@ -251,65 +246,25 @@ func run(args []string, logOut io.Writer) error {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	switch {
-	case serverTLS != nil:
-		hs.TLSConfig = serverTLS
-	case o.devCert:
-		cert, pemBytes, _, err := devcert.New(strings.Split(o.devCertHosts, ","), 30*24*time.Hour)
-		if err != nil {
-			return err
-		}
-		if o.devCertOut != "" {
-			if err := os.WriteFile(o.devCertOut, pemBytes, 0o644); err != nil {
-				return fmt.Errorf("writing -dev-cert-out: %w", err)
-			}
-		}
-		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		log.Warn("serving with a self-signed development certificate; do not use in production", "cert_out", o.devCertOut)
-	case o.tlsCert != "":
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return fmt.Errorf("loading -tls-cert/-tls-key: %w", err)
-		}
-		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	serveMetrics(mux, reg)
+	hs := cli.NewServer(mux, log)
+	if hs.TLSConfig, err = serverTLSConfig(c, serverTLS, log); err != nil {
+		return err
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-
 	// Forward anything decided but not forwarded before the last shutdown
 	// or crash, then keep retrying in the background.
 	if left, err := srv.Redeliver(ctx); err != nil || left > 0 {
 		log.Warn("startup redelivery incomplete", "groups_pending", left, "err", err)
 	}
-	go func() {
-		t := time.NewTicker(o.redeliverEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if left, err := srv.Redeliver(ctx); err != nil || left > 0 {
-					log.Warn("redelivery incomplete", "groups_pending", left, "err", err)
-				}
-			}
-		}
-	}()
+	rctx, stopRedeliver := context.WithCancel(ctx)
+	redelivered := make(chan struct{})
+	go func() { redeliver(rctx, srv, c.RedeliverEvery, log); close(redelivered) }()
+	defer func() { stopRedeliver(); <-redelivered }()
 
 	errc := make(chan error, 1)
 	go func() {
@@ -323,7 +278,7 @@ func run(args []string, logOut io.Writer) error {
 	if hs.TLSConfig == nil {
 		scheme = "http"
 	}
-	log.Info("sframe-cs listening", "addr", ln.Addr().String(), "scheme", scheme, "db", o.db)
+	log.Info("sframe-cs listening", "addr", ln.Addr().String(), "scheme", scheme, "db", c.DB)
 
 	select {
 	case err := <-errc:
@@ -340,6 +295,88 @@ func run(args []string, logOut io.Writer) error {
 		return err
 	}
 	return store.Close()
+}
+
+// serveMetrics serves the process's registry at GET /metrics on mux.
+func serveMetrics(mux *http.ServeMux, reg prometheus.Gatherer) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+}
+
+// forwarder publishes accepted items on the group's MoQ tracks through
+// -relay, or only logs them without one.
+func forwarder(c Config, csCert *identity.Certificate, log *slog.Logger) (coord.Forwarder, func(), error) {
+	if c.Relay == "" {
+		return logForwarder{log}, func() {}, nil
+	}
+	var relayRoots *x509.CertPool
+	if c.RelayCA != "" {
+		anchors, err := identity.LoadTrustAnchors(c.RelayCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-relay-ca: %w", err)
+		}
+		relayRoots = x509.NewCertPool()
+		for _, a := range anchors {
+			relayRoots.AddCert(a)
+		}
+	}
+	mf, err := moqforward.New(moqforward.Config{
+		Relay: c.Relay, Prefix: c.NamespacePrefix, Logger: log,
+		Certificate: csCert, RelayRoots: relayRoots,
+		MoQ: moq.Config{InsecureSkipVerify: c.Insecure, Logger: log},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := mf.WaitConnected(wctx); err != nil {
+		log.Warn("relay not reachable yet; items stay queued until it is", "relay", c.Relay)
+	}
+	return mf, func() { mf.Close() }, nil
+}
+
+// serverTLSConfig is the HTTPS configuration: mutual TLS (given), a
+// development certificate, -tls-cert/-tls-key, or nil for -insecure-http.
+func serverTLSConfig(c Config, mutual *tls.Config, log *slog.Logger) (*tls.Config, error) {
+	switch {
+	case mutual != nil:
+		return mutual, nil
+	case c.DevCert:
+		cert, pemBytes, _, err := devcert.New(c.DevCertHosts, 30*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		if c.DevCertOut != "" {
+			if err := os.WriteFile(c.DevCertOut, pemBytes, 0o644); err != nil {
+				return nil, fmt.Errorf("writing -dev-cert-out: %w", err)
+			}
+		}
+		log.Warn("serving with a self-signed development certificate; do not use in production", "cert_out", c.DevCertOut)
+		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	case c.TLSCert != "":
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading -tls-cert/-tls-key: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	}
+	return nil, nil
+}
+
+// redeliver retries forwarding queued items every interval until ctx ends.
+func redeliver(ctx context.Context, srv *coord.Server, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if left, err := srv.Redeliver(ctx); err != nil || left > 0 {
+				log.Warn("redelivery incomplete", "groups_pending", left, "err", err)
+			}
+		}
+	}
 }
 
 // logForwarder stands in for the MoQ forwarder until it is wired: it logs

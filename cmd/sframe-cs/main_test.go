@@ -6,16 +6,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
@@ -69,9 +70,15 @@ func start(t *testing.T, db string) (*http.Client, string, func() string) {
 func startArgs(t *testing.T, addr string, args []string, mkClient func() *http.Client) (*http.Client, string, func() string) {
 	t.Helper()
 	logs := &syncBuf{}
+	cfg, err := parseFlags(args, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(args, logs)
+		done <- run(ctx, cfg, io.Discard, logs)
 	}()
 	var hc *http.Client
 	base := "https://localhost:" + strings.Split(addr, ":")[1]
@@ -96,14 +103,14 @@ func startArgs(t *testing.T, addr string, args []string, mkClient func() *http.C
 		time.Sleep(20 * time.Millisecond)
 	}
 	stop := func() string {
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Fatalf("sframe-cs exit: %v", err)
 			}
 		case <-time.After(15 * time.Second):
-			t.Fatal("sframe-cs did not stop on SIGTERM")
+			t.Fatal("sframe-cs did not stop when its context ended")
 		}
 		return logs.String()
 	}
@@ -161,22 +168,94 @@ func TestServeJoinMetricsShutdownRestart(t *testing.T) {
 	}
 }
 
-func TestFlagErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{},
-		{"-dev-cert", "-insecure-http"},
-		{"-tls-cert", "x.pem"},
-		{"-trust-anchor", "ca.pem", "-policy", "p.json"},                                                         // no -cert/-key
-		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key"},                                           // no policy
-		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key", "-policy", "p.json", "-policy-allow-all"}, // both
-		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key", "-policy-allow-all", "-dev-cert"},
-		{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key", "-policy-allow-all", "-rate", "0"},
-		{"-dev-cert", "-policy", "p.json"},
-		{"-dev-cert", "-relay-ca", "ca.pem", "-insecure"},
-	} {
-		if _, err := parseFlags(args); err == nil {
-			t.Errorf("parseFlags(%q) accepted", args)
-		}
+// env is a getenv over a map.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseFlags(t *testing.T) {
+	auth := []string{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key"}
+	cases := []struct {
+		name    string
+		args    []string
+		env     func(string) string
+		wantErr string
+		check   func(Config) bool
+	}{
+		{name: "no certificate", args: []string{}, wantErr: "HTTPS needs a certificate"},
+		{name: "two modes", args: []string{"-dev-cert", "-insecure-http"}, wantErr: "choose one of"},
+		{name: "tls-cert alone", args: []string{"-tls-cert", "x.pem"}, wantErr: "-tls-cert and -tls-key must be given together"},
+		{name: "anchor without cert", args: []string{"-trust-anchor", "ca.pem", "-policy", "p.json"}, wantErr: "-trust-anchor needs -cert and -key"},
+		{name: "anchor without policy", args: auth, wantErr: "exactly one of -policy FILE or -policy-allow-all"},
+		{name: "both policies", args: append([]string{"-policy", "p.json", "-policy-allow-all"}, auth...), wantErr: "exactly one of -policy"},
+		{name: "anchor and dev cert", args: append([]string{"-policy-allow-all", "-dev-cert"}, auth...), wantErr: "choose one of"},
+		{name: "zero rate", args: append([]string{"-policy-allow-all", "-rate", "0"}, auth...), wantErr: "must be positive"},
+		{name: "policy without anchor", args: []string{"-dev-cert", "-policy", "p.json"}, wantErr: "need -trust-anchor"},
+		{name: "relay-ca and insecure", args: []string{"-dev-cert", "-relay-ca", "ca.pem", "-insecure"}, wantErr: "exclude each other"},
+		{name: "bad duration", args: []string{"-dev-cert", "-redeliver-every", "often"}, wantErr: `invalid value "often" for flag -redeliver-every`},
+		{name: "bad log level", args: []string{"-dev-cert", "-log-level", "loud"}, wantErr: "bad -log-level"},
+		{name: "unknown flag", args: []string{"-no-such-flag"}, wantErr: "flag provided but not defined"},
+		{name: "stray argument", args: []string{"-dev-cert", "stray"}, wantErr: `unexpected argument "stray"`},
+		{name: "bad env", env: env("SFRAME_CS_DEV_CERT", "yes please"), wantErr: `bad $SFRAME_CS_DEV_CERT "yes please"`},
+		{name: "bad env duration", args: []string{"-dev-cert"}, env: env("SFRAME_CS_PENDING_JOIN_TTL", "forever"), wantErr: "$SFRAME_CS_PENDING_JOIN_TTL"},
+		{name: "defaults", args: []string{"-dev-cert"}, check: func(c Config) bool {
+			return c.Listen == "127.0.0.1:8443" && c.DB == "sframe-cs.db" && c.LogLevel == slog.LevelInfo && c.RedeliverEvery == 5*time.Second &&
+				len(c.DevCertHosts) == 3 && strings.Join(c.NamespacePrefix, "/") == "moqsframe/cs" && c.Rate == coord.DefaultRate
+		}},
+		{name: "env overrides default", args: []string{"-dev-cert"},
+			env: env("SFRAME_CS_LISTEN", "0.0.0.0:443", "SFRAME_CS_REDELIVER_EVERY", "1s", "SFRAME_CS_NAMESPACE_PREFIX", "/a/b/", "SFRAME_CS_LOG_LEVEL", "error"),
+			check: func(c Config) bool {
+				return c.Listen == "0.0.0.0:443" && c.RedeliverEvery == time.Second && strings.Join(c.NamespacePrefix, "/") == "a/b" && c.LogLevel == slog.LevelError
+			}},
+		{name: "flag wins over env", args: []string{"-dev-cert", "-db", "flag.db"}, env: env("SFRAME_CS_DB", "env.db"),
+			check: func(c Config) bool { return c.DB == "flag.db" }},
+		{name: "mode from env", env: env("SFRAME_CS_TRUST_ANCHOR", "ca.pem", "SFRAME_CS_CERT", "c.pem", "SFRAME_CS_KEY", "c.key", "SFRAME_CS_POLICY_ALLOW_ALL", "true"),
+			check: func(c Config) bool { return c.TrustAnchor == "ca.pem" && c.PolicyAllowAll }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := tc.env
+			if getenv == nil {
+				getenv = env()
+			}
+			c, err := parseFlags(tc.args, getenv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}
+
+func TestHelpAndExitCodes(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := cli.Exit(context.Background(), "sframe-cs", []string{"-h"}, env(), &stdout, &stderr, parseFlags, run); code != 0 || stderr.Len() != 0 ||
+		!strings.Contains(stdout.String(), "usage: sframe-cs") || !strings.Contains(stdout.String(), "[$SFRAME_CS_TRUST_ANCHOR]") {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := cli.Exit(context.Background(), "sframe-cs", nil, env(), &stdout, &stderr, parseFlags, run); code != 2 || stdout.Len() != 0 ||
+		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "sframe-cs -h") {
+		t.Fatalf("no flags: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stderr.Reset()
+	// A run error (a missing -tls-cert) exits 1.
+	db := filepath.Join(t.TempDir(), "cs.db")
+	if code := cli.Exit(context.Background(), "sframe-cs", []string{"-db", db, "-tls-cert", "missing.pem", "-tls-key", "missing.key"}, env(), &stdout, &stderr, parseFlags, run); code != 1 ||
+		!strings.Contains(stderr.String(), "loading -tls-cert/-tls-key") {
+		t.Fatalf("run error: exit %d, stderr %q", code, stderr.String())
 	}
 }
 

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moqsframe/moqsframe/cmd/internal/cli"
+	"github.com/moqsframe/moqsframe/internal/proctest"
+	"github.com/moqsframe/moqsframe/moq"
+	"github.com/moqsframe/moqsframe/relay"
+	"github.com/moqsframe/moqsframe/sidecar"
+)
+
+// env is a getenv over a map.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	c, err := parseFlags([]string{"-namespace", "example.org/live", "-key-file", "k.json", "-rtp-video", "127.0.0.1:5004"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != sidecar.Encrypt || c.Relay != "127.0.0.1:4443" || !slices.Equal(c.Namespace, []string{"example.org", "live"}) ||
+		!slices.Equal(c.SourceNamespace, c.Namespace) || !slices.Equal(c.Tracks, []string{"video"}) ||
+		!slices.Equal(c.GroupPrefix, []string{"moqsframe", "cs"}) || c.Metrics != "127.0.0.1:9464" || c.LogLevel != slog.LevelInfo ||
+		c.MaxObjectSize != 4<<20 || c.ReplayWindow != sidecar.DefaultReplayWindow || c.DrainTimeout != 10*time.Second || c.Insecure {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	enc := []string{"-namespace", "a/b", "-key-file", "k.json", "-rtp-video", "127.0.0.1:5004"}
+	group := []string{"-namespace", "a", "-mode", "decrypt", "-out-file", "o.rec", "-cs", "https://cs", "-group", "g",
+		"-identity-cert", "i.pem", "-identity-key", "i.key", "-trust-anchor", "ca.pem"}
+	cases := []struct {
+		name    string
+		args    []string
+		env     func(string) string
+		wantErr string
+		check   func(Config) bool
+	}{
+		{name: "no namespace", args: []string{"-key-file", "k.json", "-rtp-video", ":1"}, wantErr: "-namespace is required"},
+		{name: "empty namespace", args: []string{"-namespace", "/", "-key-file", "k.json", "-rtp-video", ":1"}, wantErr: "-namespace is required"},
+		{name: "unknown mode", args: append([]string{"-mode", "sideways"}, enc...), wantErr: `-mode must be encrypt or decrypt, not "sideways"`},
+		{name: "key-file with cs", args: append([]string{"-cs", "https://cs"}, enc...), wantErr: "mutually exclusive"},
+		{name: "no keys", args: []string{"-namespace", "a", "-rtp-video", ":1"}, wantErr: "keys: pass -key-file"},
+		{name: "cs without group flags", args: []string{"-namespace", "a", "-rtp-video", ":1", "-cs", "https://cs", "-group", "g"}, wantErr: "-cs needs -group"},
+		{name: "encrypt without input", args: []string{"-namespace", "a", "-key-file", "k.json"}, wantErr: "encrypt mode needs an input"},
+		{name: "decrypt without output", args: []string{"-mode", "decrypt", "-namespace", "a", "-key-file", "k.json"}, wantErr: "decrypt mode needs an output"},
+		{name: "bad duration", args: append([]string{"-drain-timeout", "soon"}, enc...), wantErr: `invalid value "soon" for flag -drain-timeout`},
+		{name: "bad int", args: append([]string{"-workers", "many"}, enc...), wantErr: "-workers"},
+		{name: "bad log level", args: append([]string{"-log-level", "loud"}, enc...), wantErr: "bad -log-level"},
+		{name: "unknown flag", args: []string{"-no-such-flag"}, wantErr: "flag provided but not defined: -no-such-flag"},
+		{name: "stray argument", args: append(enc, "stray"), wantErr: `unexpected argument "stray"`},
+		{name: "bad env duration", args: enc, env: env("SFRAME_SIDECAR_DRAIN_TIMEOUT", "soon"), wantErr: `bad $SFRAME_SIDECAR_DRAIN_TIMEOUT "soon"`},
+		{name: "bad env bool", args: enc, env: env("SFRAME_SIDECAR_INSECURE", "maybe"), wantErr: "$SFRAME_SIDECAR_INSECURE"},
+		{name: "env overrides default", args: enc,
+			env: env("SFRAME_SIDECAR_RELAY", "10.0.0.1:4443", "SFRAME_SIDECAR_DRAIN_TIMEOUT", "3s", "SFRAME_SIDECAR_INSECURE", "true", "SFRAME_SIDECAR_LOG_LEVEL", "debug", "SFRAME_SIDECAR_METRICS", ":1"),
+			check: func(c Config) bool {
+				return c.Relay == "10.0.0.1:4443" && c.DrainTimeout == 3*time.Second && c.Insecure && c.LogLevel == slog.LevelDebug && c.Metrics == ":1"
+			}},
+		{name: "flag wins over env", args: append([]string{"-relay", "127.0.0.2:4443", "-mode", "encrypt"}, enc...),
+			env:   env("SFRAME_SIDECAR_RELAY", "10.0.0.1:4443", "SFRAME_SIDECAR_MODE", "decrypt"),
+			check: func(c Config) bool { return c.Relay == "127.0.0.2:4443" && c.Mode == sidecar.Encrypt }},
+		{name: "empty env is unset", args: enc, env: env("SFRAME_SIDECAR_RELAY", ""),
+			check: func(c Config) bool { return c.Relay == "127.0.0.1:4443" }},
+		{name: "everything from env", args: nil,
+			env: env("SFRAME_SIDECAR_NAMESPACE", "x/y", "SFRAME_SIDECAR_KEY_FILE", "k.json", "SFRAME_SIDECAR_MODE", "decrypt",
+				"SFRAME_SIDECAR_TRACKS", "video, audio", "SFRAME_SIDECAR_OUT_FILE", "o.rec", "SFRAME_SIDECAR_SOURCE_NAMESPACE", "p/q"),
+			check: func(c Config) bool {
+				return c.Mode == sidecar.Decrypt && slices.Equal(c.Namespace, []string{"x", "y"}) && c.KeyFile == "k.json" &&
+					slices.Equal(c.Tracks, []string{"video", "audio"}) && c.OutFile == "o.rec" && slices.Equal(c.SourceNamespace, []string{"p", "q"})
+			}},
+		{name: "group mode", args: group, check: func(c Config) bool {
+			return c.CS == "https://cs" && c.Group == "g" && c.KeyFile == "" && c.TrustAnchor == "ca.pem" && c.Mode == sidecar.Decrypt
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := tc.env
+			if getenv == nil {
+				getenv = env()
+			}
+			c, err := parseFlags(tc.args, getenv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error is not one line: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	_, err := parseFlags([]string{"-h"}, env())
+	var h *cli.Help
+	if !errors.Is(err, flag.ErrHelp) || !errors.As(err, &h) {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, want := range []string{"usage: sframe-sidecar", "-key-file", "[$SFRAME_SIDECAR_KEY_FILE]", "[$SFRAME_SIDECAR_LOG_LEVEL]", "-drain-timeout"} {
+		if !strings.Contains(h.Usage, want) {
+			t.Errorf("usage lacks %q:\n%s", want, h.Usage)
+		}
+	}
+	var stdout, stderr strings.Builder
+	if code := cli.Exit(context.Background(), "sframe-sidecar", []string{"-h"}, env(), &stdout, &stderr, parseFlags, run); code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "$SFRAME_SIDECAR_MODE") {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := cli.Exit(context.Background(), "sframe-sidecar", []string{"-mode", "x"}, env(), &stdout, &stderr, parseFlags, run); code != 2 || stdout.Len() != 0 ||
+		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "sframe-sidecar -h") {
+		t.Fatalf("bad flag: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// An encrypting sidecar reads plaintext objects from the relay (-source)
+// and publishes them encrypted; a decrypting one reads those back into a
+// file. Both run in-process against an in-process relay and stop cleanly
+// when their context ends.
+func TestRunEncryptDecrypt(t *testing.T) {
+	tlsConf, err := moq.DevTLSConfig("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Addr: "127.0.0.1:0", TLS: tlsConf, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(context.Background())
+	t.Cleanup(func() { r.Close() })
+	relayAddr := r.Addr().String()
+
+	dir := t.TempDir()
+	keyFile, outFile := filepath.Join(dir, "key.json"), filepath.Join(dir, "out.rec")
+	if err := os.WriteFile(keyFile, []byte(`{"suite": 4, "base_key": "000102030405060708090a0b0c0d0e0f"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	encMetrics, decMetrics := proctest.FreeTCPAddr(t), proctest.FreeTCPAddr(t)
+	common := []string{"-relay", relayAddr, "-insecure", "-namespace", "example.org/live", "-key-file", keyFile, "-log-level", "debug"}
+	encCfg, err := parseFlags(append([]string{"-mode", "encrypt", "-source", relayAddr, "-source-namespace", "plain/live", "-metrics", encMetrics}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	decCfg, err := parseFlags(append([]string{"-mode", "decrypt", "-out-file", outFile, "-metrics", decMetrics}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		name string
+		err  error
+		logs *syncBuf
+	}
+	done := make(chan result, 2)
+	for name, cfg := range map[string]Config{"encrypt": encCfg, "decrypt": decCfg} {
+		logs := &syncBuf{}
+		go func() { done <- result{name, run(ctx, cfg, io.Discard, logs), logs} }()
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s sidecar log:\n%s", name, logs.String())
+			}
+		})
+	}
+
+	// The plaintext publisher, on the relay.
+	src := sidecar.NewRelayClient(relayAddr, &moq.Config{InsecureSkipVerify: true, Logger: slog.New(slog.DiscardHandler)}, slog.New(slog.DiscardHandler))
+	srcCtx, stopSrc := context.WithCancel(context.Background())
+	srcDone := make(chan struct{})
+	go func() { src.Run(srcCtx); close(srcDone) }()
+	defer func() { stopSrc(); <-srcDone }()
+	pub := src.Publisher([]string{"plain", "live"}, "video")
+
+	// Wait for the whole path: the encrypting sidecar subscribed to the
+	// plaintext, the relay (for the decrypting one) to the ciphertext.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := pub.WaitSubscribers(wctx, 1); err != nil {
+		t.Fatalf("encrypting sidecar never subscribed to the plaintext: %v", err)
+	}
+	proctest.WaitMetric(t, "http://"+encMetrics+"/metrics", "sidecar_relay_subscribers", 1, 20*time.Second)
+
+	const n = 20
+	for i := range n {
+		if err := pub.WriteObject(uint64(i/5), 0, uint64(i%5), fmt.Appendf(nil, "frame %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proctest.WaitMetric(t, "http://"+decMetrics+"/metrics", "sidecar_objects_out_total", n, 20*time.Second)
+
+	cancel()
+	for range 2 {
+		select {
+		case res := <-done:
+			if res.err != nil {
+				t.Errorf("%s sidecar: %v\n%s", res.name, res.err, res.logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("sidecars did not stop after their context ended")
+		}
+	}
+
+	f, err := os.Open(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Groups travel on separate streams, so only the order within a group
+	// is kept; every object must arrive once, with its IDs.
+	rd := bufio.NewReader(f)
+	seen := map[string]bool{}
+	for {
+		rec, err := sidecar.ReadRecord(rd)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("frame %d", rec.Group*5+rec.ObjectID)
+		if rec.Track != "video" || string(rec.Payload) != want || seen[want] {
+			t.Errorf("record %s %d/%d: %q (duplicate: %v)", rec.Track, rec.Group, rec.ObjectID, rec.Payload, seen[want])
+		}
+		seen[want] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("decrypted %d distinct objects, want %d", len(seen), n)
+	}
+}
+
+// The RTP inputs and every decrypt output open, serve their metrics and
+// close again when the context ends, without a relay to talk to.
+func TestRunRTPAndOutputsStop(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.json")
+	if err := os.WriteFile(keyFile, []byte(`{"suite": 4, "base_key": "000102030405060708090a0b0c0d0e0f"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	encMetrics, decMetrics := proctest.FreeTCPAddr(t), proctest.FreeTCPAddr(t)
+	common := []string{"-relay", proctest.FreeUDPAddr(t), "-insecure", "-namespace", "example.org/live", "-key-file", keyFile, "-log-level", "error", "-workers", "2"}
+	encCfg, err := parseFlags(append([]string{"-rtp-video", "127.0.0.1:0", "-rtp-audio", "127.0.0.1:0", "-metrics", encMetrics}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	decCfg, err := parseFlags(append([]string{"-mode", "decrypt", "-tracks", "video,audio", "-out-file", filepath.Join(dir, "out.rec"), "-serve", "127.0.0.1:0",
+		"-rtp-out-video", "127.0.0.1:9", "-rtp-out-audio", "127.0.0.1:9", "-metrics", decMetrics}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for _, cfg := range []Config{encCfg, decCfg} {
+		go func() { done <- run(ctx, cfg, io.Discard, io.Discard) }()
+	}
+	proctest.WaitMetric(t, "http://"+encMetrics+"/metrics", "sidecar_rtp_audio_packets_total", 0, 20*time.Second)
+	proctest.WaitMetric(t, "http://"+decMetrics+"/metrics", "sidecar_relay_reconnects_total", 0, 20*time.Second)
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.rec")); err != nil {
+		t.Error(err)
+	}
+}
+
+// Files and addresses are checked by run, which fails at once.
+func TestRunErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.json")
+	if err := os.WriteFile(keyFile, []byte(`{"suite": 4, "base_key": "000102030405060708090a0b0c0d0e0f"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	base := []string{"-namespace", "a", "-log-level", "error", "-relay", proctest.FreeUDPAddr(t)}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-key-file", filepath.Join(dir, "missing.json"), "-rtp-video", "127.0.0.1:0", "-metrics", ""}, "missing.json"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-metrics", taken.Addr().String()}, "-metrics"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "256.0.0.1:0", "-metrics", ""}, "256.0.0.1"},
+		{[]string{"-key-file", keyFile, "-mode", "decrypt", "-out-file", filepath.Join(dir, "no", "such", "dir"), "-metrics", ""}, "no such file"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-trust-anchor", filepath.Join(dir, "ca.pem"), "-identity-cert", filepath.Join(dir, "me.pem"), "-metrics", ""}, "me.pem"},
+		{[]string{"-cs", "https://127.0.0.1:1", "-group", "g", "-identity-cert", filepath.Join(dir, "me.pem"), "-identity-key", filepath.Join(dir, "me.key"),
+			"-trust-anchor", filepath.Join(dir, "ca.pem"), "-rtp-video", "127.0.0.1:0", "-metrics", ""}, "me.pem"},
+	} {
+		cfg, err := parseFlags(append(tc.args, base...), env())
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if err := run(context.Background(), cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error containing %q, got %v", tc.args, tc.want, err)
+		}
+	}
+}

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/moqsframe/moqsframe/cmd/internal/cli"
+	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/group"
+	"github.com/moqsframe/moqsframe/identity"
+	"github.com/moqsframe/moqsframe/keyschedule"
+	"github.com/moqsframe/moqsframe/moq"
+	"github.com/moqsframe/moqsframe/pipeline"
+	"github.com/moqsframe/moqsframe/sidecar"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// run runs the sidecar until ctx ends, then drains in-flight objects (at
+// most cfg.DrainTimeout), disconnects and returns. It logs to stderr;
+// nothing goes to stdout.
+func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
+	log := cli.NewLogger(stderr, cfg.LogLevel)
+	moqCfg, err := moqConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	keys, member, leave, err := loadKeys(ctx, cfg, moqCfg, log)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	relay := sidecar.NewRelayClient(cfg.Relay, moqCfg, log)
+	reg := newMetrics(relay, member)
+	sink, closeOutputs, err := openOutputs(cfg, relay, moqCfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeOutputs()
+	sc, err := sidecar.New(sidecar.Config{Mode: cfg.Mode, Namespace: cfg.Namespace, Keys: keys, Sink: sink,
+		Pipeline: pipeline.Config{Workers: cfg.Workers}, MaxObjectSize: cfg.MaxObjectSize, Metrics: sidecar.NewMetrics(reg), Logger: log})
+	if err != nil {
+		return err
+	}
+
+	// The relay session outlives ctx: it carries the objects drained
+	// after it ends.
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	relayDone := make(chan struct{})
+	go func() { relay.Run(relayCtx); close(relayDone) }()
+	stopRelayWait := func() { stopRelay(); <-relayDone }
+	defer stopRelayWait()
+
+	inputCtx, stopInput := context.WithCancel(ctx)
+	defer stopInput()
+	inputs, err := startInputs(inputCtx, cfg, relay, sc, reg, moqCfg, log)
+	if err != nil {
+		sc.Close()
+		return err
+	}
+	stopMetrics, err := serveMetrics(cfg.Metrics, reg, relay, log)
+	if err != nil {
+		stopInput()
+		sc.Close()
+		return err
+	}
+	defer stopMetrics()
+	log.Info("sidecar running", "mode", cfg.Mode, "relay", cfg.Relay, "namespace", cfg.Namespace)
+
+	var runErr error
+	select {
+	case <-inputCtx.Done():
+		log.Info("shutting down: draining in-flight objects")
+	case runErr = <-inputs:
+		if runErr != nil {
+			log.Error("input failed", "err", runErr)
+		}
+	}
+	stopInput()
+	drain(sc, cfg.DrainTimeout, log)
+	stopRelayWait()
+	closeOutputs()
+	st := sc.Stats()
+	log.Info("sidecar stopped", "objects", st.Objects, "bytes", st.Bytes, "drops", st.Drops, "errors", st.Errors, "auth_failures", st.AuthFailed)
+	return runErr
+}
+
+// drain closes the sidecar, waiting at most timeout for in-flight objects.
+func drain(sc *sidecar.Sidecar, timeout time.Duration, log *slog.Logger) {
+	drained := make(chan struct{})
+	go func() { sc.Close(); close(drained) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+		log.Warn("drain timed out; objects may be lost")
+	}
+}
+
+// moqConfig is the MoQ client configuration for the relay (and -source,
+// -serve): with -trust-anchor and -identity-cert the sidecar presents its
+// certificate to the relay (which lets only certified identities announce)
+// and verifies the relay's against the anchor (unless -insecure).
+func moqConfig(cfg Config, log *slog.Logger) (*moq.Config, error) {
+	moqCfg := &moq.Config{MaxObjectSize: cfg.MaxObjectSize + 64, InsecureSkipVerify: cfg.Insecure, Logger: log}
+	if cfg.TrustAnchor == "" || cfg.IdentityCert == "" {
+		return moqCfg, nil
+	}
+	cert, err := identity.LoadCertificate(cfg.IdentityCert, cfg.IdentityKey)
+	if err != nil {
+		return nil, err
+	}
+	v, err := identity.LoadVerifier(cfg.TrustAnchor)
+	if err != nil {
+		return nil, err
+	}
+	moqCfg.TLSConfig = identity.ClientTLS(cert, v)
+	moqCfg.TLSConfig.InsecureSkipVerify = cfg.Insecure
+	return moqCfg, nil
+}
+
+// loadKeys returns the key source: the static key file, or the security
+// group joined through the CS (then member is set and leave leaves it).
+func loadKeys(ctx context.Context, cfg Config, moqCfg *moq.Config, log *slog.Logger) (keys sidecar.KeySource, member *group.Member, leave func(), err error) {
+	if cfg.CS == "" {
+		sk, err := sidecar.LoadKeyFile(cfg.KeyFile)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		sk.ReplayWindow = cfg.ReplayWindow
+		return sk, nil, func() {}, nil
+	}
+	m, leave, err := joinGroup(ctx, cfg, moqCfg, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return sidecar.NewGroupKeys(m), m, leave, nil
+}
+
+// openOutputs returns the sidecar's sink: the relay's publishers when
+// encrypting; the file, local MoQ server and RTP outputs when decrypting.
+// closeOutputs flushes and closes them; calling it twice is harmless.
+func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log *slog.Logger) (sink sidecar.Sink, closeOutputs func(), err error) {
+	if cfg.Mode == sidecar.Encrypt {
+		return sidecar.PublisherSink{Publishers: relay, Namespace: cfg.Namespace}, func() {}, nil
+	}
+	var (
+		sinks   sidecar.Tee
+		closers []func()
+	)
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+		closers = nil
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	if cfg.OutFile != "" {
+		f, err := os.Create(cfg.OutFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		fsink := sidecar.NewFileSink(f)
+		sinks = append(sinks, fsink)
+		closers = append(closers, func() {
+			if err := errors.Join(fsink.Flush(), f.Close()); err != nil {
+				log.Error("writing -out-file", "err", err)
+			}
+		})
+	}
+	if cfg.Serve != "" {
+		srv, err := sidecar.ListenLocal(cfg.Serve, moqCfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info("serving plaintext tracks", "addr", srv.Addr())
+		sinks = append(sinks, sidecar.PublisherSink{Publishers: srv, Namespace: cfg.Namespace})
+		closers = append(closers, func() { srv.Close() })
+	}
+	var outs []sidecar.RTPOutput
+	if cfg.RTPOutVideo != "" {
+		outs = append(outs, sidecar.RTPOutput{Track: "video", Codec: sidecar.H264, Addr: cfg.RTPOutVideo})
+	}
+	if cfg.RTPOutAudio != "" {
+		outs = append(outs, sidecar.RTPOutput{Track: "audio", Codec: sidecar.Opus, Addr: cfg.RTPOutAudio})
+	}
+	if len(outs) > 0 {
+		rs, err := sidecar.NewRTPSink(outs)
+		if err != nil {
+			return nil, nil, err
+		}
+		sinks = append(sinks, rs)
+		closers = append(closers, func() { rs.Close() })
+	}
+	switch len(sinks) {
+	case 0:
+		return nil, nil, errors.New("decrypt mode needs an output: -out-file, -serve, -rtp-out-video or -rtp-out-audio")
+	case 1:
+		return sinks[0], closeAll, nil
+	}
+	return sinks, closeAll, nil
+}
+
+// startInputs feeds the sidecar until ctx ends: from RTP and -source when
+// encrypting, from the relay when decrypting. An input that stops sends on
+// the channel (nil if it stopped cleanly).
+func startInputs(ctx context.Context, cfg Config, relay *sidecar.RelayClient, sc *sidecar.Sidecar, reg prometheus.Registerer, moqCfg *moq.Config, log *slog.Logger) (<-chan error, error) {
+	inputs := make(chan error, 3)
+	if cfg.Mode == sidecar.Decrypt {
+		sidecar.SubscribeInto(ctx, relay, cfg.Namespace, cfg.Tracks, sc)
+		return inputs, nil
+	}
+	running := 0
+	for _, in := range []struct {
+		addr, track string
+		codec       sidecar.Codec
+	}{
+		{cfg.RTPVideo, "video", sidecar.H264}, {cfg.RTPAudio, "audio", sidecar.Opus},
+	} {
+		if in.addr == "" {
+			continue
+		}
+		conn, err := net.ListenPacket("udp", in.addr)
+		if err != nil {
+			return nil, err
+		}
+		if uc, ok := conn.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(8 << 20) // keyframes arrive as bursts
+		}
+		relay.Publisher(cfg.Namespace, in.track) // announce now, so the relay can subscribe before the first frame
+		src := &sidecar.RTPSource{Conn: conn, Track: in.track, Codec: in.codec, Sidecar: sc}
+		log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", conn.LocalAddr())
+		running++
+		go func() { inputs <- src.Run(ctx, reg) }()
+	}
+	if cfg.Source != "" {
+		for _, t := range cfg.Tracks {
+			relay.Publisher(cfg.Namespace, t)
+		}
+		local := sidecar.NewRelayClient(cfg.Source, moqCfg, log)
+		sidecar.SubscribeInto(ctx, local, cfg.SourceNamespace, cfg.Tracks, sc)
+		running++
+		go func() { local.Run(ctx); inputs <- nil }()
+	}
+	if running == 0 {
+		return nil, errors.New("encrypt mode needs an input: -rtp-video, -rtp-audio or -source")
+	}
+	return inputs, nil
+}
+
+// joinGroup joins the security group (group mode). The member has its own
+// MoQ session to the relay for the group tracks; if that session breaks it
+// keeps up from the CS archive. leave leaves the group and closes both.
+func joinGroup(ctx context.Context, cfg Config, moqCfg *moq.Config, log *slog.Logger) (*group.Member, func(), error) {
+	cert, err := identity.LoadCertificate(cfg.IdentityCert, cfg.IdentityKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	verifier, err := identity.LoadVerifier(cfg.TrustAnchor)
+	if err != nil {
+		return nil, nil, err
+	}
+	policy := identity.AllowAll()
+	if cfg.Policy != "" {
+		if policy, err = identity.LoadPolicy(cfg.Policy); err != nil {
+			return nil, nil, err
+		}
+	}
+	cs, err := csClient(cfg, cert, verifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sess, err := moq.Dial(ctx, cfg.Relay, moqCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("group mode: relay: %w", err)
+	}
+	m, err := group.New(group.Config{Certificate: cert, Verifier: verifier, Policy: policy, Group: cfg.Group, CS: cs, Session: sess,
+		Prefix: cfg.GroupPrefix, Logger: log,
+		ScheduleOptions: []keyschedule.Option{keyschedule.WithReplayWindow(cfg.ReplayWindow)}})
+	if err != nil {
+		sess.Close()
+		return nil, nil, err
+	}
+	if err := m.Join(ctx); err != nil {
+		m.Close()
+		sess.Close()
+		return nil, nil, fmt.Errorf("group mode: joining %q: %w", cfg.Group, err)
+	}
+	// The roster is logged on the EventRoster of the join, in logEvents.
+	log.Info("joined security group", "group", cfg.Group, "identity", m.Identity(), "epoch", m.Epoch())
+	go logEvents(m, cfg.Group, log)
+	leave := func() {
+		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.Leave(lctx); err != nil {
+			log.Warn("leaving the security group", "err", err)
+		}
+		lcancel()
+		m.Close()
+		sess.Close()
+	}
+	return m, leave, nil
+}
+
+// csClient is the coordination service's client. The CS's certificate is
+// always verified: against -cs-ca if given, else the trust anchor;
+// -insecure is about the relay only.
+func csClient(cfg Config, cert *identity.Certificate, verifier *identity.Verifier) (*coord.Client, error) {
+	csRoots := verifier.Roots()
+	if cfg.CSCA != "" {
+		pem, err := os.ReadFile(cfg.CSCA)
+		if err != nil {
+			return nil, fmt.Errorf("-cs-ca: %w", err)
+		}
+		csRoots = x509.NewCertPool()
+		if !csRoots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-cs-ca %s: no PEM certificate", cfg.CSCA)
+		}
+	}
+	tc := identity.ClientTLS(cert, verifier)
+	tc.RootCAs = csRoots
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	return coord.NewClient(cfg.CS, hc)
+}
+
+// logEvents logs the member's events until it is closed.
+func logEvents(m *group.Member, groupName string, log *slog.Logger) {
+	for ev := range m.Events() {
+		switch ev.Type {
+		case group.EventRemoved:
+			log.Warn("removed from the security group: no more sending", "group", groupName, "epoch", ev.Epoch)
+		case group.EventRefused:
+			log.Error("security group: credential refused", "epoch", ev.Epoch, "err", ev.Err)
+		case group.EventStuck:
+			log.Error("security group: the accepted commit cannot be processed; staying on the last good epoch", "epoch", ev.Epoch, "err", ev.Err)
+		case group.EventError:
+			log.Warn("security group", "err", ev.Err)
+		case group.EventRoster:
+			logRoster(m, log)
+		default:
+			log.Info("security group epoch", "event", ev.Type.String(), "epoch", ev.Epoch, "members", ev.Members)
+		}
+	}
+}
+
+// logRoster logs the verified roster of the current epoch: who can read
+// what this sidecar sends.
+func logRoster(m *group.Member, log *slog.Logger) {
+	r := m.Roster()
+	names := make([]string, len(r))
+	for i, e := range r {
+		names[i] = fmt.Sprintf("%d:%s:%.16s", e.Leaf, e.Name, e.Fingerprint)
+	}
+	log.Info("security group roster", "epoch", m.Epoch(), "members", len(r), "roster", strings.Join(names, " "))
+}
