@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
+	"github.com/moqsframe/moqsframe/cmd/internal/cli/clitest"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
 	"github.com/moqsframe/moqsframe/identity"
 )
@@ -144,59 +145,25 @@ func TestRunWithTrustAnchorStops(t *testing.T) {
 	}
 }
 
-// env is a getenv over a map.
-func env(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
+var env = clitest.Env
 
 func TestParseFlagsEnv(t *testing.T) {
 	dir := writePKI(t)
-	cases := []struct {
-		name    string
-		args    []string
-		env     func(string) string
-		wantErr string
-		check   func(Config) bool
-	}{
-		{name: "env overrides default", env: env("MOQ_RELAY_LISTEN", "0.0.0.0:4443", "MOQ_RELAY_IDLE_TIMEOUT", "1m", "MOQ_RELAY_METRICS", ":9999", "MOQ_RELAY_LOG_LEVEL", "warn"),
-			check: func(c Config) bool {
+	clitest.RunParse(t, parseFlags, []clitest.ParseCase[Config]{
+		{Name: "env overrides default", Env: env("MOQ_RELAY_LISTEN", "0.0.0.0:4443", "MOQ_RELAY_IDLE_TIMEOUT", "1m", "MOQ_RELAY_METRICS", ":9999", "MOQ_RELAY_LOG_LEVEL", "warn"),
+			Check: func(c Config) bool {
 				return c.Listen == "0.0.0.0:4443" && c.IdleTimeout == time.Minute && c.Metrics == ":9999" && c.LogLevel == slog.LevelWarn
 			}},
-		{name: "flag wins over env", args: []string{"-listen", "127.0.0.1:1", "-max-drops", "-1"}, env: env("MOQ_RELAY_LISTEN", "0.0.0.0:4443", "MOQ_RELAY_MAX_DROPS", "5"),
-			check: func(c Config) bool { return c.Listen == "127.0.0.1:1" && c.MaxDrops == -1 }},
-		{name: "trust anchor from env", env: env("MOQ_RELAY_TRUST_ANCHOR", filepath.Join(dir, "ca.pem"), "MOQ_RELAY_CERT", filepath.Join(dir, "relay.pem"),
+		{Name: "flag wins over env", Args: []string{"-listen", "127.0.0.1:1", "-max-drops", "-1"}, Env: env("MOQ_RELAY_LISTEN", "0.0.0.0:4443", "MOQ_RELAY_MAX_DROPS", "5"),
+			Check: func(c Config) bool { return c.Listen == "127.0.0.1:1" && c.MaxDrops == -1 }},
+		{Name: "trust anchor from env", Env: env("MOQ_RELAY_TRUST_ANCHOR", filepath.Join(dir, "ca.pem"), "MOQ_RELAY_CERT", filepath.Join(dir, "relay.pem"),
 			"MOQ_RELAY_KEY", filepath.Join(dir, "relay.key"), "MOQ_RELAY_SUBSCRIBE_NEEDS_CERT", "true", "MOQ_RELAY_CS_PREFIX", "x/y"),
-			check: func(c Config) bool { return c.SubscribeNeedsCert && slices.Equal(c.CSPrefix, []string{"x", "y"}) }},
-		{name: "authorization env without anchor", env: env("MOQ_RELAY_CS_IDENTITY", "coordinator"), wantErr: "-cs-identity needs -trust-anchor"},
-		{name: "bad duration", args: []string{"-idle-timeout", "long"}, wantErr: `invalid value "long" for flag -idle-timeout`},
-		{name: "bad env duration", env: env("MOQ_RELAY_IDLE_TIMEOUT", "long"), wantErr: `bad $MOQ_RELAY_IDLE_TIMEOUT "long"`},
-		{name: "bad env int", env: env("MOQ_RELAY_QUEUE", "many"), wantErr: "$MOQ_RELAY_QUEUE"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			getenv := tc.env
-			if getenv == nil {
-				getenv = env()
-			}
-			c, err := parseFlags(tc.args, getenv)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.check(c) {
-				t.Fatalf("config %+v", c)
-			}
-		})
-	}
+			Check: func(c Config) bool { return c.SubscribeNeedsCert && slices.Equal(c.CSPrefix, []string{"x", "y"}) }},
+		{Name: "authorization env without anchor", Env: env("MOQ_RELAY_CS_IDENTITY", "coordinator"), WantErr: "-cs-identity needs -trust-anchor"},
+		{Name: "bad duration", Args: []string{"-idle-timeout", "long"}, WantErr: `invalid value "long" for flag -idle-timeout`},
+		{Name: "bad env duration", Env: env("MOQ_RELAY_IDLE_TIMEOUT", "long"), WantErr: `bad $MOQ_RELAY_IDLE_TIMEOUT "long"`},
+		{Name: "bad env int", Env: env("MOQ_RELAY_QUEUE", "many"), WantErr: "$MOQ_RELAY_QUEUE"},
+	})
 }
 
 func TestHelpAndExitCodes(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
+	"github.com/moqsframe/moqsframe/cmd/internal/cli/clitest"
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
@@ -168,75 +169,41 @@ func TestServeJoinMetricsShutdownRestart(t *testing.T) {
 	}
 }
 
-// env is a getenv over a map.
-func env(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
+var env = clitest.Env
 
 func TestParseFlags(t *testing.T) {
 	auth := []string{"-trust-anchor", "ca.pem", "-cert", "c.pem", "-key", "c.key"}
-	cases := []struct {
-		name    string
-		args    []string
-		env     func(string) string
-		wantErr string
-		check   func(Config) bool
-	}{
-		{name: "no certificate", args: []string{}, wantErr: "HTTPS needs a certificate"},
-		{name: "two modes", args: []string{"-dev-cert", "-insecure-http"}, wantErr: "choose one of"},
-		{name: "tls-cert alone", args: []string{"-tls-cert", "x.pem"}, wantErr: "-tls-cert and -tls-key must be given together"},
-		{name: "anchor without cert", args: []string{"-trust-anchor", "ca.pem", "-policy", "p.json"}, wantErr: "-trust-anchor needs -cert and -key"},
-		{name: "anchor without policy", args: auth, wantErr: "exactly one of -policy FILE or -policy-allow-all"},
-		{name: "both policies", args: append([]string{"-policy", "p.json", "-policy-allow-all"}, auth...), wantErr: "exactly one of -policy"},
-		{name: "anchor and dev cert", args: append([]string{"-policy-allow-all", "-dev-cert"}, auth...), wantErr: "choose one of"},
-		{name: "zero rate", args: append([]string{"-policy-allow-all", "-rate", "0"}, auth...), wantErr: "must be positive"},
-		{name: "policy without anchor", args: []string{"-dev-cert", "-policy", "p.json"}, wantErr: "need -trust-anchor"},
-		{name: "relay-ca and insecure", args: []string{"-dev-cert", "-relay-ca", "ca.pem", "-insecure"}, wantErr: "exclude each other"},
-		{name: "bad duration", args: []string{"-dev-cert", "-redeliver-every", "often"}, wantErr: `invalid value "often" for flag -redeliver-every`},
-		{name: "bad log level", args: []string{"-dev-cert", "-log-level", "loud"}, wantErr: "bad -log-level"},
-		{name: "unknown flag", args: []string{"-no-such-flag"}, wantErr: "flag provided but not defined"},
-		{name: "stray argument", args: []string{"-dev-cert", "stray"}, wantErr: `unexpected argument "stray"`},
-		{name: "bad env", env: env("SFRAME_CS_DEV_CERT", "yes please"), wantErr: `bad $SFRAME_CS_DEV_CERT "yes please"`},
-		{name: "bad env duration", args: []string{"-dev-cert"}, env: env("SFRAME_CS_PENDING_JOIN_TTL", "forever"), wantErr: "$SFRAME_CS_PENDING_JOIN_TTL"},
-		{name: "defaults", args: []string{"-dev-cert"}, check: func(c Config) bool {
+	clitest.RunParse(t, parseFlags, []clitest.ParseCase[Config]{
+		{Name: "no certificate", Args: []string{}, WantErr: "HTTPS needs a certificate"},
+		{Name: "two modes", Args: []string{"-dev-cert", "-insecure-http"}, WantErr: "choose one of"},
+		{Name: "tls-cert alone", Args: []string{"-tls-cert", "x.pem"}, WantErr: "-tls-cert and -tls-key must be given together"},
+		{Name: "anchor without cert", Args: []string{"-trust-anchor", "ca.pem", "-policy", "p.json"}, WantErr: "-trust-anchor needs -cert and -key"},
+		{Name: "anchor without policy", Args: auth, WantErr: "exactly one of -policy FILE or -policy-allow-all"},
+		{Name: "both policies", Args: append([]string{"-policy", "p.json", "-policy-allow-all"}, auth...), WantErr: "exactly one of -policy"},
+		{Name: "anchor and dev cert", Args: append([]string{"-policy-allow-all", "-dev-cert"}, auth...), WantErr: "choose one of"},
+		{Name: "zero rate", Args: append([]string{"-policy-allow-all", "-rate", "0"}, auth...), WantErr: "must be positive"},
+		{Name: "policy without anchor", Args: []string{"-dev-cert", "-policy", "p.json"}, WantErr: "need -trust-anchor"},
+		{Name: "relay-ca and insecure", Args: []string{"-dev-cert", "-relay-ca", "ca.pem", "-insecure"}, WantErr: "exclude each other"},
+		{Name: "bad duration", Args: []string{"-dev-cert", "-redeliver-every", "often"}, WantErr: `invalid value "often" for flag -redeliver-every`},
+		{Name: "bad log level", Args: []string{"-dev-cert", "-log-level", "loud"}, WantErr: "bad -log-level"},
+		{Name: "unknown flag", Args: []string{"-no-such-flag"}, WantErr: "flag provided but not defined"},
+		{Name: "stray argument", Args: []string{"-dev-cert", "stray"}, WantErr: `unexpected argument "stray"`},
+		{Name: "bad env", Env: env("SFRAME_CS_DEV_CERT", "yes please"), WantErr: `bad $SFRAME_CS_DEV_CERT "yes please"`},
+		{Name: "bad env duration", Args: []string{"-dev-cert"}, Env: env("SFRAME_CS_PENDING_JOIN_TTL", "forever"), WantErr: "$SFRAME_CS_PENDING_JOIN_TTL"},
+		{Name: "defaults", Args: []string{"-dev-cert"}, Check: func(c Config) bool {
 			return c.Listen == "127.0.0.1:8443" && c.DB == "sframe-cs.db" && c.LogLevel == slog.LevelInfo && c.RedeliverEvery == 5*time.Second &&
 				len(c.DevCertHosts) == 3 && strings.Join(c.NamespacePrefix, "/") == "moqsframe/cs" && c.Rate == coord.DefaultRate
 		}},
-		{name: "env overrides default", args: []string{"-dev-cert"},
-			env: env("SFRAME_CS_LISTEN", "0.0.0.0:443", "SFRAME_CS_REDELIVER_EVERY", "1s", "SFRAME_CS_NAMESPACE_PREFIX", "/a/b/", "SFRAME_CS_LOG_LEVEL", "error"),
-			check: func(c Config) bool {
+		{Name: "env overrides default", Args: []string{"-dev-cert"},
+			Env: env("SFRAME_CS_LISTEN", "0.0.0.0:443", "SFRAME_CS_REDELIVER_EVERY", "1s", "SFRAME_CS_NAMESPACE_PREFIX", "/a/b/", "SFRAME_CS_LOG_LEVEL", "error"),
+			Check: func(c Config) bool {
 				return c.Listen == "0.0.0.0:443" && c.RedeliverEvery == time.Second && strings.Join(c.NamespacePrefix, "/") == "a/b" && c.LogLevel == slog.LevelError
 			}},
-		{name: "flag wins over env", args: []string{"-dev-cert", "-db", "flag.db"}, env: env("SFRAME_CS_DB", "env.db"),
-			check: func(c Config) bool { return c.DB == "flag.db" }},
-		{name: "mode from env", env: env("SFRAME_CS_TRUST_ANCHOR", "ca.pem", "SFRAME_CS_CERT", "c.pem", "SFRAME_CS_KEY", "c.key", "SFRAME_CS_POLICY_ALLOW_ALL", "true"),
-			check: func(c Config) bool { return c.TrustAnchor == "ca.pem" && c.PolicyAllowAll }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			getenv := tc.env
-			if getenv == nil {
-				getenv = env()
-			}
-			c, err := parseFlags(tc.args, getenv)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.check(c) {
-				t.Fatalf("config %+v", c)
-			}
-		})
-	}
+		{Name: "flag wins over env", Args: []string{"-dev-cert", "-db", "flag.db"}, Env: env("SFRAME_CS_DB", "env.db"),
+			Check: func(c Config) bool { return c.DB == "flag.db" }},
+		{Name: "mode from env", Env: env("SFRAME_CS_TRUST_ANCHOR", "ca.pem", "SFRAME_CS_CERT", "c.pem", "SFRAME_CS_KEY", "c.key", "SFRAME_CS_POLICY_ALLOW_ALL", "true"),
+			Check: func(c Config) bool { return c.TrustAnchor == "ca.pem" && c.PolicyAllowAll }},
+	})
 }
 
 func TestHelpAndExitCodes(t *testing.T) {

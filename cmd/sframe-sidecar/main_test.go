@@ -18,20 +18,14 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
+	"github.com/moqsframe/moqsframe/cmd/internal/cli/clitest"
 	"github.com/moqsframe/moqsframe/internal/proctest"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/relay"
 	"github.com/moqsframe/moqsframe/sidecar"
 )
 
-// env is a getenv over a map.
-func env(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
+var env = clitest.Env
 
 func TestParseFlagsDefaults(t *testing.T) {
 	c, err := parseFlags([]string{"-namespace", "example.org/live", "-key-file", "k.json", "-rtp-video", "127.0.0.1:5004"}, env())
@@ -50,73 +44,43 @@ func TestParseFlags(t *testing.T) {
 	enc := []string{"-namespace", "a/b", "-key-file", "k.json", "-rtp-video", "127.0.0.1:5004"}
 	group := []string{"-namespace", "a", "-mode", "decrypt", "-out-file", "o.rec", "-cs", "https://cs", "-group", "g",
 		"-identity-cert", "i.pem", "-identity-key", "i.key", "-trust-anchor", "ca.pem"}
-	cases := []struct {
-		name    string
-		args    []string
-		env     func(string) string
-		wantErr string
-		check   func(Config) bool
-	}{
-		{name: "no namespace", args: []string{"-key-file", "k.json", "-rtp-video", ":1"}, wantErr: "-namespace is required"},
-		{name: "empty namespace", args: []string{"-namespace", "/", "-key-file", "k.json", "-rtp-video", ":1"}, wantErr: "-namespace is required"},
-		{name: "unknown mode", args: append([]string{"-mode", "sideways"}, enc...), wantErr: `-mode must be encrypt or decrypt, not "sideways"`},
-		{name: "key-file with cs", args: append([]string{"-cs", "https://cs"}, enc...), wantErr: "mutually exclusive"},
-		{name: "no keys", args: []string{"-namespace", "a", "-rtp-video", ":1"}, wantErr: "keys: pass -key-file"},
-		{name: "cs without group flags", args: []string{"-namespace", "a", "-rtp-video", ":1", "-cs", "https://cs", "-group", "g"}, wantErr: "-cs needs -group"},
-		{name: "encrypt without input", args: []string{"-namespace", "a", "-key-file", "k.json"}, wantErr: "encrypt mode needs an input"},
-		{name: "decrypt without output", args: []string{"-mode", "decrypt", "-namespace", "a", "-key-file", "k.json"}, wantErr: "decrypt mode needs an output"},
-		{name: "bad duration", args: append([]string{"-drain-timeout", "soon"}, enc...), wantErr: `invalid value "soon" for flag -drain-timeout`},
-		{name: "bad int", args: append([]string{"-workers", "many"}, enc...), wantErr: "-workers"},
-		{name: "bad log level", args: append([]string{"-log-level", "loud"}, enc...), wantErr: "bad -log-level"},
-		{name: "unknown flag", args: []string{"-no-such-flag"}, wantErr: "flag provided but not defined: -no-such-flag"},
-		{name: "stray argument", args: append(enc, "stray"), wantErr: `unexpected argument "stray"`},
-		{name: "bad env duration", args: enc, env: env("SFRAME_SIDECAR_DRAIN_TIMEOUT", "soon"), wantErr: `bad $SFRAME_SIDECAR_DRAIN_TIMEOUT "soon"`},
-		{name: "bad env bool", args: enc, env: env("SFRAME_SIDECAR_INSECURE", "maybe"), wantErr: "$SFRAME_SIDECAR_INSECURE"},
-		{name: "env overrides default", args: enc,
-			env: env("SFRAME_SIDECAR_RELAY", "10.0.0.1:4443", "SFRAME_SIDECAR_DRAIN_TIMEOUT", "3s", "SFRAME_SIDECAR_INSECURE", "true", "SFRAME_SIDECAR_LOG_LEVEL", "debug", "SFRAME_SIDECAR_METRICS", ":1"),
-			check: func(c Config) bool {
+	clitest.RunParse(t, parseFlags, []clitest.ParseCase[Config]{
+		{Name: "no namespace", Args: []string{"-key-file", "k.json", "-rtp-video", ":1"}, WantErr: "-namespace is required"},
+		{Name: "empty namespace", Args: []string{"-namespace", "/", "-key-file", "k.json", "-rtp-video", ":1"}, WantErr: "-namespace is required"},
+		{Name: "unknown mode", Args: append([]string{"-mode", "sideways"}, enc...), WantErr: `-mode must be encrypt or decrypt, not "sideways"`},
+		{Name: "key-file with cs", Args: append([]string{"-cs", "https://cs"}, enc...), WantErr: "mutually exclusive"},
+		{Name: "no keys", Args: []string{"-namespace", "a", "-rtp-video", ":1"}, WantErr: "keys: pass -key-file"},
+		{Name: "cs without group flags", Args: []string{"-namespace", "a", "-rtp-video", ":1", "-cs", "https://cs", "-group", "g"}, WantErr: "-cs needs -group"},
+		{Name: "encrypt without input", Args: []string{"-namespace", "a", "-key-file", "k.json"}, WantErr: "encrypt mode needs an input"},
+		{Name: "decrypt without output", Args: []string{"-mode", "decrypt", "-namespace", "a", "-key-file", "k.json"}, WantErr: "decrypt mode needs an output"},
+		{Name: "bad duration", Args: append([]string{"-drain-timeout", "soon"}, enc...), WantErr: `invalid value "soon" for flag -drain-timeout`},
+		{Name: "bad int", Args: append([]string{"-workers", "many"}, enc...), WantErr: "-workers"},
+		{Name: "bad log level", Args: append([]string{"-log-level", "loud"}, enc...), WantErr: "bad -log-level"},
+		{Name: "unknown flag", Args: []string{"-no-such-flag"}, WantErr: "flag provided but not defined: -no-such-flag"},
+		{Name: "stray argument", Args: append(enc, "stray"), WantErr: `unexpected argument "stray"`},
+		{Name: "bad env duration", Args: enc, Env: env("SFRAME_SIDECAR_DRAIN_TIMEOUT", "soon"), WantErr: `bad $SFRAME_SIDECAR_DRAIN_TIMEOUT "soon"`},
+		{Name: "bad env bool", Args: enc, Env: env("SFRAME_SIDECAR_INSECURE", "maybe"), WantErr: "$SFRAME_SIDECAR_INSECURE"},
+		{Name: "env overrides default", Args: enc,
+			Env: env("SFRAME_SIDECAR_RELAY", "10.0.0.1:4443", "SFRAME_SIDECAR_DRAIN_TIMEOUT", "3s", "SFRAME_SIDECAR_INSECURE", "true", "SFRAME_SIDECAR_LOG_LEVEL", "debug", "SFRAME_SIDECAR_METRICS", ":1"),
+			Check: func(c Config) bool {
 				return c.Relay == "10.0.0.1:4443" && c.DrainTimeout == 3*time.Second && c.Insecure && c.LogLevel == slog.LevelDebug && c.Metrics == ":1"
 			}},
-		{name: "flag wins over env", args: append([]string{"-relay", "127.0.0.2:4443", "-mode", "encrypt"}, enc...),
-			env:   env("SFRAME_SIDECAR_RELAY", "10.0.0.1:4443", "SFRAME_SIDECAR_MODE", "decrypt"),
-			check: func(c Config) bool { return c.Relay == "127.0.0.2:4443" && c.Mode == sidecar.Encrypt }},
-		{name: "empty env is unset", args: enc, env: env("SFRAME_SIDECAR_RELAY", ""),
-			check: func(c Config) bool { return c.Relay == "127.0.0.1:4443" }},
-		{name: "everything from env", args: nil,
-			env: env("SFRAME_SIDECAR_NAMESPACE", "x/y", "SFRAME_SIDECAR_KEY_FILE", "k.json", "SFRAME_SIDECAR_MODE", "decrypt",
+		{Name: "flag wins over env", Args: append([]string{"-relay", "127.0.0.2:4443", "-mode", "encrypt"}, enc...),
+			Env:   env("SFRAME_SIDECAR_RELAY", "10.0.0.1:4443", "SFRAME_SIDECAR_MODE", "decrypt"),
+			Check: func(c Config) bool { return c.Relay == "127.0.0.2:4443" && c.Mode == sidecar.Encrypt }},
+		{Name: "empty env is unset", Args: enc, Env: env("SFRAME_SIDECAR_RELAY", ""),
+			Check: func(c Config) bool { return c.Relay == "127.0.0.1:4443" }},
+		{Name: "everything from env", Args: nil,
+			Env: env("SFRAME_SIDECAR_NAMESPACE", "x/y", "SFRAME_SIDECAR_KEY_FILE", "k.json", "SFRAME_SIDECAR_MODE", "decrypt",
 				"SFRAME_SIDECAR_TRACKS", "video, audio", "SFRAME_SIDECAR_OUT_FILE", "o.rec", "SFRAME_SIDECAR_SOURCE_NAMESPACE", "p/q"),
-			check: func(c Config) bool {
+			Check: func(c Config) bool {
 				return c.Mode == sidecar.Decrypt && slices.Equal(c.Namespace, []string{"x", "y"}) && c.KeyFile == "k.json" &&
 					slices.Equal(c.Tracks, []string{"video", "audio"}) && c.OutFile == "o.rec" && slices.Equal(c.SourceNamespace, []string{"p", "q"})
 			}},
-		{name: "group mode", args: group, check: func(c Config) bool {
+		{Name: "group mode", Args: group, Check: func(c Config) bool {
 			return c.CS == "https://cs" && c.Group == "g" && c.KeyFile == "" && c.TrustAnchor == "ca.pem" && c.Mode == sidecar.Decrypt
 		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			getenv := tc.env
-			if getenv == nil {
-				getenv = env()
-			}
-			c, err := parseFlags(tc.args, getenv)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
-				}
-				if strings.Contains(err.Error(), "\n") {
-					t.Fatalf("error is not one line: %q", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.check(c) {
-				t.Fatalf("config %+v", c)
-			}
-		})
-	}
+	})
 }
 
 func TestHelp(t *testing.T) {
