@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // Catch-up archive. The draft (§4.2) has the CS forward items on MoQ tracks
@@ -173,7 +175,7 @@ func (s *Server) registerArchive() {
 	item := func(ep string, get func(ctx context.Context, group string, n uint64) ([]byte, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			group := r.PathValue("group")
-			if !ValidGroupName(group) {
+			if !wire.ValidGroupName(group) {
 				s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 				return
 			}
@@ -208,7 +210,7 @@ func (s *Server) registerArchive() {
 	s.mux.HandleFunc("GET /v1/groups/{group}/state", s.guard("state", func(w http.ResponseWriter, r *http.Request) {
 		const ep = "state"
 		group := r.PathValue("group")
-		if !ValidGroupName(group) {
+		if !wire.ValidGroupName(group) {
 			s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 			return
 		}
@@ -224,7 +226,7 @@ func (s *Server) registerArchive() {
 
 // get fetches a raw archive item.
 func (c *Client) get(ctx context.Context, group, suffix string) ([]byte, error) {
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		return nil, fmt.Errorf("coord: invalid group name %q", group)
 	}
 	u := c.base.String() + "/v1/groups/" + group + "/" + suffix

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
@@ -136,11 +137,11 @@ func keyPackageBasic(sigKey []byte, name string) []byte {
 	var b cryptobyte.Builder
 	b.AddUint16(1)
 	b.AddUint16(2)
-	addOpaqueV(&b, []byte("init"))
-	addOpaqueV(&b, []byte("enc"))
-	addOpaqueV(&b, sigKey)
-	b.AddUint16(CredentialBasic)
-	addOpaqueV(&b, []byte(name))
+	wire.AddVector(&b, []byte("init"))
+	wire.AddVector(&b, []byte("enc"))
+	wire.AddVector(&b, sigKey)
+	b.AddUint16(wire.CredentialBasic)
+	wire.AddVector(&b, []byte(name))
 	b.AddBytes([]byte("capabilities and the rest"))
 	return b.BytesOrPanic()
 }
@@ -295,10 +296,10 @@ func TestAuthNotAdmitted(t *testing.T) {
 	if err := alice.Commit(ctx, "room", 0, fakeCommit("room", 0, "c"), fakeWelcome("w")); err != nil {
 		t.Fatal(err)
 	}
-	join := mustMarshal(t, &Request{GroupID: []byte("room"), Type: RequestJoin, Body: cs.keyPackage(t, "mallory", "")})
-	leave := mustMarshal(t, &Request{GroupID: []byte("room"), Type: RequestLeave, Body: fakeHandshake("room", 1, ContentTypeProposal, "")})
-	commit := mustMarshal(t, &CommitRequest{GroupID: []byte("room"), Epoch: 1, Commit: fakeCommit("room", 1, "m")})
-	ack := mustMarshal(t, &EpochAck{GroupID: []byte("room"), Epoch: 1})
+	join := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestJoin, Body: cs.keyPackage(t, "mallory", "")})
+	leave := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestLeave, Body: fakeHandshake("room", 1, wire.ContentTypeProposal, "")})
+	commit := mustMarshal(t, &wire.CommitRequest{GroupID: []byte("room"), Epoch: 1, Commit: fakeCommit("room", 1, "m")})
+	ack := mustMarshal(t, &wire.EpochAck{GroupID: []byte("room"), Epoch: 1})
 	before := len(cs.rec.Items())
 	for _, tc := range []struct {
 		method, path string
@@ -357,7 +358,7 @@ func TestAuthJoinKeyPackage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, rb, _ := cs.raw(t, "alice", "POST", "/v1/groups/room/requests",
-				mustMarshal(t, &Request{GroupID: []byte("room"), Type: RequestJoin, Body: tc.kp}))
+				mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestJoin, Body: tc.kp}))
 			if code != tc.code || (tc.reason != "" && rb.Error != tc.reason) {
 				t.Fatalf("%d %+v, want %d %s", code, rb, tc.code, tc.reason)
 			}
@@ -463,7 +464,7 @@ func TestAuthPendingJoins(t *testing.T) {
 	_, err = join("erin", "")
 	wantRefused(t, err, http.StatusTooManyRequests, ReasonGroupJoinsFull)
 	// A leave is not a join: not bounded by pending joins.
-	if err := cs.client(t, "alice").Leave(ctx, "room", fakeHandshake("room", 0, ContentTypeProposal, "")); err != nil {
+	if err := cs.client(t, "alice").Leave(ctx, "room", fakeHandshake("room", 0, wire.ContentTypeProposal, "")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -508,7 +509,7 @@ func TestAuthAckStamped(t *testing.T) {
 		{"alice", http.StatusOK, ""},
 		{"bob", http.StatusForbidden, ReasonAckIdentityMismatch},
 	} {
-		body := mustMarshal(t, &EpochAck{GroupID: []byte("room"), Epoch: 0, Leaf: 0, Identity: []byte(tc.claim)})
+		body := mustMarshal(t, &wire.EpochAck{GroupID: []byte("room"), Epoch: 0, Leaf: 0, Identity: []byte(tc.claim)})
 		if code, rb, _ := cs.raw(t, "alice", "POST", "/v1/groups/room/acks", body); code != tc.code || rb.Error != tc.reason {
 			t.Errorf("ack claiming %s: %d %+v", tc.claim, code, rb)
 		}
@@ -518,7 +519,7 @@ func TestAuthAckStamped(t *testing.T) {
 		t.Fatalf("%d acks forwarded, want 2", len(acks))
 	}
 	for _, a := range acks {
-		ea, err := UnmarshalEpochAck(a.Data)
+		ea, err := wire.UnmarshalEpochAck(a.Data)
 		if err != nil || string(ea.Identity) != "alice" || ea.Epoch != 0 || string(ea.GroupID) != "room" {
 			t.Errorf("forwarded ack %+v %v", ea, err)
 		}

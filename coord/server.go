@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // EpochHeader carries the group's current epoch on commit and epoch
@@ -133,24 +135,6 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// ValidGroupName reports whether name can be a group: 1 to 255 bytes of
-// URL-unreserved characters A-Z a-z 0-9 - . _ ~ (so it is the same in the
-// URL path, the wire struct, the MLS group_id and the MoQ namespace).
-func ValidGroupName(name string) bool {
-	if len(name) == 0 || len(name) > MaxGroupIDLen || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == '~':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) lockGroup(group string) func() {
 	h := fnv.New32a()
 	h.Write([]byte(group))
@@ -204,7 +188,7 @@ func (s *Server) fail(w http.ResponseWriter, endpoint string, code int, group, m
 // On failure it has written the response and returns ok=false.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, endpoint string) (group string, body []byte, ok bool) {
 	group = r.PathValue("group")
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		s.fail(w, endpoint, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 		return "", nil, false
 	}
@@ -228,7 +212,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := UnmarshalRequest(body)
+	req, err := wire.UnmarshalRequest(body)
 	if err != nil {
 		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid Request struct (see docs/coordination-service.md): "+err.Error())
 		return
@@ -242,7 +226,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := callerIdentity(r)
-	limitJoin := s.auth != nil && req.Type == RequestJoin
+	limitJoin := s.auth != nil && req.Type == wire.RequestJoin
 	if limitJoin {
 		refused, err := s.auth.checkKeyPackage(id, req.Body)
 		if err != nil {
@@ -279,7 +263,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == RequestJoin)
+	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == wire.RequestJoin)
 	switch {
 	case errors.Is(err, ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; only a join request can create a group", group))
@@ -317,7 +301,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cr, err := UnmarshalCommitRequest(body)
+	cr, err := wire.UnmarshalCommitRequest(body)
 	if err != nil {
 		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid CommitRequest struct (see docs/coordination-service.md): "+err.Error())
 		return
@@ -380,7 +364,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {
 	const ep = "epoch"
 	group := r.PathValue("group")
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/internal/devcert"
 )
 
@@ -95,7 +96,7 @@ func TestServerLifecycle(t *testing.T) {
 	if err := c.Commit(ctx, "room", 0, fakeCommit("room", 0, "x"), nil); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("commit to unknown group: %v", err)
 	}
-	if err := c.Leave(ctx, "room", fakeHandshake("room", 0, ContentTypeProposal, "")); !errors.Is(err, ErrUnknownGroup) {
+	if err := c.Leave(ctx, "room", fakeHandshake("room", 0, wire.ContentTypeProposal, "")); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("leave of unknown group: %v", err)
 	}
 	if n := len(cs.rec.Items()); n != 0 {
@@ -117,8 +118,8 @@ func TestServerLifecycle(t *testing.T) {
 	if len(reqs) != 1 || reqs[0].Num != 0 {
 		t.Fatalf("RequestTrack = %+v", reqs)
 	}
-	r, err := UnmarshalRequest(reqs[0].Data)
-	if err != nil || r.Type != RequestJoin || !bytes.Equal(r.Body, fakeKeyPackage("B")) {
+	r, err := wire.UnmarshalRequest(reqs[0].Data)
+	if err != nil || r.Type != wire.RequestJoin || !bytes.Equal(r.Body, fakeKeyPackage("B")) {
 		t.Fatalf("forwarded request does not carry B's KeyPackage: %v", err)
 	}
 
@@ -144,7 +145,7 @@ func TestServerLifecycle(t *testing.T) {
 	if len(welcomes) != 1 || welcomes[0].Num != 0 || string(welcomes[0].Data) != string(fakeWelcome("for B")) {
 		t.Fatalf("WelcomeTrack = %+v", welcomes)
 	}
-	if err := c.Leave(ctx, "room", fakeHandshake("room", 1, ContentTypeProposal, "B leaves")); err != nil {
+	if err := c.Leave(ctx, "room", fakeHandshake("room", 1, wire.ContentTypeProposal, "B leaves")); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Commit(ctx, "room", 1, fakeCommit("room", 1, "remove B"), nil); err != nil {
@@ -180,11 +181,11 @@ func TestServerBadInput(t *testing.T) {
 		t.Fatal(created, err)
 	}
 	join := func(group string, body []byte) []byte {
-		b, _ := (&Request{GroupID: []byte(group), Type: RequestJoin, Body: body}).Marshal()
+		b, _ := (&wire.Request{GroupID: []byte(group), Type: wire.RequestJoin, Body: body}).Marshal()
 		return b
 	}
 	commit := func(group string, epoch uint64, c []byte) []byte {
-		b, _ := (&CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: c}).Marshal()
+		b, _ := (&wire.CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: c}).Marshal()
 		return b
 	}
 	cases := []struct {
@@ -201,7 +202,7 @@ func TestServerBadInput(t *testing.T) {
 		{"too large", "/v1/groups/g/requests", join("g", bytes.Repeat([]byte{0, 1}, 40<<10)), 413, "exceeds"},
 		{"garbage commit", "/v1/groups/g/commits", []byte{1}, 400, "not a valid CommitRequest"},
 		{"epoch mismatch", "/v1/groups/g/commits", commit("g", 0, fakeCommit("g", 3, "x")), 400, "epoch 3"},
-		{"not a commit", "/v1/groups/g/commits", commit("g", 0, fakeHandshake("g", 0, ContentTypeProposal, "")), 400, "content_type"},
+		{"not a commit", "/v1/groups/g/commits", commit("g", 0, fakeHandshake("g", 0, wire.ContentTypeProposal, "")), 400, "content_type"},
 		{"unknown group commit", "/v1/groups/nope/commits", commit("nope", 0, fakeCommit("nope", 0, "x")), 404, "does not exist"},
 		{"too large commit", "/v1/groups/g/commits", commit("g", 0, append(fakeCommit("g", 0, ""), make([]byte, 70<<10)...)), 413, "exceeds"},
 	}
@@ -310,7 +311,7 @@ func TestServerForwardFailure(t *testing.T) {
 	down := errors.New("relay down")
 	cs.rec.SetFail(func(track, group string, num uint64) error { return down })
 	c0 := fakeCommit("g", 0, "c0")
-	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: fakeWelcome("w")}))
+	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &wire.CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: fakeWelcome("w")}))
 	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "forwarding_pending") {
 		t.Fatalf("commit with relay down: %d %s", resp.StatusCode, body)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // Withdrawing an accepted commit that no member can process: the way out
@@ -101,7 +103,7 @@ func (r *recentCommits) forget(group string) {
 func (s *Server) handleUnprocessable(w http.ResponseWriter, r *http.Request) {
 	const ep = "unprocessable"
 	group := r.PathValue("group")
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // TestUnprocessable: the newest commit can be withdrawn once the grace has
@@ -34,7 +36,7 @@ func TestUnprocessable(t *testing.T) {
 				t.Fatal(err)
 			}
 			commit := func(epoch uint64, body string) error {
-				return c.Commit(ctx, "g", epoch, fakeHandshake("g", epoch, ContentTypeCommit, body), nil)
+				return c.Commit(ctx, "g", epoch, fakeHandshake("g", epoch, wire.ContentTypeCommit, body), nil)
 			}
 			status := func(err error) int {
 				var se *StatusError

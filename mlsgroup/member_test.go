@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/testpki"
 )
@@ -222,7 +223,7 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 	}
 	lastRequest := func() []byte {
 		reqs := rec.Track("request", "room")
-		r, err := coord.UnmarshalRequest(reqs[len(reqs)-1].Data)
+		r, err := wire.UnmarshalRequest(reqs[len(reqs)-1].Data)
 		if err != nil {
 			t.Fatal(err)
 		}
