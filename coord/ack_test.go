@@ -7,11 +7,12 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 func TestAckEndpoint(t *testing.T) {
-	cs := newTestCS(t, NewMemStore())
+	cs := newTestCS(t, store.NewMemStore())
 	ctx := context.Background()
 	if err := cs.client.Ack(ctx, "g", 0, 0, ""); err == nil {
 		t.Fatal("ack for an unknown group accepted")
@@ -46,7 +47,7 @@ func TestAckEndpoint(t *testing.T) {
 
 // A CS whose forwarder cannot carry acks has no ack endpoint.
 func TestAckUnsupported(t *testing.T) {
-	srv, err := NewServer(Config{Store: NewMemStore(), Forwarder: plainForwarder{}})
+	srv, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: plainForwarder{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
@@ -90,7 +91,7 @@ func newAuthCS(t *testing.T, policy string, tune func(*Auth)) *authCS {
 	}
 	rec := &Recorder{}
 	metrics := NewMetrics(nil)
-	srv, err := NewServer(Config{Store: NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
+	srv, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestAuthTLS(t *testing.T) {
 		t.Error("TLS client for an http:// URL accepted")
 	}
 	// An admitted member gets through.
-	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Errorf("alice: %v", err)
 	}
 	// Without a TLS identity (a handler reached without mutual TLS) the
@@ -285,7 +286,7 @@ func TestAuthNotAdmitted(t *testing.T) {
 	// policy does not list.
 	_, err := cs.client(t, "bob").Join(ctx, "unlisted", cs.keyPackage(t, "bob", ""))
 	wantRefused(t, err, http.StatusForbidden, ReasonNotAdmitted)
-	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("room exists after refused joins: %v", err)
 	}
 
@@ -395,7 +396,7 @@ func TestAuthRateLimit(t *testing.T) {
 	ctx := context.Background()
 	alice := cs.client(t, "alice")
 	for i := 0; i < 3; i++ {
-		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
@@ -406,7 +407,7 @@ func TestAuthRateLimit(t *testing.T) {
 		t.Errorf("Retry-After %v, want 1s (rounded up from 0.5s)", se.RetryAfter)
 	}
 	// The bucket is per identity, and it applies even to a refused group.
-	if _, err := cs.client(t, "bob").Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := cs.client(t, "bob").Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("bob: %v", err)
 	}
 	code, rb, hdr := cs.raw(t, "alice", "GET", "/v1/groups/nowhere/epoch", nil)
@@ -414,14 +415,14 @@ func TestAuthRateLimit(t *testing.T) {
 		t.Fatalf("%d %+v %v", code, rb, hdr)
 	}
 	cs.clock.Advance(500 * time.Millisecond) // one token
-	if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("after refill: %v", err)
 	}
 	_, err = alice.Epoch(ctx, "room")
 	wantRefused(t, err, http.StatusTooManyRequests, ReasonRateLimited)
 	cs.clock.Advance(time.Hour) // full again, never more than Burst
 	for i := 0; i < 3; i++ {
-		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 			t.Fatalf("after an hour, request %d: %v", i, err)
 		}
 	}
@@ -536,7 +537,7 @@ func TestAuthConfigErrors(t *testing.T) {
 		"no verifier":   {Policy: pol},
 		"negative rate": {Policy: pol, Verifier: &identity.Verifier{}, Rate: -1},
 	} {
-		if _, err := NewServer(Config{Store: NewMemStore(), Forwarder: &Recorder{}, Auth: a}); err == nil {
+		if _, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: &Recorder{}, Auth: a}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

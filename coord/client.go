@@ -15,9 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 )
+
+// ErrUnknownGroup is matched (errors.Is) by the *StatusError of a 404
+// answer: the group does not exist. It is store.ErrUnknownGroup.
+var ErrUnknownGroup = store.ErrUnknownGroup
 
 // ErrEpochConflict is matched (errors.Is) by *EpochConflictError, which
 // Client.Commit returns on 409 Conflict.

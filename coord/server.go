@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
@@ -26,8 +27,8 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Config configures a Server.
 type Config struct {
-	Store     Store     // required
-	Forwarder Forwarder // required
+	Store     store.Store // required
+	Forwarder Forwarder   // required
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	// MaxBodyBytes bounds POST bodies; 0 means DefaultMaxBodyBytes.
@@ -63,7 +64,7 @@ type Config struct {
 // decision+forwarding runs under a per-group lock so forwarding never
 // reorders or duplicates within one process.
 type Server struct {
-	store   Store
+	store   store.Store
 	fwd     Forwarder
 	log     *slog.Logger
 	metrics *Metrics
@@ -170,7 +171,7 @@ func (s *Server) failRead(w http.ResponseWriter, endpoint, group string, err err
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrUnknownGroup):
+	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, endpoint, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
 	default:
 		s.log.Error("store read failed", "endpoint", endpoint, "group", group, "err", err)
@@ -265,7 +266,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == wire.RequestJoin)
 	switch {
-	case errors.Is(err, ErrUnknownGroup):
+	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; only a join request can create a group", group))
 		return
 	case err != nil:
@@ -319,7 +320,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	defer unlock()
 	res, err := s.store.SubmitCommit(r.Context(), group, cr.Epoch, cr.Commit, cr.Welcome)
 	switch {
-	case errors.Is(err, ErrUnknownGroup):
+	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; send a join request first", group))
 		return
 	case err != nil:
@@ -328,7 +329,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(EpochHeader, strconv.FormatUint(res.Epoch, 10))
-	if res.Outcome == CommitConflict {
+	if res.Outcome == store.CommitConflict {
 		s.metrics.CommitConflicts.Add(1)
 		s.metrics.response(ep, http.StatusConflict)
 		s.log.Info("commit conflict", "group", group, "commit_epoch", cr.Epoch, "epoch", res.Epoch)
@@ -339,7 +340,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	if res.Outcome == CommitAccepted {
+	if res.Outcome == store.CommitAccepted {
 		s.metrics.CommitsAccepted.Add(1)
 		if s.auth != nil {
 			s.auth.commitAccepted(group)
@@ -347,7 +348,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		s.recent.accepted(group, cr.Epoch, s.now())
 	}
 	pending := s.drainLocked(r.Context(), group, res.OutboxID)
-	if res.Outcome == CommitDuplicate && !pending {
+	if res.Outcome == store.CommitDuplicate && !pending {
 		pending = s.commitPendingLocked(r.Context(), group, cr.Epoch)
 	}
 	code := http.StatusOK
@@ -356,7 +357,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.response(ep, code)
 	s.log.Info("commit accepted", "group", group, "commit_epoch", cr.Epoch, "epoch", res.Epoch,
-		"welcome", cr.Welcome != nil, "duplicate", res.Outcome == CommitDuplicate, "forwarded", !pending)
+		"welcome", cr.Welcome != nil, "duplicate", res.Outcome == store.CommitDuplicate, "forwarded", !pending)
 	e := res.Epoch
 	writeJSON(w, code, okBody{Group: group, Epoch: &e, Pending: pending})
 }
@@ -411,7 +412,7 @@ func (s *Server) commitPendingLocked(ctx context.Context, group string, epoch ui
 		return true
 	}
 	for _, e := range entries {
-		if (e.Kind == OutboxCommit || e.Kind == OutboxWelcome) && e.Num == epoch {
+		if (e.Kind == store.OutboxCommit || e.Kind == store.OutboxWelcome) && e.Num == epoch {
 			return true
 		}
 	}
@@ -421,16 +422,16 @@ func (s *Server) commitPendingLocked(ctx context.Context, group string, epoch ui
 // forward publishes one entry: for a commit, the Commit first, then the
 // Welcome (a joiner that sees the Welcome can rely on the Commit being on
 // the CommitTrack).
-func (s *Server) forward(ctx context.Context, group string, e OutboxEntry) error {
+func (s *Server) forward(ctx context.Context, group string, e store.OutboxEntry) error {
 	ctx, cancel := context.WithTimeout(ctx, s.fwdTO)
 	defer cancel()
 	switch e.Kind {
-	case OutboxRequest:
+	case store.OutboxRequest:
 		if err := s.fwd.ForwardRequest(ctx, group, e.Num, e.Payload); err != nil {
 			return err
 		}
 		s.metrics.Forwarded.Add(1)
-	case OutboxCommit:
+	case store.OutboxCommit:
 		if err := s.fwd.ForwardCommit(ctx, group, e.Num, e.Payload); err != nil {
 			return err
 		}
@@ -441,7 +442,7 @@ func (s *Server) forward(ctx context.Context, group string, e OutboxEntry) error
 			}
 			s.metrics.Forwarded.Add(1)
 		}
-	case OutboxWelcome:
+	case store.OutboxWelcome:
 		if err := s.fwd.ForwardWelcome(ctx, group, e.Num, e.Welcome); err != nil {
 			return err
 		}

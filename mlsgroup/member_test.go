@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/testpki"
@@ -193,7 +194,7 @@ func TestJoinLeaveExport(t *testing.T) {
 func TestCompetingCommitsThroughCS(t *testing.T) {
 	ctx := context.Background()
 	rec := &coord.Recorder{}
-	srv, err := coord.NewServer(coord.Config{Store: coord.NewMemStore(), Forwarder: rec})
+	srv, err := coord.NewServer(coord.Config{Store: store.NewMemStore(), Forwarder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@
 //	[prefix..., group] / "ack"      MoQ group = epoch, object = arrival order
 //
 // Publishers have LIVE semantics (no cache): an object written while nobody
-// subscribes is gone. Members fill gaps from the CS archive (coord.Archive,
+// subscribes is gone. Members fill gaps from the CS archive (store.Archive,
 // GET /v1/groups/{group}/commits/{epoch} etc.).
 //
 // A Forward* call fails while no session is up; the CS then keeps the item
