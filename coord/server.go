@@ -1,3 +1,8 @@
+// Package coord implements the HTTPS coordination service (CS) of
+// draft-jennings-moq-e2ee-mls: the HTTP Server (with its authentication,
+// metrics and the Forwarder seam to the MoQ tracks) and the Client that
+// group members use. The byte formats are in package coord/wire, the
+// durable state in package coord/store. See docs/coordination-service.md.
 package coord
 
 import (

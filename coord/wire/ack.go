@@ -20,11 +20,11 @@ import (
 //
 // identity is the only vector of our wire structs that may be empty: a
 // member posts it empty (or equal to its own name), and a CS with
-// authentication (coord.Config.Auth) replaces it with the name of the poster's
-// client certificate before forwarding, so that members count an ack only
-// if the roster's identity at leaf_index is that name (the CS holds no MLS
-// state and cannot map leaves to names itself). A CS without Auth forwards
-// it as posted: unauthenticated.
+// authentication (coord.Config.Auth) replaces it with the name of the
+// poster's client certificate before forwarding, so that members count an
+// ack only if the roster's identity at leaf_index is that name (the CS holds
+// no MLS state and cannot map leaves to names itself). A CS without Auth
+// forwards it as posted: unauthenticated.
 type EpochAck struct {
 	GroupID  []byte
 	Epoch    uint64
