@@ -2,15 +2,14 @@ package coord
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // Catch-up archive. The draft (§4.2) has the CS forward items on MoQ tracks
@@ -28,137 +27,6 @@ import (
 // is an open item, see docs/security-groups.md). This is our choice where
 // the draft is silent.
 
-// ErrNotFound: the archive has no such item (not decided yet, or a commit
-// without a Welcome).
-var ErrNotFound = errors.New("coord: no such item")
-
-// Archive is implemented by stores that keep the bytes of decided items.
-// MemStore and BoltStore implement it.
-type Archive interface {
-	// ArchivedCommit returns the Commit accepted for epoch.
-	ArchivedCommit(ctx context.Context, group string, epoch uint64) ([]byte, error)
-	// ArchivedWelcome returns the Welcome recorded for the Commit of epoch.
-	ArchivedWelcome(ctx context.Context, group string, epoch uint64) ([]byte, error)
-	// ArchivedRequest returns the Request with sequence number seq.
-	ArchivedRequest(ctx context.Context, group string, seq uint64) ([]byte, error)
-	// State returns the group's epoch and next request sequence number.
-	State(ctx context.Context, group string) (epoch, nextSeq uint64, err error)
-}
-
-type archiveKind byte
-
-const (
-	archCommit  archiveKind = 'c'
-	archWelcome archiveKind = 'w'
-	archRequest archiveKind = 'r'
-)
-
-type archiveKey struct {
-	kind archiveKind
-	num  uint64
-}
-
-func logKey(k archiveKind, n uint64) []byte {
-	b := make([]byte, 9)
-	b[0] = byte(k)
-	binary.BigEndian.PutUint64(b[1:], n)
-	return b
-}
-
-func logPut(gb *bolt.Bucket, k archiveKind, n uint64, data []byte) error {
-	lb, err := gb.CreateBucketIfNotExists(bktLog)
-	if err != nil {
-		return err
-	}
-	return lb.Put(logKey(k, n), data)
-}
-
-func (s *BoltStore) archived(ctx context.Context, group string, k archiveKind, n uint64) ([]byte, error) {
-	var out []byte
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		gb := tx.Bucket(bktGroups).Bucket([]byte(group))
-		if gb == nil {
-			return ErrUnknownGroup
-		}
-		lb := gb.Bucket(bktLog)
-		if lb == nil {
-			return ErrNotFound
-		}
-		v := lb.Get(logKey(k, n))
-		if v == nil {
-			return ErrNotFound
-		}
-		out = slices.Clone(v)
-		return nil
-	})
-	return out, err
-}
-
-func (s *BoltStore) ArchivedCommit(ctx context.Context, group string, epoch uint64) ([]byte, error) {
-	return s.archived(ctx, group, archCommit, epoch)
-}
-
-func (s *BoltStore) ArchivedWelcome(ctx context.Context, group string, epoch uint64) ([]byte, error) {
-	return s.archived(ctx, group, archWelcome, epoch)
-}
-
-func (s *BoltStore) ArchivedRequest(ctx context.Context, group string, seq uint64) ([]byte, error) {
-	return s.archived(ctx, group, archRequest, seq)
-}
-
-func (s *BoltStore) State(ctx context.Context, group string) (epoch, nextSeq uint64, err error) {
-	err = s.view(ctx, func(tx *bolt.Tx) error {
-		gb := tx.Bucket(bktGroups).Bucket([]byte(group))
-		if gb == nil {
-			return ErrUnknownGroup
-		}
-		st, err := loadState(gb)
-		epoch, nextSeq = st.Epoch, st.NextReqSeq
-		return err
-	})
-	return epoch, nextSeq, err
-}
-
-func (m *MemStore) archived(group string, k archiveKind, n uint64) ([]byte, error) {
-	if err := m.lock(); err != nil {
-		return nil, err
-	}
-	defer m.mu.Unlock()
-	g, ok := m.groups[group]
-	if !ok {
-		return nil, ErrUnknownGroup
-	}
-	v, ok := g.log[archiveKey{k, n}]
-	if !ok {
-		return nil, ErrNotFound
-	}
-	return slices.Clone(v), nil
-}
-
-func (m *MemStore) ArchivedCommit(_ context.Context, group string, epoch uint64) ([]byte, error) {
-	return m.archived(group, archCommit, epoch)
-}
-
-func (m *MemStore) ArchivedWelcome(_ context.Context, group string, epoch uint64) ([]byte, error) {
-	return m.archived(group, archWelcome, epoch)
-}
-
-func (m *MemStore) ArchivedRequest(_ context.Context, group string, seq uint64) ([]byte, error) {
-	return m.archived(group, archRequest, seq)
-}
-
-func (m *MemStore) State(_ context.Context, group string) (epoch, nextSeq uint64, err error) {
-	if err := m.lock(); err != nil {
-		return 0, 0, err
-	}
-	defer m.mu.Unlock()
-	g, ok := m.groups[group]
-	if !ok {
-		return 0, 0, ErrUnknownGroup
-	}
-	return g.state.Epoch, g.state.NextReqSeq, nil
-}
-
 type stateBody struct {
 	Group   string `json:"group"`
 	Epoch   uint64 `json:"epoch"`
@@ -166,14 +34,14 @@ type stateBody struct {
 }
 
 func (s *Server) registerArchive() {
-	a, ok := s.store.(Archive)
+	a, ok := s.store.(store.Archive)
 	if !ok {
 		return
 	}
 	item := func(ep string, get func(ctx context.Context, group string, n uint64) ([]byte, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			group := r.PathValue("group")
-			if !ValidGroupName(group) {
+			if !wire.ValidGroupName(group) {
 				s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 				return
 			}
@@ -184,10 +52,10 @@ func (s *Server) registerArchive() {
 			}
 			data, err := get(r.Context(), group, n)
 			switch {
-			case errors.Is(err, ErrUnknownGroup):
+			case errors.Is(err, store.ErrUnknownGroup):
 				s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
 				return
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, store.ErrNotFound):
 				s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("no %s %d (yet)", ep, n))
 				return
 			case err != nil:
@@ -208,7 +76,7 @@ func (s *Server) registerArchive() {
 	s.mux.HandleFunc("GET /v1/groups/{group}/state", s.guard("state", func(w http.ResponseWriter, r *http.Request) {
 		const ep = "state"
 		group := r.PathValue("group")
-		if !ValidGroupName(group) {
+		if !wire.ValidGroupName(group) {
 			s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 			return
 		}
@@ -222,9 +90,14 @@ func (s *Server) registerArchive() {
 	}))
 }
 
+// ErrNotFound is returned (wrapped) by CommitAt, WelcomeAt and RequestAt
+// when the CS's archive has no such item (not decided yet, or a commit
+// without a Welcome). It is store.ErrNotFound.
+var ErrNotFound = store.ErrNotFound
+
 // get fetches a raw archive item.
 func (c *Client) get(ctx context.Context, group, suffix string) ([]byte, error) {
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		return nil, fmt.Errorf("coord: invalid group name %q", group)
 	}
 	u := c.base.String() + "/v1/groups/" + group + "/" + suffix

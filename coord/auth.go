@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 )
 
@@ -307,11 +308,11 @@ func (a *authState) commitAccepted(group string) {
 // checkKeyPackage verifies that a join's KeyPackage carries an X.509
 // credential for id. A KeyPackage that does not parse is a 400 (err).
 func (a *authState) checkKeyPackage(id string, kp []byte) (*RefusedError, error) {
-	leaf, err := ParseKeyPackageLeaf(kp)
+	leaf, err := wire.ParseKeyPackageLeaf(kp)
 	if err != nil {
 		return nil, err
 	}
-	if leaf.CredentialType != CredentialX509 {
+	if leaf.CredentialType != wire.CredentialX509 {
 		return &RefusedError{Code: http.StatusForbidden, Reason: ReasonKeyPackageCredentialInvalid,
 			Message: fmt.Sprintf("the KeyPackage has credential type %d; this CS requires an X.509 credential (type 2) issued by the deployment CA", leaf.CredentialType)}, nil
 	}
@@ -355,7 +356,7 @@ func (s *Server) guard(ep string, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		// An invalid group name is left to the handler's 400.
-		if ValidGroupName(group) && !s.auth.cfg.Policy.Admits(group, id) {
+		if wire.ValidGroupName(group) && !s.auth.cfg.Policy.Admits(group, id) {
 			s.refuse(w, ep, group, id, &RefusedError{Code: http.StatusForbidden, Reason: ReasonNotAdmitted,
 				Message: fmt.Sprintf("the CS's policy does not admit %q to group %q", id, group)})
 			return

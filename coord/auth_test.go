@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
@@ -89,7 +91,7 @@ func newAuthCS(t *testing.T, policy string, tune func(*Auth)) *authCS {
 	}
 	rec := &Recorder{}
 	metrics := NewMetrics(nil)
-	srv, err := NewServer(Config{Store: NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
+	srv, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +138,11 @@ func keyPackageBasic(sigKey []byte, name string) []byte {
 	var b cryptobyte.Builder
 	b.AddUint16(1)
 	b.AddUint16(2)
-	addOpaqueV(&b, []byte("init"))
-	addOpaqueV(&b, []byte("enc"))
-	addOpaqueV(&b, sigKey)
-	b.AddUint16(CredentialBasic)
-	addOpaqueV(&b, []byte(name))
+	wire.AddVector(&b, []byte("init"))
+	wire.AddVector(&b, []byte("enc"))
+	wire.AddVector(&b, sigKey)
+	b.AddUint16(wire.CredentialBasic)
+	wire.AddVector(&b, []byte(name))
 	b.AddBytes([]byte("capabilities and the rest"))
 	return b.BytesOrPanic()
 }
@@ -253,7 +255,7 @@ func TestAuthTLS(t *testing.T) {
 		t.Error("TLS client for an http:// URL accepted")
 	}
 	// An admitted member gets through.
-	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Errorf("alice: %v", err)
 	}
 	// Without a TLS identity (a handler reached without mutual TLS) the
@@ -284,7 +286,7 @@ func TestAuthNotAdmitted(t *testing.T) {
 	// policy does not list.
 	_, err := cs.client(t, "bob").Join(ctx, "unlisted", cs.keyPackage(t, "bob", ""))
 	wantRefused(t, err, http.StatusForbidden, ReasonNotAdmitted)
-	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := cs.client(t, "alice").Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("room exists after refused joins: %v", err)
 	}
 
@@ -295,10 +297,10 @@ func TestAuthNotAdmitted(t *testing.T) {
 	if err := alice.Commit(ctx, "room", 0, fakeCommit("room", 0, "c"), fakeWelcome("w")); err != nil {
 		t.Fatal(err)
 	}
-	join := mustMarshal(t, &Request{GroupID: []byte("room"), Type: RequestJoin, Body: cs.keyPackage(t, "mallory", "")})
-	leave := mustMarshal(t, &Request{GroupID: []byte("room"), Type: RequestLeave, Body: fakeHandshake("room", 1, ContentTypeProposal, "")})
-	commit := mustMarshal(t, &CommitRequest{GroupID: []byte("room"), Epoch: 1, Commit: fakeCommit("room", 1, "m")})
-	ack := mustMarshal(t, &EpochAck{GroupID: []byte("room"), Epoch: 1})
+	join := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestJoin, Body: cs.keyPackage(t, "mallory", "")})
+	leave := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestLeave, Body: fakeHandshake("room", 1, wire.ContentTypeProposal, "")})
+	commit := mustMarshal(t, &wire.CommitRequest{GroupID: []byte("room"), Epoch: 1, Commit: fakeCommit("room", 1, "m")})
+	ack := mustMarshal(t, &wire.EpochAck{GroupID: []byte("room"), Epoch: 1})
 	before := len(cs.rec.Items())
 	for _, tc := range []struct {
 		method, path string
@@ -357,7 +359,7 @@ func TestAuthJoinKeyPackage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, rb, _ := cs.raw(t, "alice", "POST", "/v1/groups/room/requests",
-				mustMarshal(t, &Request{GroupID: []byte("room"), Type: RequestJoin, Body: tc.kp}))
+				mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestJoin, Body: tc.kp}))
 			if code != tc.code || (tc.reason != "" && rb.Error != tc.reason) {
 				t.Fatalf("%d %+v, want %d %s", code, rb, tc.code, tc.reason)
 			}
@@ -394,7 +396,7 @@ func TestAuthRateLimit(t *testing.T) {
 	ctx := context.Background()
 	alice := cs.client(t, "alice")
 	for i := 0; i < 3; i++ {
-		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
@@ -405,7 +407,7 @@ func TestAuthRateLimit(t *testing.T) {
 		t.Errorf("Retry-After %v, want 1s (rounded up from 0.5s)", se.RetryAfter)
 	}
 	// The bucket is per identity, and it applies even to a refused group.
-	if _, err := cs.client(t, "bob").Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := cs.client(t, "bob").Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("bob: %v", err)
 	}
 	code, rb, hdr := cs.raw(t, "alice", "GET", "/v1/groups/nowhere/epoch", nil)
@@ -413,14 +415,14 @@ func TestAuthRateLimit(t *testing.T) {
 		t.Fatalf("%d %+v %v", code, rb, hdr)
 	}
 	cs.clock.Advance(500 * time.Millisecond) // one token
-	if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("after refill: %v", err)
 	}
 	_, err = alice.Epoch(ctx, "room")
 	wantRefused(t, err, http.StatusTooManyRequests, ReasonRateLimited)
 	cs.clock.Advance(time.Hour) // full again, never more than Burst
 	for i := 0; i < 3; i++ {
-		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+		if _, err := alice.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 			t.Fatalf("after an hour, request %d: %v", i, err)
 		}
 	}
@@ -463,7 +465,7 @@ func TestAuthPendingJoins(t *testing.T) {
 	_, err = join("erin", "")
 	wantRefused(t, err, http.StatusTooManyRequests, ReasonGroupJoinsFull)
 	// A leave is not a join: not bounded by pending joins.
-	if err := cs.client(t, "alice").Leave(ctx, "room", fakeHandshake("room", 0, ContentTypeProposal, "")); err != nil {
+	if err := cs.client(t, "alice").Leave(ctx, "room", fakeHandshake("room", 0, wire.ContentTypeProposal, "")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -508,7 +510,7 @@ func TestAuthAckStamped(t *testing.T) {
 		{"alice", http.StatusOK, ""},
 		{"bob", http.StatusForbidden, ReasonAckIdentityMismatch},
 	} {
-		body := mustMarshal(t, &EpochAck{GroupID: []byte("room"), Epoch: 0, Leaf: 0, Identity: []byte(tc.claim)})
+		body := mustMarshal(t, &wire.EpochAck{GroupID: []byte("room"), Epoch: 0, Leaf: 0, Identity: []byte(tc.claim)})
 		if code, rb, _ := cs.raw(t, "alice", "POST", "/v1/groups/room/acks", body); code != tc.code || rb.Error != tc.reason {
 			t.Errorf("ack claiming %s: %d %+v", tc.claim, code, rb)
 		}
@@ -518,7 +520,7 @@ func TestAuthAckStamped(t *testing.T) {
 		t.Fatalf("%d acks forwarded, want 2", len(acks))
 	}
 	for _, a := range acks {
-		ea, err := UnmarshalEpochAck(a.Data)
+		ea, err := wire.UnmarshalEpochAck(a.Data)
 		if err != nil || string(ea.Identity) != "alice" || ea.Epoch != 0 || string(ea.GroupID) != "room" {
 			t.Errorf("forwarded ack %+v %v", ea, err)
 		}
@@ -535,7 +537,7 @@ func TestAuthConfigErrors(t *testing.T) {
 		"no verifier":   {Policy: pol},
 		"negative rate": {Policy: pol, Verifier: &identity.Verifier{}, Rate: -1},
 	} {
-		if _, err := NewServer(Config{Store: NewMemStore(), Forwarder: &Recorder{}, Auth: a}); err == nil {
+		if _, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: &Recorder{}, Auth: a}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

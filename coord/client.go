@@ -15,8 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 )
+
+// ErrUnknownGroup is matched (errors.Is) by the *StatusError of a 404
+// answer: the group does not exist. It is store.ErrUnknownGroup.
+var ErrUnknownGroup = store.ErrUnknownGroup
 
 // ErrEpochConflict is matched (errors.Is) by *EpochConflictError, which
 // Client.Commit returns on 409 Conflict.
@@ -110,7 +116,7 @@ type errorAnswer struct {
 }
 
 func (c *Client) do(ctx context.Context, method, group, suffix string, body []byte) (*answer, error) {
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		return nil, fmt.Errorf("coord: invalid group name %q: use 1-255 characters from A-Z a-z 0-9 - . _ ~", group)
 	}
 	u := c.base.String() + "/v1/groups/" + group + "/" + suffix
@@ -186,8 +192,8 @@ func (a *answer) statusErr() error {
 	return &StatusError{Code: a.code, Message: a.err.Error, Reason: a.reason, RetryAfter: a.retryAfter}
 }
 
-func (c *Client) request(ctx context.Context, group string, t RequestType, body []byte) (*answer, error) {
-	r := Request{GroupID: []byte(group), Type: t, Body: body}
+func (c *Client) request(ctx context.Context, group string, t wire.RequestType, body []byte) (*answer, error) {
+	r := wire.Request{GroupID: []byte(group), Type: t, Body: body}
 	enc, err := r.Marshal()
 	if err != nil {
 		return nil, err
@@ -206,7 +212,7 @@ func (c *Client) request(ctx context.Context, group string, t RequestType, body 
 // with RetryAfter); the identical join retried while pending gets its
 // original answer.
 func (c *Client) Join(ctx context.Context, group string, keyPackage []byte) (created bool, err error) {
-	a, err := c.request(ctx, group, RequestJoin, keyPackage)
+	a, err := c.request(ctx, group, wire.RequestJoin, keyPackage)
 	if err != nil {
 		return false, err
 	}
@@ -224,7 +230,7 @@ func (c *Client) Join(ctx context.Context, group string, keyPackage []byte) (cre
 // itself (an MLSMessage). A remaining member will commit it. Errors:
 // *StatusError (404 ErrUnknownGroup; 401/403/429 in authenticated mode).
 func (c *Client) Leave(ctx context.Context, group string, removeProposal []byte) error {
-	a, err := c.request(ctx, group, RequestLeave, removeProposal)
+	a, err := c.request(ctx, group, wire.RequestLeave, removeProposal)
 	if err != nil {
 		return err
 	}
@@ -240,7 +246,7 @@ func (c *Client) Leave(ctx context.Context, group string, removeProposal []byte)
 // another commit won the epoch. Other refusals are *StatusError (404
 // ErrUnknownGroup; 401/403/429 in authenticated mode).
 func (c *Client) Commit(ctx context.Context, group string, epoch uint64, commit, welcome []byte) error {
-	cr := CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: commit, Welcome: welcome}
+	cr := wire.CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: commit, Welcome: welcome}
 	enc, err := cr.Marshal()
 	if err != nil {
 		return err

@@ -1,3 +1,8 @@
+// Package coord implements the HTTPS coordination service (CS) of
+// draft-jennings-moq-e2ee-mls: the HTTP Server (with its authentication,
+// metrics and the Forwarder seam to the MoQ tracks) and the Client that
+// group members use. The byte formats are in package coord/wire, the
+// durable state in package coord/store. See docs/coordination-service.md.
 package coord
 
 import (
@@ -13,6 +18,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // EpochHeader carries the group's current epoch on commit and epoch
@@ -24,8 +32,8 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Config configures a Server.
 type Config struct {
-	Store     Store     // required
-	Forwarder Forwarder // required
+	Store     store.Store // required
+	Forwarder Forwarder   // required
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	// MaxBodyBytes bounds POST bodies; 0 means DefaultMaxBodyBytes.
@@ -61,7 +69,7 @@ type Config struct {
 // decision+forwarding runs under a per-group lock so forwarding never
 // reorders or duplicates within one process.
 type Server struct {
-	store   Store
+	store   store.Store
 	fwd     Forwarder
 	log     *slog.Logger
 	metrics *Metrics
@@ -133,24 +141,6 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// ValidGroupName reports whether name can be a group: 1 to 255 bytes of
-// URL-unreserved characters A-Z a-z 0-9 - . _ ~ (so it is the same in the
-// URL path, the wire struct, the MLS group_id and the MoQ namespace).
-func ValidGroupName(name string) bool {
-	if len(name) == 0 || len(name) > MaxGroupIDLen || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == '~':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) lockGroup(group string) func() {
 	h := fnv.New32a()
 	h.Write([]byte(group))
@@ -186,7 +176,7 @@ func (s *Server) failRead(w http.ResponseWriter, endpoint, group string, err err
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrUnknownGroup):
+	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, endpoint, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist", group))
 	default:
 		s.log.Error("store read failed", "endpoint", endpoint, "group", group, "err", err)
@@ -204,7 +194,7 @@ func (s *Server) fail(w http.ResponseWriter, endpoint string, code int, group, m
 // On failure it has written the response and returns ok=false.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, endpoint string) (group string, body []byte, ok bool) {
 	group = r.PathValue("group")
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		s.fail(w, endpoint, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 		return "", nil, false
 	}
@@ -228,7 +218,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := UnmarshalRequest(body)
+	req, err := wire.UnmarshalRequest(body)
 	if err != nil {
 		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid Request struct (see docs/coordination-service.md): "+err.Error())
 		return
@@ -242,7 +232,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := callerIdentity(r)
-	limitJoin := s.auth != nil && req.Type == RequestJoin
+	limitJoin := s.auth != nil && req.Type == wire.RequestJoin
 	if limitJoin {
 		refused, err := s.auth.checkKeyPackage(id, req.Body)
 		if err != nil {
@@ -279,9 +269,9 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == RequestJoin)
+	res, err := s.store.SubmitRequest(r.Context(), group, body, req.Type == wire.RequestJoin)
 	switch {
-	case errors.Is(err, ErrUnknownGroup):
+	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; only a join request can create a group", group))
 		return
 	case err != nil:
@@ -317,7 +307,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cr, err := UnmarshalCommitRequest(body)
+	cr, err := wire.UnmarshalCommitRequest(body)
 	if err != nil {
 		s.fail(w, ep, http.StatusBadRequest, group, "body is not a valid CommitRequest struct (see docs/coordination-service.md): "+err.Error())
 		return
@@ -335,7 +325,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	defer unlock()
 	res, err := s.store.SubmitCommit(r.Context(), group, cr.Epoch, cr.Commit, cr.Welcome)
 	switch {
-	case errors.Is(err, ErrUnknownGroup):
+	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; send a join request first", group))
 		return
 	case err != nil:
@@ -344,7 +334,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(EpochHeader, strconv.FormatUint(res.Epoch, 10))
-	if res.Outcome == CommitConflict {
+	if res.Outcome == store.CommitConflict {
 		s.metrics.CommitConflicts.Add(1)
 		s.metrics.response(ep, http.StatusConflict)
 		s.log.Info("commit conflict", "group", group, "commit_epoch", cr.Epoch, "epoch", res.Epoch)
@@ -355,7 +345,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	if res.Outcome == CommitAccepted {
+	if res.Outcome == store.CommitAccepted {
 		s.metrics.CommitsAccepted.Add(1)
 		if s.auth != nil {
 			s.auth.commitAccepted(group)
@@ -363,7 +353,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		s.recent.accepted(group, cr.Epoch, s.now())
 	}
 	pending := s.drainLocked(r.Context(), group, res.OutboxID)
-	if res.Outcome == CommitDuplicate && !pending {
+	if res.Outcome == store.CommitDuplicate && !pending {
 		pending = s.commitPendingLocked(r.Context(), group, cr.Epoch)
 	}
 	code := http.StatusOK
@@ -372,7 +362,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.response(ep, code)
 	s.log.Info("commit accepted", "group", group, "commit_epoch", cr.Epoch, "epoch", res.Epoch,
-		"welcome", cr.Welcome != nil, "duplicate", res.Outcome == CommitDuplicate, "forwarded", !pending)
+		"welcome", cr.Welcome != nil, "duplicate", res.Outcome == store.CommitDuplicate, "forwarded", !pending)
 	e := res.Epoch
 	writeJSON(w, code, okBody{Group: group, Epoch: &e, Pending: pending})
 }
@@ -380,7 +370,7 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {
 	const ep = "epoch"
 	group := r.PathValue("group")
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 		return
 	}
@@ -427,7 +417,7 @@ func (s *Server) commitPendingLocked(ctx context.Context, group string, epoch ui
 		return true
 	}
 	for _, e := range entries {
-		if (e.Kind == OutboxCommit || e.Kind == OutboxWelcome) && e.Num == epoch {
+		if (e.Kind == store.OutboxCommit || e.Kind == store.OutboxWelcome) && e.Num == epoch {
 			return true
 		}
 	}
@@ -437,16 +427,16 @@ func (s *Server) commitPendingLocked(ctx context.Context, group string, epoch ui
 // forward publishes one entry: for a commit, the Commit first, then the
 // Welcome (a joiner that sees the Welcome can rely on the Commit being on
 // the CommitTrack).
-func (s *Server) forward(ctx context.Context, group string, e OutboxEntry) error {
+func (s *Server) forward(ctx context.Context, group string, e store.OutboxEntry) error {
 	ctx, cancel := context.WithTimeout(ctx, s.fwdTO)
 	defer cancel()
 	switch e.Kind {
-	case OutboxRequest:
+	case store.OutboxRequest:
 		if err := s.fwd.ForwardRequest(ctx, group, e.Num, e.Payload); err != nil {
 			return err
 		}
 		s.metrics.Forwarded.Add(1)
-	case OutboxCommit:
+	case store.OutboxCommit:
 		if err := s.fwd.ForwardCommit(ctx, group, e.Num, e.Payload); err != nil {
 			return err
 		}
@@ -457,7 +447,7 @@ func (s *Server) forward(ctx context.Context, group string, e OutboxEntry) error
 			}
 			s.metrics.Forwarded.Add(1)
 		}
-	case OutboxWelcome:
+	case store.OutboxWelcome:
 		if err := s.fwd.ForwardWelcome(ctx, group, e.Num, e.Welcome); err != nil {
 			return err
 		}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/internal/devcert"
 )
 
@@ -23,16 +25,31 @@ type testCS struct {
 	srv    *Server
 	http   *httptest.Server
 	rec    *Recorder
-	store  Store
+	store  store.Store
 	client *Client
 }
 
 // newTestCS starts the CS over TLS with a development certificate and a
 // client that trusts only that certificate.
-func newTestCS(t *testing.T, store Store, mods ...func(*Config)) *testCS {
+// storeImpls opens each Store implementation, for tests that run the
+// server on both.
+func storeImpls(t *testing.T) map[string]func(t *testing.T) store.Store {
+	return map[string]func(t *testing.T) store.Store{
+		"mem": func(t *testing.T) store.Store { return store.NewMemStore() },
+		"bolt": func(t *testing.T) store.Store {
+			s, err := store.OpenBoltStore(filepath.Join(t.TempDir(), "cs.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+}
+
+func newTestCS(t *testing.T, st store.Store, mods ...func(*Config)) *testCS {
 	t.Helper()
 	rec := &Recorder{}
-	cfg := Config{Store: store, Forwarder: rec, MaxBodyBytes: 64 << 10}
+	cfg := Config{Store: st, Forwarder: rec, MaxBodyBytes: 64 << 10}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -62,7 +79,7 @@ func newTestCS(t *testing.T, store Store, mods ...func(*Config)) *testCS {
 		t.Fatal(err)
 	}
 	cl.Backoff = time.Millisecond
-	return &testCS{srv: srv, http: hs, rec: rec, store: store, client: cl}
+	return &testCS{srv: srv, http: hs, rec: rec, store: st, client: cl}
 }
 
 func (cs *testCS) post(t *testing.T, path string, body []byte) (*http.Response, string) {
@@ -86,16 +103,16 @@ func (cs *testCS) post(t *testing.T, path string, body []byte) (*http.Response, 
 
 func TestServerLifecycle(t *testing.T) {
 	ctx := context.Background()
-	cs := newTestCS(t, NewMemStore())
+	cs := newTestCS(t, store.NewMemStore())
 	c := cs.client
 
-	if _, err := c.Epoch(ctx, "room"); !errors.Is(err, ErrUnknownGroup) {
+	if _, err := c.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("epoch of unknown group: %v", err)
 	}
-	if err := c.Commit(ctx, "room", 0, fakeCommit("room", 0, "x"), nil); !errors.Is(err, ErrUnknownGroup) {
+	if err := c.Commit(ctx, "room", 0, fakeCommit("room", 0, "x"), nil); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("commit to unknown group: %v", err)
 	}
-	if err := c.Leave(ctx, "room", fakeHandshake("room", 0, ContentTypeProposal, "")); !errors.Is(err, ErrUnknownGroup) {
+	if err := c.Leave(ctx, "room", fakeHandshake("room", 0, wire.ContentTypeProposal, "")); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("leave of unknown group: %v", err)
 	}
 	if n := len(cs.rec.Items()); n != 0 {
@@ -117,8 +134,8 @@ func TestServerLifecycle(t *testing.T) {
 	if len(reqs) != 1 || reqs[0].Num != 0 {
 		t.Fatalf("RequestTrack = %+v", reqs)
 	}
-	r, err := UnmarshalRequest(reqs[0].Data)
-	if err != nil || r.Type != RequestJoin || !bytes.Equal(r.Body, fakeKeyPackage("B")) {
+	r, err := wire.UnmarshalRequest(reqs[0].Data)
+	if err != nil || r.Type != wire.RequestJoin || !bytes.Equal(r.Body, fakeKeyPackage("B")) {
 		t.Fatalf("forwarded request does not carry B's KeyPackage: %v", err)
 	}
 
@@ -144,7 +161,7 @@ func TestServerLifecycle(t *testing.T) {
 	if len(welcomes) != 1 || welcomes[0].Num != 0 || string(welcomes[0].Data) != string(fakeWelcome("for B")) {
 		t.Fatalf("WelcomeTrack = %+v", welcomes)
 	}
-	if err := c.Leave(ctx, "room", fakeHandshake("room", 1, ContentTypeProposal, "B leaves")); err != nil {
+	if err := c.Leave(ctx, "room", fakeHandshake("room", 1, wire.ContentTypeProposal, "B leaves")); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Commit(ctx, "room", 1, fakeCommit("room", 1, "remove B"), nil); err != nil {
@@ -175,16 +192,16 @@ func TestServerLifecycle(t *testing.T) {
 }
 
 func TestServerBadInput(t *testing.T) {
-	cs := newTestCS(t, NewMemStore())
+	cs := newTestCS(t, store.NewMemStore())
 	if created, err := cs.client.Join(context.Background(), "g", fakeKeyPackage("A")); !created || err != nil {
 		t.Fatal(created, err)
 	}
 	join := func(group string, body []byte) []byte {
-		b, _ := (&Request{GroupID: []byte(group), Type: RequestJoin, Body: body}).Marshal()
+		b, _ := (&wire.Request{GroupID: []byte(group), Type: wire.RequestJoin, Body: body}).Marshal()
 		return b
 	}
 	commit := func(group string, epoch uint64, c []byte) []byte {
-		b, _ := (&CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: c}).Marshal()
+		b, _ := (&wire.CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: c}).Marshal()
 		return b
 	}
 	cases := []struct {
@@ -201,7 +218,7 @@ func TestServerBadInput(t *testing.T) {
 		{"too large", "/v1/groups/g/requests", join("g", bytes.Repeat([]byte{0, 1}, 40<<10)), 413, "exceeds"},
 		{"garbage commit", "/v1/groups/g/commits", []byte{1}, 400, "not a valid CommitRequest"},
 		{"epoch mismatch", "/v1/groups/g/commits", commit("g", 0, fakeCommit("g", 3, "x")), 400, "epoch 3"},
-		{"not a commit", "/v1/groups/g/commits", commit("g", 0, fakeHandshake("g", 0, ContentTypeProposal, "")), 400, "content_type"},
+		{"not a commit", "/v1/groups/g/commits", commit("g", 0, fakeHandshake("g", 0, wire.ContentTypeProposal, "")), 400, "content_type"},
 		{"unknown group commit", "/v1/groups/nope/commits", commit("nope", 0, fakeCommit("nope", 0, "x")), 404, "does not exist"},
 		{"too large commit", "/v1/groups/g/commits", commit("g", 0, append(fakeCommit("g", 0, ""), make([]byte, 70<<10)...)), 413, "exceeds"},
 	}
@@ -264,7 +281,7 @@ func TestServerJoinRace(t *testing.T) {
 
 // 20 committers race for each of 5 epochs: exactly one wins each epoch.
 func TestServerCommitRace(t *testing.T) {
-	cs := newTestCS(t, NewMemStore())
+	cs := newTestCS(t, store.NewMemStore())
 	ctx := context.Background()
 	cs.client.Join(ctx, "g", fakeKeyPackage("A"))
 	for epoch := uint64(0); epoch < 5; epoch++ {
@@ -305,12 +322,12 @@ func TestServerCommitRace(t *testing.T) {
 // of order, and Redeliver / the next request publishes the backlog.
 func TestServerForwardFailure(t *testing.T) {
 	ctx := context.Background()
-	cs := newTestCS(t, NewMemStore())
+	cs := newTestCS(t, store.NewMemStore())
 	cs.client.Join(ctx, "g", fakeKeyPackage("A"))
 	down := errors.New("relay down")
 	cs.rec.SetFail(func(track, group string, num uint64) error { return down })
 	c0 := fakeCommit("g", 0, "c0")
-	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: fakeWelcome("w")}))
+	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &wire.CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: fakeWelcome("w")}))
 	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "forwarding_pending") {
 		t.Fatalf("commit with relay down: %d %s", resp.StatusCode, body)
 	}
@@ -355,7 +372,7 @@ func mustMarshal(t *testing.T, m interface{ Marshal() ([]byte, error) }) []byte 
 func TestServerRestart(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "cs.db")
-	st, err := OpenBoltStore(path)
+	st, err := store.OpenBoltStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +395,7 @@ func TestServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st2, err := OpenBoltStore(path)
+	st2, err := store.OpenBoltStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +436,7 @@ func TestClientRejectsBadURL(t *testing.T) {
 // Measures request and commit latency over TLS with the bbolt store (fsync
 // per decision). Run with -bench.
 func BenchmarkCommitBolt(b *testing.B) {
-	st, err := OpenBoltStore(filepath.Join(b.TempDir(), "cs.db"))
+	st, err := store.OpenBoltStore(filepath.Join(b.TempDir(), "cs.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -441,7 +458,7 @@ func BenchmarkCommitBolt(b *testing.B) {
 }
 
 func BenchmarkJoinBolt(b *testing.B) {
-	st, err := OpenBoltStore(filepath.Join(b.TempDir(), "cs.db"))
+	st, err := store.OpenBoltStore(filepath.Join(b.TempDir(), "cs.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

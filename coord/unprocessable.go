@@ -2,14 +2,14 @@ package coord
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // Withdrawing an accepted commit that no member can process: the way out
@@ -40,19 +40,6 @@ const (
 	ReasonCommitProcessed = "commit_processed"
 	ReasonTooEarly        = "too_early"
 )
-
-// ErrNotNewest: RevertCommit of a commit that is not the group's newest.
-var ErrNotNewest = errors.New("coord: not the group's newest commit")
-
-// Reverter is implemented by stores that can withdraw the newest commit
-// (MemStore and BoltStore).
-type Reverter interface {
-	// RevertCommit withdraws the commit accepted for epoch, which must be
-	// the newest (the group is at epoch+1): the group goes back to epoch,
-	// and the commit and its Welcome leave the archive. Errors:
-	// ErrUnknownGroup, ErrNotNewest.
-	RevertCommit(ctx context.Context, group string, epoch uint64) error
-}
 
 // recentCommits remembers, per group, the newest commit this process
 // accepted and whether anyone acknowledged the epoch after it.
@@ -101,7 +88,7 @@ func (r *recentCommits) forget(group string) {
 func (s *Server) handleUnprocessable(w http.ResponseWriter, r *http.Request) {
 	const ep = "unprocessable"
 	group := r.PathValue("group")
-	if !ValidGroupName(group) {
+	if !wire.ValidGroupName(group) {
 		s.fail(w, ep, http.StatusBadRequest, "", "invalid group name: use 1-255 characters from A-Z a-z 0-9 - . _ ~")
 		return
 	}
@@ -110,7 +97,7 @@ func (s *Server) handleUnprocessable(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusBadRequest, group, "the epoch must be a decimal number")
 		return
 	}
-	rv, ok := s.store.(Reverter)
+	rv, ok := s.store.(store.Reverter)
 	if !ok {
 		s.fail(w, ep, http.StatusNotImplemented, group, "this CS's store cannot withdraw commits")
 		return
@@ -164,53 +151,4 @@ func (c *Client) ReportUnprocessable(ctx context.Context, group string, epoch ui
 		return nil
 	}
 	return a.statusErr()
-}
-
-// RevertCommit implements Reverter.
-func (m *MemStore) RevertCommit(_ context.Context, group string, epoch uint64) error {
-	if err := m.lock(); err != nil {
-		return err
-	}
-	defer m.mu.Unlock()
-	g, ok := m.groups[group]
-	if !ok {
-		return ErrUnknownGroup
-	}
-	if g.state.Epoch != epoch+1 {
-		return ErrNotNewest
-	}
-	delete(g.commits, epoch)
-	delete(g.log, archiveKey{archCommit, epoch})
-	delete(g.log, archiveKey{archWelcome, epoch})
-	g.state.Epoch = epoch
-	return nil
-}
-
-// RevertCommit implements Reverter.
-func (s *BoltStore) RevertCommit(ctx context.Context, group string, epoch uint64) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		gb := tx.Bucket(bktGroups).Bucket([]byte(group))
-		if gb == nil {
-			return ErrUnknownGroup
-		}
-		st, err := loadState(gb)
-		if err != nil {
-			return err
-		}
-		if st.Epoch != epoch+1 {
-			return ErrNotNewest
-		}
-		if err := gb.Bucket(bktCommits).Delete(u64key(epoch)); err != nil {
-			return err
-		}
-		if lb := gb.Bucket(bktLog); lb != nil {
-			for _, k := range []archiveKind{archCommit, archWelcome} {
-				if err := lb.Delete(logKey(k, epoch)); err != nil {
-					return err
-				}
-			}
-		}
-		st.Epoch = epoch
-		return gb.Put(keyState, st.marshal())
-	})
 }

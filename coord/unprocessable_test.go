@@ -7,16 +7,19 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // TestUnprocessable: the newest commit can be withdrawn once the grace has
 // passed with nobody acknowledging the epoch after it; not sooner, not
 // after an acknowledgement, and never an older one. Both stores.
 func TestUnprocessable(t *testing.T) {
-	stores := map[string]func(t *testing.T) Store{
-		"mem": func(*testing.T) Store { return NewMemStore() },
-		"bolt": func(t *testing.T) Store {
-			s, err := OpenBoltStore(filepath.Join(t.TempDir(), "cs.db"))
+	stores := map[string]func(t *testing.T) store.Store{
+		"mem": func(*testing.T) store.Store { return store.NewMemStore() },
+		"bolt": func(t *testing.T) store.Store {
+			s, err := store.OpenBoltStore(filepath.Join(t.TempDir(), "cs.db"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -34,7 +37,7 @@ func TestUnprocessable(t *testing.T) {
 				t.Fatal(err)
 			}
 			commit := func(epoch uint64, body string) error {
-				return c.Commit(ctx, "g", epoch, fakeHandshake("g", epoch, ContentTypeCommit, body), nil)
+				return c.Commit(ctx, "g", epoch, fakeHandshake("g", epoch, wire.ContentTypeCommit, body), nil)
 			}
 			status := func(err error) int {
 				var se *StatusError
@@ -59,7 +62,7 @@ func TestUnprocessable(t *testing.T) {
 			if e, _, err := c.State(ctx, "g"); err != nil || e != 0 {
 				t.Fatalf("state after withdrawing: epoch %d, %v", e, err)
 			}
-			if _, err := c.CommitAt(ctx, "g", 0); !errors.Is(err, ErrNotFound) {
+			if _, err := c.CommitAt(ctx, "g", 0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("withdrawn commit still archived: %v", err)
 			}
 			// The next commit for epoch 0 is taken, and it is processed by

@@ -8,6 +8,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/keyschedule"
 	"github.com/moqsframe/moqsframe/moq"
@@ -26,7 +27,7 @@ type Config struct {
 	// Policy says which identities may be in the group; nil admits every
 	// name the Verifier accepts (identity.AllowAll).
 	Policy *identity.Policy
-	Group  string        // group name (coord.ValidGroupName)
+	Group  string        // group name (wire.ValidGroupName)
 	CS     *coord.Client // required
 	// Session is the MoQ session to the relay. It may be shared by several
 	// Members. nil: no MoQ, catch-up from the CS archive only (polling).
@@ -64,7 +65,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.CS == nil {
 		return cfg, errors.New("group: Config.CS is required")
 	}
-	if !coord.ValidGroupName(cfg.Group) {
+	if !wire.ValidGroupName(cfg.Group) {
 		return cfg, fmt.Errorf("group: invalid group name %q", cfg.Group)
 	}
 	if cfg.Certificate == nil || cfg.Verifier == nil {

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/testpki"
 	"github.com/moqsframe/moqsframe/mlsgroup"
@@ -53,7 +53,7 @@ func TestCoreAdmissionJoins(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs.request(coord.RequestJoin, kp)
+		cs.request(wire.RequestJoin, kp)
 	}
 	bob := newTC(t, "bob", strict(t))
 	cs.run(bob, bob.step(inJoin{}))

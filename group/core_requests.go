@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // Requests (join and leave) from the RequestTrack or the archive, handled
@@ -42,12 +42,12 @@ func (c *core) applyRequests() {
 		}
 		delete(c.requests, c.nextSeq)
 		c.nextSeq++
-		req, err := coord.UnmarshalRequest(data)
+		req, err := wire.UnmarshalRequest(data)
 		if err != nil || string(req.GroupID) != c.cfg.Group {
 			continue
 		}
 		switch req.Type {
-		case coord.RequestJoin:
+		case wire.RequestJoin:
 			// Every member checks every joiner (the CS did too): a
 			// committer never adds a credential the others would refuse.
 			id, err := c.mls.KeyPackageIdentity(req.Body)
@@ -60,8 +60,8 @@ func (c *core) applyRequests() {
 			}
 			c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return j.name == id.Name })
 			c.joins = append(c.joins, pendingJoin{name: id.Name, fingerprint: id.FingerprintHex(), kp: req.Body, seen: c.now})
-		case coord.RequestLeave:
-			e, leaf, err := proposalSender(req.Body)
+		case wire.RequestLeave:
+			e, leaf, err := wire.ProposalSender(req.Body)
 			if err != nil || e < c.epoch {
 				continue
 			}

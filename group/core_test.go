@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/internal/testpki"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
@@ -95,8 +96,8 @@ func newFakeCS(t *testing.T) *fakeCS {
 	return &fakeCS{t: t, commits: map[uint64][]byte{}, welcomes: map[uint64][]byte{}}
 }
 
-func (cs *fakeCS) request(typ coord.RequestType, body []byte) {
-	r := coord.Request{GroupID: []byte("g"), Type: typ, Body: body}
+func (cs *fakeCS) request(typ wire.RequestType, body []byte) {
+	r := wire.Request{GroupID: []byte("g"), Type: typ, Body: body}
 	enc, err := r.Marshal()
 	if err != nil {
 		cs.t.Fatal(err)
@@ -132,10 +133,10 @@ func (cs *fakeCS) answer(a action) input {
 	case actPostJoin:
 		created := !cs.exists
 		cs.exists = true
-		cs.request(coord.RequestJoin, a.KeyPackage)
+		cs.request(wire.RequestJoin, a.KeyPackage)
 		return inPosted{Post: postJoin, Created: created}
 	case actPostLeave:
-		cs.request(coord.RequestLeave, a.Proposal)
+		cs.request(wire.RequestLeave, a.Proposal)
 		return inPosted{Post: postLeave, Epoch: a.Epoch}
 	case actReportUnprocessable:
 		// Withdrawn at once (the real CS first waits for acknowledgements).

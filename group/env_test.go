@@ -12,6 +12,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/relay"
 )
@@ -24,7 +25,7 @@ type env struct {
 	addr  string
 	fwd   *moqforward.Forwarder
 	hs    *httptest.Server
-	store coord.Store
+	store store.Store
 }
 
 func testLogger() *slog.Logger {
@@ -46,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	}
 	go r.Serve(context.Background())
 	t.Cleanup(func() { r.Close() })
-	e := &env{t: t, relay: r, addr: r.Addr().String(), store: coord.NewMemStore()}
+	e := &env{t: t, relay: r, addr: r.Addr().String(), store: store.NewMemStore()}
 	e.fwd, err = moqforward.New(moqforward.Config{Relay: e.addr, MoQ: moq.Config{InsecureSkipVerify: true}, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)

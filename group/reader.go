@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/keyschedule"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 	"github.com/moqsframe/moqsframe/moq"
@@ -27,7 +27,7 @@ func (m *Member) subscribe(ctx context.Context, track string) (*moq.Subscription
 
 // acked handles an EpochAck from the ack track.
 func (m *Member) acked(payload []byte) {
-	a, err := coord.UnmarshalEpochAck(payload)
+	a, err := wire.UnmarshalEpochAck(payload)
 	if err != nil || string(a.GroupID) != m.cfg.Group {
 		return
 	}
@@ -43,7 +43,7 @@ type ackGate struct {
 	mu      sync.Mutex
 	rosters map[uint64]map[uint32]string // epoch -> leaf -> name
 	latest  uint64
-	pending map[uint64][]coord.EpochAck
+	pending map[uint64][]wire.EpochAck
 	npend   int
 	refused atomic.Uint64
 }
@@ -56,7 +56,7 @@ const (
 )
 
 func newAckGate() *ackGate {
-	return &ackGate{rosters: map[uint64]map[uint32]string{}, pending: map[uint64][]coord.EpochAck{}}
+	return &ackGate{rosters: map[uint64]map[uint32]string{}, pending: map[uint64][]wire.EpochAck{}}
 }
 
 func (g *ackGate) install(epoch uint64, roster []mlsgroup.RosterEntry, s *keyschedule.Schedule) {
@@ -87,7 +87,7 @@ func (g *ackGate) install(epoch uint64, roster []mlsgroup.RosterEntry, s *keysch
 	}
 }
 
-func (g *ackGate) ack(a coord.EpochAck, s *keyschedule.Schedule) {
+func (g *ackGate) ack(a wire.EpochAck, s *keyschedule.Schedule) {
 	g.mu.Lock()
 	names, ok := g.rosters[a.Epoch]
 	if !ok {

@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/keyschedule"
 
@@ -378,15 +378,15 @@ func (m *Member) Roster(ctx context.Context) ([]RosterEntry, error) {
 
 // KeyPackageIdentity verifies a joiner's KeyPackage credential (chain,
 // validity, key usage, certificate key = leaf signature key, policy) and
-// returns its identity. Errors wrap ErrRefused, or coord.ErrMalformed for
+// returns its identity. Errors wrap ErrRefused, or wire.ErrMalformed for
 // bytes that are not a KeyPackage. MLS checks the KeyPackage's own
 // signature when it is added.
 func (m *Member) KeyPackageIdentity(keyPackage []byte) (identity.Identity, error) {
-	leaf, err := coord.ParseKeyPackageLeaf(keyPackage)
+	leaf, err := wire.ParseKeyPackageLeaf(keyPackage)
 	if err != nil {
 		return identity.Identity{}, err
 	}
-	if leaf.CredentialType != coord.CredentialX509 {
+	if leaf.CredentialType != wire.CredentialX509 {
 		return identity.Identity{}, &RefusedError{Err: fmt.Errorf("%w: basic credential", identity.ErrNoName)}
 	}
 	id, err := m.auth.Verifier.Verify(leaf.Certificates, leaf.SignatureKey)

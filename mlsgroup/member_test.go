@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/store"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/testpki"
 )
@@ -192,7 +194,7 @@ func TestJoinLeaveExport(t *testing.T) {
 func TestCompetingCommitsThroughCS(t *testing.T) {
 	ctx := context.Background()
 	rec := &coord.Recorder{}
-	srv, err := coord.NewServer(coord.Config{Store: coord.NewMemStore(), Forwarder: rec})
+	srv, err := coord.NewServer(coord.Config{Store: store.NewMemStore(), Forwarder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +224,7 @@ func TestCompetingCommitsThroughCS(t *testing.T) {
 	}
 	lastRequest := func() []byte {
 		reqs := rec.Track("request", "room")
-		r, err := coord.UnmarshalRequest(reqs[len(reqs)-1].Data)
+		r, err := wire.UnmarshalRequest(reqs[len(reqs)-1].Data)
 		if err != nil {
 			t.Fatal(err)
 		}

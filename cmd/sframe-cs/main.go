@@ -45,6 +45,7 @@ import (
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/coord/moqforward"
+	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/internal/devcert"
 	"github.com/moqsframe/moqsframe/moq"
@@ -202,11 +203,11 @@ func authMode(c Config, m *coord.Metrics) (*coord.Auth, *tls.Config, *identity.C
 // logs to stderr; nothing goes to stdout.
 func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	log := cli.NewLogger(stderr, c.LogLevel)
-	store, err := coord.OpenBoltStore(c.DB)
+	st, err := store.OpenBoltStore(c.DB)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer st.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -232,7 +233,7 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	}
 	defer closeFwd()
 	srv, err := coord.NewServer(coord.Config{
-		Store: store, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: c.MaxBody, Auth: auth,
+		Store: st, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: c.MaxBody, Auth: auth,
 	})
 	if err != nil {
 		return err
@@ -240,7 +241,7 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", srv)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := store.PendingGroups(r.Context()); err != nil {
+		if _, err := st.PendingGroups(r.Context()); err != nil {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
 		}
@@ -294,7 +295,7 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return store.Close()
+	return st.Close()
 }
 
 // serveMetrics serves the process's registry at GET /metrics on mux.

@@ -14,7 +14,7 @@
 //	[prefix..., group] / "ack"      MoQ group = epoch, object = arrival order
 //
 // Publishers have LIVE semantics (no cache): an object written while nobody
-// subscribes is gone. Members fill gaps from the CS archive (coord.Archive,
+// subscribes is gone. Members fill gaps from the CS archive (store.Archive,
 // GET /v1/groups/{group}/commits/{epoch} etc.).
 //
 // A Forward* call fails while no session is up; the CS then keeps the item
@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/moq"
 )
@@ -280,7 +281,7 @@ func (f *Forwarder) publisherLocked(group, track string) *moq.Publisher {
 // [prefix..., group] / {request,commit,welcome,ack}.
 func (f *Forwarder) onSubscribe(_ *moq.Session, ns []string, track string) (*moq.Publisher, error) {
 	if len(ns) != len(f.cfg.Prefix)+1 || !slices.Equal(ns[:len(f.cfg.Prefix)], f.cfg.Prefix) ||
-		!coord.ValidGroupName(ns[len(ns)-1]) || !validTrack(track) {
+		!wire.ValidGroupName(ns[len(ns)-1]) || !validTrack(track) {
 		return nil, fmt.Errorf("%w: %q/%q", moq.ErrUnknownTrack, ns, track)
 	}
 	f.mu.Lock()

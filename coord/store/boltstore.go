@@ -1,4 +1,4 @@
-package coord
+package store
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/moqsframe/moqsframe/coord/wire"
 )
 
 // BoltStore is the default Store: an embedded bbolt database file. Every
@@ -292,12 +294,12 @@ func marshalOutboxEntry(e *OutboxEntry) ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddUint8(uint8(e.Kind))
 	b.AddUint64(e.Num)
-	addOpaqueV(&b, e.Payload)
+	wire.AddVector(&b, e.Payload)
 	if e.Welcome == nil {
 		b.AddUint8(0)
 	} else {
 		b.AddUint8(1)
-		addOpaqueV(&b, e.Welcome)
+		wire.AddVector(&b, e.Welcome)
 	}
 	return b.Bytes()
 }
@@ -307,26 +309,32 @@ func unmarshalOutboxEntry(data []byte) (OutboxEntry, error) {
 	var e OutboxEntry
 	var kind, present uint8
 	if !s.ReadUint8(&kind) || !s.ReadUint64(&e.Num) {
-		return e, malformed(ErrTruncated, "outbox entry")
+		return e, corrupt(wire.ErrTruncated, "outbox entry")
 	}
 	e.Kind = OutboxKind(kind)
-	p, err := readAnyOpaqueV(&s, "payload")
+	p, err := wire.ReadVector(&s, "payload")
 	if err != nil {
 		return e, err
 	}
 	e.Payload = slices.Clone(p) // bbolt memory is only valid inside the transaction
 	if !s.ReadUint8(&present) {
-		return e, malformed(ErrTruncated, "welcome presence")
+		return e, corrupt(wire.ErrTruncated, "welcome presence")
 	}
 	if present == 1 {
-		w, err := readAnyOpaqueV(&s, "welcome")
+		w, err := wire.ReadVector(&s, "welcome")
 		if err != nil {
 			return e, err
 		}
 		e.Welcome = slices.Clone(w)
 	}
 	if !s.Empty() {
-		return e, malformed(ErrTrailingData, "outbox entry")
+		return e, corrupt(wire.ErrTrailingData, "outbox entry")
 	}
 	return e, nil
+}
+
+// corrupt is the error of an outbox entry that does not decode; it wraps
+// wire.ErrMalformed and kind, as the wire decoders' errors do.
+func corrupt(kind error, what string) error {
+	return fmt.Errorf("%w: %w: %s", wire.ErrMalformed, kind, what)
 }

@@ -1,13 +1,16 @@
-// Package coord implements the HTTPS coordination service (CS) of
-// draft-jennings-moq-e2ee-mls: the wire structs (Request, CommitRequest), a
-// durable Store, the HTTP server and a Client for group members.
+// Package wire holds the byte formats of the coordination service (CS) of
+// draft-jennings-moq-e2ee-mls: the structs posted to the CS and carried on
+// its MoQ tracks (Request, CommitRequest, EpochAck), and the readers of the
+// cleartext framing of MLS messages that the CS and the members need before
+// handing a message to MLS (ParseMLSHeader, ParseKeyPackageLeaf,
+// ProposalSender). It has no I/O and imports nothing of the project.
 //
 // Wire structs use the TLS presentation language with the MLS extensions of
 // RFC 9420 §2.1 (variable-length vectors <V>, optional<T>). Encoding and
 // decoding use golang.org/x/crypto/cryptobyte. Decoders are strict: they
 // reject trailing bytes, truncated or non-minimal length prefixes, unknown
 // enum values and empty required fields. See docs/coordination-service.md.
-package coord
+package wire
 
 import (
 	"errors"
@@ -42,6 +45,24 @@ var (
 // varint bounds them anyway). It is far above any realistic KeyPackage,
 // Commit or Welcome; the HTTP layer applies its own, smaller body limit.
 const MaxFieldLen = 1 << 24
+
+// ValidGroupName reports whether name can be a group: 1 to 255 bytes of
+// URL-unreserved characters A-Z a-z 0-9 - . _ ~ (so it is the same in the
+// URL path, the wire struct, the MLS group_id and the MoQ namespace).
+func ValidGroupName(name string) bool {
+	if len(name) == 0 || len(name) > MaxGroupIDLen || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // MaxGroupIDLen bounds group_id. Group IDs appear in URLs and MoQ track
 // namespaces, so they are short printable names (see ValidGroupName).
@@ -119,9 +140,9 @@ func (r *Request) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	var b cryptobyte.Builder
-	addOpaqueV(&b, r.GroupID)
+	AddVector(&b, r.GroupID)
 	b.AddUint8(uint8(r.Type))
-	addOpaqueV(&b, r.Body)
+	AddVector(&b, r.Body)
 	return b.Bytes()
 }
 
@@ -164,14 +185,14 @@ func (c *CommitRequest) Marshal() ([]byte, error) {
 		}
 	}
 	var b cryptobyte.Builder
-	addOpaqueV(&b, c.GroupID)
+	AddVector(&b, c.GroupID)
 	b.AddUint64(c.Epoch)
-	addOpaqueV(&b, c.Commit)
+	AddVector(&b, c.Commit)
 	if c.Welcome == nil {
 		b.AddUint8(0)
 	} else {
 		b.AddUint8(1)
-		addOpaqueV(&b, c.Welcome)
+		AddVector(&b, c.Welcome)
 	}
 	return b.Bytes()
 }
@@ -275,9 +296,9 @@ func readOpaqueV(s *cryptobyte.String, field string, max int) ([]byte, error) {
 	return v, nil
 }
 
-// readAnyOpaqueV reads an opaque<V> that may be empty, without a size limit
+// ReadVector reads an opaque<V> that may be empty, without a size limit
 // beyond the varint's. Used when skipping MLS fields.
-func readAnyOpaqueV(s *cryptobyte.String, field string) ([]byte, error) {
+func ReadVector(s *cryptobyte.String, field string) ([]byte, error) {
 	n, err := readVarint(s, field)
 	if err != nil {
 		return nil, err
@@ -289,8 +310,8 @@ func readAnyOpaqueV(s *cryptobyte.String, field string) ([]byte, error) {
 	return v, nil
 }
 
-// addOpaqueV writes data as opaque<V> with a minimal varint prefix.
-func addOpaqueV(b *cryptobyte.Builder, data []byte) {
+// AddVector writes data as opaque<V> with a minimal varint prefix.
+func AddVector(b *cryptobyte.Builder, data []byte) {
 	n := len(data)
 	switch {
 	case n < 1<<6:

@@ -1,4 +1,4 @@
-package coord
+package wire
 
 import (
 	"bytes"
@@ -248,43 +248,20 @@ func FuzzParseMLSHeader(f *testing.F) {
 	})
 }
 
-func FuzzOutboxEntry(f *testing.F) {
-	for _, e := range []OutboxEntry{
-		{Kind: OutboxRequest, Num: 3, Payload: []byte("req")},
-		{Kind: OutboxCommit, Num: 9, Payload: []byte("c"), Welcome: []byte("w")},
-	} {
-		enc, _ := marshalOutboxEntry(&e)
-		f.Add(enc)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := unmarshalOutboxEntry(data)
-		if err != nil {
-			return
-		}
-		enc, err := marshalOutboxEntry(&e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := unmarshalOutboxEntry(enc); err != nil {
-			t.Fatalf("re-encoded entry does not decode: %v", err)
-		}
-	})
-}
-
 // keyPackageX509 builds the prefix of a KeyPackage with an X.509 credential.
 func keyPackageX509(sigKey []byte, certs ...[]byte) []byte {
 	var b cryptobyte.Builder
 	b.AddUint16(1)
 	b.AddUint16(2)
-	addOpaqueV(&b, []byte("init"))
-	addOpaqueV(&b, []byte("enc"))
-	addOpaqueV(&b, sigKey)
+	AddVector(&b, []byte("init"))
+	AddVector(&b, []byte("enc"))
+	AddVector(&b, sigKey)
 	b.AddUint16(CredentialX509)
 	var l cryptobyte.Builder
 	for _, c := range certs {
-		addOpaqueV(&l, c)
+		AddVector(&l, c)
 	}
-	addOpaqueV(&b, l.BytesOrPanic())
+	AddVector(&b, l.BytesOrPanic())
 	b.AddBytes([]byte("capabilities and the rest"))
 	return b.BytesOrPanic()
 }
@@ -329,4 +306,24 @@ func FuzzParseKeyPackageLeaf(f *testing.F) {
 			t.Fatalf("%d certificates", len(kp.Certificates))
 		}
 	})
+}
+
+func TestProposalSender(t *testing.T) {
+	e, leaf, err := ProposalSender(fakeHandshake("g", 7, ContentTypeProposal, "rest"))
+	if err != nil || e != 7 || leaf != 2 {
+		t.Fatalf("ProposalSender = %d %d %v", e, leaf, err)
+	}
+	for name, tc := range map[string]struct {
+		msg  []byte
+		want error
+	}{
+		"truncated":       {fakeHandshake("g", 7, ContentTypeProposal, "")[:12], ErrMalformed},
+		"welcome":         {fakeWelcome("w"), ErrMLSMismatch},
+		"external sender": {append([]byte{0, 1, 0, 1, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 7}, 2, 0, 0, 0, 0), ErrMLSMismatch},
+		"not mls10":       {[]byte{0, 2, 0, 1, 1, 'g'}, ErrMLSMismatch},
+	} {
+		if _, _, err := ProposalSender(tc.msg); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
 }

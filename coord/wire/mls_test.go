@@ -1,13 +1,20 @@
-package group
+package wire_test
+
+// The MLS framing readers on real messages of the MLS library the members
+// use (mlsgroup), and the fuzz target of ProposalSender seeded with them.
 
 import (
 	"context"
 	"testing"
 
-	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/identity"
+	"github.com/moqsframe/moqsframe/internal/testpki"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
+
+// testPKI is the deployment CA of the members making the messages.
+var testPKI = testpki.New()
 
 func realMessages(t testing.TB) (kp, leave []byte) {
 	ctx := context.Background()
@@ -34,19 +41,19 @@ func realMessages(t testing.TB) (kp, leave []byte) {
 	return kp, leave
 }
 
-func TestParsers(t *testing.T) {
+func TestParsersRealMessages(t *testing.T) {
 	kp, leave := realMessages(t)
-	e, leaf, err := proposalSender(leave)
+	e, leaf, err := wire.ProposalSender(leave)
 	if err != nil || e != 0 || leaf != 0 {
-		t.Fatalf("proposalSender = %d %d %v", e, leaf, err)
+		t.Fatalf("ProposalSender = %d %d %v", e, leaf, err)
 	}
-	if _, _, err := proposalSender(leave[:10]); err == nil {
+	if _, _, err := wire.ProposalSender(leave[:10]); err == nil {
 		t.Fatal("truncated proposal accepted")
 	}
-	// coord's KeyPackage reader on a real mls-go KeyPackage: the X.509
+	// The KeyPackage reader on a real mls-go KeyPackage: the X.509
 	// credential and the signature key it carries verify together.
-	l, err := coord.ParseKeyPackageLeaf(kp)
-	if err != nil || l.CredentialType != coord.CredentialX509 || l.CipherSuite != uint16(mlsgroup.CipherSuite) {
+	l, err := wire.ParseKeyPackageLeaf(kp)
+	if err != nil || l.CredentialType != wire.CredentialX509 || l.CipherSuite != uint16(mlsgroup.CipherSuite) {
 		t.Fatalf("ParseKeyPackageLeaf = %+v, %v", l, err)
 	}
 	id, err := testPKI.Verifier.Verify(l.Certificates, l.SignatureKey)
@@ -54,7 +61,7 @@ func TestParsers(t *testing.T) {
 		t.Fatalf("KeyPackage credential: %+v %v", id, err)
 	}
 	for i := range kp {
-		if _, err := coord.ParseKeyPackageLeaf(kp[:i]); err == nil && i < 200 {
+		if _, err := wire.ParseKeyPackageLeaf(kp[:i]); err == nil && i < 200 {
 			t.Fatalf("truncated KeyPackage (%d bytes) accepted", i)
 		}
 	}
@@ -65,6 +72,6 @@ func FuzzProposalSender(f *testing.F) {
 	f.Add(kp)
 	f.Add(leave)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = proposalSender(b)
+		_, _, _ = wire.ProposalSender(b)
 	})
 }

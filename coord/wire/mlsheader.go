@@ -1,4 +1,4 @@
-package coord
+package wire
 
 import (
 	"errors"
@@ -53,7 +53,7 @@ func ParseMLSHeader(data []byte) (MLSHeader, error) {
 	default:
 		return h, nil
 	}
-	if h.GroupID, err = readAnyOpaqueV(&s, "MLS group_id"); err != nil {
+	if h.GroupID, err = ReadVector(&s, "MLS group_id"); err != nil {
 		return h, err
 	}
 	if !s.ReadUint64(&h.Epoch) {
@@ -74,7 +74,7 @@ func ParseMLSHeader(data []byte) (MLSHeader, error) {
 		default:
 			return h, fmt.Errorf("%w: MLS sender_type %d is not defined", ErrMLSMismatch, senderType)
 		}
-		if _, err = readAnyOpaqueV(&s, "MLS authenticated_data"); err != nil {
+		if _, err = ReadVector(&s, "MLS authenticated_data"); err != nil {
 			return h, err
 		}
 	}
@@ -189,11 +189,11 @@ func ParseKeyPackageLeaf(data []byte) (KeyPackageLeaf, error) {
 		return kp, err
 	}
 	for _, f := range []string{"KeyPackage init_key", "LeafNode encryption_key"} {
-		if _, err = readAnyOpaqueV(&s, f); err != nil {
+		if _, err = ReadVector(&s, f); err != nil {
 			return kp, err
 		}
 	}
-	if kp.SignatureKey, err = readAnyOpaqueV(&s, "LeafNode signature_key"); err != nil {
+	if kp.SignatureKey, err = ReadVector(&s, "LeafNode signature_key"); err != nil {
 		return kp, err
 	}
 	if !s.ReadUint16(&kp.CredentialType) {
@@ -201,10 +201,10 @@ func ParseKeyPackageLeaf(data []byte) (KeyPackageLeaf, error) {
 	}
 	switch kp.CredentialType {
 	case CredentialBasic:
-		kp.Identity, err = readAnyOpaqueV(&s, "basic credential identity")
+		kp.Identity, err = ReadVector(&s, "basic credential identity")
 		return kp, err
 	case CredentialX509:
-		list, err := readAnyOpaqueV(&s, "x509 certificates")
+		list, err := ReadVector(&s, "x509 certificates")
 		if err != nil {
 			return kp, err
 		}
@@ -225,6 +225,41 @@ func ParseKeyPackageLeaf(data []byte) (KeyPackageLeaf, error) {
 		return kp, nil
 	}
 	return kp, fmt.Errorf("%w: credential_type %d, want 1 (basic) or 2 (x509)", ErrMLSMismatch, kp.CredentialType)
+}
+
+// ProposalSender returns the epoch and the sender's leaf index of a
+// PublicMessage sent by a member (a leave request's Remove proposal), which
+// a member needs before handing the message to MLS (MLS verifies the
+// signature later):
+//
+//	MLSMessage { uint16 version = mls10; uint16 wire_format = 1;
+//	             FramedContent { opaque group_id<V>; uint64 epoch; Sender { uint8 sender_type = 1; uint32 leaf_index } ... } }
+//
+// The rest of the message is not examined. Errors wrap ErrMalformed or
+// ErrMLSMismatch.
+func ProposalSender(msg []byte) (epoch uint64, leaf uint32, err error) {
+	s := cryptobyte.String(msg)
+	wf, err := readVersioned(&s, "MLSMessage")
+	if err != nil {
+		return 0, 0, err
+	}
+	if wf != WireFormatPublicMessage {
+		return 0, 0, fmt.Errorf("%w: wire_format %d, want 1 (PublicMessage)", ErrMLSMismatch, wf)
+	}
+	if _, err := ReadVector(&s, "MLS group_id"); err != nil {
+		return 0, 0, err
+	}
+	var senderType uint8
+	if !s.ReadUint64(&epoch) || !s.ReadUint8(&senderType) {
+		return 0, 0, malformed(ErrTruncated, "MLS epoch and sender")
+	}
+	if senderType != 1 {
+		return 0, 0, fmt.Errorf("%w: MLS sender_type %d, want 1 (member)", ErrMLSMismatch, senderType)
+	}
+	if !s.ReadUint32(&leaf) {
+		return 0, 0, malformed(ErrTruncated, "MLS sender leaf_index")
+	}
+	return epoch, leaf, nil
 }
 
 // readVersioned reads the ProtocolVersion (which must be mls10) and the

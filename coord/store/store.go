@@ -1,4 +1,12 @@
-package coord
+// Package store holds the durable state of the coordination service (CS):
+// the Store interface the server decides with (one atomic step per
+// decision: the group's epoch and request sequence, and an outbox of
+// accepted items to forward), its implementations MemStore (tests) and
+// BoltStore (a bbolt file, the default), and the optional interfaces the
+// server's other endpoints use: Archive (catch-up reads of decided items)
+// and Reverter (withdrawing the newest commit). See
+// docs/coordination-service.md.
+package store
 
 import (
 	"context"
