@@ -27,7 +27,7 @@ func (c *core) applyCommits() {
 	for c.joined && !c.removed && c.staged == nil && c.repair == nil {
 		e := c.epoch
 		b, ok := c.commits[e]
-		if !ok || c.sync.commitHold[e] {
+		if !ok {
 			return
 		}
 		delete(c.commits, e)
@@ -142,7 +142,6 @@ func (c *core) withdrawn(e uint64) {
 	delete(c.commits, e)
 	delete(c.badMoQ, e)
 	delete(c.failedAt, e)
-	delete(c.sync.commitHold, e)
 	delete(c.sync.held, fetchKey{trackCommit, e})
 	c.sync.epochTo = min(c.sync.epochTo, e)
 	c.report, c.reportDue = nil, false

@@ -15,14 +15,6 @@ type syncState struct {
 	epochTo             uint64
 	inflight            map[fetchKey]bool
 	held                map[fetchKey]bool // failed; retried after the next poll
-	commitHold          map[uint64]bool   // commits that failed twice; retried after the next poll
-}
-
-func (s *syncState) hold(epoch uint64) {
-	if s.commitHold == nil {
-		s.commitHold = map[uint64]bool{}
-	}
-	s.commitHold[epoch] = true
 }
 
 // startSync retries outstanding posts and reads the CS's state. With grace
@@ -32,7 +24,6 @@ func (s *syncState) hold(epoch uint64) {
 func (c *core) startSync(grace bool) {
 	if grace {
 		clear(c.sync.held)
-		clear(c.sync.commitHold)
 	}
 	if c.staged != nil {
 		c.postStaged()
@@ -158,9 +149,6 @@ func (c *core) requestsSettled(seqTo uint64) bool {
 // be had before the next poll.
 func (c *core) commitStalled() bool {
 	e := c.epoch
-	if c.sync.commitHold[e] {
-		return true
-	}
 	_, ok := c.commits[e]
 	return !ok && !c.sync.inflight[fetchKey{trackCommit, e}]
 }
