@@ -572,12 +572,19 @@ func TestLibraryFailureClosesSession(t *testing.T) {
 
 // A Subscribe whose ctx expires before SUBSCRIBE_OK: v0.5.0 alone would
 // forget the request and stop its control loop when the late OK arrives.
+//
+// Explicit steps, no timing: the publisher's handler for "slow" blocks its
+// control loop until the client's Subscribe has given up; the SUBSCRIBE for
+// "fast" is sent after the handler is released, and the publisher handles
+// control messages in order, so the late SUBSCRIBE_OK reaches the client
+// before anything about "fast".
 func TestSubscribeTimeoutThenLateOK(t *testing.T) {
 	slow := &Config{}
 	var pub *Publisher
+	release := make(chan struct{})
 	slow.OnSubscribe = func(_ *Session, _ []string, track string) (*Publisher, error) {
 		if track == "slow" {
-			time.Sleep(300 * time.Millisecond) // a slow publisher (blocks its control loop on purpose)
+			<-release // a slow publisher (blocks its control loop on purpose)
 		}
 		return pub, nil
 	}
@@ -586,10 +593,10 @@ func TestSubscribeTimeoutThenLateOK(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err := p.client.Subscribe(ctx, ns, "slow")
 	cancel()
+	close(release) // the late SUBSCRIBE_OK goes out now
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want DeadlineExceeded, got %v", err)
 	}
-	time.Sleep(400 * time.Millisecond) // the late SUBSCRIBE_OK arrives
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel2()
 	sub, err := p.client.Subscribe(ctx2, ns, "fast")

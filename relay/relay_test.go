@@ -199,7 +199,14 @@ func TestOriginClosesOneTrackOthersSurvive(t *testing.T) {
 	if _, err := subA.ReadObject(ctx); !errors.Is(err, moq.ErrSubscriptionEnded) {
 		t.Fatalf("track a: want ErrSubscriptionEnded, got %v", err)
 	}
-	time.Sleep(200 * time.Millisecond) // let any UNSUBSCRIBE reach the origin
+	// Wait until the relay has let go of track a upstream (any UNSUBSCRIBE
+	// it sends the origin goes out then), before using track b.
+	for r.Metrics().Tracks != 1 {
+		if ctx.Err() != nil {
+			t.Fatalf("the relay kept track a: %+v", r.Metrics())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for g := uint64(0); g < 5; g++ {
 		if err := b.WriteObject(g, 0, 0, []byte("b")); err != nil {
 			t.Fatal(err)
