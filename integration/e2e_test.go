@@ -258,7 +258,10 @@ func TestEndToEndWithFFmpeg(t *testing.T) {
 		}
 	}
 	proctest.WaitHTTP(t, "http://"+decMetrics+"/healthz", 20*time.Second)
-	time.Sleep(500 * time.Millisecond) // let the decrypting sidecar's SUBSCRIBE through the relay settle
+	// Every downstream subscription is in place at the relay (the observer,
+	// the decrypting sidecar and the hostile relay's upstream) before the
+	// encoder starts.
+	proctest.WaitMetric(t, "http://"+relayMetrics+"/metrics", "moq_relay_subscribers", 3, 20*time.Second)
 
 	tee := startTee(t, rtpIn)
 	ffmpeg := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
