@@ -43,7 +43,12 @@ type rtpTee struct {
 	fwd    net.Conn
 	mu     sync.Mutex
 	frames []expectedFrame
+	marked chan struct{} // closed when the end marker was read
 }
+
+// teeEnd marks the end of the encoder's packets: sent after the encoder
+// exited, it is read after them (one socket; loopback keeps send order).
+var teeEnd = []byte("end of the encoder's RTP")
 
 func startTee(t *testing.T, to string) *rtpTee {
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -55,7 +60,7 @@ func startTee(t *testing.T, to string) *rtpTee {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tee := &rtpTee{conn: conn, fwd: fwd}
+	tee := &rtpTee{conn: conn, fwd: fwd, marked: make(chan struct{})}
 	go func() {
 		var d rtpingest.H264Depacketizer
 		var g rtpingest.Grouper
@@ -64,6 +69,10 @@ func startTee(t *testing.T, to string) *rtpTee {
 			n, _, err := conn.ReadFrom(buf)
 			if err != nil {
 				return
+			}
+			if bytes.Equal(buf[:n], teeEnd) {
+				close(tee.marked)
+				continue
 			}
 			fwd.Write(buf[:n])
 			var p rtp.Packet
@@ -83,6 +92,24 @@ func startTee(t *testing.T, to string) *rtpTee {
 }
 
 func (t *rtpTee) addr() string { return t.conn.LocalAddr().String() }
+
+// drain waits until every packet the encoder sent before now was read.
+func (t *rtpTee) drain(tb testing.TB) {
+	tb.Helper()
+	c, err := net.Dial("udp", t.addr())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(teeEnd); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case <-t.marked:
+	case <-time.After(20 * time.Second):
+		tb.Fatal("the tee never read the end marker")
+	}
+}
 
 func (t *rtpTee) expected() []expectedFrame {
 	t.mu.Lock()
@@ -271,7 +298,7 @@ func TestEndToEndWithFFmpeg(t *testing.T) {
 	if out, err := ffmpeg.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
-	time.Sleep(200 * time.Millisecond) // last packets through the tee
+	tee.drain(t) // last packets through the tee
 	want := tee.expected()
 	if len(want) < 100 {
 		t.Fatalf("only %d frames from ffmpeg; want about 120", len(want))
