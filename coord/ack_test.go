@@ -9,6 +9,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 )
 
 func TestAckEndpoint(t *testing.T) {
@@ -17,7 +18,7 @@ func TestAckEndpoint(t *testing.T) {
 	if err := cs.client.Ack(ctx, "g", 0, 0, ""); err == nil {
 		t.Fatal("ack for an unknown group accepted")
 	}
-	if _, err := cs.client.Join(ctx, "g", fakeKeyPackage("A")); err != nil {
+	if _, err := cs.client.Join(ctx, "g", wiretest.KeyPackage("A")); err != nil {
 		t.Fatal(err)
 	}
 	if err := cs.client.Ack(ctx, "g", 0, 3, ""); err != nil {

@@ -21,10 +21,10 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 	"github.com/moqsframe/moqsframe/identity"
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
-	"golang.org/x/crypto/cryptobyte"
 )
 
 type fakeClock struct {
@@ -130,21 +130,7 @@ func (cs *authCS) client(t *testing.T, name string) *Client {
 func (cs *authCS) keyPackage(t *testing.T, name, filler string) []byte {
 	t.Helper()
 	c := cs.cert(t, name)
-	return append(keyPackageX509(sigKeyOf(t, c.Key), c.Chain...), filler...)
-}
-
-// keyPackageBasic is a KeyPackage prefix with a basic credential.
-func keyPackageBasic(sigKey []byte, name string) []byte {
-	var b cryptobyte.Builder
-	b.AddUint16(1)
-	b.AddUint16(2)
-	wire.AddVector(&b, []byte("init"))
-	wire.AddVector(&b, []byte("enc"))
-	wire.AddVector(&b, sigKey)
-	b.AddUint16(wire.CredentialBasic)
-	wire.AddVector(&b, []byte(name))
-	b.AddBytes([]byte("capabilities and the rest"))
-	return b.BytesOrPanic()
+	return append(wiretest.KeyPackageX509(sigKeyOf(t, c.Key), c.Chain...), filler...)
 }
 
 func sigKeyOf(t *testing.T, k *ecdsa.PrivateKey) []byte {
@@ -294,12 +280,12 @@ func TestAuthNotAdmitted(t *testing.T) {
 	if created, err := alice.Join(ctx, "room", cs.keyPackage(t, "alice", "")); err != nil || !created {
 		t.Fatalf("alice creates room: %v %v", created, err)
 	}
-	if err := alice.Commit(ctx, "room", 0, fakeCommit("room", 0, "c"), fakeWelcome("w")); err != nil {
+	if err := alice.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "c"), wiretest.Welcome("w")); err != nil {
 		t.Fatal(err)
 	}
 	join := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestJoin, Body: cs.keyPackage(t, "mallory", "")})
-	leave := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestLeave, Body: fakeHandshake("room", 1, wire.ContentTypeProposal, "")})
-	commit := mustMarshal(t, &wire.CommitRequest{GroupID: []byte("room"), Epoch: 1, Commit: fakeCommit("room", 1, "m")})
+	leave := mustMarshal(t, &wire.Request{GroupID: []byte("room"), Type: wire.RequestLeave, Body: wiretest.Handshake("room", 1, wire.ContentTypeProposal, "")})
+	commit := mustMarshal(t, &wire.CommitRequest{GroupID: []byte("room"), Epoch: 1, Commit: wiretest.Commit("room", 1, "m")})
 	ack := mustMarshal(t, &wire.EpochAck{GroupID: []byte("room"), Epoch: 1})
 	before := len(cs.rec.Items())
 	for _, tc := range []struct {
@@ -351,10 +337,10 @@ func TestAuthJoinKeyPackage(t *testing.T) {
 		reason string
 	}{
 		{"names bob", cs.keyPackage(t, "bob", ""), http.StatusForbidden, ReasonKeyPackageIdentityMismatch},
-		{"basic credential", keyPackageBasic(sigKeyOf(t, alice.Key), "alice"), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
-		{"other CA", keyPackageX509(sigKeyOf(t, outsiderAlice.Key), outsiderAlice.Chain...), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
-		{"signature key is not the certificate's", keyPackageX509(sigKeyOf(t, cs.cert(t, "bob").Key), alice.Chain...), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
-		{"certificate does not parse", keyPackageX509(sigKeyOf(t, alice.Key), []byte("junk")), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
+		{"basic credential", wiretest.KeyPackageBasic(sigKeyOf(t, alice.Key), "alice"), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
+		{"other CA", wiretest.KeyPackageX509(sigKeyOf(t, outsiderAlice.Key), outsiderAlice.Chain...), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
+		{"signature key is not the certificate's", wiretest.KeyPackageX509(sigKeyOf(t, cs.cert(t, "bob").Key), alice.Chain...), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
+		{"certificate does not parse", wiretest.KeyPackageX509(sigKeyOf(t, alice.Key), []byte("junk")), http.StatusForbidden, ReasonKeyPackageCredentialInvalid},
 		{"leaf does not parse", []byte{0, 1, 0, 2, 5}, http.StatusBadRequest, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -465,12 +451,12 @@ func TestAuthPendingJoins(t *testing.T) {
 	_, err = join("erin", "")
 	wantRefused(t, err, http.StatusTooManyRequests, ReasonGroupJoinsFull)
 	// A leave is not a join: not bounded by pending joins.
-	if err := cs.client(t, "alice").Leave(ctx, "room", fakeHandshake("room", 0, wire.ContentTypeProposal, "")); err != nil {
+	if err := cs.client(t, "alice").Leave(ctx, "room", wiretest.Handshake("room", 0, wire.ContentTypeProposal, "")); err != nil {
 		t.Fatal(err)
 	}
 
 	// An accepted commit settles the pending joins.
-	if err := cs.client(t, "alice").Commit(ctx, "room", 0, fakeCommit("room", 0, "add"), fakeWelcome("w")); err != nil {
+	if err := cs.client(t, "alice").Commit(ctx, "room", 0, wiretest.Commit("room", 0, "add"), wiretest.Welcome("w")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := join("erin", ""); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 	"github.com/moqsframe/moqsframe/internal/devcert"
 )
 
@@ -109,24 +110,24 @@ func TestServerLifecycle(t *testing.T) {
 	if _, err := c.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("epoch of unknown group: %v", err)
 	}
-	if err := c.Commit(ctx, "room", 0, fakeCommit("room", 0, "x"), nil); !errors.Is(err, store.ErrUnknownGroup) {
+	if err := c.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "x"), nil); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("commit to unknown group: %v", err)
 	}
-	if err := c.Leave(ctx, "room", fakeHandshake("room", 0, wire.ContentTypeProposal, "")); !errors.Is(err, store.ErrUnknownGroup) {
+	if err := c.Leave(ctx, "room", wiretest.Handshake("room", 0, wire.ContentTypeProposal, "")); !errors.Is(err, store.ErrUnknownGroup) {
 		t.Fatalf("leave of unknown group: %v", err)
 	}
 	if n := len(cs.rec.Items()); n != 0 {
 		t.Fatalf("%d items forwarded for rejected requests", n)
 	}
 
-	created, err := c.Join(ctx, "room", fakeKeyPackage("A"))
+	created, err := c.Join(ctx, "room", wiretest.KeyPackage("A"))
 	if err != nil || !created {
 		t.Fatalf("A join: created=%v err=%v", created, err)
 	}
 	if e, err := c.Epoch(ctx, "room"); err != nil || e != 0 {
 		t.Fatalf("epoch after create = %d, %v", e, err)
 	}
-	created, err = c.Join(ctx, "room", fakeKeyPackage("B"))
+	created, err = c.Join(ctx, "room", wiretest.KeyPackage("B"))
 	if err != nil || created {
 		t.Fatalf("B join: created=%v err=%v", created, err)
 	}
@@ -135,22 +136,22 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatalf("RequestTrack = %+v", reqs)
 	}
 	r, err := wire.UnmarshalRequest(reqs[0].Data)
-	if err != nil || r.Type != wire.RequestJoin || !bytes.Equal(r.Body, fakeKeyPackage("B")) {
+	if err != nil || r.Type != wire.RequestJoin || !bytes.Equal(r.Body, wiretest.KeyPackage("B")) {
 		t.Fatalf("forwarded request does not carry B's KeyPackage: %v", err)
 	}
 
-	commit0 := fakeCommit("room", 0, "add B")
-	if err := c.Commit(ctx, "room", 0, commit0, fakeWelcome("for B")); err != nil {
+	commit0 := wiretest.Commit("room", 0, "add B")
+	if err := c.Commit(ctx, "room", 0, commit0, wiretest.Welcome("for B")); err != nil {
 		t.Fatal(err)
 	}
 	// A competing commit for epoch 0 loses with the current epoch.
-	err = c.Commit(ctx, "room", 0, fakeCommit("room", 0, "other"), nil)
+	err = c.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "other"), nil)
 	var conflict *EpochConflictError
 	if !errors.Is(err, ErrEpochConflict) || !errors.As(err, &conflict) || conflict.Epoch != 1 || conflict.CommitEpoch != 0 {
 		t.Fatalf("competing commit: %v", err)
 	}
 	// The identical commit again (lost response) is a success, not a conflict.
-	if err := c.Commit(ctx, "room", 0, commit0, fakeWelcome("for B")); err != nil {
+	if err := c.Commit(ctx, "room", 0, commit0, wiretest.Welcome("for B")); err != nil {
 		t.Fatalf("retry of the accepted commit: %v", err)
 	}
 	commits := cs.rec.Track("commit", "room")
@@ -158,13 +159,13 @@ func TestServerLifecycle(t *testing.T) {
 	if len(commits) != 1 || commits[0].Num != 0 || !bytes.Equal(commits[0].Data, commit0) {
 		t.Fatalf("CommitTrack = %+v", commits)
 	}
-	if len(welcomes) != 1 || welcomes[0].Num != 0 || string(welcomes[0].Data) != string(fakeWelcome("for B")) {
+	if len(welcomes) != 1 || welcomes[0].Num != 0 || string(welcomes[0].Data) != string(wiretest.Welcome("for B")) {
 		t.Fatalf("WelcomeTrack = %+v", welcomes)
 	}
-	if err := c.Leave(ctx, "room", fakeHandshake("room", 1, wire.ContentTypeProposal, "B leaves")); err != nil {
+	if err := c.Leave(ctx, "room", wiretest.Handshake("room", 1, wire.ContentTypeProposal, "B leaves")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Commit(ctx, "room", 1, fakeCommit("room", 1, "remove B"), nil); err != nil {
+	if err := c.Commit(ctx, "room", 1, wiretest.Commit("room", 1, "remove B"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if e, _ := c.Epoch(ctx, "room"); e != 2 {
@@ -193,7 +194,7 @@ func TestServerLifecycle(t *testing.T) {
 
 func TestServerBadInput(t *testing.T) {
 	cs := newTestCS(t, store.NewMemStore())
-	if created, err := cs.client.Join(context.Background(), "g", fakeKeyPackage("A")); !created || err != nil {
+	if created, err := cs.client.Join(context.Background(), "g", wiretest.KeyPackage("A")); !created || err != nil {
 		t.Fatal(created, err)
 	}
 	join := func(group string, body []byte) []byte {
@@ -211,16 +212,16 @@ func TestServerBadInput(t *testing.T) {
 		msg        string
 	}{
 		{"garbage request", "/v1/groups/g/requests", []byte{0xff, 0xff}, 400, "not a valid Request"},
-		{"trailing bytes", "/v1/groups/g/requests", append(join("g", fakeKeyPackage("x")), 0), 400, "trailing"},
-		{"group mismatch", "/v1/groups/g/requests", join("h", fakeKeyPackage("x")), 400, "does not match the URL"},
+		{"trailing bytes", "/v1/groups/g/requests", append(join("g", wiretest.KeyPackage("x")), 0), 400, "trailing"},
+		{"group mismatch", "/v1/groups/g/requests", join("h", wiretest.KeyPackage("x")), 400, "does not match the URL"},
 		{"bad keypackage", "/v1/groups/g/requests", join("g", []byte{9, 9, 9}), 400, "KeyPackage version"},
-		{"bad group name", "/v1/groups/a%20b/requests", join("a b", fakeKeyPackage("x")), 400, "invalid group name"},
+		{"bad group name", "/v1/groups/a%20b/requests", join("a b", wiretest.KeyPackage("x")), 400, "invalid group name"},
 		{"too large", "/v1/groups/g/requests", join("g", bytes.Repeat([]byte{0, 1}, 40<<10)), 413, "exceeds"},
 		{"garbage commit", "/v1/groups/g/commits", []byte{1}, 400, "not a valid CommitRequest"},
-		{"epoch mismatch", "/v1/groups/g/commits", commit("g", 0, fakeCommit("g", 3, "x")), 400, "epoch 3"},
-		{"not a commit", "/v1/groups/g/commits", commit("g", 0, fakeHandshake("g", 0, wire.ContentTypeProposal, "")), 400, "content_type"},
-		{"unknown group commit", "/v1/groups/nope/commits", commit("nope", 0, fakeCommit("nope", 0, "x")), 404, "does not exist"},
-		{"too large commit", "/v1/groups/g/commits", commit("g", 0, append(fakeCommit("g", 0, ""), make([]byte, 70<<10)...)), 413, "exceeds"},
+		{"epoch mismatch", "/v1/groups/g/commits", commit("g", 0, wiretest.Commit("g", 3, "x")), 400, "epoch 3"},
+		{"not a commit", "/v1/groups/g/commits", commit("g", 0, wiretest.Handshake("g", 0, wire.ContentTypeProposal, "")), 400, "content_type"},
+		{"unknown group commit", "/v1/groups/nope/commits", commit("nope", 0, wiretest.Commit("nope", 0, "x")), 404, "does not exist"},
+		{"too large commit", "/v1/groups/g/commits", commit("g", 0, append(wiretest.Commit("g", 0, ""), make([]byte, 70<<10)...)), 413, "exceeds"},
 	}
 	for _, tc := range cases {
 		resp, body := cs.post(t, tc.path, tc.body)
@@ -251,7 +252,7 @@ func TestServerJoinRace(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					c, err := cs.client.Join(context.Background(), "race", fakeKeyPackage(fmt.Sprint("member-", i)))
+					c, err := cs.client.Join(context.Background(), "race", wiretest.KeyPackage(fmt.Sprint("member-", i)))
 					if err != nil {
 						failed.Add(1)
 						t.Error(err)
@@ -283,7 +284,7 @@ func TestServerJoinRace(t *testing.T) {
 func TestServerCommitRace(t *testing.T) {
 	cs := newTestCS(t, store.NewMemStore())
 	ctx := context.Background()
-	cs.client.Join(ctx, "g", fakeKeyPackage("A"))
+	cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
 	for epoch := uint64(0); epoch < 5; epoch++ {
 		var wg sync.WaitGroup
 		var won, lost atomic.Int32
@@ -291,7 +292,7 @@ func TestServerCommitRace(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := cs.client.Commit(ctx, "g", epoch, fakeCommit("g", epoch, fmt.Sprint(i)), nil)
+				err := cs.client.Commit(ctx, "g", epoch, wiretest.Commit("g", epoch, fmt.Sprint(i)), nil)
 				switch {
 				case err == nil:
 					won.Add(1)
@@ -323,16 +324,16 @@ func TestServerCommitRace(t *testing.T) {
 func TestServerForwardFailure(t *testing.T) {
 	ctx := context.Background()
 	cs := newTestCS(t, store.NewMemStore())
-	cs.client.Join(ctx, "g", fakeKeyPackage("A"))
+	cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
 	down := errors.New("relay down")
 	cs.rec.SetFail(func(track, group string, num uint64) error { return down })
-	c0 := fakeCommit("g", 0, "c0")
-	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &wire.CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: fakeWelcome("w")}))
+	c0 := wiretest.Commit("g", 0, "c0")
+	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &wire.CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: wiretest.Welcome("w")}))
 	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "forwarding_pending") {
 		t.Fatalf("commit with relay down: %d %s", resp.StatusCode, body)
 	}
 	// The epoch moved even though nothing was published yet.
-	if err := cs.client.Commit(ctx, "g", 0, fakeCommit("g", 0, "late"), nil); !errors.Is(err, ErrEpochConflict) {
+	if err := cs.client.Commit(ctx, "g", 0, wiretest.Commit("g", 0, "late"), nil); !errors.Is(err, ErrEpochConflict) {
 		t.Fatalf("second commit for epoch 0: %v", err)
 	}
 	if n := len(cs.rec.Items()); n != 0 {
@@ -343,7 +344,7 @@ func TestServerForwardFailure(t *testing.T) {
 	}
 	cs.rec.SetFail(nil)
 	// Next accepted commit flushes the backlog first, in order.
-	if err := cs.client.Commit(ctx, "g", 1, fakeCommit("g", 1, "c1"), nil); err != nil {
+	if err := cs.client.Commit(ctx, "g", 1, wiretest.Commit("g", 1, "c1"), nil); err != nil {
 		t.Fatal(err)
 	}
 	var order []string
@@ -377,17 +378,17 @@ func TestServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := newTestCS(t, st)
-	cs.client.Join(ctx, "g", fakeKeyPackage("A"))
-	cs.client.Join(ctx, "g", fakeKeyPackage("B"))
+	cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
+	cs.client.Join(ctx, "g", wiretest.KeyPackage("B"))
 	for e := uint64(0); e < 3; e++ {
-		if err := cs.client.Commit(ctx, "g", e, fakeCommit("g", e, fmt.Sprint(e)), nil); err != nil {
+		if err := cs.client.Commit(ctx, "g", e, wiretest.Commit("g", e, fmt.Sprint(e)), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Relay goes down: one more request and commit are decided but not forwarded.
 	cs.rec.SetFail(func(string, string, uint64) error { return errors.New("relay down") })
-	cs.client.Join(ctx, "g", fakeKeyPackage("C"))
-	if err := cs.client.Commit(ctx, "g", 3, fakeCommit("g", 3, "3"), fakeWelcome("C")); err != nil {
+	cs.client.Join(ctx, "g", wiretest.KeyPackage("C"))
+	if err := cs.client.Commit(ctx, "g", 3, wiretest.Commit("g", 3, "3"), wiretest.Welcome("C")); err != nil {
 		t.Fatal(err)
 	}
 	cs.http.Close()
@@ -414,10 +415,10 @@ func TestServerRestart(t *testing.T) {
 	if e, err := cs2.client.Epoch(ctx, "g"); err != nil || e != 4 {
 		t.Fatalf("epoch after restart = %d, %v; want 4", e, err)
 	}
-	if err := cs2.client.Commit(ctx, "g", 3, fakeCommit("g", 3, "other"), nil); !errors.Is(err, ErrEpochConflict) {
+	if err := cs2.client.Commit(ctx, "g", 3, wiretest.Commit("g", 3, "other"), nil); !errors.Is(err, ErrEpochConflict) {
 		t.Fatalf("stale commit after restart: %v", err)
 	}
-	if created, err := cs2.client.Join(ctx, "g", fakeKeyPackage("D")); created || err != nil {
+	if created, err := cs2.client.Join(ctx, "g", wiretest.KeyPackage("D")); created || err != nil {
 		t.Fatalf("join after restart: created=%v err=%v", created, err)
 	}
 	if reqs := cs2.rec.Track("request", "g"); reqs[len(reqs)-1].Num != 2 {
@@ -447,11 +448,11 @@ func BenchmarkCommitBolt(b *testing.B) {
 	defer hs.Close()
 	cl, _ := NewClient(hs.URL, hs.Client())
 	ctx := context.Background()
-	cl.Join(ctx, "bench", fakeKeyPackage("A"))
+	cl.Join(ctx, "bench", wiretest.KeyPackage("A"))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		e := uint64(i)
-		if err := cl.Commit(ctx, "bench", e, fakeCommit("bench", e, "c"), nil); err != nil {
+		if err := cl.Commit(ctx, "bench", e, wiretest.Commit("bench", e, "c"), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -468,10 +469,10 @@ func BenchmarkJoinBolt(b *testing.B) {
 	defer hs.Close()
 	cl, _ := NewClient(hs.URL, hs.Client())
 	ctx := context.Background()
-	cl.Join(ctx, "bench", fakeKeyPackage("A"))
+	cl.Join(ctx, "bench", wiretest.KeyPackage("A"))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := cl.Join(ctx, "bench", fakeKeyPackage(fmt.Sprint(i))); err != nil {
+		if _, err := cl.Join(ctx, "bench", wiretest.KeyPackage(fmt.Sprint(i))); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -484,19 +485,19 @@ func TestServerLateWelcome(t *testing.T) {
 	for name, open := range storeImpls(t) {
 		t.Run(name, func(t *testing.T) {
 			cs := newTestCS(t, open(t))
-			cs.client.Join(ctx, "g", fakeKeyPackage("A"))
-			c0 := fakeCommit("g", 0, "add B")
+			cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
+			c0 := wiretest.Commit("g", 0, "add B")
 			if err := cs.client.Commit(ctx, "g", 0, c0, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := cs.client.Commit(ctx, "g", 0, c0, fakeWelcome("B")); err != nil {
+			if err := cs.client.Commit(ctx, "g", 0, c0, wiretest.Welcome("B")); err != nil {
 				t.Fatalf("late welcome: %v", err)
 			}
 			// Only the first welcome per epoch is forwarded; a different commit still conflicts.
-			if err := cs.client.Commit(ctx, "g", 0, c0, fakeWelcome("again")); err != nil {
+			if err := cs.client.Commit(ctx, "g", 0, c0, wiretest.Welcome("again")); err != nil {
 				t.Fatal(err)
 			}
-			if err := cs.client.Commit(ctx, "g", 0, fakeCommit("g", 0, "x"), fakeWelcome("x")); !errors.Is(err, ErrEpochConflict) {
+			if err := cs.client.Commit(ctx, "g", 0, wiretest.Commit("g", 0, "x"), wiretest.Welcome("x")); !errors.Is(err, ErrEpochConflict) {
 				t.Fatalf("welcome with a different commit: %v", err)
 			}
 			var order []string
@@ -538,13 +539,13 @@ func TestClientRetryAndConflictParsing(t *testing.T) {
 	cl, _ := NewClient(hs.URL, hs.Client())
 	cl.Backoff = time.Millisecond
 	ctx := context.Background()
-	if err := cl.Commit(ctx, "g", 0, fakeCommit("g", 0, "c"), nil); err != nil {
+	if err := cl.Commit(ctx, "g", 0, wiretest.Commit("g", 0, "c"), nil); err != nil {
 		t.Fatalf("commit after one 503: %v", err)
 	}
 	if calls.Load() != 2 || !bytes.Equal(bodies[0], bodies[1]) {
 		t.Fatalf("%d calls; bodies identical: %v", calls.Load(), bytes.Equal(bodies[0], bodies[1]))
 	}
-	err := cl.Commit(ctx, "g", 0, fakeCommit("g", 0, "c"), nil)
+	err := cl.Commit(ctx, "g", 0, wiretest.Commit("g", 0, "c"), nil)
 	if err == nil || errors.Is(err, ErrEpochConflict) || !strings.Contains(err.Error(), EpochHeader) {
 		t.Fatalf("409 without epoch: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moqsframe/moqsframe/coord/store"
 	"github.com/moqsframe/moqsframe/coord/wire"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 )
 
 // TestUnprocessable: the newest commit can be withdrawn once the grace has
@@ -33,11 +34,11 @@ func TestUnprocessable(t *testing.T) {
 			cs := newTestCS(t, open(t), func(c *Config) { c.Now = clock.Now; c.UnprocessableGrace = 5 * time.Second })
 			ctx := context.Background()
 			c := cs.client
-			if _, err := c.Join(ctx, "g", fakeKeyPackage("A")); err != nil {
+			if _, err := c.Join(ctx, "g", wiretest.KeyPackage("A")); err != nil {
 				t.Fatal(err)
 			}
 			commit := func(epoch uint64, body string) error {
-				return c.Commit(ctx, "g", epoch, fakeHandshake("g", epoch, wire.ContentTypeCommit, body), nil)
+				return c.Commit(ctx, "g", epoch, wiretest.Handshake("g", epoch, wire.ContentTypeCommit, body), nil)
 			}
 			status := func(err error) int {
 				var se *StatusError

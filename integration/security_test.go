@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 	"github.com/moqsframe/moqsframe/group"
 	"github.com/moqsframe/moqsframe/identity"
 	"github.com/moqsframe/moqsframe/mlsgroup"
@@ -287,17 +288,9 @@ func TestGroupJunkCommit(t *testing.T) {
 	epoch, _ := convergeAll(t, 1, 20*time.Second, alice, bob)
 	ctx := context.Background()
 
-	junkAt := func(epoch uint64) []byte {
-		// A PublicMessage header for the group and epoch, content type
-		// commit, then garbage: the CS checks only the header.
-		b := []byte{0, 1, 0, 1, byte(len("secure"))}
-		b = append(b, "secure"...)
-		for i := 7; i >= 0; i-- {
-			b = append(b, byte(epoch>>(8*i)))
-		}
-		b = append(b, 1, 0, 0, 0, 1, 0, 3)
-		return append(b, []byte("not a commit at all")...)
-	}
+	// A commit header for the group and epoch, then garbage: the CS checks
+	// only the header.
+	junkAt := func(epoch uint64) []byte { return wiretest.Commit("secure", epoch, "not a commit at all") }
 	mcl := e.client(e.pki.issue("mallory"))
 	if err := mcl.Commit(ctx, "secure", epoch, junkAt(epoch), nil); !errors.Is(err, coord.ErrForbidden) {
 		t.Fatalf("non-member's junk commit: %v, want 403", err)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,23 +22,6 @@ import (
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,7 +52,7 @@ func start(t *testing.T, db string) (*http.Client, string, func() string) {
 // the client from mkClient (nil: not yet) answers 200.
 func startArgs(t *testing.T, addr string, args []string, mkClient func() *http.Client) (*http.Client, string, func() string) {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &clitest.SyncBuffer{}
 	cfg, err := parseFlags(args, env())
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,23 +104,6 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // An encrypting sidecar reads plaintext objects from the relay (-source)
 // and publishes them encrypted; a decrypting one reads those back into a
 // file. Both run in-process against an in-process relay and stop cleanly
@@ -160,11 +142,11 @@ func TestRunEncryptDecrypt(t *testing.T) {
 	type result struct {
 		name string
 		err  error
-		logs *syncBuf
+		logs *clitest.SyncBuffer
 	}
 	done := make(chan result, 2)
 	for name, cfg := range map[string]Config{"encrypt": encCfg, "decrypt": decCfg} {
-		logs := &syncBuf{}
+		logs := &clitest.SyncBuffer{}
 		go func() { done <- result{name, run(ctx, cfg, io.Discard, logs), logs} }()
 		t.Cleanup(func() {
 			if t.Failed() {

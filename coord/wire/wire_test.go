@@ -2,37 +2,11 @@ package wire
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"testing"
 
-	"golang.org/x/crypto/cryptobyte"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 )
-
-// fakeHandshake builds an MLSMessage PublicMessage header with the given
-// content type followed by opaque filler (the CS never reads further).
-func fakeHandshake(group string, epoch uint64, contentType uint8, filler string) []byte {
-	b := []byte{0, 1, 0, 1} // mls10, public_message
-	b = append(b, byte(len(group)))
-	b = append(b, group...)
-	b = binary.BigEndian.AppendUint64(b, epoch)
-	b = append(b, 1, 0, 0, 0, 2) // sender member, leaf 2
-	b = append(b, 0)             // authenticated_data<V> empty
-	b = append(b, contentType)
-	return append(b, filler...)
-}
-
-func fakeCommit(group string, epoch uint64, filler string) []byte {
-	return fakeHandshake(group, epoch, ContentTypeCommit, filler)
-}
-
-func fakeWelcome(filler string) []byte {
-	return append([]byte{0, 1, 0, 3}, filler...)
-}
-
-func fakeKeyPackage(filler string) []byte {
-	return append([]byte{0, 1, 0, 1}, filler...)
-}
 
 func TestRequestRoundTrip(t *testing.T) {
 	for _, n := range []int{1, 63, 64, 16383, 16384, 100000} {
@@ -138,15 +112,15 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := CommitRequest{GroupID: []byte("g"), Epoch: 4, Commit: fakeCommit("g", 4, "x"), Welcome: fakeWelcome("w")}
+	ok := CommitRequest{GroupID: []byte("g"), Epoch: 4, Commit: wiretest.Commit("g", 4, "x"), Welcome: wiretest.Welcome("w")}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	bad := []CommitRequest{
-		{GroupID: []byte("g"), Epoch: 5, Commit: fakeCommit("g", 4, "x")},                        // epoch differs
-		{GroupID: []byte("h"), Epoch: 4, Commit: fakeCommit("g", 4, "x")},                        // group differs
-		{GroupID: []byte("g"), Epoch: 4, Commit: fakeHandshake("g", 4, ContentTypeProposal, "")}, // not a commit
-		{GroupID: []byte("g"), Epoch: 4, Commit: fakeCommit("g", 4, "x"), Welcome: fakeCommit("g", 4, "")},
+		{GroupID: []byte("g"), Epoch: 5, Commit: wiretest.Commit("g", 4, "x")},                        // epoch differs
+		{GroupID: []byte("h"), Epoch: 4, Commit: wiretest.Commit("g", 4, "x")},                        // group differs
+		{GroupID: []byte("g"), Epoch: 4, Commit: wiretest.Handshake("g", 4, ContentTypeProposal, "")}, // not a commit
+		{GroupID: []byte("g"), Epoch: 4, Commit: wiretest.Commit("g", 4, "x"), Welcome: wiretest.Commit("g", 4, "")},
 		{GroupID: []byte("g"), Epoch: 4, Commit: []byte{0, 1, 0, 1, 1}},
 		{GroupID: []byte("g"), Epoch: 4, Commit: []byte{0, 2, 0, 1}},
 	}
@@ -155,11 +129,11 @@ func TestValidate(t *testing.T) {
 			t.Errorf("case %d: Validate accepted an inconsistent CommitRequest", i)
 		}
 	}
-	leave := Request{GroupID: []byte("g"), Type: RequestLeave, Body: fakeHandshake("g", 2, ContentTypeProposal, "")}
+	leave := Request{GroupID: []byte("g"), Type: RequestLeave, Body: wiretest.Handshake("g", 2, ContentTypeProposal, "")}
 	if err := leave.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	leave.Body = fakeCommit("g", 2, "")
+	leave.Body = wiretest.Commit("g", 2, "")
 	if err := leave.Validate(); !errors.Is(err, ErrMLSMismatch) {
 		t.Fatalf("leave carrying a commit: err = %v, want ErrMLSMismatch", err)
 	}
@@ -174,8 +148,8 @@ func TestValidate(t *testing.T) {
 
 func FuzzUnmarshalRequest(f *testing.F) {
 	for _, r := range []Request{
-		{GroupID: []byte("g"), Type: RequestJoin, Body: fakeKeyPackage("kp")},
-		{GroupID: []byte("room"), Type: RequestLeave, Body: fakeHandshake("room", 3, ContentTypeProposal, "p")},
+		{GroupID: []byte("g"), Type: RequestJoin, Body: wiretest.KeyPackage("kp")},
+		{GroupID: []byte("room"), Type: RequestLeave, Body: wiretest.Handshake("room", 3, ContentTypeProposal, "p")},
 		{GroupID: []byte("g"), Type: RequestJoin, Body: bytes.Repeat([]byte{1}, 300)},
 	} {
 		enc, _ := r.Marshal()
@@ -204,8 +178,8 @@ func FuzzUnmarshalRequest(f *testing.F) {
 
 func FuzzUnmarshalCommitRequest(f *testing.F) {
 	for _, c := range []CommitRequest{
-		{GroupID: []byte("g"), Epoch: 0, Commit: fakeCommit("g", 0, "c")},
-		{GroupID: []byte("g"), Epoch: 7, Commit: fakeCommit("g", 7, "c"), Welcome: fakeWelcome("w")},
+		{GroupID: []byte("g"), Epoch: 0, Commit: wiretest.Commit("g", 0, "c")},
+		{GroupID: []byte("g"), Epoch: 7, Commit: wiretest.Commit("g", 7, "c"), Welcome: wiretest.Welcome("w")},
 	} {
 		enc, _ := c.Marshal()
 		f.Add(enc)
@@ -231,8 +205,8 @@ func FuzzUnmarshalCommitRequest(f *testing.F) {
 }
 
 func FuzzParseMLSHeader(f *testing.F) {
-	f.Add(fakeCommit("g", 1, "x"))
-	f.Add(fakeWelcome("w"))
+	f.Add(wiretest.Commit("g", 1, "x"))
+	f.Add(wiretest.Welcome("w"))
 	f.Add([]byte{0, 1, 0, 2, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 9, 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ParseMLSHeader(data)
@@ -248,26 +222,8 @@ func FuzzParseMLSHeader(f *testing.F) {
 	})
 }
 
-// keyPackageX509 builds the prefix of a KeyPackage with an X.509 credential.
-func keyPackageX509(sigKey []byte, certs ...[]byte) []byte {
-	var b cryptobyte.Builder
-	b.AddUint16(1)
-	b.AddUint16(2)
-	AddVector(&b, []byte("init"))
-	AddVector(&b, []byte("enc"))
-	AddVector(&b, sigKey)
-	b.AddUint16(CredentialX509)
-	var l cryptobyte.Builder
-	for _, c := range certs {
-		AddVector(&l, c)
-	}
-	AddVector(&b, l.BytesOrPanic())
-	b.AddBytes([]byte("capabilities and the rest"))
-	return b.BytesOrPanic()
-}
-
 func TestParseKeyPackageLeaf(t *testing.T) {
-	kp, err := ParseKeyPackageLeaf(keyPackageX509([]byte("sig"), []byte("leaf"), []byte("ca")))
+	kp, err := ParseKeyPackageLeaf(wiretest.KeyPackageX509([]byte("sig"), []byte("leaf"), []byte("ca")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,10 +233,10 @@ func TestParseKeyPackageLeaf(t *testing.T) {
 	}
 	for name, bad := range map[string][]byte{
 		"empty":          nil,
-		"no certs":       keyPackageX509([]byte("sig")),
-		"truncated":      keyPackageX509([]byte("sig"), []byte("leaf"))[:12],
-		"too many certs": keyPackageX509([]byte("s"), make([][]byte, 9)...),
-		"version 2":      append([]byte{0, 2}, keyPackageX509(nil, []byte("x"))[2:]...),
+		"no certs":       wiretest.KeyPackageX509([]byte("sig")),
+		"truncated":      wiretest.KeyPackageX509([]byte("sig"), []byte("leaf"))[:12],
+		"too many certs": wiretest.KeyPackageX509([]byte("s"), make([][]byte, 9)...),
+		"version 2":      append([]byte{0, 2}, wiretest.KeyPackageX509(nil, []byte("x"))[2:]...),
 	} {
 		if _, err := ParseKeyPackageLeaf(bad); err == nil {
 			t.Errorf("%s: parsed", name)
@@ -291,8 +247,8 @@ func TestParseKeyPackageLeaf(t *testing.T) {
 }
 
 func FuzzParseKeyPackageLeaf(f *testing.F) {
-	f.Add(keyPackageX509([]byte("sig"), []byte("leaf"), []byte("ca")))
-	f.Add(keyPackageX509(nil, []byte("x")))
+	f.Add(wiretest.KeyPackageX509([]byte("sig"), []byte("leaf"), []byte("ca")))
+	f.Add(wiretest.KeyPackageX509(nil, []byte("x")))
 	f.Add([]byte{0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 'a'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		kp, err := ParseKeyPackageLeaf(data)
@@ -309,7 +265,7 @@ func FuzzParseKeyPackageLeaf(f *testing.F) {
 }
 
 func TestProposalSender(t *testing.T) {
-	e, leaf, err := ProposalSender(fakeHandshake("g", 7, ContentTypeProposal, "rest"))
+	e, leaf, err := ProposalSender(wiretest.Handshake("g", 7, ContentTypeProposal, "rest"))
 	if err != nil || e != 7 || leaf != 2 {
 		t.Fatalf("ProposalSender = %d %d %v", e, leaf, err)
 	}
@@ -317,8 +273,8 @@ func TestProposalSender(t *testing.T) {
 		msg  []byte
 		want error
 	}{
-		"truncated":       {fakeHandshake("g", 7, ContentTypeProposal, "")[:12], ErrMalformed},
-		"welcome":         {fakeWelcome("w"), ErrMLSMismatch},
+		"truncated":       {wiretest.Handshake("g", 7, ContentTypeProposal, "")[:12], ErrMalformed},
+		"welcome":         {wiretest.Welcome("w"), ErrMLSMismatch},
 		"external sender": {append([]byte{0, 1, 0, 1, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 7}, 2, 0, 0, 0, 0), ErrMLSMismatch},
 		"not mls10":       {[]byte{0, 2, 0, 1, 1, 'g'}, ErrMLSMismatch},
 	} {

@@ -3,6 +3,7 @@ package clitest
 
 import (
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -53,4 +54,23 @@ func RunParse[C any](t *testing.T, parse func([]string, func(string) string) (C,
 			}
 		})
 	}
+}
+
+// SyncBuffer is a strings.Builder that a command's goroutines may write
+// while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
