@@ -123,6 +123,21 @@ func exchange(ctx context.Context, t *testing.T, pub *moq.Publisher, group uint6
 	}
 }
 
+// subscribeAndExchange subscribes sess to (ns, track), waits until pub
+// serves it, and checks that an object of group 0 gets through.
+func subscribeAndExchange(ctx context.Context, t *testing.T, sess *moq.Session, pub *moq.Publisher, ns []string, track string) *moq.Subscription {
+	t.Helper()
+	sub, err := sess.Subscribe(ctx, ns, track)
+	if err != nil {
+		t.Fatalf("subscribe %v/%s: %v", ns, track, err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	exchange(ctx, t, pub, 0, sub)
+	return sub
+}
+
 func mustRefuse(t *testing.T, err error, what string) {
 	t.Helper()
 	if !errors.Is(err, moq.ErrUnauthorized) {
@@ -211,14 +226,7 @@ func TestRelayAuthSecondAnnouncerRefusedFirstKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub1 := dialAs(t, r, p, nil)
-	s1, err := sub1.Subscribe(ctx, ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	exchange(ctx, t, pub, 0, s1)
+	s1 := subscribeAndExchange(ctx, t, sub1, pub, ns, "video")
 
 	bob := dialAs(t, r, p, p.cert(t, "bob"))
 	if _, err := bob.Publish(ns, "video"); err != nil {
@@ -272,14 +280,7 @@ func TestRelayAuthSameIdentityTakesOverAfterReconnect(t *testing.T) {
 		t.Fatalf("metrics %+v", m)
 	}
 	sub := dialAs(t, r, p, nil)
-	s, err := sub.Subscribe(ctx, ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	exchange(ctx, t, pub, 0, s)
+	subscribeAndExchange(ctx, t, sub, pub, ns, "video")
 
 	// The old session leaving does not take the namespace from the new one.
 	waitFor(ctx, t, "the relay to register all three sessions", func() bool { return r.Metrics().Sessions == 3 })
@@ -289,14 +290,7 @@ func TestRelayAuthSameIdentityTakesOverAfterReconnect(t *testing.T) {
 		t.Fatalf("announcement lost with the old session: %+v", m)
 	}
 	pub2, _ := fresh.Publish(ns, "audio")
-	s2, err := sub.Subscribe(ctx, ns, "audio")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub2.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	exchange(ctx, t, pub2, 0, s2)
+	subscribeAndExchange(ctx, t, sub, pub2, ns, "audio")
 	mustRefuse(t, dialAs(t, r, p, p.cert(t, "bob")).Announce(ctx, ns), "bob after alice reconnected")
 }
 
@@ -318,14 +312,7 @@ func TestRelayAuthOwnerLeavesOtherMayAnnounce(t *testing.T) {
 		t.Fatalf("bob after alice left: %v", err)
 	}
 	sub := dialAs(t, r, p, nil)
-	s, err := sub.Subscribe(ctx, ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	exchange(ctx, t, pub, 0, s)
+	subscribeAndExchange(ctx, t, sub, pub, ns, "video")
 	// Now alice, back, is the one refused.
 	mustRefuse(t, dialAs(t, r, p, p.cert(t, "alice")).Announce(ctx, ns), "alice after bob took the free namespace")
 }
@@ -419,14 +406,7 @@ func TestRelayAuthSubscribeNeedsCert(t *testing.T) {
 		t.Fatalf("metrics %+v", m)
 	}
 	bob := dialAs(t, r, p, p.cert(t, "bob"))
-	s, err := bob.Subscribe(ctx, ns, "video")
-	if err != nil {
-		t.Fatalf("certified subscribe: %v", err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	exchange(ctx, t, pub, 0, s)
+	subscribeAndExchange(ctx, t, bob, pub, ns, "video")
 	if m := r.Metrics(); m.SubscribeRefusedUnauthenticated != 1 {
 		t.Fatalf("metrics %+v", m)
 	}
@@ -453,14 +433,7 @@ func TestRelayNoTrustAnchorLatestAnnouncerWins(t *testing.T) {
 	}
 	sub := dial(t, r)
 	defer sub.Close()
-	s, err := sub.Subscribe(ctx, ns, "commit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	exchange(ctx, t, pub, 0, s)
+	subscribeAndExchange(ctx, t, sub, pub, ns, "commit")
 	if m := r.Metrics(); m.AnnounceRefusedOwned+m.AnnounceRefusedReserved+m.AnnounceRefusedUnauthenticated+m.AnnounceTakeovers != 0 {
 		t.Fatalf("metrics %+v", m)
 	}
