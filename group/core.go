@@ -77,7 +77,6 @@ type core struct {
 	report    *uint64
 	reportDue bool
 	refused   bool // an accepted commit brought a refused credential: not sending
-	refusals  int  // credentials refused (KeyPackages, Welcomes, commits)
 
 	commits     map[uint64]buffered
 	welcomes    map[uint64]buffered // nil once joined
@@ -295,9 +294,9 @@ func (c *core) memberCount() int {
 	return len(r)
 }
 
-// refuse counts a refused credential and raises EventRefused.
+// refuse raises EventRefused for a refused credential (the driver counts
+// them in Stats.Refused).
 func (c *core) refuse(err error) {
-	c.refusals++
 	c.log.Warn("credential refused", "err", err)
 	c.event(Event{Type: EventRefused, Err: err})
 }

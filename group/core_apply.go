@@ -42,18 +42,18 @@ func (c *core) applyCommits() {
 func (c *core) processCommit(e uint64, data []byte, src source) bool {
 	err := c.mls.ProcessCommit(c.ctx, e, data)
 	if errors.Is(err, mlsgroup.ErrRefused) {
-		return c.commitOutcome(e, data, src, err) // a missed proposal would not help
+		return c.commitOutcome(e, src, err) // a missed proposal would not help
 	}
 	if err != nil && !errors.Is(err, mlsgroup.ErrRemoved) && !errors.Is(err, mlsgroup.ErrStaleCommit) {
 		c.repair = &repair{epoch: e, data: data, src: src}
 		c.emit(actFetchState{Purpose: stateRepair})
 		return false
 	}
-	return c.commitOutcome(e, data, src, err)
+	return c.commitOutcome(e, src, err)
 }
 
 // commitOutcome handles the result of ProcessCommit.
-func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool {
+func (c *core) commitOutcome(e uint64, src source, err error) bool {
 	switch {
 	case errors.Is(err, mlsgroup.ErrStaleCommit):
 		return true
@@ -71,7 +71,7 @@ func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool 
 		c.log.Warn("commit object from MoQ cannot be processed; fetching the CS's", "epoch", e, "err", err)
 		return false
 	case err != nil:
-		c.acceptedCommitFailed(e, data, err)
+		c.acceptedCommitFailed(e, err)
 		return false
 	}
 	if err := c.afterEpoch(); err != nil {
@@ -89,7 +89,7 @@ func (c *core) commitOutcome(e uint64, data []byte, src source, err error) bool 
 // authority, and the CS may withdraw the commit (docs/security.md). If the
 // commit brought a refused credential, the member also stops sending: the
 // others moved on with someone it does not accept.
-func (c *core) acceptedCommitFailed(e uint64, _ []byte, err error) {
+func (c *core) acceptedCommitFailed(e uint64, err error) {
 	c.sync.held[fetchKey{trackCommit, e}] = true // until the next poll
 	if c.failedAt == nil {
 		c.failedAt = map[uint64]bool{}
@@ -171,7 +171,7 @@ func (c *core) continueRepair() {
 		c.processLeave(p)
 	}
 	err := c.mls.ProcessCommit(c.ctx, r.epoch, r.data)
-	c.commitOutcome(r.epoch, r.data, r.src, err)
+	c.commitOutcome(r.epoch, r.src, err)
 }
 
 // afterEpoch runs after every epoch change: install keys, drop obsolete

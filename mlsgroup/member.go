@@ -759,25 +759,6 @@ func leafCount(members []mls.MemberInfo) uint32 {
 	return 1 << bits.Len32(max)
 }
 
-// MemberIdentities lists the verified identities of the current members by
-// leaf index.
-func (m *Member) MemberIdentities(ctx context.Context) (map[uint32][]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkMember(); err != nil {
-		return nil, err
-	}
-	r, err := m.verifiedRoster(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[uint32][]byte, len(r))
-	for _, e := range r {
-		out[e.Leaf] = []byte(e.Name)
-	}
-	return out, nil
-}
-
 // Close releases the MLS client. A pending staged commit is discarded first.
 func (m *Member) Close() error {
 	m.mu.Lock()

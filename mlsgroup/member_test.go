@@ -177,12 +177,12 @@ func TestJoinLeaveExport(t *testing.T) {
 		}
 		seen[string(k)] = true
 	}
-	ids, err := d.MemberIdentities(ctx)
-	if err != nil || len(ids) != 3 {
-		t.Fatalf("members: %v %v", ids, err)
+	r, err := d.Roster(ctx)
+	if err != nil || len(r) != 3 {
+		t.Fatalf("members: %v %v", r, err)
 	}
-	for _, id := range ids {
-		if string(id) == "bob" {
+	for _, e := range r {
+		if e.Name == "bob" {
 			t.Fatal("bob still listed")
 		}
 	}
