@@ -16,7 +16,11 @@ var latencyBuckets = []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5
 type Metrics struct {
 	ObjectsIn, BytesIn, ObjectsOut, BytesOut prometheus.Counter
 	Drops, AuthFailures, Errors, SinkErrors  prometheus.Counter
-	Latency                                  prometheus.Histogram
+	// Lost (decrypt) counts objects that never arrived, from the gaps in
+	// each sender's SFrame counters; Duplicates counts objects received
+	// again (a publisher's reconnect replay) or too late, dropped.
+	Lost, Duplicates prometheus.Counter
+	Latency          prometheus.Histogram
 }
 
 // NewMetrics returns the sidecar metrics, registered with reg unless reg is
@@ -34,6 +38,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		AuthFailures: counter("sidecar_auth_failures_total", "Objects that failed SFrame authentication."),
 		Errors:       counter("sidecar_errors_total", "Objects that failed to seal or open for any reason."),
 		SinkErrors:   counter("sidecar_sink_errors_total", "Objects the sink refused."),
+		Lost:         counter("sidecar_objects_lost_total", "Objects that never arrived: gaps in a sender's SFrame counter sequence (decrypt)."),
+		Duplicates:   counter("sidecar_duplicates_total", "Objects received again or too late, dropped (decrypt)."),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sidecar_latency_seconds",
 			Help: "Time from receiving an object to writing it to the sink.", Buckets: latencyBuckets}),
 	}
@@ -45,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 func (m *Metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.ObjectsIn, m.BytesIn, m.ObjectsOut, m.BytesOut,
-		m.Drops, m.AuthFailures, m.Errors, m.SinkErrors, m.Latency}
+		m.Drops, m.AuthFailures, m.Errors, m.SinkErrors, m.Lost, m.Duplicates, m.Latency}
 }
 
 // Describe implements prometheus.Collector.
@@ -70,19 +76,47 @@ func (l collectorList) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Collector returns the relay client's metrics, read at scrape time:
-// sidecar_relay_subscribers and sidecar_relay_reconnects_total.
+// sidecar_relay_connected, sidecar_relay_subscribers,
+// sidecar_relay_reconnects_total, sidecar_objects_unpublished_total and
+// sidecar_relay_dropped_total.
 func (c *RelayClient) Collector() prometheus.Collector {
-	return relayCollector(func() float64 { return float64(c.Subscribers()) },
-		func() float64 { return float64(c.Reconnects.Load()) })
+	return relayCollector(func() float64 { return b2f(c.Connected()) },
+		func() float64 { return float64(c.Subscribers()) },
+		func() float64 { return float64(c.Reconnects.Load()) },
+		func() float64 { return float64(c.Unpublished.Load()) },
+		func() float64 { return float64(c.pubs.dropped()) })
 }
 
-func relayCollector(subscribers, reconnects func() float64) prometheus.Collector {
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func relayCollector(connected, subscribers, reconnects, unpublished, dropped func() float64) prometheus.Collector {
 	return collectorList{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_relay_connected",
+			Help: "1 while a MoQ session to the relay is up."}, connected),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_relay_subscribers",
 			Help: "Subscribers the relay holds on this sidecar's published tracks."}, subscribers),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_relay_reconnects_total",
 			Help: "Times the relay session was lost and re-established."}, reconnects),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_objects_unpublished_total",
+			Help: "Sealed objects that never reached the relay: evicted from the reconnect buffer during an outage (encrypt)."}, unpublished),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_relay_dropped_total",
+			Help: "Objects dropped for a relay subscription too slow to keep up (its queue stayed full)."}, dropped),
 	}
+}
+
+// LossCollector returns a decrypting sidecar's gauge
+// sidecar_objects_missing: objects missing from their senders' sequences
+// but still inside the replay window, which may yet arrive (they are
+// counted in sidecar_objects_lost_total once they leave it).
+func LossCollector(s *Sidecar) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_objects_missing",
+		Help: "Objects missing from their senders' SFrame counter sequences, still within the replay window (decrypt)."},
+		func() float64 { return float64(s.Missing()) })
 }
 
 // GroupCollector returns a security group member's metrics, read at scrape

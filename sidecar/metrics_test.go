@@ -19,12 +19,18 @@ var sidecarMetrics = []string{
 	"sidecar_bytes_in_total counter Payload bytes received for processing.",
 	"sidecar_bytes_out_total counter Payload bytes written to the sink.",
 	"sidecar_drops_total counter Objects dropped: oversized, queue closed, or malformed.",
+	"sidecar_duplicates_total counter Objects received again or too late, dropped (decrypt).",
 	"sidecar_errors_total counter Objects that failed to seal or open for any reason.",
 	"sidecar_group_members gauge Members in the verified roster of the security group's current epoch.",
 	"sidecar_group_refusals_total counter Credentials this member refused (KeyPackages, Welcomes, commits).",
 	"sidecar_latency_seconds histogram Time from receiving an object to writing it to the sink.",
 	"sidecar_objects_in_total counter Objects received for processing.",
+	"sidecar_objects_lost_total counter Objects that never arrived: gaps in a sender's SFrame counter sequence (decrypt).",
+	"sidecar_objects_missing gauge Objects missing from their senders' SFrame counter sequences, still within the replay window (decrypt).",
 	"sidecar_objects_out_total counter Objects sealed or opened and written to the sink.",
+	"sidecar_objects_unpublished_total counter Sealed objects that never reached the relay: evicted from the reconnect buffer during an outage (encrypt).",
+	"sidecar_relay_connected gauge 1 while a MoQ session to the relay is up.",
+	"sidecar_relay_dropped_total counter Objects dropped for a relay subscription too slow to keep up (its queue stayed full).",
 	"sidecar_relay_reconnects_total counter Times the relay session was lost and re-established.",
 	"sidecar_relay_subscribers gauge Subscribers the relay holds on this sidecar's published tracks.",
 	"sidecar_rtp_audio_frames_dropped_total counter Frames dropped: damaged by loss or malformed.",
@@ -38,8 +44,12 @@ var sidecarMetrics = []string{
 
 func TestMetricNames(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	NewMetrics(reg)
-	reg.MustRegister(NewRelayClient("127.0.0.1:1", nil, nil).Collector(),
+	sc, err := New(Config{Mode: Decrypt, Namespace: []string{"ns"}, Keys: &StaticKeys{}, Sink: &captureSink{}, Metrics: NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	reg.MustRegister(LossCollector(sc), NewRelayClient("127.0.0.1:1", nil, nil).Collector(),
 		groupCollector(func() float64 { return 3 }, func() float64 { return 0 }),
 		rtpCollector("video", func() rtpingest.Stats { return rtpingest.Stats{} }),
 		rtpCollector("audio", func() rtpingest.Stats { return rtpingest.Stats{} }))

@@ -43,6 +43,17 @@ func (s *publisherSet) subscribers() int {
 	return n
 }
 
+// dropped sums the publishers' objects dropped for full subscriber queues.
+func (s *publisherSet) dropped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, p := range s.m {
+		n += p.Stats().Dropped
+	}
+	return n
+}
+
 func (s *publisherSet) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

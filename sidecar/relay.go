@@ -27,8 +27,14 @@ type RelayClient struct {
 	subs       []*wantedSub
 	sess       *moq.Session
 	connected  chan struct{} // closed while a session is up; replaced on loss
+	buffer     ReconnectBuffer
+	backlogs   map[string]*backlog
+	now        func() time.Time
 
-	Reconnects atomic.Uint64
+	// Reconnects counts sessions lost and re-established; Unpublished,
+	// sealed objects evicted from the reconnect buffer before the relay
+	// took them.
+	Reconnects, Unpublished atomic.Uint64
 }
 
 type wantedSub struct {
@@ -46,7 +52,8 @@ const (
 // NewRelayClient returns a client for the relay at addr. cfg may be nil.
 func NewRelayClient(addr string, cfg *moq.Config, log *slog.Logger) *RelayClient {
 	c := &RelayClient{addr: addr, log: log, namespaces: map[string][]string{},
-		pubs: &publisherSet{m: map[string]*moq.Publisher{}}, connected: make(chan struct{})}
+		pubs: &publisherSet{m: map[string]*moq.Publisher{}}, connected: make(chan struct{}),
+		backlogs: map[string]*backlog{}, now: time.Now}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -73,6 +80,67 @@ func (c *RelayClient) Publisher(namespace []string, track string) *moq.Publisher
 	return p
 }
 
+// SetReconnectBuffer sets the bounds of the reconnect buffer that Sink's
+// tracks keep (call it before the first Sink).
+func (c *RelayClient) SetReconnectBuffer(b ReconnectBuffer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buffer = b
+}
+
+// Sink returns a sink that publishes each object on its track of
+// namespace through the relay, with a reconnect buffer per track
+// (ReconnectBuffer): the encrypting sidecar's output.
+func (c *RelayClient) Sink(namespace []string) Sink {
+	return relaySink{c: c, namespace: namespace}
+}
+
+type relaySink struct {
+	c         *RelayClient
+	namespace []string
+}
+
+// WriteObject copies payload once: the copy is both kept and queued.
+func (s relaySink) WriteObject(track string, group, subgroup, object uint64, payload []byte) error {
+	limit := s.c.cfg.MaxObjectSize
+	if limit <= 0 {
+		limit = moq.DefaultMaxObjectSize
+	}
+	if len(payload) > limit {
+		return &moq.ObjectTooLargeError{Size: uint64(len(payload)), Max: uint64(limit)}
+	}
+	return s.c.backlog(s.namespace, track).write(moq.Object{GroupID: group, SubgroupID: subgroup, ObjectID: object, Payload: append([]byte(nil), payload...)})
+}
+
+func (c *RelayClient) backlog(namespace []string, track string) *backlog {
+	key := moq.TrackKey(namespace, track)
+	c.mu.Lock()
+	b, ok := c.backlogs[key]
+	cfg := c.buffer
+	c.mu.Unlock()
+	if ok {
+		return b
+	}
+	pub := c.Publisher(namespace, track)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok = c.backlogs[key]; !ok {
+		b = newBacklog(pub, cfg, c.now, func() { c.Unpublished.Add(1) })
+		c.backlogs[key] = b
+	}
+	return b
+}
+
+func (c *RelayClient) allBacklogs() []*backlog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*backlog, 0, len(c.backlogs))
+	for _, b := range c.backlogs {
+		out = append(out, b)
+	}
+	return out
+}
+
 // Subscribers returns how many subscribers the client's publishers have:
 // for an encrypting sidecar, whether the relay is pulling its tracks.
 func (c *RelayClient) Subscribers() int { return c.pubs.subscribers() }
@@ -89,6 +157,15 @@ func (c *RelayClient) Subscribe(namespace []string, track string, handle func(mo
 	if sess != nil {
 		go c.follow(sess, w)
 	}
+}
+
+// Connected reports whether a session to the relay is up. A relay that
+// died without closing the connection is noticed within the idle timeout
+// (moq.Config.MaxIdleTimeout; keep-alives go at half of it).
+func (c *RelayClient) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess != nil
 }
 
 // WaitConnected blocks until a session is up.
@@ -111,6 +188,9 @@ func (c *RelayClient) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		sess, err := moq.Dial(ctx, c.addr, &c.cfg)
 		if err != nil {
+			if ctx.Err() != nil {
+				break // stopping: not a failure
+			}
 			c.log.Warn("relay connection failed; retrying", "relay", c.addr, "in", backoff, "err", err)
 			select {
 			case <-time.After(backoff):
@@ -136,12 +216,22 @@ func (c *RelayClient) Run(ctx context.Context) {
 		for _, w := range subs {
 			go c.follow(sess, w)
 		}
+		sessCtx, endSess := context.WithCancel(ctx)
+		for _, b := range c.allBacklogs() {
+			go b.resume(sessCtx)
+		}
 		select {
 		case <-sess.Done():
 			c.Reconnects.Add(1)
 			c.log.Warn("relay session lost; reconnecting", "relay", c.addr)
+			// The relay may have been gone for an idle timeout before the
+			// session noticed; a second more covers objects in flight.
+			for _, b := range c.allBacklogs() {
+				b.lost(c.idleTimeout() + time.Second)
+			}
 		case <-ctx.Done():
 		}
+		endSess()
 		c.mu.Lock()
 		c.sess = nil
 		c.connected = make(chan struct{})
@@ -149,6 +239,13 @@ func (c *RelayClient) Run(ctx context.Context) {
 		sess.Close()
 	}
 	c.pubs.closeAll()
+}
+
+func (c *RelayClient) idleTimeout() time.Duration {
+	if c.cfg.MaxIdleTimeout > 0 {
+		return c.cfg.MaxIdleTimeout
+	}
+	return moq.DefaultMaxIdleTimeout
 }
 
 func (c *RelayClient) announce(sess *moq.Session, ns []string) {

@@ -46,6 +46,10 @@ type Config struct {
 	// MaxObjectSize bounds input objects; larger ones are dropped and
 	// counted. Default 4 MiB.
 	MaxObjectSize int
+	// LossWindow (decrypt) is how many counters a sender's missing object
+	// is waited for before it is counted lost (Metrics.Lost); give it the
+	// receivers' replay window. Default DefaultReplayWindow.
+	LossWindow int
 	// Metrics counts the sidecar's objects (NewMetrics). Default:
 	// NewMetrics(nil), registered nowhere.
 	Metrics *Metrics
@@ -59,6 +63,7 @@ type Sidecar struct {
 	log   *slog.Logger
 	stage *pipeline.Stage
 	M     *Metrics
+	loss  *lossTracker // decrypt only
 
 	mu     sync.Mutex
 	tracks map[string]*pipeline.Track
@@ -94,6 +99,10 @@ func New(cfg Config) (*Sidecar, error) {
 	if cfg.Mode == Encrypt {
 		s.stage = pipeline.NewSealStage(cfg.Pipeline, s.emit)
 	} else {
+		if cfg.LossWindow <= 0 {
+			cfg.LossWindow = DefaultReplayWindow
+		}
+		s.loss = newLossTracker(cfg.LossWindow, func(n uint64) { s.M.Lost.Add(float64(n)) })
 		s.stage = pipeline.NewOpenStage(cfg.Pipeline, s.emit)
 	}
 	return s, nil
@@ -175,6 +184,11 @@ func (s *Sidecar) emit(batch []pipeline.Object) {
 		o := &batch[i]
 		switch {
 		case o.Err == nil:
+			if s.loss != nil {
+				if h, _, err := sframe.ParseHeader(o.Payload); err == nil {
+					s.loss.Observe(o.Track.Name(), h)
+				}
+			}
 			if err := s.cfg.Sink.WriteObject(o.Track.Name(), o.GroupID, o.SubgroupID, o.ObjectID, o.Out); err != nil {
 				s.M.SinkErrors.Inc()
 				s.log.Debug("sink refused object", "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID, "err", err)
@@ -183,6 +197,11 @@ func (s *Sidecar) emit(batch []pipeline.Object) {
 				s.M.BytesOut.Add(float64(len(o.Out)))
 				s.M.Latency.Observe(time.Since(o.Arrived).Seconds())
 			}
+		case errors.Is(o.Err, sframe.ErrReplay):
+			// A publisher replaying its reconnect buffer resends what may
+			// have arrived already; an attacker replaying is refused the same.
+			s.M.Duplicates.Inc()
+			s.log.Debug("object already received or too old: dropped", "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID)
 		case errors.Is(o.Err, sframe.ErrAuthentication):
 			s.M.AuthFailures.Inc()
 			s.M.Errors.Inc()
@@ -197,8 +216,23 @@ func (s *Sidecar) emit(batch []pipeline.Object) {
 }
 
 // Close stops accepting objects and returns once every queued object has
-// been processed and written to the sink.
-func (s *Sidecar) Close() { s.stage.Close() }
+// been processed and written to the sink. A decrypting sidecar then counts
+// the objects still missing from each sender's sequence as lost.
+func (s *Sidecar) Close() {
+	s.stage.Close()
+	if s.loss != nil {
+		s.loss.Close()
+	}
+}
+
+// Missing returns how many objects are missing from their senders'
+// sequences but may still arrive (decrypt; 0 when encrypting).
+func (s *Sidecar) Missing() uint64 {
+	if s.loss == nil {
+		return 0
+	}
+	return s.loss.Missing()
+}
 
 // Stats returns the pipeline stage's counters.
 func (s *Sidecar) Stats() pipeline.Stats { return s.stage.Stats() }

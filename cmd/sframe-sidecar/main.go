@@ -74,12 +74,16 @@ type Config struct {
 	Serve                    string // local MoQ server address
 	RTPOutVideo, RTPOutAudio string // UDP destinations
 
-	Metrics       string // /metrics and /healthz address; empty: off
-	LogLevel      slog.Level
-	Workers       int // pipeline workers; 0: GOMAXPROCS
-	MaxObjectSize int
-	ReplayWindow  int
-	DrainTimeout  time.Duration
+	Metrics string // /metrics and /healthz address; empty: off
+
+	RelayTimeout         time.Duration // QUIC idle timeout (dead relay detection) and handshake bound
+	ReconnectBuffer      time.Duration // encrypt: how long sealed objects are kept for replay after a reconnect
+	ReconnectBufferBytes int           // encrypt: per track bound of the same
+	LogLevel             slog.Level
+	Workers              int // pipeline workers; 0: GOMAXPROCS
+	MaxObjectSize        int
+	ReplayWindow         int
+	DrainTimeout         time.Duration
 }
 
 // parseFlags parses args (without the program name) and the environment
@@ -112,7 +116,10 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Serve, "serve", "", "decrypt: serve plaintext tracks to local MoQ subscribers at this address")
 	fs.StringVar(&c.RTPOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as H.264 RTP to this UDP address")
 	fs.StringVar(&c.RTPOutAudio, "rtp-out-audio", "", "decrypt: send track \"audio\" as Opus RTP to this UDP address")
-	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9464", "address for /metrics and /healthz (empty: off)")
+	fs.StringVar(&c.Metrics, "metrics", "", "address for /metrics and /healthz, e.g. 127.0.0.1:9464 (default: off)")
+	fs.DurationVar(&c.RelayTimeout, "relay-timeout", 5*time.Second, "a relay silent this long is taken as gone (QUIC idle timeout; keep-alives at half of it) and reconnected")
+	fs.DurationVar(&c.ReconnectBuffer, "reconnect-buffer", sidecar.DefaultReconnectBuffer, "encrypt: sealed objects are kept this long and published again after a relay outage (older ones are dropped and counted)")
+	fs.IntVar(&c.ReconnectBufferBytes, "reconnect-buffer-bytes", sidecar.DefaultReconnectBufferBytes, "encrypt: bound of the reconnect buffer per track, in bytes")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	fs.IntVar(&c.Workers, "workers", 0, "pipeline workers (default: GOMAXPROCS)")
 	fs.IntVar(&c.MaxObjectSize, "max-object-size", 4<<20, "largest object accepted, in bytes")
@@ -126,6 +133,12 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	var err error
 	if c.LogLevel, err = cli.ParseLevel(logLevel); err != nil {
 		return c, err
+	}
+	switch {
+	case c.RelayTimeout < 100*time.Millisecond:
+		return c, fmt.Errorf("-relay-timeout %v is too short (at least 100ms; keep-alives go at half of it)", c.RelayTimeout)
+	case c.ReconnectBuffer < 0 || c.ReconnectBufferBytes < 0:
+		return c, fmt.Errorf("-reconnect-buffer and -reconnect-buffer-bytes must not be negative")
 	}
 	switch mode {
 	case "encrypt":

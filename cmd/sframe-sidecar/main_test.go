@@ -19,6 +19,7 @@ import (
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/cmd/internal/cli/clitest"
 	"github.com/moqsframe/moqsframe/internal/proctest"
+	"github.com/moqsframe/moqsframe/internal/testpki"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/relay"
 	"github.com/moqsframe/moqsframe/sidecar"
@@ -33,7 +34,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 	if c.Mode != sidecar.Encrypt || c.Relay != "127.0.0.1:4443" || !slices.Equal(c.Namespace, []string{"example.org", "live"}) ||
 		!slices.Equal(c.SourceNamespace, c.Namespace) || !slices.Equal(c.Tracks, []string{"video"}) ||
-		!slices.Equal(c.GroupPrefix, []string{"moqsframe", "cs"}) || c.Metrics != "127.0.0.1:9464" || c.LogLevel != slog.LevelInfo ||
+		!slices.Equal(c.GroupPrefix, []string{"moqsframe", "cs"}) || c.Metrics != "" || c.LogLevel != slog.LevelInfo ||
+		c.RelayTimeout != 5*time.Second || c.ReconnectBuffer != sidecar.DefaultReconnectBuffer || c.ReconnectBufferBytes != sidecar.DefaultReconnectBufferBytes ||
 		c.MaxObjectSize != 4<<20 || c.ReplayWindow != sidecar.DefaultReplayWindow || c.DrainTimeout != 10*time.Second || c.Insecure {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -270,6 +272,12 @@ func TestRunErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	takenUDP, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer takenUDP.Close()
+	caFile, certFile, keyPEM := testpki.Files(t, dir, "alice")
 	base := []string{"-namespace", "a", "-log-level", "error", "-relay", proctest.FreeUDPAddr(t)}
 	for _, tc := range []struct {
 		args []string
@@ -277,8 +285,13 @@ func TestRunErrors(t *testing.T) {
 	}{
 		{[]string{"-key-file", filepath.Join(dir, "missing.json"), "-rtp-video", "127.0.0.1:0", "-metrics", ""}, "missing.json"},
 		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-metrics", taken.Addr().String()}, "-metrics"},
-		{[]string{"-key-file", keyFile, "-rtp-video", "256.0.0.1:0", "-metrics", ""}, "256.0.0.1"},
-		{[]string{"-key-file", keyFile, "-mode", "decrypt", "-out-file", filepath.Join(dir, "no", "such", "dir"), "-metrics", ""}, "no such file"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "256.0.0.1:0", "-metrics", ""}, "-rtp-video: listen udp: lookup 256.0.0.1"},
+		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-rtp-audio", takenUDP.LocalAddr().String()}, "-rtp-audio: listen udp " + takenUDP.LocalAddr().String()},
+		{[]string{"-key-file", keyFile, "-mode", "decrypt", "-out-file", filepath.Join(dir, "no", "such", "dir"), "-metrics", ""}, "-out-file: open"},
+		{[]string{"-key-file", keyFile, "-mode", "decrypt", "-serve", takenUDP.LocalAddr().String()}, "-serve: "},
+		// Bound before the group is joined: the CS at port 1 is never asked.
+		{[]string{"-cs", "https://127.0.0.1:1", "-group", "g", "-identity-cert", certFile, "-identity-key", keyPEM,
+			"-trust-anchor", caFile, "-rtp-video", "127.0.0.1:0", "-metrics", taken.Addr().String()}, "-metrics: listen tcp " + taken.Addr().String()},
 		{[]string{"-key-file", keyFile, "-rtp-video", "127.0.0.1:0", "-trust-anchor", filepath.Join(dir, "ca.pem"), "-identity-cert", filepath.Join(dir, "me.pem"), "-metrics", ""}, "me.pem"},
 		{[]string{"-cs", "https://127.0.0.1:1", "-group", "g", "-identity-cert", filepath.Join(dir, "me.pem"), "-identity-key", filepath.Join(dir, "me.key"),
 			"-trust-anchor", filepath.Join(dir, "ca.pem"), "-rtp-video", "127.0.0.1:0", "-metrics", ""}, "me.pem"},

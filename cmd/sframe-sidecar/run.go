@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
@@ -33,23 +34,39 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys, member, leave, err := loadKeys(ctx, cfg, moqCfg, log)
+	// Every listener and output is bound before the group is joined: a
+	// busy port fails at once, naming its flag, and costs no group epoch.
+	relay := sidecar.NewRelayClient(cfg.Relay, moqCfg, log)
+	relay.SetReconnectBuffer(sidecar.ReconnectBuffer{MaxAge: cfg.ReconnectBuffer, MaxBytes: cfg.ReconnectBufferBytes})
+	metricsLn, err := listenMetrics(cfg.Metrics)
 	if err != nil {
 		return err
 	}
-	defer leave()
-	relay := sidecar.NewRelayClient(cfg.Relay, moqCfg, log)
-	reg := newMetrics(relay, member)
+	defer metricsLn.Close()
+	rtpIn, err := listenRTP(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll(rtpIn)
 	sink, closeOutputs, err := openOutputs(cfg, relay, moqCfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeOutputs()
-	sc, err := sidecar.New(sidecar.Config{Mode: cfg.Mode, Namespace: cfg.Namespace, Keys: keys, Sink: sink,
-		Pipeline: pipeline.Config{Workers: cfg.Workers}, MaxObjectSize: cfg.MaxObjectSize, Metrics: sidecar.NewMetrics(reg), Logger: log})
+
+	keys, member, leave, err := loadKeys(ctx, cfg, moqCfg, log)
 	if err != nil {
 		return err
 	}
+	defer leave()
+	reg := newMetrics(relay, member)
+	sc, err := sidecar.New(sidecar.Config{Mode: cfg.Mode, Namespace: cfg.Namespace, Keys: keys, Sink: sink,
+		Pipeline: pipeline.Config{Workers: cfg.Workers}, MaxObjectSize: cfg.MaxObjectSize, LossWindow: cfg.ReplayWindow,
+		Metrics: sidecar.NewMetrics(reg), Logger: log})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(sidecar.LossCollector(sc))
 
 	// The relay session outlives ctx: it carries the objects drained
 	// after it ends.
@@ -61,17 +78,12 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 
 	inputCtx, stopInput := context.WithCancel(ctx)
 	defer stopInput()
-	inputs, err := startInputs(inputCtx, cfg, relay, sc, reg, moqCfg, log)
+	inputs, err := startInputs(inputCtx, cfg, rtpIn, relay, sc, reg, moqCfg, log)
 	if err != nil {
 		sc.Close()
 		return err
 	}
-	stopMetrics, err := serveMetrics(cfg.Metrics, reg, relay, log)
-	if err != nil {
-		stopInput()
-		sc.Close()
-		return err
-	}
+	stopMetrics := serveMetrics(metricsLn, reg, relay, log)
 	defer stopMetrics()
 	log.Info("sidecar running", "mode", cfg.Mode, "relay", cfg.Relay, "namespace", cfg.Namespace)
 
@@ -89,8 +101,48 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 	stopRelayWait()
 	closeOutputs()
 	st := sc.Stats()
-	log.Info("sidecar stopped", "objects", st.Objects, "bytes", st.Bytes, "drops", st.Drops, "errors", st.Errors, "auth_failures", st.AuthFailed)
+	log.Info("sidecar stopped", "objects", st.Objects, "bytes", st.Bytes, "drops", st.Drops, "errors", st.Errors, "auth_failures", st.AuthFailed,
+		"lost", counterValue(sc.M.Lost), "duplicates", counterValue(sc.M.Duplicates), "unpublished", relay.Unpublished.Load())
 	return runErr
+}
+
+// listenRTP binds the RTP inputs (encrypt mode): video first, then audio.
+func listenRTP(cfg Config) ([]rtpInput, error) {
+	if cfg.Mode != sidecar.Encrypt {
+		return nil, nil
+	}
+	var ins []rtpInput
+	for _, in := range []rtpInput{
+		{flag: "-rtp-video", addr: cfg.RTPVideo, track: "video", codec: sidecar.H264},
+		{flag: "-rtp-audio", addr: cfg.RTPAudio, track: "audio", codec: sidecar.Opus},
+	} {
+		if in.addr == "" {
+			continue
+		}
+		conn, err := net.ListenPacket("udp", in.addr)
+		if err != nil {
+			closeAll(ins)
+			return nil, fmt.Errorf("%s: %w", in.flag, err)
+		}
+		if uc, ok := conn.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(8 << 20) // keyframes arrive as bursts
+		}
+		in.conn = conn
+		ins = append(ins, in)
+	}
+	return ins, nil
+}
+
+type rtpInput struct {
+	flag, addr, track string
+	codec             sidecar.Codec
+	conn              net.PacketConn
+}
+
+func closeAll(ins []rtpInput) {
+	for _, in := range ins {
+		in.conn.Close()
+	}
 }
 
 // drain closes the sidecar, waiting at most timeout for in-flight objects.
@@ -111,7 +163,8 @@ func drain(sc *sidecar.Sidecar, timeout time.Duration, log *slog.Logger) {
 // certificate to the relay (which lets only certified identities announce)
 // and verifies the relay's against the anchor (unless -insecure).
 func moqConfig(cfg Config, log *slog.Logger) (*moq.Config, error) {
-	moqCfg := &moq.Config{MaxObjectSize: cfg.MaxObjectSize + 64, InsecureSkipVerify: cfg.Insecure, Logger: log}
+	moqCfg := &moq.Config{MaxObjectSize: cfg.MaxObjectSize + 64, InsecureSkipVerify: cfg.Insecure, Logger: log,
+		MaxIdleTimeout: cfg.RelayTimeout, HandshakeTimeout: cfg.RelayTimeout}
 	if cfg.TrustAnchor == "" || cfg.IdentityCert == "" {
 		return moqCfg, nil
 	}
@@ -151,7 +204,7 @@ func loadKeys(ctx context.Context, cfg Config, moqCfg *moq.Config, log *slog.Log
 // closeOutputs flushes and closes them; calling it twice is harmless.
 func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log *slog.Logger) (sink sidecar.Sink, closeOutputs func(), err error) {
 	if cfg.Mode == sidecar.Encrypt {
-		return sidecar.PublisherSink{Publishers: relay, Namespace: cfg.Namespace}, func() {}, nil
+		return relay.Sink(cfg.Namespace), func() {}, nil
 	}
 	var (
 		sinks   sidecar.Tee
@@ -171,7 +224,7 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 	if cfg.OutFile != "" {
 		f, err := os.Create(cfg.OutFile)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("-out-file: %w", err)
 		}
 		fsink := sidecar.NewFileSink(f)
 		sinks = append(sinks, fsink)
@@ -184,7 +237,7 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 	if cfg.Serve != "" {
 		srv, err := sidecar.ListenLocal(cfg.Serve, moqCfg)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("-serve: %w", err)
 		}
 		log.Info("serving plaintext tracks", "addr", srv.Addr())
 		sinks = append(sinks, sidecar.PublisherSink{Publishers: srv, Namespace: cfg.Namespace})
@@ -200,7 +253,7 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 	if len(outs) > 0 {
 		rs, err := sidecar.NewRTPSink(outs)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("-rtp-out-video/-rtp-out-audio: %w", err)
 		}
 		sinks = append(sinks, rs)
 		closers = append(closers, func() { rs.Close() })
@@ -217,32 +270,17 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 // startInputs feeds the sidecar until ctx ends: from RTP and -source when
 // encrypting, from the relay when decrypting. An input that stops sends on
 // the channel (nil if it stopped cleanly).
-func startInputs(ctx context.Context, cfg Config, relay *sidecar.RelayClient, sc *sidecar.Sidecar, reg prometheus.Registerer, moqCfg *moq.Config, log *slog.Logger) (<-chan error, error) {
+func startInputs(ctx context.Context, cfg Config, rtpIn []rtpInput, relay *sidecar.RelayClient, sc *sidecar.Sidecar, reg prometheus.Registerer, moqCfg *moq.Config, log *slog.Logger) (<-chan error, error) {
 	inputs := make(chan error, 3)
 	if cfg.Mode == sidecar.Decrypt {
 		sidecar.SubscribeInto(ctx, relay, cfg.Namespace, cfg.Tracks, sc)
 		return inputs, nil
 	}
 	running := 0
-	for _, in := range []struct {
-		addr, track string
-		codec       sidecar.Codec
-	}{
-		{cfg.RTPVideo, "video", sidecar.H264}, {cfg.RTPAudio, "audio", sidecar.Opus},
-	} {
-		if in.addr == "" {
-			continue
-		}
-		conn, err := net.ListenPacket("udp", in.addr)
-		if err != nil {
-			return nil, err
-		}
-		if uc, ok := conn.(*net.UDPConn); ok {
-			_ = uc.SetReadBuffer(8 << 20) // keyframes arrive as bursts
-		}
+	for _, in := range rtpIn {
 		relay.Publisher(cfg.Namespace, in.track) // announce now, so the relay can subscribe before the first frame
-		src := &sidecar.RTPSource{Conn: conn, Track: in.track, Codec: in.codec, Sidecar: sc}
-		log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", conn.LocalAddr())
+		src := &sidecar.RTPSource{Conn: in.conn, Track: in.track, Codec: in.codec, Sidecar: sc}
+		log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", in.conn.LocalAddr())
 		running++
 		go func() { inputs <- src.Run(ctx, reg) }()
 	}
@@ -303,8 +341,10 @@ func joinGroup(ctx context.Context, cfg Config, moqCfg *moq.Config, log *slog.Lo
 	}
 	// The roster is logged on the EventRoster of the join, in logEvents.
 	log.Info("joined security group", "group", cfg.Group, "identity", m.Identity(), "epoch", m.Epoch())
-	go logEvents(m, cfg.Group, log)
+	var leaving atomic.Bool
+	go logEvents(m, cfg.Group, &leaving, log)
 	leave := func() {
+		leaving.Store(true)
 		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := m.Leave(lctx); err != nil {
 			log.Warn("leaving the security group", "err", err)
@@ -337,12 +377,17 @@ func csClient(cfg Config, cert *identity.Certificate, verifier *identity.Verifie
 	return coord.NewClient(cfg.CS, hc)
 }
 
-// logEvents logs the member's events until it is closed.
-func logEvents(m *group.Member, groupName string, log *slog.Logger) {
+// logEvents logs the member's events until it is closed. Being removed is
+// a warning unless this sidecar is leaving.
+func logEvents(m *group.Member, groupName string, leaving *atomic.Bool, log *slog.Logger) {
 	for ev := range m.Events() {
 		switch ev.Type {
 		case group.EventRemoved:
-			log.Warn("removed from the security group: no more sending", "group", groupName, "epoch", ev.Epoch)
+			if leaving.Load() {
+				log.Info("left the security group", "group", groupName, "epoch", ev.Epoch)
+			} else {
+				log.Warn("removed from the security group by another member: no more keys", "group", groupName, "epoch", ev.Epoch)
+			}
 		case group.EventRefused:
 			log.Error("security group: credential refused", "epoch", ev.Epoch, "err", ev.Err)
 		case group.EventStuck:

@@ -197,6 +197,23 @@ func (p *Proc) Stop(t testing.TB) error {
 	return p.err
 }
 
+// Kill sends SIGKILL (no shutdown, no connection close: a crash) and
+// waits for the process to end.
+func (p *Proc) Kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// HTTPStatus returns the status code of a GET of url, or 0 if it failed.
+func HTTPStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // WaitHTTP polls url until it answers 200, failing the test after timeout.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()

@@ -4,6 +4,7 @@ package testpki
 
 import (
 	"crypto/x509"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,4 +43,22 @@ func (p *PKI) Issue(tb testing.TB, name string, o ...identity.IssueOptions) *ide
 		tb.Fatal(err)
 	}
 	return &identity.Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
+}
+
+// Files writes a fresh CA and a certificate for name into dir, as
+// sframe identity would: dir/ca.pem, dir/NAME.pem and dir/NAME.key.
+func Files(tb testing.TB, dir, name string) (caFile, certFile, keyFile string) {
+	tb.Helper()
+	p := New()
+	c, k, err := p.CA.Issue(name, identity.IssueOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := p.CA.WriteCA(dir); err != nil {
+		tb.Fatal(err)
+	}
+	if err := identity.WriteIdentity(dir, name, c, k); err != nil {
+		tb.Fatal(err)
+	}
+	return filepath.Join(dir, "ca.pem"), filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
 }
