@@ -2,10 +2,12 @@ package sidecar
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -40,26 +42,98 @@ func AppendRecord(dst []byte, r Record) []byte {
 
 // ReadRecord reads one record; it returns io.EOF at a clean end.
 func ReadRecord(rd *bufio.Reader) (Record, error) {
-	n, err := rd.ReadByte()
+	r, size, err := readRecordHeader(rd)
 	if err != nil {
 		return Record{}, err
-	}
-	head := make([]byte, int(n)+28)
-	if _, err := io.ReadFull(rd, head); err != nil {
-		return Record{}, fmt.Errorf("%w: %v", ErrRecord, err)
-	}
-	r := Record{Track: string(head[:n])}
-	h := head[n:]
-	r.Group, r.Subgroup, r.ObjectID = binary.BigEndian.Uint64(h), binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint64(h[16:])
-	size := binary.BigEndian.Uint32(h[24:])
-	if size > maxRecordPayload {
-		return Record{}, fmt.Errorf("%w: payload of %d bytes", ErrRecord, size)
 	}
 	r.Payload = make([]byte, size)
 	if _, err := io.ReadFull(rd, r.Payload); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrRecord, err)
 	}
 	return r, nil
+}
+
+// readRecordHeader reads a record up to its payload and returns the
+// payload's size.
+func readRecordHeader(rd *bufio.Reader) (Record, uint32, error) {
+	n, err := rd.ReadByte()
+	if err != nil {
+		return Record{}, 0, err
+	}
+	head := make([]byte, int(n)+28)
+	if _, err := io.ReadFull(rd, head); err != nil {
+		return Record{}, 0, fmt.Errorf("%w: %v", ErrRecord, err)
+	}
+	r := Record{Track: string(head[:n])}
+	h := head[n:]
+	r.Group, r.Subgroup, r.ObjectID = binary.BigEndian.Uint64(h), binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint64(h[16:])
+	size := binary.BigEndian.Uint32(h[24:])
+	if size > maxRecordPayload {
+		return Record{}, 0, fmt.Errorf("%w: payload of %d bytes", ErrRecord, size)
+	}
+	return r, size, nil
+}
+
+// ExtractStats says what Extract wrote.
+type ExtractStats struct {
+	Objects    int // written, once each
+	Duplicates int // same (group, object) again: skipped
+	Bytes      int64
+}
+
+// Extract writes the payloads of one track of a record file to w in MoQ
+// order (by group, then object ID), each (group, object) once, whatever
+// order they arrived in: for an H.264 track the result is an Annex-B
+// stream (ffmpeg -f h264 -i FILE). size is the file's length.
+func Extract(f io.ReaderAt, size int64, track string, w io.Writer) (ExtractStats, error) {
+	type entry struct {
+		group, object uint64
+		off           int64
+		size          uint32
+	}
+	var (
+		idx []entry
+		st  ExtractStats
+	)
+	rd := bufio.NewReader(io.NewSectionReader(f, 0, size))
+	var off int64
+	for {
+		r, n, err := readRecordHeader(rd)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, fmt.Errorf("record at byte %d: %w", off, err)
+		}
+		off += int64(1 + len(r.Track) + 28)
+		if r.Track == track {
+			idx = append(idx, entry{r.Group, r.ObjectID, off, n})
+		}
+		if _, err := rd.Discard(int(n)); err != nil {
+			return st, fmt.Errorf("%w: record at byte %d: %v", ErrRecord, off, err)
+		}
+		off += int64(n)
+	}
+	slices.SortStableFunc(idx, func(a, b entry) int {
+		return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.object, b.object))
+	})
+	var buf []byte
+	for i, e := range idx {
+		if i > 0 && e.group == idx[i-1].group && e.object == idx[i-1].object {
+			st.Duplicates++
+			continue
+		}
+		buf = slices.Grow(buf[:0], int(e.size))[:e.size]
+		if _, err := f.ReadAt(buf, e.off); err != nil {
+			return st, fmt.Errorf("%w: %v", ErrRecord, err)
+		}
+		if _, err := w.Write(buf); err != nil {
+			return st, err
+		}
+		st.Objects++
+		st.Bytes += int64(e.size)
+	}
+	return st, nil
 }
 
 // FileSink writes records to a file (or any writer), one per object.

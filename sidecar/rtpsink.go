@@ -53,19 +53,13 @@ func NewRTPSink(outs []RTPOutput) (*RTPSink, error) {
 		}
 		var r [6]byte
 		rand.Read(r[:])
-		t := &rtpTrack{conn: conn, codec: o.Codec, pt: o.PayloadType, ssrc: binary.BigEndian.Uint32(r[:4]),
+		t := &rtpTrack{conn: conn, codec: o.Codec, pt: o.payloadType(), ssrc: binary.BigEndian.Uint32(r[:4]),
 			seq: binary.BigEndian.Uint16(r[4:]), start: time.Now()}
 		switch o.Codec {
 		case H264:
 			t.clock = 90000
-			if t.pt == 0 {
-				t.pt = 96
-			}
 		case Opus:
 			t.clock = 48000
-			if t.pt == 0 {
-				t.pt = 111
-			}
 		default:
 			s.Close()
 			return nil, fmt.Errorf("sidecar: RTP output for %s: unknown codec %q (want h264 or opus)", o.Track, o.Codec)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -205,5 +206,34 @@ func TestRTPSinkRoundTrip(t *testing.T) {
 	var p rtp.Packet
 	if err != nil || p.Unmarshal(buf[:n]) != nil || string(p.Payload) != "opus packet" || p.PayloadType != 111 || !p.Marker {
 		t.Fatalf("audio packet %+v err %v", p.Header, err)
+	}
+}
+
+// TestExtract: a track's payloads come out in (group, object) order, once
+// each, whatever order they were recorded in; other tracks are skipped.
+func TestExtract(t *testing.T) {
+	var file bytes.Buffer
+	fs := NewFileSink(&file)
+	for _, r := range []Record{
+		{Track: "video", Group: 1, ObjectID: 0, Payload: []byte("C")},
+		{Track: "audio", Group: 0, ObjectID: 0, Payload: []byte("x")},
+		{Track: "video", Group: 0, ObjectID: 1, Payload: []byte("B")},
+		{Track: "video", Group: 0, ObjectID: 0, Payload: []byte("A")},
+		{Track: "video", Group: 1, ObjectID: 0, Payload: []byte("C")},
+		{Track: "video", Group: 1, ObjectID: 1, Payload: []byte("DD")},
+	} {
+		fs.WriteObject(r.Track, r.Group, r.Subgroup, r.ObjectID, r.Payload)
+	}
+	fs.Flush()
+	var out bytes.Buffer
+	st, err := Extract(bytes.NewReader(file.Bytes()), int64(file.Len()), "video", &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "ABCDD" || st != (ExtractStats{Objects: 4, Duplicates: 1, Bytes: 5}) {
+		t.Fatalf("extracted %q, %+v", out.String(), st)
+	}
+	if _, err := Extract(bytes.NewReader(file.Bytes()[:file.Len()-1]), int64(file.Len()-1), "video", &out); !errors.Is(err, ErrRecord) {
+		t.Fatalf("truncated file: %v, want ErrRecord", err)
 	}
 }

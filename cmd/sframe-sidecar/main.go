@@ -19,6 +19,10 @@
 // SFRAME_SIDECAR_KEY_FILE); -h lists them. Flags win over the environment,
 // which wins over the defaults; an empty variable counts as unset.
 //
+// The record file of -out-file is read back with
+//
+//	sframe-sidecar extract -in media.rec -track video -out video.h264
+//
 // Exit codes: 0 after -h or a clean shutdown (SIGINT, SIGTERM), 2 for bad
 // flags or environment, 1 if the sidecar failed.
 package main
@@ -27,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -34,7 +39,13 @@ import (
 	"github.com/moqsframe/moqsframe/sidecar"
 )
 
-func main() { cli.Main("sframe-sidecar", parseFlags, run) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "extract" {
+		os.Args = os.Args[1:]
+		cli.Main("sframe-sidecar extract", parseExtractFlags, runExtract)
+	}
+	cli.Main("sframe-sidecar", parseFlags, run)
+}
 
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "SFRAME_SIDECAR_"
@@ -73,6 +84,7 @@ type Config struct {
 	OutFile                  string // record file
 	Serve                    string // local MoQ server address
 	RTPOutVideo, RTPOutAudio string // UDP destinations
+	RTPOutSDP                string // file describing the RTP outputs
 
 	Metrics string // /metrics and /healthz address; empty: off
 
@@ -116,6 +128,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Serve, "serve", "", "decrypt: serve plaintext tracks to local MoQ subscribers at this address")
 	fs.StringVar(&c.RTPOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as H.264 RTP to this UDP address")
 	fs.StringVar(&c.RTPOutAudio, "rtp-out-audio", "", "decrypt: send track \"audio\" as Opus RTP to this UDP address")
+	fs.StringVar(&c.RTPOutSDP, "rtp-out-sdp", "", "decrypt: write an SDP file describing -rtp-out-video/-rtp-out-audio, for ffmpeg or a player (ffmpeg -protocol_whitelist file,udp,rtp -i FILE)")
 	fs.StringVar(&c.Metrics, "metrics", "", "address for /metrics and /healthz, e.g. 127.0.0.1:9464 (default: off)")
 	fs.DurationVar(&c.RelayTimeout, "relay-timeout", 5*time.Second, "a relay silent this long is taken as gone (QUIC idle timeout; keep-alives at half of it) and reconnected")
 	fs.DurationVar(&c.ReconnectBuffer, "reconnect-buffer", sidecar.DefaultReconnectBuffer, "encrypt: sealed objects are kept this long and published again after a relay outage (older ones are dropped and counted)")
@@ -170,6 +183,8 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("encrypt mode needs an input: -rtp-video, -rtp-audio or -source")
 	case c.Mode == sidecar.Decrypt && c.OutFile == "" && c.Serve == "" && c.RTPOutVideo == "" && c.RTPOutAudio == "":
 		return c, fmt.Errorf("decrypt mode needs an output: -out-file, -serve, -rtp-out-video or -rtp-out-audio")
+	case c.RTPOutSDP != "" && c.RTPOutVideo == "" && c.RTPOutAudio == "":
+		return c, fmt.Errorf("-rtp-out-sdp describes -rtp-out-video and -rtp-out-audio: pass at least one")
 	}
 	return c, nil
 }

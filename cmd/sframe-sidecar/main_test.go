@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -302,6 +303,45 @@ func TestRunErrors(t *testing.T) {
 		}
 		if err := run(context.Background(), cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: want an error containing %q, got %v", tc.args, tc.want, err)
+		}
+	}
+}
+
+func TestExtractCommand(t *testing.T) {
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "media.rec")
+	f, _ := os.Create(rec)
+	fs := sidecar.NewFileSink(f)
+	fs.WriteObject("video", 1, 0, 0, []byte("\x00\x00\x00\x01B"))
+	fs.WriteObject("video", 0, 0, 0, []byte("\x00\x00\x00\x01A"))
+	fs.WriteObject("audio", 0, 0, 0, []byte("x"))
+	fs.Flush()
+	f.Close()
+	out := filepath.Join(dir, "video.h264")
+	var stdout, stderr bytes.Buffer
+	if code := cli.Exit(context.Background(), "sframe-sidecar extract", []string{"-in", rec, "-out", out}, env(), &stdout, &stderr, parseExtractFlags, runExtract); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if b, _ := os.ReadFile(out); string(b) != "\x00\x00\x00\x01A\x00\x00\x00\x01B" {
+		t.Fatalf("extracted %q", b)
+	}
+	if !strings.Contains(stderr.String(), `2 objects (10 bytes) of track "video"`) {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "-in is required"},
+		{[]string{"-in", filepath.Join(dir, "none.rec")}, 1, "-in: open"},
+		{[]string{"-in", rec, "-track", "data"}, 1, `no objects of track "data"`},
+		{[]string{"-h"}, 0, ""},
+	} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := cli.Exit(context.Background(), "sframe-sidecar extract", tc.args, env(), &stdout, &stderr, parseExtractFlags, runExtract); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
 		}
 	}
 }

@@ -250,6 +250,12 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 	if cfg.RTPOutAudio != "" {
 		outs = append(outs, sidecar.RTPOutput{Track: "audio", Codec: sidecar.Opus, Addr: cfg.RTPOutAudio})
 	}
+	if cfg.RTPOutSDP != "" {
+		if err := writeSDP(cfg.RTPOutSDP, outs); err != nil {
+			return nil, nil, fmt.Errorf("-rtp-out-sdp: %w", err)
+		}
+		log.Info("RTP outputs described", "sdp", cfg.RTPOutSDP)
+	}
 	if len(outs) > 0 {
 		rs, err := sidecar.NewRTPSink(outs)
 		if err != nil {
@@ -265,6 +271,14 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 		return sinks[0], closeAll, nil
 	}
 	return sinks, closeAll, nil
+}
+
+func writeSDP(path string, outs []sidecar.RTPOutput) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(sidecar.WriteSDP(f, outs), f.Close())
 }
 
 // startInputs feeds the sidecar until ctx ends: from RTP and -source when
