@@ -9,8 +9,9 @@ BENCHTIME ?= 200ms
 
 all: build
 
+# build: every command (sframe, moq-relay, sframe-sidecar, sframe-cs) into bin/.
 build:
-	$(GO) build $(PKGS)
+	$(GO) build -o bin/ ./cmd/...
 
 setup:
 	./scripts/setup.sh
