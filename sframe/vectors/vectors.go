@@ -2,6 +2,13 @@
 // (Appendix C) and checks an implementation against them, both ways: header
 // encoding and decoding, AEAD encryption and decryption, and SFrame
 // encryption and decryption with every intermediate value.
+//
+// It is a known-answer checker, not a sender: an SFrame case is checked
+// whatever its CTR, and every field the format carries (sframe_key_label,
+// sframe_salt_label, sframe_secret, sframe_key, sframe_salt, nonce, aad, ct)
+// is compared; a case lacking one fails with ErrIncomplete, a wrong one with
+// ErrMismatch naming the field. The files are untrusted input: any bytes
+// give results or an error, never a panic.
 package vectors
 
 import (
