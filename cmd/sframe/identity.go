@@ -118,6 +118,10 @@ func identityCmd(args []string, stdout, stderr io.Writer) int {
 
 // subUsage maps a subcommand's flag set to its usage header.
 var subUsage = map[string]string{
+	"encrypt":        encryptUsage,
+	"decrypt":        decryptUsage,
+	"inspect":        inspectUsage,
+	"verify-vectors": verifyUsage,
 	"identity ca":    identityCAUsage,
 	"identity issue": identityIssueUsage,
 	"identity show":  identityShowUsage,

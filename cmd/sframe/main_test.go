@@ -31,9 +31,12 @@ func TestEncryptMatchesRFCVector(t *testing.T) {
 
 func TestRoundTripAndTamper(t *testing.T) {
 	for _, suite := range []string{"1", "2", "3", "4", "5"} {
-		k := key
-		if suite == "5" {
+		k := key // each suite's AEAD key length: 16, 32 or 48 bytes
+		switch suite {
+		case "5":
 			k += key
+		case "1", "2", "3":
+			k += key + key
 		}
 		ct, _, code := runCLI(t, []byte("media"), "encrypt", "-suite", suite, "-key", k, "-kid", "9", "-metadata", "t/1")
 		if code != 0 {
