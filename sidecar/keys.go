@@ -3,15 +3,13 @@ package sidecar
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 
 	"github.com/moqsframe/moqsframe/pipeline"
 	"github.com/moqsframe/moqsframe/sframe"
+	"github.com/moqsframe/moqsframe/sframe/keyfile"
 )
 
 // KeySource gives each track its SFrame keys. The static key file is one
@@ -23,15 +21,8 @@ type KeySource interface {
 	Opener(t *pipeline.Track) (pipeline.Opener, error)
 }
 
-// KeyFile is the JSON form of a static key file:
-//
-//	{"suite": 4, "base_key": "000102…"}
-type KeyFile struct {
-	Suite   sframe.CipherSuite `json:"suite"`
-	BaseKey string             `json:"base_key"`
-}
-
-// ErrKeyFile means the key file is missing fields or malformed.
+// ErrKeyFile means the key file is missing fields or malformed, or its key
+// is too short for its suite; it wraps the keyfile package's error.
 var ErrKeyFile = errors.New("sidecar: bad key file")
 
 // StaticKeys derives every track's keys from one shared base key.
@@ -58,30 +49,19 @@ type StaticKeys struct {
 
 const trackBits = 12
 
-// LoadKeyFile reads a static key file.
+// LoadKeyFile reads a static key file (package keyfile's format).
 func LoadKeyFile(path string) (*StaticKeys, error) {
-	b, err := os.ReadFile(path)
+	suite, key, err := keyfile.Load(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
 	}
-	var kf KeyFile
-	if err := json.Unmarshal(b, &kf); err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrKeyFile, path, err)
-	}
-	key, err := hex.DecodeString(kf.BaseKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: base_key is not hex", ErrKeyFile, path)
-	}
-	return NewStaticKeys(kf.Suite, key)
+	return NewStaticKeys(suite, key)
 }
 
 // NewStaticKeys returns a key source for one base key.
 func NewStaticKeys(suite sframe.CipherSuite, baseKey []byte) (*StaticKeys, error) {
-	if !suite.Supported() {
-		return nil, fmt.Errorf("%w: %w", ErrKeyFile, sframe.ErrUnsupportedSuite)
-	}
-	if len(baseKey) < suite.KeySize() {
-		return nil, fmt.Errorf("%w: base_key has %d bytes, %s needs at least %d", ErrKeyFile, len(baseKey), suite, suite.KeySize())
+	if err := keyfile.CheckKey(suite, baseKey); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
 	}
 	var r [8]byte
 	if _, err := rand.Read(r[:]); err != nil {
