@@ -21,12 +21,14 @@ vet:
 	$(GO) vet -tags purego $(PKGS)
 
 # test: vet, the race-enabled suite (fuzz seed corpora run as tests), the
-# pure-Go build, and a short fuzz run of every fuzz target.
+# pure-Go build, a short fuzz run of every fuzz target, and every example of
+# the README as written (scripts/readme.sh).
 test: setup vet
 	$(GO) test -race -count=1 $(PKGS)
 	$(GO) test -count=1 -run Allocs $(PKGS)
 	$(GO) test -count=1 -tags purego $(PKGS)
 	./scripts/fuzz.sh $(FUZZTIME)
+	./scripts/readme.sh
 
 fuzz:
 	./scripts/fuzz.sh 2m
