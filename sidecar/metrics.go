@@ -137,7 +137,7 @@ func groupCollector(members, refusals func() float64) prometheus.Collector {
 
 // rtpCollector returns an RTP input's depacketizer counters, read at
 // scrape time: sidecar_rtp_<track>_packets_total and so on.
-func rtpCollector(track string, stats func() rtpingest.Stats) prometheus.Collector {
+func rtpCollector(track string, stats func() rtpingest.Stats, foreign func() uint64) prometheus.Collector {
 	prefix := "sidecar_rtp_" + track + "_"
 	return collectorList{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "packets_total", Help: "RTP packets received."},
@@ -146,5 +146,7 @@ func rtpCollector(track string, stats func() rtpingest.Stats) prometheus.Collect
 			func() float64 { return float64(stats().Lost) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "frames_dropped_total", Help: "Frames dropped: damaged by loss or malformed."},
 			func() float64 { return float64(stats().Dropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "foreign_total", Help: "Datagrams dropped for coming from a sender other than the one the input is locked to."},
+			func() float64 { return float64(foreign()) }),
 	}
 }

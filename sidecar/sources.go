@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,12 +28,23 @@ const (
 // MoQ object per frame to the sidecar: a new group at each H.264 keyframe,
 // or every AudioGroupFrames Opus frames (default 50: one second of 20 ms
 // frames).
+//
+// The input takes the datagrams of one sender (see Allow, Quiet); those of
+// any other are dropped and counted (sidecar_rtp_<track>_foreign_total).
 type RTPSource struct {
 	Conn             net.PacketConn
 	Track            string
 	Codec            Codec
 	AudioGroupFrames int
 	Sidecar          *Sidecar
+	// Allow is the one sender taken (port 0: any port of its host). Zero:
+	// the first sender, until it has been quiet for Quiet.
+	Allow netip.AddrPort
+	// Quiet is how long the first sender may be silent before another
+	// takes its place; default DefaultSourceQuiet.
+	Quiet time.Duration
+
+	foreign atomic.Uint64
 }
 
 type depacketizer interface {
@@ -57,7 +71,7 @@ func (r *RTPSource) Run(ctx context.Context, reg prometheus.Registerer) error {
 		return fmt.Errorf("sidecar: unknown codec %q (want h264 or opus)", r.Codec)
 	}
 	if reg != nil {
-		c := rtpCollector(r.Track, d.Stats)
+		c := rtpCollector(r.Track, d.Stats, r.foreign.Load)
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("sidecar: RTP metrics of track %s: %w", r.Track, err)
 		}
@@ -65,15 +79,23 @@ func (r *RTPSource) Run(ctx context.Context, reg prometheus.Registerer) error {
 	}
 	stop := context.AfterFunc(ctx, func() { r.Conn.Close() })
 	defer stop()
+	lock := sourceLock{allow: r.Allow, quiet: r.Quiet}
+	if lock.quiet <= 0 {
+		lock.quiet = DefaultSourceQuiet
+	}
 	buf := make([]byte, 65536)
 	var p rtp.Packet
 	for {
-		n, _, err := r.Conn.ReadFrom(buf)
+		n, from, err := r.Conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
+		}
+		if !lock.admit(from, time.Now()) {
+			r.foreign.Add(1)
+			continue
 		}
 		if p.Unmarshal(buf[:n]) != nil {
 			r.Sidecar.M.Drops.Inc()

@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -76,9 +77,10 @@ type Config struct {
 	GroupPrefix  []string // namespace prefix of the group tracks
 
 	// Encrypt inputs.
-	Source             string   // local MoQ publisher of the plaintext tracks
-	SourceNamespace    []string // at Source (default: Namespace)
-	RTPVideo, RTPAudio string   // UDP addresses for H.264 and Opus RTP
+	Source             string         // local MoQ publisher of the plaintext tracks
+	SourceNamespace    []string       // at Source (default: Namespace)
+	RTPVideo, RTPAudio string         // UDP addresses for H.264 and Opus RTP
+	RTPSource          netip.AddrPort // the one RTP sender taken (port 0: any port); zero: the first sender
 
 	// Decrypt outputs.
 	OutFile                  string // record file
@@ -105,6 +107,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 		c                                 Config
 		mode, namespace, tracks, logLevel string
 		groupPrefix, sourceNamespace      string
+		rtpSource                         string
 	)
 	fs := flag.NewFlagSet("sframe-sidecar", flag.ContinueOnError)
 	fs.StringVar(&mode, "mode", "encrypt", "encrypt (plaintext in, SFrame to the relay) or decrypt (SFrame from the relay, plaintext out)")
@@ -124,6 +127,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&sourceNamespace, "source-namespace", "", "encrypt: namespace of the plaintext tracks at -source (default: -namespace)")
 	fs.StringVar(&c.RTPVideo, "rtp-video", "", "encrypt: UDP address to receive H.264 RTP on (track \"video\")")
 	fs.StringVar(&c.RTPAudio, "rtp-audio", "", "encrypt: UDP address to receive Opus RTP on (track \"audio\")")
+	fs.StringVar(&rtpSource, "rtp-source", "", "encrypt: take RTP only from this sender, HOST or HOST:PORT (default: the first sender, until it is quiet for 3s); others are dropped and counted")
 	fs.StringVar(&c.OutFile, "out-file", "", "decrypt: write plaintext objects to this file (sidecar record format)")
 	fs.StringVar(&c.Serve, "serve", "", "decrypt: serve plaintext tracks to local MoQ subscribers at this address")
 	fs.StringVar(&c.RTPOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as H.264 RTP to this UDP address")
@@ -164,6 +168,11 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	if c.Namespace = splitList(namespace, "/"); len(c.Namespace) == 0 {
 		return c, fmt.Errorf("-namespace is required (e.g. example.org/live)")
 	}
+	if rtpSource != "" {
+		if c.RTPSource, err = parseSource(rtpSource); err != nil {
+			return c, fmt.Errorf("-rtp-source %q: want an IP address or IP:PORT", rtpSource)
+		}
+	}
 	c.Tracks = splitList(tracks, ",")
 	c.GroupPrefix = splitList(groupPrefix, "/")
 	c.SourceNamespace = c.Namespace
@@ -187,6 +196,18 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("-rtp-out-sdp describes -rtp-out-video and -rtp-out-audio: pass at least one")
 	}
 	return c, nil
+}
+
+// parseSource parses HOST or HOST:PORT (port 0: any).
+func parseSource(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(a.Unmap(), 0), nil
 }
 
 func splitList(s, sep string) []string {

@@ -28,6 +28,21 @@ import (
 
 var env = clitest.Env
 
+func TestParseRTPSource(t *testing.T) {
+	base := []string{"-namespace", "a", "-key-file", "k.json", "-rtp-video", "127.0.0.1:5004"}
+	for _, tc := range []struct{ arg, want string }{
+		{"127.0.0.1", "127.0.0.1:0"}, {"127.0.0.1:5000", "127.0.0.1:5000"}, {"::1", "[::1]:0"}, {"[::1]:7", "[::1]:7"},
+	} {
+		c, err := parseFlags(append([]string{"-rtp-source", tc.arg}, base...), env())
+		if err != nil || c.RTPSource.String() != tc.want {
+			t.Errorf("-rtp-source %s: %v, %v; want %s", tc.arg, c.RTPSource, err, tc.want)
+		}
+	}
+	if _, err := parseFlags(append([]string{"-rtp-source", "encoder.local"}, base...), env()); err == nil || !strings.Contains(err.Error(), "-rtp-source") {
+		t.Errorf("a host name: %v", err)
+	}
+}
+
 func TestParseFlagsDefaults(t *testing.T) {
 	c, err := parseFlags([]string{"-namespace", "example.org/live", "-key-file", "k.json", "-rtp-video", "127.0.0.1:5004"}, env())
 	if err != nil {

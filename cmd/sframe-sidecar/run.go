@@ -293,7 +293,7 @@ func startInputs(ctx context.Context, cfg Config, rtpIn []rtpInput, relay *sidec
 	running := 0
 	for _, in := range rtpIn {
 		relay.Publisher(cfg.Namespace, in.track) // announce now, so the relay can subscribe before the first frame
-		src := &sidecar.RTPSource{Conn: in.conn, Track: in.track, Codec: in.codec, Sidecar: sc}
+		src := &sidecar.RTPSource{Conn: in.conn, Track: in.track, Codec: in.codec, Sidecar: sc, Allow: cfg.RTPSource}
 		log.Info("receiving RTP", "track", in.track, "codec", in.codec, "addr", in.conn.LocalAddr())
 		running++
 		go func() { inputs <- src.Run(ctx, reg) }()
