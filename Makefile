@@ -24,9 +24,9 @@ vet:
 # pure-Go build, a short fuzz run of every fuzz target, and every example of
 # the README as written (scripts/readme.sh).
 test: setup vet
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(GO) test -count=1 -run Allocs $(PKGS)
-	$(GO) test -count=1 -tags purego $(PKGS)
+	$(GO) test -count=1 -timeout 25m -tags purego $(PKGS)
 	./scripts/fuzz.sh $(FUZZTIME)
 	./scripts/readme.sh
 
