@@ -443,14 +443,17 @@ func (r *Receiver) release(p *packet) {
 		f.damaged = true
 	}
 	if err := r.asm.add(f, p.payload); err != nil {
-		f.damaged = true
-		if errors.Is(err, ErrTooLarge) {
+		switch {
+		case errors.Is(err, ErrTooLarge):
 			f.tooLarge = true
 			f.pkts++
-		} else {
+		case f.damaged && errors.Is(err, errNoStart):
+			f.pkts++ // the loss took its start: not malformed
+		default:
 			r.c.malformed.Add(1)
 			r.err = err
 		}
+		f.damaged = true
 	} else {
 		f.pkts++
 	}

@@ -33,6 +33,10 @@ var (
 	ErrMalformed = errors.New("rtpingest: malformed RTP or RTCP packet")
 	ErrLoss      = errors.New("rtpingest: packets lost, frame dropped")
 	ErrTooLarge  = errors.New("rtpingest: frame exceeds the size limit")
+
+	// errNoStart marks a continuation whose start is missing: malformed,
+	// unless a loss just before it explains it.
+	errNoStart = errors.New("no start")
 )
 
 // MaxFrameSize bounds an assembled frame in bytes, so a peer cannot make the
