@@ -113,17 +113,17 @@ type Receiver struct {
 	active     bool
 	everActive bool
 	ssrc       uint32
-	maxSeq    uint16
-	cycles    uint64
-	badSeq    uint32
-	jump      slot   // the packet after a jump, kept until the next one confirms a restart
-	next      uint64 // extended sequence number to release next
-	slots     []slot // reorder window, indexed by extended sequence number
-	nslots    uint64
-	hist      []uint64 // extended sequence number + 1 of released packets
-	gap       bool     // sequence numbers skipped since the last media packet
-	waitKey   bool
-	sawMarker bool
+	maxSeq     uint16
+	cycles     uint64
+	badSeq     uint32
+	jump       slot   // the packet after a jump, kept until the next one confirms a restart
+	next       uint64 // extended sequence number to release next
+	slots      []slot // reorder window, indexed by extended sequence number
+	nslots     uint64
+	hist       []uint64 // extended sequence number + 1 of released packets
+	gap        bool     // sequence numbers skipped since the last media packet
+	waitKey    bool
+	sawMarker  bool
 
 	// A new SSRC on probation.
 	candSSRC uint32

@@ -219,14 +219,14 @@ func TestParameterSetsAlone(t *testing.T) {
 func TestReorderDuplicateLateLoss(t *testing.T) {
 	in, want := h264Stream(t, 1, 65500, 0xffffd000, 40, 10) // sequence and timestamp wrap
 	perm := slices.Clone(in)
-	perm[3], perm[5] = perm[5], perm[3]       // reordered within the window
-	perm[10], perm[11] = perm[11], perm[10]   // reordered within the window
-	perm = slices.Insert(perm, 20, perm[17])  // duplicate after release
-	perm = slices.Insert(perm, 25, perm[24])  // duplicate while held? (in order: released at once)
-	late := perm[30]                          // frame 15's first packet, delivered 40 packets later
-	perm = slices.Delete(perm, 30, 31)        //
-	perm = slices.Insert(perm, 70, late)      //
-	perm = slices.Delete(perm, 50, 51)        // lost: frame 24 or 25's packet
+	perm[3], perm[5] = perm[5], perm[3]      // reordered within the window
+	perm[10], perm[11] = perm[11], perm[10]  // reordered within the window
+	perm = slices.Insert(perm, 20, perm[17]) // duplicate after release
+	perm = slices.Insert(perm, 25, perm[24]) // duplicate while held? (in order: released at once)
+	late := perm[30]                         // frame 15's first packet, delivered 40 packets later
+	perm = slices.Delete(perm, 30, 31)       //
+	perm = slices.Insert(perm, 70, late)     //
+	perm = slices.Delete(perm, 50, 51)       // lost: frame 24 or 25's packet
 	r := newReceiver(t, H264)
 	frames := feed(t, r, perm)
 	var wantFrames [][]byte
