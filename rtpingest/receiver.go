@@ -320,6 +320,11 @@ func (r *Receiver) endSource() {
 		r.f.damaged = true // its marker packet never came
 	}
 	r.finish()
+	if r.heldPkts > 0 { // parameter sets of a source that is gone
+		r.c.dropped.Add(1)
+		r.c.discarded.Add(r.heldPkts)
+		r.held, r.heldPkts = r.held[:0], 0
+	}
 	if r.jump.used {
 		r.c.late.Add(1)
 		r.jump.used = false
