@@ -208,7 +208,10 @@ func FuzzParseRTP(f *testing.F) {
 		err := parseRTP(b, &p)
 		var q rtp.Packet
 		qerr := q.Unmarshal(b)
-		if err == nil && qerr == nil && (!bytes.Equal(p.payload, q.Payload) || p.seq != q.SequenceNumber ||
+		// pion v1.8.21 lets a one- or two-byte extension element run past
+		// the extension's declared length into the payload; compare only
+		// without extensions.
+		if err == nil && qerr == nil && b[0]&0x10 == 0 && (!bytes.Equal(p.payload, q.Payload) || p.seq != q.SequenceNumber ||
 			p.ts != q.Timestamp || p.ssrc != q.SSRC || p.marker != q.Marker) {
 			t.Fatalf("ours %+v, pion's %+v", p, q)
 		}

@@ -316,8 +316,8 @@ func (r *Receiver) endSource() {
 	for r.nslots > 0 {
 		r.advance(r.next + 1)
 	}
-	if r.f.open && r.sawMarker {
-		r.f.damaged = true // its marker packet never came
+	if r.f.open && (r.sawMarker || r.gap) {
+		r.f.damaged = true // its marker packet never came, or its tail was lost
 	}
 	r.finish()
 	if r.heldPkts > 0 { // parameter sets of a source that is gone
