@@ -118,8 +118,12 @@ func FuzzPacketizeH265(f *testing.F) {
 	fuzzPacketizer(f, H265, annexB([]byte{32 << 1, 1, 0xc}, append([]byte{19 << 1, 1, 0x80}, make([]byte, 300)...)))
 }
 
-func FuzzPacketizeVP8(f *testing.F) { fuzzPacketizer(f, VP8, append([]byte{0x10}, make([]byte, 300)...)) }
+func FuzzPacketizeVP8(f *testing.F) {
+	fuzzPacketizer(f, VP8, append([]byte{0x10}, make([]byte, 300)...))
+}
 
-func FuzzPacketizeVP9(f *testing.F) { fuzzPacketizer(f, VP9, append([]byte{0x82}, make([]byte, 300)...)) }
+func FuzzPacketizeVP9(f *testing.F) {
+	fuzzPacketizer(f, VP9, append([]byte{0x82}, make([]byte, 300)...))
+}
 
 func FuzzPacketizeOpus(f *testing.F) { fuzzPacketizer(f, Opus, []byte{0x78, 1, 2, 3}) }
