@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-		"errors"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -48,6 +48,9 @@ var corpus = []corpusStream{
 		args: append(slices.Clone(testsrc), "-c:v", "libvpx", "-threads", "1", "-g", "25", "-b:v", "200k")},
 	{name: "vp9", codec: rtpingest.VP9, refMux: "ivf", media: "video", rtpmap: "VP9/90000", pt: 96, keys: 2,
 		args: append(slices.Clone(testsrc), "-c:v", "libvpx-vp9", "-threads", "1", "-g", "25", "-b:v", "200k", "-deadline", "realtime", "-cpu-used", "8")},
+	{name: "h265", codec: rtpingest.H265, refMux: "hevc", media: "video", rtpmap: "H265/90000", pt: 96, keys: 2,
+		args: append(slices.Clone(testsrc), "-c:v", "libx265", "-preset", "ultrafast", "-crf", "20",
+			"-x265-params", "pools=1:frame-threads=1:keyint=25:min-keyint=25:scenecut=0:bframes=0:log-level=error")},
 	{name: "opus-dtx", codec: rtpingest.Opus, refMux: "ogg", media: "audio", rtpmap: "opus/48000/2", pt: 111, dtx: true, packets: true,
 		args: []string{"-f", "lavfi", "-i", "sine=f=440:d=1:sample_rate=48000,apad=pad_dur=1", "-ac", "1", "-c:a", "libopus", "-b:a", "24k"}},
 }
