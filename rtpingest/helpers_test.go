@@ -101,32 +101,3 @@ func senderReport(ssrc uint32) []byte {
 	binary.BigEndian.PutUint32(b[4:], ssrc)
 	return b
 }
-
-// splitAnnexB returns the NAL units of an Annex-B byte stream.
-func splitAnnexB(b []byte) [][]byte {
-	var nals [][]byte
-	for len(b) > 0 {
-		i := bytes.Index(b, []byte{0, 0, 1})
-		if i < 0 {
-			if len(nals) == 0 {
-				return nil
-			}
-			nals[len(nals)-1] = append(nals[len(nals)-1], b...)
-			break
-		}
-		if len(nals) > 0 {
-			nals[len(nals)-1] = bytes.TrimRight(b[:i], "\x00")
-		}
-		b = b[i+3:]
-		j := bytes.Index(b, []byte{0, 0, 1})
-		if j < 0 {
-			j = len(b)
-		}
-		nals = append(nals, b[:j])
-		b = b[j:]
-	}
-	for i := range nals {
-		nals[i] = bytes.TrimRight(nals[i], "\x00")
-	}
-	return nals
-}

@@ -177,6 +177,12 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 // Push runs may be mutually inconsistent by the packet in progress.
 func (r *Receiver) Stats() Stats { return r.c.stats() }
 
+// Source returns the active source's SSRC, and false while there is none
+// (before the first source passed its probation, or after its BYE). Call it
+// from Push's goroutine, e.g. to relate a source change (Stats.SourceChanges)
+// to the sender's address.
+func (r *Receiver) Source() (ssrc uint32, ok bool) { return r.ssrc, r.active }
+
 // Next returns the next completed frame, in the order frames completed. Its
 // Data is valid until the next Push.
 func (r *Receiver) Next() (Frame, bool) {

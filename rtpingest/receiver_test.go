@@ -175,6 +175,9 @@ func TestRTCPMux(t *testing.T) {
 	if want := append(aFrames[:3], bFrames...); !equalFrames(datas(frames), want) {
 		t.Fatalf("%d frames, want %d", len(frames), len(want))
 	}
+	if ssrc, ok := r.Source(); !ok || ssrc != 0xb {
+		t.Errorf("source %x %v, want b", ssrc, ok)
+	}
 	checkStats(t, r, Stats{Packets: 15, Delivered: 10, Discarded: 1, Foreign: 1, RTCP: 2, Malformed: 1,
 		Frames: 5, Dropped: 1, SourceChanges: 1, SenderReports: 1, Byes: 1})
 }
