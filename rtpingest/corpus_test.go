@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -311,11 +309,13 @@ func egress(t *testing.T, s corpusStream, frames []rtpingest.Frame, dir string) 
 	if s.media == "audio" {
 		limit = "-frames:a"
 	}
+	ended := make(chan struct{}) // closed when ffmpeg ends
 	go func() {
+		defer close(ended)
 		sums, err := runFrameMD5(s.packets, "-protocol_whitelist", "file,udp,rtp", "-i", sdpPath, limit, strconv.Itoa(len(frames)))
 		res <- result{sums, err}
 	}()
-	waitBound(t, port)
+	waitBound(t, port, ended)
 	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -376,18 +376,26 @@ func freePortPair(t *testing.T) int {
 	return 0
 }
 
-// waitBound waits until ffmpeg has bound port: binding it fails then.
-func waitBound(t *testing.T, port int) {
+// waitBound waits until ffmpeg has bound port, as /proc/net/udp shows
+// (binding it ourselves to find out would race with ffmpeg's bind), or
+// until ffmpeg ends.
+func waitBound(t *testing.T, port int, res <-chan struct{}) {
+	want := fmt.Sprintf(":%04X ", port)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.ListenPacket("udp", fmt.Sprintf("0.0.0.0:%d", port))
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return
+		for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+			b, _ := os.ReadFile(f)
+			for _, line := range strings.Split(string(b), "\n") {
+				if fields := strings.Fields(line); len(fields) > 1 && strings.HasSuffix(fields[1]+" ", want) {
+					return
+				}
+			}
 		}
-		if c != nil {
-			c.Close()
+		select {
+		case <-res:
+			t.Fatal("ffmpeg ended before binding its RTP port")
+		case <-time.After(2 * time.Millisecond): // polling a condition, not pacing
 		}
-		time.Sleep(2 * time.Millisecond) // polling a condition, not pacing
 	}
 	t.Fatal("ffmpeg did not bind its RTP port")
 }
