@@ -8,9 +8,11 @@ import (
 
 // H264Depacketizer is a Receiver for H.264 fed with parsed packets, for
 // callers that read RTP themselves. Push returns at most one frame per
-// packet; when a packet completes two (a marker-less frame ended by the
-// next frame's single-packet, marked frame), the second comes with the next
-// Push.
+// packet; when a packet completes several (a reordered packet filling a
+// gap, a marker-less frame ended by a one-packet marked frame), the others
+// come with the next Pushes, one each, so from then on frames come one
+// packet late. The first source is adopted at its first packet (no RFC
+// 3550 probation), so that this does not happen from the start.
 //
 // Deprecated: use Receiver, which also recognises RTCP on the port and
 // returns every frame as soon as it completes.
@@ -47,6 +49,7 @@ type legacy struct {
 func (l *legacy) push(c Codec, p *rtp.Packet) (Frame, bool, error) {
 	if l.r == nil {
 		l.r, _ = NewReceiver(Config{Codec: c})
+		l.r.noProbation = true
 		l.rp.Store(l.r)
 	}
 	n := p.MarshalSize()

@@ -140,6 +140,11 @@ type Receiver struct {
 	head    int
 	rtcp    rtcpInfo
 	err     error
+
+	// noProbation adopts the first source at its first packet: the
+	// one-frame-per-Push wrappers would otherwise return every frame one
+	// packet late for good.
+	noProbation bool
 }
 
 // NewReceiver returns a receiver for cfg.Codec.
@@ -287,6 +292,9 @@ func (r *Receiver) probation(p *packet) {
 	}
 	r.candSeq = p.seq
 	need := minSequential
+	if r.noProbation {
+		need = 1
+	}
 	if r.active {
 		need = switchSequential
 	}
