@@ -109,7 +109,7 @@ func (h264) add(f *frameState, b []byte) error {
 		case start && f.inFU:
 			return fmt.Errorf("%w: FU-A start inside a fragment", ErrMalformed)
 		case !start && !f.inFU:
-			return fmt.Errorf("%w: %w: FU-A continuation without a start", ErrMalformed, errNoStart)
+			return fmt.Errorf("%w (FU-A)", errNoStart)
 		}
 		if len(f.data)+len(b) > MaxFrameSize {
 			return ErrTooLarge

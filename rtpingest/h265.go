@@ -102,7 +102,7 @@ func (h265) add(f *frameState, b []byte) error {
 		case start && f.inFU:
 			return fmt.Errorf("%w: H.265 FU start inside a fragment", ErrMalformed)
 		case !start && !f.inFU:
-			return fmt.Errorf("%w: %w: H.265 FU continuation without a start", ErrMalformed, errNoStart)
+			return fmt.Errorf("%w (H.265 FU)", errNoStart)
 		}
 		if len(f.data)+len(b) > MaxFrameSize {
 			return ErrTooLarge

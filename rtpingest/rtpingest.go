@@ -25,6 +25,7 @@ package rtpingest
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 )
 
@@ -36,7 +37,7 @@ var (
 
 	// errNoStart marks a continuation whose start is missing: malformed,
 	// unless a loss just before it explains it.
-	errNoStart = errors.New("no start")
+	errNoStart = fmt.Errorf("%w: continuation without its start", ErrMalformed)
 )
 
 // MaxFrameSize bounds an assembled frame in bytes, so a peer cannot make the

@@ -58,7 +58,7 @@ func (vp8) add(f *frameState, b []byte) error {
 	case start && len(f.data) > 0:
 		return fmt.Errorf("%w: VP8 frame start inside a frame", ErrMalformed)
 	case !start && len(f.data) == 0:
-		return fmt.Errorf("%w: %w: VP8 frame without its start (S=1, PID=0)", ErrMalformed, errNoStart)
+		return fmt.Errorf("%w (VP8: no packet with S=1, PID=0)", errNoStart)
 	case len(f.data)+len(b) > MaxFrameSize:
 		return ErrTooLarge
 	}

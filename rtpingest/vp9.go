@@ -94,7 +94,7 @@ func (vp9) add(f *frameState, b []byte) error {
 	case start && len(f.data) > 0:
 		return fmt.Errorf("%w: VP9 picture start inside a picture", ErrMalformed)
 	case !start && len(f.data) == 0:
-		return fmt.Errorf("%w: %w: VP9 picture without its start (B=1 in spatial layer 0)", ErrMalformed, errNoStart)
+		return fmt.Errorf("%w (VP9: no packet with B=1 in spatial layer 0)", errNoStart)
 	case len(f.data)+len(b) > MaxFrameSize:
 		return ErrTooLarge
 	}
