@@ -30,7 +30,7 @@ const (
 // injectFaults applies, with a fixed seed, padding bursts, an SSRC change
 // (a sender restart with lower sequence numbers) at the first keyframe of
 // the second half, drops, duplicates and reordering; ffmpeg's RTCP stays
-// mixed in. It returns the datagrams and the counters a model of the
+// mixed in, with a receiver report every 40 datagrams. It returns the datagrams and the counters a model of the
 // faults predicts: a frame is delivered when all its packets arrive
 // (duplicates aside) and, after the SSRC change, from the new source's
 // first complete keyframe on; a frame of which some but not all packets
@@ -111,6 +111,17 @@ func injectFaults(t *testing.T, dgrams [][]byte, frames []rtpingest.Frame, codec
 				out = append(out, item{b: p, rtp: true, frame: -1, after: after})
 			}
 		}
+	}
+	items = out
+	// More RTCP on the port: a receiver report every 40 datagrams.
+	out = nil
+	for i, it := range items {
+		if i > 0 && i%40 == 0 {
+			rr := []byte{0x80, 201, 0, 1, 0, 0, 0x0e, 0x0e}
+			out = append(out, item{b: rr, frame: -1, after: it.after})
+			want.RTCP++
+		}
+		out = append(out, it)
 	}
 	items = out
 	// Protect each source's first packets and everything near the change.
