@@ -1,124 +1,79 @@
 package rtpingest
 
-import (
-	"fmt"
-
-	"github.com/pion/rtp"
-)
-
-// MaxFrameSize bounds an assembled frame, so a peer cannot make the
-// depacketizer grow without limit.
-const MaxFrameSize = 4 << 20
+import "fmt"
 
 var annexBStartCode = []byte{0, 0, 0, 1}
 
 // NAL unit types of RFC 6184 §5.2 and H.264 Table 7-1.
 const (
+	nalSlice = 1
 	nalIDR   = 5
+	nalSEI   = 6
+	nalSPS   = 7
+	nalPPS   = 8
+	nalAUD   = 9
 	nalSTAPA = 24
 	nalFUA   = 28
 )
 
-// H264Depacketizer assembles H.264 access units from RTP packets of one SSRC.
-// An access unit ends with the RTP marker bit (RFC 6184 §5.1); one whose
-// marker packet never arrives is dropped when the next timestamp begins. Use
-// one per stream, from one goroutine.
-type H264Depacketizer struct {
-	frame    []byte // Annex-B NAL units of the current access unit
-	ts       uint32
-	keyframe bool
-	damaged  bool // a packet of this access unit was lost or bad
-	inFU     bool // inside a fragmented NAL unit
-	started  bool // ts and seq are valid
-	seq      uint16
-	out      []byte // returned frame; valid until the next Push
-	c        counters
-}
+// h264 depacketizes RFC 6184 packetization modes 0 and 1: single NAL unit
+// packets, STAP-A and FU-A. Access units come out in Annex-B form.
+type h264 struct{}
 
-// Push adds one RTP packet. When it completes an access unit it returns the
-// frame (valid until the next Push) and true. Frames damaged by loss or
-// malformed input are dropped and counted; their error is returned with
-// ok=false so callers may log it.
-func (d *H264Depacketizer) Push(p *rtp.Packet) (f Frame, ok bool, err error) {
-	d.c.packets.Add(1)
-	gapped := false
-	if d.started {
-		gap := p.SequenceNumber - d.seq - 1
-		if gap >= 0x8000 { // late or duplicate packet: ignore it
-			return Frame{}, false, nil
+func (h264) noFrame([]byte) bool { return false }
+func (h264) perPacket() bool     { return false }
+
+// begins: a NAL unit that can only start an access unit (H.264 §7.4.1.2.3:
+// AUD, SPS, PPS, SEI come before the primary picture's first slice) or a
+// slice with first_mb_in_slice 0, whose ue(v) code is the single bit 1.
+func (h264) begins(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	switch typ := b[0] & 0x1f; typ {
+	case nalSTAPA:
+		if len(b) < 4 {
+			return false
 		}
-		if gap != 0 {
-			d.c.lost.Add(uint64(gap))
-			gapped = true
+		return h264Begins(b[3], b[4:])
+	case nalFUA:
+		if len(b) < 3 || b[1]&0x80 == 0 {
+			return false
 		}
-		if p.Timestamp != d.ts {
-			if len(d.frame) > 0 || d.inFU {
-				// A new access unit began before the old one's
-				// marker packet arrived: the old one is incomplete.
-				d.c.dropped.Add(1)
-				d.reset(p.Timestamp)
-			}
-			// The gap is charged to the previous access unit. Had it
-			// cut this one's start, this packet would continue a
-			// fragment, which parse rejects.
-			gapped = false
-		}
+		return h264Begins(b[1]&0x1f, b[2:])
+	default:
+		return h264Begins(typ, b[1:])
 	}
-	if len(d.frame) == 0 && !d.inFU {
-		d.ts = p.Timestamp
-	}
-	d.damaged = d.damaged || gapped
-	d.started = true
-	d.seq = p.SequenceNumber
-
-	if perr := d.parse(p.Payload); perr != nil {
-		d.c.malformed.Add(1)
-		d.damaged = true
-		err = perr
-	}
-	if !p.Marker {
-		return Frame{}, false, err
-	}
-	return d.finish()
 }
 
-func (d *H264Depacketizer) finish() (Frame, bool, error) {
-	defer d.reset(d.ts)
-	switch {
-	case d.damaged:
-		d.c.dropped.Add(1)
-		return Frame{}, false, ErrLoss
-	case len(d.frame) > MaxFrameSize:
-		d.c.dropped.Add(1)
-		return Frame{}, false, ErrTooLarge
-	case len(d.frame) == 0:
-		return Frame{}, false, nil
+func h264Begins(typ byte, rbsp []byte) bool {
+	switch typ & 0x1f {
+	case nalSEI, nalSPS, nalPPS, nalAUD:
+		return true
+	case nalSlice, nalIDR:
+		return len(rbsp) > 0 && rbsp[0]&0x80 != 0
 	}
-	d.out = append(d.out[:0], d.frame...)
-	d.c.frames.Add(1)
-	return Frame{Data: d.out, Timestamp: d.ts, Keyframe: d.keyframe}, true, nil
+	return false
 }
 
-func (d *H264Depacketizer) reset(ts uint32) {
-	d.frame = d.frame[:0]
-	d.keyframe, d.damaged, d.inFU = false, false, false
-	d.ts = ts
-}
-
-func (d *H264Depacketizer) parse(b []byte) error {
+func (h264) add(f *frameState, b []byte) error {
 	if len(b) == 0 {
-		return fmt.Errorf("%w: empty payload", ErrMalformed)
+		return fmt.Errorf("%w: empty H.264 payload", ErrMalformed)
 	}
 	if b[0]&0x80 != 0 {
-		return fmt.Errorf("%w: forbidden_zero_bit set", ErrMalformed)
+		return fmt.Errorf("%w: H.264 forbidden_zero_bit set", ErrMalformed)
 	}
 	switch typ := b[0] & 0x1f; {
 	case typ >= 1 && typ <= 23:
-		if d.inFU {
-			return fmt.Errorf("%w: NAL unit inside an unfinished fragment", ErrMalformed)
+		if f.inFU {
+			return fmt.Errorf("%w: H.264 NAL unit inside an unfinished FU-A", ErrMalformed)
 		}
-		d.appendNAL(b)
+		return h264NAL(f, b)
 	case typ == nalSTAPA:
+		if f.inFU {
+			return fmt.Errorf("%w: STAP-A inside an unfinished FU-A", ErrMalformed)
+		}
+		// Validate before appending, so a bad packet adds nothing.
 		for rest := b[1:]; len(rest) > 0; {
 			if len(rest) < 2 {
 				return fmt.Errorf("%w: STAP-A size field truncated", ErrMalformed)
@@ -127,45 +82,69 @@ func (d *H264Depacketizer) parse(b []byte) error {
 			if n == 0 || len(rest)-2 < n {
 				return fmt.Errorf("%w: STAP-A unit of %d bytes, %d left", ErrMalformed, n, len(rest)-2)
 			}
-			d.appendNAL(rest[2 : 2+n])
+			if rest[2]&0x80 != 0 || rest[2]&0x1f == 0 || rest[2]&0x1f > 23 {
+				return fmt.Errorf("%w: STAP-A holds NAL unit type %d", ErrMalformed, rest[2]&0x1f)
+			}
 			rest = rest[2+n:]
 		}
+		for rest := b[1:]; len(rest) > 0; {
+			n := int(rest[0])<<8 | int(rest[1])
+			if err := h264NAL(f, rest[2:2+n]); err != nil {
+				return err
+			}
+			rest = rest[2+n:]
+		}
+		return nil
 	case typ == nalFUA:
 		if len(b) < 3 {
 			return fmt.Errorf("%w: FU-A of %d bytes", ErrMalformed, len(b))
 		}
 		start, end := b[1]&0x80 != 0, b[1]&0x40 != 0
+		inner := b[1] & 0x1f
 		switch {
-		case start && !d.inFU:
-			header := b[0]&0xe0 | b[1]&0x1f
-			d.appendNAL([]byte{header})
-			d.inFU = true
-		case !start && !d.inFU:
-			return fmt.Errorf("%w: FU-A continuation without a start", ErrMalformed)
-		case start && d.inFU:
+		case start && end:
+			return fmt.Errorf("%w: FU-A with both start and end bits (RFC 6184 §5.8)", ErrMalformed)
+		case inner == 0 || inner > 23:
+			return fmt.Errorf("%w: FU-A carries NAL unit type %d", ErrMalformed, inner)
+		case start && f.inFU:
 			return fmt.Errorf("%w: FU-A start inside a fragment", ErrMalformed)
+		case !start && !f.inFU:
+			return fmt.Errorf("%w (FU-A)", errNoStart)
 		}
-		d.frame = append(d.frame, b[2:]...)
+		if len(f.data)+len(b) > MaxFrameSize {
+			return ErrTooLarge
+		}
+		if start {
+			f.data = append(f.data, annexBStartCode...)
+			f.data = append(f.data, b[0]&0xe0|inner)
+			h264Flags(f, inner)
+			f.inFU = true
+		}
+		f.data = append(f.data, b[2:]...)
 		if end {
-			d.inFU = false
+			f.inFU = false
 		}
+		return nil
 	default:
-		return fmt.Errorf("%w: unsupported NAL unit type %d", ErrMalformed, typ)
+		return fmt.Errorf("%w: H.264 packet type %d not supported (packetization-mode 2)", ErrMalformed, typ)
 	}
-	if len(d.frame) > MaxFrameSize {
+}
+
+func h264NAL(f *frameState, nal []byte) error {
+	if len(f.data)+4+len(nal) > MaxFrameSize {
 		return ErrTooLarge
 	}
+	h264Flags(f, nal[0]&0x1f)
+	f.data = append(f.data, annexBStartCode...)
+	f.data = append(f.data, nal...)
 	return nil
 }
 
-// appendNAL starts a NAL unit in Annex-B form; nal is at least its header.
-func (d *H264Depacketizer) appendNAL(nal []byte) {
-	if nal[0]&0x1f == nalIDR {
-		d.keyframe = true
+func h264Flags(f *frameState, typ byte) {
+	switch {
+	case typ == nalIDR:
+		f.keyframe, f.vcl = true, true
+	case typ >= 1 && typ <= 5:
+		f.vcl = true
 	}
-	d.frame = append(d.frame, annexBStartCode...)
-	d.frame = append(d.frame, nal...)
 }
-
-// Stats returns the depacketizer's counters; safe from any goroutine.
-func (d *H264Depacketizer) Stats() Stats { return d.c.stats() }

@@ -1,38 +1,24 @@
 package rtpingest
 
-import (
-	"fmt"
+import "fmt"
 
-	"github.com/pion/rtp"
-)
+// opus takes each RFC 7587 packet as one frame; every Opus packet decodes
+// on its own.
+type opus struct{}
 
-// OpusDepacketizer turns RTP packets into Opus frames: each packet carries
-// exactly one Opus packet (RFC 7587 §4.2), and each is decodable on its own.
-type OpusDepacketizer struct {
-	started bool
-	seq     uint16
-	c       counters
-}
+func (opus) begins([]byte) bool { return true }
+func (opus) perPacket() bool    { return true }
 
-// Push returns the frame the packet carries. Its Data aliases p.Payload.
-func (d *OpusDepacketizer) Push(p *rtp.Packet) (Frame, bool, error) {
-	d.c.packets.Add(1)
-	if d.started {
-		gap := p.SequenceNumber - d.seq - 1
-		if gap >= 0x8000 {
-			return Frame{}, false, nil // late or duplicate
-		}
-		d.c.lost.Add(uint64(gap))
+// noFrame: packets of at most 2 bytes are DTX (a TOC byte and at most one
+// byte of frame): the encoder's "nothing to send" (RFC 6716 §2.1.9),
+// treated as a gap by the decoder, as libwebrtc does.
+func (opus) noFrame(b []byte) bool { return len(b) <= 2 }
+
+func (opus) add(f *frameState, b []byte) error {
+	if len(b) > MaxFrameSize {
+		return fmt.Errorf("%w: Opus packet of %d bytes", ErrTooLarge, len(b))
 	}
-	d.started, d.seq = true, p.SequenceNumber
-	if len(p.Payload) == 0 {
-		d.c.malformed.Add(1)
-		d.c.dropped.Add(1)
-		return Frame{}, false, fmt.Errorf("%w: empty Opus packet", ErrMalformed)
-	}
-	d.c.frames.Add(1)
-	return Frame{Data: p.Payload, Timestamp: p.Timestamp, Keyframe: true}, true, nil
+	f.data = append(f.data, b...)
+	f.keyframe, f.vcl = true, true
+	return nil
 }
-
-// Stats returns the depacketizer's counters; safe from any goroutine.
-func (d *OpusDepacketizer) Stats() Stats { return d.c.stats() }
