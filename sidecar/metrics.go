@@ -135,18 +135,52 @@ func groupCollector(members, refusals func() float64) prometheus.Collector {
 	}
 }
 
-// rtpCollector returns an RTP input's depacketizer counters, read at
-// scrape time: sidecar_rtp_<track>_packets_total and so on.
-func rtpCollector(track string, stats func() rtpingest.Stats, foreign func() uint64) prometheus.Collector {
+// rtpCollector returns an RTP input's counters, read at scrape time:
+// sidecar_rtp_<track>_packets_total (every datagram read), the outcome of
+// each (sidecar_rtp_<track>_datagrams_total{outcome}, which with
+// sidecar_rtp_<track>_buffered add up to packets_total), and the loss and
+// frame counters.
+func rtpCollector(track string, stats func() (rtpingest.Stats, uint64)) prometheus.Collector {
 	prefix := "sidecar_rtp_" + track + "_"
+	counter := func(name, help string, v func(rtpingest.Stats, uint64) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + name, Help: help},
+			func() float64 { return float64(v(stats())) })
+	}
 	return collectorList{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "packets_total", Help: "RTP packets received."},
-			func() float64 { return float64(stats().Packets) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "lost_total", Help: "RTP packets missing by sequence number."},
-			func() float64 { return float64(stats().Lost) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "frames_dropped_total", Help: "Frames dropped: damaged by loss or malformed."},
-			func() float64 { return float64(stats().Dropped) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: prefix + "foreign_total", Help: "Datagrams dropped for coming from a sender other than the one the input is locked to."},
-			func() float64 { return float64(foreign()) }),
+		counter("packets_total", "Datagrams read from the RTP port.",
+			func(s rtpingest.Stats, other uint64) uint64 { return s.Packets + other }),
+		rtpOutcomes{desc: prometheus.NewDesc(prefix+"datagrams_total",
+			"Datagrams by outcome: delivered (in a frame), discarded (in a dropped frame), late, duplicate, empty (padding, DTX), rtcp, malformed, foreign_ssrc, other_sender.",
+			[]string{"outcome"}, nil), stats: stats},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: prefix + "buffered", Help: "Datagrams held for reordering or an incomplete frame."},
+			func() float64 { s, _ := stats(); return float64(s.Buffered) }),
+		counter("lost_total", "RTP packets missing by sequence number.", func(s rtpingest.Stats, _ uint64) uint64 { return s.Lost }),
+		counter("frames_total", "Frames delivered.", func(s rtpingest.Stats, _ uint64) uint64 { return s.Frames }),
+		counter("frames_dropped_total", "Frames dropped: damaged by loss, malformed, or before the source's first keyframe.",
+			func(s rtpingest.Stats, _ uint64) uint64 { return s.Dropped }),
+		counter("source_changes_total", "New RTP sources (SSRC) adopted, or sequence restarts.",
+			func(s rtpingest.Stats, _ uint64) uint64 { return s.SourceChanges }),
+	}
+}
+
+// rtpOutcomes exposes the per-datagram outcome counters as one labelled
+// counter, read at scrape time.
+type rtpOutcomes struct {
+	desc  *prometheus.Desc
+	stats func() (rtpingest.Stats, uint64)
+}
+
+func (o rtpOutcomes) Describe(ch chan<- *prometheus.Desc) { ch <- o.desc }
+
+func (o rtpOutcomes) Collect(ch chan<- prometheus.Metric) {
+	s, other := o.stats()
+	for _, v := range []struct {
+		outcome string
+		n       uint64
+	}{
+		{"delivered", s.Delivered}, {"discarded", s.Discarded}, {"late", s.Late}, {"duplicate", s.Duplicate},
+		{"empty", s.Empty}, {"rtcp", s.RTCP}, {"malformed", s.Malformed}, {"foreign_ssrc", s.Foreign}, {"other_sender", other},
+	} {
+		ch <- prometheus.MustNewConstMetric(o.desc, prometheus.CounterValue, float64(v.n), v.outcome)
 	}
 }

@@ -33,14 +33,20 @@ var sidecarMetrics = []string{
 	"sidecar_relay_dropped_total counter Objects dropped for a relay subscription too slow to keep up (its queue stayed full).",
 	"sidecar_relay_reconnects_total counter Times the relay session was lost and re-established.",
 	"sidecar_relay_subscribers gauge Subscribers the relay holds on this sidecar's published tracks.",
-	"sidecar_rtp_audio_foreign_total counter Datagrams dropped for coming from a sender other than the one the input is locked to.",
-	"sidecar_rtp_audio_frames_dropped_total counter Frames dropped: damaged by loss or malformed.",
+	"sidecar_rtp_audio_buffered gauge Datagrams held for reordering or an incomplete frame.",
+	"sidecar_rtp_audio_datagrams_total counter Datagrams by outcome: delivered (in a frame), discarded (in a dropped frame), late, duplicate, empty (padding, DTX), rtcp, malformed, foreign_ssrc, other_sender.",
+	"sidecar_rtp_audio_frames_dropped_total counter Frames dropped: damaged by loss, malformed, or before the source's first keyframe.",
+	"sidecar_rtp_audio_frames_total counter Frames delivered.",
 	"sidecar_rtp_audio_lost_total counter RTP packets missing by sequence number.",
-	"sidecar_rtp_audio_packets_total counter RTP packets received.",
-	"sidecar_rtp_video_foreign_total counter Datagrams dropped for coming from a sender other than the one the input is locked to.",
-	"sidecar_rtp_video_frames_dropped_total counter Frames dropped: damaged by loss or malformed.",
+	"sidecar_rtp_audio_packets_total counter Datagrams read from the RTP port.",
+	"sidecar_rtp_audio_source_changes_total counter New RTP sources (SSRC) adopted, or sequence restarts.",
+	"sidecar_rtp_video_buffered gauge Datagrams held for reordering or an incomplete frame.",
+	"sidecar_rtp_video_datagrams_total counter Datagrams by outcome: delivered (in a frame), discarded (in a dropped frame), late, duplicate, empty (padding, DTX), rtcp, malformed, foreign_ssrc, other_sender.",
+	"sidecar_rtp_video_frames_dropped_total counter Frames dropped: damaged by loss, malformed, or before the source's first keyframe.",
+	"sidecar_rtp_video_frames_total counter Frames delivered.",
 	"sidecar_rtp_video_lost_total counter RTP packets missing by sequence number.",
-	"sidecar_rtp_video_packets_total counter RTP packets received.",
+	"sidecar_rtp_video_packets_total counter Datagrams read from the RTP port.",
+	"sidecar_rtp_video_source_changes_total counter New RTP sources (SSRC) adopted, or sequence restarts.",
 	"sidecar_sink_errors_total counter Objects the sink refused.",
 }
 
@@ -53,8 +59,8 @@ func TestMetricNames(t *testing.T) {
 	defer sc.Close()
 	reg.MustRegister(LossCollector(sc), NewRelayClient("127.0.0.1:1", nil, nil).Collector(),
 		groupCollector(func() float64 { return 3 }, func() float64 { return 0 }),
-		rtpCollector("video", func() rtpingest.Stats { return rtpingest.Stats{} }, func() uint64 { return 0 }),
-		rtpCollector("audio", func() rtpingest.Stats { return rtpingest.Stats{} }, func() uint64 { return 0 }))
+		rtpCollector("video", func() (rtpingest.Stats, uint64) { return rtpingest.Stats{}, 0 }),
+		rtpCollector("audio", func() (rtpingest.Stats, uint64) { return rtpingest.Stats{}, 0 }))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,8 @@ import (
 //
 //	ffmpeg -protocol_whitelist file,udp,rtp -i out.sdp -c copy out.mp4
 //
-// H.264 is described as packetization-mode 1 (RFC 6184 §8.1), Opus as
+// H.264 is described as packetization-mode 1 (RFC 6184 §8.1), H.265, VP8
+// and VP9 by their 90 kHz rtpmap (RFC 7798, 7741, 9628), Opus as
 // opus/48000/2 (RFC 7587 §7).
 func WriteSDP(w io.Writer, outs []RTPOutput) error {
 	var b strings.Builder
@@ -35,10 +36,13 @@ func WriteSDP(w io.Writer, outs []RTPOutput) error {
 		case H264:
 			fmt.Fprintf(&b, "m=video %s RTP/AVP %d\r\nc=IN %s %s\r\na=rtpmap:%d H264/90000\r\na=fmtp:%d packetization-mode=1\r\n",
 				port, pt, ipVersion(host), host, pt, pt)
+		case H265, VP8, VP9:
+			fmt.Fprintf(&b, "m=video %s RTP/AVP %d\r\nc=IN %s %s\r\na=rtpmap:%d %s/90000\r\n",
+				port, pt, ipVersion(host), host, pt, strings.ToUpper(string(o.Codec)))
 		case Opus:
 			fmt.Fprintf(&b, "m=audio %s RTP/AVP %d\r\nc=IN %s %s\r\na=rtpmap:%d opus/48000/2\r\n", port, pt, ipVersion(host), host, pt)
 		default:
-			return fmt.Errorf("sidecar: RTP output for %s: unknown codec %q (want h264 or opus)", o.Track, o.Codec)
+			return fmt.Errorf("sidecar: RTP output for %s: unknown codec %q (want h264, h265, vp8, vp9 or opus)", o.Track, o.Codec)
 		}
 		fmt.Fprintf(&b, "a=recvonly\r\n")
 	}

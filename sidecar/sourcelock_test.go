@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moqsframe/moqsframe/sframe"
 )
@@ -90,31 +90,144 @@ func TestRTPSourceTakesOneSender(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The encoder's first frame locks the input; then the two interleave.
-	// Each step waits for the input to have taken the datagram, so the
-	// order is the one written here.
+	// The encoder's first datagram locks the input; then the two
+	// interleave. Each step waits for the input to have read the datagram,
+	// so the order is the one written here.
+	read := func() uint64 { st, other := src.Stats(); return st.Packets + other }
 	send(encoder, 0, "encoder 0")
-	waitFor(t, func() bool { return testutil.ToFloat64(sc.M.ObjectsIn) == 1 })
+	waitFor(t, func() bool { return read() == 1 })
 	for i := uint16(1); i <= 20; i++ {
 		send(mallory, i, "forged")
-		waitFor(t, func() bool { return src.foreign.Load() == uint64(i) })
+		waitFor(t, func() bool { return read() == uint64(2*i) })
 		send(encoder, i, fmt.Sprint("encoder ", i))
-		waitFor(t, func() bool { return testutil.ToFloat64(sc.M.ObjectsIn) == float64(i+1) })
+		waitFor(t, func() bool { return read() == uint64(2*i+1) })
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	sc.Close()
-	if len(sealed.recs) != 21 || src.foreign.Load() != 20 {
-		t.Fatalf("sealed %d objects, %d foreign datagrams; want 21 and 20", len(sealed.recs), src.foreign.Load())
+	if st, other := src.Stats(); len(sealed.recs) != 21 || other != 20 || st.Delivered != 21 {
+		t.Fatalf("sealed %d objects, %d datagrams from another sender, %+v; want 21 and 20", len(sealed.recs), other, st)
 	}
 }
 
-// waitFor polls cond until it holds (the test's deadline bounds it).
+// waitFor polls cond until it holds, failing after 30 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 30 s")
+		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRTPCountersAddUp: every datagram an RTP input reads ends in exactly
+// one outcome of sidecar_rtp_<track>_datagrams_total (or, for a moment, in
+// the buffered gauge), and they add up to packets_total.
+func TestRTPCountersAddUp(t *testing.T) {
+	keys, _ := NewStaticKeys(sframe.AES128GCMSHA256_128, bytes.Repeat([]byte{4}, 16))
+	sealed := &captureSink{}
+	sc, _ := New(Config{Mode: Encrypt, Namespace: []string{"ns"}, Keys: keys, Sink: sealed})
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	src := &RTPSource{Conn: conn, Track: "video", Codec: H264, Sidecar: sc}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- src.Run(ctx, reg) }()
+	encoder, _ := net.Dial("udp", conn.LocalAddr().String())
+	other, _ := net.Dial("udp", conn.LocalAddr().String())
+	defer encoder.Close()
+	defer other.Close()
+
+	sent := 0
+	read := func() uint64 { st, o := src.Stats(); return st.Packets + o }
+	write := func(c net.Conn, b []byte) {
+		t.Helper()
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		waitFor(t, func() bool { return read() == uint64(sent) })
+	}
+	frame := func(seq uint16, nal byte, ssrc uint32) []byte {
+		b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: ssrc, Marker: true},
+			Payload: []byte{nal, 1, 2, 3}}).Marshal()
+		return b
+	}
+	padding := func(seq uint16, ts uint32) []byte {
+		b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, SSRC: 7, Padding: true}, PaddingSize: 16}).Marshal()
+		return b
+	}
+	sr := append([]byte{0x80, 0xc8, 0x00, 0x06}, make([]byte, 24)...)
+	// Ten one-packet frames; after the fourth, two padding-only packets
+	// (a bandwidth probe: next sequence numbers, the frame's timestamp);
+	// after the sixth an RTCP sender report, a malformed datagram, the
+	// sixth frame again, and a datagram from another sender.
+	var seq uint16
+	for i := 0; i < 10; i++ {
+		nal := byte(0x41)
+		if i == 0 {
+			nal = 0x65
+		}
+		f := frame(seq, nal, 7)
+		ts := uint32(seq) * 3000
+		seq++
+		write(encoder, f)
+		switch i {
+		case 3:
+			write(encoder, padding(seq, ts))
+			write(encoder, padding(seq+1, ts))
+			seq += 2
+		case 5:
+			write(encoder, sr)
+			write(encoder, []byte{0x80, 1})
+			write(encoder, f)
+			write(other, f)
+		}
+	}
+	mfs, err := reg.Gather() // while Run runs: it unregisters the collector as it returns
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]float64{}
+	var packets, buffered float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "sidecar_rtp_video_datagrams_total":
+				outcomes[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			case "sidecar_rtp_video_packets_total":
+				packets = m.GetCounter().GetValue()
+			case "sidecar_rtp_video_buffered":
+				buffered = m.GetGauge().GetValue()
+			}
+		}
+	}
+	var sum float64
+	for _, v := range outcomes {
+		sum += v
+	}
+	if packets != float64(sent) || sum+buffered != packets {
+		t.Fatalf("%d datagrams sent; packets_total %v, outcomes %v (sum %v) + buffered %v", sent, packets, outcomes, sum, buffered)
+	}
+	want := map[string]float64{"delivered": 10, "duplicate": 1, "rtcp": 1, "malformed": 1, "other_sender": 1, "empty": 2}
+	for k, v := range want {
+		if outcomes[k] != v {
+			t.Errorf("outcome %s = %v, want %v (all: %v)", k, outcomes[k], v, outcomes)
+		}
+	}
+	if len(sealed.recs) != 10 {
+		t.Errorf("%d frames sealed, want 10", len(sealed.recs))
 	}
 }

@@ -9,28 +9,42 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/rtpingest"
 )
 
-// Codec names an RTP payload format the sidecar ingests.
+// Codec names an RTP payload format the sidecar ingests and sends; the
+// values are rtpingest's and rtpegress's.
 type Codec string
 
 const (
-	H264 Codec = "h264"
-	Opus Codec = "opus"
+	H264 Codec = "h264" // RFC 6184
+	H265 Codec = "h265" // RFC 7798
+	VP8  Codec = "vp8"  // RFC 7741
+	VP9  Codec = "vp9"  // RFC 9628
+	Opus Codec = "opus" // RFC 7587
 )
 
-// RTPSource reads RTP from a UDP socket, assembles frames and submits one
-// MoQ object per frame to the sidecar: a new group at each H.264 keyframe,
-// or every AudioGroupFrames Opus frames (default 50: one second of 20 ms
-// frames).
+// clockRate is the codec's RTP clock in Hz.
+func (c Codec) clockRate() float64 {
+	if c == Opus {
+		return 48000
+	}
+	return 90000
+}
+
+// RTPSource reads RTP from a UDP socket, assembles frames (rtpingest) and
+// submits one MoQ object per frame to the sidecar: a new group at each
+// video keyframe, or every AudioGroupFrames Opus frames (default 50: one
+// second of 20 ms frames).
 //
 // The input takes the datagrams of one sender (see Allow, Quiet); those of
-// any other are dropped and counted (sidecar_rtp_<track>_foreign_total).
+// any other are dropped and counted. Every datagram read ends in exactly one
+// outcome counter (sidecar_rtp_<track>_datagrams_total{outcome}) or, for a
+// moment, in the buffered gauge: they add up to
+// sidecar_rtp_<track>_packets_total.
 type RTPSource struct {
 	Conn             net.PacketConn
 	Track            string
@@ -44,34 +58,29 @@ type RTPSource struct {
 	// takes its place; default DefaultSourceQuiet.
 	Quiet time.Duration
 
-	foreign atomic.Uint64
+	stats       atomic.Pointer[rtpingest.Receiver]
+	otherSender atomic.Uint64
 }
 
-type depacketizer interface {
-	Push(*rtp.Packet) (rtpingest.Frame, bool, error)
-	Stats() rtpingest.Stats
+// Stats returns the input's counters: the receiver's, plus the datagrams
+// refused for coming from another sender.
+func (r *RTPSource) Stats() (st rtpingest.Stats, otherSender uint64) {
+	if rc := r.stats.Load(); rc != nil {
+		st = rc.Stats()
+	}
+	return st, r.otherSender.Load()
 }
 
 // Run reads until ctx ends or the socket is closed. Unless reg is nil, the
-// source's RTP counters (sidecar_rtp_<track>_packets_total, _lost_total,
-// _frames_dropped_total) are registered with it while Run runs.
+// source's RTP counters are registered with it while Run runs.
 func (r *RTPSource) Run(ctx context.Context, reg prometheus.Registerer) error {
-	var d depacketizer
-	g := rtpingest.Grouper{}
-	switch r.Codec {
-	case H264:
-		d = &rtpingest.H264Depacketizer{}
-	case Opus:
-		d = &rtpingest.OpusDepacketizer{}
-		g.MaxGroupFrames = r.AudioGroupFrames
-		if g.MaxGroupFrames <= 0 {
-			g.MaxGroupFrames = 50
-		}
-	default:
-		return fmt.Errorf("sidecar: unknown codec %q (want h264 or opus)", r.Codec)
+	rc, err := rtpingest.NewReceiver(rtpingest.Config{Codec: rtpingest.Codec(r.Codec), AudioGroupFrames: r.AudioGroupFrames})
+	if err != nil {
+		return fmt.Errorf("sidecar: RTP input of track %s: %w", r.Track, err)
 	}
+	r.stats.Store(rc)
 	if reg != nil {
-		c := rtpCollector(r.Track, d.Stats, r.foreign.Load)
+		c := rtpCollector(r.Track, r.Stats)
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("sidecar: RTP metrics of track %s: %w", r.Track, err)
 		}
@@ -83,30 +92,33 @@ func (r *RTPSource) Run(ctx context.Context, reg prometheus.Registerer) error {
 	if lock.quiet <= 0 {
 		lock.quiet = DefaultSourceQuiet
 	}
+	submit := func(ctx context.Context) error {
+		for f, ok := rc.Next(); ok; f, ok = rc.Next() {
+			if err := r.Sidecar.Submit(ctx, r.Track, f.Group, 0, f.Object, f.Data); err != nil && ctx.Err() != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	buf := make([]byte, 65536)
-	var p rtp.Packet
 	for {
 		n, from, err := r.Conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				// The end of input: what the reorder window holds is
+				// released, the frame in assembly finished.
+				rc.Flush()
+				submit(context.WithoutCancel(ctx))
 				return nil
 			}
 			return err
 		}
 		if !lock.admit(from, time.Now()) {
-			r.foreign.Add(1)
+			r.otherSender.Add(1)
 			continue
 		}
-		if p.Unmarshal(buf[:n]) != nil {
-			r.Sidecar.M.Drops.Inc()
-			continue
-		}
-		f, ok, _ := d.Push(&p)
-		if !ok {
-			continue
-		}
-		group, object := g.Next(f.Keyframe)
-		if err := r.Sidecar.Submit(ctx, r.Track, group, 0, object, f.Data); err != nil && ctx.Err() != nil {
+		_ = rc.Push(buf[:n]) // a malformed datagram is counted by the receiver; nothing else is lost
+		if submit(ctx) != nil {
 			return nil
 		}
 	}

@@ -79,7 +79,8 @@ type Config struct {
 	// Encrypt inputs.
 	Source             string         // local MoQ publisher of the plaintext tracks
 	SourceNamespace    []string       // at Source (default: Namespace)
-	RTPVideo, RTPAudio string         // UDP addresses for H.264 and Opus RTP
+	RTPVideo, RTPAudio string         // UDP addresses for video and Opus RTP
+	VideoCodec         sidecar.Codec  // of -rtp-video and -rtp-out-video
 	RTPSource          netip.AddrPort // the one RTP sender taken (port 0: any port); zero: the first sender
 
 	// Decrypt outputs.
@@ -107,7 +108,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 		c                                 Config
 		mode, namespace, tracks, logLevel string
 		groupPrefix, sourceNamespace      string
-		rtpSource                         string
+		rtpSource, videoCodec             string
 	)
 	fs := flag.NewFlagSet("sframe-sidecar", flag.ContinueOnError)
 	fs.StringVar(&mode, "mode", "encrypt", "encrypt (plaintext in, SFrame to the relay) or decrypt (SFrame from the relay, plaintext out)")
@@ -125,12 +126,13 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&groupPrefix, "group-prefix", "moqsframe/cs", "group mode: MoQ namespace prefix of the group tracks (sframe-cs -namespace-prefix)")
 	fs.StringVar(&c.Source, "source", "", "encrypt: address of a local MoQ publisher of the plaintext tracks")
 	fs.StringVar(&sourceNamespace, "source-namespace", "", "encrypt: namespace of the plaintext tracks at -source (default: -namespace)")
-	fs.StringVar(&c.RTPVideo, "rtp-video", "", "encrypt: UDP address to receive H.264 RTP on (track \"video\")")
+	fs.StringVar(&c.RTPVideo, "rtp-video", "", "encrypt: UDP address to receive video RTP on (track \"video\"; codec -video-codec)")
+	fs.StringVar(&videoCodec, "video-codec", "h264", "RTP video payload format of -rtp-video and -rtp-out-video: h264, h265, vp8 or vp9")
 	fs.StringVar(&c.RTPAudio, "rtp-audio", "", "encrypt: UDP address to receive Opus RTP on (track \"audio\")")
 	fs.StringVar(&rtpSource, "rtp-source", "", "encrypt: take RTP only from this sender, HOST or HOST:PORT (default: the first sender, until it is quiet for 3s); others are dropped and counted")
 	fs.StringVar(&c.OutFile, "out-file", "", "decrypt: write plaintext objects to this file (sidecar record format)")
 	fs.StringVar(&c.Serve, "serve", "", "decrypt: serve plaintext tracks to local MoQ subscribers at this address")
-	fs.StringVar(&c.RTPOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as H.264 RTP to this UDP address")
+	fs.StringVar(&c.RTPOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as RTP (codec -video-codec) to this UDP address")
 	fs.StringVar(&c.RTPOutAudio, "rtp-out-audio", "", "decrypt: send track \"audio\" as Opus RTP to this UDP address")
 	fs.StringVar(&c.RTPOutSDP, "rtp-out-sdp", "", "decrypt: write an SDP file describing -rtp-out-video/-rtp-out-audio, for ffmpeg or a player (ffmpeg -protocol_whitelist file,udp,rtp -i FILE)")
 	fs.StringVar(&c.Metrics, "metrics", "", "address for /metrics and /healthz, e.g. 127.0.0.1:9464 (default: off)")
@@ -167,6 +169,11 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.Namespace = splitList(namespace, "/"); len(c.Namespace) == 0 {
 		return c, fmt.Errorf("-namespace is required (e.g. example.org/live)")
+	}
+	switch c.VideoCodec = sidecar.Codec(videoCodec); c.VideoCodec {
+	case sidecar.H264, sidecar.H265, sidecar.VP8, sidecar.VP9:
+	default:
+		return c, fmt.Errorf("-video-codec %q: want h264, h265, vp8 or vp9", videoCodec)
 	}
 	if rtpSource != "" {
 		if c.RTPSource, err = parseSource(rtpSource); err != nil {

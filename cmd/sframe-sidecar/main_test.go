@@ -41,6 +41,12 @@ func TestParseRTPSource(t *testing.T) {
 	if _, err := parseFlags(append([]string{"-rtp-source", "encoder.local"}, base...), env()); err == nil || !strings.Contains(err.Error(), "-rtp-source") {
 		t.Errorf("a host name: %v", err)
 	}
+	if c, err := parseFlags(append([]string{"-video-codec", "vp9"}, base...), env()); err != nil || c.VideoCodec != sidecar.VP9 {
+		t.Errorf("-video-codec vp9: %v, %v", c.VideoCodec, err)
+	}
+	if _, err := parseFlags(append([]string{"-video-codec", "av1"}, base...), env()); err == nil || !strings.Contains(err.Error(), "-video-codec") {
+		t.Errorf("-video-codec av1: %v", err)
+	}
 }
 
 func TestParseFlagsDefaults(t *testing.T) {
@@ -50,7 +56,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 	if c.Mode != sidecar.Encrypt || c.Relay != "127.0.0.1:4443" || !slices.Equal(c.Namespace, []string{"example.org", "live"}) ||
 		!slices.Equal(c.SourceNamespace, c.Namespace) || !slices.Equal(c.Tracks, []string{"video"}) ||
-		!slices.Equal(c.GroupPrefix, []string{"moqsframe", "cs"}) || c.Metrics != "" || c.LogLevel != slog.LevelInfo ||
+		!slices.Equal(c.GroupPrefix, []string{"moqsframe", "cs"}) || c.Metrics != "" || c.LogLevel != slog.LevelInfo || c.VideoCodec != sidecar.H264 ||
 		c.RelayTimeout != 5*time.Second || c.ReconnectBuffer != sidecar.DefaultReconnectBuffer || c.ReconnectBufferBytes != sidecar.DefaultReconnectBufferBytes ||
 		c.MaxObjectSize != 4<<20 || c.ReplayWindow != sidecar.DefaultReplayWindow || c.DrainTimeout != 10*time.Second || c.Insecure {
 		t.Fatalf("defaults: %+v", c)

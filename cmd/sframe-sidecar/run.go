@@ -113,7 +113,7 @@ func listenRTP(cfg Config) ([]rtpInput, error) {
 	}
 	var ins []rtpInput
 	for _, in := range []rtpInput{
-		{flag: "-rtp-video", addr: cfg.RTPVideo, track: "video", codec: sidecar.H264},
+		{flag: "-rtp-video", addr: cfg.RTPVideo, track: "video", codec: cfg.VideoCodec},
 		{flag: "-rtp-audio", addr: cfg.RTPAudio, track: "audio", codec: sidecar.Opus},
 	} {
 		if in.addr == "" {
@@ -245,7 +245,7 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 	}
 	var outs []sidecar.RTPOutput
 	if cfg.RTPOutVideo != "" {
-		outs = append(outs, sidecar.RTPOutput{Track: "video", Codec: sidecar.H264, Addr: cfg.RTPOutVideo})
+		outs = append(outs, sidecar.RTPOutput{Track: "video", Codec: cfg.VideoCodec, Addr: cfg.RTPOutVideo})
 	}
 	if cfg.RTPOutAudio != "" {
 		outs = append(outs, sidecar.RTPOutput{Track: "audio", Codec: sidecar.Opus, Addr: cfg.RTPOutAudio})
