@@ -264,7 +264,8 @@ func TestStageBackpressure(t *testing.T) {
 		}
 		<-release
 	})
-	if err := ss.Submit(context.Background(), Object{Track: seal[0], Payload: []byte("x")}); err != nil {
+	// TrySubmit never processes on the caller: the worker takes it.
+	if err := ss.TrySubmit(Object{Track: seal[0], Payload: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	<-entered // the worker now holds one object in emit; the queue is empty
