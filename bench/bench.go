@@ -161,7 +161,7 @@ type Options struct {
 	Suites  []sframe.CipherSuite
 	Ops     []string
 	Sizes   []int
-	Batches []int         // seal batch sizes for the AES-GCM suites; 1 = Sender.Seal
+	Batches []int         // batch sizes for the AES-GCM suites; 1 = Sender.Seal, Receiver.Open
 	Paths   []string      // AES-GCM implementations (aesgcm.Implementations())
 	MinTime time.Duration // per round
 	Rounds  int
@@ -256,7 +256,7 @@ func Run(opts Options, emit func(Result)) error {
 			for _, op := range opts.Ops {
 				for _, size := range opts.Sizes {
 					batches := []int{1}
-					if op == "seal" && isGCM(suite) && len(opts.Batches) > 0 {
+					if isGCM(suite) && len(opts.Batches) > 0 {
 						batches = opts.Batches
 					}
 					for _, batch := range batches {
@@ -266,8 +266,10 @@ func Run(opts Options, emit func(Result)) error {
 							w, err = SFrameSeal(suite, size)
 						case op == "seal":
 							w, err = SFrameSealBatch(suite, size, batch)
-						case op == "open":
+						case op == "open" && batch == 1:
 							w, err = SFrameOpen(suite, size)
+						case op == "open":
+							w, err = SFrameOpenBatch(suite, size, batch)
 						default:
 							err = fmt.Errorf("bench: unknown op %q", op)
 						}
@@ -390,6 +392,36 @@ func RawAEADSeal(suite sframe.CipherSuite, size, batch int) (Workload, error) {
 	return func(iters int) {
 		for range iters {
 			aead.SealBatch(msgs)
+		}
+	}, nil
+}
+
+// SFrameOpenBatch returns a workload opening batches of size-byte objects
+// with one Receiver's OpenBatch (the multi-buffer path); each iteration is
+// one batch. Replay protection is off so the same ciphertexts open again.
+func SFrameOpenBatch(suite sframe.CipherSuite, size, batch int) (Workload, error) {
+	base := make([]byte, suite.KeySize())
+	s, err := sframe.NewSender(suite, 0x123, base)
+	if err != nil {
+		return nil, err
+	}
+	r := sframe.NewReceiver(sframe.WithReplayWindow(0))
+	if err := r.AddKey(suite, 0x123, base); err != nil {
+		return nil, err
+	}
+	items := make([]sframe.OpenItem, batch)
+	for i := range items {
+		ct, err := s.Seal(nil, metadata, make([]byte, size))
+		if err != nil {
+			return nil, err
+		}
+		items[i] = sframe.OpenItem{Metadata: metadata, Ciphertext: ct, Out: make([]byte, 0, size)}
+	}
+	return func(iters int) {
+		for range iters {
+			if r.OpenBatch(items) != 0 {
+				panic(items[0].Err)
+			}
 		}
 	}, nil
 }

@@ -147,3 +147,142 @@ func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 	clear(sc.msgs) // drop references to the caller's buffers
 	batchPool.Put(sc)
 }
+
+// OpenItem is one object of a batch given to Receiver.OpenBatch.
+type OpenItem struct {
+	Metadata   []byte
+	Ciphertext []byte
+	// Out receives the plaintext, appended to Out[:0]. It may be
+	// Ciphertext[:0] (in place); otherwise its spare capacity must not
+	// overlap Ciphertext. Give it capacity for len(Ciphertext) to avoid
+	// allocating.
+	Out []byte
+	Err error
+}
+
+// batchOpener is what the AES-GCM fast paths offer for opening: many
+// messages under one key in one call, each tag checked in constant time,
+// a message that fails zeroed and marked on its own.
+type batchOpener interface {
+	OpenBatch(msgs []aesgcm.Message) (failed int)
+}
+
+type openScratch struct {
+	msgs   []aesgcm.Message
+	items  []int // index in items of each message
+	ctrs   []uint64
+	shift  []bool // decrypted in place in the body, to move to Out after
+	nonces []byte
+	aads   []byte
+}
+
+var openPool = sync.Pool{New: func() any { return new(openScratch) }}
+
+// OpenBatch opens every item as Open would, with the same errors and
+// counters, and returns how many failed. Consecutive items under one
+// installed AES-GCM key are opened by one call into the multi-buffer
+// kernel; an item that fails authentication fails alone (ErrAuthentication,
+// counted) and the others open. Replay checks run after authentication, in
+// item order. Each item's Out and Err are set; a failed item's Out is
+// empty.
+func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
+	sc := openPool.Get().(*openScratch)
+	// Size the arenas up front so they never move while messages point
+	// into them.
+	aadMax := 0
+	for i := range items {
+		aadMax += MaxHeaderLen + len(items[i].Metadata)
+	}
+	sc.aads = slices.Grow(sc.aads[:0], aadMax)
+	sc.nonces = slices.Grow(sc.nonces[:0], len(items)*nonceSize)
+	var run *receiveKey
+	for i := range items {
+		it := &items[i]
+		it.Err = nil
+		rk, h, n := r.batchKey(it)
+		if rk != run && run != nil {
+			failed += r.flushOpen(sc, run, items)
+			run = nil
+		}
+		if rk == nil {
+			it.Out, it.Err = r.Open(it.Out[:0], it.Metadata, it.Ciphertext)
+			if it.Err != nil {
+				it.Out = it.Out[:0]
+				failed++
+			}
+			continue
+		}
+		run = rk
+		body := it.Ciphertext[n:]
+		ptLen := len(body) - rk.tag
+		var out []byte
+		it.Out, out = alias.SliceForAppend(it.Out[:0], ptLen)
+		shift := alias.InexactOverlap(out, body)
+		if shift {
+			out = body[:ptLen]
+		}
+		a := len(sc.aads)
+		sc.aads = append(append(sc.aads, it.Ciphertext[:n]...), it.Metadata...)
+		nc := len(sc.nonces)
+		sc.nonces = sc.nonces[:nc+nonceSize]
+		sc.msgs = append(sc.msgs, aesgcm.Message{})
+		m := &sc.msgs[len(sc.msgs)-1]
+		m.Nonce = rk.putNonce(sc.nonces[nc:], h.CTR)
+		m.AAD = sc.aads[a:]
+		m.In = body
+		m.Out = out
+		sc.items = append(sc.items, i)
+		sc.ctrs = append(sc.ctrs, h.CTR)
+		sc.shift = append(sc.shift, shift)
+	}
+	if run != nil {
+		failed += r.flushOpen(sc, run, items)
+	}
+	openPool.Put(sc)
+	return failed
+}
+
+// batchKey returns the installed key that opens it in a batch, its header
+// and the header's length; nil when it must take the single path (a
+// malformed or truncated ciphertext, an unknown or resolved KID, a suite
+// without a batch kernel), which then reports the error.
+func (r *Receiver) batchKey(it *OpenItem) (*receiveKey, Header, int) {
+	h, n, err := ParseHeader(it.Ciphertext)
+	if err != nil {
+		return nil, h, 0
+	}
+	rk, ok := (*r.keys.Load())[h.KID]
+	if !ok || rk.gcm == nil || len(it.Ciphertext)-n < rk.tag {
+		return nil, h, 0
+	}
+	return rk, h, n
+}
+
+// flushOpen opens the messages gathered in sc, all under rk, and finishes
+// their items: replay check, counters, errors. It empties sc.
+func (r *Receiver) flushOpen(sc *openScratch, rk *receiveKey, items []OpenItem) (failed int) {
+	rk.gcm.OpenBatch(sc.msgs)
+	for j := range sc.msgs {
+		it := &items[sc.items[j]]
+		switch m := &sc.msgs[j]; {
+		case m.Err != nil:
+			r.stats.authFailed.Add(1)
+			it.Err, it.Out = ErrAuthentication, it.Out[:0]
+			failed++
+		case rk.replay != nil && !rk.replay.accept(sc.ctrs[j]):
+			clear(m.Out)
+			r.stats.replayed.Add(1)
+			it.Err, it.Out = fmt.Errorf("%w: KID %d CTR %d", ErrReplay, rk.kid, sc.ctrs[j]), it.Out[:0]
+			failed++
+		default:
+			if sc.shift[j] {
+				copy(it.Out, m.Out)
+			}
+			r.stats.opened.Add(1)
+		}
+	}
+	clear(sc.msgs) // drop references to the caller's buffers
+	sc.msgs, sc.items, sc.ctrs, sc.shift = sc.msgs[:0], sc.items[:0], sc.ctrs[:0], sc.shift[:0]
+	sc.aads, sc.nonces = sc.aads[:0], sc.nonces[:0]
+	return failed
+}
