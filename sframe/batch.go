@@ -1,6 +1,7 @@
 package sframe
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,17 +21,11 @@ type SealItem struct {
 	Err error
 }
 
-// batchSealer is what the AES-GCM fast paths offer: many independent
-// messages under one key in one call, their blocks interleaved.
-type batchSealer interface {
-	SealBatch(msgs []aesgcm.Message)
-}
-
 // maxBatch bounds one counter reservation, far below MaxCounter's headroom.
 const maxBatch = 1 << 16
 
 type batchScratch struct {
-	msgs   []aesgcm.Message
+	list   aesgcm.SealList
 	nonces []byte
 	aads   []byte
 }
@@ -64,8 +59,8 @@ func (s *Sender) SealBatch(items []SealItem) (failed int) {
 		}
 	}
 	run := items[:n]
-	if bs, ok := s.key.aead.(batchSealer); ok && len(run) > 1 {
-		s.key.sealBatch(bs, first, run)
+	if s.key.gcm != nil && len(run) > 1 {
+		s.key.sealBatch(first, run)
 	} else {
 		for i := range run {
 			if run[i].Err == nil {
@@ -103,10 +98,12 @@ func (s *Sender) reserveRun(n uint64) (first, got uint64) {
 	return first, min(n, s.limit-first)
 }
 
-// sealBatch lays out every item's header, nonce and AAD, then seals the
-// whole run in one kernel call. Items with Err already set are skipped;
-// their counters are simply never used.
-func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
+// sealBatch is the SFrame-aware batch entry: in one pass over the items it
+// derives each nonce, writes each header into the output and the AAD arena
+// (header || metadata) and describes the message to the multi-buffer kernel
+// (aesgcm.SealList), then seals the whole run in one kernel call. Items
+// with Err already set are skipped; their counters are simply never used.
+func (k *key) sealBatch(first uint64, items []SealItem) {
 	sc := batchPool.Get().(*batchScratch)
 	// Size the arenas up front so they never move while messages point
 	// into them.
@@ -114,37 +111,55 @@ func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 	for i := range items {
 		aadMax += MaxHeaderLen + len(items[i].Metadata)
 	}
-	sc.msgs = slices.Grow(sc.msgs[:0], len(items))
+	sc.list.Reset()
 	sc.nonces = slices.Grow(sc.nonces[:0], len(items)*nonceSize)
 	sc.aads = slices.Grow(sc.aads[:0], aadMax)
+	// The KID's part of every header is the same; only the CTR changes.
+	kl := valueLen(k.kid)
+	var kidCfg, kidBits uint64
+	switch {
+	case kl == 0:
+		kidCfg = k.kid << 60
+	case kl < 8: // longer KIDs never fit the 8-byte word below
+		kidCfg, kidBits = uint64(0x80|(kl-1)<<4)<<56, k.kid<<(56-8*kl)
+	}
 	for i := range items {
 		it := &items[i]
 		if it.Err != nil {
 			continue
 		}
 		ctr := first + uint64(i)
-		hlen := HeaderLen(k.kid, ctr)
+		cl := valueLen(ctr)
+		hlen := 1 + kl + cl
 		var out []byte
 		it.Out, out = alias.SliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
-		putHeader(out, k.kid, ctr)
 		a := len(sc.aads)
-		sc.aads = sc.aads[:a+hlen+len(it.Metadata)]
-		aad := sc.aads[a:]
-		putHeader(aad, k.kid, ctr)
+		aad := sc.aads[a : a+hlen+len(it.Metadata)]
+		if hlen <= 8 {
+			// The header as one 8-byte word, stored whole in the output
+			// and the AAD (both have room: out holds at least the tag
+			// after the header, the arena MaxHeaderLen per item); the
+			// kernel and the metadata overwrite the bytes past it.
+			w := kidCfg | kidBits
+			if cl == 0 {
+				w |= ctr << 56
+			} else {
+				w |= uint64(0x08|(cl-1))<<56 | ctr<<(56-8*hlen+8)
+			}
+			binary.BigEndian.PutUint64(out, w)
+			binary.BigEndian.PutUint64(sc.aads[a:a+8], w)
+		} else {
+			putHeader(out, k.kid, ctr)
+			putHeader(aad, k.kid, ctr)
+		}
 		copy(aad[hlen:], it.Metadata)
+		sc.aads = sc.aads[:a+len(aad)]
 		n := len(sc.nonces)
 		sc.nonces = sc.nonces[:n+nonceSize]
-		// Field by field: a composite literal is copied with 16-byte moves
-		// that the kernel's 8-byte loads cannot forward from.
-		sc.msgs = sc.msgs[:len(sc.msgs)+1]
-		m := &sc.msgs[len(sc.msgs)-1]
-		m.Nonce = k.putNonce(sc.nonces[n:], ctr)
-		m.AAD = aad
-		m.In = it.Plaintext
-		m.Out = out[hlen:]
+		sc.list.Add(out[hlen:], it.Plaintext, k.putNonce(sc.nonces[n:], ctr), aad)
 	}
-	bs.SealBatch(sc.msgs)
-	clear(sc.msgs) // drop references to the caller's buffers
+	k.gcm.SealList(&sc.list)
+	sc.list.Reset() // drop references to the caller's buffers
 	batchPool.Put(sc)
 }
 
@@ -158,13 +173,6 @@ type OpenItem struct {
 	// allocating.
 	Out []byte
 	Err error
-}
-
-// batchOpener is what the AES-GCM fast paths offer for opening: many
-// messages under one key in one call, each tag checked in constant time,
-// a message that fails zeroed and marked on its own.
-type batchOpener interface {
-	OpenBatch(msgs []aesgcm.Message) (failed int)
 }
 
 type openScratch struct {
@@ -199,7 +207,7 @@ func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
 	for i := range items {
 		it := &items[i]
 		it.Err = nil
-		rk, h, n := r.batchKey(it)
+		rk, h, n := r.batchKey(it, run)
 		if rk != run && run != nil {
 			failed += r.flushOpen(sc, run, items)
 			run = nil
@@ -246,12 +254,18 @@ func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
 // and the header's length; nil when it must take the single path (a
 // malformed or truncated ciphertext, an unknown or resolved KID, a suite
 // without a batch kernel), which then reports the error.
-func (r *Receiver) batchKey(it *OpenItem) (*receiveKey, Header, int) {
+//
+// last is the key of the previous item, if any: a run of one KID costs one
+// map lookup.
+func (r *Receiver) batchKey(it *OpenItem, last *receiveKey) (*receiveKey, Header, int) {
 	h, n, err := ParseHeader(it.Ciphertext)
 	if err != nil {
 		return nil, h, 0
 	}
-	rk, ok := (*r.keys.Load())[h.KID]
+	rk, ok := last, last != nil && last.kid == h.KID
+	if !ok {
+		rk, ok = (*r.keys.Load())[h.KID]
+	}
 	if !ok || rk.gcm == nil || len(it.Ciphertext)-n < rk.tag {
 		return nil, h, 0
 	}

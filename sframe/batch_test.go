@@ -229,3 +229,29 @@ func FuzzOpenBatch(f *testing.F) {
 		checkOpenBatch(t, single, batched, mds, cts, len(cts)%2 == 0)
 	})
 }
+
+// SealBatch writes the same headers as Seal for KIDs and counters of every
+// encoded length, across the counter values where the CTR grows a byte.
+func TestSealBatchHeaderEdges(t *testing.T) {
+	base := randBytes(16)
+	for _, kid := range []uint64{0, 7, 8, 255, 256, 1 << 40, 1<<64 - 1} {
+		for _, first := range []uint64{0, 3, 250, 65530, 1<<56 - 3, MaxCounter - 20} {
+			batched, _ := NewSender(AES128GCMSHA256_128, kid, base, WithCounter(first))
+			single, _ := NewSender(AES128GCMSHA256_128, kid, base, WithCounter(first))
+			items := make([]SealItem, 12)
+			for i := range items {
+				items[i] = SealItem{Metadata: randBytes(i % 3), Plaintext: randBytes(i)}
+			}
+			batched.SealBatch(items)
+			for i, it := range items {
+				want, err := single.Seal(nil, it.Metadata, it.Plaintext)
+				if err != nil || it.Err != nil {
+					t.Fatalf("kid %d ctr %d: %v %v", kid, first+uint64(i), err, it.Err)
+				}
+				if !bytes.Equal(it.Out, want) {
+					t.Fatalf("kid %d ctr %d: batch %x, Seal %x", kid, first+uint64(i), it.Out, want)
+				}
+			}
+		}
+	}
+}

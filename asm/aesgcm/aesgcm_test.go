@@ -563,3 +563,93 @@ func TestSelectWhileInUse(t *testing.T) {
 		}
 	}
 }
+
+// tagEqual accepts only the exact tag: any single flipped bit, in either
+// half, is refused.
+func TestTagEqual(t *testing.T) {
+	var tag [TagSize]byte
+	for i := range tag {
+		tag[i] = byte(i*37 + 1)
+	}
+	if !tagEqual(&tag, tag[:]) {
+		t.Fatal("equal tags refused")
+	}
+	for bit := range 8 * TagSize {
+		r := tag
+		r[bit/8] ^= 1 << (bit % 8)
+		if tagEqual(&tag, r[:]) {
+			t.Fatalf("tag with bit %d flipped accepted", bit)
+		}
+	}
+}
+
+// SealList seals exactly what crypto/cipher does, on every implementation,
+// for lists of 0..40 mixed messages (in place and not), reused after Reset.
+func TestSealList(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(8, uint64(ks)))
+			key := randBytes(r, ks)
+			a, _ := New(key)
+			ref := stdGCM(t, key)
+			var l SealList
+			for count := 0; count <= 40; count++ {
+				msgs, pts, aads, nonces := makeBatch(r, count, 1500)
+				l.Reset()
+				for _, m := range msgs {
+					l.Add(m.Out, m.In, m.Nonce, m.AAD)
+				}
+				if l.Len() != count {
+					t.Fatalf("Len %d, want %d", l.Len(), count)
+				}
+				a.SealList(&l)
+				for i, m := range msgs {
+					if want := ref.Seal(nil, nonces[i], pts[i], aads[i]); !bytes.Equal(m.Out, want) {
+						t.Fatalf("SealList count=%d msg %d len=%d mismatch", count, i, len(pts[i]))
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestSealListMisusePanics(t *testing.T) {
+	buf := make([]byte, 64)
+	for name, f := range map[string]func(l *SealList){
+		"nonce":   func(l *SealList) { l.Add(make([]byte, 26), make([]byte, 10), make([]byte, 11), nil) },
+		"out len": func(l *SealList) { l.Add(make([]byte, 25), make([]byte, 10), make([]byte, 12), nil) },
+		"overlap": func(l *SealList) { l.Add(buf[1:27], buf[:10], make([]byte, 12), nil) },
+		"aad":     func(l *SealList) { l.Add(buf[:26], make([]byte, 10), make([]byte, 12), buf[20:30]) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f(new(SealList))
+		}()
+	}
+}
+
+func TestSealListAllocs(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	forEachImpl(t, func(t *testing.T) {
+		a, _ := New(make([]byte, 16))
+		msgs, _, _, _ := makeBatch(rand.New(rand.NewPCG(9, 9)), 32, 1200)
+		var l SealList
+		run := func() {
+			l.Reset()
+			for _, m := range msgs {
+				l.Add(m.Out, m.In, m.Nonce, m.AAD)
+			}
+			a.SealList(&l)
+		}
+		run()
+		if n := testing.AllocsPerRun(100, run); n != 0 {
+			t.Fatalf("%v allocs per list of 32", n)
+		}
+	})
+}
