@@ -176,7 +176,7 @@ type OpenItem struct {
 }
 
 type openScratch struct {
-	msgs   []aesgcm.Message
+	list   aesgcm.OpenList
 	items  []int // index in items of each message
 	ctrs   []uint64
 	shift  []bool // decrypted in place in the body, to move to Out after
@@ -233,12 +233,7 @@ func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
 		sc.aads = append(append(sc.aads, it.Ciphertext[:n]...), it.Metadata...)
 		nc := len(sc.nonces)
 		sc.nonces = sc.nonces[:nc+nonceSize]
-		sc.msgs = append(sc.msgs, aesgcm.Message{})
-		m := &sc.msgs[len(sc.msgs)-1]
-		m.Nonce = rk.putNonce(sc.nonces[nc:], h.CTR)
-		m.AAD = sc.aads[a:]
-		m.In = body
-		m.Out = out
+		sc.list.Add(out, body, rk.putNonce(sc.nonces[nc:], h.CTR), sc.aads[a:])
 		sc.items = append(sc.items, i)
 		sc.ctrs = append(sc.ctrs, h.CTR)
 		sc.shift = append(sc.shift, shift)
@@ -275,28 +270,32 @@ func (r *Receiver) batchKey(it *OpenItem, last *receiveKey) (*receiveKey, Header
 // flushOpen opens the messages gathered in sc, all under rk, and finishes
 // their items: replay check, counters, errors. It empties sc.
 func (r *Receiver) flushOpen(sc *openScratch, rk *receiveKey, items []OpenItem) (failed int) {
-	rk.gcm.OpenBatch(sc.msgs)
-	for j := range sc.msgs {
-		it := &items[sc.items[j]]
-		switch m := &sc.msgs[j]; {
-		case m.Err != nil:
+	rk.gcm.OpenList(&sc.list)
+	for j, i := range sc.items {
+		it := &items[i]
+		body := it.Ciphertext[len(it.Ciphertext)-len(it.Out)-rk.tag : len(it.Ciphertext)-rk.tag]
+		switch {
+		case !sc.list.OK(j):
 			r.stats.authFailed.Add(1)
 			it.Err, it.Out = ErrAuthentication, it.Out[:0]
 			failed++
 		case rk.replay != nil && !rk.replay.accept(sc.ctrs[j]):
-			clear(m.Out)
+			if sc.shift[j] {
+				clear(body)
+			}
+			clear(it.Out)
 			r.stats.replayed.Add(1)
 			it.Err, it.Out = fmt.Errorf("%w: KID %d CTR %d", ErrReplay, rk.kid, sc.ctrs[j]), it.Out[:0]
 			failed++
 		default:
 			if sc.shift[j] {
-				copy(it.Out, m.Out)
+				copy(it.Out, body)
 			}
 			r.stats.opened.Add(1)
 		}
 	}
-	clear(sc.msgs) // drop references to the caller's buffers
-	sc.msgs, sc.items, sc.ctrs, sc.shift = sc.msgs[:0], sc.items[:0], sc.ctrs[:0], sc.shift[:0]
+	sc.list.Reset() // drop references to the caller's buffers
+	sc.items, sc.ctrs, sc.shift = sc.items[:0], sc.ctrs[:0], sc.shift[:0]
 	sc.aads, sc.nonces = sc.aads[:0], sc.nonces[:0]
 	return failed
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -235,6 +236,90 @@ func (a *AEAD) SealList(l *SealList) {
 	if len(l.d) > 0 {
 		a.sealList(l.d)
 	}
+}
+
+// An OpenList is a batch of opens under one key, laid out for the
+// multi-buffer kernel as it is built, as SealList is for seals. The zero
+// value is empty; reuse one with Reset to avoid allocating.
+type OpenList struct {
+	d    []batchDesc
+	tags [][TagSize]byte // tags the kernel computes, compared after
+	ok   []bool
+}
+
+// Add appends the open of in (ciphertext, then the 16-byte tag) into out,
+// which must be len(in)-16 bytes, under a 12-byte nonce and aad. in must
+// hold at least the tag (check it first: shorter input never opens).
+// Nothing is read before OpenList: in, nonce and aad must stay unchanged
+// until it returns. out may alias in exactly but must not overlap it
+// otherwise, nor aad. It panics on misuse.
+func (l *OpenList) Add(out, in, nonce, aad []byte) {
+	if len(nonce) != NonceSize {
+		panic("aesgcm: incorrect nonce length in OpenList.Add")
+	}
+	if len(in) < TagSize || uint64(len(in)) > maxPlaintext+TagSize {
+		panic("aesgcm: OpenList.Add needs len(in) >= 16")
+	}
+	if len(out) != len(in)-TagSize {
+		panic("aesgcm: OpenList.Add needs len(out) = len(in)-16")
+	}
+	if alias.InexactOverlap(out, in) || alias.InexactOverlap(out, aad) {
+		panic("aesgcm: invalid buffer overlap in OpenList.Add")
+	}
+	l.d = append(l.d, batchDesc{})
+	d := &l.d[len(l.d)-1]
+	d.out = unsafe.SliceData(out)
+	d.in = unsafe.SliceData(in)
+	d.n = len(out)
+	d.aad = unsafe.SliceData(aad)
+	d.aadLen = len(aad)
+	d.nonce = unsafe.SliceData(nonce)
+}
+
+// Len returns the number of messages added since the last Reset.
+func (l *OpenList) Len() int { return len(l.d) }
+
+// OK reports whether message i (in the order added) authenticated in the
+// last OpenList call.
+func (l *OpenList) OK(i int) bool { return l.ok[i] }
+
+// Reset empties the list, keeping its memory and dropping its references
+// to the messages' buffers.
+func (l *OpenList) Reset() {
+	clear(l.d)
+	l.d = l.d[:0]
+}
+
+// OpenList opens every message added to l, in one call into the
+// multi-buffer kernel where there is one, and returns how many failed. Each
+// tag is compared in constant time; a message that fails has its out
+// zeroed and l.OK false, and the others are unaffected.
+func (a *AEAD) OpenList(l *OpenList) (failed int) {
+	n := len(l.d)
+	if n == 0 {
+		return 0
+	}
+	l.ok = slices.Grow(l.ok[:0], n)[:n]
+	l.tags = slices.Grow(l.tags[:0], n)[:n]
+	return a.openList(l)
+}
+
+// received returns the tag that came with described message d.
+func (d *batchDesc) received() []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(d.in), d.n)), TagSize)
+}
+
+// openDescsGeneric opens described messages with crypto/cipher.
+func (a *AEAD) openDescsGeneric(l *OpenList) (failed int) {
+	for i := range l.d {
+		d := &l.d[i]
+		out := unsafe.Slice(d.out, d.n)
+		l.ok[i] = a.openStd(out, unsafe.Slice(d.nonce, NonceSize), unsafe.Slice(d.in, d.n+TagSize), unsafe.Slice(d.aad, d.aadLen))
+		if !l.ok[i] {
+			failed++
+		}
+	}
+	return failed
 }
 
 // sealDescsGeneric seals described messages with crypto/cipher.

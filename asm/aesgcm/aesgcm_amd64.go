@@ -176,6 +176,27 @@ func (a *AEAD) sealList(d []batchDesc) {
 	runSeal(p, a.k, &d[0], len(d))
 }
 
+func (a *AEAD) openList(l *OpenList) (failed int) {
+	p := path()
+	if p == implGeneric {
+		return a.openDescsGeneric(l)
+	}
+	// Tag pointers are set now: l.tags may have moved since Add.
+	for i := range l.d {
+		l.d[i].tag = &l.tags[i][0]
+	}
+	runOpen(p, a.k, &l.d[0], len(l.d))
+	for i := range l.d {
+		d := &l.d[i]
+		l.ok[i] = tagEqual(&l.tags[i], d.received())
+		if !l.ok[i] {
+			clear(unsafe.Slice(d.out, d.n))
+			failed++
+		}
+	}
+	return failed
+}
+
 func (a *AEAD) openBatch(msgs []Message) int {
 	p := path()
 	if p == implGeneric {
