@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,5 +383,48 @@ func TestStageSubmitBatch(t *testing.T) {
 	}
 	if err := ss.SubmitBatch(context.Background(), []Object{{Track: seal[0]}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// A submitter that finds its shard idle processes the object itself
+// (caller-runs): emit has run, on this goroutine, when Submit returns. One
+// whose shard is busy queues it for the worker instead.
+func TestStageCallerRuns(t *testing.T) {
+	seal, _ := keyedTracks(t, 1)
+	var emitted atomic.Int64
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	ss := NewSealStage(Config{Workers: 1}, func(batch []Object) {
+		if batch[0].ObjectID == 100 { // the worker's object: hold the shard
+			entered <- struct{}{}
+			<-release
+		}
+		emitted.Add(int64(len(batch)))
+	})
+	if err := ss.Submit(context.Background(), Object{Track: seal[0], ObjectID: 0, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if emitted.Load() != 1 {
+		t.Fatalf("Submit on an idle shard returned before emit (%d emitted)", emitted.Load())
+	}
+	if err := ss.SubmitBatch(context.Background(), []Object{{Track: seal[0], ObjectID: 1}, {Track: seal[0], ObjectID: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if emitted.Load() != 3 {
+		t.Fatalf("SubmitBatch on an idle shard returned before emit (%d emitted)", emitted.Load())
+	}
+	// TrySubmit hands over to the worker, which then holds the shard:
+	// Submit queues behind it and returns without processing.
+	ss.TrySubmit(Object{Track: seal[0], ObjectID: 100})
+	<-entered
+	if err := ss.Submit(context.Background(), Object{Track: seal[0], ObjectID: 101}); err != nil {
+		t.Fatal(err)
+	}
+	if emitted.Load() != 3 {
+		t.Fatalf("Submit on a busy shard processed the object itself")
+	}
+	close(release)
+	ss.Close()
+	if st := ss.Stats(); st.Objects != 5 || emitted.Load() != 5 {
+		t.Fatalf("stats %+v, %d emitted", st, emitted.Load())
 	}
 }

@@ -57,6 +57,7 @@ type Stage struct {
 	queues   []*queue
 	maxBatch int
 	wg       sync.WaitGroup
+	lastOwn  atomic.Int32 // shard a submitter processed last
 
 	objects, bytes, drops, errs, authFailed atomic.Uint64
 }
@@ -109,10 +110,14 @@ func (s *Stage) SubmitBatch(ctx context.Context, objs []Object) error {
 	// (two submitters each holding a shard the other waits on would
 	// deadlock).
 	own := -1
-	for i := range objs {
-		if w := int(objs[i].Track.shard % n); s.queues[w].idle() {
-			own = w
-			break
+	if w := int(s.lastOwn.Load()); w < len(s.queues) && s.queues[w].idle() && hasShard(objs, uint32(w), n) {
+		own = w // the shard a submitter ran last: its workers stay parked
+	} else {
+		for i := range objs {
+			if w := int(objs[i].Track.shard % n); s.queues[w].idle() {
+				own = w
+				break
+			}
 		}
 	}
 	var firstErr error
@@ -127,12 +132,22 @@ func (s *Stage) SubmitBatch(ctx context.Context, objs []Object) error {
 	if own >= 0 {
 		q := s.queues[own]
 		if q.claim() {
+			s.lastOwn.Store(int32(own))
 			s.runWith(q, objs, uint32(own), n)
 		} else if err := s.pushShard(ctx, q, objs, uint32(own), n); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return firstErr
+}
+
+func hasShard(objs []Object, w, n uint32) bool {
+	for i := range objs {
+		if objs[i].Track.shard%n == w {
+			return true
+		}
+	}
+	return false
 }
 
 // pushShard queues the objects of shard w, counting those it could not.
