@@ -84,26 +84,37 @@ func Measure(w Workload, objectsPerIter int, minTime time.Duration, rounds int) 
 
 // MeasureCPU is Measure for a workload that runs on the calling goroutine
 // alone, timed in the CPU time of its OS thread (on Linux; elsewhere wall
-// time), so that other processes on a shared machine do not count: the
-// baseline and the measured code are timed the same way, and their ratio
-// holds while the machine is busy.
+// time), so that other processes on a shared machine do not count.
 func MeasureCPU(w Workload, objectsPerIter int, minTime time.Duration, rounds int) Measurement {
+	m, _ := MeasurePair(w, objectsPerIter, nil, minTime, rounds)
+	return m
+}
+
+// MeasurePair measures w and, when base is not nil, its baseline base (one
+// object per iteration) the way MeasureCPU does, alternating one round of
+// each, so both see the same state of a shared machine and their ratio
+// holds while it is busy. Each result is the fastest of rounds rounds.
+func MeasurePair(w Workload, objectsPerIter int, base Workload, minTime time.Duration, rounds int) (m, b Measurement) {
+	return MeasurePairN(w, objectsPerIter, base, 1, minTime, rounds)
+}
+
+// MeasurePairN is MeasurePair with baseObjectsPerIter objects per
+// iteration of base.
+func MeasurePairN(w Workload, objectsPerIter int, base Workload, baseObjectsPerIter int, minTime time.Duration, rounds int) (m, b Measurement) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w(1)
-	iters := 1
-	for {
-		start := threadCPU()
-		w(iters)
-		if d := threadCPU() - start; d >= minTime/4 || iters >= 1<<30 {
-			iters = int(float64(iters) * float64(minTime) / float64(max(d, time.Microsecond)))
-			break
-		}
-		iters *= 4
+	iters := calibrate(w, minTime)
+	biters := 0
+	if base != nil {
+		biters = calibrate(base, minTime)
 	}
-	iters = max(iters, 1)
-	best := time.Duration(1<<63 - 1)
+	best, bbest := time.Duration(1<<63-1), time.Duration(1<<63-1)
 	for range rounds {
+		if base != nil {
+			start := threadCPU()
+			base(biters)
+			bbest = min(bbest, threadCPU()-start)
+		}
 		start := threadCPU()
 		w(iters)
 		best = min(best, threadCPU()-start)
@@ -113,9 +124,28 @@ func MeasureCPU(w Workload, objectsPerIter int, minTime time.Duration, rounds in
 	w(iters)
 	runtime.ReadMemStats(&after)
 	objects := float64(iters * objectsPerIter)
-	return Measurement{
+	m = Measurement{
 		NsPerObject:     float64(best.Nanoseconds()) / objects,
 		AllocsPerObject: float64(after.Mallocs-before.Mallocs) / objects,
+	}
+	if base != nil {
+		b = Measurement{NsPerObject: float64(bbest.Nanoseconds()) / float64(biters*baseObjectsPerIter)}
+	}
+	return m, b
+}
+
+// calibrate warms w up and returns how many iterations take about minTime
+// of thread CPU time. The caller holds runtime.LockOSThread.
+func calibrate(w Workload, minTime time.Duration) int {
+	w(1)
+	iters := 1
+	for {
+		start := threadCPU()
+		w(iters)
+		if d := threadCPU() - start; d >= minTime/4 || iters >= 1<<30 {
+			return max(1, int(float64(iters)*float64(minTime)/float64(max(d, time.Microsecond))))
+		}
+		iters *= 4
 	}
 }
 
@@ -234,7 +264,9 @@ func isGCM(s sframe.CipherSuite) bool {
 
 // Run measures every combination in opts and calls emit with each result.
 // Each row's stdlib_gbps is crypto/cipher AES-GCM at the same key size, op
-// and object size, measured in this run; ratio = SFrame speed / stdlib speed.
+// and object size, measured in rounds alternating with the row's own (thread
+// CPU time); ratio = SFrame speed / stdlib speed. The pipeline and parallel
+// rows are wall time, against a stdlib baseline measured once.
 func Run(opts Options, emit func(Result)) error {
 	type baseKey struct {
 		aes  int
@@ -260,11 +292,13 @@ func Run(opts Options, emit func(Result)) error {
 		if op != "open" {
 			baseOp = "seal"
 		}
-		base, err := baseline(suite, baseOp, size)
+		bw, err := StdlibGCM(suite, baseOp, size)
 		if err != nil {
 			return err
 		}
-		m := MeasureCPU(w, perIter, opts.MinTime, opts.Rounds)
+		// The baseline runs interleaved with the row, so the ratio
+		// compares the two in the same moments of a shared machine.
+		m, base := MeasurePair(w, perIter, bw, opts.MinTime, opts.Rounds)
 		emit(Result{
 			Suite: suite.String(), Op: op, Size: size, Batch: batch, Path: path,
 			NsPerObject: m.NsPerObject, GBps: m.GBps(size),
