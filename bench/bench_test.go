@@ -118,6 +118,25 @@ func BenchmarkPipelineWorkers(b *testing.B) {
 			b.ReportMetric(base/(float64(b.Elapsed().Nanoseconds())/float64(b.N)), "x-1worker")
 		})
 	}
+	// The ceiling: 2 goroutines sealing with no stage, against 1, measured
+	// in the same process (the most two cores give the machine at hand).
+	one1, err := ParallelSeal(sframe.AES128GCMSHA256_128, 1, 1200)
+	if err != nil {
+		b.Fatal(err)
+	}
+	base1 := Measure(one1, 1, 100*time.Millisecond, 3).NsPerObject
+	b.Run("parallel=2", func(b *testing.B) {
+		w, err := ParallelSeal(sframe.AES128GCMSHA256_128, 2, 1200)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(1200)
+		b.ReportAllocs()
+		b.ResetTimer()
+		w(b.N)
+		b.StopTimer()
+		b.ReportMetric(base1/(float64(b.Elapsed().Nanoseconds())/float64(b.N)), "x-1goroutine")
+	})
 }
 
 // BenchmarkSFrameOverhead seals 1200-byte objects in batches of 32 with
