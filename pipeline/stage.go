@@ -104,17 +104,18 @@ func (s *Stage) queue(o *Object) *queue {
 // dropped.
 func (s *Stage) SubmitBatch(ctx context.Context, objs []Object) error {
 	n := uint32(len(s.queues))
-	// The shard this goroutine will process itself: the first idle one with
-	// objects in this burst. The others are queued first, so their workers
-	// start while we work, and we hold no claim while waiting for room
-	// (two submitters each holding a shard the other waits on would
-	// deadlock).
+	// The shard this goroutine will process itself: an idle one with
+	// objects in this burst, preferably the one a submitter ran last, so
+	// the same workers keep being the ones woken. The others are queued
+	// first, so their workers start while we work, and we hold no claim
+	// while waiting for room (two submitters each holding a shard the other
+	// waits on would deadlock).
 	own := -1
 	if w := int(s.lastOwn.Load()); w < len(s.queues) && s.queues[w].idle() && hasShard(objs, uint32(w), n) {
-		own = w // the shard a submitter ran last: its workers stay parked
+		own = w
 	} else {
-		for i := range objs {
-			if w := int(objs[i].Track.shard % n); s.queues[w].idle() {
+		for w, q := range s.queues { // one lock per shard, not per object
+			if q.idle() && hasShard(objs, uint32(w), n) {
 				own = w
 				break
 			}
