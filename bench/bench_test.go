@@ -118,4 +118,46 @@ func BenchmarkPipelineWorkers(b *testing.B) {
 			b.ReportMetric(base/(float64(b.Elapsed().Nanoseconds())/float64(b.N)), "x-1worker")
 		})
 	}
+	// The ceiling: 2 goroutines sealing with no stage, against 1, measured
+	// in the same process (the most two cores give the machine at hand).
+	one1, err := ParallelSeal(sframe.AES128GCMSHA256_128, 1, 1200)
+	if err != nil {
+		b.Fatal(err)
+	}
+	base1 := Measure(one1, 1, 100*time.Millisecond, 3).NsPerObject
+	b.Run("parallel=2", func(b *testing.B) {
+		w, err := ParallelSeal(sframe.AES128GCMSHA256_128, 2, 1200)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(1200)
+		b.ReportAllocs()
+		b.ResetTimer()
+		w(b.N)
+		b.StopTimer()
+		b.ReportMetric(base1/(float64(b.Elapsed().Nanoseconds())/float64(b.N)), "x-1goroutine")
+	})
+}
+
+// BenchmarkSFrameOverhead seals 1200-byte objects in batches of 32 with
+// Sender.SealBatch and with the bare AES-GCM batch kernel (RawAEADSeal),
+// in alternating rounds of thread CPU time, and reports SFrame's cost over
+// the raw AEAD in percent (the issue 13 goal: <= 10%).
+func BenchmarkSFrameOverhead(b *testing.B) {
+	for _, size := range []int{160, 1200} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			s, err := SFrameSealBatch(sframe.AES128GCMSHA256_128, size, 32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			raw, err := RawAEADSeal(sframe.AES128GCMSHA256_128, size, 32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rounds := max(3, int(b.N/1000))
+			m, r := MeasurePairN(s, 32, raw, 32, 10*time.Millisecond, min(rounds, 15))
+			b.ReportMetric(100*(m.NsPerObject/r.NsPerObject-1), "%-over-raw")
+			b.ReportMetric(m.NsPerObject, "ns/object")
+		})
+	}
 }

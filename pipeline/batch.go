@@ -32,6 +32,7 @@ type Batcher struct {
 	meta    []byte
 	metaEnd []int
 	items   []sframe.SealItem
+	opens   []sframe.OpenItem
 }
 
 // BatchSealer is a Sealer that seals many objects in one call, such as
@@ -39,6 +40,13 @@ type Batcher struct {
 type BatchSealer interface {
 	Sealer
 	SealBatch(items []sframe.SealItem) (failed int)
+}
+
+// BatchOpener is an Opener that opens many objects in one call, such as
+// *sframe.Receiver, whose AES-GCM suites use a multi-buffer kernel.
+type BatchOpener interface {
+	Opener
+	OpenBatch(items []sframe.OpenItem) (failed int)
 }
 
 // Seal seals each object's Payload into its Out with its track's Sealer,
@@ -77,14 +85,8 @@ func (b *Batcher) sealOne(o *Object) int {
 
 // sealRun seals objects sharing one BatchSealer in one call.
 func (b *Batcher) sealRun(bs BatchSealer, objs []Object) (failed int) {
-	b.meta, b.metaEnd, b.items = b.meta[:0], b.metaEnd[:0], b.items[:0]
-	for i := range objs {
-		var err error
-		if b.meta, err = objs[i].Track.AppendMetadata(b.meta, objs[i].GroupID, objs[i].ObjectID); err != nil {
-			objs[i].Err = err
-		}
-		b.metaEnd = append(b.metaEnd, len(b.meta))
-	}
+	b.buildMeta(objs)
+	b.items = b.items[:0]
 	start := 0
 	for i := range objs {
 		// Objects that already failed get no item; their Err stays.
@@ -111,20 +113,76 @@ func (b *Batcher) sealRun(bs BatchSealer, objs []Object) (failed int) {
 }
 
 // Open opens each object's Payload into its Out with its track's Opener,
-// checking that the object was sealed with this MoQ identity. It sets each
-// object's Err and returns how many failed.
+// checking that the object was sealed with this MoQ identity. Consecutive
+// objects of one BatchOpener are opened in one call; one that fails
+// authentication fails alone. It sets each object's Err and returns how
+// many failed.
 func (b *Batcher) Open(objs []Object) (failed int) {
+	for len(objs) > 0 {
+		n := 1
+		bo, ok := objs[0].Track.Opener.(BatchOpener)
+		if ok {
+			for n < len(objs) && objs[n].Track.Opener == objs[0].Track.Opener {
+				n++
+			}
+		}
+		if ok && n > 1 {
+			failed += b.openRun(bo, objs[:n])
+		} else {
+			failed += b.openOne(&objs[0])
+		}
+		objs = objs[n:]
+	}
+	return failed
+}
+
+func (b *Batcher) openOne(o *Object) int {
+	if o.Err = b.setMeta(o); o.Err == nil {
+		o.Out, o.Err = o.Track.Opener.Open(o.Out[:0], b.meta, o.Payload)
+	}
+	if o.Err != nil {
+		o.Out = o.Out[:0]
+		return 1
+	}
+	return 0
+}
+
+// openRun opens objects sharing one BatchOpener in one call.
+func (b *Batcher) openRun(bo BatchOpener, objs []Object) (failed int) {
+	b.buildMeta(objs)
+	b.opens = b.opens[:0]
+	start := 0
+	for i := range objs {
+		if objs[i].Err == nil {
+			b.opens = append(b.opens, sframe.OpenItem{Metadata: b.meta[start:b.metaEnd[i]], Ciphertext: objs[i].Payload, Out: objs[i].Out})
+		}
+		start = b.metaEnd[i]
+	}
+	bo.OpenBatch(b.opens)
+	j := 0
 	for i := range objs {
 		o := &objs[i]
-		if o.Err = b.setMeta(o); o.Err == nil {
-			o.Out, o.Err = o.Track.Opener.Open(o.Out[:0], b.meta, o.Payload)
+		if o.Err == nil {
+			o.Out, o.Err = b.opens[j].Out, b.opens[j].Err
+			j++
 		}
 		if o.Err != nil {
 			o.Out = o.Out[:0]
 			failed++
 		}
 	}
+	clear(b.opens) // drop references to payloads
 	return failed
+}
+
+// buildMeta lays out every object's metadata in b.meta, object i's ending
+// at b.metaEnd[i]; an object whose identity cannot be encoded gets Err.
+func (b *Batcher) buildMeta(objs []Object) {
+	b.meta, b.metaEnd = b.meta[:0], b.metaEnd[:0]
+	for i := range objs {
+		b.meta, objs[i].Err = objs[i].Track.AppendMetadata(b.meta, objs[i].GroupID, objs[i].ObjectID)
+		b.metaEnd = append(b.metaEnd, len(b.meta))
+	}
 }
 
 func (b *Batcher) setMeta(o *Object) (err error) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,12 +114,22 @@ func TestBatchRoundTrip(t *testing.T) {
 		opened = append(opened, Object{Track: open[trackOf(i)], GroupID: objs[i].GroupID, ObjectID: objs[i].ObjectID, Payload: objs[i].Out})
 		index = append(index, i)
 	}
-	if failed := b.Open(opened); failed != 0 {
-		t.Fatalf("%d failed to open", failed)
+	// Object 9 (inside a run of one Receiver) is tampered with and object
+	// 13 claims another object ID: each fails alone, the rest open.
+	opened[8].Payload[len(opened[8].Payload)-1] ^= 1
+	opened[12].ObjectID++
+	if failed := b.Open(opened); failed != 2 {
+		t.Fatalf("%d failed to open, want 2", failed)
 	}
 	for j, o := range opened {
-		if !bytes.Equal(o.Out, payload(index[j])) {
-			t.Fatalf("object %d differs", index[j])
+		if j == 8 || j == 12 {
+			if !errors.Is(o.Err, sframe.ErrAuthentication) || len(o.Out) != 0 {
+				t.Fatalf("object %d: err %v, %d bytes out", index[j], o.Err, len(o.Out))
+			}
+			continue
+		}
+		if o.Err != nil || !bytes.Equal(o.Out, payload(index[j])) {
+			t.Fatalf("object %d differs (err %v)", index[j], o.Err)
 		}
 	}
 }
@@ -169,7 +180,19 @@ func TestBatcherZeroAllocs(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector makes sync.Pool drop items")
 	}
-	seal, _ := keyedTracks(t, 4)
+	// Receivers without a replay window, so the same objects open on
+	// every run.
+	var seal, open []*Track
+	for i := range 4 {
+		base := bytes.Repeat([]byte{byte(i)}, 16)
+		st, _ := NewTrack([]string{"example.org", "room1"}, fmt.Sprint("track", i))
+		ot, _ := NewTrack([]string{"example.org", "room1"}, fmt.Sprint("track", i))
+		st.Sealer, _ = sframe.NewSender(sframe.AES128GCMSHA256_128, uint64(i), base)
+		r := sframe.NewReceiver(sframe.WithReplayWindow(0))
+		r.AddKey(sframe.AES128GCMSHA256_128, uint64(i), base)
+		ot.Opener = r
+		seal, open = append(seal, st), append(open, ot)
+	}
 	objs := make([]Object, 32)
 	for i := range objs {
 		// Runs of 8 objects per track take the multi-buffer path.
@@ -179,6 +202,16 @@ func TestBatcherZeroAllocs(t *testing.T) {
 	b.Seal(objs)
 	if a := testing.AllocsPerRun(100, func() { b.Seal(objs) }); a != 0 {
 		t.Fatalf("%v allocs per batch of 32", a)
+	}
+	cts := make([]Object, len(objs))
+	for i, o := range objs {
+		cts[i] = Object{Track: open[i/8], ObjectID: o.ObjectID, Payload: o.Out, Out: make([]byte, 0, 1300)}
+	}
+	if failed := b.Open(cts); failed != 0 {
+		t.Fatalf("%d failed to open: %v", failed, cts[0].Err)
+	}
+	if a := testing.AllocsPerRun(100, func() { b.Open(cts) }); a != 0 {
+		t.Fatalf("%v allocs per opened batch of 32", a)
 	}
 }
 
@@ -264,7 +297,8 @@ func TestStageBackpressure(t *testing.T) {
 		}
 		<-release
 	})
-	if err := ss.Submit(context.Background(), Object{Track: seal[0], Payload: []byte("x")}); err != nil {
+	// TrySubmit never processes on the caller: the worker takes it.
+	if err := ss.TrySubmit(Object{Track: seal[0], Payload: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	<-entered // the worker now holds one object in emit; the queue is empty
@@ -349,5 +383,48 @@ func TestStageSubmitBatch(t *testing.T) {
 	}
 	if err := ss.SubmitBatch(context.Background(), []Object{{Track: seal[0]}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// A submitter that finds its shard idle processes the object itself
+// (caller-runs): emit has run, on this goroutine, when Submit returns. One
+// whose shard is busy queues it for the worker instead.
+func TestStageCallerRuns(t *testing.T) {
+	seal, _ := keyedTracks(t, 1)
+	var emitted atomic.Int64
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	ss := NewSealStage(Config{Workers: 1}, func(batch []Object) {
+		if batch[0].ObjectID == 100 { // the worker's object: hold the shard
+			entered <- struct{}{}
+			<-release
+		}
+		emitted.Add(int64(len(batch)))
+	})
+	if err := ss.Submit(context.Background(), Object{Track: seal[0], ObjectID: 0, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if emitted.Load() != 1 {
+		t.Fatalf("Submit on an idle shard returned before emit (%d emitted)", emitted.Load())
+	}
+	if err := ss.SubmitBatch(context.Background(), []Object{{Track: seal[0], ObjectID: 1}, {Track: seal[0], ObjectID: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if emitted.Load() != 3 {
+		t.Fatalf("SubmitBatch on an idle shard returned before emit (%d emitted)", emitted.Load())
+	}
+	// TrySubmit hands over to the worker, which then holds the shard:
+	// Submit queues behind it and returns without processing.
+	ss.TrySubmit(Object{Track: seal[0], ObjectID: 100})
+	<-entered
+	if err := ss.Submit(context.Background(), Object{Track: seal[0], ObjectID: 101}); err != nil {
+		t.Fatal(err)
+	}
+	if emitted.Load() != 3 {
+		t.Fatalf("Submit on a busy shard processed the object itself")
+	}
+	close(release)
+	ss.Close()
+	if st := ss.Stats(); st.Objects != 5 || emitted.Load() != 5 {
+		t.Fatalf("stats %+v, %d emitted", st, emitted.Load())
 	}
 }

@@ -2,24 +2,33 @@ package pipeline
 
 import (
 	"context"
+	"runtime"
 	"sync"
 )
 
-// queue is a bounded FIFO between producers and one worker. The worker takes
-// everything pending in one swap, so synchronisation costs one uncontended
-// mutex per object and a wake-up only when the worker was idle, not a
-// channel operation and a possible park per object.
+// queue is a bounded FIFO of one shard's objects, and the right to process
+// them. At most one goroutine holds that right (busy) at a time: the shard's
+// worker, or a submitter that found the shard idle (caller-runs). That one
+// rule keeps each track's order whoever processes it. The holder owns b and
+// batch. Synchronisation costs one uncontended mutex per object, and a
+// wake-up only when the worker was parked.
 type queue struct {
 	mu       sync.Mutex
-	notEmpty sync.Cond
-	notFull  sync.Cond
-	pending  []Object // cap is the queue's bound
-	waiting  bool     // worker is parked on notEmpty
+	notEmpty sync.Cond // the worker waits for objects it may take
+	notFull  sync.Cond // producers wait for room
+	pending  []Object  // cap is the queue's bound
+	waiting  bool      // worker is parked on notEmpty
+	busy     bool      // someone is processing this shard
 	closed   bool
+	bound    int // cap(pending), readable without the lock
+
+	// Held by whoever is busy.
+	b     Batcher
+	batch []Object
 }
 
-func newQueue(n int) *queue {
-	q := &queue{pending: make([]Object, 0, n)}
+func newQueue(n, maxBatch int) *queue {
+	q := &queue{pending: make([]Object, 0, n), bound: n, batch: make([]Object, 0, maxBatch)}
 	q.notEmpty.L, q.notFull.L = &q.mu, &q.mu
 	return q
 }
@@ -33,21 +42,7 @@ func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 			q.mu.Unlock()
 			return ErrQueueFull
 		}
-		// Wake the Wait below when ctx ends. A context that can never end
-		// (Background) needs no watcher, and so costs no allocation.
-		stop := func() bool { return false }
-		if ctx.Done() != nil {
-			stop = context.AfterFunc(ctx, func() {
-				q.mu.Lock()
-				q.notFull.Broadcast()
-				q.mu.Unlock()
-			})
-		}
-		for len(q.pending) == cap(q.pending) && !q.closed && ctx.Err() == nil {
-			q.notFull.Wait()
-		}
-		stop()
-		if err := ctx.Err(); err != nil && len(q.pending) == cap(q.pending) {
+		if err := q.waitRoomLocked(ctx); err != nil {
 			q.mu.Unlock()
 			return err
 		}
@@ -57,12 +52,41 @@ func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 		return ErrClosed
 	}
 	q.pending = append(q.pending, *o)
-	wake := q.waiting
+	q.unlockAndWake()
+	return nil
+}
+
+// waitRoomLocked waits, holding q.mu, until the queue has room, is closed,
+// or ctx ends (then it returns ctx's error).
+func (q *queue) waitRoomLocked(ctx context.Context) error {
+	// Wake the Wait below when ctx ends. A context that can never end
+	// (Background) needs no watcher, and so costs no allocation.
+	stop := func() bool { return false }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() {
+			q.mu.Lock()
+			q.notFull.Broadcast()
+			q.mu.Unlock()
+		})
+	}
+	for len(q.pending) == cap(q.pending) && !q.closed && ctx.Err() == nil {
+		q.notFull.Wait()
+	}
+	stop()
+	if err := ctx.Err(); err != nil && len(q.pending) == cap(q.pending) {
+		return err
+	}
+	return nil
+}
+
+// unlockAndWake releases q.mu and wakes the parked worker if it now has
+// something to do: objects nobody processes, or a closed queue to leave.
+func (q *queue) unlockAndWake() {
+	wake := q.waiting && !q.busy && (len(q.pending) > 0 || q.closed)
 	q.mu.Unlock()
 	if wake {
 		q.notEmpty.Signal()
 	}
-	return nil
 }
 
 // pushAll queues, in order, the objects of objs that belong to this queue
@@ -83,11 +107,7 @@ func (q *queue) pushAll(ctx context.Context, objs []Object, w, n uint32) (int, e
 				queued++
 			}
 		}
-		wake := q.waiting
-		q.mu.Unlock()
-		if wake {
-			q.notEmpty.Signal()
-		}
+		q.unlockAndWake()
 		// Full: wait for room for our next object, if any.
 		for i < len(objs) && objs[i].Track.shard%n != w {
 			i++
@@ -103,22 +123,67 @@ func (q *queue) pushAll(ctx context.Context, objs []Object, w, n uint32) (int, e
 	return queued, nil
 }
 
-// take waits for objects and moves up to max of them to dst, in order. It
-// returns false when the queue is closed and drained.
-func (q *queue) take(dst []Object, max int) ([]Object, bool) {
+// idle reports whether nobody processes the shard right now: a hint, the
+// answer may change at once.
+func (q *queue) idle() bool {
 	q.mu.Lock()
-	for len(q.pending) == 0 && !q.closed {
+	ok := !q.busy && !q.closed
+	q.mu.Unlock()
+	return ok
+}
+
+// claim makes the caller the shard's processor if nobody is, and reports
+// whether it did. A closed queue is never claimed by a submitter.
+func (q *queue) claim() bool {
+	q.mu.Lock()
+	ok := !q.busy && !q.closed
+	q.busy = q.busy || ok
+	q.mu.Unlock()
+	return ok
+}
+
+// spins bounds how many times a worker that ran out of objects yields and
+// looks again before parking, about 10-20 µs. A producer feeding bursts
+// refills the queue within that time; a parked worker would cost a futex
+// wake-up per burst, as long as the burst's work itself on a 2-CPU machine.
+const spins = 64
+
+// wait parks the worker until the queue has objects and nobody processes
+// them, then claims it. It returns false once the queue is closed, drained
+// and idle: the worker may leave.
+func (q *queue) wait() bool {
+	q.mu.Lock()
+	for i := 0; i < spins && len(q.pending) == 0 && !q.closed; i++ {
+		q.mu.Unlock()
+		runtime.Gosched()
+		q.mu.Lock()
+	}
+	for (q.busy || len(q.pending) == 0) && !(q.closed && len(q.pending) == 0 && !q.busy) {
 		q.waiting = true
 		q.notEmpty.Wait()
 		q.waiting = false
 	}
 	if len(q.pending) == 0 {
 		q.mu.Unlock()
-		return dst, false
+		return false
+	}
+	q.busy = true
+	q.mu.Unlock()
+	return true
+}
+
+// take moves up to max pending objects to q.batch, in order; the caller
+// holds the claim. It returns false when nothing is pending.
+func (q *queue) take(max int) bool {
+	q.batch = q.batch[:0]
+	q.mu.Lock()
+	if len(q.pending) == 0 {
+		q.mu.Unlock()
+		return false
 	}
 	wasFull := len(q.pending) == cap(q.pending)
 	n := min(len(q.pending), max)
-	dst = append(dst, q.pending[:n]...)
+	q.batch = append(q.batch, q.pending[:n]...)
 	rest := copy(q.pending, q.pending[n:])
 	clear(q.pending[rest:])
 	q.pending = q.pending[:rest]
@@ -126,7 +191,15 @@ func (q *queue) take(dst []Object, max int) ([]Object, bool) {
 	if wasFull {
 		q.notFull.Broadcast()
 	}
-	return dst, true
+	return true
+}
+
+// release gives up the claim, waking the worker if objects came in
+// meanwhile (or the queue was closed).
+func (q *queue) release() {
+	q.mu.Lock()
+	q.busy = false
+	q.unlockAndWake()
 }
 
 func (q *queue) close() {

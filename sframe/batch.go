@@ -1,6 +1,7 @@
 package sframe
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,17 +21,11 @@ type SealItem struct {
 	Err error
 }
 
-// batchSealer is what the AES-GCM fast paths offer: many independent
-// messages under one key in one call, their blocks interleaved.
-type batchSealer interface {
-	SealBatch(msgs []aesgcm.Message)
-}
-
 // maxBatch bounds one counter reservation, far below MaxCounter's headroom.
 const maxBatch = 1 << 16
 
 type batchScratch struct {
-	msgs   []aesgcm.Message
+	list   aesgcm.SealList
 	nonces []byte
 	aads   []byte
 }
@@ -64,8 +59,8 @@ func (s *Sender) SealBatch(items []SealItem) (failed int) {
 		}
 	}
 	run := items[:n]
-	if bs, ok := s.key.aead.(batchSealer); ok && len(run) > 1 {
-		s.key.sealBatch(bs, first, run)
+	if s.key.gcm != nil && len(run) > 1 {
+		s.key.sealBatch(first, run)
 	} else {
 		for i := range run {
 			if run[i].Err == nil {
@@ -103,10 +98,12 @@ func (s *Sender) reserveRun(n uint64) (first, got uint64) {
 	return first, min(n, s.limit-first)
 }
 
-// sealBatch lays out every item's header, nonce and AAD, then seals the
-// whole run in one kernel call. Items with Err already set are skipped;
-// their counters are simply never used.
-func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
+// sealBatch is the SFrame-aware batch entry: in one pass over the items it
+// derives each nonce, writes each header into the output and the AAD arena
+// (header || metadata) and describes the message to the multi-buffer kernel
+// (aesgcm.SealList), then seals the whole run in one kernel call. Items
+// with Err already set are skipped; their counters are simply never used.
+func (k *key) sealBatch(first uint64, items []SealItem) {
 	sc := batchPool.Get().(*batchScratch)
 	// Size the arenas up front so they never move while messages point
 	// into them.
@@ -114,36 +111,191 @@ func (k *key) sealBatch(bs batchSealer, first uint64, items []SealItem) {
 	for i := range items {
 		aadMax += MaxHeaderLen + len(items[i].Metadata)
 	}
-	sc.msgs = slices.Grow(sc.msgs[:0], len(items))
+	sc.list.Reset()
 	sc.nonces = slices.Grow(sc.nonces[:0], len(items)*nonceSize)
 	sc.aads = slices.Grow(sc.aads[:0], aadMax)
+	// The KID's part of every header is the same; only the CTR changes.
+	kl := valueLen(k.kid)
+	var kidCfg, kidBits uint64
+	switch {
+	case kl == 0:
+		kidCfg = k.kid << 60
+	case kl < 8: // longer KIDs never fit the 8-byte word below
+		kidCfg, kidBits = uint64(0x80|(kl-1)<<4)<<56, k.kid<<(56-8*kl)
+	}
 	for i := range items {
 		it := &items[i]
 		if it.Err != nil {
 			continue
 		}
 		ctr := first + uint64(i)
-		hlen := HeaderLen(k.kid, ctr)
+		cl := valueLen(ctr)
+		hlen := 1 + kl + cl
 		var out []byte
 		it.Out, out = alias.SliceForAppend(it.Out[:0], hlen+len(it.Plaintext)+k.tag)
-		putHeader(out, k.kid, ctr)
 		a := len(sc.aads)
-		sc.aads = sc.aads[:a+hlen+len(it.Metadata)]
-		aad := sc.aads[a:]
-		putHeader(aad, k.kid, ctr)
+		aad := sc.aads[a : a+hlen+len(it.Metadata)]
+		if hlen <= 8 {
+			// The header as one 8-byte word, stored whole in the output
+			// and the AAD (both have room: out holds at least the tag
+			// after the header, the arena MaxHeaderLen per item); the
+			// kernel and the metadata overwrite the bytes past it.
+			w := kidCfg | kidBits
+			if cl == 0 {
+				w |= ctr << 56
+			} else {
+				w |= uint64(0x08|(cl-1))<<56 | ctr<<(56-8*hlen+8)
+			}
+			binary.BigEndian.PutUint64(out, w)
+			binary.BigEndian.PutUint64(sc.aads[a:a+8], w)
+		} else {
+			putHeader(out, k.kid, ctr)
+			putHeader(aad, k.kid, ctr)
+		}
 		copy(aad[hlen:], it.Metadata)
+		sc.aads = sc.aads[:a+len(aad)]
 		n := len(sc.nonces)
 		sc.nonces = sc.nonces[:n+nonceSize]
-		// Field by field: a composite literal is copied with 16-byte moves
-		// that the kernel's 8-byte loads cannot forward from.
-		sc.msgs = sc.msgs[:len(sc.msgs)+1]
-		m := &sc.msgs[len(sc.msgs)-1]
-		m.Nonce = k.putNonce(sc.nonces[n:], ctr)
-		m.AAD = aad
-		m.In = it.Plaintext
-		m.Out = out[hlen:]
+		sc.list.Add(out[hlen:], it.Plaintext, k.putNonce(sc.nonces[n:], ctr), aad)
 	}
-	bs.SealBatch(sc.msgs)
-	clear(sc.msgs) // drop references to the caller's buffers
+	k.gcm.SealList(&sc.list)
+	sc.list.Reset() // drop references to the caller's buffers
 	batchPool.Put(sc)
+}
+
+// OpenItem is one object of a batch given to Receiver.OpenBatch.
+type OpenItem struct {
+	Metadata   []byte
+	Ciphertext []byte
+	// Out receives the plaintext, appended to Out[:0]. It may be
+	// Ciphertext[:0] (in place); otherwise its spare capacity must not
+	// overlap Ciphertext. Give it capacity for len(Ciphertext) to avoid
+	// allocating.
+	Out []byte
+	Err error
+}
+
+type openScratch struct {
+	list   aesgcm.OpenList
+	items  []int // index in items of each message
+	ctrs   []uint64
+	shift  []bool // decrypted in place in the body, to move to Out after
+	nonces []byte
+	aads   []byte
+}
+
+var openPool = sync.Pool{New: func() any { return new(openScratch) }}
+
+// OpenBatch opens every item as Open would, with the same errors and
+// counters, and returns how many failed. Consecutive items under one
+// installed AES-GCM key are opened by one call into the multi-buffer
+// kernel; an item that fails authentication fails alone (ErrAuthentication,
+// counted) and the others open. Replay checks run after authentication, in
+// item order. Each item's Out and Err are set; a failed item's Out is
+// empty.
+func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
+	sc := openPool.Get().(*openScratch)
+	// Size the arenas up front so they never move while messages point
+	// into them.
+	aadMax := 0
+	for i := range items {
+		aadMax += MaxHeaderLen + len(items[i].Metadata)
+	}
+	sc.aads = slices.Grow(sc.aads[:0], aadMax)
+	sc.nonces = slices.Grow(sc.nonces[:0], len(items)*nonceSize)
+	var run *receiveKey
+	for i := range items {
+		it := &items[i]
+		it.Err = nil
+		rk, h, n := r.batchKey(it, run)
+		if rk != run && run != nil {
+			failed += r.flushOpen(sc, run, items)
+			run = nil
+		}
+		if rk == nil {
+			it.Out, it.Err = r.Open(it.Out[:0], it.Metadata, it.Ciphertext)
+			if it.Err != nil {
+				it.Out = it.Out[:0]
+				failed++
+			}
+			continue
+		}
+		run = rk
+		body := it.Ciphertext[n:]
+		ptLen := len(body) - rk.tag
+		var out []byte
+		it.Out, out = alias.SliceForAppend(it.Out[:0], ptLen)
+		shift := alias.InexactOverlap(out, body)
+		if shift {
+			out = body[:ptLen]
+		}
+		a := len(sc.aads)
+		sc.aads = append(append(sc.aads, it.Ciphertext[:n]...), it.Metadata...)
+		nc := len(sc.nonces)
+		sc.nonces = sc.nonces[:nc+nonceSize]
+		sc.list.Add(out, body, rk.putNonce(sc.nonces[nc:], h.CTR), sc.aads[a:])
+		sc.items = append(sc.items, i)
+		sc.ctrs = append(sc.ctrs, h.CTR)
+		sc.shift = append(sc.shift, shift)
+	}
+	if run != nil {
+		failed += r.flushOpen(sc, run, items)
+	}
+	openPool.Put(sc)
+	return failed
+}
+
+// batchKey returns the installed key that opens it in a batch, its header
+// and the header's length; nil when it must take the single path (a
+// malformed or truncated ciphertext, an unknown or resolved KID, a suite
+// without a batch kernel), which then reports the error.
+//
+// last is the key of the previous item, if any: a run of one KID costs one
+// map lookup.
+func (r *Receiver) batchKey(it *OpenItem, last *receiveKey) (*receiveKey, Header, int) {
+	h, n, err := ParseHeader(it.Ciphertext)
+	if err != nil {
+		return nil, h, 0
+	}
+	rk, ok := last, last != nil && last.kid == h.KID
+	if !ok {
+		rk, ok = (*r.keys.Load())[h.KID]
+	}
+	if !ok || rk.gcm == nil || len(it.Ciphertext)-n < rk.tag {
+		return nil, h, 0
+	}
+	return rk, h, n
+}
+
+// flushOpen opens the messages gathered in sc, all under rk, and finishes
+// their items: replay check, counters, errors. It empties sc.
+func (r *Receiver) flushOpen(sc *openScratch, rk *receiveKey, items []OpenItem) (failed int) {
+	rk.gcm.OpenList(&sc.list)
+	for j, i := range sc.items {
+		it := &items[i]
+		body := it.Ciphertext[len(it.Ciphertext)-len(it.Out)-rk.tag : len(it.Ciphertext)-rk.tag]
+		switch {
+		case !sc.list.OK(j):
+			r.stats.authFailed.Add(1)
+			it.Err, it.Out = ErrAuthentication, it.Out[:0]
+			failed++
+		case rk.replay != nil && !rk.replay.accept(sc.ctrs[j]):
+			if sc.shift[j] {
+				clear(body)
+			}
+			clear(it.Out)
+			r.stats.replayed.Add(1)
+			it.Err, it.Out = fmt.Errorf("%w: KID %d CTR %d", ErrReplay, rk.kid, sc.ctrs[j]), it.Out[:0]
+			failed++
+		default:
+			if sc.shift[j] {
+				copy(it.Out, body)
+			}
+			r.stats.opened.Add(1)
+		}
+	}
+	sc.list.Reset() // drop references to the caller's buffers
+	sc.items, sc.ctrs, sc.shift = sc.items[:0], sc.ctrs[:0], sc.shift[:0]
+	sc.aads, sc.nonces = sc.aads[:0], sc.nonces[:0]
+	return failed
 }

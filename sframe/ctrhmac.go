@@ -23,10 +23,10 @@ type ctrHMAC struct {
 }
 
 type ctrHMACState struct {
-	mac     hash.Hash
-	iv      [16]byte
-	lengths [24]byte
-	sum     [64]byte
+	mac    hash.Hash
+	iv     [16]byte
+	sum    [64]byte
+	prefix []byte // len(aad) || len(ct) || Nt || nonce || aad, hashed in one Write
 }
 
 var errOpen = errors.New("sframe: ctr-hmac: authentication failed")
@@ -39,7 +39,9 @@ func newCTRHMAC(p *suiteParams, key []byte) (*ctrHMAC, error) {
 	}
 	authKey = append([]byte(nil), authKey...)
 	a := &ctrHMAC{ctr: ctr, tagSize: p.nt}
-	a.states.New = func() any { return &ctrHMACState{mac: hmac.New(p.hash, authKey)} }
+	a.states.New = func() any {
+		return &ctrHMACState{mac: hmac.New(p.hash, authKey), prefix: make([]byte, 0, 256)}
+	}
 	return a, nil
 }
 
@@ -57,9 +59,42 @@ func (a *ctrHMAC) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	s := a.states.Get().(*ctrHMACState)
 	ct := out[:len(plaintext)]
 	a.xorKeyStream(s, ct, plaintext, nonce)
-	a.tag(s, out[len(plaintext):], nonce, aad, ct)
+	a.tag(s, out[len(plaintext):], aad, nil, ct)
 	a.states.Put(s)
 	return ret
+}
+
+// sealParts is Seal for package sframe's own use: out is exactly
+// len(plaintext)+tagSize bytes, the nonce comes by value and the AAD as its
+// two parts (header, metadata), which go straight into the MAC's prefix.
+// One pooled state serves the whole call and nothing the caller passes
+// escapes, where Seal needs the caller to join the AAD in a pooled buffer
+// first.
+func (a *ctrHMAC) sealParts(out []byte, nonce [nonceSize]byte, plaintext, hdr, md []byte) {
+	s := a.states.Get().(*ctrHMACState)
+	ct := out[:len(plaintext)]
+	a.xorKeyStream(s, ct, plaintext, nonce[:])
+	a.tag(s, out[len(plaintext):], hdr, md, ct)
+	a.states.Put(s)
+}
+
+// openParts is Open for package sframe, as sealParts is Seal: it writes the
+// plaintext to out (len(ciphertext)-tagSize bytes, which may alias
+// ciphertext exactly) and reports whether the tag verified; on failure out
+// is untouched.
+func (a *ctrHMAC) openParts(out []byte, nonce [nonceSize]byte, ciphertext, hdr, md []byte) bool {
+	ct, tag := ciphertext[:len(ciphertext)-a.tagSize], ciphertext[len(ciphertext)-a.tagSize:]
+	s := a.states.Get().(*ctrHMACState)
+	copy(s.iv[:], nonce[:])
+	want := s.sum[:a.tagSize]
+	a.tag(s, want, hdr, md, ct)
+	if subtle.ConstantTimeCompare(want, tag) != 1 {
+		a.states.Put(s)
+		return false
+	}
+	a.xorKeyStream(s, out, ct, nonce[:])
+	a.states.Put(s)
+	return true
 }
 
 func (a *ctrHMAC) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
@@ -75,8 +110,9 @@ func (a *ctrHMAC) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 		panic("sframe: ctr-hmac: invalid buffer overlap")
 	}
 	s := a.states.Get().(*ctrHMACState)
+	copy(s.iv[:], nonce)
 	want := s.sum[:a.tagSize]
-	a.tag(s, want, nonce, aad, ct)
+	a.tag(s, want, aad, nil, ct)
 	if subtle.ConstantTimeCompare(want, tag) != 1 {
 		a.states.Put(s)
 		return nil, errOpen
@@ -87,15 +123,18 @@ func (a *ctrHMAC) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 }
 
 // tag writes the truncated HMAC over
-// len(aad) || len(ct) || Nt || nonce || aad || ct (each length 8 bytes).
-func (a *ctrHMAC) tag(s *ctrHMACState, dst, nonce, aad, ct []byte) {
-	binary.BigEndian.PutUint64(s.lengths[0:], uint64(len(aad)))
-	binary.BigEndian.PutUint64(s.lengths[8:], uint64(len(ct)))
-	binary.BigEndian.PutUint64(s.lengths[16:], uint64(a.tagSize))
+// len(aad) || len(ct) || Nt || nonce || aad || ct (each length 8 bytes),
+// where aad is aad1 || aad2 and the nonce is s.iv[:12]. Everything before
+// the ciphertext is laid out in s.prefix and hashed in one Write.
+func (a *ctrHMAC) tag(s *ctrHMACState, dst, aad1, aad2, ct []byte) {
+	p := binary.BigEndian.AppendUint64(s.prefix[:0], uint64(len(aad1)+len(aad2)))
+	p = binary.BigEndian.AppendUint64(p, uint64(len(ct)))
+	p = binary.BigEndian.AppendUint64(p, uint64(a.tagSize))
+	p = append(p, s.iv[:nonceSize]...)
+	p = append(append(p, aad1...), aad2...)
+	s.prefix = p
 	s.mac.Reset()
-	s.mac.Write(s.lengths[:])
-	s.mac.Write(nonce)
-	s.mac.Write(aad)
+	s.mac.Write(p)
 	s.mac.Write(ct)
 	sum := s.mac.Sum(s.sum[:0])
 	copy(dst, sum[:a.tagSize])

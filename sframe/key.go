@@ -24,6 +24,9 @@ type key struct {
 	// directly rather than through the interface, it keeps the nonce and
 	// AAD from escaping, so they can live on the stack.
 	gcm *aesgcm.AEAD
+	// ch is aead when it is a CTR+HMAC suite: its sealParts/openParts take
+	// header and metadata apart, so no AAD is joined per call.
+	ch *ctrHMAC
 }
 
 func newKey(suite CipherSuite, kid uint64, baseKey []byte) (*key, error) {
@@ -42,6 +45,7 @@ func newKey(suite CipherSuite, kid uint64, baseKey []byte) (*key, error) {
 	}
 	k := &key{suite: suite, kid: kid, tag: p.nt, aead: aead}
 	k.gcm, _ = aead.(*aesgcm.AEAD)
+	k.ch, _ = aead.(*ctrHMAC)
 	copy(k.salt[:], salt)
 	k.saltHi = binary.BigEndian.Uint32(salt)
 	k.saltLo = binary.BigEndian.Uint64(salt[4:])
@@ -99,6 +103,12 @@ func (k *key) seal(dst []byte, ctr uint64, metadata, plaintext []byte) ([]byte, 
 		k.gcm.Seal(out[hlen:hlen], k.putNonce(nonce[:], ctr), plaintext, aad[:n])
 		return ret, nil
 	}
+	if k.ch != nil {
+		var nonce [nonceSize]byte
+		k.putNonce(nonce[:], ctr)
+		k.ch.sealParts(out[hlen:], nonce, plaintext, out[:hlen], metadata)
+		return ret, nil
+	}
 	s := scratchPool.Get().(*scratch)
 	s.aad = append(append(s.aad[:0], out[:hlen]...), metadata...)
 	k.aead.Seal(out[hlen:hlen], k.putNonce(s.nonce[:], ctr), plaintext, s.aad)
@@ -129,6 +139,12 @@ func (k *key) open(dst []byte, hdr []byte, h Header, metadata, body []byte) ([]b
 		n := copy(aad[:], hdr)
 		n += copy(aad[n:], metadata)
 		_, err = k.gcm.Open(to, k.putNonce(nonce[:], h.CTR), body, aad[:n])
+	} else if k.ch != nil {
+		var nonce [nonceSize]byte
+		k.putNonce(nonce[:], h.CTR)
+		if !k.ch.openParts(to[:ptLen], nonce, body, hdr, metadata) {
+			err = ErrAuthentication
+		}
 	} else {
 		s := scratchPool.Get().(*scratch)
 		s.aad = append(append(s.aad[:0], hdr...), metadata...)

@@ -24,18 +24,6 @@ type gcmKey struct {
 //go:noescape
 func initKeyAsm(k *gcmKey, key []byte)
 
-// batchDesc describes one message for the assembly kernels, which loop
-// over an array of them with the key schedule and constants loaded once.
-// Layout hard-coded in _asm/main.go (descSize = 56).
-type batchDesc struct {
-	out, in *byte
-	n       int
-	aad     *byte
-	aadLen  int
-	nonce   *byte
-	tag     *byte // seal: &out[n]; open: where the computed tag is written
-}
-
 // Single-message kernels (arguments passed directly; cheapest for one call).
 
 //go:noescape
@@ -177,6 +165,36 @@ func (a *AEAD) sealBatch(msgs []Message) {
 		runSeal(p, a.k, &ds[0], c)
 		msgs = msgs[c:]
 	}
+}
+
+func (a *AEAD) sealList(d []batchDesc) {
+	p := path()
+	if p == implGeneric {
+		a.sealDescsGeneric(d)
+		return
+	}
+	runSeal(p, a.k, &d[0], len(d))
+}
+
+func (a *AEAD) openList(l *OpenList) (failed int) {
+	p := path()
+	if p == implGeneric {
+		return a.openDescsGeneric(l)
+	}
+	// Tag pointers are set now: l.tags may have moved since Add.
+	for i := range l.d {
+		l.d[i].tag = &l.tags[i][0]
+	}
+	runOpen(p, a.k, &l.d[0], len(l.d))
+	for i := range l.d {
+		d := &l.d[i]
+		l.ok[i] = tagEqual(&l.tags[i], d.received())
+		if !l.ok[i] {
+			clear(unsafe.Slice(d.out, d.n))
+			failed++
+		}
+	}
+	return failed
 }
 
 func (a *AEAD) openBatch(msgs []Message) int {

@@ -18,6 +18,10 @@ func (a *AEAD) open(out, nonce, ciphertext, aad []byte) bool {
 
 func (a *AEAD) sealBatch(msgs []Message) { a.sealBatchGeneric(msgs) }
 
+func (a *AEAD) sealList(d []batchDesc) { a.sealDescsGeneric(d) }
+
+func (a *AEAD) openList(l *OpenList) int { return a.openDescsGeneric(l) }
+
 func (a *AEAD) openBatch(msgs []Message) int { return a.openBatchWith(msgs, a.openStd) }
 
 func (c *CTR) xorKeyStream(dst, src []byte, iv *[16]byte) {

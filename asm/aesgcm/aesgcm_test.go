@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/moqsframe/moqsframe/internal/impl"
 	"github.com/moqsframe/moqsframe/internal/race"
@@ -447,10 +448,32 @@ func FuzzImplementations(f *testing.F) {
 				restore()
 				t.Fatalf("%s: SealBatch mismatch", name)
 			}
+			var sl SealList
+			sl.Add(make([]byte, len(pt)+16), pt, nonce, aad)
+			sl.Add(make([]byte, len(pt)+16), pt, nonce, aad)
+			a.SealList(&sl)
+			for i := range sl.d {
+				if !bytes.Equal(unsafe.Slice(sl.d[i].out, len(pt)+16), want) {
+					restore()
+					t.Fatalf("%s: SealList mismatch", name)
+				}
+			}
 			back, err := a.Open(nil, nonce, got, aad)
 			if err != nil || !bytes.Equal(back, pt) {
 				restore()
 				t.Fatalf("%s: Open failed", name)
+			}
+			// OpenList: the good ciphertext and a copy with the last
+			// tag byte flipped; only the first opens.
+			bad := bytes.Clone(got)
+			bad[len(bad)-1] ^= 1
+			var ol OpenList
+			back2, back3 := make([]byte, len(pt)), make([]byte, len(pt))
+			ol.Add(back2, got, nonce, aad)
+			ol.Add(back3, bad, nonce, aad)
+			if a.OpenList(&ol) != 1 || !ol.OK(0) || ol.OK(1) || !bytes.Equal(back2, pt) || !bytes.Equal(back3, make([]byte, len(pt))) {
+				restore()
+				t.Fatalf("%s: OpenList mismatch", name)
 			}
 			// CTR keystream near the 32-bit counter wrap.
 			var iv [16]byte
@@ -562,4 +585,193 @@ func TestSelectWhileInUse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// tagEqual accepts only the exact tag: any single flipped bit, in either
+// half, is refused.
+func TestTagEqual(t *testing.T) {
+	var tag [TagSize]byte
+	for i := range tag {
+		tag[i] = byte(i*37 + 1)
+	}
+	if !tagEqual(&tag, tag[:]) {
+		t.Fatal("equal tags refused")
+	}
+	for bit := range 8 * TagSize {
+		r := tag
+		r[bit/8] ^= 1 << (bit % 8)
+		if tagEqual(&tag, r[:]) {
+			t.Fatalf("tag with bit %d flipped accepted", bit)
+		}
+	}
+}
+
+// SealList seals exactly what crypto/cipher does, on every implementation,
+// for lists of 0..40 mixed messages (in place and not), reused after Reset.
+func TestSealList(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(8, uint64(ks)))
+			key := randBytes(r, ks)
+			a, _ := New(key)
+			ref := stdGCM(t, key)
+			var l SealList
+			for count := 0; count <= 40; count++ {
+				msgs, pts, aads, nonces := makeBatch(r, count, 1500)
+				l.Reset()
+				for _, m := range msgs {
+					l.Add(m.Out, m.In, m.Nonce, m.AAD)
+				}
+				if l.Len() != count {
+					t.Fatalf("Len %d, want %d", l.Len(), count)
+				}
+				a.SealList(&l)
+				for i, m := range msgs {
+					if want := ref.Seal(nil, nonces[i], pts[i], aads[i]); !bytes.Equal(m.Out, want) {
+						t.Fatalf("SealList count=%d msg %d len=%d mismatch", count, i, len(pts[i]))
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestSealListMisusePanics(t *testing.T) {
+	buf := make([]byte, 64)
+	for name, f := range map[string]func(l *SealList){
+		"nonce":   func(l *SealList) { l.Add(make([]byte, 26), make([]byte, 10), make([]byte, 11), nil) },
+		"out len": func(l *SealList) { l.Add(make([]byte, 25), make([]byte, 10), make([]byte, 12), nil) },
+		"overlap": func(l *SealList) { l.Add(buf[1:27], buf[:10], make([]byte, 12), nil) },
+		"aad":     func(l *SealList) { l.Add(buf[:26], make([]byte, 10), make([]byte, 12), buf[20:30]) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f(new(SealList))
+		}()
+	}
+}
+
+func TestSealListAllocs(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	forEachImpl(t, func(t *testing.T) {
+		a, _ := New(make([]byte, 16))
+		msgs, _, _, _ := makeBatch(rand.New(rand.NewPCG(9, 9)), 32, 1200)
+		var l SealList
+		run := func() {
+			l.Reset()
+			for _, m := range msgs {
+				l.Add(m.Out, m.In, m.Nonce, m.AAD)
+			}
+			a.SealList(&l)
+		}
+		run()
+		if n := testing.AllocsPerRun(100, run); n != 0 {
+			t.Fatalf("%v allocs per list of 32", n)
+		}
+	})
+}
+
+// OpenList opens what SealBatch sealed, on every implementation; tampered
+// messages (body, tag or AAD) fail alone with their output zeroed.
+func TestOpenList(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, ks := range keySizes {
+			r := rand.New(rand.NewPCG(10, uint64(ks)))
+			a, _ := New(randBytes(r, ks))
+			var l OpenList
+			for count := 0; count <= 40; count++ {
+				msgs, pts, _, _ := makeBatch(r, count, 1500)
+				a.SealBatch(msgs)
+				l.Reset()
+				tampered := map[int]bool{}
+				for i := range msgs {
+					m := &msgs[i]
+					ct := m.Out
+					in, out := ct, make([]byte, len(ct)-16)
+					if r.IntN(2) == 0 {
+						out = ct[:len(ct)-16] // in place
+					}
+					aad := m.AAD
+					switch r.IntN(6) {
+					case 0:
+						in[r.IntN(len(in))] ^= 1
+						tampered[i] = true
+					case 1:
+						aad = append(bytes.Clone(aad), 0)
+						tampered[i] = true
+					}
+					m.In, m.Out, m.AAD = in, out, aad
+					l.Add(out, in, m.Nonce, aad)
+				}
+				if failed := a.OpenList(&l); failed != len(tampered) {
+					t.Fatalf("count=%d: %d failed, want %d", count, failed, len(tampered))
+				}
+				for i, m := range msgs {
+					if tampered[i] {
+						if l.OK(i) || !bytes.Equal(m.Out, make([]byte, len(m.Out))) {
+							t.Fatalf("msg %d: tampered but OK=%v or output not zeroed", i, l.OK(i))
+						}
+						continue
+					}
+					if !l.OK(i) || !bytes.Equal(m.Out, pts[i]) {
+						t.Fatalf("msg %d (len %d): OK=%v, output mismatch", i, len(pts[i]), l.OK(i))
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestOpenListMisusePanics(t *testing.T) {
+	buf := make([]byte, 64)
+	for name, f := range map[string]func(l *OpenList){
+		"nonce":   func(l *OpenList) { l.Add(make([]byte, 10), make([]byte, 26), make([]byte, 11), nil) },
+		"short":   func(l *OpenList) { l.Add(nil, make([]byte, 15), make([]byte, 12), nil) },
+		"out len": func(l *OpenList) { l.Add(make([]byte, 11), make([]byte, 26), make([]byte, 12), nil) },
+		"overlap": func(l *OpenList) { l.Add(buf[1:11], buf[:26], make([]byte, 12), nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f(new(OpenList))
+		}()
+	}
+}
+
+func TestOpenListAllocs(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	forEachImpl(t, func(t *testing.T) {
+		a, _ := New(make([]byte, 16))
+		msgs, _, _, _ := makeBatch(rand.New(rand.NewPCG(11, 11)), 32, 1200)
+		a.SealBatch(msgs)
+		outs := make([][]byte, len(msgs))
+		for i, m := range msgs {
+			outs[i] = make([]byte, len(m.Out)-16)
+		}
+		var l OpenList
+		run := func() {
+			l.Reset()
+			for i, m := range msgs {
+				l.Add(outs[i], m.Out, m.Nonce, m.AAD)
+			}
+			if a.OpenList(&l) != 0 {
+				t.Fatal("open failed")
+			}
+		}
+		run()
+		if n := testing.AllocsPerRun(100, run); n != 0 {
+			t.Fatalf("%v allocs per list of 32", n)
+		}
+	})
 }

@@ -46,38 +46,74 @@ func benchCmd(args []string, stdout io.Writer) error {
 	return err
 }
 
-// printTargets summarises the performance targets of the fastest path,
-// each computed from rows of this run.
+// printTargets summarises the performance goals, each computed from rows
+// of this run (ratios of code measured in this process), with met or NOT
+// met.
 func printTargets(w io.Writer, rows []bench.Result) {
-	best := func(op string, size, batch int) (r bench.Result, ok bool) {
+	const gcm, ctr = "AES_128_GCM_SHA256_128", "AES_128_CTR_HMAC_SHA256_80"
+	// best returns the fastest row of suite, op, size and batch over the
+	// AES-GCM paths (stage rows excluded).
+	best := func(suite, op string, size, batch int) (r bench.Result, ok bool) {
 		for _, x := range rows {
-			if x.Suite == "AES_128_GCM_SHA256_128" && x.Op == op && x.Size == size && x.Batch == batch && x.Workers == 0 && x.GBps > r.GBps {
+			if x.Suite == suite && x.Op == op && x.Size == size && x.Batch == batch && x.Workers == 0 && x.GBps > r.GBps {
 				r, ok = x, true
 			}
 		}
 		return r, ok
 	}
-	fmt.Fprintln(w, "\ntargets (AES_128_GCM_SHA256_128 seal, best path, ratios from this run):")
+	fmt.Fprintln(w, "\ntargets (best path, ratios from this run):")
 	for _, t := range []struct {
 		name        string
 		size, batch int
 		want        float64
-	}{{"16384 B", 16384, 1, 2.0}, {"1200 B batch 32", 1200, 32, 2.0}, {"160 B batch 32", 160, 32, 2.5}} {
-		if r, ok := best("seal", t.size, t.batch); ok {
-			fmt.Fprintf(w, "  %-16s %.2fx stdlib (target %.1fx) %s [%s]\n", t.name, r.Ratio, t.want, verdict(r.Ratio >= t.want), r.Path)
+	}{{"16384 B", 16384, 1, 2.0}, {"1200 B batch 32", 1200, 32, 2.0}, {"160 B batch 32", 160, 32, 3.0}} {
+		if r, ok := best(gcm, "seal", t.size, t.batch); ok {
+			fmt.Fprintf(w, "  suite 4 seal %-16s %.2fx stdlib (target >= %.1fx) %s [%s]\n", t.name, r.Ratio, t.want, verdict(r.Ratio >= t.want), r.Path)
 		}
 	}
-	for _, batch := range []int{1, 32} {
-		if s, ok := best("seal", 1200, batch); ok {
+	for _, size := range []int{160, 1200, 16384} {
+		o, ok1 := best(gcm, "open", size, 32)
+		s, ok2 := best(gcm, "seal", size, 32)
+		if ok1 && ok2 {
+			fmt.Fprintf(w, "  suite 4 open %5d B batch 32: %.2fx stdlib open vs seal batch 32 %.2fx stdlib (target open >= seal) %s [%s]\n",
+				size, o.Ratio, s.Ratio, verdict(o.Ratio >= s.Ratio), o.Path)
+		}
+	}
+	for _, t := range []struct {
+		batch int
+		want  float64
+	}{{1, 0.05}, {32, 0.10}} {
+		if s, ok := best(gcm, "seal", 1200, t.batch); ok {
 			for _, x := range rows {
-				if x.Suite == s.Suite && x.Op == "aead-seal" && x.Path == s.Path && x.Batch == batch {
-					over := s.NsPerObject/x.NsPerObject - 1
-					fmt.Fprintf(w, "  SFrame overhead over the raw AEAD at 1200 B, batch %2d: %5.1f%% (target <= 5%%) %s [%s]\n",
-						batch, 100*over, verdict(over <= 0.05), s.Path)
+				if x.Suite == s.Suite && x.Op == "aead-seal" && x.Path == s.Path && x.Batch == t.batch {
+					// Ratio of the two rows' ratios: each row was timed
+					// alternating with its own stdlib baseline, so this
+					// cancels most of a shared machine's drift between
+					// the two rows.
+					over := x.Ratio/s.Ratio - 1
+					fmt.Fprintf(w, "  SFrame overhead over the raw AEAD at 1200 B, batch %2d: %+5.1f%% (target <= %.0f%%) %s [%s]\n",
+						t.batch, 100*over, 100*t.want, verdict(over <= t.want), s.Path)
 				}
 			}
 		}
 	}
+	// CTR+HMAC: against the stdlib composition at 160 B, and against
+	// SHA-256 alone over the same bytes at 1200 B and 16 KiB.
+	if r, ok := best(ctr, "seal", 160, 1); ok {
+		if b, ok := best(ctr, "ctr-hmac-stdlib", 160, 1); ok {
+			x := b.NsPerObject / r.NsPerObject
+			fmt.Fprintf(w, "  suite 1 seal 160 B: %.2fx the crypto/aes CTR + crypto/hmac composition (target >= 2.0x) %s\n", x, verdict(x >= 2))
+		}
+	}
+	for _, size := range []int{1200, 16384} {
+		if r, ok := best(ctr, "seal", size, 1); ok {
+			if b, ok := best(ctr, "sha256", size, 1); ok {
+				x := b.NsPerObject / r.NsPerObject
+				fmt.Fprintf(w, "  suite 1 seal %5d B: %.0f%% of crypto/sha256's speed on the same bytes (target >= 85%%) %s\n", size, 100*x, verdict(x >= 0.85))
+			}
+		}
+	}
+	fmt.Fprintln(w, "  suites 1-3 batches: 16-lane AVX-512 SHA-256 >= 1.5x SHA-NI at 1200 B: not built (this module has no AVX-512 SHA-256 kernel) NOT met")
 	speedup := func(op string) (float64, bool) {
 		var one, two float64
 		for _, x := range rows {
@@ -91,16 +127,21 @@ func printTargets(w io.Writer, rows []bench.Result) {
 		return one / two, one > 0 && two > 0
 	}
 	if s, ok := speedup("pipeline-seal"); ok {
-		fmt.Fprintf(w, "  pipeline 2 workers vs 1: %.2fx (target >= 1.8x) %s\n", s, verdict(s >= 1.8))
+		fmt.Fprintf(w, "  pipeline 2 workers vs 1 (producer included): %.2fx (target >= 1.8x) %s\n", s, verdict(s >= 1.8))
 	}
 	if s, ok := speedup("parallel-seal"); ok {
 		fmt.Fprintf(w, "    ceiling on this machine, 2 goroutines sealing vs 1 with no pipeline: %.2fx (%d CPUs)\n", s, runtime.NumCPU())
 	}
 	var maxAllocs float64
 	for _, x := range rows {
-		maxAllocs = max(maxAllocs, x.AllocsPerObject)
+		if x.Path != "stdlib" { // baselines are what they are
+			maxAllocs = max(maxAllocs, x.AllocsPerObject)
+		}
 	}
 	fmt.Fprintf(w, "  allocations per object, worst row: %.3f (target 0) %s\n", maxAllocs, verdict(maxAllocs < 0.01))
+	if bench.ThreadCPUTime {
+		fmt.Fprintln(w, "  (single-goroutine rows: thread CPU time; pipeline and parallel rows: wall time)")
+	}
 }
 
 func verdict(ok bool) string {
