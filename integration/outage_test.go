@@ -180,15 +180,8 @@ func TestRelayOutage(t *testing.T) {
 }
 
 func relayOutage(t *testing.T, relayBin, sidecarBin string, outage time.Duration) {
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "key.json")
-	os.WriteFile(keyFile, []byte(`{"suite": 4, "base_key": "00112233445566778899aabbccddeeff"}`), 0o600)
-	relayAddr, relayMetrics := proctest.FreeUDPAddr(t), proctest.FreeTCPAddr(t)
-	startRelay := func() *proctest.Proc {
-		r := proctest.Start(t, "moq-relay", relayBin, "-listen", relayAddr, "-metrics", relayMetrics)
-		r.WaitHealthy(t, "http://"+relayMetrics+"/healthz", 20*time.Second)
-		return r
-	}
+	keyFile := writeKeyFile(t, `{"suite": 4, "base_key": "00112233445566778899aabbccddeeff"}`)
+	relayAddr, startRelay := restartableRelay(t, relayBin)
 	relay := startRelay()
 	sink := newFrameSink(t)
 	rtpIn, encM, decM := proctest.FreeUDPAddr(t), proctest.FreeTCPAddr(t), proctest.FreeTCPAddr(t)
@@ -238,6 +231,27 @@ func relayOutage(t *testing.T, relayBin, sidecarBin string, outage time.Duration
 		}
 	} else if unpublished < sent-received {
 		t.Errorf("sender counted %d unpublished, fewer than the %d frames lost", unpublished, sent-received)
+	}
+}
+
+// writeKeyFile writes a static key file into a fresh temporary folder.
+func writeKeyFile(t *testing.T, json string) string {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(keyFile, []byte(json), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
+}
+
+// restartableRelay returns a relay address and a function that starts a
+// moq-relay process on it (again after a kill), waiting until it is healthy.
+func restartableRelay(t *testing.T, relayBin string) (addr string, start func() *proctest.Proc) {
+	addr, metrics := proctest.FreeUDPAddr(t), proctest.FreeTCPAddr(t)
+	return addr, func() *proctest.Proc {
+		r := proctest.Start(t, "moq-relay", relayBin, "-listen", addr, "-metrics", metrics)
+		r.WaitHealthy(t, "http://"+metrics+"/healthz", 20*time.Second)
+		return r
 	}
 }
 

@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -45,14 +44,8 @@ func TestSidecarsReconnectAfterRelayRestart(t *testing.T) {
 	}
 	relayBin, sidecarBin := proctest.Build(t, relayPkg), proctest.Build(t, sidecarPkg)
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "key.json")
-	os.WriteFile(keyFile, []byte(`{"suite": 5, "base_key": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}`), 0o600)
-	relayAddr, relayMetrics := proctest.FreeUDPAddr(t), proctest.FreeTCPAddr(t)
-	startRelay := func() *proctest.Proc {
-		r := proctest.Start(t, "moq-relay", relayBin, "-listen", relayAddr, "-metrics", relayMetrics)
-		proctest.WaitHTTP(t, "http://"+relayMetrics+"/healthz", 20*time.Second)
-		return r
-	}
+	keyFile := writeKeyFile(t, `{"suite": 5, "base_key": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}`)
+	relayAddr, startRelay := restartableRelay(t, relayBin)
 	relay := startRelay()
 	rtpIn, encMetrics, decMetrics := proctest.FreeUDPAddr(t), proctest.FreeTCPAddr(t), proctest.FreeTCPAddr(t)
 	outFile := filepath.Join(dir, "out.rec")
