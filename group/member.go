@@ -113,6 +113,9 @@ type Member struct {
 	acksIn     atomic.Uint64
 	acksOut    atomic.Uint64
 	noAcks     atomic.Bool // the CS does not relay acknowledgements
+	beatsOut   atomic.Uint64
+	silentN    atomic.Int64
+	removedSil atomic.Uint64
 	started    atomic.Bool
 	timer      *time.Timer
 	timerArmed bool
@@ -204,13 +207,23 @@ type Stats struct {
 	// Refused counts credentials this member refused: join requests,
 	// Welcomes and commits (EventRefused).
 	Refused uint64
+	// HeartbeatsSent counts heartbeats the CS recorded.
+	HeartbeatsSent uint64
+	// SilentMembers is how many roster members the CS has not heard for
+	// longer than Config.LivenessTimeout, by the last liveness read (a
+	// gauge; EventSilent names them).
+	SilentMembers int
+	// RemovedForSilence counts members this member's accepted commits
+	// removed for silence.
+	RemovedForSilence uint64
 }
 
 // Stats returns the member's counters.
 func (m *Member) Stats() Stats {
 	c, w, r := m.fetches[0].Load(), m.fetches[1].Load(), m.fetches[2].Load()
 	return Stats{MoQObjects: m.moqObjs.Load(), AcksSent: m.acksOut.Load(), AcksReceived: m.acksIn.Load(), ArchiveFetches: c + w + r,
-		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r, AcksRefused: m.acks.refused.Load(), Refused: m.refusals.Load()}
+		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r, AcksRefused: m.acks.refused.Load(), Refused: m.refusals.Load(),
+		HeartbeatsSent: m.beatsOut.Load(), SilentMembers: int(m.silentN.Load()), RemovedForSilence: m.removedSil.Load()}
 }
 
 // PendingJoins is how many join requests this member has seen and not yet
@@ -435,6 +448,8 @@ func (m *Member) step(ins ...input) []action {
 	acts := m.core.step(time.Now(), ins...)
 	m.epoch.Store(m.core.epoch)
 	m.pendingN.Store(int64(m.core.pendingJoins()))
+	m.silentN.Store(int64(len(m.core.live.silent)))
+	m.removedSil.Store(m.core.live.removed)
 	return acts
 }
 
@@ -492,6 +507,15 @@ func (m *Member) exec(a action) []action {
 		return m.step(inPosted{Post: postUnprocessable, Epoch: a.Epoch, Err: err})
 	case actPostAck:
 		m.ack(a.Epoch, a.Leaf)
+	case actPostHeartbeat:
+		m.heartbeat(a.Epoch, a.Leaf)
+	case actFetchLiveness:
+		acts := m.drain()
+		rep, err := cs.Liveness(ctx, g)
+		return append(acts, m.step(inLiveness{Report: rep, Err: err})...)
+	case actPostRetire:
+		err := cs.Retire(ctx, g, a.Epoch, a.Leaf, m.Identity())
+		return m.step(inPosted{Post: postRetire, Epoch: a.Epoch, Err: err})
 	case actInstall:
 		ks := a.Key
 		err := m.sched.Install(keyschedule.Epoch{
@@ -602,5 +626,20 @@ func (m *Member) ack(epoch uint64, leaf uint32) {
 		default:
 			m.log.Debug("acknowledgement not sent", "epoch", epoch, "err", err)
 		}
+	}()
+}
+
+// heartbeat tells the CS that we are alive, in the background like ack.
+func (m *Member) heartbeat(epoch uint64, leaf uint32) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		defer cancel()
+		if err := m.cfg.CS.Heartbeat(ctx, m.cfg.Group, epoch, leaf, m.Identity()); err != nil {
+			m.log.Debug("heartbeat not sent", "epoch", epoch, "err", err)
+			return
+		}
+		m.beatsOut.Add(1)
 	}()
 }
