@@ -85,7 +85,11 @@ type core struct {
 	requests    map[uint64][]byte
 	nextSeq     uint64
 	joins       []pendingJoin
-	leaves      map[uint64]map[uint32][]byte // epoch -> sender leaf -> proposal
+	// parked: joins of an identity that is a member with the same
+	// certificate and not silent: added (replacing the old leaf) once that
+	// leaf is silent or gone, dropped if the identity sends a newer join.
+	parked []pendingJoin
+	leaves map[uint64]map[uint32][]byte // epoch -> sender leaf -> proposal
 
 	sync  syncState
 	leave leaveState

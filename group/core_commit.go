@@ -107,6 +107,7 @@ func (c *core) attempt() {
 		added[j.name] = true
 		keep = append(keep, j)
 	}
+	c.park(members, added)
 	c.joins = keep
 	removed := c.proposeRemovals(roster, added)
 	if len(keep) == 0 && len(c.leaves[c.epoch]) == 0 && removed == 0 {

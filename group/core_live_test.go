@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/identity"
 )
 
 // Liveness tests of the core: explicit times, the fake CS's liveness
@@ -267,5 +268,50 @@ func TestCoreGroupRetiredUnderMember(t *testing.T) {
 	ev, ok := find[actEmit](filterEvents(seen, EventRemoved))
 	if !ok || !errors.Is(ev.Event.Err, ErrGroupRetired) || !alice.c.removed {
 		t.Fatalf("actions %q", kinds(seen))
+	}
+}
+
+// TestCoreSilentMemberReplacedBySameCertificate: a member killed and
+// restarted with the same certificate cannot be added while its old leaf is
+// a member (mls-go refuses an Add of a signature key in the tree): its join
+// waits, parked, while the old leaf is alive; once the leaf is silent one
+// commit removes it and the next adds the restarted member.
+func TestCoreSilentMemberReplacedBySameCertificate(t *testing.T) {
+	cs := newFakeCS(t)
+	alice, bob := newTC(t, "alice", liveCfg), newTC(t, "bob", liveCfg)
+	var cert *identity.Certificate
+	carol := newTC(t, "carol", func(c *Config) { liveCfg(c); cert = c.Certificate })
+	create(t, cs, alice)
+	addByAlice(t, cs, alice, bob)
+	addByAlice(t, cs, alice, carol, bob)
+	carol2 := newTC(t, "carol", func(c *Config) { liveCfg(c); c.Certificate = cert })
+	cs.run(carol2, carol2.step(inJoin{}))
+	cs.deliver(alice)
+	// Committing now adds nobody: carol's leaf is alive.
+	acts := cs.run(alice, alice.step(inCommit{Token: 7}))
+	if d, ok := find[actCommitDone](acts); !ok || d.Result.Won || len(alice.c.parked) != 1 || len(alice.c.joins) != 0 {
+		t.Fatalf("commit with carol alive: %q, parked %d", kinds(acts), len(alice.c.parked))
+	}
+	cs.liveness = report(map[string]time.Duration{"alice@0": 0, "bob@1": 0, "carol@2": time.Minute})
+	seen := cs.run(alice, alice.at(5*time.Second))
+	seen = append(seen, cs.run(alice, alice.at(5*time.Second+50*time.Millisecond))...)
+	seen = append(seen, cs.run(alice, alice.at(5*time.Second+100*time.Millisecond))...)
+	var removed, added int
+	for _, a := range filterEvents(seen, EventCommitted) {
+		removed += a.(actEmit).Event.RemovedSilent
+		added += a.(actEmit).Event.Added
+	}
+	if removed != 1 || added != 1 || len(alice.c.parked) != 0 {
+		t.Fatalf("alice's commits: %q, removed %d added %d", kinds(seen), removed, added)
+	}
+	cs.deliver(carol2)
+	cs.deliver(bob)
+	if !carol2.c.joined {
+		t.Fatal("the restarted carol did not join")
+	}
+	sameKeys(t, alice, bob, carol2)
+	cs.deliver(carol)
+	if !carol.c.removed {
+		t.Fatal("the old carol not removed")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func newTC(t *testing.T, id string, mod func(*Config)) *tc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return &tc{t: t, id: id, c: newCore(cfg, id, m, slog.New(slog.DiscardHandler)), mls: m, now: t0}
+	return &tc{t: t, id: id, c: newCore(cfg, id, m, testLogger()), mls: m, now: t0}
 }
 
 // step runs the core. Roster events are taken out of the actions and
