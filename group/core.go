@@ -257,6 +257,7 @@ func (c *core) tick() {
 			c.sync.nextPoll = c.now.Add(c.cfg.PollInterval)
 		}
 		c.emit(actTickSchedule{})
+		c.live.retireRefused = 0 // maybeRetire tries again if we are still last
 		c.startSync(true)
 	}
 	c.liveTick()

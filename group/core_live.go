@@ -43,7 +43,9 @@ type liveState struct {
 	removed       uint64 // members our accepted commits removed for silence
 
 	retireInflight bool
-	retireRefused  uint64 // the epoch whose retire the CS refused (+1; 0: none)
+	// retireRefused: the epoch whose retire the CS refused (+1; 0: none);
+	// cleared at every poll, so a refused retire is tried again then.
+	retireRefused uint64
 }
 
 func (c *core) liveOn() bool { return c.cfg.LivenessTimeout > 0 }
@@ -70,9 +72,6 @@ func (c *core) liveTick() {
 	if !c.live.reading {
 		c.live.reading = true
 		c.emit(actFetchLiveness{})
-	}
-	if c.live.retireRefused != 0 {
-		c.live.retireRefused = 0 // try again (maybeRetire) if still last
 	}
 }
 
@@ -258,7 +257,7 @@ func (c *core) retirePosted(epoch uint64, err error) {
 		c.live.retireRefused = epoch + 1
 	default:
 		c.log.Warn("retire request failed; will retry", "err", err)
-		c.live.retireRefused = epoch + 1 // until the next heartbeat tick
+		c.live.retireRefused = epoch + 1 // until the next poll
 	}
 }
 

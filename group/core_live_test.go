@@ -190,8 +190,8 @@ func TestCoreLastMemberRetires(t *testing.T) {
 }
 
 // TestCoreRetireRefused: a refused retire (409) leaves the leave request
-// standing; it is tried again at the next heartbeat tick, and a sole
-// member retires at once.
+// standing; it is tried again at the next poll, and a sole member retires
+// at once.
 func TestCoreRetireRefused(t *testing.T) {
 	cs := newFakeCS(t)
 	alice := newTC(t, "alice", liveCfg)
@@ -202,14 +202,14 @@ func TestCoreRetireRefused(t *testing.T) {
 	if alice.c.removed || cs.retired != 0 || !slices.Contains(kinds(seen), "retire 0") {
 		t.Fatalf("refused retire: %q", kinds(seen))
 	}
-	alice.now = alice.now.Add(time.Second)
-	if k := kinds(alice.step(inTick{})); slices.Contains(k, "retire 0") {
-		t.Fatalf("retried before the heartbeat tick: %q", k)
+	alice.now = alice.now.Add(500 * time.Millisecond)
+	if k := kinds(cs.run(alice, alice.step(inObject{Track: trackRequest, Num: 99, Data: []byte("x")}))); slices.Contains(k, "retire 0") {
+		t.Fatalf("retried before the poll: %q", k)
 	}
 	cs.retireOK = true
-	seen = cs.run(alice, alice.at(5*time.Second))
+	seen = cs.run(alice, alice.at(time.Second))
 	if !alice.c.removed || cs.retired != 1 {
-		t.Fatalf("retry at the tick: %q", kinds(seen))
+		t.Fatalf("retry at the poll: %q", kinds(seen))
 	}
 }
 
