@@ -94,7 +94,7 @@ type core struct {
 	sync  syncState
 	leave leaveState
 	live  liveState
-	leaf  uint32 // our leaf in the newest installed epoch
+	leaf  uint32 // our leaf in the newest installed epoch (retire requests)
 
 	staged           *staged // posted, CS answer not known yet: blocks commits and proposals
 	stagedInflight   bool

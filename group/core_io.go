@@ -168,12 +168,6 @@ type (
 		Epoch uint64
 		Leaf  uint32
 	}
-	// actPostHeartbeat: POST a heartbeat (no answer needed: a lost one is
-	// made up by the next, well within the liveness timeout).
-	actPostHeartbeat struct {
-		Epoch uint64
-		Leaf  uint32
-	}
 	// actFetchLiveness: GET the CS's liveness records; answer with
 	// inLiveness.
 	actFetchLiveness struct{}
@@ -220,7 +214,6 @@ func (actPostJoin) isAction()            {}
 func (actPostCommit) isAction()          {}
 func (actPostLeave) isAction()           {}
 func (actPostAck) isAction()             {}
-func (actPostHeartbeat) isAction()       {}
 func (actFetchLiveness) isAction()       {}
 func (actPostRetire) isAction()          {}
 func (actInstall) isAction()             {}

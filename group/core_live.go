@@ -12,7 +12,9 @@ import (
 )
 
 // Liveness: every member posts a heartbeat to the CS every
-// HeartbeatInterval and reads the CS's liveness records; a member of our
+// HeartbeatInterval (the driver does, from its own goroutine, so that a
+// member whose loop is slow under load is still heard) and reads the CS's
+// liveness records at the same interval (here); a member of our
 // verified roster whose (identity, leaf) the CS has not heard for
 // LivenessTimeout is silent. Silent members do not count in the committer
 // rank, and the committer proposes their removal. A leaving member that is
@@ -27,7 +29,7 @@ import (
 var ErrGroupRetired = errors.New("group: the CS retired the group")
 
 type liveState struct {
-	nextBeat time.Time // next heartbeat and liveness read (zero: not a member)
+	nextBeat time.Time // next liveness read (zero: not a member)
 	reading  bool      // a liveness read is under way
 	// silent: leaf -> name of the members silent by the last report
 	// (always members of the newest roster, never us).
@@ -50,7 +52,7 @@ type liveState struct {
 
 func (c *core) liveOn() bool { return c.cfg.LivenessTimeout > 0 }
 
-// liveDeadline is the next heartbeat time (zero if none is due).
+// liveDeadline is the next liveness read (zero if none is due).
 func (c *core) liveDeadline() time.Time {
 	if !c.liveOn() || !c.joined || c.removed {
 		return time.Time{}
@@ -58,8 +60,8 @@ func (c *core) liveDeadline() time.Time {
 	return c.live.nextBeat
 }
 
-// liveTick sends the heartbeat and reads the liveness records when due,
-// and reposts a waiting join request.
+// liveTick reads the liveness records when due, and reposts a waiting
+// join request.
 func (c *core) liveTick() {
 	if !c.join.repostAt.IsZero() && !c.now.Before(c.join.repostAt) {
 		c.repostJoin()
@@ -68,7 +70,6 @@ func (c *core) liveTick() {
 		return
 	}
 	c.live.nextBeat = c.now.Add(c.cfg.HeartbeatInterval)
-	c.emit(actPostHeartbeat{Epoch: c.epoch, Leaf: c.leaf})
 	if !c.live.reading {
 		c.live.reading = true
 		c.emit(actFetchLiveness{})

@@ -278,8 +278,6 @@ func kind(a action) string {
 		return fmt.Sprintf("sending %v", a.On)
 	case actReportUnprocessable:
 		return fmt.Sprintf("report unprocessable %d", a.Epoch)
-	case actPostHeartbeat:
-		return fmt.Sprintf("heartbeat %d@%d", a.Epoch, a.Leaf)
 	case actFetchLiveness:
 		return "liveness"
 	case actPostRetire:

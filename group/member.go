@@ -114,6 +114,7 @@ type Member struct {
 	acksOut    atomic.Uint64
 	noAcks     atomic.Bool // the CS does not relay acknowledgements
 	beatsOut   atomic.Uint64
+	leaf       atomic.Uint32 // our leaf in the newest installed epoch
 	silentN    atomic.Int64
 	removedSil atomic.Uint64
 	started    atomic.Bool
@@ -507,8 +508,6 @@ func (m *Member) exec(a action) []action {
 		return m.step(inPosted{Post: postUnprocessable, Epoch: a.Epoch, Err: err})
 	case actPostAck:
 		m.ack(a.Epoch, a.Leaf)
-	case actPostHeartbeat:
-		m.heartbeat(a.Epoch, a.Leaf)
 	case actFetchLiveness:
 		acts := m.drain()
 		rep, err := cs.Liveness(ctx, g)
@@ -527,6 +526,7 @@ func (m *Member) exec(a action) []action {
 		}
 		r := a.Roster
 		m.roster.Store(&r)
+		m.leaf.Store(ks.LeafIndex)
 		m.acks.install(ks.Epoch, r, m.sched)
 	case actSending:
 		m.isRefused.Store(!a.On)
@@ -536,6 +536,10 @@ func (m *Member) exec(a action) []action {
 		case EventJoined:
 			if m.isJoined.CompareAndSwap(false, true) {
 				close(m.joinedCh)
+				if m.cfg.LivenessTimeout > 0 {
+					m.wg.Add(1)
+					go m.heartbeats()
+				}
 			}
 		case EventRemoved:
 			if m.isRemoved.CompareAndSwap(false, true) {
@@ -629,17 +633,29 @@ func (m *Member) ack(epoch uint64, leaf uint32) {
 	}()
 }
 
-// heartbeat tells the CS that we are alive, in the background like ack.
-func (m *Member) heartbeat(epoch uint64, leaf uint32) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
-		defer cancel()
-		if err := m.cfg.CS.Heartbeat(ctx, m.cfg.Group, epoch, leaf, m.Identity()); err != nil {
-			m.log.Debug("heartbeat not sent", "epoch", epoch, "err", err)
-			return
+// heartbeats tells the CS every HeartbeatInterval that we are alive, with
+// our newest epoch and leaf, until the member is closed or removed. It runs
+// apart from the loop, so that a loop busy with a long catch-up under load
+// does not make a live member look silent.
+func (m *Member) heartbeats() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.HeartbeatInterval)
+		err := m.cfg.CS.Heartbeat(ctx, m.cfg.Group, m.epoch.Load(), m.leaf.Load(), m.Identity())
+		cancel()
+		if err == nil {
+			m.beatsOut.Add(1)
+		} else if m.ctx.Err() == nil {
+			m.log.Debug("heartbeat not sent", "err", err)
 		}
-		m.beatsOut.Add(1)
-	}()
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.removedCh:
+			return
+		case <-t.C:
+		}
+	}
 }
