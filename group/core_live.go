@@ -69,7 +69,15 @@ func (c *core) liveTick() {
 	if !c.liveOn() || !c.joined || c.removed || c.now.Before(c.live.nextBeat) {
 		return
 	}
-	c.live.nextBeat = c.now.Add(c.cfg.HeartbeatInterval)
+	// Only the members that may commit (and leaving ones, to see whether
+	// they are last) read every interval; the others, a few times per
+	// timeout: enough to take over when the lower ranks went silent,
+	// without a GET from every member of a large group every interval.
+	next := c.cfg.HeartbeatInterval
+	if c.rank() > c.cfg.MaxBackups {
+		next = max(next, c.cfg.LivenessTimeout/3)
+	}
+	c.live.nextBeat = c.now.Add(next)
 	if !c.live.reading {
 		c.live.reading = true
 		c.emit(actFetchLiveness{})

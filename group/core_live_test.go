@@ -314,3 +314,21 @@ func TestCoreSilentMemberReplacedBySameCertificate(t *testing.T) {
 		t.Fatal("the old carol not removed")
 	}
 }
+
+// TestCoreLivenessReadsByRank: members that may commit read the liveness
+// records every HeartbeatInterval, the others every LivenessTimeout/3.
+func TestCoreLivenessReadsByRank(t *testing.T) {
+	cs := newFakeCS(t)
+	alice, bob, carol := three(t, cs)
+	dave := newTC(t, "dave", liveCfg)
+	addByAlice(t, cs, alice, dave, bob, carol)
+	cs.liveness = report(map[string]time.Duration{"alice@0": 0, "bob@1": 0, "carol@2": 0, "dave@3": 0})
+	for _, x := range []*tc{alice, bob, carol, dave} {
+		cs.run(x, x.at(5*time.Second))
+	}
+	for x, want := range map[*tc]time.Duration{alice: 10 * time.Second, carol: 10 * time.Second, dave: 15 * time.Second} {
+		if got := x.c.live.nextBeat.Sub(t0); got != want {
+			t.Errorf("%s (rank %d): next read at %v, want %v", x.id, x.c.rank(), got, want)
+		}
+	}
+}
