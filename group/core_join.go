@@ -210,7 +210,7 @@ func (c *core) becameMember() error {
 	c.joined = true
 	c.join.phase = joinDone
 	c.join.repostAt = time.Time{}
-	c.live.nextBeat = c.now.Add(c.cfg.HeartbeatInterval)
+	c.live.nextRead = c.now.Add(c.cfg.HeartbeatInterval)
 	// Commits for epochs before ours are useless now.
 	for e := range c.commits {
 		if e < c.epoch {

@@ -29,7 +29,7 @@ import (
 var ErrGroupRetired = errors.New("group: the CS retired the group")
 
 type liveState struct {
-	nextBeat time.Time // next liveness read (zero: not a member)
+	nextRead time.Time // next liveness read (zero: not a member)
 	reading  bool      // a liveness read is under way
 	// silent: leaf -> name of the members silent by the last report
 	// (always members of the newest roster, never us).
@@ -57,7 +57,7 @@ func (c *core) liveDeadline() time.Time {
 	if !c.liveOn() || !c.joined || c.removed {
 		return time.Time{}
 	}
-	return c.live.nextBeat
+	return c.live.nextRead
 }
 
 // liveTick reads the liveness records when due, and reposts a waiting
@@ -66,7 +66,7 @@ func (c *core) liveTick() {
 	if !c.join.repostAt.IsZero() && !c.now.Before(c.join.repostAt) {
 		c.repostJoin()
 	}
-	if !c.liveOn() || !c.joined || c.removed || c.now.Before(c.live.nextBeat) {
+	if !c.liveOn() || !c.joined || c.removed || c.now.Before(c.live.nextRead) {
 		return
 	}
 	// Only the members that may commit (and leaving ones, to see whether
@@ -77,7 +77,7 @@ func (c *core) liveTick() {
 	if c.rank() > c.cfg.MaxBackups {
 		next = max(next, c.cfg.LivenessTimeout/3)
 	}
-	c.live.nextBeat = c.now.Add(next)
+	c.live.nextRead = c.now.Add(next)
 	if !c.live.reading {
 		c.live.reading = true
 		c.emit(actFetchLiveness{})

@@ -327,7 +327,7 @@ func TestCoreLivenessReadsByRank(t *testing.T) {
 		cs.run(x, x.at(5*time.Second))
 	}
 	for x, want := range map[*tc]time.Duration{alice: 10 * time.Second, carol: 10 * time.Second, dave: 15 * time.Second} {
-		if got := x.c.live.nextBeat.Sub(t0); got != want {
+		if got := x.c.live.nextRead.Sub(t0); got != want {
 			t.Errorf("%s (rank %d): next read at %v, want %v", x.id, x.c.rank(), got, want)
 		}
 	}
