@@ -44,6 +44,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", a.Epoch, cur))
 		return
 	}
+	heard := string(a.Identity)
 	if s.auth != nil {
 		// Stamp the poster's authenticated name, so that members can count
 		// the ack only for a leaf that holds that name.
@@ -53,7 +54,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 				Message: fmt.Sprintf("EpochAck.identity %q is not the client certificate's name %q; leave it empty", a.Identity, id)})
 			return
 		}
-		a.Identity = []byte(id)
+		a.Identity, heard = []byte(id), id
 		if body, err = a.Marshal(); err != nil {
 			s.fail(w, ep, http.StatusBadRequest, group, "cannot encode the stamped EpochAck: "+err.Error())
 			return
@@ -66,6 +67,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.recent.ack(group, a.Epoch)
+	s.live.heard(group, heard, a.Leaf, a.Epoch, s.now())
 	s.metrics.response(ep, http.StatusOK)
 	e := a.Epoch
 	writeJSON(w, http.StatusOK, okBody{Group: group, Epoch: &e})

@@ -23,9 +23,10 @@ import (
 //	GET /v1/groups/{group}/requests/{seq}    the Request struct with that sequence number
 //	GET /v1/groups/{group}/state             {"group","epoch","next_seq"}
 //
-// 404 when the item does not exist (yet). Items are never deleted (retention
-// is an open item, see docs/security-groups.md). This is our choice where
-// the draft is silent.
+// 404 when the item does not exist (yet). Items are deleted only with their
+// group when it is retired (lifecycle.go) or, for a withdrawn commit, by
+// the unprocessable endpoint; retention in a living group is an open item
+// (docs/security-groups.md). This is our choice where the draft is silent.
 
 type stateBody struct {
 	Group   string `json:"group"`

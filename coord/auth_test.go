@@ -91,7 +91,7 @@ func newAuthCS(t *testing.T, policy string, tune func(*Auth)) *authCS {
 	}
 	rec := &Recorder{}
 	metrics := NewMetrics(nil)
-	srv, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics})
+	srv, err := NewServer(Config{Store: store.NewMemStore(), Forwarder: rec, Auth: auth, Metrics: metrics, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func metricsText(t *testing.T, m *Metrics) string {
 	return b.String()
 }
 
-const roomPolicy = `{"groups": {"room": ["alice", "bob", "carol"], "other": ["bob"]}}`
+const roomPolicy = `{"groups": {"room": ["alice", "bob", "carol", "dave"], "other": ["bob"]}}`
 
 func TestAuthTLS(t *testing.T) {
 	cs := newAuthCS(t, roomPolicy, nil)

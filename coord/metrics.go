@@ -23,6 +23,9 @@ type Metrics struct {
 	CommitConflicts prometheus.Counter
 	Forwarded       prometheus.Counter
 	ForwardErrors   prometheus.Counter
+	// Heartbeats counts member heartbeats recorded (lifecycle.go).
+	Heartbeats prometheus.Counter
+	retiredVec *prometheus.CounterVec // reason: last_member, silent
 }
 
 // NewMetrics returns zeroed counters, registered with reg unless reg is
@@ -43,6 +46,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommitConflicts: counter("sframe_cs_commit_conflicts_total", "Commits rejected with 409 (stale epoch)."),
 		Forwarded:       counter("sframe_cs_forwarded_total", "Objects handed to the Forwarder."),
 		ForwardErrors:   counter("sframe_cs_forward_errors_total", "Forwarder failures (items stay queued)."),
+		Heartbeats:      counter("sframe_cs_heartbeats_total", "Member heartbeats recorded."),
+		retiredVec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sframe_cs_groups_retired_total",
+			Help: "Groups retired (state and archive removed; the next join creates them afresh), by reason: last_member (its last member left), silent (no member heard for the liveness timeout)."}, []string{"reason"}),
+	}
+	for _, r := range retireReasons {
+		m.retiredVec.WithLabelValues(r)
 	}
 	// Every known reason from the start, so that a rate() over it is
 	// defined before the first refusal.
@@ -57,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 func (m *Metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.responses, m.refusals, m.GroupsCreated, m.RequestsQueued,
-		m.CommitsAccepted, m.CommitConflicts, m.Forwarded, m.ForwardErrors}
+		m.CommitsAccepted, m.CommitConflicts, m.Forwarded, m.ForwardErrors, m.Heartbeats, m.retiredVec}
 }
 
 // Describe implements prometheus.Collector.
@@ -106,4 +115,19 @@ func (m *Metrics) refused(reason string) { m.refusal(reason).Inc() }
 
 func (m *Metrics) response(endpoint string, code int) {
 	m.responses.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
+}
+
+// retireReasons are the reason labels of sframe_cs_groups_retired_total.
+var retireReasons = []string{"last_member", "silent"}
+
+func (m *Metrics) retired(reason string) { m.retiredVec.WithLabelValues(reason).Inc() }
+
+// Retired returns how many groups were retired for reason ("last_member"
+// or "silent").
+func (m *Metrics) Retired(reason string) uint64 {
+	var d dto.Metric
+	if m.retiredVec.WithLabelValues(reason).Write(&d) != nil {
+		return 0
+	}
+	return uint64(d.GetCounter().GetValue())
 }

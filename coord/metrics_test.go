@@ -20,6 +20,8 @@ var csMetrics = []string{
 	"sframe_cs_forward_errors_total counter Forwarder failures (items stay queued).",
 	"sframe_cs_forwarded_total counter Objects handed to the Forwarder.",
 	"sframe_cs_groups_created_total counter Groups created by a first join request (201).",
+	"sframe_cs_groups_retired_total counter Groups retired (state and archive removed; the next join creates them afresh), by reason: last_member (its last member left), silent (no member heard for the liveness timeout).",
+	"sframe_cs_heartbeats_total counter Member heartbeats recorded.",
 	"sframe_cs_http_responses_total counter HTTP responses by endpoint and status code.",
 	"sframe_cs_refused_total counter Requests refused by authentication, authorization or limits, by reason.",
 	"sframe_cs_requests_queued_total counter Join/leave requests accepted for the RequestTrack.",
@@ -53,7 +55,8 @@ func TestMetricNames(t *testing.T) {
 					reasons = append(reasons, l.GetValue())
 				}
 			}
-			want := map[string]string{"sframe_cs_http_responses_total": "code,endpoint", "sframe_cs_refused_total": "reason"}[mf.GetName()]
+			want := map[string]string{"sframe_cs_http_responses_total": "code,endpoint", "sframe_cs_refused_total": "reason",
+				"sframe_cs_groups_retired_total": "reason"}[mf.GetName()]
 			if strings.Join(labels, ",") != want {
 				t.Errorf("%s labels %v, want %s", mf.GetName(), labels, want)
 			}

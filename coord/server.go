@@ -48,7 +48,14 @@ type Config struct {
 	// withdraw the commit as unprocessable (unprocessable.go); 0:
 	// DefaultUnprocessableGrace.
 	UnprocessableGrace time.Duration
-	// Now is the server's clock (grace periods); nil: time.Now.
+	// LivenessTimeout: a member leaf not heard (heartbeats, acks) for this
+	// long no longer blocks the group's retirement by its last member, and
+	// a group of which no member was heard for this long is retired at the
+	// next join request (lifecycle.go). It is also reported to members on
+	// GET .../liveness. 0: DefaultLivenessTimeout; negative: silence never
+	// retires a group, and any leaf ever heard blocks a retire request.
+	LivenessTimeout time.Duration
+	// Now is the server's clock (grace periods, liveness); nil: time.Now.
 	Now func() time.Time
 }
 
@@ -82,6 +89,7 @@ type Server struct {
 	now         func() time.Time
 	unprocGrace time.Duration
 	recent      recentCommits
+	live        liveness
 }
 
 // NewServer checks cfg and returns a Server.
@@ -116,6 +124,10 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
+	s.live = liveness{start: s.now(), timeout: cfg.LivenessTimeout, groups: map[string]*liveGroup{}}
+	if s.live.timeout == 0 {
+		s.live.timeout = DefaultLivenessTimeout
+	}
 	if s.fwdTO <= 0 {
 		s.fwdTO = 5 * time.Second
 	}
@@ -132,6 +144,11 @@ func NewServer(cfg Config) (*Server, error) {
 		s.mux.HandleFunc("POST /v1/groups/{group}/acks", s.guard("acks", s.handleAck))
 	}
 	s.mux.HandleFunc("POST /v1/groups/{group}/commits/{n}/unprocessable", s.guard("unprocessable", s.handleUnprocessable))
+	s.mux.HandleFunc("POST /v1/groups/{group}/heartbeats", s.guard("heartbeats", s.handleHeartbeat))
+	s.mux.HandleFunc("GET /v1/groups/{group}/liveness", s.guard("liveness", s.handleLiveness))
+	if _, ok := s.store.(store.Retirer); ok {
+		s.mux.HandleFunc("POST /v1/groups/{group}/retire", s.guard("retire", s.handleRetire))
+	}
 	s.registerArchive()
 	return s, nil
 }
@@ -247,6 +264,12 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 
 	unlock := s.lockGroup(group)
 	defer unlock()
+	if req.Type == wire.RequestJoin {
+		// A group whose members are all gone is retired first, so that
+		// this join creates it afresh (201) instead of waiting for a
+		// Welcome nobody will send.
+		s.retireIfSilentLocked(r.Context(), group)
+	}
 	var digest [32]byte
 	if limitJoin {
 		digest = sha256.Sum256(body)
@@ -280,6 +303,7 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if res.Created {
+		s.live.created(group, id, s.now())
 		s.metrics.GroupsCreated.Add(1)
 		s.metrics.response(ep, http.StatusCreated)
 		s.log.Info("group created", "group", group)
@@ -288,6 +312,11 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.RequestsQueued.Add(1)
+	if req.Type == wire.RequestLeave {
+		if _, leaf, err := wire.ProposalSender(req.Body); err == nil {
+			s.live.left(group, id, leaf, s.now())
+		}
+	}
 	if limitJoin {
 		s.auth.addPending(group, id, pendingJoin{digest: digest, seq: res.Seq, outboxID: res.OutboxID})
 	}

@@ -57,8 +57,22 @@ type Config struct {
 	// other members cannot open yet. An epoch that removed members is used
 	// at once. Default 1s; negative: always switch at once.
 	RolloverTimeout time.Duration
-	Logger          *slog.Logger
+	// LivenessTimeout: a member the CS has not heard from (heartbeats,
+	// acknowledgements) for this long is silent, and the committer
+	// (lowest leaf among members neither leaving nor silent) removes it.
+	// Use the CS's liveness timeout (coord.Config.LivenessTimeout). Default
+	// DefaultLivenessTimeout; negative: no heartbeats, nobody is removed
+	// for silence.
+	LivenessTimeout time.Duration
+	// HeartbeatInterval is how often the member tells the CS it is alive
+	// and reads who else is. Default LivenessTimeout/6.
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
 }
+
+// DefaultLivenessTimeout is Config.LivenessTimeout's default (the CS's
+// default too: coord.DefaultLivenessTimeout).
+const DefaultLivenessTimeout = coord.DefaultLivenessTimeout
 
 // withDefaults checks cfg and fills in the defaults.
 func (cfg Config) withDefaults() (Config, error) {
@@ -94,6 +108,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RolloverTimeout == 0 {
 		cfg.RolloverTimeout = time.Second
+	}
+	if cfg.LivenessTimeout == 0 {
+		cfg.LivenessTimeout = DefaultLivenessTimeout
+	}
+	if cfg.HeartbeatInterval <= 0 && cfg.LivenessTimeout > 0 {
+		cfg.HeartbeatInterval = cfg.LivenessTimeout / 6
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

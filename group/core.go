@@ -20,6 +20,7 @@ type mlsMember interface {
 	KeyPackageIdentity(keyPackage []byte) (identity.Identity, error)
 	AddMember(ctx context.Context, keyPackage []byte) error
 	ReplaceMember(ctx context.Context, keyPackage []byte) error
+	RemoveMember(ctx context.Context, name string) error
 	Leave(ctx context.Context) ([]byte, error)
 	ProcessProposal(ctx context.Context, msg []byte) error
 	StageCommit(ctx context.Context) (uint64, []byte, error)
@@ -84,10 +85,16 @@ type core struct {
 	requests    map[uint64][]byte
 	nextSeq     uint64
 	joins       []pendingJoin
-	leaves      map[uint64]map[uint32][]byte // epoch -> sender leaf -> proposal
+	// parked: joins of an identity that is a member with the same
+	// certificate and not silent: added (replacing the old leaf) once that
+	// leaf is silent or gone, dropped if the identity sends a newer join.
+	parked []pendingJoin
+	leaves map[uint64]map[uint32][]byte // epoch -> sender leaf -> proposal
 
 	sync  syncState
 	leave leaveState
+	live  liveState
+	leaf  uint32 // our leaf in the newest installed epoch (retire requests)
 
 	staged           *staged // posted, CS answer not known yet: blocks commits and proposals
 	stagedInflight   bool
@@ -111,11 +118,13 @@ type pendingJoin struct {
 }
 
 type staged struct {
-	epoch   uint64
-	commit  []byte
-	start   time.Time
-	added   int
-	welcome []byte // after ConfirmCommit
+	epoch  uint64
+	commit []byte
+	start  time.Time
+	added  int
+	// removedSilent: silent members the commit removes.
+	removedSilent int
+	welcome       []byte // after ConfirmCommit
 }
 
 // coreConfig is the part of Config the core uses: policy, no I/O handles.
@@ -127,6 +136,8 @@ type coreConfig struct {
 	MaxBackups               int
 	PollInterval             time.Duration
 	Acks                     bool // coordinated roll-over: acknowledge every epoch
+	// LivenessTimeout <= 0: no heartbeats, no removals for silence.
+	LivenessTimeout, HeartbeatInterval time.Duration
 }
 
 func newCoreConfig(cfg Config, name string) coreConfig {
@@ -134,6 +145,7 @@ func newCoreConfig(cfg Config, name string) coreConfig {
 		Identity: name, Group: cfg.Group, KeySize: cfg.Suite.KeySize(), Manual: cfg.Manual,
 		CommitDelay: cfg.CommitDelay, BackupDelay: cfg.BackupDelay, MaxBackups: cfg.MaxBackups,
 		PollInterval: cfg.PollInterval, Acks: cfg.RolloverTimeout > 0,
+		LivenessTimeout: cfg.LivenessTimeout, HeartbeatInterval: cfg.HeartbeatInterval,
 	}
 }
 
@@ -186,6 +198,8 @@ func (c *core) handle(in input) {
 		c.startCommit(in.Token)
 	case inLeave:
 		c.startLeave(in.Token)
+	case inLiveness:
+		c.livenessAnswer(in)
 	}
 }
 
@@ -201,6 +215,8 @@ func (c *core) posted(in inPosted) {
 		c.leavePosted(in.Epoch, in.Err)
 	case postUnprocessable:
 		c.unprocessablePosted(in.Epoch, in.Err)
+	case postRetire:
+		c.retirePosted(in.Epoch, in.Err)
 	}
 }
 
@@ -224,6 +240,7 @@ func (c *core) progress() {
 	c.continueRepair() // the fetches may all be held already
 	c.applyCommits()
 	c.continueOp()
+	c.maybeRetire()
 	c.schedule()
 }
 
@@ -240,8 +257,10 @@ func (c *core) tick() {
 			c.sync.nextPoll = c.now.Add(c.cfg.PollInterval)
 		}
 		c.emit(actTickSchedule{})
+		c.live.retireRefused = 0 // maybeRetire tries again if we are still last
 		c.startSync(true)
 	}
+	c.liveTick()
 	if !c.commitAt.IsZero() && !c.now.Before(c.commitAt) {
 		c.commitAt = time.Time{}
 		if !c.cfg.Manual && c.joined && !c.removed && c.op == nil {
@@ -253,7 +272,7 @@ func (c *core) tick() {
 // armTimer asks for the earliest deadline, if it changed.
 func (c *core) armTimer() {
 	var at time.Time
-	for _, t := range []time.Time{c.join.retryAt, c.commitAt} {
+	for _, t := range []time.Time{c.join.retryAt, c.commitAt, c.join.repostAt, c.liveDeadline()} {
 		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
 			at = t
 		}
@@ -326,7 +345,8 @@ func (c *core) install() error {
 	changed = changed || removal
 	c.prevIDs = cur
 	c.emit(actInstall{Key: ks, Immediate: removal, Roster: roster})
-	c.epoch = ks.Epoch
+	c.epoch, c.leaf = ks.Epoch, ks.LeafIndex
+	c.pruneSilent(roster)
 	if c.refused {
 		// A good epoch after a refused one: the group is back to members
 		// we accept.

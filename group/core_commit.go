@@ -81,6 +81,7 @@ func (c *core) attempt() {
 		c.finishOp(err)
 		return
 	}
+	// Silent members are removed below, unless a join replaces them.
 	members := make(map[string]string, len(roster))
 	for _, e := range roster {
 		members[e.Name] = e.Fingerprint
@@ -106,8 +107,10 @@ func (c *core) attempt() {
 		added[j.name] = true
 		keep = append(keep, j)
 	}
+	c.park(members, added)
 	c.joins = keep
-	if len(keep) == 0 && len(c.leaves[c.epoch]) == 0 {
+	removed := c.proposeRemovals(roster, added)
+	if len(keep) == 0 && len(c.leaves[c.epoch]) == 0 && removed == 0 {
 		c.finishOp(nil)
 		return
 	}
@@ -116,7 +119,7 @@ func (c *core) attempt() {
 		c.finishOp(err)
 		return
 	}
-	c.staged = &staged{epoch: e, commit: commit, start: c.now, added: len(keep)}
+	c.staged = &staged{epoch: e, commit: commit, start: c.now, added: len(keep), removedSilent: removed}
 	op.phase = opPosting
 	c.postStaged()
 }
@@ -186,8 +189,9 @@ func (c *core) commitWon(st *staged) {
 		return
 	}
 	c.postWelcome()
+	c.live.removed += uint64(st.removedSilent)
 	c.event(Event{Type: EventCommitted, Members: c.memberCount(), CommitBytes: len(st.commit),
-		WelcomeBytes: len(w), CommitRTT: c.now.Sub(st.start), Added: st.added})
+		WelcomeBytes: len(w), CommitRTT: c.now.Sub(st.start), Added: st.added, RemovedSilent: st.removedSilent})
 	op := c.op
 	if op == nil {
 		c.afterResolve()
@@ -287,13 +291,14 @@ func (c *core) welcomePosted(epoch uint64, err error) {
 // epoch's leave proposals (which only grow), and listing the members costs
 // a load of the MLS group state, which large groups feel on every step.
 type rankCache struct {
-	valid   bool
-	epoch   uint64
-	nLeaves int
-	rank    int
+	valid     bool
+	epoch     uint64
+	nLeaves   int
+	silentGen int
+	rank      int
 }
 
-// rank is our position among members that are not leaving, by leaf index
+// rank is our position among members that are neither leaving nor silent, by leaf index
 // (0 = designated committer), or -1 if we are leaving.
 func (c *core) rank() int {
 	if c.leave.leaving {
@@ -301,11 +306,11 @@ func (c *core) rank() int {
 	}
 	leaving := c.leaves[c.epoch]
 	rc := &c.rankCache
-	if rc.valid && rc.epoch == c.epoch && rc.nLeaves == len(leaving) {
+	if rc.valid && rc.epoch == c.epoch && rc.nLeaves == len(leaving) && rc.silentGen == c.live.gen {
 		return rc.rank
 	}
 	r := c.computeRank(leaving)
-	*rc = rankCache{valid: true, epoch: c.epoch, nLeaves: len(leaving), rank: r}
+	*rc = rankCache{valid: true, epoch: c.epoch, nLeaves: len(leaving), silentGen: c.live.gen, rank: r}
 	return r
 }
 
@@ -319,6 +324,9 @@ func (c *core) computeRank(leaving map[uint32][]byte) int {
 		if _, out := leaving[e.Leaf]; out {
 			continue
 		}
+		if c.live.silent[e.Leaf] == e.Name && e.Name != c.cfg.Identity {
+			continue // a silent member does not commit: the next one does
+		}
 		if e.Name == c.cfg.Identity {
 			return r
 		}
@@ -328,7 +336,7 @@ func (c *core) computeRank(leaving map[uint32][]byte) int {
 }
 
 func (c *core) hasWork() bool {
-	return len(c.joins) > 0 || len(c.leaves[c.epoch]) > 0
+	return len(c.joins) > 0 || len(c.leaves[c.epoch]) > 0 || len(c.silentToRemove()) > 0
 }
 
 // schedule arms the auto-commit deadline according to our rank.

@@ -3,6 +3,7 @@ package group
 import (
 	"time"
 
+	"github.com/moqsframe/moqsframe/coord"
 	"github.com/moqsframe/moqsframe/mlsgroup"
 )
 
@@ -65,6 +66,7 @@ const (
 	postWelcome          // the identical CommitRequest plus the Welcome ("late Welcome")
 	postLeave
 	postUnprocessable // a report that the accepted commit of Epoch cannot be processed
+	postRetire        // we are the last member and leave: retire the group
 )
 
 type (
@@ -114,6 +116,11 @@ type (
 	inCommit struct{ Token uint64 }
 	// inLeave: Member.Leave; answered by actLeaveDone.
 	inLeave struct{ Token uint64 }
+	// inLiveness answers actFetchLiveness.
+	inLiveness struct {
+		Report *coord.LivenessReport
+		Err    error
+	}
 )
 
 func (inObject) isInput()       {}
@@ -126,6 +133,7 @@ func (inJoin) isInput()         {}
 func (inAbortJoin) isInput()    {}
 func (inCommit) isInput()       {}
 func (inLeave) isInput()        {}
+func (inLiveness) isInput()     {}
 
 // action is something the driver must do.
 type action interface{ isAction() }
@@ -157,6 +165,15 @@ type (
 	// actPostAck: POST an EpochAck (no answer needed: a lost ack costs
 	// senders only their roll-over timeout).
 	actPostAck struct {
+		Epoch uint64
+		Leaf  uint32
+	}
+	// actFetchLiveness: GET the CS's liveness records; answer with
+	// inLiveness.
+	actFetchLiveness struct{}
+	// actPostRetire: ask the CS to retire the group (we are its last member
+	// and leave); answer with inPosted{postRetire, Epoch}.
+	actPostRetire struct {
 		Epoch uint64
 		Leaf  uint32
 	}
@@ -197,6 +214,8 @@ func (actPostJoin) isAction()            {}
 func (actPostCommit) isAction()          {}
 func (actPostLeave) isAction()           {}
 func (actPostAck) isAction()             {}
+func (actFetchLiveness) isAction()       {}
+func (actPostRetire) isAction()          {}
 func (actInstall) isAction()             {}
 func (actSending) isAction()             {}
 func (actReportUnprocessable) isAction() {}

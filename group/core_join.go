@@ -30,6 +30,12 @@ type joinState struct {
 	backoff     time.Duration
 	retryAt     time.Time
 	welcomeFrom uint64 // CS epoch seen before our join request
+	kp          []byte // our join request's KeyPackage
+	// repostAt: while waiting for the Welcome, the identical join request
+	// is posted again at this time (every liveness timeout). If the group's
+	// members are all gone, the CS then retires it and answers 201.
+	repostAt       time.Time
+	repostInflight bool
 }
 
 func (c *core) startJoin() {
@@ -74,7 +80,25 @@ func (c *core) joinStateAnswer(in inState) {
 		c.failJoin(err)
 		return
 	}
+	c.join.kp = kp
 	c.emit(actPostJoin{KeyPackage: kp})
+}
+
+// repostJoin posts our join request again while we wait for its Welcome.
+func (c *core) repostJoin() {
+	if c.join.phase != joinWaiting || c.joined || c.join.repostInflight || c.join.kp == nil {
+		return
+	}
+	c.join.repostInflight = true
+	c.join.repostAt = time.Time{}
+	c.emit(actPostJoin{KeyPackage: c.join.kp})
+}
+
+// armRepost arms the next repost of the join request.
+func (c *core) armRepost() {
+	if c.cfg.LivenessTimeout > 0 && c.join.phase == joinWaiting && !c.joined {
+		c.join.repostAt = c.now.Add(c.cfg.LivenessTimeout)
+	}
 }
 
 // joinFailed retries transport errors and 5xx with backoff; other answers
@@ -104,6 +128,11 @@ func (c *core) failJoin(err error) {
 }
 
 func (c *core) joinPosted(created bool, err error) {
+	if c.join.phase == joinWaiting && c.join.repostInflight {
+		c.join.repostInflight = false
+		c.repostAnswer(created, err)
+		return
+	}
 	if c.join.phase != joinRequesting {
 		return
 	}
@@ -123,6 +152,7 @@ func (c *core) joinPosted(created bool, err error) {
 		}
 	}
 	// From now on the member polls and applies what arrives.
+	c.armRepost()
 	c.started = true
 	c.sync.nextPoll = c.now.Add(c.cfg.PollInterval)
 	c.startSync(false)
@@ -179,6 +209,8 @@ func (c *core) becameMember() error {
 	}
 	c.joined = true
 	c.join.phase = joinDone
+	c.join.repostAt = time.Time{}
+	c.live.nextRead = c.now.Add(c.cfg.HeartbeatInterval)
 	// Commits for epochs before ours are useless now.
 	for e := range c.commits {
 		if e < c.epoch {
@@ -189,4 +221,44 @@ func (c *core) becameMember() error {
 	c.event(Event{Type: EventJoined, Members: c.memberCount()})
 	c.log.Info("joined", "epoch", c.epoch)
 	return nil
+}
+
+// repostAnswer: the CS's answer to the repost of our join request. 201:
+// the group's members were all gone, so the CS retired it and we create it
+// afresh; 200/202: still queued (or answered as before), keep waiting.
+func (c *core) repostAnswer(created bool, err error) {
+	if c.joined {
+		return
+	}
+	switch {
+	case err != nil:
+		c.log.Warn("reposting the join request failed; will retry", "err", err)
+		c.armRepost()
+	case created:
+		c.log.Info("the group was retired while we waited for a Welcome; created it afresh")
+		if err := c.mls.Create(c.ctx); err != nil {
+			c.failJoin(err)
+			return
+		}
+		c.resetForNewGroup()
+		if err := c.becameMember(); err != nil {
+			c.failJoin(err)
+		}
+	default:
+		c.armRepost()
+	}
+}
+
+// resetForNewGroup forgets what we knew of a retired group's tracks: its
+// requests and commits are gone, and the new one starts at epoch 0 and
+// sequence 0.
+func (c *core) resetForNewGroup() {
+	clear(c.commits)
+	clear(c.requests)
+	clear(c.leaves)
+	c.welcomes = map[uint64]buffered{}
+	clear(c.welcomeDone)
+	c.joins = nil
+	c.nextSeq = 0
+	c.sync = syncState{inflight: map[fetchKey]bool{}, held: map[fetchKey]bool{}, nextPoll: c.sync.nextPoll}
 }

@@ -59,6 +59,7 @@ func (c *core) applyRequests() {
 				continue // our own, or our successor's after a restart: others add it
 			}
 			c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return j.name == id.Name })
+			c.parked = slices.DeleteFunc(c.parked, func(j pendingJoin) bool { return j.name == id.Name })
 			c.joins = append(c.joins, pendingJoin{name: id.Name, fingerprint: id.FingerprintHex(), kp: req.Body, seen: c.now})
 		case wire.RequestLeave:
 			e, leaf, err := wire.ProposalSender(req.Body)
@@ -90,6 +91,10 @@ func (c *core) processLeave(msg []byte) {
 // selectJoins decides which pending joins the next commit adds: those
 // whose identity is not a member, and those whose identity is a member with
 // another certificate (a restarted member: its old leaf is replaced).
+// A join with the certificate of a member (a member killed and restarted
+// with its certificate) is parked until that leaf is gone: mls-go refuses
+// an Add whose signature key is in the tree, even next to its Remove, so
+// the silent leaf is removed by one commit and the join added by the next.
 // members maps the current epoch's names to their certificate fingerprints.
 func (c *core) selectJoins(members map[string]string) []pendingJoin {
 	var out []pendingJoin
@@ -101,7 +106,32 @@ func (c *core) selectJoins(members map[string]string) []pendingJoin {
 	return out
 }
 
-// dropJoined forgets pending joins whose certificate is now a member's.
+// dropJoined forgets pending joins whose certificate is now a member's,
+// and takes back parked joins whose certificate is no longer a member's.
 func (c *core) dropJoined() {
 	c.joins = slices.DeleteFunc(c.joins, func(j pendingJoin) bool { return c.prevIDs[j.name+"/"+j.fingerprint] })
+	c.unpark(func(j pendingJoin) bool { return !c.prevIDs[j.name+"/"+j.fingerprint] })
+}
+
+// park keeps the joins a commit does not add because their certificate is
+// a live member's (members: name -> fingerprint; added: names the commit adds).
+func (c *core) park(members map[string]string, added map[string]bool) {
+	for _, j := range c.joins {
+		if fp, in := members[j.name]; in && fp == j.fingerprint && !added[j.name] {
+			c.parked = slices.DeleteFunc(c.parked, func(p pendingJoin) bool { return p.name == j.name })
+			c.parked = append(c.parked, j)
+		}
+	}
+}
+
+// unpark moves the parked joins for which take holds back to the pending ones.
+func (c *core) unpark(take func(pendingJoin) bool) {
+	c.parked = slices.DeleteFunc(c.parked, func(j pendingJoin) bool {
+		if !take(j) {
+			return false
+		}
+		c.joins = slices.DeleteFunc(c.joins, func(o pendingJoin) bool { return o.name == j.name })
+		c.joins = append(c.joins, j)
+		return true
+	})
 }

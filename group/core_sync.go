@@ -1,6 +1,11 @@
 package group
 
-import "time"
+import (
+	"errors"
+	"time"
+
+	"github.com/moqsframe/moqsframe/coord"
+)
 
 // Catch-up from the CS archive. The core keeps bounds (commits below
 // epochTo, requests below seqTo, Welcomes below welcomeTo) and asks for
@@ -52,6 +57,10 @@ func (c *core) stateAnswer(in inState) {
 	case stateRepair:
 		c.repairState(in)
 	case statePoll, stateResync:
+		if errors.Is(in.Err, coord.ErrUnknownGroup) {
+			c.groupUnknown()
+			return
+		}
 		if in.Err != nil {
 			return
 		}

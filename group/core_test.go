@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func newTC(t *testing.T, id string, mod func(*Config)) *tc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return &tc{t: t, id: id, c: newCore(cfg, id, m, slog.New(slog.DiscardHandler)), mls: m, now: t0}
+	return &tc{t: t, id: id, c: newCore(cfg, id, m, testLogger()), mls: m, now: t0}
 }
 
 // step runs the core. Roster events are taken out of the actions and
@@ -90,6 +89,11 @@ type fakeCS struct {
 	requests [][]byte
 	commits  map[uint64][]byte
 	welcomes map[uint64][]byte
+	// liveness answers actFetchLiveness (nil: 503); retireOK: a retire
+	// request for the current epoch retires the group (else 409).
+	liveness *coord.LivenessReport
+	retireOK bool
+	retired  int
 }
 
 func newFakeCS(t *testing.T) *fakeCS {
@@ -130,6 +134,25 @@ func (cs *fakeCS) answer(a action) input {
 			return inFetched{Track: a.Track, Num: a.Num, Err: coord.ErrNotFound}
 		}
 		return inFetched{Track: a.Track, Num: a.Num, Data: d}
+	case actFetchLiveness:
+		if cs.liveness == nil {
+			return inLiveness{Err: &coord.StatusError{Code: 503}}
+		}
+		if !cs.exists {
+			return inLiveness{Err: &coord.StatusError{Code: 404}}
+		}
+		rep := *cs.liveness
+		rep.Epoch = cs.epoch
+		return inLiveness{Report: &rep}
+	case actPostRetire:
+		switch {
+		case !cs.exists:
+			return inPosted{Post: postRetire, Epoch: a.Epoch, Err: &coord.StatusError{Code: 404}}
+		case !cs.retireOK || a.Epoch != cs.epoch:
+			return inPosted{Post: postRetire, Epoch: a.Epoch, Err: fmt.Errorf("%w: %w", coord.ErrRetireRefused, &coord.StatusError{Code: 409})}
+		}
+		cs.retire()
+		return inPosted{Post: postRetire, Epoch: a.Epoch}
 	case actPostJoin:
 		created := !cs.exists
 		cs.exists = true
@@ -164,6 +187,13 @@ func (cs *fakeCS) answer(a action) input {
 		return inPosted{Post: p, Epoch: a.Epoch}
 	}
 	return nil
+}
+
+// retire forgets the group, like the CS's retirement.
+func (cs *fakeCS) retire() {
+	cs.exists, cs.epoch, cs.requests = false, 0, nil
+	cs.commits, cs.welcomes = map[uint64][]byte{}, map[uint64][]byte{}
+	cs.retired++
 }
 
 // run carries out acts and everything that follows, like the driver, and
@@ -248,6 +278,10 @@ func kind(a action) string {
 		return fmt.Sprintf("sending %v", a.On)
 	case actReportUnprocessable:
 		return fmt.Sprintf("report unprocessable %d", a.Epoch)
+	case actFetchLiveness:
+		return "liveness"
+	case actPostRetire:
+		return fmt.Sprintf("retire %d", a.Epoch)
 	}
 	return fmt.Sprintf("%T", a)
 }

@@ -26,6 +26,10 @@ const (
 	EventStuck
 	// EventRoster: the verified roster changed (Member.Roster).
 	EventRoster
+	// EventSilent: the members silent for longer than the liveness timeout
+	// changed (Silent lists them; empty: nobody is silent any more). The
+	// committer removes them (EventCommitted.RemovedSilent).
+	EventSilent
 )
 
 func (t EventType) String() string {
@@ -48,6 +52,8 @@ func (t EventType) String() string {
 		return "stuck"
 	case EventRoster:
 		return "roster"
+	case EventSilent:
+		return "silent"
 	}
 	return fmt.Sprintf("event(%d)", int(t))
 }
@@ -63,5 +69,10 @@ type Event struct {
 	CommitBytes, WelcomeBytes int
 	CommitRTT                 time.Duration
 	Added                     int
-	Err                       error
+	// EventCommitted only: the silent members our commit removed.
+	RemovedSilent int
+	// EventSilent only: the identities silent for longer than the liveness
+	// timeout, sorted.
+	Silent []string
+	Err    error
 }

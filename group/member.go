@@ -113,6 +113,10 @@ type Member struct {
 	acksIn     atomic.Uint64
 	acksOut    atomic.Uint64
 	noAcks     atomic.Bool // the CS does not relay acknowledgements
+	beatsOut   atomic.Uint64
+	leaf       atomic.Uint32 // our leaf in the newest installed epoch
+	silentN    atomic.Int64
+	removedSil atomic.Uint64
 	started    atomic.Bool
 	timer      *time.Timer
 	timerArmed bool
@@ -204,13 +208,23 @@ type Stats struct {
 	// Refused counts credentials this member refused: join requests,
 	// Welcomes and commits (EventRefused).
 	Refused uint64
+	// HeartbeatsSent counts heartbeats the CS recorded.
+	HeartbeatsSent uint64
+	// SilentMembers is how many roster members the CS has not heard for
+	// longer than Config.LivenessTimeout, by the last liveness read (a
+	// gauge; EventSilent names them).
+	SilentMembers int
+	// RemovedForSilence counts members this member's accepted commits
+	// removed for silence.
+	RemovedForSilence uint64
 }
 
 // Stats returns the member's counters.
 func (m *Member) Stats() Stats {
 	c, w, r := m.fetches[0].Load(), m.fetches[1].Load(), m.fetches[2].Load()
 	return Stats{MoQObjects: m.moqObjs.Load(), AcksSent: m.acksOut.Load(), AcksReceived: m.acksIn.Load(), ArchiveFetches: c + w + r,
-		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r, AcksRefused: m.acks.refused.Load(), Refused: m.refusals.Load()}
+		FetchedCommits: c, FetchedWelcomes: w, FetchedRequests: r, AcksRefused: m.acks.refused.Load(), Refused: m.refusals.Load(),
+		HeartbeatsSent: m.beatsOut.Load(), SilentMembers: int(m.silentN.Load()), RemovedForSilence: m.removedSil.Load()}
 }
 
 // PendingJoins is how many join requests this member has seen and not yet
@@ -435,6 +449,8 @@ func (m *Member) step(ins ...input) []action {
 	acts := m.core.step(time.Now(), ins...)
 	m.epoch.Store(m.core.epoch)
 	m.pendingN.Store(int64(m.core.pendingJoins()))
+	m.silentN.Store(int64(len(m.core.live.silent)))
+	m.removedSil.Store(m.core.live.removed)
 	return acts
 }
 
@@ -492,6 +508,13 @@ func (m *Member) exec(a action) []action {
 		return m.step(inPosted{Post: postUnprocessable, Epoch: a.Epoch, Err: err})
 	case actPostAck:
 		m.ack(a.Epoch, a.Leaf)
+	case actFetchLiveness:
+		acts := m.drain()
+		rep, err := cs.Liveness(ctx, g)
+		return append(acts, m.step(inLiveness{Report: rep, Err: err})...)
+	case actPostRetire:
+		err := cs.Retire(ctx, g, a.Epoch, a.Leaf, m.Identity())
+		return m.step(inPosted{Post: postRetire, Epoch: a.Epoch, Err: err})
 	case actInstall:
 		ks := a.Key
 		err := m.sched.Install(keyschedule.Epoch{
@@ -503,6 +526,7 @@ func (m *Member) exec(a action) []action {
 		}
 		r := a.Roster
 		m.roster.Store(&r)
+		m.leaf.Store(ks.LeafIndex)
 		m.acks.install(ks.Epoch, r, m.sched)
 	case actSending:
 		m.isRefused.Store(!a.On)
@@ -512,6 +536,10 @@ func (m *Member) exec(a action) []action {
 		case EventJoined:
 			if m.isJoined.CompareAndSwap(false, true) {
 				close(m.joinedCh)
+				if m.cfg.LivenessTimeout > 0 {
+					m.wg.Add(1)
+					go m.heartbeats()
+				}
 			}
 		case EventRemoved:
 			if m.isRemoved.CompareAndSwap(false, true) {
@@ -603,4 +631,31 @@ func (m *Member) ack(epoch uint64, leaf uint32) {
 			m.log.Debug("acknowledgement not sent", "epoch", epoch, "err", err)
 		}
 	}()
+}
+
+// heartbeats tells the CS every HeartbeatInterval that we are alive, with
+// our newest epoch and leaf, until the member is closed or removed. It runs
+// apart from the loop, so that a loop busy with a long catch-up under load
+// does not make a live member look silent.
+func (m *Member) heartbeats() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.HeartbeatInterval)
+		err := m.cfg.CS.Heartbeat(ctx, m.cfg.Group, m.epoch.Load(), m.leaf.Load(), m.Identity())
+		cancel()
+		if err == nil {
+			m.beatsOut.Add(1)
+		} else if m.ctx.Err() == nil {
+			m.log.Debug("heartbeat not sent", "err", err)
+		}
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.removedCh:
+			return
+		case <-t.C:
+		}
+	}
 }
