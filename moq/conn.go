@@ -203,6 +203,14 @@ func (s *controlStream) split() {
 				s.raw = s.raw[size:]
 				continue
 			}
+			if perr == nil && typ == msgTypeUnsubscribe {
+				// v0.5.0 only cancels the track's context, which a writer
+				// sees at its next OpenSubgroup: one that keeps writing into
+				// the same group would never notice. Tell our writer now;
+				// its SUBSCRIBE_DONE waits for ctlSem, i.e. until the
+				// library has handled this UNSUBSCRIBE.
+				s.sess.peerUnsubscribed(reqID)
+			}
 		}
 		s.ready = append(s.ready, msg...)
 		s.raw = s.raw[size:]

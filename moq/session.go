@@ -464,6 +464,17 @@ func (s *Session) isLiveSubscriber(reqID uint64) bool {
 	return ok
 }
 
+// peerUnsubscribed ends the writer of the live subscriber reqID at once:
+// the peer sent UNSUBSCRIBE, so nothing queued for it is wanted.
+func (s *Session) peerUnsubscribed(reqID uint64) {
+	s.mu.Lock()
+	sub := s.live[reqID]
+	s.mu.Unlock()
+	if sub != nil {
+		sub.abort(moqtransport.ErrorCodeSubscribeDoneSubscriptionEnded, "unsubscribed")
+	}
+}
+
 func (s *Session) forgetLive(reqID uint64) {
 	s.mu.Lock()
 	delete(s.live, reqID)

@@ -119,46 +119,88 @@ func TestRelayInProcessNoGoroutineLeak(t *testing.T) {
 	}
 }
 
-func TestRelayEndsIdleUpstream(t *testing.T) {
-	r := newTestRelay(t, Config{IdleTimeout: 200 * time.Millisecond})
-	go func() { _ = r.Serve(context.Background()) }()
-	defer r.Close()
-	ns := []string{"sg", "idle"}
-	pubSess := dial(t, r)
-	defer pubSess.Close()
-	pub, _ := pubSess.Publish(ns, "t")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := pubSess.Announce(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	subSess := dial(t, r)
-	defer subSess.Close()
-	sub, err := subSess.Subscribe(ctx, ns, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WriteObject(0, 0, 0, []byte("a")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sub.ReadObject(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_ = sub.Close()
-	// v0.5.0 only reveals an UNSUBSCRIBE when the next stream is opened, so
-	// keep publishing new groups until the relay has let go upstream.
-	for g := uint64(1); pub.Subscribers() > 0; g++ {
-		if ctx.Err() != nil {
-			t.Fatalf("relay kept the idle upstream subscription: metrics %+v", r.Metrics())
+// keepWriting writes objects 0, 1, 2... of group 0 at 1 kHz until the
+// returned stop is called: an intra-refresh encoder that never starts a new
+// group.
+func keepWriting(t *testing.T, pub *moq.Publisher) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for id := uint64(0); ; id++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if err := pub.WriteObject(0, 0, id, []byte("frame")); err != nil {
+				t.Error(err)
+				return
+			}
 		}
-		_ = pub.WriteObject(g, 0, 0, []byte("b"))
-		time.Sleep(50 * time.Millisecond)
-	}
-	if m := r.Metrics(); m.Tracks != 0 || m.Subscribers != 0 {
-		t.Fatalf("metrics after idle teardown %+v", m)
+	}()
+	return func() { close(done); <-exited }
+}
+
+// After the last downstream subscriber leaves (UNSUBSCRIBE or disconnect),
+// the relay ends its upstream subscription after IdleTimeout even though
+// the publisher keeps writing into the same group: the publisher is told
+// (its subscriber count drops to 0 and nothing more goes out).
+func TestRelayEndsIdleUpstreamWithinOneGroup(t *testing.T) {
+	for _, leave := range []string{"unsubscribe", "disconnect"} {
+		t.Run(leave, func(t *testing.T) {
+			const idle = 200 * time.Millisecond
+			r := newTestRelay(t, Config{IdleTimeout: idle})
+			go func() { _ = r.Serve(context.Background()) }()
+			defer r.Close()
+			ns := []string{"sg", "idle"}
+			pubSess := dial(t, r)
+			defer pubSess.Close()
+			pub, _ := pubSess.Publish(ns, "t")
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := pubSess.Announce(ctx, ns); err != nil {
+				t.Fatal(err)
+			}
+			subSess := dial(t, r)
+			defer subSess.Close()
+			sub, err := subSess.Subscribe(ctx, ns, "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.WaitSubscribers(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			stop := keepWriting(t, pub)
+			defer stop()
+			for i := 0; i < 10; i++ {
+				if o, err := sub.ReadObject(ctx); err != nil || o.GroupID != 0 {
+					t.Fatalf("%+v %v", o, err)
+				}
+			}
+			left := time.Now()
+			if leave == "unsubscribe" {
+				_ = sub.Close()
+			} else {
+				_ = subSess.Close()
+			}
+			waitFor(ctx, t, "the relay to detach the downstream subscriber", func() bool { return r.Metrics().Subscribers == 0 })
+			waitFor(ctx, t, "the publisher to lose the relay's subscription", func() bool { return pub.Subscribers() == 0 })
+			t.Logf("upstream ended %v after the subscriber left (idle timeout %v)", time.Since(left).Round(time.Millisecond), idle)
+			if time.Since(left) < idle {
+				t.Fatalf("upstream ended before the idle timeout")
+			}
+			out := pub.Stats().ObjectsOut
+			in := pub.Stats().ObjectsIn
+			waitFor(ctx, t, "more objects written", func() bool { return pub.Stats().ObjectsIn >= in+20 })
+			if now := pub.Stats().ObjectsOut; now != out {
+				t.Fatalf("publisher kept sending to the relay: %d -> %d objects out", out, now)
+			}
+			if m := r.Metrics(); m.Tracks != 0 || m.Subscribers != 0 || m.Disconnects != 0 {
+				t.Fatalf("metrics after idle teardown %+v", m)
+			}
+		})
 	}
 }
 
