@@ -18,6 +18,7 @@ const (
 	DefaultHandshakeTimeout      = 10 * time.Second
 	DefaultSubscriptionQueue     = 1024
 	DefaultSubscriberQueue       = 1024
+	DefaultSubscriberQueueBytes  = 8 << 20 // 8 MiB, or 2 × MaxObjectSize if larger
 	DefaultStreamCreditTimeout   = 10 * time.Second
 	DefaultMaxIncomingUniStreams = 10000
 	DefaultMaxIdleTimeout        = 30 * time.Second
@@ -54,6 +55,15 @@ type Config struct {
 
 	// SubscriberQueue is how many objects a Publisher buffers per subscriber.
 	SubscriberQueue int
+
+	// SubscriberQueueBytes bounds the payload bytes a Publisher holds per
+	// subscriber: queued objects plus the one its writer is sending. An
+	// object that would exceed it finds the queue full (DropWhenFull
+	// applies), so one slow subscriber costs at most this much memory
+	// whatever the object size. Default: DefaultSubscriberQueueBytes or
+	// 2 × MaxObjectSize, whichever is larger; smaller values are raised to
+	// MaxObjectSize so that every allowed object fits.
+	SubscriberQueueBytes int
 
 	// DropWhenFull selects the Publisher overflow policy for a subscriber
 	// whose queue is full: false (default) makes WriteObject wait up to
@@ -132,6 +142,10 @@ func (c *Config) withDefaults() *Config {
 	if out.SubscriberQueue <= 0 {
 		out.SubscriberQueue = DefaultSubscriberQueue
 	}
+	if out.SubscriberQueueBytes <= 0 {
+		out.SubscriberQueueBytes = max(DefaultSubscriberQueueBytes, 2*out.MaxObjectSize)
+	}
+	out.SubscriberQueueBytes = max(out.SubscriberQueueBytes, out.MaxObjectSize)
 	if out.StreamCreditTimeout <= 0 {
 		out.StreamCreditTimeout = DefaultStreamCreditTimeout
 	}

@@ -19,7 +19,14 @@ type Metrics struct {
 	BytesIn          uint64
 	ObjectsOut       uint64 // summed over downstream subscribers
 	BytesOut         uint64
-	DroppedQueueFull uint64 // object copies dropped for a full subscriber queue
+	DroppedQueueFull uint64 // object copies dropped for a subscriber queue at its object bound
+	// DroppedQueueBytes: object copies dropped because the subscriber's
+	// queue would have gone above SubscriberQueueBytes.
+	DroppedQueueBytes uint64
+	// QueuedBytes is the payload held in subscriber queues now;
+	// PeakQueuedBytes the most one subscriber queue held since start.
+	QueuedBytes      int64
+	PeakQueuedBytes  int64
 	DroppedOversize  uint64 // incoming streams stopped for an object above the size limit
 	DroppedFraming   uint64 // incoming streams stopped for bad framing / extension headers
 	Disconnects      uint64 // subscribers ended as too slow or failing
@@ -45,22 +52,24 @@ func (r *Relay) Metrics() Metrics {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := Metrics{
-		Sessions:         len(r.sessions),
-		SessionsTotal:    r.sessionsTotal.Load(),
-		Announcements:    len(r.announcements),
-		Tracks:           len(r.tracks),
-		ObjectsIn:        r.objsIn.Load(),
-		BytesIn:          r.bytesIn.Load(),
-		ObjectsOut:       r.retired.objectsOut.Load(),
-		BytesOut:         r.retired.bytesOut.Load(),
-		DroppedQueueFull: r.retired.droppedQueueFull.Load(),
-		DroppedOversize:  r.retired.oversize.Load() + r.upstreamOversizeWhileForwarding.Load(),
-		DroppedFraming:   r.retired.refused.Load(),
-		Disconnects:      r.retired.disconnects.Load(),
-		UpstreamFailures: r.upstreamFailures.Load(),
-		StreamsIn:        r.retired.streams.Load(),
-		DatagramsDropped: r.retired.datagrams.Load(),
-		StreamCreditWait: r.retired.creditWaits.Load(),
+		Sessions:          len(r.sessions),
+		SessionsTotal:     r.sessionsTotal.Load(),
+		Announcements:     len(r.announcements),
+		Tracks:            len(r.tracks),
+		ObjectsIn:         r.objsIn.Load(),
+		BytesIn:           r.bytesIn.Load(),
+		ObjectsOut:        r.retired.objectsOut.Load(),
+		BytesOut:          r.retired.bytesOut.Load(),
+		DroppedQueueFull:  r.retired.droppedQueueFull.Load(),
+		DroppedQueueBytes: r.retired.droppedQueueBytes.Load(),
+		PeakQueuedBytes:   r.retired.peakQueuedBytes.Load(),
+		DroppedOversize:   r.retired.oversize.Load() + r.upstreamOversizeWhileForwarding.Load(),
+		DroppedFraming:    r.retired.refused.Load(),
+		Disconnects:       r.retired.disconnects.Load(),
+		UpstreamFailures:  r.upstreamFailures.Load(),
+		StreamsIn:         r.retired.streams.Load(),
+		DatagramsDropped:  r.retired.datagrams.Load(),
+		StreamCreditWait:  r.retired.creditWaits.Load(),
 
 		AnnounceRefusedUnauthenticated:  r.auth.announceUnauthenticated.Load(),
 		AnnounceRefusedReserved:         r.auth.announceReserved.Load(),
@@ -74,7 +83,10 @@ func (r *Relay) Metrics() Metrics {
 		m.Subscribers += st.Subscribers
 		m.ObjectsOut += st.ObjectsOut
 		m.BytesOut += st.BytesOut
-		m.DroppedQueueFull += st.Dropped
+		m.DroppedQueueFull += st.Dropped - st.DroppedBytes
+		m.DroppedQueueBytes += st.DroppedBytes
+		m.QueuedBytes += st.QueuedBytes
+		m.PeakQueuedBytes = max(m.PeakQueuedBytes, st.PeakQueuedBytes)
 		m.Disconnects += st.Disconnected
 	}
 	for s := range r.sessions {
@@ -131,8 +143,10 @@ var relayMetrics = []metricDesc{
 	newMetricDesc("moq_relay_objects_out_total", "Objects written to subscribers (one per subscriber).", counter, one(func(m *Metrics) uint64 { return m.ObjectsOut }), false),
 	newMetricDesc("moq_relay_bytes_out_total", "Payload bytes written to subscribers.", counter, one(func(m *Metrics) uint64 { return m.BytesOut }), false),
 	newMetricDesc("moq_relay_dropped_total", "Objects or streams dropped, by reason.", counter, func(m *Metrics) []labelled {
-		return []labelled{{"queue_full", m.DroppedQueueFull}, {"oversize", m.DroppedOversize}, {"bad_framing", m.DroppedFraming}, {"datagram", m.DatagramsDropped}}
+		return []labelled{{"queue_full", m.DroppedQueueFull}, {"queue_bytes", m.DroppedQueueBytes}, {"oversize", m.DroppedOversize}, {"bad_framing", m.DroppedFraming}, {"datagram", m.DatagramsDropped}}
 	}, true),
+	newMetricDesc("moq_relay_queued_bytes", "Payload bytes held in downstream subscriber queues.", gauge, one(func(m *Metrics) uint64 { return uint64(max(m.QueuedBytes, 0)) }), false),
+	newMetricDesc("moq_relay_subscriber_queue_peak_bytes", "Most payload bytes one subscriber queue held since start (bounded by -queue-bytes).", gauge, one(func(m *Metrics) uint64 { return uint64(max(m.PeakQueuedBytes, 0)) }), false),
 	newMetricDesc("moq_relay_subscriber_disconnects_total", "Subscribers ended for being too slow or failing.", counter, one(func(m *Metrics) uint64 { return m.Disconnects }), false),
 	newMetricDesc("moq_relay_upstream_failures_total", "Upstream SUBSCRIBEs refused or timed out.", counter, one(func(m *Metrics) uint64 { return m.UpstreamFailures }), false),
 	newMetricDesc("moq_relay_streams_in_total", "Incoming data streams.", counter, one(func(m *Metrics) uint64 { return m.StreamsIn }), false),

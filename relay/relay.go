@@ -4,7 +4,8 @@
 //
 // Fan-out: one upstream subscription per (namespace, track), shared by all
 // downstream subscribers through one moq.Publisher. Every downstream
-// subscriber has its own bounded queue; when it is full, the object is
+// subscriber has its own queue, bounded in objects and in bytes; when it is
+// full, the object is
 // dropped for that subscriber only and counted, and after MaxDrops drops the
 // subscriber is disconnected (SUBSCRIBE_DONE "too far behind"). A slow
 // subscriber therefore never stalls the upstream or the other subscribers.
@@ -40,6 +41,13 @@ type Config struct {
 	// SubscriberQueue is the per-downstream-subscriber queue in objects
 	// (default 1024).
 	SubscriberQueue int
+	// SubscriberQueueBytes bounds each downstream subscriber's queue in
+	// payload bytes too (queued plus being written), so a slow subscriber
+	// of large objects cannot make the relay hold SubscriberQueue ×
+	// MaxObjectSize. Default moq.DefaultSubscriberQueueBytes (8 MiB) or
+	// 2 × MaxObjectSize, whichever is larger; below MaxObjectSize is an
+	// error.
+	SubscriberQueueBytes int
 	// MaxDrops disconnects a subscriber after this many dropped objects
 	// (default 1000; negative = never).
 	MaxDrops int
@@ -105,6 +113,8 @@ type announcement struct {
 
 type totals struct {
 	objectsOut, bytesOut, droppedQueueFull, disconnects atomic.Uint64
+	droppedQueueBytes                                   atomic.Uint64
+	peakQueuedBytes                                     atomic.Int64 // max over retired tracks
 	oversize, refused, streams, datagrams, creditWaits  atomic.Uint64
 }
 
@@ -133,6 +143,13 @@ func New(cfg Config) (*Relay, error) {
 	}
 	if cfg.SubscriberQueue <= 0 {
 		cfg.SubscriberQueue = moq.DefaultSubscriberQueue
+	}
+	if cfg.SubscriberQueueBytes <= 0 {
+		cfg.SubscriberQueueBytes = max(moq.DefaultSubscriberQueueBytes, 2*cfg.MaxObjectSize)
+	}
+	if cfg.SubscriberQueueBytes < cfg.MaxObjectSize {
+		return nil, fmt.Errorf("relay: SubscriberQueueBytes (%d) is below MaxObjectSize (%d): a maximum-size object could never be queued; raise it or lower MaxObjectSize",
+			cfg.SubscriberQueueBytes, cfg.MaxObjectSize)
 	}
 	if cfg.MaxDrops == 0 {
 		cfg.MaxDrops = 1000
@@ -210,15 +227,16 @@ func (r *Relay) janitor() {
 
 func (r *Relay) moqConfig() *moq.Config {
 	return &moq.Config{
-		MaxObjectSize:    r.cfg.MaxObjectSize,
-		HandshakeTimeout: r.cfg.HandshakeTimeout,
-		SubscriberQueue:  r.cfg.SubscriberQueue,
-		DropWhenFull:     true,
-		MaxDrops:         r.cfg.MaxDrops,
-		OnAnnounce:       r.onAnnounce,
-		OnUnannounce:     r.onUnannounce,
-		OnSubscribe:      r.onSubscribe,
-		Logger:           r.cfg.Logger,
+		MaxObjectSize:        r.cfg.MaxObjectSize,
+		HandshakeTimeout:     r.cfg.HandshakeTimeout,
+		SubscriberQueue:      r.cfg.SubscriberQueue,
+		SubscriberQueueBytes: r.cfg.SubscriberQueueBytes,
+		DropWhenFull:         true,
+		MaxDrops:             r.cfg.MaxDrops,
+		OnAnnounce:           r.onAnnounce,
+		OnUnannounce:         r.onUnannounce,
+		OnSubscribe:          r.onSubscribe,
+		Logger:               r.cfg.Logger,
 	}
 }
 
@@ -457,7 +475,11 @@ func (r *Relay) retireTrack(t *track) {
 	}
 	r.retired.objectsOut.Add(st.ObjectsOut)
 	r.retired.bytesOut.Add(st.BytesOut)
-	r.retired.droppedQueueFull.Add(st.Dropped)
+	r.retired.droppedQueueFull.Add(st.Dropped - st.DroppedBytes)
+	r.retired.droppedQueueBytes.Add(st.DroppedBytes)
+	if st.PeakQueuedBytes > r.retired.peakQueuedBytes.Load() {
+		r.retired.peakQueuedBytes.Store(st.PeakQueuedBytes) // under r.mu
+	}
 	r.retired.disconnects.Add(st.Disconnected)
 	r.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -274,5 +275,109 @@ func TestOriginClosesOneTrackOthersSurvive(t *testing.T) {
 	_ = c.WriteObject(0, 0, 0, []byte("c"))
 	if _, err := subC.ReadObject(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A subscriber that stops reading costs the relay at most
+// SubscriberQueueBytes, whatever the object size: objects that would take
+// its queue above the bound are dropped for it (counted as queue_bytes)
+// while a fast subscriber gets everything, and the slow one, once it
+// reads, gets exactly the objects that were not counted as dropped.
+func TestRelaySlowSubscriberQueueByteBound(t *testing.T) {
+	const (
+		objSize = 16 << 10
+		bound   = 128 << 10 // 8 objects; the object bound (1024) never bites
+		total   = 400
+	)
+	r := newTestRelay(t, Config{MaxObjectSize: objSize, SubscriberQueueBytes: bound})
+	go func() { _ = r.Serve(context.Background()) }()
+	defer r.Close()
+	ns := []string{"sg", "bytes"}
+	pubSess := dial(t, r)
+	defer pubSess.Close()
+	pub, _ := pubSess.Publish(ns, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pubSess.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	fastSess := dial(t, r)
+	// The slow subscriber's session buffers one object for its reader, so
+	// backpressure reaches the relay after the library's credit (64
+	// objects) and QUIC's flow-control windows.
+	slowSess, err := moq.Dial(ctx, r.Addr().String(), &moq.Config{InsecureSkipVerify: true, SubscriptionQueue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fastSess.Close()
+	defer slowSess.Close()
+	fast, err := fastSess.Subscribe(ctx, ns, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := slowSess.Subscribe(ctx, ns, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "both subscribers attached", func() bool { return r.Metrics().Subscribers == 2 })
+	payload := func(i uint64) []byte {
+		b := bytes.Repeat([]byte{byte(i)}, objSize)
+		b[1] = byte(i >> 8)
+		return b
+	}
+	// Lockstep with the fast subscriber, so only the slow one can fall behind.
+	for i := uint64(0); i < total; i++ {
+		if err := pub.WriteObject(i/10, 0, i%10, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+		o, err := fast.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("fast subscriber at %d: %v", i, err)
+		}
+		if o.GroupID*10+o.ObjectID != i || !bytes.Equal(o.Payload, payload(i)) {
+			t.Fatalf("fast subscriber: object %d/%d at %d", o.GroupID, o.ObjectID, i)
+		}
+	}
+	m := r.Metrics()
+	t.Logf("slow subscriber: %d of %d objects dropped by the byte bound, peak queue %d of %d bytes",
+		m.DroppedQueueBytes, total, m.PeakQueuedBytes, bound)
+	if m.DroppedQueueBytes == 0 || m.DroppedQueueFull != 0 {
+		t.Fatalf("want drops by the byte bound only: %+v", m)
+	}
+	if m.PeakQueuedBytes > bound || m.PeakQueuedBytes <= bound-objSize {
+		t.Fatalf("peak queue %d bytes, want in (%d, %d]", m.PeakQueuedBytes, bound-objSize, bound)
+	}
+	text := metricsText(t, m)
+	for _, want := range []string{
+		fmt.Sprintf("moq_relay_dropped_total{reason=\"queue_bytes\"} %d\n", m.DroppedQueueBytes),
+		fmt.Sprintf("moq_relay_subscriber_queue_peak_bytes %d\n", m.PeakQueuedBytes),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// Nothing lost silently: the slow subscriber gets every object not
+	// counted as dropped, intact (groups may interleave: v0.5.0 bug #5).
+	want := total - int(m.DroppedQueueBytes)
+	seen := map[uint64]bool{}
+	for len(seen) < want {
+		o, err := slow.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("slow subscriber after %d of %d: %v", len(seen), want, err)
+		}
+		i := o.GroupID*10 + o.ObjectID
+		if seen[i] || !bytes.Equal(o.Payload, payload(i)) {
+			t.Fatalf("slow subscriber: object %d duplicate or corrupt", i)
+		}
+		seen[i] = true
+	}
+	if st := slow.Stats(); st.Dropped != 0 {
+		t.Fatalf("the slow subscriber's session lost objects: %+v", st)
+	}
+	if m := r.Metrics(); m.Disconnects != 0 {
+		t.Fatalf("slow subscriber disconnected: %+v", m)
 	}
 }

@@ -50,6 +50,7 @@ type Config struct {
 	LogLevel          slog.Level
 	MaxObjectSize     int
 	Queue             int // per-subscriber queue length
+	QueueBytes        int // per-subscriber queue bound in payload bytes; 0: default
 	MaxDrops          int
 	IdleTimeout       time.Duration
 
@@ -75,6 +76,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9090", "HTTP address for /metrics and /healthz (empty: disabled)")
 	fs.IntVar(&c.MaxObjectSize, "max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
 	fs.IntVar(&c.Queue, "queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
+	fs.IntVar(&c.QueueBytes, "queue-bytes", 0, fmt.Sprintf("per-subscriber queue bound in payload bytes (0: %d or 2 × -max-object-size, whichever is larger; at least -max-object-size)", moq.DefaultSubscriberQueueBytes))
 	fs.IntVar(&c.MaxDrops, "max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
@@ -91,6 +93,9 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.LogLevel, err = cli.ParseLevel(logLevel); err != nil {
 		return c, err
+	}
+	if c.QueueBytes < 0 || (c.QueueBytes > 0 && c.QueueBytes < c.MaxObjectSize) {
+		return c, fmt.Errorf("bad -queue-bytes %d: want 0 (default) or at least -max-object-size (%d)", c.QueueBytes, c.MaxObjectSize)
 	}
 	if c.TrustAnchor == "" {
 		// Authorization flags without an anchor would silently do nothing.
@@ -139,16 +144,17 @@ func relayConfig(c Config, logger *slog.Logger) (relay.Config, error) {
 		return relay.Config{}, err
 	}
 	cfg := relay.Config{
-		Addr:               c.Listen,
-		TLS:                tlsConf,
-		MaxObjectSize:      c.MaxObjectSize,
-		SubscriberQueue:    c.Queue,
-		MaxDrops:           c.MaxDrops,
-		IdleTimeout:        c.IdleTimeout,
-		Logger:             logger,
-		CSPrefix:           c.CSPrefix,
-		CSIdentity:         c.CSIdentity,
-		SubscribeNeedsCert: c.SubscribeNeedsCert,
+		Addr:                 c.Listen,
+		TLS:                  tlsConf,
+		MaxObjectSize:        c.MaxObjectSize,
+		SubscriberQueue:      c.Queue,
+		SubscriberQueueBytes: c.QueueBytes,
+		MaxDrops:             c.MaxDrops,
+		IdleTimeout:          c.IdleTimeout,
+		Logger:               logger,
+		CSPrefix:             c.CSPrefix,
+		CSIdentity:           c.CSIdentity,
+		SubscribeNeedsCert:   c.SubscribeNeedsCert,
 	}
 	if c.TrustAnchor != "" {
 		v, err := identity.LoadVerifier(c.TrustAnchor)

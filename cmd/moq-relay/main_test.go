@@ -110,6 +110,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{append(slices.Clone(auth), "-cs-prefix", ""), "bad -cs-prefix"},
 		{append(slices.Clone(auth), "-cs-identity", "no spaces"), "bad -cs-identity"},
 		{[]string{"-log-level", "loud"}, "bad -log-level"},
+		{[]string{"-queue-bytes", "-1"}, "bad -queue-bytes"},
+		{[]string{"-queue-bytes", "1000", "-max-object-size", "2000"}, "bad -queue-bytes"},
 		{[]string{"stray"}, "unexpected argument"},
 		{[]string{"-no-such-flag"}, "not defined"},
 	}
