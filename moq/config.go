@@ -109,6 +109,12 @@ type Config struct {
 	// others as 0x0; the error text is the reason phrase the peer sees.
 	OnAnnounce func(s *Session, namespace []string) error
 
+	// OnRelayedAnnounce, if set, is called instead of OnAnnounce for an
+	// ANNOUNCE that carries the AnnouncerParameter (sent by AnnounceFor):
+	// announcer is the identity the forwarding relay says it authenticated.
+	// Trust it only from peers known to be relays.
+	OnRelayedAnnounce func(s *Session, namespace []string, announcer string) error
+
 	// OnUnannounce is called (do not block) when the peer sends UNANNOUNCE
 	// for a namespace it announced. Optional. (A v0.5.0 peer never sends
 	// it: its Unannounce is broken, bug #6.)

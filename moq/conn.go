@@ -190,6 +190,9 @@ func (s *controlStream) split() {
 			s.raw = s.raw[size:]
 			continue
 		}
+		if typ == msgTypeAnnounce {
+			s.sess.noteIncomingAnnounce(msg[n+2:])
+		}
 		if typ == msgTypeUnsubscribe || typ == msgTypeSubscribeUpdate {
 			if !s.holding {
 				if !s.sess.lockCtl() {
@@ -230,6 +233,12 @@ const (
 
 func (s *controlStream) Write(p []byte) (int, error) {
 	s.sess.observeControlMessage(p)
+	if out := s.sess.tapOutgoingAnnounce(p); len(out) != len(p) {
+		if _, err := s.s.Write(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return s.s.Write(p)
 }
 

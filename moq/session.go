@@ -53,6 +53,12 @@ type Session struct {
 
 	ctl *controlStream // set once the control stream exists (tests use it)
 
+	// AnnounceFor's parameter on the way out, and the announcer parameter
+	// of incoming ANNOUNCEs by request ID until handle takes it.
+	announceForSem    chan struct{}
+	pendingAnnounce   *pendingAnnouncer
+	relayedAnnouncers map[uint64]string
+
 	// ctlSem orders our SUBSCRIBE_DONE against the library's handling of an
 	// incoming UNSUBSCRIBE (see controlStream).
 	ctlSem chan struct{}
@@ -84,6 +90,9 @@ func newSession(conn *quic.Conn, cfg *Config) *Session {
 		subscriptions:  map[*Subscription]struct{}{},
 		live:           map[uint64]*subscriber{},
 		ctlSem:         make(chan struct{}, 1),
+
+		announceForSem:    make(chan struct{}, 1),
+		relayedAnnouncers: map[uint64]string{},
 	}
 	// Only a chain crypto/tls verified counts (VerifiedChains): a server
 	// that merely requests client certificates without verifying them, or
@@ -486,11 +495,18 @@ func (s *Session) forgetLive(reqID uint64) {
 func (s *Session) handle(w moqtransport.ResponseWriter, m *moqtransport.Message) {
 	switch m.Method {
 	case moqtransport.MessageAnnounce:
-		if s.cfg.OnAnnounce == nil {
+		var err error
+		announcer, relayed := s.takeRelayedAnnouncer(m.RequestID)
+		switch {
+		case relayed && s.cfg.OnRelayedAnnounce != nil:
+			err = s.cfg.OnRelayedAnnounce(s, m.Namespace, announcer)
+		case s.cfg.OnAnnounce != nil:
+			err = s.cfg.OnAnnounce(s, m.Namespace)
+		default:
 			_ = w.Reject(moqtransport.ErrorCodeAnnouncementNotSupported, "announcements are not accepted by this endpoint")
 			return
 		}
-		if err := s.cfg.OnAnnounce(s, m.Namespace); err != nil {
+		if err != nil {
 			code := moqtransport.ErrorCodeAnnouncementInternal
 			if errors.Is(err, ErrUnauthorized) {
 				code = moqtransport.ErrorCodeAnnouncementUnauthorized
