@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 
+	"github.com/mengelbart/moqtransport"
 	"github.com/quic-go/quic-go/quicvarint"
 )
 
@@ -64,6 +65,16 @@ func (s *Session) AnnounceFor(ctx context.Context, namespace []string, announcer
 	s.mu.Unlock()
 	<-s.announceForSem
 	return <-res
+}
+
+// CancelAnnounce withdraws the peer's accepted announcement of namespace
+// (ANNOUNCE_CANCEL, error code 0x1 unauthorized, with reason), e.g. when a
+// relay's upstream refused it.
+func (s *Session) CancelAnnounce(namespace []string, reason string) error {
+	if s.closed() {
+		return ErrSessionClosed
+	}
+	return s.ms.AnnounceCancel(s.ctx, namespace, moqtransport.ErrorCodeAnnouncementUnauthorized, reason)
 }
 
 // tapOutgoingAnnounce returns msg with the pending announcer parameter

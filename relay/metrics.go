@@ -42,6 +42,14 @@ type Metrics struct {
 	AnnounceRefusedOwned            uint64
 	AnnounceRefusedInvalid          uint64
 	SubscribeRefusedUnauthenticated uint64
+	AnnounceRefusedNotRelay         uint64
+	// Upstreams is the number of connected upstream relay sessions;
+	// UpstreamConnects counts their (re)connections;
+	// UpstreamAnnounceFailures counts forwarded ANNOUNCEs an upstream
+	// refused or did not answer.
+	Upstreams                int
+	UpstreamConnects         uint64
+	UpstreamAnnounceFailures uint64
 	// AnnounceTakeovers counts namespaces re-announced by the same identity
 	// from a new session while the old one was still there.
 	AnnounceTakeovers uint64
@@ -77,6 +85,10 @@ func (r *Relay) Metrics() Metrics {
 		AnnounceRefusedInvalid:          r.auth.announceInvalid.Load(),
 		SubscribeRefusedUnauthenticated: r.auth.subscribeUnauthenticated.Load(),
 		AnnounceTakeovers:               r.auth.takeovers.Load(),
+		AnnounceRefusedNotRelay:         r.auth.announceNotRelay.Load(),
+		Upstreams:                       len(r.upstreamSess),
+		UpstreamConnects:                r.upstreamConnects.Load(),
+		UpstreamAnnounceFailures:        r.upstreamAnnounceFailures.Load(),
 	}
 	for _, t := range r.tracks {
 		st := t.pub.Stats()
@@ -153,11 +165,15 @@ var relayMetrics = []metricDesc{
 	newMetricDesc("moq_relay_stream_credit_waits_total", "Times opening a stream waited for peer stream credit.", counter, one(func(m *Metrics) uint64 { return m.StreamCreditWait }), false),
 	newMetricDesc("moq_relay_announce_refused_total", "ANNOUNCEs refused, by reason.", counter, func(m *Metrics) []labelled {
 		return []labelled{{ReasonUnauthenticated, m.AnnounceRefusedUnauthenticated}, {ReasonReserved, m.AnnounceRefusedReserved},
-			{ReasonOwned, m.AnnounceRefusedOwned}, {ReasonInvalid, m.AnnounceRefusedInvalid}}
+			{ReasonOwned, m.AnnounceRefusedOwned}, {ReasonInvalid, m.AnnounceRefusedInvalid},
+			{ReasonNotRelay, m.AnnounceRefusedNotRelay}}
 	}, true),
 	newMetricDesc("moq_relay_subscribe_refused_total", "SUBSCRIBEs refused, by reason.", counter, func(m *Metrics) []labelled {
 		return []labelled{{ReasonUnauthenticated, m.SubscribeRefusedUnauthenticated}}
 	}, true),
+	newMetricDesc("moq_relay_upstreams", "Connected upstream relay sessions.", gauge, one(func(m *Metrics) uint64 { return uint64(m.Upstreams) }), false),
+	newMetricDesc("moq_relay_upstream_connects_total", "Upstream relay sessions established (including reconnections).", counter, one(func(m *Metrics) uint64 { return m.UpstreamConnects }), false),
+	newMetricDesc("moq_relay_upstream_announce_failures_total", "ANNOUNCEs forwarded upstream that were refused or not answered.", counter, one(func(m *Metrics) uint64 { return m.UpstreamAnnounceFailures }), false),
 	newMetricDesc("moq_relay_announce_takeovers_total", "Namespaces re-announced by the same identity from a new session.", counter, one(func(m *Metrics) uint64 { return m.AnnounceTakeovers }), false),
 }
 

@@ -39,6 +39,7 @@ func metricsText(t *testing.T, m Metrics) string {
 // dashboards read these names.
 var relayMetricNames = []string{
 	"moq_relay_announce_refused_total{reason=invalid} counter ANNOUNCEs refused, by reason.",
+	"moq_relay_announce_refused_total{reason=not_relay} counter ANNOUNCEs refused, by reason.",
 	"moq_relay_announce_refused_total{reason=owned} counter ANNOUNCEs refused, by reason.",
 	"moq_relay_announce_refused_total{reason=reserved} counter ANNOUNCEs refused, by reason.",
 	"moq_relay_announce_refused_total{reason=unauthenticated} counter ANNOUNCEs refused, by reason.",
@@ -63,7 +64,10 @@ var relayMetricNames = []string{
 	"moq_relay_subscriber_queue_peak_bytes gauge Most payload bytes one subscriber queue held since start (bounded by -queue-bytes).",
 	"moq_relay_subscribers gauge Downstream subscriptions.",
 	"moq_relay_tracks gauge Upstream subscriptions (one per namespace and track).",
+	"moq_relay_upstream_announce_failures_total counter ANNOUNCEs forwarded upstream that were refused or not answered.",
+	"moq_relay_upstream_connects_total counter Upstream relay sessions established (including reconnections).",
 	"moq_relay_upstream_failures_total counter Upstream SUBSCRIBEs refused or timed out.",
+	"moq_relay_upstreams gauge Connected upstream relay sessions.",
 }
 
 func TestMetricNames(t *testing.T) {
@@ -93,7 +97,8 @@ func TestMetricValues(t *testing.T) {
 		DroppedFraming: 12, Disconnects: 13, UpstreamFailures: 14, StreamsIn: 15, DatagramsDropped: 16,
 		StreamCreditWait: 17, AnnounceRefusedUnauthenticated: 18, AnnounceRefusedReserved: 19,
 		AnnounceRefusedOwned: 20, AnnounceRefusedInvalid: 21, SubscribeRefusedUnauthenticated: 22, AnnounceTakeovers: 23,
-		DroppedQueueBytes: 24, QueuedBytes: 25, PeakQueuedBytes: 26})
+		DroppedQueueBytes: 24, QueuedBytes: 25, PeakQueuedBytes: 26,
+		AnnounceRefusedNotRelay: 27, Upstreams: 28, UpstreamConnects: 29, UpstreamAnnounceFailures: 30})
 	for _, want := range []string{
 		"moq_relay_sessions 1\n", "moq_relay_sessions_accepted_total 2\n", "moq_relay_announcements 3\n",
 		"moq_relay_tracks 4\n", "moq_relay_subscribers 5\n", "moq_relay_objects_in_total 6\n",
@@ -110,6 +115,8 @@ func TestMetricValues(t *testing.T) {
 		"moq_relay_announce_takeovers_total 23\n",
 		`moq_relay_dropped_total{reason="queue_bytes"} 24` + "\n", "moq_relay_queued_bytes 25\n",
 		"moq_relay_subscriber_queue_peak_bytes 26\n",
+		`moq_relay_announce_refused_total{reason="not_relay"} 27` + "\n", "moq_relay_upstreams 28\n",
+		"moq_relay_upstream_connects_total 29\n", "moq_relay_upstream_announce_failures_total 30\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q:\n%s", want, text)

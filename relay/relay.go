@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,45 @@ type Config struct {
 	// without an identity (SUBSCRIBE_ERROR unauthorized). Without it
 	// anyone may subscribe: subscribers only ever see ciphertext.
 	SubscribeNeedsCert bool
+
+	// Upstreams are parent relays (relay trees, docs/relay.md): the relay
+	// keeps a session to each, subscribes there to tracks of namespaces
+	// nobody announced locally (one upstream subscription per track,
+	// fanned out here), and forwards every local announcement to them, so a
+	// publisher on any relay of the tree is reachable from any other.
+	Upstreams []Upstream
+	// UpstreamTLS is the client TLS config for upstream sessions: its
+	// Certificates are presented (under the upstream's TrustAnchor the
+	// identity must be in the upstream's RelayIdentities), its RootCAs
+	// verify the upstream. Nil: no client certificate, system roots.
+	UpstreamTLS *tls.Config
+	// RelayIdentities, under TrustAnchor, are the identities of relays
+	// allowed to announce on behalf of publishers they authenticated
+	// (moq.AnnounceFor): such an ANNOUNCE is authorized, and its namespace
+	// owned, as if the named announcer had sent it here. Any other
+	// identity that names an announcer is refused (ReasonNotRelay).
+	RelayIdentities []string
+}
+
+// Upstream is a parent relay and the namespaces it serves.
+type Upstream struct {
+	Addr string // UDP address
+	// Namespaces are the namespaces (and everything under them) this
+	// upstream serves and receives announcements for; empty: all.
+	Namespaces [][]string
+}
+
+// serves reports whether u serves namespace.
+func (u Upstream) serves(namespace []string) bool {
+	if len(u.Namespaces) == 0 {
+		return true
+	}
+	for _, p := range u.Namespaces {
+		if len(p) <= len(namespace) && slices.Equal(p, namespace[:len(p)]) {
+			return true
+		}
+	}
+	return false
 }
 
 // Relay is a running relay.
@@ -96,6 +136,9 @@ type Relay struct {
 	sessions      map[*moq.Session]struct{}
 	announcements map[string]announcement // by namespace key
 	tracks        map[string]*track       // by moq.TrackKey
+	upstreams     []*upstreamConn
+	upstreamSess  map[*moq.Session]*upstreamConn // connected upstream sessions
+	relayIDs      map[string]bool
 
 	// Totals of sessions and tracks that are gone, so counters stay
 	// monotonic.
@@ -103,12 +146,21 @@ type Relay struct {
 	sessionsTotal, upstreamFailures, objsIn  atomic.Uint64
 	bytesIn, upstreamOversizeWhileForwarding atomic.Uint64
 	auth                                     authCounters
+	upstreamAnnounceFailures                 atomic.Uint64
+	upstreamConnects                         atomic.Uint64
+}
+
+// upstreamConn is the session to one Config.Upstreams entry.
+type upstreamConn struct {
+	Upstream
+	sess *moq.Session // guarded by Relay.mu; nil while disconnected
 }
 
 type announcement struct {
 	namespace []string
 	sess      *moq.Session
 	owner     string // announcer's identity; "" without Config.TrustAnchor
+	via       string // the relay identity that forwarded it, if any
 }
 
 type totals struct {
@@ -180,11 +232,32 @@ func New(cfg Config) (*Relay, error) {
 		}
 		tlsConf = serverTLS(cfg.TLS, cfg.TrustAnchor)
 	}
+	for _, u := range cfg.Upstreams {
+		if u.Addr == "" {
+			return nil, errors.New("relay: an Upstream needs an Addr")
+		}
+		for _, ns := range u.Namespaces {
+			if len(ns) == 0 || len(ns) > 32 {
+				return nil, fmt.Errorf("relay: upstream %s: a namespace must have 1..32 elements", u.Addr)
+			}
+		}
+	}
+	if len(cfg.RelayIdentities) > 0 && cfg.TrustAnchor == nil {
+		return nil, errors.New("relay: Config.RelayIdentities needs Config.TrustAnchor (without it any session may announce anything)")
+	}
 	r := &Relay{
 		cfg:           cfg,
 		sessions:      map[*moq.Session]struct{}{},
 		announcements: map[string]announcement{},
 		tracks:        map[string]*track{},
+		upstreamSess:  map[*moq.Session]*upstreamConn{},
+		relayIDs:      map[string]bool{},
+	}
+	for _, id := range cfg.RelayIdentities {
+		if !identity.ValidName(id) {
+			return nil, fmt.Errorf("relay: invalid relay identity %q", id)
+		}
+		r.relayIDs[id] = true
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	ln, err := moq.Listen(cfg.Addr, tlsConf, r.moqConfig())
@@ -194,6 +267,15 @@ func New(cfg Config) (*Relay, error) {
 	r.ln = ln
 	r.wg.Add(1)
 	go r.janitor()
+	for _, u := range cfg.Upstreams {
+		uc := &upstreamConn{Upstream: u}
+		r.upstreams = append(r.upstreams, uc)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.runUpstream(uc)
+		}()
+	}
 	return r, nil
 }
 
@@ -234,6 +316,7 @@ func (r *Relay) moqConfig() *moq.Config {
 		DropWhenFull:         true,
 		MaxDrops:             r.cfg.MaxDrops,
 		OnAnnounce:           r.onAnnounce,
+		OnRelayedAnnounce:    r.onRelayedAnnounce,
 		OnUnannounce:         r.onUnannounce,
 		OnSubscribe:          r.onSubscribe,
 		Logger:               r.cfg.Logger,
@@ -312,12 +395,23 @@ func nsKey(namespace []string) string { return moq.TrackKey(namespace, "") }
 // session's control goroutine: no blocking. Without Config.TrustAnchor the
 // latest announcer wins; with it, see authorizeAnnounceLocked.
 func (r *Relay) onAnnounce(s *moq.Session, namespace []string) error {
+	return r.announce(s, namespace, "", false)
+}
+
+// onRelayedAnnounce is onAnnounce for an ANNOUNCE a relay forwarded on
+// behalf of announcer (moq.AnnounceFor).
+func (r *Relay) onRelayedAnnounce(s *moq.Session, namespace []string, announcer string) error {
+	return r.announce(s, namespace, announcer, true)
+}
+
+func (r *Relay) announce(s *moq.Session, namespace []string, announcer string, relayed bool) error {
 	ns := strings.Join(namespace, "/")
 	if len(namespace) == 0 || len(namespace) > 32 {
 		r.auth.countAnnounce(ReasonInvalid)
 		return &RefusedError{Reason: ReasonInvalid, Msg: fmt.Sprintf("namespace must have 1..32 elements, got %d", len(namespace))}
 	}
 	id := s.PeerIdentity()
+	owner, via := id, ""
 	key := nsKey(namespace)
 	r.mu.Lock()
 	// A session whose connection is already closed may still have an
@@ -331,33 +425,71 @@ func (r *Relay) onAnnounce(s *moq.Session, namespace []string) error {
 		return moq.ErrSessionClosed
 	default:
 	}
+	if r.upstreamSess[s] != nil {
+		// Announcements flow up the tree only; routing SUBSCRIBEs back up
+		// to where they came from would loop.
+		r.mu.Unlock()
+		r.auth.countAnnounce(ReasonInvalid)
+		return &RefusedError{Reason: ReasonInvalid, Msg: "this relay does not take announcements from its upstream"}
+	}
 	if r.cfg.TrustAnchor != nil {
-		if err := r.authorizeAnnounceLocked(id, namespace); err != nil {
+		var err error
+		if relayed {
+			owner, via, err = r.relayedOwner(id, announcer)
+		}
+		if err == nil {
+			err = r.authorizeAnnounceLocked(owner, namespace)
+		}
+		if err != nil {
 			r.mu.Unlock()
 			var re *RefusedError
-			owner := ""
+			held := ""
 			if errors.As(err, &re) {
 				r.auth.countAnnounce(re.Reason)
-				owner = re.owner
+				held = re.owner
 			}
-			r.cfg.Logger.Warn("announce refused", "namespace", ns, "identity", id, "remote", s.RemoteAddr().String(),
-				"held_by", owner, "err", err)
+			r.cfg.Logger.Warn("announce refused", "namespace", ns, "identity", id, "announcer", announcer, "remote", s.RemoteAddr().String(),
+				"held_by", held, "err", err)
 			return err
 		}
+	} else {
+		owner = ""
 	}
 	prev, had := r.announcements[key]
-	r.announcements[key] = announcement{namespace: append([]string(nil), namespace...), sess: s, owner: id}
+	a := announcement{namespace: append([]string(nil), namespace...), sess: s, owner: owner, via: via}
+	r.announcements[key] = a
+	ups := r.connectedUpstreamsLocked(namespace)
 	r.mu.Unlock()
 	if had && prev.sess != s && r.cfg.TrustAnchor != nil {
-		// Same identity from a new session (a reconnect): new SUBSCRIBEs go
-		// here; tracks already subscribed upstream on the old session end
-		// with it.
+		// Same identity from a new session (a reconnect, or a publisher
+		// that moved to another edge relay): new SUBSCRIBEs go here; tracks
+		// already subscribed upstream on the old session end with it.
 		r.auth.takeovers.Add(1)
-		r.cfg.Logger.Info("announce taken over by a new session of the same identity", "namespace", ns, "identity", id,
+		r.cfg.Logger.Info("announce taken over by a new session of the same identity", "namespace", ns, "identity", owner,
 			"remote", s.RemoteAddr().String(), "previous", prev.sess.RemoteAddr().String())
 	}
-	r.cfg.Logger.Info("announce", "namespace", ns, "identity", id, "remote", s.RemoteAddr().String())
+	r.cfg.Logger.Info("announce", "namespace", ns, "identity", owner, "via", via, "remote", s.RemoteAddr().String())
+	for _, u := range ups {
+		r.forwardAnnounceAsync(u, a)
+	}
 	return nil
+}
+
+// relayedOwner decides who owns an ANNOUNCE that session identity id sent
+// on behalf of announcer: the announcer if id is a configured relay
+// identity and announcer a valid name; refused otherwise.
+func (r *Relay) relayedOwner(id, announcer string) (owner, via string, err error) {
+	if id == "" || !r.relayIDs[id] {
+		return "", "", &RefusedError{Reason: ReasonNotRelay,
+			Msg: "only the relay identities this relay is configured with may announce on behalf of another identity"}
+	}
+	if announcer == "" {
+		return id, "", nil
+	}
+	if !identity.ValidName(announcer) {
+		return "", "", &RefusedError{Reason: ReasonInvalid, Msg: "the announcer parameter is not a valid identity name"}
+	}
+	return announcer, id, nil
 }
 
 // onUnannounce forgets namespace if s announced it (a peer that took the
@@ -392,7 +524,12 @@ func (r *Relay) announcerFor(namespace []string) *moq.Session {
 // from a new goroutine, so the downstream SUBSCRIBE_OK precedes the upstream
 // one and an upstream refusal arrives downstream as SUBSCRIBE_DONE.
 func (r *Relay) onSubscribe(s *moq.Session, namespace []string, trackName string) (*moq.Publisher, error) {
-	if r.cfg.SubscribeNeedsCert && s.PeerIdentity() == "" {
+	r.mu.Lock()
+	fromUpstream := r.upstreamSess[s] != nil
+	r.mu.Unlock()
+	// An upstream relay is trusted by configuration (its certificate was
+	// verified when this relay dialed it).
+	if r.cfg.SubscribeNeedsCert && s.PeerIdentity() == "" && !fromUpstream {
 		r.auth.subscribeUnauthenticated.Add(1)
 		r.cfg.Logger.Warn("subscribe refused", "namespace", strings.Join(namespace, "/"), "track", trackName,
 			"remote", s.RemoteAddr().String(), "reason", ReasonUnauthenticated)
@@ -406,10 +543,20 @@ func (r *Relay) onSubscribe(s *moq.Session, namespace []string, trackName string
 		return nil, errors.New("relay shutting down")
 	}
 	if t, ok := r.tracks[key]; ok {
+		if fromUpstream && r.upstreamSess[t.upstream] != nil {
+			// Serving it would send the upstream its own objects back.
+			return nil, fmt.Errorf("%w: %q is not announced below this relay", moq.ErrUnknownTrack, strings.Join(namespace, "/"))
+		}
 		t.idleSince = time.Time{} // a subscriber is about to attach
 		return t.pub, nil
 	}
+	// Local announcements first; then, for SUBSCRIBEs from below only, an
+	// upstream relay that serves the namespace (a SUBSCRIBE from upstream
+	// never goes back up: that would loop).
 	up := r.announcerFor(namespace)
+	if up == nil && !fromUpstream {
+		up = r.upstreamForLocked(namespace)
+	}
 	if up == nil {
 		return nil, fmt.Errorf("%w: no publisher announced %q", moq.ErrUnknownTrack, strings.Join(namespace, "/"))
 	}
