@@ -197,6 +197,13 @@ func (p *Proc) Stop(t testing.TB) error {
 	return p.err
 }
 
+// Kill ends the process with SIGKILL (a crash: no graceful shutdown) and
+// waits for it to exit.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // WaitHTTP polls url until it answers 200, failing the test after timeout.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
