@@ -87,12 +87,6 @@ func (r *Relay) upstreamForLocked(namespace []string) *moq.Session {
 	return nil
 }
 
-func (r *Relay) isUpstream(s *moq.Session) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.upstreamSess[s] != nil
-}
-
 // forwardAnnounceAsync forwards a from a new goroutine: it runs on a
 // control goroutine, which must not wait for the upstream's answer.
 func (r *Relay) forwardAnnounceAsync(up *moq.Session, a announcement) {
