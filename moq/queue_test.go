@@ -118,3 +118,24 @@ func TestSubscriberQueueBytesDefaults(t *testing.T) {
 		}
 	}
 }
+
+// Forwarding an object to a subscriber queue (byte accounting included)
+// allocates nothing.
+func TestForwardEnqueueAllocs(t *testing.T) {
+	p := NewPublisher([]string{"ns"}, "t", &Config{DropWhenFull: true})
+	sub, err := p.attach(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Object{Payload: make([]byte, 1200)}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := p.Forward(o); err != nil {
+			t.Fatal(err)
+		}
+		got := <-sub.queue
+		sub.release(int64(len(got.Payload)))
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per forwarded object", allocs)
+	}
+}

@@ -10,6 +10,11 @@
 // subscriber is disconnected (SUBSCRIBE_DONE "too far behind"). A slow
 // subscriber therefore never stalls the upstream or the other subscribers.
 //
+// Relay trees: with Config.Upstreams, tracks nobody announced locally are
+// subscribed from a parent relay (still one subscription per track), and
+// local announcements are forwarded upward on behalf of the identity that
+// made them (see Config.RelayIdentities and docs/relay.md).
+//
 // There is no cache and no FETCH: a subscriber receives objects from the
 // moment its subscription is attached.
 package relay
