@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/mengelbart/moqtransport"
 	"github.com/quic-go/quic-go/quicvarint"
@@ -74,7 +75,18 @@ func (s *Session) CancelAnnounce(namespace []string, reason string) error {
 	if s.closed() {
 		return ErrSessionClosed
 	}
-	return s.ms.AnnounceCancel(s.ctx, namespace, moqtransport.ErrorCodeAnnouncementUnauthorized, reason)
+	if err := s.ms.AnnounceCancel(s.ctx, namespace, moqtransport.ErrorCodeAnnouncementUnauthorized, reason); err != nil {
+		return err
+	}
+	k := trackKey(namespace, "")
+	s.mu.Lock()
+	if s.peerAnnounced[k] > 0 {
+		if s.peerAnnounced[k]--; s.peerAnnounced[k] == 0 {
+			delete(s.peerAnnounced, k)
+		}
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // tapOutgoingAnnounce returns msg with the pending announcer parameter
@@ -127,18 +139,12 @@ func parseAnnounce(payload []byte) (announceFields, bool) {
 	if f.requestID, ok = next(); !ok {
 		return f, false
 	}
-	count, ok := next()
-	if !ok || count > 32 {
+	ns, n, ok := parseTuple(payload[off:])
+	if !ok {
 		return f, false
 	}
-	for i := uint64(0); i < count; i++ {
-		l, ok := next()
-		if !ok || l > uint64(len(payload)-off) {
-			return f, false
-		}
-		f.namespace = append(f.namespace, string(payload[off:off+int(l)]))
-		off += int(l)
-	}
+	f.namespace = ns
+	off += n
 	f.nsEnd = off
 	if f.params, ok = next(); !ok {
 		return f, false
@@ -165,6 +171,29 @@ func parseAnnounce(payload []byte) (announceFields, bool) {
 		off += int(l)
 	}
 	return f, off == len(payload)
+}
+
+// parseTuple parses a draft-11 namespace tuple (count, then length-prefixed
+// elements; at most 32) and returns it and the bytes it took.
+func parseTuple(b []byte) ([]string, int, bool) {
+	count, off, err := quicvarint.Parse(b)
+	if err != nil || count > 32 {
+		return nil, 0, false
+	}
+	ns := make([]string, 0, count)
+	for i := uint64(0); i < count; i++ {
+		l, n, err := quicvarint.Parse(b[off:])
+		if err != nil {
+			return nil, 0, false
+		}
+		off += n
+		if l > uint64(len(b)-off) {
+			return nil, 0, false
+		}
+		ns = append(ns, string(b[off:off+int(l)]))
+		off += int(l)
+	}
+	return ns, off, true
 }
 
 // splitControl splits one control message into type and payload.
@@ -207,19 +236,74 @@ func addAnnounceParameter(msg []byte, typ uint64, value []byte) (out []byte, nam
 	return append(out, np...), f.namespace, true
 }
 
-// noteIncomingAnnounce records the announcer parameter of an incoming
-// ANNOUNCE for handle, which runs next on the same goroutine.
+// noteIncomingAnnounce records an incoming ANNOUNCE: its namespace, so a
+// later UNANNOUNCE for it passes the filter, and its announcer parameter
+// for handle, which runs next on the same goroutine.
 func (s *Session) noteIncomingAnnounce(payload []byte) {
 	f, ok := parseAnnounce(payload)
-	if !ok || !f.has {
+	if !ok {
 		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := trackKey(f.namespace, ""); s.peerAnnounced[k] < maxRequestID {
+		s.peerAnnounced[k]++
+	}
+	if !f.has {
+		return
+	}
 	if len(s.relayedAnnouncers) >= maxRequestID {
 		clear(s.relayedAnnouncers) // never consumed: the library refused them
 	}
 	s.relayedAnnouncers[f.requestID] = f.announcer
-	s.mu.Unlock()
+}
+
+// passUnannounce reports whether an incoming UNANNOUNCE (payload: the
+// namespace tuple) names a namespace the peer announced and did not
+// withdraw yet. v0.5.0 ends its whole control loop on an UNANNOUNCE for an
+// unknown namespace, so the filter drops the others.
+func (s *Session) passUnannounce(payload []byte) bool {
+	ns, n, ok := parseTuple(payload)
+	if !ok || n != len(payload) {
+		return false // the library would fail on it too
+	}
+	k := trackKey(ns, "")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peerAnnounced[k] == 0 {
+		return false
+	}
+	if s.peerAnnounced[k]--; s.peerAnnounced[k] == 0 {
+		delete(s.peerAnnounced, k)
+	}
+	return true
+}
+
+// Unannounce sends UNANNOUNCE for a namespace this session announced.
+// v0.5.0's own Unannounce is inverted (bug #6): it forgets a known
+// namespace without sending anything and sends only for unknown ones. So
+// call it until it has forgotten every announcement of namespace and
+// sends. It waits for this session's ANNOUNCEs in flight: forgetting one
+// whose ANNOUNCE_OK is still to come would stop v0.5.0's control loop.
+func (s *Session) Unannounce(ctx context.Context, namespace []string) error {
+	if s.closed() {
+		return ErrSessionClosed
+	}
+	s.announceMu.Lock()
+	defer s.announceMu.Unlock()
+	for range maxRequestID + 1 {
+		err := s.ms.Unannounce(ctx, namespace)
+		if err == nil {
+			return nil
+		}
+		if s.closed() {
+			return ErrSessionClosed
+		}
+		if err.Error() != "unknown announcement namespace" { // v0.5.0's "forgot one"
+			return fmt.Errorf("moq: unannounce %q: %w", namespace, err)
+		}
+	}
+	return fmt.Errorf("moq: unannounce %q: more announcements than request IDs", namespace)
 }
 
 // takeRelayedAnnouncer returns and forgets the announcer parameter of the

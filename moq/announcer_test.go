@@ -136,3 +136,52 @@ func TestAnnounceForCarriesAnnouncer(t *testing.T) {
 		t.Fatalf("a peer without OnRelayedAnnounce: %q", got)
 	}
 }
+
+// Unannounce works around v0.5.0's inverted Unannounce; the receiving
+// filter drops an UNANNOUNCE for a namespace the peer never announced
+// (which would stop v0.5.0's control loop) and the session keeps working.
+func TestUnannounce(t *testing.T) {
+	gone := make(chan string, 4)
+	p := newPair(t, &Config{
+		OnAnnounce:   func(*Session, []string) error { return nil },
+		OnUnannounce: func(_ *Session, ns []string) { gone <- ns[0] },
+	}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 { // announced twice: one UNANNOUNCE withdraws it
+		if err := p.client.Announce(ctx, []string{"a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.client.Unannounce(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ns := <-gone:
+		if ns != "a" {
+			t.Fatalf("unannounced %q", ns)
+		}
+	case <-ctx.Done():
+		t.Fatal("UNANNOUNCE not delivered")
+	}
+	// Never announced: sent by v0.5.0, dropped by the peer's filter.
+	if err := p.client.Unannounce(ctx, []string{"never"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the stale UNANNOUNCE to be dropped", func() bool { return p.server.Stats().StaleUnannounces == 1 })
+	// The server's control loop still runs.
+	if err := p.client.Announce(ctx, []string{"b"}); err != nil {
+		t.Fatalf("server stopped handling ANNOUNCE: %v", err)
+	}
+	if err := p.client.Unannounce(ctx, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ns := <-gone:
+		if ns != "b" {
+			t.Fatalf("unannounced %q", ns)
+		}
+	case <-ctx.Done():
+		t.Fatal("second UNANNOUNCE not delivered")
+	}
+}

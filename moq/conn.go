@@ -193,6 +193,11 @@ func (s *controlStream) split() {
 		if typ == msgTypeAnnounce {
 			s.sess.noteIncomingAnnounce(msg[n+2:])
 		}
+		if typ == msgTypeUnannounce && !s.sess.passUnannounce(msg[n+2:]) {
+			s.sess.stats.staleUnannounces.Add(1)
+			s.raw = s.raw[size:]
+			continue
+		}
 		if typ == msgTypeUnsubscribe || typ == msgTypeSubscribeUpdate {
 			if !s.holding {
 				if !s.sess.lockCtl() {
@@ -229,6 +234,7 @@ const (
 	msgTypeSubscribeUpdate = 0x02
 	msgTypeUnsubscribe     = 0x0a
 	msgTypeFetchCancel     = 0x17
+	msgTypeUnannounce      = 0x09
 )
 
 func (s *controlStream) Write(p []byte) (int, error) {

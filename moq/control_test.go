@@ -22,6 +22,7 @@ func newTestControlStream(live ...uint64) *controlStream {
 		ctlSem: make(chan struct{}, 1),
 
 		relayedAnnouncers: map[uint64]string{},
+		peerAnnounced:     map[string]int{},
 	}
 	for _, id := range live {
 		sess.live[id] = nil
@@ -81,6 +82,7 @@ func FuzzControlFilter(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(2))
 	f.Add([]byte{0x0a, 0x00}, uint8(1))
 	f.Add(announceMsg(7, []string{"a", "b"}, "relay-edge1"), uint8(4))
+	f.Add(append(announceMsg(7, []string{"a"}, ""), ctlMsg(msgTypeUnannounce, []byte{1, 1, 'a'})...), uint8(5))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		cs := newTestControlStream(1, 2)
 		seen := feedControl(cs, data, int(chunk)+1)

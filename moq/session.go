@@ -24,11 +24,12 @@ type SessionStats struct {
 	DatagramsDiscarded uint64 // datagrams are not used; see ReceiveDatagram
 	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
 	StaleUnsubscribes  uint64 // UNSUBSCRIBE/SUBSCRIBE_UPDATE/FETCH_CANCEL for ended requests, dropped
+	StaleUnannounces   uint64 // UNANNOUNCE for namespaces the peer did not announce (or withdrew), dropped
 }
 
 type sessionCounters struct {
 	streamsAccepted, streamsRefused, oversize, datagramsDiscarded, streamCreditWaits atomic.Uint64
-	staleUnsubscribes                                                                atomic.Uint64
+	staleUnsubscribes, staleUnannounces                                              atomic.Uint64
 }
 
 // Session is one MoQ session (one QUIC connection). Either end may publish
@@ -58,6 +59,11 @@ type Session struct {
 	announceForSem    chan struct{}
 	pendingAnnounce   *pendingAnnouncer
 	relayedAnnouncers map[uint64]string
+	// announceMu: Announce holds it shared, Unannounce exclusively.
+	announceMu sync.RWMutex
+	// peerAnnounced counts the peer's ANNOUNCEs per namespace not yet
+	// withdrawn (UNANNOUNCE, CancelAnnounce).
+	peerAnnounced map[string]int
 
 	// ctlSem orders our SUBSCRIBE_DONE against the library's handling of an
 	// incoming UNSUBSCRIBE (see controlStream).
@@ -93,6 +99,7 @@ func newSession(conn *quic.Conn, cfg *Config) *Session {
 
 		announceForSem:    make(chan struct{}, 1),
 		relayedAnnouncers: map[uint64]string{},
+		peerAnnounced:     map[string]int{},
 	}
 	// Only a chain crypto/tls verified counts (VerifiedChains): a server
 	// that merely requests client certificates without verifying them, or
@@ -274,6 +281,7 @@ func (s *Session) Stats() SessionStats {
 		DatagramsDiscarded: s.stats.datagramsDiscarded.Load(),
 		StreamCreditWaits:  s.stats.streamCreditWaits.Load(),
 		StaleUnsubscribes:  s.stats.staleUnsubscribes.Load(),
+		StaleUnannounces:   s.stats.staleUnannounces.Load(),
 	}
 }
 
@@ -336,6 +344,8 @@ func (s *Session) Announce(ctx context.Context, namespace []string) error {
 	if s.closed() {
 		return ErrSessionClosed
 	}
+	s.announceMu.RLock()
+	defer s.announceMu.RUnlock()
 	if err := s.ms.Announce(ctx, namespace); err != nil {
 		if s.closed() {
 			return ErrSessionClosed
