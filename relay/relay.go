@@ -159,6 +159,9 @@ type Relay struct {
 type upstreamConn struct {
 	Upstream
 	sess *moq.Session // guarded by Relay.mu; nil while disconnected
+	// forwarded are the namespaces (nsKey) sess accepted from us and we
+	// have not withdrawn; guarded by Relay.mu.
+	forwarded map[string]bool
 }
 
 type announcement struct {
@@ -370,9 +373,11 @@ func (r *Relay) dropSession(s *moq.Session) {
 	st := s.Stats()
 	r.mu.Lock()
 	delete(r.sessions, s)
+	var gone []upstreamWithdrawal
 	for k, a := range r.announcements {
 		if a.sess == s {
 			delete(r.announcements, k)
+			gone = append(gone, r.withdrawUpstreamLocked(k, a.namespace)...)
 		}
 	}
 	// Under r.mu so a metrics snapshot never sees the session twice or not at all.
@@ -381,6 +386,7 @@ func (r *Relay) dropSession(s *moq.Session) {
 	r.retired.streams.Add(st.StreamsAccepted)
 	r.retired.datagrams.Add(st.DatagramsDiscarded)
 	r.retired.creditWaits.Add(st.StreamCreditWaits)
+	r.unannounceUpstreamAsyncLocked(gone)
 	r.mu.Unlock()
 	r.cfg.Logger.Info("session down", "remote", s.RemoteAddr().String())
 }
@@ -505,6 +511,7 @@ func (r *Relay) onUnannounce(s *moq.Session, namespace []string) {
 	a, ok := r.announcements[key]
 	if ok && a.sess == s {
 		delete(r.announcements, key)
+		r.unannounceUpstreamAsyncLocked(r.withdrawUpstreamLocked(key, a.namespace))
 	}
 	r.mu.Unlock()
 	if ok && a.sess == s {

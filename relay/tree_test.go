@@ -117,7 +117,7 @@ func TestRelayTreeInProcess(t *testing.T) {
 	if m := tr.origin.Metrics(); m.AnnounceRefusedOwned != 1 {
 		t.Fatalf("origin: %+v", m)
 	}
-	// New subscribers on edge 2 still get alice's objects.
+	// Edge 2's subscribers still get alice's objects.
 	exchange(ctx, t, pub, 5, subs...)
 
 	// Alice herself may announce from edge 2 (a publisher that moved): the
@@ -127,6 +127,23 @@ func TestRelayTreeInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(ctx, t, "the takeover at the origin", func() bool { return tr.origin.Metrics().AnnounceTakeovers == 1 })
+
+	// When alice has left both edges, they withdraw her namespace upstream
+	// (UNANNOUNCE) and it is free for another identity tree-wide.
+	_ = alice.Close()
+	_ = alice2.Close()
+	waitFor(ctx, t, "the origin to forget alice's namespace", func() bool { return tr.origin.Metrics().Announcements == 0 })
+	bob := dialAs(t, tr.edge1, p, p.cert(t, "bob"))
+	if err := bob.Announce(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "bob's announcement at the origin", func() bool { return tr.origin.Metrics().Announcements == 1 })
+	if m := tr.origin.Metrics(); m.AnnounceRefusedOwned != 1 {
+		t.Fatalf("origin refused bob: %+v", m)
+	}
+	if m := tr.edge1.Metrics(); m.UpstreamAnnounceFailures != 0 || m.Announcements != 1 {
+		t.Fatalf("edge 1: %+v", m)
+	}
 }
 
 // Only configured relay identities may announce on behalf of someone

@@ -41,6 +41,7 @@ func (r *Relay) runUpstream(u *upstreamConn) {
 		r.upstreamConnects.Add(1)
 		r.mu.Lock()
 		u.sess = s
+		u.forwarded = map[string]bool{}
 		r.upstreamSess[s] = u
 		var anns []announcement
 		for _, a := range r.announcements {
@@ -51,7 +52,7 @@ func (r *Relay) runUpstream(u *upstreamConn) {
 		r.mu.Unlock()
 		r.cfg.Logger.Info("upstream connected", "upstream", u.Addr, "identity", s.PeerIdentity(), "announcements", len(anns))
 		for _, a := range anns {
-			r.forwardAnnounce(s, a)
+			r.forwardAnnounce(u, s, a)
 		}
 		select {
 		case <-s.Done():
@@ -59,46 +60,94 @@ func (r *Relay) runUpstream(u *upstreamConn) {
 		}
 		r.mu.Lock()
 		delete(r.upstreamSess, s)
-		u.sess = nil
+		u.sess, u.forwarded = nil, nil
 		r.mu.Unlock()
 		_ = s.Close()
 		r.cfg.Logger.Warn("upstream session ended", "upstream", u.Addr)
 	}
 }
 
-// connectedUpstreamsLocked returns the sessions of the connected
-// upstreams that serve namespace. Called with r.mu held.
-func (r *Relay) connectedUpstreamsLocked(namespace []string) []*moq.Session {
-	var out []*moq.Session
+// connectedUpstreamsLocked returns the connected upstreams that serve
+// namespace. Called with r.mu held.
+func (r *Relay) connectedUpstreamsLocked(namespace []string) []*upstreamConn {
+	var out []*upstreamConn
 	for _, u := range r.upstreams {
 		if u.sess != nil && u.serves(namespace) {
-			out = append(out, u.sess)
+			out = append(out, u)
 		}
 	}
 	return out
 }
 
-// upstreamForLocked is the first connected upstream serving namespace, in
-// Config.Upstreams order. Called with r.mu held.
+// upstreamForLocked is the session of the first connected upstream serving
+// namespace, in Config.Upstreams order. Called with r.mu held.
 func (r *Relay) upstreamForLocked(namespace []string) *moq.Session {
 	if ups := r.connectedUpstreamsLocked(namespace); len(ups) > 0 {
-		return ups[0]
+		return ups[0].sess
 	}
 	return nil
 }
 
+// upstreamWithdrawal is an UNANNOUNCE to send to an upstream.
+type upstreamWithdrawal struct {
+	sess      *moq.Session
+	namespace []string
+}
+
+// withdrawUpstreamLocked forgets that namespace (key) was forwarded and
+// returns the UNANNOUNCEs to send for it. Called with r.mu held when the
+// local announcement is gone.
+func (r *Relay) withdrawUpstreamLocked(key string, namespace []string) []upstreamWithdrawal {
+	var out []upstreamWithdrawal
+	for _, u := range r.upstreams {
+		if u.sess != nil && u.forwarded[key] {
+			delete(u.forwarded, key)
+			out = append(out, upstreamWithdrawal{u.sess, namespace})
+		}
+	}
+	return out
+}
+
+// unannounceUpstreamAsyncLocked sends the UNANNOUNCEs from goroutines
+// (callers run on control goroutines). Called with r.mu held.
+func (r *Relay) unannounceUpstreamAsyncLocked(ws []upstreamWithdrawal) {
+	if r.ctx.Err() != nil {
+		return
+	}
+	for _, w := range ws {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.unannounceUpstream(w)
+		}()
+	}
+}
+
+func (r *Relay) unannounceUpstream(w upstreamWithdrawal) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.UpstreamTimeout)
+	defer cancel()
+	if err := w.sess.Unannounce(ctx, w.namespace); err != nil {
+		if !errors.Is(err, moq.ErrSessionClosed) && r.ctx.Err() == nil {
+			r.cfg.Logger.Warn("unannounce upstream failed", "namespace", strings.Join(w.namespace, "/"), "upstream", w.sess.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	r.cfg.Logger.Info("unannounce forwarded upstream", "namespace", strings.Join(w.namespace, "/"), "upstream", w.sess.RemoteAddr().String())
+}
+
 // forwardAnnounceAsync forwards a from a new goroutine: it runs on a
 // control goroutine, which must not wait for the upstream's answer.
-func (r *Relay) forwardAnnounceAsync(up *moq.Session, a announcement) {
+func (r *Relay) forwardAnnounceAsync(u *upstreamConn, a announcement) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ctx.Err() != nil {
+	up := u.sess
+	if r.ctx.Err() != nil || up == nil {
 		return
 	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.forwardAnnounce(up, a)
+		r.forwardAnnounce(u, up, a)
 	}()
 }
 
@@ -107,13 +156,23 @@ func (r *Relay) forwardAnnounceAsync(up *moq.Session, a announcement) {
 // identity owns it tree-wide), the local announcement is withdrawn too
 // (ANNOUNCE_CANCEL to the publisher), so that this relay does not serve
 // locally what the tree refuses.
-func (r *Relay) forwardAnnounce(up *moq.Session, a announcement) {
+func (r *Relay) forwardAnnounce(u *upstreamConn, up *moq.Session, a announcement) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.UpstreamTimeout)
 	defer cancel()
 	ns := strings.Join(a.namespace, "/")
+	key := nsKey(a.namespace)
 	err := up.AnnounceFor(ctx, a.namespace, a.owner)
 	if err == nil {
 		r.cfg.Logger.Info("announce forwarded upstream", "namespace", ns, "identity", a.owner, "upstream", up.RemoteAddr().String())
+		r.mu.Lock()
+		if u.sess == up {
+			u.forwarded[key] = true
+			// Gone locally while the ANNOUNCE was under way: withdraw it.
+			if _, ok := r.announcements[key]; !ok {
+				r.unannounceUpstreamAsyncLocked(r.withdrawUpstreamLocked(key, a.namespace))
+			}
+		}
+		r.mu.Unlock()
 		return
 	}
 	if r.ctx.Err() != nil || errors.Is(err, moq.ErrSessionClosed) {
@@ -125,12 +184,12 @@ func (r *Relay) forwardAnnounce(up *moq.Session, a announcement) {
 	if !errors.Is(err, moq.ErrUnauthorized) {
 		return
 	}
-	key := nsKey(a.namespace)
 	r.mu.Lock()
 	cur, ok := r.announcements[key]
 	withdraw := ok && cur.sess == a.sess
 	if withdraw {
 		delete(r.announcements, key)
+		r.unannounceUpstreamAsyncLocked(r.withdrawUpstreamLocked(key, a.namespace))
 	}
 	r.mu.Unlock()
 	if withdraw {
