@@ -54,6 +54,9 @@ type Config struct {
 	// 2 × MaxObjectSize, whichever is larger; below MaxObjectSize is an
 	// error.
 	SubscriberQueueBytes int
+	// WriteTimeout ends a downstream subscriber whose QUIC stream accepts
+	// no data for this long (default moq.DefaultWriteTimeout, 10 s).
+	WriteTimeout time.Duration
 	// MaxDrops disconnects a subscriber after this many dropped objects
 	// (default 1000; negative = never).
 	MaxDrops int
@@ -323,6 +326,7 @@ func (r *Relay) moqConfig() *moq.Config {
 		SubscriberQueueBytes: r.cfg.SubscriberQueueBytes,
 		DropWhenFull:         true,
 		MaxDrops:             r.cfg.MaxDrops,
+		WriteTimeout:         r.cfg.WriteTimeout,
 		OnAnnounce:           r.onAnnounce,
 		OnRelayedAnnounce:    r.onRelayedAnnounce,
 		OnUnannounce:         r.onUnannounce,

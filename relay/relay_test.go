@@ -287,16 +287,18 @@ func TestRelaySlowSubscriberQueueByteBound(t *testing.T) {
 	const (
 		objSize = 16 << 10
 		bound   = 128 << 10 // 8 objects; the object bound (1024) never bites
-		total   = 400
+		total   = 300
 	)
-	r := newTestRelay(t, Config{MaxObjectSize: objSize, SubscriberQueueBytes: bound})
+	// The slow subscriber's writer sits in a blocked stream write until the
+	// test lets it read: no write timeout may end it meanwhile.
+	r := newTestRelay(t, Config{MaxObjectSize: objSize, SubscriberQueueBytes: bound, WriteTimeout: 10 * time.Minute})
 	go func() { _ = r.Serve(context.Background()) }()
 	defer r.Close()
 	ns := []string{"sg", "bytes"}
 	pubSess := dial(t, r)
 	defer pubSess.Close()
 	pub, _ := pubSess.Publish(ns, "t")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := pubSess.Announce(ctx, ns); err != nil {
 		t.Fatal(err)
