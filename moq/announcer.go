@@ -54,8 +54,14 @@ func (s *Session) AnnounceFor(ctx context.Context, namespace []string, announcer
 	s.mu.Lock()
 	s.pendingAnnounce = p
 	s.mu.Unlock()
+	// The library's Announce waits for its ctx or an answer, not for the
+	// session's end: bound the goroutine by both.
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
 	res := make(chan error, 1)
-	go func() { res <- s.Announce(ctx, namespace) }()
+	go func() { res <- s.Announce(actx, namespace) }()
 	select {
 	case <-p.written:
 	case err := <-res:

@@ -299,7 +299,11 @@ func (r *Relay) janitor() {
 		select {
 		case <-r.ctx.Done():
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			// Not the tick's time: under load the tick may have waited, and
+			// an idleSince before the last subscriber left would end the
+			// subscription early.
+			now := time.Now()
 			r.mu.Lock()
 			for key, t := range r.tracks {
 				switch {
