@@ -76,11 +76,16 @@ func (s *Session) AnnounceFor(ctx context.Context, namespace []string, announcer
 
 // CancelAnnounce withdraws the peer's accepted announcement of namespace
 // (ANNOUNCE_CANCEL, error code 0x1 unauthorized, with reason), e.g. when a
-// relay's upstream refused it.
+// relay's upstream refused it. It may be called as soon as OnAnnounce has
+// returned nil: it waits until the ANNOUNCE_OK is out.
 func (s *Session) CancelAnnounce(namespace []string, reason string) error {
-	if s.closed() {
+	// After the library has answered the ANNOUNCE (see controlStream):
+	// cancelling first would make its ANNOUNCE_OK fail and stop its
+	// control loop.
+	if !s.lockCtl() {
 		return ErrSessionClosed
 	}
+	defer s.unlockCtl()
 	if err := s.ms.AnnounceCancel(s.ctx, namespace, moqtransport.ErrorCodeAnnouncementUnauthorized, reason); err != nil {
 		return err
 	}

@@ -191,6 +191,14 @@ func (s *controlStream) split() {
 			continue
 		}
 		if typ == msgTypeAnnounce {
+			// Held until the library has answered it, so CancelAnnounce
+			// (which takes ctlSem) cannot overtake the ANNOUNCE_OK.
+			if !s.holding {
+				if !s.sess.lockCtl() {
+					break
+				}
+				s.holding = true
+			}
 			s.sess.noteIncomingAnnounce(msg[n+2:])
 		}
 		if typ == msgTypeUnannounce && !s.sess.passUnannounce(msg[n+2:]) {
