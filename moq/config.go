@@ -18,6 +18,7 @@ const (
 	DefaultHandshakeTimeout      = 10 * time.Second
 	DefaultSubscriptionQueue     = 1024
 	DefaultSubscriberQueue       = 1024
+	DefaultSubscriberQueueBytes  = 8 << 20 // 8 MiB, or 2 × MaxObjectSize if larger
 	DefaultStreamCreditTimeout   = 10 * time.Second
 	DefaultMaxIncomingUniStreams = 10000
 	DefaultMaxIdleTimeout        = 30 * time.Second
@@ -54,6 +55,15 @@ type Config struct {
 
 	// SubscriberQueue is how many objects a Publisher buffers per subscriber.
 	SubscriberQueue int
+
+	// SubscriberQueueBytes bounds the payload bytes a Publisher holds per
+	// subscriber: queued objects plus the one its writer is sending. An
+	// object that would exceed it finds the queue full (DropWhenFull
+	// applies), so one slow subscriber costs at most this much memory
+	// whatever the object size. Default: DefaultSubscriberQueueBytes or
+	// 2 × MaxObjectSize, whichever is larger; smaller values are raised to
+	// MaxObjectSize so that every allowed object fits.
+	SubscriberQueueBytes int
 
 	// DropWhenFull selects the Publisher overflow policy for a subscriber
 	// whose queue is full: false (default) makes WriteObject wait up to
@@ -99,6 +109,12 @@ type Config struct {
 	// others as 0x0; the error text is the reason phrase the peer sees.
 	OnAnnounce func(s *Session, namespace []string) error
 
+	// OnRelayedAnnounce, if set, is called instead of OnAnnounce for an
+	// ANNOUNCE that carries the AnnouncerParameter (sent by AnnounceFor):
+	// announcer is the identity the forwarding relay says it authenticated.
+	// Trust it only from peers known to be relays.
+	OnRelayedAnnounce func(s *Session, namespace []string, announcer string) error
+
 	// OnUnannounce is called (do not block) when the peer sends UNANNOUNCE
 	// for a namespace it announced. Optional. (A v0.5.0 peer never sends
 	// it: its Unannounce is broken, bug #6.)
@@ -132,6 +148,10 @@ func (c *Config) withDefaults() *Config {
 	if out.SubscriberQueue <= 0 {
 		out.SubscriberQueue = DefaultSubscriberQueue
 	}
+	if out.SubscriberQueueBytes <= 0 {
+		out.SubscriberQueueBytes = max(DefaultSubscriberQueueBytes, 2*out.MaxObjectSize)
+	}
+	out.SubscriberQueueBytes = max(out.SubscriberQueueBytes, out.MaxObjectSize)
 	if out.StreamCreditTimeout <= 0 {
 		out.StreamCreditTimeout = DefaultStreamCreditTimeout
 	}

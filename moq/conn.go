@@ -190,6 +190,22 @@ func (s *controlStream) split() {
 			s.raw = s.raw[size:]
 			continue
 		}
+		if typ == msgTypeAnnounce {
+			// Held until the library has answered it, so CancelAnnounce
+			// (which takes ctlSem) cannot overtake the ANNOUNCE_OK.
+			if !s.holding {
+				if !s.sess.lockCtl() {
+					break
+				}
+				s.holding = true
+			}
+			s.sess.noteIncomingAnnounce(msg[n+2:])
+		}
+		if typ == msgTypeUnannounce && !s.sess.passUnannounce(msg[n+2:]) {
+			s.sess.stats.staleUnannounces.Add(1)
+			s.raw = s.raw[size:]
+			continue
+		}
 		if typ == msgTypeUnsubscribe || typ == msgTypeSubscribeUpdate {
 			if !s.holding {
 				if !s.sess.lockCtl() {
@@ -202,6 +218,14 @@ func (s *controlStream) split() {
 				s.sess.stats.staleUnsubscribes.Add(1)
 				s.raw = s.raw[size:]
 				continue
+			}
+			if perr == nil && typ == msgTypeUnsubscribe {
+				// v0.5.0 only cancels the track's context, which a writer
+				// sees at its next OpenSubgroup: one that keeps writing into
+				// the same group would never notice. Tell our writer now;
+				// its SUBSCRIBE_DONE waits for ctlSem, i.e. until the
+				// library has handled this UNSUBSCRIBE.
+				s.sess.peerUnsubscribed(reqID)
 			}
 		}
 		s.ready = append(s.ready, msg...)
@@ -218,10 +242,17 @@ const (
 	msgTypeSubscribeUpdate = 0x02
 	msgTypeUnsubscribe     = 0x0a
 	msgTypeFetchCancel     = 0x17
+	msgTypeUnannounce      = 0x09
 )
 
 func (s *controlStream) Write(p []byte) (int, error) {
 	s.sess.observeControlMessage(p)
+	if out := s.sess.tapOutgoingAnnounce(p); len(out) != len(p) {
+		if _, err := s.s.Write(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return s.s.Write(p)
 }
 

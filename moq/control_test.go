@@ -20,6 +20,9 @@ func newTestControlStream(live ...uint64) *controlStream {
 		ctx:    context.Background(),
 		live:   map[uint64]*subscriber{},
 		ctlSem: make(chan struct{}, 1),
+
+		relayedAnnouncers: map[uint64]string{},
+		peerAnnounced:     map[string]int{},
 	}
 	for _, id := range live {
 		sess.live[id] = nil
@@ -78,6 +81,8 @@ func FuzzControlFilter(f *testing.F) {
 	f.Add(append(ctlMsg(0x21, []byte{1}), ctlMsg(msgTypeFetchCancel, []byte{2})...), uint8(3))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(2))
 	f.Add([]byte{0x0a, 0x00}, uint8(1))
+	f.Add(announceMsg(7, []string{"a", "b"}, "relay-edge1"), uint8(4))
+	f.Add(append(announceMsg(7, []string{"a"}, ""), ctlMsg(msgTypeUnannounce, []byte{1, 1, 'a'})...), uint8(5))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		cs := newTestControlStream(1, 2)
 		seen := feedControl(cs, data, int(chunk)+1)

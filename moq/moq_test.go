@@ -539,8 +539,8 @@ func TestStaleUnsubscribeDropped(t *testing.T) {
 	if o, err := subB.ReadObject(ctx); err != nil || string(o.Payload) != "b" {
 		t.Fatalf("%+v %v", o, err)
 	}
-	// A live UNSUBSCRIBE still reaches the library: the publisher notices at
-	// its next stream and the subscriber count drops.
+	// A live UNSUBSCRIBE still reaches the library and the subscriber count
+	// drops.
 	_ = subB.Close()
 	for g := uint64(1); b.Subscribers() > 0; g++ {
 		if ctx.Err() != nil {
@@ -618,4 +618,73 @@ func TestSubscribeTimeoutThenLateOK(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = sub.Close()
+}
+
+// waitFor polls cond until it holds or d passes (a condition wait, not
+// pacing: cond is what the test is about).
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// An UNSUBSCRIBE ends the publisher's side of the subscription even while
+// the publisher keeps writing into one long group (an intra-refresh encoder
+// never opens a new group, so v0.5.0 alone would never tell it).
+func TestUnsubscribeSeenWithinOneGroup(t *testing.T) {
+	p := newPair(t, nil, nil)
+	pub, _ := p.server.Publish(ns, "long-group")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "long-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		// The encoder: group 0 forever, at its own frame rate.
+		defer close(writerDone)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for id := uint64(0); ; id++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if err := pub.WriteObject(0, 0, id, []byte("frame")); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-writerDone }()
+	for i := 0; i < 10; i++ {
+		if o, err := sub.ReadObject(ctx); err != nil || o.GroupID != 0 {
+			t.Fatalf("%+v %v", o, err)
+		}
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the publisher to drop the unsubscribed subscriber", func() bool { return pub.Subscribers() == 0 })
+	before := pub.Stats().ObjectsOut
+	// Objects written from now on go nowhere.
+	n := pub.Stats().ObjectsIn
+	waitFor(t, 10*time.Second, "more objects written", func() bool { return pub.Stats().ObjectsIn >= n+20 })
+	if after := pub.Stats().ObjectsOut; after != before {
+		t.Fatalf("publisher kept sending after UNSUBSCRIBE: %d -> %d objects out", before, after)
+	}
+	if st := pub.Stats(); st.Disconnected != 0 {
+		t.Fatalf("an UNSUBSCRIBE counted as a disconnect: %+v", st)
+	}
 }

@@ -21,13 +21,21 @@ type Object struct {
 
 // PublisherStats are a Publisher's counters, summed over its subscribers.
 type PublisherStats struct {
-	ObjectsIn    uint64 // WriteObject calls accepted
-	BytesIn      uint64
-	ObjectsOut   uint64 // objects written to subscriber streams
-	BytesOut     uint64
-	Dropped      uint64 // objects dropped for a full subscriber queue
-	Disconnected uint64 // subscribers ended for being too slow or failing
-	Subscribers  int    // current
+	ObjectsIn  uint64 // WriteObject calls accepted
+	BytesIn    uint64
+	ObjectsOut uint64 // objects written to subscriber streams
+	BytesOut   uint64
+	Dropped    uint64 // objects dropped for a full subscriber queue (either bound)
+	// DroppedBytes counts the subset of Dropped that hit
+	// Config.SubscriberQueueBytes rather than SubscriberQueue.
+	DroppedBytes uint64
+	// QueuedBytes is the payload currently held for subscribers (queued
+	// or being written); PeakQueuedBytes the most any one subscriber held
+	// at once (never above Config.SubscriberQueueBytes).
+	QueuedBytes     int64
+	PeakQueuedBytes int64
+	Disconnected    uint64 // subscribers ended for being too slow or failing
+	Subscribers     int    // current
 }
 
 // Publisher serves one (namespace, track) to any number of subscribers,
@@ -54,12 +62,14 @@ type Publisher struct {
 	isDone   atomic.Bool
 
 	objectsIn, bytesIn, objectsOut, bytesOut, dropped, disconnected atomic.Uint64
+	droppedBytes                                                    atomic.Uint64
+	peakQueued                                                      atomic.Int64
 }
 
 // NewPublisher makes a Publisher not bound to a session. Serve it from
 // Config.OnSubscribe, or use Session.Publish for the common one-session case.
-// cfg supplies MaxObjectSize, SubscriberQueue, DropWhenFull, MaxDrops and
-// WriteTimeout.
+// cfg supplies MaxObjectSize, SubscriberQueue, SubscriberQueueBytes,
+// DropWhenFull, MaxDrops and WriteTimeout.
 func NewPublisher(namespace []string, track string, cfg *Config) *Publisher {
 	return &Publisher{
 		namespace: append([]string(nil), namespace...),
@@ -149,15 +159,23 @@ func (p *Publisher) WaitSubscribers(ctx context.Context, n int) error {
 
 // Stats returns the counters.
 func (p *Publisher) Stats() PublisherStats {
-	return PublisherStats{
-		ObjectsIn:    p.objectsIn.Load(),
-		BytesIn:      p.bytesIn.Load(),
-		ObjectsOut:   p.objectsOut.Load(),
-		BytesOut:     p.bytesOut.Load(),
-		Dropped:      p.dropped.Load(),
-		Disconnected: p.disconnected.Load(),
-		Subscribers:  p.Subscribers(),
+	st := PublisherStats{
+		ObjectsIn:       p.objectsIn.Load(),
+		BytesIn:         p.bytesIn.Load(),
+		ObjectsOut:      p.objectsOut.Load(),
+		BytesOut:        p.bytesOut.Load(),
+		Dropped:         p.dropped.Load(),
+		DroppedBytes:    p.droppedBytes.Load(),
+		Disconnected:    p.disconnected.Load(),
+		PeakQueuedBytes: p.peakQueued.Load(),
 	}
+	p.mu.RLock()
+	st.Subscribers = len(p.subs)
+	for sub := range p.subs {
+		st.QueuedBytes += sub.queuedBytes.Load()
+	}
+	p.mu.RUnlock()
+	return st
 }
 
 // Close ends the track: every subscriber's queue is flushed, its streams
@@ -205,6 +223,7 @@ func (p *Publisher) attach(sess *Session, w *moqtransport.SubscribeResponseWrite
 		sess:    sess,
 		w:       w,
 		queue:   make(chan Object, p.cfg.SubscriberQueue),
+		room:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		flush:   make(chan struct{}),
 		streams: map[[2]uint64]*moqtransport.Subgroup{},
@@ -238,6 +257,11 @@ type subscriber struct {
 	flush     chan struct{} // closed: write what is queued, then end
 	flushOnce sync.Once
 	drops     atomic.Uint64
+	// queuedBytes is the payload of the objects in queue plus the one the
+	// writer is sending; room is signalled when it shrinks (for enqueuers
+	// that wait, i.e. without DropWhenFull).
+	queuedBytes atomic.Int64
+	room        chan struct{}
 
 	// writer goroutine only
 	streams   map[[2]uint64]*moqtransport.Subgroup
@@ -259,17 +283,49 @@ func (s *subscriber) abort(code uint64, why string) {
 
 func (s *subscriber) finishAfterFlush() { s.flushOnce.Do(func() { close(s.flush) }) }
 
-// enqueue applies the overflow policy.
+// reserve claims n bytes of the subscriber's byte bound.
+func (s *subscriber) reserve(n int64) bool {
+	q := s.queuedBytes.Add(n)
+	if q > int64(s.pub.cfg.SubscriberQueueBytes) {
+		s.queuedBytes.Add(-n)
+		return false
+	}
+	for peak := s.pub.peakQueued.Load(); q > peak && !s.pub.peakQueued.CompareAndSwap(peak, q); {
+		peak = s.pub.peakQueued.Load()
+	}
+	return true
+}
+
+// release returns n bytes once the writer is done with an object.
+func (s *subscriber) release(n int64) {
+	s.queuedBytes.Add(-n)
+	if !s.pub.cfg.DropWhenFull {
+		select {
+		case s.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// enqueue applies the overflow policy. The queue is full when it holds
+// SubscriberQueue objects or one more object would take it above
+// SubscriberQueueBytes.
 func (s *subscriber) enqueue(o Object) {
-	select {
-	case s.queue <- o:
-		return
-	case <-s.stop:
-		return
-	default:
+	n := int64(len(o.Payload))
+	byBytes := !s.reserve(n)
+	if !byBytes {
+		select {
+		case s.queue <- o:
+			return
+		case <-s.stop:
+			s.release(n)
+			return
+		default:
+			s.release(n)
+		}
 	}
 	if s.pub.cfg.DropWhenFull {
-		s.pub.dropped.Add(1)
+		s.drop(byBytes)
 		if n := s.drops.Add(1); s.pub.cfg.MaxDrops > 0 && n >= uint64(s.pub.cfg.MaxDrops) {
 			s.abort(moqtransport.ErrorCodeSubscribeDoneTooFarBehind, "subscriber too far behind (queue overflow)")
 		}
@@ -277,13 +333,38 @@ func (s *subscriber) enqueue(o Object) {
 	}
 	t := time.NewTimer(s.pub.cfg.WriteTimeout)
 	defer t.Stop()
-	select {
-	case s.queue <- o:
-	case <-s.stop:
-	case <-s.sess.ctx.Done():
-	case <-t.C:
-		s.pub.dropped.Add(1)
-		s.abort(moqtransport.ErrorCodeSubscribeDoneTooFarBehind, "subscriber too slow (queue full for WriteTimeout)")
+	for {
+		if s.reserve(n) {
+			select {
+			case s.queue <- o:
+				return
+			case <-s.stop:
+			case <-s.sess.ctx.Done():
+			case <-t.C:
+				s.drop(false)
+				s.abort(moqtransport.ErrorCodeSubscribeDoneTooFarBehind, "subscriber too slow (queue full for WriteTimeout)")
+			}
+			s.release(n)
+			return
+		}
+		select {
+		case <-s.room:
+		case <-s.stop:
+			return
+		case <-s.sess.ctx.Done():
+			return
+		case <-t.C:
+			s.drop(true)
+			s.abort(moqtransport.ErrorCodeSubscribeDoneTooFarBehind, "subscriber too slow (queue full for WriteTimeout)")
+			return
+		}
+	}
+}
+
+func (s *subscriber) drop(byBytes bool) {
+	s.pub.dropped.Add(1)
+	if byBytes {
+		s.pub.droppedBytes.Add(1)
 	}
 }
 
@@ -294,7 +375,9 @@ func (s *subscriber) run() {
 	for {
 		select {
 		case o := <-s.queue:
-			if err := s.write(o); err != nil {
+			err := s.write(o)
+			s.release(int64(len(o.Payload)))
+			if err != nil {
 				code, why = s.writeFailure(err)
 				return
 			}
@@ -307,7 +390,9 @@ func (s *subscriber) run() {
 			for {
 				select {
 				case o := <-s.queue:
-					if err := s.write(o); err != nil {
+					err := s.write(o)
+					s.release(int64(len(o.Payload)))
+					if err != nil {
 						code, why = s.writeFailure(err)
 						return
 					}

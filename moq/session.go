@@ -24,11 +24,12 @@ type SessionStats struct {
 	DatagramsDiscarded uint64 // datagrams are not used; see ReceiveDatagram
 	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
 	StaleUnsubscribes  uint64 // UNSUBSCRIBE/SUBSCRIBE_UPDATE/FETCH_CANCEL for ended requests, dropped
+	StaleUnannounces   uint64 // UNANNOUNCE for namespaces the peer did not announce (or withdrew), dropped
 }
 
 type sessionCounters struct {
 	streamsAccepted, streamsRefused, oversize, datagramsDiscarded, streamCreditWaits atomic.Uint64
-	staleUnsubscribes                                                                atomic.Uint64
+	staleUnsubscribes, staleUnannounces                                              atomic.Uint64
 }
 
 // Session is one MoQ session (one QUIC connection). Either end may publish
@@ -52,6 +53,17 @@ type Session struct {
 	live           map[uint64]*subscriber // accepted incoming SUBSCRIBEs by request ID
 
 	ctl *controlStream // set once the control stream exists (tests use it)
+
+	// AnnounceFor's parameter on the way out, and the announcer parameter
+	// of incoming ANNOUNCEs by request ID until handle takes it.
+	announceForSem    chan struct{}
+	pendingAnnounce   *pendingAnnouncer
+	relayedAnnouncers map[uint64]string
+	// announceMu: Announce holds it shared, Unannounce exclusively.
+	announceMu sync.RWMutex
+	// peerAnnounced counts the peer's ANNOUNCEs per namespace not yet
+	// withdrawn (UNANNOUNCE, CancelAnnounce).
+	peerAnnounced map[string]int
 
 	// ctlSem orders our SUBSCRIBE_DONE against the library's handling of an
 	// incoming UNSUBSCRIBE (see controlStream).
@@ -84,6 +96,10 @@ func newSession(conn *quic.Conn, cfg *Config) *Session {
 		subscriptions:  map[*Subscription]struct{}{},
 		live:           map[uint64]*subscriber{},
 		ctlSem:         make(chan struct{}, 1),
+
+		announceForSem:    make(chan struct{}, 1),
+		relayedAnnouncers: map[uint64]string{},
+		peerAnnounced:     map[string]int{},
 	}
 	// Only a chain crypto/tls verified counts (VerifiedChains): a server
 	// that merely requests client certificates without verifying them, or
@@ -265,6 +281,7 @@ func (s *Session) Stats() SessionStats {
 		DatagramsDiscarded: s.stats.datagramsDiscarded.Load(),
 		StreamCreditWaits:  s.stats.streamCreditWaits.Load(),
 		StaleUnsubscribes:  s.stats.staleUnsubscribes.Load(),
+		StaleUnannounces:   s.stats.staleUnannounces.Load(),
 	}
 }
 
@@ -327,6 +344,8 @@ func (s *Session) Announce(ctx context.Context, namespace []string) error {
 	if s.closed() {
 		return ErrSessionClosed
 	}
+	s.announceMu.RLock()
+	defer s.announceMu.RUnlock()
 	if err := s.ms.Announce(ctx, namespace); err != nil {
 		if s.closed() {
 			return ErrSessionClosed
@@ -464,6 +483,17 @@ func (s *Session) isLiveSubscriber(reqID uint64) bool {
 	return ok
 }
 
+// peerUnsubscribed ends the writer of the live subscriber reqID at once:
+// the peer sent UNSUBSCRIBE, so nothing queued for it is wanted.
+func (s *Session) peerUnsubscribed(reqID uint64) {
+	s.mu.Lock()
+	sub := s.live[reqID]
+	s.mu.Unlock()
+	if sub != nil {
+		sub.abort(moqtransport.ErrorCodeSubscribeDoneSubscriptionEnded, "unsubscribed")
+	}
+}
+
 func (s *Session) forgetLive(reqID uint64) {
 	s.mu.Lock()
 	delete(s.live, reqID)
@@ -475,11 +505,18 @@ func (s *Session) forgetLive(reqID uint64) {
 func (s *Session) handle(w moqtransport.ResponseWriter, m *moqtransport.Message) {
 	switch m.Method {
 	case moqtransport.MessageAnnounce:
-		if s.cfg.OnAnnounce == nil {
+		var err error
+		announcer, relayed := s.takeRelayedAnnouncer(m.RequestID)
+		switch {
+		case relayed && s.cfg.OnRelayedAnnounce != nil:
+			err = s.cfg.OnRelayedAnnounce(s, m.Namespace, announcer)
+		case s.cfg.OnAnnounce != nil:
+			err = s.cfg.OnAnnounce(s, m.Namespace)
+		default:
 			_ = w.Reject(moqtransport.ErrorCodeAnnouncementNotSupported, "announcements are not accepted by this endpoint")
 			return
 		}
-		if err := s.cfg.OnAnnounce(s, m.Namespace); err != nil {
+		if err != nil {
 			code := moqtransport.ErrorCodeAnnouncementInternal
 			if errors.Is(err, ErrUnauthorized) {
 				code = moqtransport.ErrorCodeAnnouncementUnauthorized

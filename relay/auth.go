@@ -25,7 +25,10 @@ const (
 	ReasonUnauthenticated = "unauthenticated" // no verified client certificate
 	ReasonReserved        = "reserved"        // the CS prefix, and this is not the CS
 	ReasonOwned           = "owned"           // another identity holds an overlapping namespace
-	ReasonInvalid         = "invalid"         // empty or longer than 32 elements
+	ReasonInvalid         = "invalid"         // empty or longer than 32 elements, or from an upstream
+	// ReasonNotRelay: an ANNOUNCE naming an announcer (a forwarded one)
+	// from an identity not in Config.RelayIdentities.
+	ReasonNotRelay = "not_relay"
 )
 
 // RefusedError is why the relay refused an ANNOUNCE or SUBSCRIBE. Its text
@@ -49,6 +52,7 @@ func (e *RefusedError) Is(target error) bool {
 // authCounters count refusals by reason.
 type authCounters struct {
 	announceUnauthenticated, announceReserved, announceOwned, announceInvalid atomic.Uint64
+	announceNotRelay                                                          atomic.Uint64
 	subscribeUnauthenticated, takeovers                                       atomic.Uint64
 }
 
@@ -62,6 +66,8 @@ func (c *authCounters) countAnnounce(reason string) {
 		c.announceOwned.Add(1)
 	case ReasonInvalid:
 		c.announceInvalid.Add(1)
+	case ReasonNotRelay:
+		c.announceNotRelay.Add(1)
 	}
 }
 

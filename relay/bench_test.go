@@ -16,7 +16,7 @@ func BenchmarkRelayInProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := New(Config{Addr: "127.0.0.1:0", TLS: tc, SubscriberQueue: b.N + 1, Logger: slog.New(slog.DiscardHandler)})
+	r, err := New(Config{Addr: "127.0.0.1:0", TLS: tc, SubscriberQueue: b.N + 1, SubscriberQueueBytes: max(moq.DefaultSubscriberQueueBytes, (b.N+1)*1200), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,7 +19,14 @@ type Metrics struct {
 	BytesIn          uint64
 	ObjectsOut       uint64 // summed over downstream subscribers
 	BytesOut         uint64
-	DroppedQueueFull uint64 // object copies dropped for a full subscriber queue
+	DroppedQueueFull uint64 // object copies dropped for a subscriber queue at its object bound
+	// DroppedQueueBytes: object copies dropped because the subscriber's
+	// queue would have gone above SubscriberQueueBytes.
+	DroppedQueueBytes uint64
+	// QueuedBytes is the payload held in subscriber queues now;
+	// PeakQueuedBytes the most one subscriber queue held since start.
+	QueuedBytes      int64
+	PeakQueuedBytes  int64
 	DroppedOversize  uint64 // incoming streams stopped for an object above the size limit
 	DroppedFraming   uint64 // incoming streams stopped for bad framing / extension headers
 	Disconnects      uint64 // subscribers ended as too slow or failing
@@ -35,6 +42,14 @@ type Metrics struct {
 	AnnounceRefusedOwned            uint64
 	AnnounceRefusedInvalid          uint64
 	SubscribeRefusedUnauthenticated uint64
+	AnnounceRefusedNotRelay         uint64
+	// Upstreams is the number of connected upstream relay sessions;
+	// UpstreamConnects counts their (re)connections;
+	// UpstreamAnnounceFailures counts forwarded ANNOUNCEs an upstream
+	// refused or did not answer.
+	Upstreams                int
+	UpstreamConnects         uint64
+	UpstreamAnnounceFailures uint64
 	// AnnounceTakeovers counts namespaces re-announced by the same identity
 	// from a new session while the old one was still there.
 	AnnounceTakeovers uint64
@@ -45,22 +60,24 @@ func (r *Relay) Metrics() Metrics {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := Metrics{
-		Sessions:         len(r.sessions),
-		SessionsTotal:    r.sessionsTotal.Load(),
-		Announcements:    len(r.announcements),
-		Tracks:           len(r.tracks),
-		ObjectsIn:        r.objsIn.Load(),
-		BytesIn:          r.bytesIn.Load(),
-		ObjectsOut:       r.retired.objectsOut.Load(),
-		BytesOut:         r.retired.bytesOut.Load(),
-		DroppedQueueFull: r.retired.droppedQueueFull.Load(),
-		DroppedOversize:  r.retired.oversize.Load() + r.upstreamOversizeWhileForwarding.Load(),
-		DroppedFraming:   r.retired.refused.Load(),
-		Disconnects:      r.retired.disconnects.Load(),
-		UpstreamFailures: r.upstreamFailures.Load(),
-		StreamsIn:        r.retired.streams.Load(),
-		DatagramsDropped: r.retired.datagrams.Load(),
-		StreamCreditWait: r.retired.creditWaits.Load(),
+		Sessions:          len(r.sessions),
+		SessionsTotal:     r.sessionsTotal.Load(),
+		Announcements:     len(r.announcements),
+		Tracks:            len(r.tracks),
+		ObjectsIn:         r.objsIn.Load(),
+		BytesIn:           r.bytesIn.Load(),
+		ObjectsOut:        r.retired.objectsOut.Load(),
+		BytesOut:          r.retired.bytesOut.Load(),
+		DroppedQueueFull:  r.retired.droppedQueueFull.Load(),
+		DroppedQueueBytes: r.retired.droppedQueueBytes.Load(),
+		PeakQueuedBytes:   r.retired.peakQueuedBytes.Load(),
+		DroppedOversize:   r.retired.oversize.Load() + r.upstreamOversizeWhileForwarding.Load(),
+		DroppedFraming:    r.retired.refused.Load(),
+		Disconnects:       r.retired.disconnects.Load(),
+		UpstreamFailures:  r.upstreamFailures.Load(),
+		StreamsIn:         r.retired.streams.Load(),
+		DatagramsDropped:  r.retired.datagrams.Load(),
+		StreamCreditWait:  r.retired.creditWaits.Load(),
 
 		AnnounceRefusedUnauthenticated:  r.auth.announceUnauthenticated.Load(),
 		AnnounceRefusedReserved:         r.auth.announceReserved.Load(),
@@ -68,13 +85,20 @@ func (r *Relay) Metrics() Metrics {
 		AnnounceRefusedInvalid:          r.auth.announceInvalid.Load(),
 		SubscribeRefusedUnauthenticated: r.auth.subscribeUnauthenticated.Load(),
 		AnnounceTakeovers:               r.auth.takeovers.Load(),
+		AnnounceRefusedNotRelay:         r.auth.announceNotRelay.Load(),
+		Upstreams:                       len(r.upstreamSess),
+		UpstreamConnects:                r.upstreamConnects.Load(),
+		UpstreamAnnounceFailures:        r.upstreamAnnounceFailures.Load(),
 	}
 	for _, t := range r.tracks {
 		st := t.pub.Stats()
 		m.Subscribers += st.Subscribers
 		m.ObjectsOut += st.ObjectsOut
 		m.BytesOut += st.BytesOut
-		m.DroppedQueueFull += st.Dropped
+		m.DroppedQueueFull += st.Dropped - st.DroppedBytes
+		m.DroppedQueueBytes += st.DroppedBytes
+		m.QueuedBytes += st.QueuedBytes
+		m.PeakQueuedBytes = max(m.PeakQueuedBytes, st.PeakQueuedBytes)
 		m.Disconnects += st.Disconnected
 	}
 	for s := range r.sessions {
@@ -131,19 +155,25 @@ var relayMetrics = []metricDesc{
 	newMetricDesc("moq_relay_objects_out_total", "Objects written to subscribers (one per subscriber).", counter, one(func(m *Metrics) uint64 { return m.ObjectsOut }), false),
 	newMetricDesc("moq_relay_bytes_out_total", "Payload bytes written to subscribers.", counter, one(func(m *Metrics) uint64 { return m.BytesOut }), false),
 	newMetricDesc("moq_relay_dropped_total", "Objects or streams dropped, by reason.", counter, func(m *Metrics) []labelled {
-		return []labelled{{"queue_full", m.DroppedQueueFull}, {"oversize", m.DroppedOversize}, {"bad_framing", m.DroppedFraming}, {"datagram", m.DatagramsDropped}}
+		return []labelled{{"queue_full", m.DroppedQueueFull}, {"queue_bytes", m.DroppedQueueBytes}, {"oversize", m.DroppedOversize}, {"bad_framing", m.DroppedFraming}, {"datagram", m.DatagramsDropped}}
 	}, true),
+	newMetricDesc("moq_relay_queued_bytes", "Payload bytes held in downstream subscriber queues.", gauge, one(func(m *Metrics) uint64 { return uint64(max(m.QueuedBytes, 0)) }), false),
+	newMetricDesc("moq_relay_subscriber_queue_peak_bytes", "Most payload bytes one subscriber queue held since start (bounded by -queue-bytes).", gauge, one(func(m *Metrics) uint64 { return uint64(max(m.PeakQueuedBytes, 0)) }), false),
 	newMetricDesc("moq_relay_subscriber_disconnects_total", "Subscribers ended for being too slow or failing.", counter, one(func(m *Metrics) uint64 { return m.Disconnects }), false),
 	newMetricDesc("moq_relay_upstream_failures_total", "Upstream SUBSCRIBEs refused or timed out.", counter, one(func(m *Metrics) uint64 { return m.UpstreamFailures }), false),
 	newMetricDesc("moq_relay_streams_in_total", "Incoming data streams.", counter, one(func(m *Metrics) uint64 { return m.StreamsIn }), false),
 	newMetricDesc("moq_relay_stream_credit_waits_total", "Times opening a stream waited for peer stream credit.", counter, one(func(m *Metrics) uint64 { return m.StreamCreditWait }), false),
 	newMetricDesc("moq_relay_announce_refused_total", "ANNOUNCEs refused, by reason.", counter, func(m *Metrics) []labelled {
 		return []labelled{{ReasonUnauthenticated, m.AnnounceRefusedUnauthenticated}, {ReasonReserved, m.AnnounceRefusedReserved},
-			{ReasonOwned, m.AnnounceRefusedOwned}, {ReasonInvalid, m.AnnounceRefusedInvalid}}
+			{ReasonOwned, m.AnnounceRefusedOwned}, {ReasonInvalid, m.AnnounceRefusedInvalid},
+			{ReasonNotRelay, m.AnnounceRefusedNotRelay}}
 	}, true),
 	newMetricDesc("moq_relay_subscribe_refused_total", "SUBSCRIBEs refused, by reason.", counter, func(m *Metrics) []labelled {
 		return []labelled{{ReasonUnauthenticated, m.SubscribeRefusedUnauthenticated}}
 	}, true),
+	newMetricDesc("moq_relay_upstreams", "Connected upstream relay sessions.", gauge, one(func(m *Metrics) uint64 { return uint64(m.Upstreams) }), false),
+	newMetricDesc("moq_relay_upstream_connects_total", "Upstream relay sessions established (including reconnections).", counter, one(func(m *Metrics) uint64 { return m.UpstreamConnects }), false),
+	newMetricDesc("moq_relay_upstream_announce_failures_total", "ANNOUNCEs forwarded upstream that were refused or not answered.", counter, one(func(m *Metrics) uint64 { return m.UpstreamAnnounceFailures }), false),
 	newMetricDesc("moq_relay_announce_takeovers_total", "Namespaces re-announced by the same identity from a new session.", counter, one(func(m *Metrics) uint64 { return m.AnnounceTakeovers }), false),
 }
 

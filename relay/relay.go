@@ -4,10 +4,16 @@
 //
 // Fan-out: one upstream subscription per (namespace, track), shared by all
 // downstream subscribers through one moq.Publisher. Every downstream
-// subscriber has its own bounded queue; when it is full, the object is
+// subscriber has its own queue, bounded in objects and in bytes; when it is
+// full, the object is
 // dropped for that subscriber only and counted, and after MaxDrops drops the
 // subscriber is disconnected (SUBSCRIBE_DONE "too far behind"). A slow
 // subscriber therefore never stalls the upstream or the other subscribers.
+//
+// Relay trees: with Config.Upstreams, tracks nobody announced locally are
+// subscribed from a parent relay (still one subscription per track), and
+// local announcements are forwarded upward on behalf of the identity that
+// made them (see Config.RelayIdentities and docs/relay.md).
 //
 // There is no cache and no FETCH: a subscriber receives objects from the
 // moment its subscription is attached.
@@ -20,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +47,16 @@ type Config struct {
 	// SubscriberQueue is the per-downstream-subscriber queue in objects
 	// (default 1024).
 	SubscriberQueue int
+	// SubscriberQueueBytes bounds each downstream subscriber's queue in
+	// payload bytes too (queued plus being written), so a slow subscriber
+	// of large objects cannot make the relay hold SubscriberQueue ×
+	// MaxObjectSize. Default moq.DefaultSubscriberQueueBytes (8 MiB) or
+	// 2 × MaxObjectSize, whichever is larger; below MaxObjectSize is an
+	// error.
+	SubscriberQueueBytes int
+	// WriteTimeout ends a downstream subscriber whose QUIC stream accepts
+	// no data for this long (default moq.DefaultWriteTimeout, 10 s).
+	WriteTimeout time.Duration
 	// MaxDrops disconnects a subscriber after this many dropped objects
 	// (default 1000; negative = never).
 	MaxDrops int
@@ -74,6 +91,45 @@ type Config struct {
 	// without an identity (SUBSCRIBE_ERROR unauthorized). Without it
 	// anyone may subscribe: subscribers only ever see ciphertext.
 	SubscribeNeedsCert bool
+
+	// Upstreams are parent relays (relay trees, docs/relay.md): the relay
+	// keeps a session to each, subscribes there to tracks of namespaces
+	// nobody announced locally (one upstream subscription per track,
+	// fanned out here), and forwards every local announcement to them, so a
+	// publisher on any relay of the tree is reachable from any other.
+	Upstreams []Upstream
+	// UpstreamTLS is the client TLS config for upstream sessions: its
+	// Certificates are presented (under the upstream's TrustAnchor the
+	// identity must be in the upstream's RelayIdentities), its RootCAs
+	// verify the upstream. Nil: no client certificate, system roots.
+	UpstreamTLS *tls.Config
+	// RelayIdentities, under TrustAnchor, are the identities of relays
+	// allowed to announce on behalf of publishers they authenticated
+	// (moq.AnnounceFor): such an ANNOUNCE is authorized, and its namespace
+	// owned, as if the named announcer had sent it here. Any other
+	// identity that names an announcer is refused (ReasonNotRelay).
+	RelayIdentities []string
+}
+
+// Upstream is a parent relay and the namespaces it serves.
+type Upstream struct {
+	Addr string // UDP address
+	// Namespaces are the namespaces (and everything under them) this
+	// upstream serves and receives announcements for; empty: all.
+	Namespaces [][]string
+}
+
+// serves reports whether u serves namespace.
+func (u Upstream) serves(namespace []string) bool {
+	if len(u.Namespaces) == 0 {
+		return true
+	}
+	for _, p := range u.Namespaces {
+		if len(p) <= len(namespace) && slices.Equal(p, namespace[:len(p)]) {
+			return true
+		}
+	}
+	return false
 }
 
 // Relay is a running relay.
@@ -88,6 +144,9 @@ type Relay struct {
 	sessions      map[*moq.Session]struct{}
 	announcements map[string]announcement // by namespace key
 	tracks        map[string]*track       // by moq.TrackKey
+	upstreams     []*upstreamConn
+	upstreamSess  map[*moq.Session]*upstreamConn // connected upstream sessions
+	relayIDs      map[string]bool
 
 	// Totals of sessions and tracks that are gone, so counters stay
 	// monotonic.
@@ -95,16 +154,30 @@ type Relay struct {
 	sessionsTotal, upstreamFailures, objsIn  atomic.Uint64
 	bytesIn, upstreamOversizeWhileForwarding atomic.Uint64
 	auth                                     authCounters
+	upstreamAnnounceFailures                 atomic.Uint64
+	upstreamConnects                         atomic.Uint64
+}
+
+// upstreamConn is the session to one Config.Upstreams entry.
+type upstreamConn struct {
+	Upstream
+	sess *moq.Session // guarded by Relay.mu; nil while disconnected
+	// forwarded are the namespaces (nsKey) sess accepted from us and we
+	// have not withdrawn; guarded by Relay.mu.
+	forwarded map[string]bool
 }
 
 type announcement struct {
 	namespace []string
 	sess      *moq.Session
 	owner     string // announcer's identity; "" without Config.TrustAnchor
+	via       string // the relay identity that forwarded it, if any
 }
 
 type totals struct {
 	objectsOut, bytesOut, droppedQueueFull, disconnects atomic.Uint64
+	droppedQueueBytes                                   atomic.Uint64
+	peakQueuedBytes                                     atomic.Int64 // max over retired tracks
 	oversize, refused, streams, datagrams, creditWaits  atomic.Uint64
 }
 
@@ -133,6 +206,13 @@ func New(cfg Config) (*Relay, error) {
 	}
 	if cfg.SubscriberQueue <= 0 {
 		cfg.SubscriberQueue = moq.DefaultSubscriberQueue
+	}
+	if cfg.SubscriberQueueBytes <= 0 {
+		cfg.SubscriberQueueBytes = max(moq.DefaultSubscriberQueueBytes, 2*cfg.MaxObjectSize)
+	}
+	if cfg.SubscriberQueueBytes < cfg.MaxObjectSize {
+		return nil, fmt.Errorf("relay: SubscriberQueueBytes (%d) is below MaxObjectSize (%d): a maximum-size object could never be queued; raise it or lower MaxObjectSize",
+			cfg.SubscriberQueueBytes, cfg.MaxObjectSize)
 	}
 	if cfg.MaxDrops == 0 {
 		cfg.MaxDrops = 1000
@@ -163,11 +243,32 @@ func New(cfg Config) (*Relay, error) {
 		}
 		tlsConf = serverTLS(cfg.TLS, cfg.TrustAnchor)
 	}
+	for _, u := range cfg.Upstreams {
+		if u.Addr == "" {
+			return nil, errors.New("relay: an Upstream needs an Addr")
+		}
+		for _, ns := range u.Namespaces {
+			if len(ns) == 0 || len(ns) > 32 {
+				return nil, fmt.Errorf("relay: upstream %s: a namespace must have 1..32 elements", u.Addr)
+			}
+		}
+	}
+	if len(cfg.RelayIdentities) > 0 && cfg.TrustAnchor == nil {
+		return nil, errors.New("relay: Config.RelayIdentities needs Config.TrustAnchor (without it any session may announce anything)")
+	}
 	r := &Relay{
 		cfg:           cfg,
 		sessions:      map[*moq.Session]struct{}{},
 		announcements: map[string]announcement{},
 		tracks:        map[string]*track{},
+		upstreamSess:  map[*moq.Session]*upstreamConn{},
+		relayIDs:      map[string]bool{},
+	}
+	for _, id := range cfg.RelayIdentities {
+		if !identity.ValidName(id) {
+			return nil, fmt.Errorf("relay: invalid relay identity %q", id)
+		}
+		r.relayIDs[id] = true
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	ln, err := moq.Listen(cfg.Addr, tlsConf, r.moqConfig())
@@ -177,6 +278,15 @@ func New(cfg Config) (*Relay, error) {
 	r.ln = ln
 	r.wg.Add(1)
 	go r.janitor()
+	for _, u := range cfg.Upstreams {
+		uc := &upstreamConn{Upstream: u}
+		r.upstreams = append(r.upstreams, uc)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.runUpstream(uc)
+		}()
+	}
 	return r, nil
 }
 
@@ -189,7 +299,11 @@ func (r *Relay) janitor() {
 		select {
 		case <-r.ctx.Done():
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			// Not the tick's time: under load the tick may have waited, and
+			// an idleSince before the last subscriber left would end the
+			// subscription early.
+			now := time.Now()
 			r.mu.Lock()
 			for key, t := range r.tracks {
 				switch {
@@ -210,15 +324,18 @@ func (r *Relay) janitor() {
 
 func (r *Relay) moqConfig() *moq.Config {
 	return &moq.Config{
-		MaxObjectSize:    r.cfg.MaxObjectSize,
-		HandshakeTimeout: r.cfg.HandshakeTimeout,
-		SubscriberQueue:  r.cfg.SubscriberQueue,
-		DropWhenFull:     true,
-		MaxDrops:         r.cfg.MaxDrops,
-		OnAnnounce:       r.onAnnounce,
-		OnUnannounce:     r.onUnannounce,
-		OnSubscribe:      r.onSubscribe,
-		Logger:           r.cfg.Logger,
+		MaxObjectSize:        r.cfg.MaxObjectSize,
+		HandshakeTimeout:     r.cfg.HandshakeTimeout,
+		SubscriberQueue:      r.cfg.SubscriberQueue,
+		SubscriberQueueBytes: r.cfg.SubscriberQueueBytes,
+		DropWhenFull:         true,
+		MaxDrops:             r.cfg.MaxDrops,
+		WriteTimeout:         r.cfg.WriteTimeout,
+		OnAnnounce:           r.onAnnounce,
+		OnRelayedAnnounce:    r.onRelayedAnnounce,
+		OnUnannounce:         r.onUnannounce,
+		OnSubscribe:          r.onSubscribe,
+		Logger:               r.cfg.Logger,
 	}
 }
 
@@ -264,9 +381,11 @@ func (r *Relay) dropSession(s *moq.Session) {
 	st := s.Stats()
 	r.mu.Lock()
 	delete(r.sessions, s)
+	var gone []upstreamWithdrawal
 	for k, a := range r.announcements {
 		if a.sess == s {
 			delete(r.announcements, k)
+			gone = append(gone, r.withdrawUpstreamLocked(k, a.namespace)...)
 		}
 	}
 	// Under r.mu so a metrics snapshot never sees the session twice or not at all.
@@ -275,6 +394,7 @@ func (r *Relay) dropSession(s *moq.Session) {
 	r.retired.streams.Add(st.StreamsAccepted)
 	r.retired.datagrams.Add(st.DatagramsDiscarded)
 	r.retired.creditWaits.Add(st.StreamCreditWaits)
+	r.unannounceUpstreamAsyncLocked(gone)
 	r.mu.Unlock()
 	r.cfg.Logger.Info("session down", "remote", s.RemoteAddr().String())
 }
@@ -294,12 +414,23 @@ func nsKey(namespace []string) string { return moq.TrackKey(namespace, "") }
 // session's control goroutine: no blocking. Without Config.TrustAnchor the
 // latest announcer wins; with it, see authorizeAnnounceLocked.
 func (r *Relay) onAnnounce(s *moq.Session, namespace []string) error {
+	return r.announce(s, namespace, "", false)
+}
+
+// onRelayedAnnounce is onAnnounce for an ANNOUNCE a relay forwarded on
+// behalf of announcer (moq.AnnounceFor).
+func (r *Relay) onRelayedAnnounce(s *moq.Session, namespace []string, announcer string) error {
+	return r.announce(s, namespace, announcer, true)
+}
+
+func (r *Relay) announce(s *moq.Session, namespace []string, announcer string, relayed bool) error {
 	ns := strings.Join(namespace, "/")
 	if len(namespace) == 0 || len(namespace) > 32 {
 		r.auth.countAnnounce(ReasonInvalid)
 		return &RefusedError{Reason: ReasonInvalid, Msg: fmt.Sprintf("namespace must have 1..32 elements, got %d", len(namespace))}
 	}
 	id := s.PeerIdentity()
+	owner, via := id, ""
 	key := nsKey(namespace)
 	r.mu.Lock()
 	// A session whose connection is already closed may still have an
@@ -313,33 +444,71 @@ func (r *Relay) onAnnounce(s *moq.Session, namespace []string) error {
 		return moq.ErrSessionClosed
 	default:
 	}
+	if r.upstreamSess[s] != nil {
+		// Announcements flow up the tree only; routing SUBSCRIBEs back up
+		// to where they came from would loop.
+		r.mu.Unlock()
+		r.auth.countAnnounce(ReasonInvalid)
+		return &RefusedError{Reason: ReasonInvalid, Msg: "this relay does not take announcements from its upstream"}
+	}
 	if r.cfg.TrustAnchor != nil {
-		if err := r.authorizeAnnounceLocked(id, namespace); err != nil {
+		var err error
+		if relayed {
+			owner, via, err = r.relayedOwner(id, announcer)
+		}
+		if err == nil {
+			err = r.authorizeAnnounceLocked(owner, namespace)
+		}
+		if err != nil {
 			r.mu.Unlock()
 			var re *RefusedError
-			owner := ""
+			held := ""
 			if errors.As(err, &re) {
 				r.auth.countAnnounce(re.Reason)
-				owner = re.owner
+				held = re.owner
 			}
-			r.cfg.Logger.Warn("announce refused", "namespace", ns, "identity", id, "remote", s.RemoteAddr().String(),
-				"held_by", owner, "err", err)
+			r.cfg.Logger.Warn("announce refused", "namespace", ns, "identity", id, "announcer", announcer, "remote", s.RemoteAddr().String(),
+				"held_by", held, "err", err)
 			return err
 		}
+	} else {
+		owner = ""
 	}
 	prev, had := r.announcements[key]
-	r.announcements[key] = announcement{namespace: append([]string(nil), namespace...), sess: s, owner: id}
+	a := announcement{namespace: append([]string(nil), namespace...), sess: s, owner: owner, via: via}
+	r.announcements[key] = a
+	ups := r.connectedUpstreamsLocked(namespace)
 	r.mu.Unlock()
 	if had && prev.sess != s && r.cfg.TrustAnchor != nil {
-		// Same identity from a new session (a reconnect): new SUBSCRIBEs go
-		// here; tracks already subscribed upstream on the old session end
-		// with it.
+		// Same identity from a new session (a reconnect, or a publisher
+		// that moved to another edge relay): new SUBSCRIBEs go here; tracks
+		// already subscribed upstream on the old session end with it.
 		r.auth.takeovers.Add(1)
-		r.cfg.Logger.Info("announce taken over by a new session of the same identity", "namespace", ns, "identity", id,
+		r.cfg.Logger.Info("announce taken over by a new session of the same identity", "namespace", ns, "identity", owner,
 			"remote", s.RemoteAddr().String(), "previous", prev.sess.RemoteAddr().String())
 	}
-	r.cfg.Logger.Info("announce", "namespace", ns, "identity", id, "remote", s.RemoteAddr().String())
+	r.cfg.Logger.Info("announce", "namespace", ns, "identity", owner, "via", via, "remote", s.RemoteAddr().String())
+	for _, u := range ups {
+		r.forwardAnnounceAsync(u, a)
+	}
 	return nil
+}
+
+// relayedOwner decides who owns an ANNOUNCE that session identity id sent
+// on behalf of announcer: the announcer if id is a configured relay
+// identity and announcer a valid name; refused otherwise.
+func (r *Relay) relayedOwner(id, announcer string) (owner, via string, err error) {
+	if id == "" || !r.relayIDs[id] {
+		return "", "", &RefusedError{Reason: ReasonNotRelay,
+			Msg: "only the relay identities this relay is configured with may announce on behalf of another identity"}
+	}
+	if announcer == "" {
+		return id, "", nil
+	}
+	if !identity.ValidName(announcer) {
+		return "", "", &RefusedError{Reason: ReasonInvalid, Msg: "the announcer parameter is not a valid identity name"}
+	}
+	return announcer, id, nil
 }
 
 // onUnannounce forgets namespace if s announced it (a peer that took the
@@ -350,6 +519,7 @@ func (r *Relay) onUnannounce(s *moq.Session, namespace []string) {
 	a, ok := r.announcements[key]
 	if ok && a.sess == s {
 		delete(r.announcements, key)
+		r.unannounceUpstreamAsyncLocked(r.withdrawUpstreamLocked(key, a.namespace))
 	}
 	r.mu.Unlock()
 	if ok && a.sess == s {
@@ -374,7 +544,12 @@ func (r *Relay) announcerFor(namespace []string) *moq.Session {
 // from a new goroutine, so the downstream SUBSCRIBE_OK precedes the upstream
 // one and an upstream refusal arrives downstream as SUBSCRIBE_DONE.
 func (r *Relay) onSubscribe(s *moq.Session, namespace []string, trackName string) (*moq.Publisher, error) {
-	if r.cfg.SubscribeNeedsCert && s.PeerIdentity() == "" {
+	r.mu.Lock()
+	fromUpstream := r.upstreamSess[s] != nil
+	r.mu.Unlock()
+	// An upstream relay is trusted by configuration (its certificate was
+	// verified when this relay dialed it).
+	if r.cfg.SubscribeNeedsCert && s.PeerIdentity() == "" && !fromUpstream {
 		r.auth.subscribeUnauthenticated.Add(1)
 		r.cfg.Logger.Warn("subscribe refused", "namespace", strings.Join(namespace, "/"), "track", trackName,
 			"remote", s.RemoteAddr().String(), "reason", ReasonUnauthenticated)
@@ -388,10 +563,20 @@ func (r *Relay) onSubscribe(s *moq.Session, namespace []string, trackName string
 		return nil, errors.New("relay shutting down")
 	}
 	if t, ok := r.tracks[key]; ok {
+		if fromUpstream && r.upstreamSess[t.upstream] != nil {
+			// Serving it would send the upstream its own objects back.
+			return nil, fmt.Errorf("%w: %q is not announced below this relay", moq.ErrUnknownTrack, strings.Join(namespace, "/"))
+		}
 		t.idleSince = time.Time{} // a subscriber is about to attach
 		return t.pub, nil
 	}
+	// Local announcements first; then, for SUBSCRIBEs from below only, an
+	// upstream relay that serves the namespace (a SUBSCRIBE from upstream
+	// never goes back up: that would loop).
 	up := r.announcerFor(namespace)
+	if up == nil && !fromUpstream {
+		up = r.upstreamForLocked(namespace)
+	}
 	if up == nil {
 		return nil, fmt.Errorf("%w: no publisher announced %q", moq.ErrUnknownTrack, strings.Join(namespace, "/"))
 	}
@@ -457,7 +642,11 @@ func (r *Relay) retireTrack(t *track) {
 	}
 	r.retired.objectsOut.Add(st.ObjectsOut)
 	r.retired.bytesOut.Add(st.BytesOut)
-	r.retired.droppedQueueFull.Add(st.Dropped)
+	r.retired.droppedQueueFull.Add(st.Dropped - st.DroppedBytes)
+	r.retired.droppedQueueBytes.Add(st.DroppedBytes)
+	if st.PeakQueuedBytes > r.retired.peakQueuedBytes.Load() {
+		r.retired.peakQueuedBytes.Store(st.PeakQueuedBytes) // under r.mu
+	}
 	r.retired.disconnects.Add(st.Disconnected)
 	r.mu.Unlock()
 }

@@ -37,7 +37,7 @@ func main() { cli.Main("moq-relay", parseFlags, run) }
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "MOQ_RELAY_"
 
-const synopsis = `usage: moq-relay [-listen ADDR] [-cert FILE -key FILE [-trust-anchor CA.pem]] [flags]
+const synopsis = `usage: moq-relay [-listen ADDR] [-cert FILE -key FILE [-trust-anchor CA.pem]] [-upstream ADDR[=NS,...]]... [flags]
 
 Relays MoQ (draft-11, raw QUIC, ALPN moq-00) between publishers and subscribers; see docs/relay.md.`
 
@@ -50,6 +50,7 @@ type Config struct {
 	LogLevel          slog.Level
 	MaxObjectSize     int
 	Queue             int // per-subscriber queue length
+	QueueBytes        int // per-subscriber queue bound in payload bytes; 0: default
 	MaxDrops          int
 	IdleTimeout       time.Duration
 
@@ -58,6 +59,11 @@ type Config struct {
 	CSPrefix           []string
 	CSIdentity         string
 	SubscribeNeedsCert bool
+	RelayIdentities    []string // with TrustAnchor: may announce for others
+
+	// Relay trees.
+	Upstreams        []relay.Upstream
+	UpstreamInsecure bool // skip verifying upstream certificates (dev)
 }
 
 // parseFlags parses args (without the program name) and the environment
@@ -75,6 +81,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9090", "HTTP address for /metrics and /healthz (empty: disabled)")
 	fs.IntVar(&c.MaxObjectSize, "max-object-size", moq.DefaultMaxObjectSize, "largest object payload in bytes, both directions")
 	fs.IntVar(&c.Queue, "queue", moq.DefaultSubscriberQueue, "per-subscriber queue length in objects")
+	fs.IntVar(&c.QueueBytes, "queue-bytes", 0, fmt.Sprintf("per-subscriber queue bound in payload bytes (0: %d or 2 × -max-object-size, whichever is larger; at least -max-object-size)", moq.DefaultSubscriberQueueBytes))
 	fs.IntVar(&c.MaxDrops, "max-drops", 1000, "disconnect a subscriber after this many dropped objects (-1: never)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 10*time.Second, "end an upstream subscription after this long without downstream subscribers")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
@@ -82,6 +89,26 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&csPrefix, "cs-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "with -trust-anchor: namespace prefix (elements separated by /) only -cs-identity may announce")
 	fs.StringVar(&c.CSIdentity, "cs-identity", relay.DefaultCSIdentity, "with -trust-anchor: the coordination service's identity name")
 	fs.BoolVar(&c.SubscribeNeedsCert, "subscribe-needs-cert", false, "with -trust-anchor: SUBSCRIBE needs a client certificate too")
+	fs.Func("relay-identity", "with -trust-anchor: identity of a relay below this one that may announce on behalf of the publishers it authenticated (comma-separated, repeatable)", func(v string) error {
+		for _, id := range strings.Split(v, ",") {
+			if !identity.ValidName(id) {
+				return fmt.Errorf("bad identity %q: want 1-%d of [A-Za-z0-9._-]", id, identity.MaxNameLen)
+			}
+			c.RelayIdentities = append(c.RelayIdentities, id)
+		}
+		return nil
+	})
+	fs.Func("upstream", "parent relay ADDR[=NS,NS...]: tracks nobody announced here are fetched from it, local announcements are forwarded to it; NS (elements joined by /) limits it to those namespaces (repeatable; space-separated in the environment)", func(v string) error {
+		for _, f := range strings.Fields(v) {
+			u, err := parseUpstream(f)
+			if err != nil {
+				return err
+			}
+			c.Upstreams = append(c.Upstreams, u)
+		}
+		return nil
+	})
+	fs.BoolVar(&c.UpstreamInsecure, "upstream-insecure", false, "do not verify upstream relays' certificates (development certificates only; without -trust-anchor)")
 	set, err := cli.Parse(fs, args, envPrefix, synopsis, getenv)
 	if err != nil {
 		return c, err
@@ -92,9 +119,15 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	if c.LogLevel, err = cli.ParseLevel(logLevel); err != nil {
 		return c, err
 	}
+	if c.QueueBytes < 0 || (c.QueueBytes > 0 && c.QueueBytes < c.MaxObjectSize) {
+		return c, fmt.Errorf("bad -queue-bytes %d: want 0 (default) or at least -max-object-size (%d)", c.QueueBytes, c.MaxObjectSize)
+	}
+	if c.TrustAnchor != "" && c.UpstreamInsecure {
+		return c, errors.New("-upstream-insecure contradicts -trust-anchor, which verifies upstream relays against the anchor")
+	}
 	if c.TrustAnchor == "" {
 		// Authorization flags without an anchor would silently do nothing.
-		for _, name := range []string{"cs-prefix", "cs-identity", "subscribe-needs-cert"} {
+		for _, name := range []string{"cs-prefix", "cs-identity", "subscribe-needs-cert", "relay-identity"} {
 			if set[name] {
 				return c, fmt.Errorf("-%s needs -trust-anchor", name)
 			}
@@ -132,6 +165,25 @@ func parseNamespace(s string) ([]string, error) {
 	return p, nil
 }
 
+// parseUpstream parses ADDR[=NS,NS...].
+func parseUpstream(v string) (relay.Upstream, error) {
+	addr, list, hasNS := strings.Cut(v, "=")
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return relay.Upstream{}, fmt.Errorf("bad upstream address %q: %v", addr, err)
+	}
+	u := relay.Upstream{Addr: addr}
+	if hasNS {
+		for _, n := range strings.Split(list, ",") {
+			ns, err := parseNamespace(n)
+			if err != nil {
+				return relay.Upstream{}, fmt.Errorf("bad upstream namespace %q: %w", n, err)
+			}
+			u.Namespaces = append(u.Namespaces, ns)
+		}
+	}
+	return u, nil
+}
+
 // relayConfig loads the files cfg names.
 func relayConfig(c Config, logger *slog.Logger) (relay.Config, error) {
 	tlsConf, err := loadTLS(c.CertFile, c.KeyFile, c.Listen)
@@ -139,16 +191,19 @@ func relayConfig(c Config, logger *slog.Logger) (relay.Config, error) {
 		return relay.Config{}, err
 	}
 	cfg := relay.Config{
-		Addr:               c.Listen,
-		TLS:                tlsConf,
-		MaxObjectSize:      c.MaxObjectSize,
-		SubscriberQueue:    c.Queue,
-		MaxDrops:           c.MaxDrops,
-		IdleTimeout:        c.IdleTimeout,
-		Logger:             logger,
-		CSPrefix:           c.CSPrefix,
-		CSIdentity:         c.CSIdentity,
-		SubscribeNeedsCert: c.SubscribeNeedsCert,
+		Addr:                 c.Listen,
+		TLS:                  tlsConf,
+		MaxObjectSize:        c.MaxObjectSize,
+		SubscriberQueue:      c.Queue,
+		SubscriberQueueBytes: c.QueueBytes,
+		MaxDrops:             c.MaxDrops,
+		IdleTimeout:          c.IdleTimeout,
+		Logger:               logger,
+		CSPrefix:             c.CSPrefix,
+		CSIdentity:           c.CSIdentity,
+		SubscribeNeedsCert:   c.SubscribeNeedsCert,
+		RelayIdentities:      c.RelayIdentities,
+		Upstreams:            c.Upstreams,
 	}
 	if c.TrustAnchor != "" {
 		v, err := identity.LoadVerifier(c.TrustAnchor)
@@ -156,8 +211,24 @@ func relayConfig(c Config, logger *slog.Logger) (relay.Config, error) {
 			return relay.Config{}, fmt.Errorf("-trust-anchor: %w", err)
 		}
 		cfg.TrustAnchor = v
+		if len(c.Upstreams) > 0 {
+			// Present our own certificate upstream (its identity must be in
+			// the upstream's -relay-identity) and verify the upstream
+			// against the same anchor.
+			cert, err := identity.LoadCertificate(c.CertFile, c.KeyFile)
+			if err != nil {
+				return relay.Config{}, fmt.Errorf("-cert/-key as the upstream client certificate: %w", err)
+			}
+			cfg.UpstreamTLS = identity.ClientTLS(cert, v)
+		}
 	} else {
-		cfg.CSPrefix, cfg.CSIdentity, cfg.SubscribeNeedsCert = nil, "", false
+		cfg.CSPrefix, cfg.CSIdentity, cfg.SubscribeNeedsCert, cfg.RelayIdentities = nil, "", false, nil
+		if len(c.Upstreams) > 0 {
+			cfg.UpstreamTLS = &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: c.UpstreamInsecure}
+			if c.CertFile != "" {
+				cfg.UpstreamTLS.Certificates = tlsConf.Certificates
+			}
+		}
 	}
 	return cfg, nil
 }
@@ -173,8 +244,11 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	if c.CertFile == "" {
 		logger.Warn("using a self-signed development certificate; clients must skip verification. Pass -cert and -key in production")
 	}
+	for _, u := range cfg.Upstreams {
+		logger.Info("upstream relay", "addr", u.Addr, "namespaces", len(u.Namespaces))
+	}
 	if cfg.TrustAnchor != nil {
-		logger.Info("mTLS: only certified identities may announce", "cs_prefix", strings.Join(cfg.CSPrefix, "/"),
+		logger.Info("mTLS: only certified identities may announce", "relay_identities", strings.Join(cfg.RelayIdentities, ","), "cs_prefix", strings.Join(cfg.CSPrefix, "/"),
 			"cs_identity", cfg.CSIdentity, "subscribe_needs_cert", cfg.SubscribeNeedsCert)
 	}
 	r, err := relay.New(cfg)

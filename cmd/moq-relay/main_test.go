@@ -84,6 +84,20 @@ func TestParseFlagsTrustAnchor(t *testing.T) {
 		t.Fatalf("relay certificate not loaded: %+v", cfg.TLS)
 	}
 
+	// An edge: its own certificate goes upstream, verified against the anchor.
+	o, err = parseFlags(append(slices.Clone(base), "-upstream", "127.0.0.1:1", "-relay-identity", "edge-a,edge-b"), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = relayConfig(o, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.UpstreamTLS == nil || len(cfg.UpstreamTLS.Certificates) != 1 || cfg.UpstreamTLS.RootCAs == nil || cfg.UpstreamTLS.InsecureSkipVerify ||
+		!slices.Equal(cfg.RelayIdentities, []string{"edge-a", "edge-b"}) || len(cfg.Upstreams) != 1 {
+		t.Fatalf("edge config %+v", cfg)
+	}
+
 	// An unreadable anchor is reported when the config is built.
 	o, err = parseFlags(append(base[2:], "-trust-anchor", filepath.Join(dir, "missing.pem")), env())
 	if err != nil {
@@ -110,6 +124,13 @@ func TestParseFlagsErrors(t *testing.T) {
 		{append(slices.Clone(auth), "-cs-prefix", ""), "bad -cs-prefix"},
 		{append(slices.Clone(auth), "-cs-identity", "no spaces"), "bad -cs-identity"},
 		{[]string{"-log-level", "loud"}, "bad -log-level"},
+		{[]string{"-queue-bytes", "-1"}, "bad -queue-bytes"},
+		{[]string{"-relay-identity", "edge"}, "needs -trust-anchor"},
+		{append(slices.Clone(auth), "-relay-identity", "a,b c"), "bad identity"},
+		{append(slices.Clone(auth), "-upstream-insecure", "-upstream", "127.0.0.1:1"), "contradicts"},
+		{[]string{"-upstream", "nohostport"}, "bad upstream address"},
+		{[]string{"-upstream", "127.0.0.1:1=a//b"}, "bad upstream namespace"},
+		{[]string{"-queue-bytes", "1000", "-max-object-size", "2000"}, "bad -queue-bytes"},
 		{[]string{"stray"}, "unexpected argument"},
 		{[]string{"-no-such-flag"}, "not defined"},
 	}
@@ -160,6 +181,15 @@ func TestParseFlagsEnv(t *testing.T) {
 			"MOQ_RELAY_KEY", filepath.Join(dir, "relay.key"), "MOQ_RELAY_SUBSCRIBE_NEEDS_CERT", "true", "MOQ_RELAY_CS_PREFIX", "x/y"),
 			Check: func(c Config) bool { return c.SubscribeNeedsCert && slices.Equal(c.CSPrefix, []string{"x", "y"}) }},
 		{Name: "authorization env without anchor", Env: env("MOQ_RELAY_CS_IDENTITY", "coordinator"), WantErr: "-cs-identity needs -trust-anchor"},
+		{Name: "upstreams from flags and env", Args: []string{"-upstream", "10.0.0.1:4443=a/b,c"}, Env: env("MOQ_RELAY_UPSTREAM", "10.0.0.2:1 10.0.0.3:2"),
+			Check: func(c Config) bool {
+				return len(c.Upstreams) == 1 && c.Upstreams[0].Addr == "10.0.0.1:4443" && len(c.Upstreams[0].Namespaces) == 2 &&
+					slices.Equal(c.Upstreams[0].Namespaces[0], []string{"a", "b"}) && slices.Equal(c.Upstreams[0].Namespaces[1], []string{"c"})
+			}},
+		{Name: "upstreams from env", Env: env("MOQ_RELAY_UPSTREAM", "10.0.0.2:1 10.0.0.3:2=x"),
+			Check: func(c Config) bool {
+				return len(c.Upstreams) == 2 && c.Upstreams[1].Addr == "10.0.0.3:2" && len(c.Upstreams[0].Namespaces) == 0
+			}},
 		{Name: "bad duration", Args: []string{"-idle-timeout", "long"}, WantErr: `invalid value "long" for flag -idle-timeout`},
 		{Name: "bad env duration", Env: env("MOQ_RELAY_IDLE_TIMEOUT", "long"), WantErr: `bad $MOQ_RELAY_IDLE_TIMEOUT "long"`},
 		{Name: "bad env int", Env: env("MOQ_RELAY_QUEUE", "many"), WantErr: "$MOQ_RELAY_QUEUE"},
