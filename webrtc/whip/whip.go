@@ -64,9 +64,8 @@ type Config struct {
 	AudioGroupFrames int
 	// ICEIPs restricts ICE host candidates to these addresses (see
 	// wish.ListenIPs); nil: every interface.
-	ICEIPs  []net.IP
-	Metrics prometheus.Registerer
-	Logger  *slog.Logger
+	ICEIPs []net.IP
+	Logger *slog.Logger
 }
 
 // Server is the WHIP endpoint.
@@ -75,6 +74,8 @@ type Server struct {
 	ep  *wish.Endpoint
 	api *webrtc.API
 	log *slog.Logger
+
+	metrics wish.Collector
 
 	mu      sync.Mutex
 	streams map[string]bool // published now
@@ -115,12 +116,18 @@ func New(cfg Config) (*Server, error) {
 		dropped:       counter("frames_dropped_total", "Frames dropped: damaged by loss, malformed, before the first keyframe, or refused by the sidecar."),
 		bitrateClosed: counter("bitrate_exceeded_total", "Sessions closed for exceeding the bitrate limit."),
 	}
-	s.ep = wish.NewEndpoint(wish.Config{Name: "whip", Token: cfg.Token, MaxSessions: cfg.MaxSessions, Metrics: cfg.Metrics, Logger: cfg.Logger}, s)
-	if cfg.Metrics != nil {
-		cfg.Metrics.MustRegister(s.packets, s.frames, s.dropped, s.bitrateClosed)
-	}
+	s.metrics = wish.Collector{s.packets, s.frames, s.dropped, s.bitrateClosed}
+	s.ep = wish.NewEndpoint(wish.Config{Name: "whip", Token: cfg.Token, MaxSessions: cfg.MaxSessions, Logger: cfg.Logger}, s)
+	s.metrics = append(s.metrics, s.ep.Collectors()...)
 	return s, nil
 }
+
+// Describe implements prometheus.Collector: the server's metrics are
+// sidecar_whip_{rtp_packets_total, frames_total, frames_dropped_total, bitrate_exceeded_total, refused_total{reason}, sessions, sessions_total}.
+func (s *Server) Describe(ch chan<- *prometheus.Desc) { s.metrics.Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (s *Server) Collect(ch chan<- prometheus.Metric) { s.metrics.Collect(ch) }
 
 // Register adds the endpoint (/whip, /whip/NAME, /whip/session/ID) to mux.
 func (s *Server) Register(mux *http.ServeMux) { s.ep.Register(mux) }
@@ -197,36 +204,13 @@ func (s *Server) newSession(stream, offer string, done func()) (*session, string
 			sess.Close()
 		}
 	})
-	answer, err := negotiate(pc, offer)
+	answer, err := wish.Negotiate(pc, offer)
 	if err != nil {
 		sess.Close()
 		return nil, "", err
 	}
 	go sess.police()
 	return sess, withBitrate(answer, s.cfg.MaxBitrate), nil
-}
-
-// negotiate answers offer on pc, waiting for every local ICE candidate so
-// the answer is complete (trickling from the server side is not needed:
-// its candidates are known at once).
-func negotiate(pc *webrtc.PeerConnection, offer string) (string, error) {
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", wish.Refuse(http.StatusBadRequest, wish.ErrMalformedOffer, "%v", err)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return "", wish.Refuse(http.StatusUnprocessableEntity, wish.ErrNoCodec, "%v", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return "", wish.Refuse(http.StatusBadRequest, wish.ErrNegotiation, "%v", err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(10 * time.Second):
-		return "", wish.Refuse(http.StatusServiceUnavailable, wish.ErrNegotiation, "ICE gathering did not finish")
-	}
-	return pc.LocalDescription().SDP, nil
 }
 
 // withBitrate adds b=TIAS (RFC 3890, bits per second) to every media
@@ -243,29 +227,7 @@ func withBitrate(answer string, bps int) string {
 }
 
 // AddCandidates implements wish.Session.
-func (ss *session) AddCandidates(f *wish.SDPFrag) error {
-	if f.Ufrag != "" {
-		if rd := ss.pc.RemoteDescription(); rd != nil && !strings.Contains(rd.SDP, "a=ice-ufrag:"+f.Ufrag+"\r\n") &&
-			!strings.Contains(rd.SDP, "a=ice-ufrag:"+f.Ufrag+"\n") {
-			// A new ufrag is an ICE restart, which needs a new answer.
-			return wish.Refuse(http.StatusUnprocessableEntity, wish.ErrBadPatch, "ICE restart is not supported; DELETE the session and POST a new offer")
-		}
-	}
-	for _, c := range f.Candidates {
-		init := webrtc.ICECandidateInit{Candidate: c.Candidate}
-		if c.Mid != "" {
-			init.SDPMid = &c.Mid
-		}
-		if c.MLine >= 0 {
-			i := uint16(c.MLine)
-			init.SDPMLineIndex = &i
-		}
-		if err := ss.pc.AddICECandidate(init); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (ss *session) AddCandidates(f *wish.SDPFrag) error { return wish.AddCandidates(ss.pc, f) }
 
 // Close implements wish.Session.
 func (ss *session) Close() error {

@@ -3,6 +3,8 @@ package wish
 import (
 	"net"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -125,4 +127,54 @@ func cut(s string, sep byte) (before, after string, found bool) {
 		}
 	}
 	return s, "", false
+}
+
+// Negotiate answers offer on pc, waiting for every local ICE candidate so
+// the answer is complete (trickling from the server side is not needed:
+// its candidates are known at once).
+func Negotiate(pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", Refuse(http.StatusBadRequest, ErrMalformedOffer, "%v", err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", Refuse(http.StatusUnprocessableEntity, ErrNoCodec, "%v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", Refuse(http.StatusBadRequest, ErrNegotiation, "%v", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(10 * time.Second):
+		return "", Refuse(http.StatusServiceUnavailable, ErrNegotiation, "ICE gathering did not finish")
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// AddCandidates adds the candidates of a trickle ICE PATCH to pc. A
+// fragment with another ufrag is an ICE restart, refused (422): it would
+// need a new answer.
+func AddCandidates(pc *webrtc.PeerConnection, f *SDPFrag) error {
+	if f.Ufrag != "" {
+		if rd := pc.RemoteDescription(); rd != nil && !strings.Contains(rd.SDP, "a=ice-ufrag:"+f.Ufrag+"\r\n") &&
+			!strings.Contains(rd.SDP, "a=ice-ufrag:"+f.Ufrag+"\n") {
+			// A new ufrag is an ICE restart, which needs a new answer.
+			return Refuse(http.StatusUnprocessableEntity, ErrBadPatch, "ICE restart is not supported; DELETE the session and POST a new offer")
+		}
+	}
+	for _, c := range f.Candidates {
+		init := webrtc.ICECandidateInit{Candidate: c.Candidate}
+		if c.Mid != "" {
+			init.SDPMid = &c.Mid
+		}
+		if c.MLine >= 0 {
+			i := uint16(c.MLine)
+			init.SDPMLineIndex = &i
+		}
+		if err := pc.AddICECandidate(init); err != nil {
+			return err
+		}
+	}
+	return nil
 }

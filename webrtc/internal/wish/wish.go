@@ -102,7 +102,6 @@ type Config struct {
 	Name        string // "whip" or "whep": the path, the metric prefix and the log name
 	Token       string // bearer token; empty: none required
 	MaxSessions int    // concurrent sessions; <= 0: 16
-	Metrics     prometheus.Registerer
 	Logger      *slog.Logger
 }
 
@@ -143,10 +142,30 @@ func NewEndpoint(cfg Config, proto Protocol) *Endpoint {
 		Started: prometheus.NewCounter(prometheus.CounterOpts{Name: "sidecar_" + cfg.Name + "_sessions_total",
 			Help: "WebRTC sessions created."}),
 	}
-	if cfg.Metrics != nil {
-		cfg.Metrics.MustRegister(e.Refused, e.Sessions, e.Started)
-	}
 	return e
+}
+
+// Collectors are the endpoint's metrics: sidecar_NAME_refused_total{reason},
+// sidecar_NAME_sessions and sidecar_NAME_sessions_total.
+func (e *Endpoint) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{e.Refused, e.Sessions, e.Started}
+}
+
+// Collector is several collectors as one.
+type Collector []prometheus.Collector
+
+// Describe implements prometheus.Collector.
+func (l Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range l {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (l Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range l {
+		c.Collect(ch)
+	}
 }
 
 // Path is the endpoint's URL path: "/whip" or "/whep".
