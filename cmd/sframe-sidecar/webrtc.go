@@ -131,7 +131,7 @@ func (rtc *webRTC) start(ctx context.Context, cfg Config, sc *sidecar.Sidecar, r
 			reg.MustRegister(srv)
 			mux := http.NewServeMux()
 			srv.Register(mux)
-			mux.Handle("GET /", player.PublishHandler())
+			mux.Handle("/", player.PublishHandler())
 			rtc.stops = append(rtc.stops, cli.Serve(rtc.whipLn, mux, log))
 			stopAfter := context.AfterFunc(ctx, srv.Close)
 			rtc.stops = append(rtc.stops, func() { stopAfter(); srv.Close() })
