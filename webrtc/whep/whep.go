@@ -208,9 +208,6 @@ func (s *Server) Offer(stream, offer string, done func()) (string, wish.Session,
 			return "", nil, wish.Refuse(http.StatusNotFound, wish.ErrBadStream, "%q: stream names are 1 to 64 of A-Z a-z 0-9 . _ -", stream)
 		}
 	}
-	if _, err := wish.ParseOffer(offer); err != nil {
-		return "", nil, err
-	}
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", nil, wish.Refuse(http.StatusInternalServerError, wish.ErrNegotiation, "%v", err)

@@ -143,9 +143,6 @@ func (s *Server) Offer(stream, offer string, done func()) (string, wish.Session,
 	if !wish.ValidStream(stream) {
 		return "", nil, wish.Refuse(http.StatusNotFound, wish.ErrBadStream, "%q: stream names are 1 to 64 of A-Z a-z 0-9 . _ -", stream)
 	}
-	if _, err := wish.ParseOffer(offer); err != nil {
-		return "", nil, err
-	}
 	s.mu.Lock()
 	if s.streams[stream] {
 		s.mu.Unlock()

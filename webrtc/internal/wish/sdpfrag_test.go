@@ -1,6 +1,7 @@
 package wish
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -41,6 +42,21 @@ func FuzzParseSDPFrag(f *testing.F) {
 			if !strings.HasPrefix(c.Candidate, "candidate:") || c.MLine < -1 {
 				t.Fatalf("bad candidate %+v", c)
 			}
+		}
+	})
+}
+
+func FuzzParseOffer(f *testing.F) {
+	f.Add("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\n")
+	f.Add("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseOffer(s)
+		if err == nil && len(d.MediaDescriptions) == 0 {
+			t.Fatal("accepted an offer without media")
+		}
+		var re *RequestError
+		if err != nil && (!errors.As(err, &re) || re.Status < 400 || re.Status > 499) {
+			t.Fatalf("error %v is not a 4xx RequestError", err)
 		}
 	})
 }

@@ -90,7 +90,7 @@ type Session interface {
 
 // Protocol is the role-specific half of an Endpoint: WHIP or WHEP.
 type Protocol interface {
-	// Offer answers an SDP offer for stream (the URL path below the
+	// Offer answers an SDP offer (already checked by ParseOffer) for stream (the URL path below the
 	// endpoint, "" for the endpoint itself), creating a session. done must
 	// be called once when the session ends by itself (ICE failure).
 	// Errors should be *RequestError.
@@ -260,6 +260,10 @@ func readBody(r *http.Request, contentType string) (string, error) {
 func (e *Endpoint) post(w http.ResponseWriter, r *http.Request, stream string) error {
 	offer, err := readBody(r, "application/sdp")
 	if err != nil {
+		return err
+	}
+	// Parsed first, so that a bad offer is told so even when the endpoint is full.
+	if _, err := ParseOffer(offer); err != nil {
 		return err
 	}
 	id := newID()
