@@ -13,8 +13,8 @@ func TestOpusDuration(t *testing.T) {
 			t.Errorf("%x: %v, %v; want %v", p, got, err, want)
 		}
 	}
-	check([]byte{31<<3 | 0}, 20*time.Millisecond)
-	check([]byte{15<<3 | 0}, 20*time.Millisecond)
+	check([]byte{31 << 3}, 20*time.Millisecond)
+	check([]byte{15 << 3}, 20*time.Millisecond)
 	check([]byte{3<<3 | 1}, 120*time.Millisecond)                                  // SILK 60 ms, two frames
 	check([]byte{16<<3 | 3, 4}, 10*time.Millisecond)                               // CELT 2.5 ms x 4
 	check([]byte{1<<3 | 3, 6}, 120*time.Millisecond)                               // SILK 20 ms x 6
