@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -95,7 +96,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, api: api, log: cfg.Logger.With("endpoint", "whep"), tracks: map[string]*trackState{}, viewers: map[*viewer]struct{}{},
 		sent:        counter("frames_sent_total", "Frames sent to WHEP viewers (one per viewer)."),
-		waiting:     counter("frames_skipped_total", "Frames not sent to a viewer that waits for the next keyframe (group start)."),
+		waiting:     counter("frames_skipped_total", "Frames not sent to a viewer that is connecting or waits for the next keyframe (group start)."),
 		writeErrors: counter("write_errors_total", "Frames a viewer's track refused (closed or malformed)."),
 	}
 	for _, t := range cfg.Tracks {
@@ -133,6 +134,19 @@ func (s *Server) Register(mux *http.ServeMux) { s.ep.Register(mux) }
 // Close ends every viewer's session.
 func (s *Server) Close() { s.ep.Close() }
 
+// connectedViewers returns the number of viewers media can reach now.
+func (s *Server) connectedViewers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for v := range s.viewers {
+		if v.connected.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 // Viewers returns the number of viewers connected or negotiating.
 func (s *Server) Viewers() int { return s.ep.Count() }
 
@@ -169,6 +183,10 @@ func (s *Server) WriteObject(track string, group, subgroup, object uint64, paylo
 		if vt == nil {
 			continue
 		}
+		if !v.connected.Load() { // media written before DTLS-SRTP is up is dropped by pion
+			s.waiting.Inc()
+			continue
+		}
 		if !vt.started {
 			if !start && ts.Codec != Opus {
 				s.waiting.Inc()
@@ -191,6 +209,7 @@ func (s *Server) WriteObject(track string, group, subgroup, object uint64, paylo
 type viewer struct {
 	s         *Server
 	pc        *webrtc.PeerConnection
+	connected atomic.Bool // DTLS-SRTP is up: media can flow
 	tracks    map[string]*viewerTrack // guarded by Server.mu
 	closeOnce sync.Once
 	done      func()
@@ -234,7 +253,10 @@ func (s *Server) Offer(stream, offer string, done func()) (string, wish.Session,
 		v.tracks[t.Name] = &viewerTrack{local: local}
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			v.connected.Store(true)
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			v.Close()
 		}
 	})

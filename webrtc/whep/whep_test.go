@@ -87,6 +87,12 @@ func TestViewerStartsAtKeyframe(t *testing.T) {
 		t.Fatal("viewer never connected")
 	}
 
+	// The server's side of DTLS may finish after the viewer's.
+	for deadline := time.Now().Add(20 * time.Second); srv.connectedViewers() < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("server never saw the viewer connected")
+		}
+	}
 	frame := append([]byte{0, 0, 0, 1, 0x41}, make([]byte, 500)...) // a P slice
 	idr := append([]byte{0, 0, 0, 1, 0x65}, make([]byte, 500)...)
 	for obj := uint64(3); obj < 6; obj++ { // the middle of group 0
