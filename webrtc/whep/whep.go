@@ -209,7 +209,7 @@ func (s *Server) WriteObject(track string, group, subgroup, object uint64, paylo
 type viewer struct {
 	s         *Server
 	pc        *webrtc.PeerConnection
-	connected atomic.Bool // DTLS-SRTP is up: media can flow
+	connected atomic.Bool             // DTLS-SRTP is up: media can flow
 	tracks    map[string]*viewerTrack // guarded by Server.mu
 	closeOnce sync.Once
 	done      func()
