@@ -5,10 +5,13 @@ import (
 	"context"
 	"image"
 	"image/png"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,16 +171,18 @@ type playerState struct {
 // relay → decrypting sidecar → WHEP → the player page in Chromium page B,
 // which decodes more than 100 frames and receives audio. The relay forwards
 // only ciphertext; every sealed object is decrypted; the viewer misses at
-// most the frames before its first keyframe.
+// most the frames before its first keyframe. Bad WHIP requests meanwhile
+// (wrong token, malformed SDP, no supported codec, a session too many) each
+// get their 4xx and counter, and the running session is unaffected.
 func TestBrowserWHIPToWHEP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: chromium and three processes")
 	}
 	start := time.Now()
 	whip := proctest.FreeTCPAddr(t)
-	c := startWebChain(t, "-whip", whip)
+	c := startWebChain(t, "-whip", whip, "-whip-token", "s3cret", "-whip-max-sessions", "1")
 	browser := startBrowser(t)
-	pub := newTab(t, browser, "http://"+whip+"/?autostart&stamp")
+	pub := newTab(t, browser, "http://"+whip+"/?autostart&stamp&token=s3cret")
 	waitJS(t, pub, "the WHIP publisher to connect", `window.publisher && window.publisher.connected`, 30*time.Second)
 	if codec := evalJS[string](t, pub, `window.publisher.codec || ""`); codec != "" && codec != "video/H264" {
 		t.Errorf("publisher codec %q, want video/H264", codec)
@@ -185,6 +190,9 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 	view := newTab(t, browser, c.player)
 	waitJS(t, view, "the player to decode 100 frames and receive audio",
 		`window.player && window.player.framesDecoded > 100 && window.player.audioPackets > 0`, 90*time.Second)
+	badRequests(t, "http://"+whip+"/whip", "http://"+c.encMetrics+"/metrics")
+	// The publishing session is unaffected: the player keeps decoding.
+	waitJS(t, view, "the player to keep decoding after the bad requests", `window.player.framesDecoded > 130`, 60*time.Second)
 	st := evalJS[playerState](t, view, `({FramesDecoded: player.framesDecoded, AudioPackets: player.audioPackets, Width: player.width,
 		Height: player.height, FPS: player.fps, Latencies: player.latencies})`)
 	if _, err := chromedp.Run(pub, chromedp.Evaluate[any](`stop()`)); err != nil {
@@ -218,6 +226,42 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 	}
 	t.Logf("player: framesDecoded %d, %dx%d at %.0f fps, %d audio packets; sidecars: %v sealed = %v decrypted (%d in the record file), WHEP sent %v, skipped before the first keyframe %v; relay forwarded only ciphertext; %.1fs",
 		st.FramesDecoded, st.Width, st.Height, st.FPS, st.AudioPackets, enc["sidecar_objects_out_total"], dec["sidecar_objects_out_total"], n, sent, skipped, time.Since(start).Seconds())
+}
+
+// badRequests sends the WHIP requests an attacker or a misconfigured
+// encoder would, to a sidecar with token s3cret and one session running:
+// each gets its 4xx with a reason and is counted by reason.
+func badRequests(t *testing.T, url, metrics string) {
+	const h264 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\n" +
+		"a=mid:0\r\na=sendonly\r\na=rtpmap:102 H264/90000\r\n"
+	vp8 := strings.ReplaceAll(h264, "H264", "VP8")
+	for _, c := range []struct {
+		name, token, body string
+		status            int
+		reason            string
+	}{
+		{"wrong token", "guess", h264, http.StatusUnauthorized, "unauthorized"},
+		{"malformed SDP", "s3cret", "v=0\r\nnot SDP at all\r\n", http.StatusBadRequest, "malformed_offer"},
+		{"no supported codec", "s3cret", vp8, http.StatusUnprocessableEntity, "no_codec"},
+		{"too many sessions", "s3cret", h264, http.StatusTooManyRequests, "too_many_sessions"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.status || !strings.HasPrefix(string(body), "whip: ") {
+			t.Errorf("%s: %d %q, want %d with a reason", c.name, res.StatusCode, body, c.status)
+		}
+		if n := proctest.Metrics(t, metrics)[`sidecar_whip_refused_total{reason="`+c.reason+`"}`]; n != 1 {
+			t.Errorf("%s: sidecar_whip_refused_total{reason=%q} = %v, want 1", c.name, c.reason, n)
+		}
+		t.Logf("%s: %d %s", c.name, res.StatusCode, strings.TrimSpace(string(body)))
+	}
 }
 
 // TestPlayerWithFFmpeg: the demo's input (ffmpeg's test pattern and tone
