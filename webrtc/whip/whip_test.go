@@ -185,3 +185,47 @@ func TestWHIPSessionAndBadInput(t *testing.T) {
 		t.Fatalf("second DELETE: %d", s)
 	}
 }
+
+// TestWHIPBitrateLimit: a publisher far above -whip-max-bitrate is closed
+// after 3 seconds over it, and counted; its stream is free again.
+func TestWHIPBitrateLimit(t *testing.T) {
+	sink := &frameSink{frames: map[string]int{}}
+	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink, MaxBitrate: 100_000, ICEIPs: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	pub := newPublisher(t)
+	res, answer := post(t, hs.URL+"/whip", "", "application/sdp", pub.offer(t))
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %d %s", res.StatusCode, answer)
+	}
+	if !strings.Contains(answer, "b=TIAS:100000") {
+		t.Error("answer does not announce the limit")
+	}
+	pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { // about 800 kbit/s, 8 times the limit
+		idr := append([]byte{0, 0, 0, 1, 0x65}, make([]byte, 3000)...)
+		for ctx.Err() == nil {
+			pub.track.WriteSample(media.Sample{Data: idr, Duration: 33 * time.Millisecond})
+			time.Sleep(33 * time.Millisecond)
+		}
+	}()
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(srv.bitrateClosed) < 1 || srv.Sessions() != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("session not closed: %d sessions, %d frames", srv.Sessions(), sink.count("video"))
+		}
+	}
+	if sink.count("video") == 0 {
+		t.Error("no frame before the limit applied")
+	}
+	if res, body := post(t, hs.URL+"/whip", "", "application/sdp", newPublisher(t).offer(t)); res.StatusCode != http.StatusCreated {
+		t.Errorf("stream not free after the close: %d %s", res.StatusCode, body)
+	}
+}
