@@ -5,7 +5,9 @@
 # plaintext frames to a record file and sends them on as RTP, which ffmpeg
 # records into an MP4. The relay only ever holds ciphertext. What is worth
 # looking at stays in demo-out/ (DEMO_OUT): the MP4, one frame as PNG, the
-# video extracted from the record file, and the logs.
+# video extracted from the record file, and the logs. The decrypting sidecar
+# also serves the player page (WHEP): open the URL it prints in a browser.
+# DEMO_SECONDS=0 streams until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${DEMO_SECONDS:-10}"
@@ -35,7 +37,11 @@ echo -n "decrypted:  "
 echo
 "$bin/sframe" verify-vectors sframe/testdata/test-vectors.json
 
-echo "== 2. live media through a MoQ relay for ${seconds}s: ffmpeg -> encrypt -> relay -> decrypt"
+if [ "$seconds" = 0 ]; then
+	echo "== 2. live media through a MoQ relay until Ctrl-C: ffmpeg -> encrypt -> relay -> decrypt"
+else
+	echo "== 2. live media through a MoQ relay for ${seconds}s: ffmpeg -> encrypt -> relay -> decrypt"
+fi
 printf '{"suite": 4, "base_key": "%s"}\n' "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >"$work/key.json"
 metric() { curl -sf "http://$1/metrics" | awk -v n="$2" '$1 == n {print $2}' | head -1; }
 wait_http() { for _ in $(seq 1 200); do curl -sf "http://$1/healthz" >/dev/null && return 0; sleep 0.05; done; echo "demo: $1 not healthy" >&2; exit 1; }
@@ -50,7 +56,7 @@ pids+=($!)
 wait_http 127.0.0.1:19464
 "$bin/sframe-sidecar" -mode decrypt "${common[@]}" -tracks video,audio -out-file "$out/decrypted.rec" \
 	-rtp-out-video 127.0.0.1:16004 -rtp-out-audio 127.0.0.1:16006 -rtp-out-sdp "$out/decrypted.sdp" \
-	-metrics 127.0.0.1:19465 2>"$out/decrypt.log" &
+	-whep 127.0.0.1:18080 -web 127.0.0.1:18080 -metrics 127.0.0.1:19465 2>"$out/decrypt.log" &
 dec=$!
 pids+=($dec)
 wait_http 127.0.0.1:19465
@@ -61,14 +67,19 @@ ffmpeg -hide_banner -loglevel error -nostdin -protocol_whitelist file,udp,rtp -i
 rec=$!
 pids+=($rec)
 
-ffmpeg -hide_banner -loglevel error -re \
-	-t "$seconds" -f lavfi -i "testsrc=size=640x360:rate=30" -t "$seconds" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
+duration=(-t "$seconds")
+[ "$seconds" = 0 ] && duration=()
+echo "  player (decrypted, over WebRTC): http://127.0.0.1:18080/"
+ffmpeg -hide_banner -loglevel error -nostdin -re \
+	"${duration[@]}" -f lavfi -i "testsrc=size=640x360:rate=30" "${duration[@]}" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
 	-map 0:v -c:v libx264 -preset ultrafast -tune zerolatency -g 30 -bf 0 -pix_fmt yuv420p -payload_type 96 \
 	-f rtp "rtp://127.0.0.1:15004?pkt_size=1200" \
 	-map 1:a -c:a libopus -b:a 64k -payload_type 111 -f rtp "rtp://127.0.0.1:15006" >"$work/source.sdp" &
 ff=$!
 pids+=($ff)
-while kill -0 "$ff" 2>/dev/null; do
+stopped=0
+trap 'stopped=1; kill -INT "$ff" 2>/dev/null || true' INT # Ctrl-C ends the stream, then the summary
+while [ "$stopped" = 0 ] && kill -0 "$ff" 2>/dev/null; do
 	# Downstream first: read later, the upstream counts are never behind.
 	decrypted=$(metric 127.0.0.1:19465 sidecar_objects_out_total)
 	failures=$(metric 127.0.0.1:19465 sidecar_auth_failures_total)
@@ -78,6 +89,8 @@ while kill -0 "$ff" 2>/dev/null; do
 		"$forwarded" "$decrypted" "$failures"
 	sleep 0.5
 done
+trap - INT
+wait "$ff" 2>/dev/null || true
 sleep 1
 sealed=$(metric 127.0.0.1:19464 sidecar_objects_out_total)
 decrypted=$(metric 127.0.0.1:19465 sidecar_objects_out_total)
@@ -99,3 +112,4 @@ echo "  decrypted video, recorded from the sidecar's RTP output: $out/decrypted.
 echo "  one frame of it:    $out/frame.png"
 echo "  the video track of the record file (sframe-sidecar extract): $out/decrypted.h264 ($(frames -f h264 "$out/decrypted.h264") frames)"
 echo "  logs:               $out/*.log"
+echo "  the player page was at http://127.0.0.1:18080/ (WHEP, served by the decrypting sidecar)"

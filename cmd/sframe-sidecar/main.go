@@ -91,6 +91,11 @@ type Config struct {
 
 	Metrics string // /metrics and /healthz address; empty: off
 
+	// WebRTC (webrtc.go): WHIP ingest (encrypt), WHEP egress and the
+	// player page (decrypt).
+	WHIP, WHIPToken, WHEP, WHEPToken, Web           string
+	WHIPMaxSessions, WHIPMaxBitrate, WHEPMaxViewers int
+
 	RelayTimeout         time.Duration // QUIC idle timeout (dead relay detection) and handshake bound
 	ReconnectBuffer      time.Duration // encrypt: how long sealed objects are kept for replay after a reconnect
 	ReconnectBufferBytes int           // encrypt: per track bound of the same
@@ -135,6 +140,14 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.RTPOutVideo, "rtp-out-video", "", "decrypt: send track \"video\" as RTP (codec -video-codec) to this UDP address")
 	fs.StringVar(&c.RTPOutAudio, "rtp-out-audio", "", "decrypt: send track \"audio\" as Opus RTP to this UDP address")
 	fs.StringVar(&c.RTPOutSDP, "rtp-out-sdp", "", "decrypt: write an SDP file describing -rtp-out-video/-rtp-out-audio, for ffmpeg or a player (ffmpeg -protocol_whitelist file,udp,rtp -i FILE)")
+	fs.StringVar(&c.WHIP, "whip", "", "encrypt: serve WHIP (RFC 9725) at http://ADDR/whip for OBS and browsers (tracks video and audio), and a publish page at http://ADDR/")
+	fs.StringVar(&c.WHIPToken, "whip-token", "", "encrypt: bearer token WHIP publishers must send (OBS: Settings > Stream > Bearer Token); empty: none")
+	fs.IntVar(&c.WHIPMaxSessions, "whip-max-sessions", 4, "encrypt: concurrent WHIP sessions")
+	fs.IntVar(&c.WHIPMaxBitrate, "whip-max-bitrate", 20_000_000, "encrypt: per WHIP session media bitrate, bits/s (announced to the publisher; a session above it for 3 s is closed)")
+	fs.StringVar(&c.WHEP, "whep", "", "decrypt: serve WHEP (draft-ietf-wish-whep) at http://ADDR/whep: browsers receive the decrypted tracks video (H.264) and audio (Opus)")
+	fs.StringVar(&c.WHEPToken, "whep-token", "", "decrypt: bearer token WHEP viewers must send; empty: none")
+	fs.IntVar(&c.WHEPMaxViewers, "whep-max-viewers", 16, "decrypt: concurrent WHEP viewers")
+	fs.StringVar(&c.Web, "web", "", "decrypt: serve the player page at http://ADDR/ (needs -whep; may be the same address)")
 	fs.StringVar(&c.Metrics, "metrics", "", "address for /metrics and /healthz, e.g. 127.0.0.1:9464 (default: off)")
 	fs.DurationVar(&c.RelayTimeout, "relay-timeout", 5*time.Second, "a relay silent this long is taken as gone (QUIC idle timeout; keep-alives at half of it) and reconnected")
 	fs.DurationVar(&c.ReconnectBuffer, "reconnect-buffer", sidecar.DefaultReconnectBuffer, "encrypt: sealed objects are kept this long and published again after a relay outage (older ones are dropped and counted)")
@@ -195,14 +208,14 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("-cs needs -group, -identity-cert, -identity-key and -trust-anchor (make them with sframe identity)")
 	}
 	switch {
-	case c.Mode == sidecar.Encrypt && c.RTPVideo == "" && c.RTPAudio == "" && c.Source == "":
-		return c, fmt.Errorf("encrypt mode needs an input: -rtp-video, -rtp-audio or -source")
-	case c.Mode == sidecar.Decrypt && c.OutFile == "" && c.Serve == "" && c.RTPOutVideo == "" && c.RTPOutAudio == "":
-		return c, fmt.Errorf("decrypt mode needs an output: -out-file, -serve, -rtp-out-video or -rtp-out-audio")
+	case c.Mode == sidecar.Encrypt && c.RTPVideo == "" && c.RTPAudio == "" && c.Source == "" && c.WHIP == "":
+		return c, fmt.Errorf("encrypt mode needs an input: -rtp-video, -rtp-audio, -source or -whip")
+	case c.Mode == sidecar.Decrypt && c.OutFile == "" && c.Serve == "" && c.RTPOutVideo == "" && c.RTPOutAudio == "" && c.WHEP == "":
+		return c, fmt.Errorf("decrypt mode needs an output: -out-file, -serve, -rtp-out-video, -rtp-out-audio or -whep")
 	case c.RTPOutSDP != "" && c.RTPOutVideo == "" && c.RTPOutAudio == "":
 		return c, fmt.Errorf("-rtp-out-sdp describes -rtp-out-video and -rtp-out-audio: pass at least one")
 	}
-	return c, nil
+	return c, checkWebRTCFlags(c)
 }
 
 // parseSource parses HOST or HOST:PORT (port 0: any).

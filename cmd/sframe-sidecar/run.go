@@ -53,6 +53,12 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 		return err
 	}
 	defer closeOutputs()
+	rtc, err := listenWebRTC(cfg, log) // -whip, -whep, -web (webrtc.go)
+	if err != nil {
+		return err
+	}
+	defer rtc.close()
+	sink = rtc.sink(sink)
 
 	keys, member, leave, err := loadKeys(ctx, cfg, moqCfg, log)
 	if err != nil {
@@ -83,6 +89,8 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 		sc.Close()
 		return err
 	}
+	stopWebRTC := rtc.start(inputCtx, cfg, sc, relay, reg, member, log)
+	defer stopWebRTC()
 	stopMetrics := serveMetrics(metricsLn, reg, relay, log)
 	defer stopMetrics()
 	log.Info("sidecar running", "mode", cfg.Mode, "relay", cfg.Relay, "namespace", cfg.Namespace)
@@ -266,6 +274,9 @@ func openOutputs(cfg Config, relay *sidecar.RelayClient, moqCfg *moq.Config, log
 	}
 	switch len(sinks) {
 	case 0:
+		if cfg.WHEP != "" { // the only output: rtc.sink
+			return nil, closeAll, nil
+		}
 		return nil, nil, errors.New("decrypt mode needs an output: -out-file, -serve, -rtp-out-video or -rtp-out-audio")
 	case 1:
 		return sinks[0], closeAll, nil
@@ -307,7 +318,7 @@ func startInputs(ctx context.Context, cfg Config, rtpIn []rtpInput, relay *sidec
 		running++
 		go func() { local.Run(ctx); inputs <- nil }()
 	}
-	if running == 0 {
+	if running == 0 && cfg.WHIP == "" {
 		return nil, errors.New("encrypt mode needs an input: -rtp-video, -rtp-audio or -source")
 	}
 	return inputs, nil
