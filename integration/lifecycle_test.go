@@ -3,10 +3,8 @@ package integration
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,21 +63,6 @@ func waitRoster(t *testing.T, m *group.Member, names ...string) {
 	}
 }
 
-// kill SIGKILLs p and waits until it is gone.
-func kill(t *testing.T, p *proctest.Proc) {
-	t.Helper()
-	var pid int
-	if _, err := fmt.Sscanf(p.String()[strings.LastIndex(p.String(), "(pid "):], "(pid %d)", &pid); err != nil {
-		t.Fatalf("no pid in %q: %v", p, err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for !p.Exited() {
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestGroupSilentMemberRemovedProcesses: a member process killed with
 // SIGKILL stops heartbeating; the survivor (liveness timeout 3 s) sees it
 // silent and commits its removal, and the killed identity, started again,
@@ -96,7 +79,7 @@ func TestGroupSilentMemberRemovedProcesses(t *testing.T) {
 	bob := e.groupSidecar("bob", "room")
 	waitRoster(t, alice, "alice", "bob")
 	t.Logf("bob in after %v", time.Since(t0))
-	kill(t, bob)
+	bob.Kill()
 	killed := time.Now()
 	deadline := killed.Add(groupWait)
 	for alice.Stats().RemovedForSilence != 1 {

@@ -120,18 +120,25 @@ func LossCollector(s *Sidecar) prometheus.Collector {
 }
 
 // GroupCollector returns a security group member's metrics, read at scrape
-// time: sidecar_group_members and sidecar_group_refusals_total.
+// time: sidecar_group_members, sidecar_group_refusals_total,
+// sidecar_group_silent_members, sidecar_group_removed_for_silence_total
+// and sidecar_group_heartbeats_total.
 func GroupCollector(m *group.Member) prometheus.Collector {
-	return groupCollector(func() float64 { return float64(len(m.Roster())) },
-		func() float64 { return float64(m.Stats().Refused) })
+	return groupCollector(func() float64 { return float64(len(m.Roster())) }, func() group.Stats { return m.Stats() })
 }
 
-func groupCollector(members, refusals func() float64) prometheus.Collector {
+func groupCollector(members func() float64, stats func() group.Stats) prometheus.Collector {
 	return collectorList{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_group_members",
 			Help: "Members in the verified roster of the security group's current epoch."}, members),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_group_refusals_total",
-			Help: "Credentials this member refused (KeyPackages, Welcomes, commits)."}, refusals),
+			Help: "Credentials this member refused (KeyPackages, Welcomes, commits)."}, func() float64 { return float64(stats().Refused) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_group_silent_members",
+			Help: "Members the CS has not heard from for longer than the liveness timeout."}, func() float64 { return float64(stats().SilentMembers) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_group_removed_for_silence_total",
+			Help: "Silent members this member's commits removed."}, func() float64 { return float64(stats().RemovedForSilence) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_group_heartbeats_total",
+			Help: "Liveness heartbeats this member sent to the CS."}, func() float64 { return float64(stats().HeartbeatsSent) }),
 	}
 }
 

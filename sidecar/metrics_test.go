@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moqsframe/moqsframe/group"
 	"github.com/moqsframe/moqsframe/rtpingest"
 )
 
@@ -21,8 +22,11 @@ var sidecarMetrics = []string{
 	"sidecar_drops_total counter Objects dropped: oversized, queue closed, or malformed.",
 	"sidecar_duplicates_total counter Objects received again or too late, dropped (decrypt).",
 	"sidecar_errors_total counter Objects that failed to seal or open for any reason.",
+	"sidecar_group_heartbeats_total counter Liveness heartbeats this member sent to the CS.",
 	"sidecar_group_members gauge Members in the verified roster of the security group's current epoch.",
 	"sidecar_group_refusals_total counter Credentials this member refused (KeyPackages, Welcomes, commits).",
+	"sidecar_group_removed_for_silence_total counter Silent members this member's commits removed.",
+	"sidecar_group_silent_members gauge Members the CS has not heard from for longer than the liveness timeout.",
 	"sidecar_latency_seconds histogram Time from receiving an object to writing it to the sink.",
 	"sidecar_objects_in_total counter Objects received for processing.",
 	"sidecar_objects_lost_total counter Objects that never arrived: gaps in a sender's SFrame counter sequence (decrypt).",
@@ -58,7 +62,7 @@ func TestMetricNames(t *testing.T) {
 	}
 	defer sc.Close()
 	reg.MustRegister(LossCollector(sc), NewRelayClient("127.0.0.1:1", nil, nil).Collector(),
-		groupCollector(func() float64 { return 3 }, func() float64 { return 0 }),
+		groupCollector(func() float64 { return 3 }, func() group.Stats { return group.Stats{} }),
 		rtpCollector("video", func() (rtpingest.Stats, uint64) { return rtpingest.Stats{}, 0 }),
 		rtpCollector("audio", func() (rtpingest.Stats, uint64) { return rtpingest.Stats{}, 0 }))
 	mfs, err := reg.Gather()

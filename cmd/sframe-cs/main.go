@@ -83,6 +83,7 @@ type Config struct {
 	Rate                float64
 	Burst               int
 	PendingJoinTTL      time.Duration
+	LivenessTimeout     time.Duration // members silent this long are reported silent; a group all silent is retired
 
 	// MoQ forwarding; Relay empty: log only.
 	Relay           string
@@ -111,6 +112,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.MaxBody, "max-body", coord.DefaultMaxBodyBytes, "largest accepted request body in bytes")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	fs.DurationVar(&c.RedeliverEvery, "redeliver-every", 5*time.Second, "how often to retry forwarding queued items")
+	fs.DurationVar(&c.LivenessTimeout, "liveness-timeout", coord.DefaultLivenessTimeout, "a member not heard from (heartbeats, acks) this long is reported silent and removed by a committer; a group whose members were all silent this long is retired at the next join; negative: never (give the sidecars the same value)")
 	fs.StringVar(&c.Relay, "relay", "", "MoQ relay address (QUIC host:port) to publish the group tracks on; empty: log only")
 	fs.StringVar(&nsPrefix, "namespace-prefix", strings.Join(moqforward.DefaultPrefix, "/"), "MoQ namespace prefix, fields separated by /; tracks are in [prefix..., group]")
 	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the relay's certificate (development only)")
@@ -234,6 +236,7 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	defer closeFwd()
 	srv, err := coord.NewServer(coord.Config{
 		Store: st, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: c.MaxBody, Auth: auth,
+		LivenessTimeout: c.LivenessTimeout,
 	})
 	if err != nil {
 		return err

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
+	"github.com/moqsframe/moqsframe/group"
 	"github.com/moqsframe/moqsframe/sidecar"
 )
 
@@ -75,6 +76,9 @@ type Config struct {
 	Policy       string   // empty: any identity the anchor certifies
 	CSCA         string   // empty: TrustAnchor
 	GroupPrefix  []string // namespace prefix of the group tracks
+	// LivenessTimeout: this member sends heartbeats; members silent this
+	// long are removed (the CS's -liveness-timeout).
+	LivenessTimeout time.Duration
 
 	// Encrypt inputs.
 	Source             string         // local MoQ publisher of the plaintext tracks
@@ -128,6 +132,7 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.TrustAnchor, "trust-anchor", "", "group mode: the deployment's CA certificate (PEM); every other member's certificate, the CS's and the relay's must chain to it")
 	fs.StringVar(&c.Policy, "policy", "", `group mode: admission policy file, {"groups": {"room": ["alice", "bob"]}}; members outside it are refused (default: any name the trust anchor certifies)`)
 	fs.StringVar(&c.CSCA, "cs-ca", "", "group mode: PEM certificate(s) to trust for the CS (default: -trust-anchor)")
+	fs.DurationVar(&c.LivenessTimeout, "liveness-timeout", group.DefaultLivenessTimeout, "group mode: members silent this long (crashed, cut off) are removed by a committer; the CS's -liveness-timeout; negative: never")
 	fs.StringVar(&groupPrefix, "group-prefix", "moqsframe/cs", "group mode: MoQ namespace prefix of the group tracks (sframe-cs -namespace-prefix)")
 	fs.StringVar(&c.Source, "source", "", "encrypt: address of a local MoQ publisher of the plaintext tracks")
 	fs.StringVar(&sourceNamespace, "source-namespace", "", "encrypt: namespace of the plaintext tracks at -source (default: -namespace)")

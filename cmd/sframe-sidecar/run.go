@@ -346,14 +346,16 @@ func joinGroup(ctx context.Context, cfg Config, moqCfg *moq.Config, log *slog.Lo
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A sidecar restarted with its certificate joins once its old leaf is
+	// removed for silence: allow for that.
+	ctx, cancel := context.WithTimeout(ctx, max(30*time.Second, 2*cfg.LivenessTimeout))
 	defer cancel()
 	sess, err := moq.Dial(ctx, cfg.Relay, moqCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("group mode: relay: %w", err)
 	}
 	m, err := group.New(group.Config{Certificate: cert, Verifier: verifier, Policy: policy, Group: cfg.Group, CS: cs, Session: sess,
-		Prefix: cfg.GroupPrefix, Logger: log,
+		Prefix: cfg.GroupPrefix, Logger: log, LivenessTimeout: cfg.LivenessTimeout,
 		ScheduleOptions: []keyschedule.Option{keyschedule.WithReplayWindow(cfg.ReplayWindow)}})
 	if err != nil {
 		sess.Close()
@@ -408,10 +410,17 @@ func logEvents(m *group.Member, groupName string, leaving *atomic.Bool, log *slo
 	for ev := range m.Events() {
 		switch ev.Type {
 		case group.EventRemoved:
-			if leaving.Load() {
+			switch {
+			case leaving.Load():
 				log.Info("left the security group", "group", groupName, "epoch", ev.Epoch)
-			} else {
+			case ev.Err != nil:
+				log.Warn("out of the security group: no more keys", "group", groupName, "epoch", ev.Epoch, "err", ev.Err)
+			default:
 				log.Warn("removed from the security group by another member: no more keys", "group", groupName, "epoch", ev.Epoch)
+			}
+		case group.EventSilent:
+			if len(ev.Silent) > 0 {
+				log.Warn("security group members silent past the liveness timeout; the committer removes them", "group", groupName, "silent", ev.Silent)
 			}
 		case group.EventRefused:
 			log.Error("security group: credential refused", "epoch", ev.Epoch, "err", ev.Err)
@@ -421,6 +430,8 @@ func logEvents(m *group.Member, groupName string, leaving *atomic.Bool, log *slo
 			log.Warn("security group", "err", ev.Err)
 		case group.EventRoster:
 			logRoster(m, log)
+		case group.EventCommitted:
+			log.Info("security group epoch", "event", ev.Type.String(), "epoch", ev.Epoch, "members", ev.Members, "removed_silent", ev.RemovedSilent)
 		default:
 			log.Info("security group epoch", "event", ev.Type.String(), "epoch", ev.Epoch, "members", ev.Members)
 		}
