@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh machine: Go modules, and
-# Debian's ffmpeg (the real encoder of the end-to-end test) and curl (the demo). Safe to re-run.
+# Debian's ffmpeg (the real encoder of the end-to-end test), curl (the demo) and
+# etcd-server (the three-member cluster of the CS-on-etcd tests). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ go mod download
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "setup: installing ${missing[*]} from Debian" >&2
