@@ -165,6 +165,13 @@ func (p *Proc) WaitHealthy(t testing.TB, url string, timeout time.Duration) {
 	}
 }
 
+// Kill sends SIGKILL (a crash: no shutdown code runs) and waits for the
+// process to end.
+func (p *Proc) Kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Output returns what the process printed so far.
 func (p *Proc) Output() string { return p.out.String() }
 
