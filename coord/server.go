@@ -519,9 +519,12 @@ func (s *Server) RunForwarding(ctx context.Context) error {
 }
 
 // Redeliver forwards every queued entry of every group (call it at startup
-// and periodically). It returns the number of groups whose outbox is still
+// and periodically); with a Leader, only on the elected replica. It returns the number of groups whose outbox is still
 // non-empty afterwards.
 func (s *Server) Redeliver(ctx context.Context) (stillPending int, err error) {
+	if s.leader != nil && s.leader.Leading() == nil {
+		return 0, nil // the elected replica forwards
+	}
 	groups, err := s.store.PendingGroups(ctx)
 	if err != nil {
 		return 0, err

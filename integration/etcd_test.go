@@ -47,7 +47,7 @@ func newEtcdEnv(t *testing.T, n int) *etcdEnv {
 		e.addrs = append(e.addrs, addr)
 		e.replicas = append(e.replicas, proctest.Start(t, fmt.Sprintf("sframe-cs-%d", i), e.csBin,
 			"-listen", addr, "-store", "etcd:"+strings.Join(e.etcd.Endpoints(), ","),
-			"-replica-name", fmt.Sprintf("cs%d", i), "-etcd-lease-ttl", "2s",
+			"-replica-name", fmt.Sprintf("cs%d", i), "-etcd-lease-ttl", "3s",
 			"-cert", e.pki.path("cs.pem"), "-key", e.pki.path("cs.key"),
 			"-trust-anchor", e.pki.path("ca.pem"), "-policy", e.pki.path("policy.json"),
 			"-relay", e.relayAddr, "-relay-ca", e.pki.path("ca.pem"), "-redeliver-every", "1s", "-log-level", "warn",
@@ -311,6 +311,18 @@ func watchCommits(t *testing.T, e *groupEnv, grp string) *commitWatch {
 	return w
 }
 
+func (w *commitWatch) subscriptions() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.subs
+}
+
+func (w *commitWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.objects
+}
+
 func (w *commitWatch) close() {
 	w.stop()
 	<-w.done
@@ -388,8 +400,9 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	start := time.Now()
 	leavers := []*group.Member{ms[3], ms[4], ms[5], ms[6], ms[7], ms[8], ms[9], ms[10], ms[11], ms[12]}
 	var killedEtcd, killedCS string
+	var csKilledAt time.Time
 	var openedAtKill [2]int64
-	for k := range 10 {
+	for k := range 9 {
 		switch k {
 		case 3:
 			i, err := e.etcd.Leader(ctx)
@@ -407,6 +420,7 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 			}
 			e.replicas[i].Kill()
 			killedCS = e.replicas[i].Name
+			csKilledAt = time.Now()
 			openedAtKill[1] = flow.opened.Load()
 			t.Logf("%v: killed the forwarding CS replica %s", time.Since(start).Round(time.Millisecond), killedCS)
 		}
@@ -418,10 +432,36 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 		}
 		cancel()
 	}
+	// The relay's subscriptions to the killed replica end when QUIC
+	// notices it is gone (its idle timeout); the watcher then subscribes
+	// again, now served by the new forwarder. The last join and leave are
+	// made after that, so the subscriber sees the new forwarder's commits.
+	waitSubs := time.Now()
+	for watch.subscriptions() < 2 {
+		if time.Since(waitSubs) > time.Minute {
+			t.Fatal("the CommitTrack subscription was not renewed after the forwarder died")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	renewed := time.Since(csKilledAt)
+	before := watch.count()
+	joinAll(t, ms[19])
+	lctx, cancel := context.WithTimeout(ctx, groupWait)
+	if err := leavers[9].Leave(lctx); err != nil {
+		cancel()
+		t.Fatalf("%s leave: %v", leavers[9].Identity(), err)
+	}
+	cancel()
 	stay := slices.Concat(ms[:3], ms[13:])
 	epoch, _ := convergeAll(t, 1, groupWait, stay...)
 	churn := time.Since(start)
 	commitPause, mediaPause := commits.result(), media.result()
+	for watch.count() < before+2 {
+		if time.Since(waitSubs) > 2*time.Minute {
+			t.Fatalf("the new forwarder's commits did not reach the CommitTrack subscriber (%d objects)", watch.count())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	checkMedia(t, ms[19], 0, stay[:len(stay)-1], leavers)
 	if o := flow.opened.Load(); o <= openedAtKill[1] {
 		t.Fatalf("no media opened after the CS replica was killed (%d before, %d now)", openedAtKill[1], o)
@@ -447,6 +487,7 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	}
 	t.Logf("20 joined, 10 left in %v across kill -9 of etcd leader %s and forwarding CS %s (now cs%d forwards); epoch %d, %d requests, every commit archived",
 		churn.Round(time.Millisecond), killedEtcd, killedCS, fwd, epoch, nextSeq)
-	t.Logf("CommitTrack via the relay: %d objects over %d subscriptions, %d duplicates, 0 out of order", watch.objects, watch.subs, watch.dups)
+	t.Logf("CommitTrack via the relay: %d objects over %d subscriptions (renewed %v after the CS kill), %d duplicates, 0 out of order",
+		watch.objects, watch.subs, renewed.Round(time.Millisecond), watch.dups)
 	t.Logf("longest pause: commits %v, media %v; media %v", commitPause.Round(time.Millisecond), mediaPause.Round(time.Millisecond), flow)
 }
