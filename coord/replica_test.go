@@ -167,3 +167,28 @@ func TestReplicasForwarderTakeover(t *testing.T) {
 	t.Logf("takeover after the forwarder's death: %v (lease 2 s); a forwarded epochs 0..%d, b %d..%d",
 		took, seen[len(seen)-1].Num, got[0].Num, got[len(got)-1].Num)
 }
+
+// TestReplicasAck: an epoch acknowledgement posted to a replica that is
+// not the forwarder is published by the forwarder.
+func TestReplicasAck(t *testing.T) {
+	c := etcdtest.Shared(t)
+	prefix := etcdtest.Prefix(t)
+	a := startReplica(t, c.Endpoints(), prefix, "a")
+	waitFor(t, 10*time.Second, "a leading", func() bool { return a.leader.Leading() != nil })
+	b := startReplica(t, c.Endpoints(), prefix, "b")
+	ctx := context.Background()
+	if _, err := b.client.Join(ctx, "g", wiretest.KeyPackage("creator")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.client.Ack(ctx, "g", 0, 3, "bob"); err != nil {
+		t.Fatalf("ack via the replica that does not forward: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the forwarder publishing the ack", func() bool { return len(a.rec.Track("ack", "g")) == 1 })
+	if n := len(b.rec.Track("ack", "g")); n != 0 {
+		t.Fatalf("the replica that does not forward published %d acks", n)
+	}
+	got := a.rec.Track("ack", "g")[0]
+	if got.Num != 0 {
+		t.Fatalf("ack forwarded for epoch %d, want 0", got.Num)
+	}
+}

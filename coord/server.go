@@ -57,14 +57,17 @@ type Config struct {
 	Leader Leader
 }
 
-// Leader elects the replica that forwards the groups' outboxes.
+// Leader elects the replica that forwards the groups' outboxes
+// (store.EtcdLeader).
 type Leader interface {
 	// Leading returns a context that ends when this replica stops being
 	// the forwarder, or nil if it is not the forwarder.
 	Leading() context.Context
-	// Next blocks until there is forwarding to do: gained (this replica
-	// just became the forwarder) and/or groups whose outbox got entries.
-	Next(ctx context.Context) (groups []string, gained bool, err error)
+	// Next blocks until there is forwarding to do.
+	Next(ctx context.Context) (store.ForwardWork, error)
+	// QueueAck hands an epoch acknowledgement received by a replica that
+	// is not the forwarder to the one that is.
+	QueueAck(ctx context.Context, group string, epoch uint64, leaf uint32, ack []byte) error
 }
 
 // Server is the coordination service HTTP handler:
@@ -501,19 +504,29 @@ func (s *Server) RunForwarding(ctx context.Context) error {
 		return nil
 	}
 	for {
-		groups, gained, err := s.leader.Next(ctx)
+		w, err := s.leader.Next(ctx)
 		if err != nil {
 			return err
 		}
-		if gained {
+		if w.Gained {
 			if left, err := s.Redeliver(ctx); err != nil || left > 0 {
 				s.log.Warn("redelivery after becoming the forwarder incomplete", "groups_pending", left, "err", err)
 			}
 		}
-		for _, g := range groups {
+		for _, g := range w.Groups {
 			unlock := s.lockGroup(g)
 			s.drainLocked(ctx, g, 0)
 			unlock()
+		}
+		if af, ok := s.fwd.(AckForwarder); ok {
+			for _, a := range w.Acks {
+				actx, cancel := context.WithTimeout(ctx, s.fwdTO)
+				if err := af.ForwardAck(actx, a.Group, a.Epoch, a.Leaf, a.Ack); err != nil {
+					s.metrics.ForwardErrors.Add(1)
+					s.log.Warn("forwarding a queued ack failed; dropped", "group", a.Group, "epoch", a.Epoch, "err", err)
+				}
+				cancel()
+			}
 		}
 	}
 }

@@ -2,9 +2,17 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -60,8 +68,34 @@ type EtcdLeader struct {
 	leading context.Context // nil while not leading
 	dirty   map[string]bool
 	gained  bool
+	acks    []QueuedAck
 	wake    chan struct{}
 }
+
+// ForwardWork is what EtcdLeader.Next hands to the forwarder.
+type ForwardWork struct {
+	// Gained: this replica just became the forwarder; forward every
+	// pending group.
+	Gained bool
+	// Groups whose outbox got entries.
+	Groups []string
+	// Acks are epoch acknowledgements that other replicas received
+	// (QueueAck), to publish on the AckTrack.
+	Acks []QueuedAck
+}
+
+// QueuedAck is an epoch acknowledgement handed to the forwarder.
+type QueuedAck struct {
+	Group string
+	Epoch uint64
+	Leaf  uint32
+	Ack   []byte // the EpochAck struct as the CS stamped it
+}
+
+// AckTTL is how long a queued acknowledgement stays in etcd: it matters
+// for a moment (a roll-over), and a lost one costs its sender the roll-over
+// timeout.
+const AckTTL = 10 * time.Second
 
 // NewEtcdLeader starts campaigning and watching; Close resigns.
 func NewEtcdLeader(s *EtcdStore, cfg EtcdLeaderConfig) *EtcdLeader {
@@ -77,9 +111,10 @@ func NewEtcdLeader(s *EtcdStore, cfg EtcdLeaderConfig) *EtcdLeader {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); l.campaign(ctx) }()
 	go func() { defer wg.Done(); l.watch(ctx) }()
+	go func() { defer wg.Done(); l.watchAcks(ctx) }()
 	go func() { wg.Wait(); close(l.done) }()
 	return l
 }
@@ -95,30 +130,59 @@ func (l *EtcdLeader) Leading() context.Context {
 	return l.leading
 }
 
-// Next blocks until there is forwarding to do: gained (this replica just
-// became the forwarder: forward every pending group) and/or groups whose
-// outbox got entries while it leads.
-func (l *EtcdLeader) Next(ctx context.Context) (groups []string, gained bool, err error) {
+// Next blocks until there is forwarding to do (see ForwardWork).
+func (l *EtcdLeader) Next(ctx context.Context) (ForwardWork, error) {
 	for {
 		l.mu.Lock()
-		if l.gained || len(l.dirty) > 0 {
-			gained = l.gained
+		if l.gained || len(l.dirty) > 0 || len(l.acks) > 0 {
+			w := ForwardWork{Gained: l.gained, Acks: l.acks}
 			for g := range l.dirty {
-				groups = append(groups, g)
+				w.Groups = append(w.Groups, g)
 			}
-			l.gained, l.dirty = false, map[string]bool{}
+			l.gained, l.dirty, l.acks = false, map[string]bool{}, nil
 			l.mu.Unlock()
-			return groups, gained, nil
+			return w, nil
 		}
 		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			return ForwardWork{}, ctx.Err()
 		case <-l.done:
-			return nil, false, ErrStoreClosed
+			return ForwardWork{}, ErrStoreClosed
 		case <-l.wake:
 		}
 	}
+}
+
+// QueueAck hands an epoch acknowledgement to the forwarder (a key under
+// <prefix>a/ with an AckTTL lease, which the forwarder watches).
+func (l *EtcdLeader) QueueAck(ctx context.Context, group string, epoch uint64, leaf uint32, ack []byte) error {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	val := binary.BigEndian.AppendUint64(nil, epoch)
+	val = binary.BigEndian.AppendUint32(val, leaf)
+	val = append(val, ack...)
+	return l.s.run(ctx, func(ctx context.Context) error {
+		lease, err := l.s.cli.Grant(ctx, int64(AckTTL/time.Second))
+		if err != nil {
+			return err
+		}
+		_, err = l.s.cli.Put(ctx, l.s.prefix+"a/"+url.PathEscape(group)+"/"+hex.EncodeToString(id[:]), string(val), clientv3.WithLease(lease.ID))
+		return err
+	})
+}
+
+func (l *EtcdLeader) queuedAck(kv *mvccpb.KeyValue) (QueuedAck, bool) {
+	rest := strings.TrimPrefix(string(kv.Key), l.s.prefix+"a/")
+	esc, _, ok := strings.Cut(rest, "/")
+	g, err := url.PathUnescape(esc)
+	if !ok || err != nil || len(kv.Value) < 12 {
+		return QueuedAck{}, false
+	}
+	return QueuedAck{Group: g, Epoch: binary.BigEndian.Uint64(kv.Value), Leaf: binary.BigEndian.Uint32(kv.Value[8:]),
+		Ack: slices.Clone(kv.Value[12:])}, true
 }
 
 func (l *EtcdLeader) signal() {
@@ -149,7 +213,10 @@ func (l *EtcdLeader) campaign(ctx context.Context) {
 }
 
 func (l *EtcdLeader) lead(ctx context.Context, sess *concurrency.Session) {
-	defer sess.Close() // revokes the lease: the next replica takes over at once
+	// Never revoke on the way out: if the session ended, the lease is gone
+	// or unreachable; on Close the election key is resigned below (the
+	// next replica takes over at once). Orphan stops the keep-alives.
+	defer sess.Orphan()
 	el := concurrency.NewElection(sess, l.s.prefix+"forwarder")
 	cctx, stop := context.WithCancel(ctx)
 	go func() {
@@ -214,6 +281,38 @@ func (l *EtcdLeader) watch(ctx context.Context) {
 		l.gained = true
 		l.mu.Unlock()
 		l.signal()
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// watchAcks collects the acknowledgements queued by other replicas while
+// this one leads. Acks queued while no watch ran are not replayed: they
+// matter only for a moment.
+func (l *EtcdLeader) watchAcks(ctx context.Context) {
+	for ctx.Err() == nil {
+		wch := l.s.cli.Watch(clientv3.WithRequireLeader(ctx), l.s.prefix+"a/", clientv3.WithPrefix(), clientv3.WithFilterDelete())
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				l.log.Warn("ack watch failed; restarting", "err", err)
+				break
+			}
+			if l.Leading() == nil {
+				continue
+			}
+			l.mu.Lock()
+			for _, ev := range resp.Events {
+				if a, ok := l.queuedAck(ev.Kv); ok {
+					l.acks = append(l.acks, a)
+				} else {
+					l.log.Warn("ignoring a malformed queued ack", "key", string(ev.Kv.Key))
+				}
+			}
+			l.mu.Unlock()
+			l.signal()
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
