@@ -206,12 +206,12 @@ func (c *Config) parseStore(spec string) error {
 			c.Etcd = append(c.Etcd, ep)
 		}
 	default:
-		return fmt.Errorf("-store %q: want bolt:FILE or etcd:HOST:PORT,HOST:PORT,...", spec)
+		return fmt.Errorf("-store %q: want bolt:FILE or etcd:HOST:PORT[,HOST:PORT]", spec)
 	}
 	etcdFlags := c.EtcdCA != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUser != "" || c.EtcdPassword != ""
 	switch {
 	case c.Etcd == nil && etcdFlags:
-		return errors.New("-etcd-ca, -etcd-cert, -etcd-key, -etcd-user and -etcd-password need -store etcd:...")
+		return errors.New("-etcd-ca, -etcd-cert, -etcd-key, -etcd-user and -etcd-password need -store etcd:ENDPOINTS")
 	case (c.EtcdCert == "") != (c.EtcdKey == ""):
 		return errors.New("-etcd-cert and -etcd-key must be given together")
 	case (c.EtcdUser == "") != (c.EtcdPassword == ""):
