@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,6 +90,20 @@ type EtcdStore struct {
 	maxReq    int
 	opTimeout time.Duration
 	closed    atomic.Bool
+	// Decisions on one group are serialised within this process: the
+	// compare-and-swap decides between replicas, and without the lock n
+	// concurrent callers in one process would make O(n²) attempts.
+	locks [64]sync.Mutex
+}
+
+// decide is run for a decision on group, holding the group's local lock.
+func (s *EtcdStore) decide(ctx context.Context, group string, attempt func(ctx context.Context) error) error {
+	h := fnv.New32a()
+	h.Write([]byte(group))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	defer m.Unlock()
+	return s.run(ctx, attempt)
 }
 
 // OpenEtcdStore connects to the cluster and checks that it answers.
@@ -304,7 +320,7 @@ func (s *EtcdStore) enqueueOps(group string, st *etcdState, e *OutboxEntry) ([]c
 func (s *EtcdStore) SubmitRequest(ctx context.Context, group string, req []byte, mayCreate bool) (RequestResult, error) {
 	var res RequestResult
 	digest := sha256.Sum256(req)
-	err := s.run(ctx, func(ctx context.Context) error {
+	err := s.decide(ctx, group, func(ctx context.Context) error {
 		st, rev, _, err := s.readState(ctx, group)
 		if errors.Is(err, ErrUnknownGroup) {
 			if !mayCreate {
@@ -351,7 +367,7 @@ func (s *EtcdStore) SubmitRequest(ctx context.Context, group string, req []byte,
 func (s *EtcdStore) SubmitCommit(ctx context.Context, group string, epoch uint64, commit, welcome []byte) (CommitResult, error) {
 	var res CommitResult
 	digest := sha256.Sum256(commit)
-	err := s.run(ctx, func(ctx context.Context) error {
+	err := s.decide(ctx, group, func(ctx context.Context) error {
 		st, rev, more, err := s.readState(ctx, group, clientv3.OpGet(s.commitKey(group, epoch)))
 		if err != nil {
 			return err
@@ -461,7 +477,7 @@ func (s *EtcdStore) Outbox(ctx context.Context, group string) ([]OutboxEntry, er
 // the decisions that enqueue (which also write it): an entry queued
 // concurrently keeps the marker.
 func (s *EtcdStore) Ack(ctx context.Context, group string, id uint64) error {
-	return s.run(ctx, func(ctx context.Context) error {
+	return s.decide(ctx, group, func(ctx context.Context) error {
 		key := s.outboxKey(group, id)
 		st, rev, more, err := s.readState(ctx, group,
 			clientv3.OpGet(key, clientv3.WithCountOnly()),
@@ -537,7 +553,7 @@ func (s *EtcdStore) ArchivedRequest(ctx context.Context, group string, seq uint6
 
 // RevertCommit implements Reverter.
 func (s *EtcdStore) RevertCommit(ctx context.Context, group string, epoch uint64) error {
-	return s.run(ctx, func(ctx context.Context) error {
+	return s.decide(ctx, group, func(ctx context.Context) error {
 		st, rev, _, err := s.readState(ctx, group)
 		if err != nil {
 			return err
