@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -81,9 +82,9 @@ type EtcdConfig struct {
 // A call that meets a leader change or an unreachable member is retried
 // (re-reading the state, so a transaction that was applied but whose answer
 // was lost is recognised: a repeated Commit is then CommitDuplicate, a
-// repeated creating join Created) until EtcdConfig.OpTimeout. A request
-// whose answer was lost that way is queued again under the next sequence
-// number, as if its sender had retried.
+// repeated creating join Created, and a request whose transaction may have
+// been applied is looked up in the archive under the sequence number it
+// would have got, so it is not queued twice) until EtcdConfig.OpTimeout.
 type EtcdStore struct {
 	cli       *clientv3.Client
 	prefix    string
@@ -320,8 +321,22 @@ func (s *EtcdStore) enqueueOps(group string, st *etcdState, e *OutboxEntry) ([]c
 func (s *EtcdStore) SubmitRequest(ctx context.Context, group string, req []byte, mayCreate bool) (RequestResult, error) {
 	var res RequestResult
 	digest := sha256.Sum256(req)
+	// unsure: our last transaction failed without an answer (etcd timed
+	// out or the member died); it may have been applied.
+	var unsure *RequestResult
 	err := s.decide(ctx, group, func(ctx context.Context) error {
-		st, rev, _, err := s.readState(ctx, group)
+		var check []clientv3.Op
+		if unsure != nil {
+			check = append(check, clientv3.OpGet(s.logKey(group, archRequest, unsure.Seq)))
+		}
+		st, rev, more, err := s.readState(ctx, group, check...)
+		if err == nil && unsure != nil {
+			if kvs := more[0].Kvs; len(kvs) == 1 && bytes.Equal(kvs[0].Value, req) {
+				res = *unsure // it was applied: do not queue the request twice
+				return nil
+			}
+			unsure = nil
+		}
 		if errors.Is(err, ErrUnknownGroup) {
 			if !mayCreate {
 				return ErrUnknownGroup
@@ -353,6 +368,9 @@ func (s *EtcdStore) SubmitRequest(ctx context.Context, group string, req []byte,
 			return err
 		}
 		if err := s.commitIf(ctx, group, rev, ops...); err != nil {
+			if !errors.Is(err, errCASLost) {
+				unsure = &RequestResult{Seq: e.Num, OutboxID: e.ID}
+			}
 			return err
 		}
 		res = RequestResult{Seq: e.Num, OutboxID: e.ID}
