@@ -47,7 +47,7 @@ func newEtcdEnv(t *testing.T, n int) *etcdEnv {
 		e.addrs = append(e.addrs, addr)
 		e.replicas = append(e.replicas, proctest.Start(t, fmt.Sprintf("sframe-cs-%d", i), e.csBin,
 			"-listen", addr, "-store", "etcd:"+strings.Join(e.etcd.Endpoints(), ","),
-			"-replica-name", fmt.Sprintf("cs%d", i), "-etcd-lease-ttl", "3s",
+			"-replica-name", fmt.Sprintf("cs%d", i), "-etcd-lease-ttl", "5s",
 			"-cert", e.pki.path("cs.pem"), "-key", e.pki.path("cs.key"),
 			"-trust-anchor", e.pki.path("ca.pem"), "-policy", e.pki.path("policy.json"),
 			"-relay", e.relayAddr, "-relay-ca", e.pki.path("ca.pem"), "-redeliver-every", "1s", "-log-level", "warn",
@@ -402,6 +402,7 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	leavers := []*group.Member{ms[3], ms[4], ms[5], ms[6], ms[7], ms[8], ms[9], ms[10], ms[11], ms[12]}
 	var killedEtcd, killedCS string
 	var csKilledAt time.Time
+	var subsAtKill int
 	var openedAtKill [2]int64
 	for k := range 9 {
 		switch k {
@@ -422,6 +423,7 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 			e.replicas[i].Kill()
 			killedCS = e.replicas[i].Name
 			csKilledAt = time.Now()
+			subsAtKill = watch.subscriptions()
 			openedAtKill[1] = flow.opened.Load()
 			t.Logf("%v: killed the forwarding CS replica %s", time.Since(start).Round(time.Millisecond), killedCS)
 		}
@@ -439,7 +441,7 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	// made after that, so the subscriber sees the new forwarder's commits.
 	commitPause := commits.result()
 	waitSubs := time.Now()
-	for watch.subscriptions() < 2 {
+	for watch.subscriptions() <= subsAtKill {
 		if time.Since(waitSubs) > time.Minute {
 			t.Fatal("the CommitTrack subscription was not renewed after the forwarder died")
 		}
@@ -447,6 +449,10 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	}
 	renewed := time.Since(csKilledAt)
 	before := watch.count()
+	fwdBefore, err := e.forwarder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	joinAll(t, ms[19])
 	lctx, cancel := context.WithTimeout(ctx, groupWait)
 	if err := leavers[9].Leave(lctx); err != nil {
@@ -460,7 +466,14 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	mediaPause := media.result()
 	for watch.count() < before+2 {
 		if time.Since(waitSubs) > 2*time.Minute {
-			t.Fatalf("the new forwarder's commits did not reach the CommitTrack subscriber (%d objects)", watch.count())
+			// LIVE tracks: if yet another replica took over meanwhile,
+			// the subscriber may miss commits (members fetch them from
+			// the archive); with the same forwarder it must not.
+			if f, err := e.forwarder(ctx); err == nil && f == fwdBefore {
+				t.Fatalf("the forwarder's commits did not reach the CommitTrack subscriber (%d objects)", watch.count())
+			}
+			t.Logf("forwarder changed again during the last commits; CommitTrack has %d objects", watch.count())
+			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -468,9 +481,9 @@ func TestEtcdFailoverProcesses(t *testing.T) {
 	if o := flow.opened.Load(); o <= openedAtKill[1] {
 		t.Fatalf("no media opened after the CS replica was killed (%d before, %d now)", openedAtKill[1], o)
 	}
-	csEpoch, nextSeq, err := e.admin.State(ctx, "room")
-	if err != nil || csEpoch != epoch {
-		t.Fatalf("CS at epoch %d (%v), members at %d", csEpoch, err, epoch)
+	csEpoch, nextSeq, err2 := e.admin.State(ctx, "room")
+	if err2 != nil || csEpoch != epoch {
+		t.Fatalf("CS at epoch %d (%v), members at %d", csEpoch, err2, epoch)
 	}
 	for x := range csEpoch {
 		if _, err := e.admin.CommitAt(ctx, "room", x); err != nil {
