@@ -62,7 +62,11 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.fwdTO)
 	defer cancel()
-	if err := s.fwd.(AckForwarder).ForwardAck(ctx, group, a.Epoch, a.Leaf, body); err != nil {
+	forward := s.fwd.(AckForwarder).ForwardAck
+	if s.leader != nil && s.leader.Leading() == nil {
+		forward = s.leader.QueueAck // the elected replica publishes it
+	}
+	if err := forward(ctx, group, a.Epoch, a.Leaf, body); err != nil {
 		s.fail(w, ep, http.StatusServiceUnavailable, group, "the CS could not forward the acknowledgement right now: "+err.Error())
 		return
 	}

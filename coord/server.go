@@ -57,6 +57,24 @@ type Config struct {
 	LivenessTimeout time.Duration
 	// Now is the server's clock (grace periods, liveness); nil: time.Now.
 	Now func() time.Time
+	// Leader, if set, elects the one replica among several sharing the
+	// Store that forwards (store.EtcdLeader); the others only decide and
+	// answer 202 (forwarding pending), and RunForwarding must run. nil:
+	// this process is the only one and always forwards.
+	Leader Leader
+}
+
+// Leader elects the replica that forwards the groups' outboxes
+// (store.EtcdLeader).
+type Leader interface {
+	// Leading returns a context that ends when this replica stops being
+	// the forwarder, or nil if it is not the forwarder.
+	Leading() context.Context
+	// Next blocks until there is forwarding to do.
+	Next(ctx context.Context) (store.ForwardWork, error)
+	// QueueAck hands an epoch acknowledgement received by a replica that
+	// is not the forwarder to the one that is.
+	QueueAck(ctx context.Context, group string, epoch uint64, leaf uint32, ack []byte) error
 }
 
 // Server is the coordination service HTTP handler:
@@ -90,6 +108,7 @@ type Server struct {
 	unprocGrace time.Duration
 	recent      recentCommits
 	live        liveness
+	leader      Leader
 }
 
 // NewServer checks cfg and returns a Server.
@@ -107,6 +126,7 @@ func NewServer(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 
 		unprocGrace: cfg.UnprocessableGrace,
+		leader:      cfg.Leader,
 		mux:         http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -297,6 +317,9 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; only a join request can create a group", group))
 		return
+	case errors.Is(err, store.ErrTooLarge):
+		s.fail(w, ep, http.StatusRequestEntityTooLarge, group, err.Error())
+		return
 	case err != nil:
 		s.log.Error("store request failed", "group", group, "err", err)
 		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not record the request; retry later")
@@ -357,6 +380,9 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrUnknownGroup):
 		s.fail(w, ep, http.StatusNotFound, group, fmt.Sprintf("group %q does not exist; send a join request first", group))
 		return
+	case errors.Is(err, store.ErrTooLarge):
+		s.fail(w, ep, http.StatusRequestEntityTooLarge, group, err.Error())
+		return
 	case err != nil:
 		s.log.Error("store commit failed", "group", group, "err", err)
 		s.fail(w, ep, http.StatusInternalServerError, group, "the CS could not record the commit; retry the identical request")
@@ -415,15 +441,27 @@ func (s *Server) handleEpoch(w http.ResponseWriter, r *http.Request) {
 // drainLocked forwards the group's outbox in order and reports whether the
 // entry `want` is still queued. The caller holds the group lock. Forwarding
 // is detached from the HTTP request's cancellation: once a decision is
-// durable we try to publish it even if the client went away.
+// durable we try to publish it even if the client went away. With a
+// Leader, only the elected replica forwards, and only while its lease
+// lasts: it stops before the next entry once deposed.
 func (s *Server) drainLocked(ctx context.Context, group string, want uint64) (pending bool) {
 	ctx = context.WithoutCancel(ctx)
+	if s.leader != nil {
+		lctx := s.leader.Leading()
+		if lctx == nil {
+			return want != 0 // queued for the elected replica
+		}
+		ctx = lctx
+	}
 	entries, err := s.store.Outbox(ctx, group)
 	if err != nil {
 		s.log.Error("reading outbox failed", "group", group, "err", err)
 		return true
 	}
 	for _, e := range entries {
+		if ctx.Err() != nil {
+			return want != 0 && want >= e.ID
+		}
 		if err := s.forward(ctx, group, e); err != nil {
 			s.metrics.ForwardErrors.Add(1)
 			s.log.Warn("forwarding failed; will retry", "group", group, "kind", e.Kind, "num", e.Num, "err", err)
@@ -487,10 +525,48 @@ func (s *Server) forward(ctx context.Context, group string, e store.OutboxEntry)
 	return nil
 }
 
+// RunForwarding forwards, while Config.Leader elects this replica, what any
+// replica queued, until ctx ends (returning its error). Without a Leader
+// it returns nil at once.
+func (s *Server) RunForwarding(ctx context.Context) error {
+	if s.leader == nil {
+		return nil
+	}
+	for {
+		w, err := s.leader.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if w.Gained {
+			if left, err := s.Redeliver(ctx); err != nil || left > 0 {
+				s.log.Warn("redelivery after becoming the forwarder incomplete", "groups_pending", left, "err", err)
+			}
+		}
+		for _, g := range w.Groups {
+			unlock := s.lockGroup(g)
+			s.drainLocked(ctx, g, 0)
+			unlock()
+		}
+		if af, ok := s.fwd.(AckForwarder); ok {
+			for _, a := range w.Acks {
+				actx, cancel := context.WithTimeout(ctx, s.fwdTO)
+				if err := af.ForwardAck(actx, a.Group, a.Epoch, a.Leaf, a.Ack); err != nil {
+					s.metrics.ForwardErrors.Add(1)
+					s.log.Warn("forwarding a queued ack failed; dropped", "group", a.Group, "epoch", a.Epoch, "err", err)
+				}
+				cancel()
+			}
+		}
+	}
+}
+
 // Redeliver forwards every queued entry of every group (call it at startup
-// and periodically). It returns the number of groups whose outbox is still
+// and periodically); with a Leader, only on the elected replica. It returns the number of groups whose outbox is still
 // non-empty afterwards.
 func (s *Server) Redeliver(ctx context.Context) (stillPending int, err error) {
+	if s.leader != nil && s.leader.Leading() == nil {
+		return 0, nil // the elected replica forwards
+	}
 	groups, err := s.store.PendingGroups(ctx)
 	if err != nil {
 		return 0, err

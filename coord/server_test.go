@@ -20,6 +20,7 @@ import (
 	"github.com/moqsframe/moqsframe/coord/wire"
 	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 	"github.com/moqsframe/moqsframe/internal/devcert"
+	"github.com/moqsframe/moqsframe/internal/etcdtest"
 )
 
 type testCS struct {
@@ -44,8 +45,19 @@ func storeImpls(t *testing.T) map[string]func(t *testing.T) store.Store {
 			}
 			return s
 		},
+		"etcd": func(t *testing.T) store.Store {
+			s, err := store.OpenEtcdStore(context.Background(), store.EtcdConfig{
+				Endpoints: etcdtest.Shared(t).Endpoints(), Prefix: etcdtest.Prefix(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
 	}
 }
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
 
 func newTestCS(t *testing.T, st store.Store, mods ...func(*Config)) *testCS {
 	t.Helper()
@@ -103,137 +115,145 @@ func (cs *testCS) post(t *testing.T, path string, body []byte) (*http.Response, 
 }
 
 func TestServerLifecycle(t *testing.T) {
-	ctx := context.Background()
-	cs := newTestCS(t, store.NewMemStore())
-	c := cs.client
+	for name, open := range storeImpls(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			cs := newTestCS(t, open(t))
+			c := cs.client
 
-	if _, err := c.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
-		t.Fatalf("epoch of unknown group: %v", err)
-	}
-	if err := c.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "x"), nil); !errors.Is(err, store.ErrUnknownGroup) {
-		t.Fatalf("commit to unknown group: %v", err)
-	}
-	if err := c.Leave(ctx, "room", wiretest.Handshake("room", 0, wire.ContentTypeProposal, "")); !errors.Is(err, store.ErrUnknownGroup) {
-		t.Fatalf("leave of unknown group: %v", err)
-	}
-	if n := len(cs.rec.Items()); n != 0 {
-		t.Fatalf("%d items forwarded for rejected requests", n)
-	}
+			if _, err := c.Epoch(ctx, "room"); !errors.Is(err, store.ErrUnknownGroup) {
+				t.Fatalf("epoch of unknown group: %v", err)
+			}
+			if err := c.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "x"), nil); !errors.Is(err, store.ErrUnknownGroup) {
+				t.Fatalf("commit to unknown group: %v", err)
+			}
+			if err := c.Leave(ctx, "room", wiretest.Handshake("room", 0, wire.ContentTypeProposal, "")); !errors.Is(err, store.ErrUnknownGroup) {
+				t.Fatalf("leave of unknown group: %v", err)
+			}
+			if n := len(cs.rec.Items()); n != 0 {
+				t.Fatalf("%d items forwarded for rejected requests", n)
+			}
 
-	created, err := c.Join(ctx, "room", wiretest.KeyPackage("A"))
-	if err != nil || !created {
-		t.Fatalf("A join: created=%v err=%v", created, err)
-	}
-	if e, err := c.Epoch(ctx, "room"); err != nil || e != 0 {
-		t.Fatalf("epoch after create = %d, %v", e, err)
-	}
-	created, err = c.Join(ctx, "room", wiretest.KeyPackage("B"))
-	if err != nil || created {
-		t.Fatalf("B join: created=%v err=%v", created, err)
-	}
-	reqs := cs.rec.Track("request", "room")
-	if len(reqs) != 1 || reqs[0].Num != 0 {
-		t.Fatalf("RequestTrack = %+v", reqs)
-	}
-	r, err := wire.UnmarshalRequest(reqs[0].Data)
-	if err != nil || r.Type != wire.RequestJoin || !bytes.Equal(r.Body, wiretest.KeyPackage("B")) {
-		t.Fatalf("forwarded request does not carry B's KeyPackage: %v", err)
-	}
+			created, err := c.Join(ctx, "room", wiretest.KeyPackage("A"))
+			if err != nil || !created {
+				t.Fatalf("A join: created=%v err=%v", created, err)
+			}
+			if e, err := c.Epoch(ctx, "room"); err != nil || e != 0 {
+				t.Fatalf("epoch after create = %d, %v", e, err)
+			}
+			created, err = c.Join(ctx, "room", wiretest.KeyPackage("B"))
+			if err != nil || created {
+				t.Fatalf("B join: created=%v err=%v", created, err)
+			}
+			reqs := cs.rec.Track("request", "room")
+			if len(reqs) != 1 || reqs[0].Num != 0 {
+				t.Fatalf("RequestTrack = %+v", reqs)
+			}
+			r, err := wire.UnmarshalRequest(reqs[0].Data)
+			if err != nil || r.Type != wire.RequestJoin || !bytes.Equal(r.Body, wiretest.KeyPackage("B")) {
+				t.Fatalf("forwarded request does not carry B's KeyPackage: %v", err)
+			}
 
-	commit0 := wiretest.Commit("room", 0, "add B")
-	if err := c.Commit(ctx, "room", 0, commit0, wiretest.Welcome("for B")); err != nil {
-		t.Fatal(err)
-	}
-	// A competing commit for epoch 0 loses with the current epoch.
-	err = c.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "other"), nil)
-	var conflict *EpochConflictError
-	if !errors.Is(err, ErrEpochConflict) || !errors.As(err, &conflict) || conflict.Epoch != 1 || conflict.CommitEpoch != 0 {
-		t.Fatalf("competing commit: %v", err)
-	}
-	// The identical commit again (lost response) is a success, not a conflict.
-	if err := c.Commit(ctx, "room", 0, commit0, wiretest.Welcome("for B")); err != nil {
-		t.Fatalf("retry of the accepted commit: %v", err)
-	}
-	commits := cs.rec.Track("commit", "room")
-	welcomes := cs.rec.Track("welcome", "room")
-	if len(commits) != 1 || commits[0].Num != 0 || !bytes.Equal(commits[0].Data, commit0) {
-		t.Fatalf("CommitTrack = %+v", commits)
-	}
-	if len(welcomes) != 1 || welcomes[0].Num != 0 || string(welcomes[0].Data) != string(wiretest.Welcome("for B")) {
-		t.Fatalf("WelcomeTrack = %+v", welcomes)
-	}
-	if err := c.Leave(ctx, "room", wiretest.Handshake("room", 1, wire.ContentTypeProposal, "B leaves")); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Commit(ctx, "room", 1, wiretest.Commit("room", 1, "remove B"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if e, _ := c.Epoch(ctx, "room"); e != 2 {
-		t.Fatalf("epoch = %d, want 2", e)
-	}
-	// Commit forwarded before Welcome; request seq increments.
-	items := cs.rec.Items()
-	var order []string
-	for _, it := range items {
-		order = append(order, fmt.Sprintf("%s/%d", it.Track, it.Num))
-	}
-	if got := strings.Join(order, " "); got != "request/0 commit/0 welcome/0 request/1 commit/1" {
-		t.Fatalf("forwarding order = %s", got)
-	}
-	buf := metricsText(t, cs.srv.Metrics())
-	for _, want := range []string{
-		`sframe_cs_http_responses_total{code="409",endpoint="commits"} 1`,
-		`sframe_cs_commits_accepted_total 2`,
-		`sframe_cs_groups_created_total 1`,
-	} {
-		if !strings.Contains(buf, want) {
-			t.Errorf("metrics lack %q:\n%s", want, buf)
-		}
+			commit0 := wiretest.Commit("room", 0, "add B")
+			if err := c.Commit(ctx, "room", 0, commit0, wiretest.Welcome("for B")); err != nil {
+				t.Fatal(err)
+			}
+			// A competing commit for epoch 0 loses with the current epoch.
+			err = c.Commit(ctx, "room", 0, wiretest.Commit("room", 0, "other"), nil)
+			var conflict *EpochConflictError
+			if !errors.Is(err, ErrEpochConflict) || !errors.As(err, &conflict) || conflict.Epoch != 1 || conflict.CommitEpoch != 0 {
+				t.Fatalf("competing commit: %v", err)
+			}
+			// The identical commit again (lost response) is a success, not a conflict.
+			if err := c.Commit(ctx, "room", 0, commit0, wiretest.Welcome("for B")); err != nil {
+				t.Fatalf("retry of the accepted commit: %v", err)
+			}
+			commits := cs.rec.Track("commit", "room")
+			welcomes := cs.rec.Track("welcome", "room")
+			if len(commits) != 1 || commits[0].Num != 0 || !bytes.Equal(commits[0].Data, commit0) {
+				t.Fatalf("CommitTrack = %+v", commits)
+			}
+			if len(welcomes) != 1 || welcomes[0].Num != 0 || string(welcomes[0].Data) != string(wiretest.Welcome("for B")) {
+				t.Fatalf("WelcomeTrack = %+v", welcomes)
+			}
+			if err := c.Leave(ctx, "room", wiretest.Handshake("room", 1, wire.ContentTypeProposal, "B leaves")); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Commit(ctx, "room", 1, wiretest.Commit("room", 1, "remove B"), nil); err != nil {
+				t.Fatal(err)
+			}
+			if e, _ := c.Epoch(ctx, "room"); e != 2 {
+				t.Fatalf("epoch = %d, want 2", e)
+			}
+			// Commit forwarded before Welcome; request seq increments.
+			items := cs.rec.Items()
+			var order []string
+			for _, it := range items {
+				order = append(order, fmt.Sprintf("%s/%d", it.Track, it.Num))
+			}
+			if got := strings.Join(order, " "); got != "request/0 commit/0 welcome/0 request/1 commit/1" {
+				t.Fatalf("forwarding order = %s", got)
+			}
+			buf := metricsText(t, cs.srv.Metrics())
+			for _, want := range []string{
+				`sframe_cs_http_responses_total{code="409",endpoint="commits"} 1`,
+				`sframe_cs_commits_accepted_total 2`,
+				`sframe_cs_groups_created_total 1`,
+			} {
+				if !strings.Contains(buf, want) {
+					t.Errorf("metrics lack %q:\n%s", want, buf)
+				}
+			}
+		})
 	}
 }
 
 func TestServerBadInput(t *testing.T) {
-	cs := newTestCS(t, store.NewMemStore())
-	if created, err := cs.client.Join(context.Background(), "g", wiretest.KeyPackage("A")); !created || err != nil {
-		t.Fatal(created, err)
-	}
-	join := func(group string, body []byte) []byte {
-		b, _ := (&wire.Request{GroupID: []byte(group), Type: wire.RequestJoin, Body: body}).Marshal()
-		return b
-	}
-	commit := func(group string, epoch uint64, c []byte) []byte {
-		b, _ := (&wire.CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: c}).Marshal()
-		return b
-	}
-	cases := []struct {
-		name, path string
-		body       []byte
-		code       int
-		msg        string
-	}{
-		{"garbage request", "/v1/groups/g/requests", []byte{0xff, 0xff}, 400, "not a valid Request"},
-		{"trailing bytes", "/v1/groups/g/requests", append(join("g", wiretest.KeyPackage("x")), 0), 400, "trailing"},
-		{"group mismatch", "/v1/groups/g/requests", join("h", wiretest.KeyPackage("x")), 400, "does not match the URL"},
-		{"bad keypackage", "/v1/groups/g/requests", join("g", []byte{9, 9, 9}), 400, "KeyPackage version"},
-		{"bad group name", "/v1/groups/a%20b/requests", join("a b", wiretest.KeyPackage("x")), 400, "invalid group name"},
-		{"too large", "/v1/groups/g/requests", join("g", bytes.Repeat([]byte{0, 1}, 40<<10)), 413, "exceeds"},
-		{"garbage commit", "/v1/groups/g/commits", []byte{1}, 400, "not a valid CommitRequest"},
-		{"epoch mismatch", "/v1/groups/g/commits", commit("g", 0, wiretest.Commit("g", 3, "x")), 400, "epoch 3"},
-		{"not a commit", "/v1/groups/g/commits", commit("g", 0, wiretest.Handshake("g", 0, wire.ContentTypeProposal, "")), 400, "content_type"},
-		{"unknown group commit", "/v1/groups/nope/commits", commit("nope", 0, wiretest.Commit("nope", 0, "x")), 404, "does not exist"},
-		{"too large commit", "/v1/groups/g/commits", commit("g", 0, append(wiretest.Commit("g", 0, ""), make([]byte, 70<<10)...)), 413, "exceeds"},
-	}
-	for _, tc := range cases {
-		resp, body := cs.post(t, tc.path, tc.body)
-		if resp.StatusCode != tc.code || !strings.Contains(body, tc.msg) {
-			t.Errorf("%s: %d %s; want %d containing %q", tc.name, resp.StatusCode, body, tc.code, tc.msg)
-		}
-	}
-	if n := len(cs.rec.Items()); n != 0 {
-		t.Fatalf("%d items forwarded for bad input", n)
-	}
-	if e, _ := cs.client.Epoch(context.Background(), "g"); e != 0 {
-		t.Fatalf("bad input changed the epoch to %d", e)
+	for name, open := range storeImpls(t) {
+		t.Run(name, func(t *testing.T) {
+			cs := newTestCS(t, open(t))
+			if created, err := cs.client.Join(context.Background(), "g", wiretest.KeyPackage("A")); !created || err != nil {
+				t.Fatal(created, err)
+			}
+			join := func(group string, body []byte) []byte {
+				b, _ := (&wire.Request{GroupID: []byte(group), Type: wire.RequestJoin, Body: body}).Marshal()
+				return b
+			}
+			commit := func(group string, epoch uint64, c []byte) []byte {
+				b, _ := (&wire.CommitRequest{GroupID: []byte(group), Epoch: epoch, Commit: c}).Marshal()
+				return b
+			}
+			cases := []struct {
+				name, path string
+				body       []byte
+				code       int
+				msg        string
+			}{
+				{"garbage request", "/v1/groups/g/requests", []byte{0xff, 0xff}, 400, "not a valid Request"},
+				{"trailing bytes", "/v1/groups/g/requests", append(join("g", wiretest.KeyPackage("x")), 0), 400, "trailing"},
+				{"group mismatch", "/v1/groups/g/requests", join("h", wiretest.KeyPackage("x")), 400, "does not match the URL"},
+				{"bad keypackage", "/v1/groups/g/requests", join("g", []byte{9, 9, 9}), 400, "KeyPackage version"},
+				{"bad group name", "/v1/groups/a%20b/requests", join("a b", wiretest.KeyPackage("x")), 400, "invalid group name"},
+				{"too large", "/v1/groups/g/requests", join("g", bytes.Repeat([]byte{0, 1}, 40<<10)), 413, "exceeds"},
+				{"garbage commit", "/v1/groups/g/commits", []byte{1}, 400, "not a valid CommitRequest"},
+				{"epoch mismatch", "/v1/groups/g/commits", commit("g", 0, wiretest.Commit("g", 3, "x")), 400, "epoch 3"},
+				{"not a commit", "/v1/groups/g/commits", commit("g", 0, wiretest.Handshake("g", 0, wire.ContentTypeProposal, "")), 400, "content_type"},
+				{"unknown group commit", "/v1/groups/nope/commits", commit("nope", 0, wiretest.Commit("nope", 0, "x")), 404, "does not exist"},
+				{"too large commit", "/v1/groups/g/commits", commit("g", 0, append(wiretest.Commit("g", 0, ""), make([]byte, 70<<10)...)), 413, "exceeds"},
+			}
+			for _, tc := range cases {
+				resp, body := cs.post(t, tc.path, tc.body)
+				if resp.StatusCode != tc.code || !strings.Contains(body, tc.msg) {
+					t.Errorf("%s: %d %s; want %d containing %q", tc.name, resp.StatusCode, body, tc.code, tc.msg)
+				}
+			}
+			if n := len(cs.rec.Items()); n != 0 {
+				t.Fatalf("%d items forwarded for bad input", n)
+			}
+			if e, _ := cs.client.Epoch(context.Background(), "g"); e != 0 {
+				t.Fatalf("bad input changed the epoch to %d", e)
+			}
+		})
 	}
 }
 
@@ -282,80 +302,88 @@ func TestServerJoinRace(t *testing.T) {
 
 // 20 committers race for each of 5 epochs: exactly one wins each epoch.
 func TestServerCommitRace(t *testing.T) {
-	cs := newTestCS(t, store.NewMemStore())
-	ctx := context.Background()
-	cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
-	for epoch := uint64(0); epoch < 5; epoch++ {
-		var wg sync.WaitGroup
-		var won, lost atomic.Int32
-		for i := range 20 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := cs.client.Commit(ctx, "g", epoch, wiretest.Commit("g", epoch, fmt.Sprint(i)), nil)
-				switch {
-				case err == nil:
-					won.Add(1)
-				case errors.Is(err, ErrEpochConflict):
-					lost.Add(1)
-				default:
-					t.Error(err)
+	for name, open := range storeImpls(t) {
+		t.Run(name, func(t *testing.T) {
+			cs := newTestCS(t, open(t))
+			ctx := context.Background()
+			cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
+			for epoch := uint64(0); epoch < 5; epoch++ {
+				var wg sync.WaitGroup
+				var won, lost atomic.Int32
+				for i := range 20 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						err := cs.client.Commit(ctx, "g", epoch, wiretest.Commit("g", epoch, fmt.Sprint(i)), nil)
+						switch {
+						case err == nil:
+							won.Add(1)
+						case errors.Is(err, ErrEpochConflict):
+							lost.Add(1)
+						default:
+							t.Error(err)
+						}
+					}()
 				}
-			}()
-		}
-		wg.Wait()
-		if won.Load() != 1 || lost.Load() != 19 {
-			t.Fatalf("epoch %d: %d won, %d lost", epoch, won.Load(), lost.Load())
-		}
-	}
-	commits := cs.rec.Track("commit", "g")
-	if len(commits) != 5 {
-		t.Fatalf("%d commits forwarded", len(commits))
-	}
-	for i, c := range commits {
-		if c.Num != uint64(i) {
-			t.Fatalf("commit %d forwarded as MoQ group %d", i, c.Num)
-		}
+				wg.Wait()
+				if won.Load() != 1 || lost.Load() != 19 {
+					t.Fatalf("epoch %d: %d won, %d lost", epoch, won.Load(), lost.Load())
+				}
+			}
+			commits := cs.rec.Track("commit", "g")
+			if len(commits) != 5 {
+				t.Fatalf("%d commits forwarded", len(commits))
+			}
+			for i, c := range commits {
+				if c.Num != uint64(i) {
+					t.Fatalf("commit %d forwarded as MoQ group %d", i, c.Num)
+				}
+			}
+		})
 	}
 }
 
 // When forwarding fails the decision stands (202), nothing is forwarded out
 // of order, and Redeliver / the next request publishes the backlog.
 func TestServerForwardFailure(t *testing.T) {
-	ctx := context.Background()
-	cs := newTestCS(t, store.NewMemStore())
-	cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
-	down := errors.New("relay down")
-	cs.rec.SetFail(func(track, group string, num uint64) error { return down })
-	c0 := wiretest.Commit("g", 0, "c0")
-	resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &wire.CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: wiretest.Welcome("w")}))
-	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "forwarding_pending") {
-		t.Fatalf("commit with relay down: %d %s", resp.StatusCode, body)
-	}
-	// The epoch moved even though nothing was published yet.
-	if err := cs.client.Commit(ctx, "g", 0, wiretest.Commit("g", 0, "late"), nil); !errors.Is(err, ErrEpochConflict) {
-		t.Fatalf("second commit for epoch 0: %v", err)
-	}
-	if n := len(cs.rec.Items()); n != 0 {
-		t.Fatalf("%d items recorded while failing", n)
-	}
-	if left, err := cs.srv.Redeliver(ctx); err != nil || left != 1 {
-		t.Fatalf("Redeliver while down: left=%d err=%v", left, err)
-	}
-	cs.rec.SetFail(nil)
-	// Next accepted commit flushes the backlog first, in order.
-	if err := cs.client.Commit(ctx, "g", 1, wiretest.Commit("g", 1, "c1"), nil); err != nil {
-		t.Fatal(err)
-	}
-	var order []string
-	for _, it := range cs.rec.Items() {
-		order = append(order, fmt.Sprintf("%s/%d", it.Track, it.Num))
-	}
-	if got := strings.Join(order, " "); got != "commit/0 welcome/0 commit/1" {
-		t.Fatalf("order after recovery: %s", got)
-	}
-	if left, err := cs.srv.Redeliver(ctx); err != nil || left != 0 {
-		t.Fatalf("Redeliver after recovery: left=%d err=%v", left, err)
+	for name, open := range storeImpls(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			cs := newTestCS(t, open(t))
+			cs.client.Join(ctx, "g", wiretest.KeyPackage("A"))
+			down := errors.New("relay down")
+			cs.rec.SetFail(func(track, group string, num uint64) error { return down })
+			c0 := wiretest.Commit("g", 0, "c0")
+			resp, body := cs.post(t, "/v1/groups/g/commits", mustMarshal(t, &wire.CommitRequest{GroupID: []byte("g"), Epoch: 0, Commit: c0, Welcome: wiretest.Welcome("w")}))
+			if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, "forwarding_pending") {
+				t.Fatalf("commit with relay down: %d %s", resp.StatusCode, body)
+			}
+			// The epoch moved even though nothing was published yet.
+			if err := cs.client.Commit(ctx, "g", 0, wiretest.Commit("g", 0, "late"), nil); !errors.Is(err, ErrEpochConflict) {
+				t.Fatalf("second commit for epoch 0: %v", err)
+			}
+			if n := len(cs.rec.Items()); n != 0 {
+				t.Fatalf("%d items recorded while failing", n)
+			}
+			if left, err := cs.srv.Redeliver(ctx); err != nil || left != 1 {
+				t.Fatalf("Redeliver while down: left=%d err=%v", left, err)
+			}
+			cs.rec.SetFail(nil)
+			// Next accepted commit flushes the backlog first, in order.
+			if err := cs.client.Commit(ctx, "g", 1, wiretest.Commit("g", 1, "c1"), nil); err != nil {
+				t.Fatal(err)
+			}
+			var order []string
+			for _, it := range cs.rec.Items() {
+				order = append(order, fmt.Sprintf("%s/%d", it.Track, it.Num))
+			}
+			if got := strings.Join(order, " "); got != "commit/0 welcome/0 commit/1" {
+				t.Fatalf("order after recovery: %s", got)
+			}
+			if left, err := cs.srv.Redeliver(ctx); err != nil || left != 0 {
+				t.Fatalf("Redeliver after recovery: left=%d err=%v", left, err)
+			}
+		})
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,17 +16,7 @@ import (
 // passed with nobody acknowledging the epoch after it; not sooner, not
 // after an acknowledgement, and never an older one. Both stores.
 func TestUnprocessable(t *testing.T) {
-	stores := map[string]func(t *testing.T) store.Store{
-		"mem": func(*testing.T) store.Store { return store.NewMemStore() },
-		"bolt": func(t *testing.T) store.Store {
-			s, err := store.OpenBoltStore(filepath.Join(t.TempDir(), "cs.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
+	stores := storeImpls(t)
 	for name, open := range stores {
 		t.Run(name, func(t *testing.T) {
 			clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}

@@ -60,6 +60,15 @@ const testPolicy = `{"groups": {"room": ["*"], "race": ["*"], "scale": ["*"], "r
 
 func newGroupEnv(t *testing.T) *groupEnv {
 	t.Helper()
+	e := newRelayEnv(t, proctest.FreeTCPAddr(t))
+	e.startCS()
+	return e
+}
+
+// newRelayEnv is newGroupEnv without starting the CS, which is to listen
+// (or be reached) at csAddr.
+func newRelayEnv(t *testing.T, csAddr string) *groupEnv {
+	t.Helper()
 	dir := t.TempDir()
 	e := &groupEnv{t: t, db: filepath.Join(dir, "cs.db"), pki: newPKI(t, testPolicy)}
 	relayBin := proctest.Build(t, relayPkg)
@@ -71,10 +80,9 @@ func newGroupEnv(t *testing.T) *groupEnv {
 	proctest.Start(t, "moq-relay", relayBin, "-listen", e.relayAddr, "-metrics", metrics, "-log-level", "warn",
 		"-cert", e.pki.path("relay.pem"), "-key", e.pki.path("relay.key"), "-trust-anchor", e.pki.path("ca.pem"))
 	proctest.WaitHTTP(t, "http://"+metrics+"/healthz", 20*time.Second)
-	e.csAddr = proctest.FreeTCPAddr(t)
+	e.csAddr = csAddr
 	e.csURL = "https://" + e.csAddr
 	e.admin = e.client(e.pki.issue("alice"))
-	e.startCS()
 	return e
 }
 

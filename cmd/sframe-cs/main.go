@@ -6,6 +6,16 @@
 //
 //	sframe-cs -db cs.db -listen :8443 -trust-anchor ca.pem -policy policy.json -cert cs.pem -key cs.key
 //
+//	sframe-cs -store etcd:https://e1:2379,https://e2:2379,https://e3:2379 -etcd-ca etcd-ca.pem \
+//	    -etcd-cert cs-etcd.pem -etcd-key cs-etcd.key ...
+//
+// -store bolt:FILE (the default, also -db FILE) keeps the state in one
+// bbolt file: one CS process. -store etcd:ENDPOINTS keeps it in an etcd
+// cluster: any number of sframe-cs replicas with the same -store and
+// -etcd-prefix serve the same groups behind any load balancer, and an
+// election picks the one that forwards to MoQ (coord/store.EtcdLeader;
+// docs/deploy.md).
+//
 //	sframe-cs ... -relay 127.0.0.1:4443 -namespace-prefix moqsframe/cs [-relay-ca ca.pem | -insecure]
 //
 // With -trust-anchor every request needs a TLS client certificate chained to
@@ -59,7 +69,7 @@ func main() { cli.Main("sframe-cs", parseFlags, run) }
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "SFRAME_CS_"
 
-const synopsis = `usage: sframe-cs -db FILE [-listen ADDR] (-trust-anchor CA.pem -cert FILE -key FILE (-policy FILE | -policy-allow-all) | -dev-cert | -tls-cert FILE -tls-key FILE | -insecure-http) [-relay ADDR] [flags]
+const synopsis = `usage: sframe-cs (-db FILE | -store bolt:FILE | -store etcd:ENDPOINTS [-etcd-ca ...]) [-listen ADDR] (-trust-anchor CA.pem -cert FILE -key FILE (-policy FILE | -policy-allow-all) | -dev-cert | -tls-cert FILE -tls-key FILE | -insecure-http) [-relay ADDR] [flags]
 
 Runs the HTTPS coordination service of the security groups; see docs/coordination-service.md.`
 
@@ -69,6 +79,14 @@ type Config struct {
 	Listen, DB string
 	LogLevel   slog.Level
 	MaxBody    int64
+
+	// Store: Etcd empty means the bbolt file DB.
+	Etcd                      []string // etcd client URLs
+	EtcdCA, EtcdCert, EtcdKey string
+	EtcdUser, EtcdPassword    string
+	EtcdPrefix, ReplicaName   string
+	EtcdLeaseTTL              time.Duration
+	EtcdMaxRequestBytes       int
 
 	// HTTPS: exactly one of TrustAnchor (with Cert, Key and Policy or
 	// PolicyAllowAll), DevCert, TLSCert/TLSKey, InsecureHTTP.
@@ -99,10 +117,21 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	var (
 		c                                Config
 		logLevel, devCertHosts, nsPrefix string
+		storeSpec                        string
 	)
 	fs := flag.NewFlagSet("sframe-cs", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8443", "address to listen on")
-	fs.StringVar(&c.DB, "db", "sframe-cs.db", "bbolt database file (created if missing)")
+	fs.StringVar(&c.DB, "db", "sframe-cs.db", "bbolt database file (created if missing); short for -store bolt:FILE")
+	fs.StringVar(&storeSpec, "store", "", "where the state lives: bolt:FILE (one CS process) or etcd:URL,URL,... (replicated; host:port means http://, or https:// with -etcd-ca)")
+	fs.StringVar(&c.EtcdCA, "etcd-ca", "", "with -store etcd: verify the etcd members with the CA certificates in this PEM file (TLS)")
+	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "with -store etcd: client certificate (PEM) for etcd's --client-cert-auth")
+	fs.StringVar(&c.EtcdKey, "etcd-key", "", "with -store etcd: private key of -etcd-cert (PEM)")
+	fs.StringVar(&c.EtcdUser, "etcd-user", "", "with -store etcd: etcd user name (etcd auth enabled)")
+	fs.StringVar(&c.EtcdPassword, "etcd-password", "", "with -store etcd: password of -etcd-user (prefer the environment variable)")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", store.DefaultEtcdPrefix, "with -store etcd: key prefix; replicas serving the same groups use the same one")
+	fs.DurationVar(&c.EtcdLeaseTTL, "etcd-lease-ttl", store.DefaultLeaseTTL, "with -store etcd: forwarder lease; groups go this long without a forwarder when the forwarding replica dies")
+	fs.IntVar(&c.EtcdMaxRequestBytes, "etcd-max-request-bytes", store.DefaultEtcdMaxRequestBytes, "with -store etcd: the cluster's --max-request-bytes; larger items are refused with 413")
+	fs.StringVar(&c.ReplicaName, "replica-name", "", "with -store etcd: this replica's name in the forwarder election (default host name and process ID)")
 	fs.BoolVar(&c.DevCert, "dev-cert", false, "serve HTTPS with a fresh self-signed development certificate")
 	fs.StringVar(&c.DevCertOut, "dev-cert-out", "", "write the development certificate (PEM, no key) here for clients to trust")
 	fs.StringVar(&devCertHosts, "dev-cert-hosts", "localhost,127.0.0.1,::1", "comma-separated names/IPs for the development certificate")
@@ -132,6 +161,9 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 	if c.LogLevel, err = cli.ParseLevel(logLevel); err != nil {
 		return c, err
 	}
+	if err := c.parseStore(storeSpec); err != nil {
+		return c, err
+	}
 	c.DevCertHosts = strings.Split(devCertHosts, ",")
 	c.NamespacePrefix = strings.Split(strings.Trim(nsPrefix, "/"), "/")
 	if err := c.checkAuth(); err != nil {
@@ -152,6 +184,82 @@ func parseFlags(args []string, getenv func(string) string) (Config, error) {
 		return c, errors.New("-tls-cert and -tls-key must be given together")
 	}
 	return c, nil
+}
+
+// parseStore reads -store into DB or Etcd and checks the etcd flags.
+func (c *Config) parseStore(spec string) error {
+	kind, arg, _ := strings.Cut(spec, ":")
+	switch {
+	case spec == "":
+	case kind == "bolt" && arg != "":
+		c.DB = arg
+	case kind == "etcd" && arg != "":
+		for _, ep := range strings.Split(arg, ",") {
+			if ep == "" {
+				return fmt.Errorf("-store etcd:%s: empty endpoint", arg)
+			}
+			if !strings.Contains(ep, "://") {
+				scheme := "http://"
+				if c.EtcdCA != "" || c.EtcdCert != "" {
+					scheme = "https://"
+				}
+				ep = scheme + ep
+			}
+			c.Etcd = append(c.Etcd, ep)
+		}
+	default:
+		return fmt.Errorf("-store %q: want bolt:FILE or etcd:HOST:PORT[,HOST:PORT]", spec)
+	}
+	etcdFlags := c.EtcdCA != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUser != "" || c.EtcdPassword != ""
+	switch {
+	case c.Etcd == nil && etcdFlags:
+		return errors.New("-etcd-ca, -etcd-cert, -etcd-key, -etcd-user and -etcd-password need -store etcd:ENDPOINTS")
+	case (c.EtcdCert == "") != (c.EtcdKey == ""):
+		return errors.New("-etcd-cert and -etcd-key must be given together")
+	case (c.EtcdUser == "") != (c.EtcdPassword == ""):
+		return errors.New("-etcd-user and -etcd-password must be given together")
+	case c.EtcdLeaseTTL < 2*time.Second:
+		return errors.New("-etcd-lease-ttl must be at least 2s")
+	case c.EtcdMaxRequestBytes < 64<<10:
+		return errors.New("-etcd-max-request-bytes must be at least 65536")
+	}
+	if c.ReplicaName == "" {
+		host, _ := os.Hostname()
+		c.ReplicaName = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return nil
+}
+
+// openStore opens the bbolt file or connects to etcd.
+func openStore(ctx context.Context, c Config) (store.Store, error) {
+	if c.Etcd == nil {
+		return store.OpenBoltStore(c.DB)
+	}
+	var tc *tls.Config
+	if c.EtcdCA != "" || c.EtcdCert != "" {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.EtcdCA != "" {
+			pemBytes, err := os.ReadFile(c.EtcdCA)
+			if err != nil {
+				return nil, fmt.Errorf("-etcd-ca: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pemBytes) {
+				return nil, fmt.Errorf("-etcd-ca %s: no PEM certificates", c.EtcdCA)
+			}
+		}
+		if c.EtcdCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.EtcdCert, c.EtcdKey)
+			if err != nil {
+				return nil, fmt.Errorf("-etcd-cert/-etcd-key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return store.OpenEtcdStore(ctx, store.EtcdConfig{
+		Endpoints: c.Etcd, TLS: tc, Username: c.EtcdUser, Password: c.EtcdPassword,
+		Prefix: c.EtcdPrefix, MaxRequestBytes: c.EtcdMaxRequestBytes,
+	})
 }
 
 // checkAuth checks the flags of the authenticated mode.
@@ -205,7 +313,7 @@ func authMode(c Config, m *coord.Metrics) (*coord.Auth, *tls.Config, *identity.C
 // logs to stderr; nothing goes to stdout.
 func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	log := cli.NewLogger(stderr, c.LogLevel)
-	st, err := store.OpenBoltStore(c.DB)
+	st, err := openStore(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -234,10 +342,35 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 		return err
 	}
 	defer closeFwd()
-	srv, err := coord.NewServer(coord.Config{
+	var leader *store.EtcdLeader
+	if es, ok := st.(*store.EtcdStore); ok {
+		// Replicas: only the elected one holds the relay session and
+		// forwards; the others decide and queue.
+		onChange := func(bool) {}
+		if sw, ok := fwd.(*moqforward.Switched); ok {
+			onChange = func(leading bool) {
+				if !leading {
+					sw.Off()
+					return
+				}
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if err := sw.On(wctx); err != nil {
+					log.Warn("relay not reachable yet; items stay queued until it is", "relay", c.Relay, "err", err)
+				}
+			}
+		}
+		leader = store.NewEtcdLeader(es, store.EtcdLeaderConfig{Name: c.ReplicaName, TTL: c.EtcdLeaseTTL, OnChange: onChange, Logger: log})
+		defer leader.Close()
+	}
+	cfg := coord.Config{
 		Store: st, Forwarder: fwd, Logger: log, Metrics: metrics, MaxBodyBytes: c.MaxBody, Auth: auth,
 		LivenessTimeout: c.LivenessTimeout,
-	})
+	}
+	if leader != nil {
+		cfg.Leader = leader
+	}
+	srv, err := coord.NewServer(cfg)
 	if err != nil {
 		return err
 	}
@@ -269,6 +402,9 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	redelivered := make(chan struct{})
 	go func() { redeliver(rctx, srv, c.RedeliverEvery, log); close(redelivered) }()
 	defer func() { stopRedeliver(); <-redelivered }()
+	forwarding := make(chan struct{})
+	go func() { srv.RunForwarding(rctx); close(forwarding) }()
+	defer func() { stopRedeliver(); <-forwarding }()
 
 	errc := make(chan error, 1)
 	go func() {
@@ -282,7 +418,11 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	if hs.TLSConfig == nil {
 		scheme = "http"
 	}
-	log.Info("sframe-cs listening", "addr", ln.Addr().String(), "scheme", scheme, "db", c.DB)
+	if c.Etcd != nil {
+		log.Info("sframe-cs listening", "addr", ln.Addr().String(), "scheme", scheme, "store", "etcd", "endpoints", c.Etcd, "replica", c.ReplicaName)
+	} else {
+		log.Info("sframe-cs listening", "addr", ln.Addr().String(), "scheme", scheme, "db", c.DB)
+	}
 
 	select {
 	case err := <-errc:
@@ -297,6 +437,11 @@ func run(ctx context.Context, c Config, _, stderr io.Writer) error {
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	stopRedeliver()
+	<-forwarding
+	if leader != nil {
+		leader.Close() // resign: another replica takes over at once
 	}
 	return st.Close()
 }
@@ -323,11 +468,17 @@ func forwarder(c Config, csCert *identity.Certificate, log *slog.Logger) (coord.
 			relayRoots.AddCert(a)
 		}
 	}
-	mf, err := moqforward.New(moqforward.Config{
+	mcfg := moqforward.Config{
 		Relay: c.Relay, Prefix: c.NamespacePrefix, Logger: log,
 		Certificate: csCert, RelayRoots: relayRoots,
 		MoQ: moq.Config{InsecureSkipVerify: c.Insecure, Logger: log},
-	})
+	}
+	if c.Etcd != nil {
+		// Connected only while this replica is the elected forwarder.
+		sw := moqforward.NewSwitched(mcfg)
+		return sw, func() { sw.Close() }, nil
+	}
+	mf, err := moqforward.New(mcfg)
 	if err != nil {
 		return nil, nil, err
 	}

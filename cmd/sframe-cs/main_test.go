@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +19,9 @@ import (
 	"github.com/moqsframe/moqsframe/cmd/internal/cli"
 	"github.com/moqsframe/moqsframe/cmd/internal/cli/clitest"
 	"github.com/moqsframe/moqsframe/coord"
+	"github.com/moqsframe/moqsframe/coord/wire/wiretest"
 	"github.com/moqsframe/moqsframe/identity"
+	"github.com/moqsframe/moqsframe/internal/etcdtest"
 	mls "github.com/thomas-vilte/mls-go"
 	"github.com/thomas-vilte/mls-go/ciphersuite"
 )
@@ -183,6 +186,22 @@ func TestParseFlags(t *testing.T) {
 			}},
 		{Name: "flag wins over env", Args: []string{"-dev-cert", "-db", "flag.db"}, Env: env("SFRAME_CS_DB", "env.db"),
 			Check: func(c Config) bool { return c.DB == "flag.db" }},
+		{Name: "store bolt", Args: []string{"-dev-cert", "-store", "bolt:x.db"}, Check: func(c Config) bool { return c.DB == "x.db" && c.Etcd == nil }},
+		{Name: "store etcd", Args: []string{"-dev-cert", "-store", "etcd:e1:2379,http://e2:2379"},
+			Check: func(c Config) bool {
+				return strings.Join(c.Etcd, " ") == "http://e1:2379 http://e2:2379" && c.EtcdPrefix == "moqsframe/cs/" && c.EtcdLeaseTTL == 5*time.Second && c.ReplicaName != ""
+			}},
+		{Name: "store etcd tls", Args: []string{"-dev-cert", "-store", "etcd:e1:2379", "-etcd-ca", "ca.pem", "-etcd-cert", "c.pem", "-etcd-key", "c.key"},
+			Env: env("SFRAME_CS_ETCD_USER", "cs", "SFRAME_CS_ETCD_PASSWORD", "pw"),
+			Check: func(c Config) bool {
+				return c.Etcd[0] == "https://e1:2379" && c.EtcdUser == "cs" && c.EtcdPassword == "pw"
+			}},
+		{Name: "bad store", Args: []string{"-dev-cert", "-store", "redis:x"}, WantErr: "want bolt:FILE or etcd:"},
+		{Name: "empty endpoint", Args: []string{"-dev-cert", "-store", "etcd:a:1,,b:2"}, WantErr: "empty endpoint"},
+		{Name: "etcd flags without etcd", Args: []string{"-dev-cert", "-etcd-ca", "ca.pem"}, WantErr: "need -store etcd"},
+		{Name: "etcd cert alone", Args: []string{"-dev-cert", "-store", "etcd:a:1", "-etcd-cert", "c.pem"}, WantErr: "-etcd-cert and -etcd-key"},
+		{Name: "etcd user alone", Args: []string{"-dev-cert", "-store", "etcd:a:1", "-etcd-user", "cs"}, WantErr: "-etcd-user and -etcd-password"},
+		{Name: "short lease", Args: []string{"-dev-cert", "-store", "etcd:a:1", "-etcd-lease-ttl", "1s"}, WantErr: "at least 2s"},
 		{Name: "mode from env", Env: env("SFRAME_CS_TRUST_ANCHOR", "ca.pem", "SFRAME_CS_CERT", "c.pem", "SFRAME_CS_KEY", "c.key", "SFRAME_CS_POLICY_ALLOW_ALL", "true"),
 			Check: func(c Config) bool { return c.TrustAnchor == "ca.pem" && c.PolicyAllowAll }},
 	})
@@ -325,4 +344,51 @@ func keyPackage(t *testing.T, c *identity.Certificate) []byte {
 		t.Fatal(err)
 	}
 	return kp
+}
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// TestServeEtcdReplicas: two sframe-cs runs on one etcd cluster (-store
+// etcd:...) serve the same group: what one decides the other sees, and
+// both shut down cleanly (the forwarder resigning).
+func TestServeEtcdReplicas(t *testing.T) {
+	ctx := context.Background()
+	eps := strings.Join(etcdtest.Shared(t).Endpoints(), ",")
+	prefix := etcdtest.Prefix(t)
+	var clients []*coord.Client
+	var stops []func() string
+	for i := range 2 {
+		addr := freeAddr(t)
+		certOut := filepath.Join(t.TempDir(), "cert.pem")
+		hc, base, stop := startArgs(t, addr, []string{"-store", "etcd:" + eps, "-etcd-prefix", prefix, "-replica-name", fmt.Sprint("r", i),
+			"-listen", addr, "-dev-cert", "-dev-cert-out", certOut}, func() *http.Client {
+			pemBytes, err := os.ReadFile(certOut)
+			pool := x509.NewCertPool()
+			if err != nil || !pool.AppendCertsFromPEM(pemBytes) {
+				return nil
+			}
+			return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+		})
+		cl, err := coord.NewClient(base, hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients, stops = append(clients, cl), append(stops, stop)
+	}
+	if created, err := clients[0].Join(ctx, "g", wiretest.KeyPackage("a")); err != nil || !created {
+		t.Fatalf("create via replica 0: %v %v", created, err)
+	}
+	if created, err := clients[1].Join(ctx, "g", wiretest.KeyPackage("b")); err != nil || created {
+		t.Fatalf("join via replica 1: %v %v", created, err)
+	}
+	if err := clients[1].Commit(ctx, "g", 0, wiretest.Commit("g", 0, "c0"), nil); err != nil {
+		t.Fatalf("commit via replica 1: %v", err)
+	}
+	if e, err := clients[0].Epoch(ctx, "g"); err != nil || e != 1 {
+		t.Fatalf("epoch via replica 0 = %d, %v; want 1", e, err)
+	}
+	logs := stops[0]() + stops[1]()
+	if !strings.Contains(logs, "now the forwarder") {
+		t.Fatalf("no replica was elected forwarder:\n%s", logs)
+	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestArchive: both stores archive decided items (not a losing commit),
+// TestArchive: all stores archive decided items (not a losing commit),
 // and the bbolt file keeps them across reopening.
 func TestArchive(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cs.db")
@@ -16,7 +16,7 @@ func TestArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, st := range map[string]Store{"mem": NewMemStore(), "bolt": bs} {
+	for name, st := range map[string]Store{"mem": NewMemStore(), "bolt": bs, "etcd": openEtcdTest(t)} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			a := st.(Archive)

@@ -8,7 +8,7 @@ import (
 
 // TestRetireGroup: a retired group is unknown everywhere (state, outbox,
 // pending list, archive), and the next join creates it afresh at epoch 0
-// with sequence 0, without the old creator's retry rule. Both stores.
+// with sequence 0, without the old creator's retry rule. Every store.
 func TestRetireGroup(t *testing.T) {
 	for name, open := range storeImpls(t) {
 		t.Run(name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/moqsframe/moqsframe/internal/etcdtest"
 )
 
 func storeImpls(t *testing.T) map[string]func(t *testing.T) Store {
@@ -18,7 +20,23 @@ func storeImpls(t *testing.T) map[string]func(t *testing.T) Store {
 			}
 			return s
 		},
+		"etcd": func(t *testing.T) Store { return openEtcdTest(t) },
 	}
+}
+
+func TestMain(m *testing.M) { etcdtest.Main(m) }
+
+// openEtcdTest opens an EtcdStore on the shared test cluster under a
+// prefix of its own.
+func openEtcdTest(t *testing.T) *EtcdStore {
+	t.Helper()
+	c := etcdtest.Shared(t)
+	s, err := OpenEtcdStore(context.Background(), EtcdConfig{Endpoints: c.Endpoints(), Prefix: etcdtest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func TestStoreSemantics(t *testing.T) {
