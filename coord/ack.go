@@ -36,12 +36,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("EpochAck.group_id %q does not match the URL group %q", a.GroupID, group))
 		return
 	}
-	cur, err := s.store.Epoch(r.Context(), group)
-	if s.failRead(w, ep, group, err) {
-		return
-	}
-	if a.Epoch > cur {
-		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", a.Epoch, cur))
+	if _, ok := s.decidedEpoch(w, r, ep, group, a.Epoch); !ok {
 		return
 	}
 	heard := string(a.Identity)

@@ -308,12 +308,8 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cur, err := s.store.Epoch(r.Context(), group)
-	if s.failRead(w, ep, group, err) {
-		return
-	}
-	if a.Epoch > cur {
-		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", a.Epoch, cur))
+	cur, ok := s.decidedEpoch(w, r, ep, group, a.Epoch)
+	if !ok {
 		return
 	}
 	s.live.heard(group, id, a.Leaf, a.Epoch, s.now())
@@ -456,4 +452,18 @@ func (c *Client) Liveness(ctx context.Context, group string) (*LivenessReport, e
 		return nil, fmt.Errorf("coord: CS /liveness answer is not a LivenessReport for %q (%v)", group, err)
 	}
 	return &rep, nil
+}
+
+// decidedEpoch answers 400 (and false) when epoch is beyond the group's
+// current epoch, which it returns: a member reports only epochs decided.
+func (s *Server) decidedEpoch(w http.ResponseWriter, r *http.Request, ep, group string, epoch uint64) (uint64, bool) {
+	cur, err := s.store.Epoch(r.Context(), group)
+	if s.failRead(w, ep, group, err) {
+		return 0, false
+	}
+	if epoch > cur {
+		s.fail(w, ep, http.StatusBadRequest, group, fmt.Sprintf("epoch %d is not decided yet (the group is at epoch %d)", epoch, cur))
+		return 0, false
+	}
+	return cur, true
 }

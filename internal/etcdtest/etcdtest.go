@@ -8,7 +8,6 @@
 package etcdtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -24,6 +23,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/moqsframe/moqsframe/internal/proctest"
 )
 
 // Binary is the etcd executable looked up on PATH.
@@ -51,7 +52,7 @@ type Member struct {
 	peerURL   string
 	dir       string
 	cmd       *exec.Cmd
-	out       *syncBuffer
+	out       *proctest.SyncBuffer
 	done      chan struct{}
 }
 
@@ -60,23 +61,6 @@ type Cluster struct {
 	Members []*Member
 	bin     string
 	initial string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freePort() string {
@@ -215,7 +199,7 @@ func start(bin, dir string, n int) (*Cluster, error) {
 }
 
 func (c *Cluster) startMember(m *Member) error {
-	m.out = &syncBuffer{}
+	m.out = &proctest.SyncBuffer{}
 	m.done = make(chan struct{})
 	m.cmd = exec.Command(c.bin,
 		"--name", m.Name,

@@ -3,8 +3,9 @@ package clitest
 
 import (
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/moqsframe/moqsframe/internal/proctest"
 )
 
 // Env is a getenv over key, value pairs.
@@ -56,21 +57,6 @@ func RunParse[C any](t *testing.T, parse func([]string, func(string) string) (C,
 	}
 }
 
-// SyncBuffer is a strings.Builder that a command's goroutines may write
-// while the test reads it.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// SyncBuffer is a buffer that a command's goroutines may write while the
+// test reads it.
+type SyncBuffer = proctest.SyncBuffer
