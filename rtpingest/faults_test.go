@@ -1,6 +1,8 @@
 package rtpingest_test
 
 import (
+	"github.com/moqsframe/moqsframe/internal/mediatest"
+
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
@@ -48,7 +50,7 @@ func injectFaults(t *testing.T, dgrams [][]byte, frames []rtpingest.Frame, codec
 	for _, d := range dgrams {
 		d = bytes.Clone(d)
 		switch {
-		case isRTCP(d):
+		case mediatest.IsRTCP(d):
 			items = append(items, item{b: d, frame: -1})
 			want.RTCP++
 		case codec == rtpingest.Opus && len(d) <= 12+2: // DTX
