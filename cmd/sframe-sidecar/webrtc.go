@@ -75,13 +75,13 @@ func listenWebRTC(cfg Config, log *slog.Logger) (rtc *webRTC, err error) {
 		for _, t := range cfg.Tracks {
 			switch t {
 			case "video":
-				tracks = append(tracks, whep.Track{Name: t, Codec: whep.H264})
+				tracks = append(tracks, whep.Track{Name: t, Codec: whep.Codec(cfg.VideoCodec)})
 			case "audio":
 				tracks = append(tracks, whep.Track{Name: t, Codec: whep.Opus})
 			}
 		}
 		if len(tracks) == 0 {
-			return nil, fmt.Errorf("-whep sends the tracks video (H.264) and audio (Opus): add them to -tracks")
+			return nil, fmt.Errorf("-whep sends the tracks video (-video-codec) and audio (Opus): add them to -tracks")
 		}
 		rtc.whep, err = whep.New(whep.Config{Tracks: tracks, Token: cfg.WHEPToken, MaxViewers: cfg.WHEPMaxViewers,
 			ICEIPs: iceIPs(rtc.whepLn), Logger: log})

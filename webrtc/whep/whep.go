@@ -37,9 +37,9 @@ type Codec string
 
 const (
 	H264 Codec = "h264" // Annex-B access units
+	VP8  Codec = "vp8"  // one frame (RFC 7741)
+	VP9  Codec = "vp9"  // one frame (RFC 9628)
 	Opus Codec = "opus" // one Opus packet
-	// VP8 and VP9 hook in here: a codec capability in trackCapability and
-	// (for VP9) its keyframe rule; pion's sample packetizers take frames.
 )
 
 // Track is one MoQ track offered to viewers.
@@ -115,10 +115,14 @@ func capability(c Codec) (webrtc.RTPCodecCapability, error) {
 	switch c {
 	case H264:
 		return wish.H264.RTPCodecCapability, nil
+	case VP8:
+		return wish.VP8.RTPCodecCapability, nil
+	case VP9:
+		return wish.VP9.RTPCodecCapability, nil
 	case Opus:
 		return wish.Opus.RTPCodecCapability, nil
 	}
-	return webrtc.RTPCodecCapability{}, fmt.Errorf("whep: codec %q not supported (h264, opus)", c)
+	return webrtc.RTPCodecCapability{}, fmt.Errorf("whep: codec %q not supported (h264, vp8, vp9, opus)", c)
 }
 
 // Describe implements prometheus.Collector: the server's metrics are

@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -266,11 +265,19 @@ func (ss *session) police() {
 	}
 }
 
-type depacketizer interface {
-	Push(*rtp.Packet) (rtpingest.Frame, bool, error)
+// codecs maps a track's negotiated MIME type to its rtpingest payload
+// format: the same depacketizers as -rtp-video and -rtp-audio.
+var codecs = map[string]rtpingest.Codec{
+	strings.ToLower(webrtc.MimeTypeH264): rtpingest.H264,
+	strings.ToLower(webrtc.MimeTypeVP8):  rtpingest.VP8,
+	strings.ToLower(webrtc.MimeTypeVP9):  rtpingest.VP9,
+	strings.ToLower(webrtc.MimeTypeOpus): rtpingest.Opus,
 }
 
-// read depacketizes one incoming track until the session ends.
+// read depacketizes one incoming track until the session ends: its RTP
+// goes through an rtpingest.Receiver (RFC 3550 receive state, reordering,
+// padding-only probes, RTCP; a new MoQ group at each keyframe, frames
+// before the first keyframe dropped), each frame one object.
 func (ss *session) read(tr *webrtc.TrackRemote) {
 	kind := tr.Kind()
 	ss.mu.Lock()
@@ -281,55 +288,48 @@ func (ss *session) read(tr *webrtc.TrackRemote) {
 		ss.s.log.Warn("second track of the same kind ignored: one video and one audio track per stream", "stream", ss.stream, "kind", kind)
 		return
 	}
-	var (
-		d       depacketizer
-		g       rtpingest.Grouper
-		waitKey bool
-	)
-	switch mime := strings.ToLower(tr.Codec().MimeType); mime {
-	case strings.ToLower(webrtc.MimeTypeH264):
-		d, waitKey = &rtpingest.H264Depacketizer{}, true
-		go ss.requestKeyframes(tr.SSRC())
-	case strings.ToLower(webrtc.MimeTypeOpus):
-		d = &rtpingest.OpusDepacketizer{}
-		g.MaxGroupFrames = ss.s.cfg.AudioGroupFrames
-	default:
-		// VP8/VP9/AV1 hook in here with their rtpingest depacketizers.
+	mime := strings.ToLower(tr.Codec().MimeType)
+	codec, ok := codecs[mime]
+	if !ok {
 		ss.s.log.Warn("track codec not supported", "codec", mime)
 		return
+	}
+	rc, err := rtpingest.NewReceiver(rtpingest.Config{Codec: codec, AudioGroupFrames: ss.s.cfg.AudioGroupFrames})
+	if err != nil {
+		ss.s.log.Warn("track codec not supported", "codec", mime, "err", err)
+		return
+	}
+	if kind == webrtc.RTPCodecTypeVideo {
+		go ss.requestKeyframes(tr.SSRC())
 	}
 	name := trackName(ss.stream, kind)
 	if ss.s.cfg.OnTrack != nil {
 		ss.s.cfg.OnTrack(name)
 	}
 	ss.s.log.Info("receiving track", "track", name, "codec", tr.Codec().MimeType)
+	buf := make([]byte, 1500)
+	var dropped uint64
 	for {
-		p, _, err := tr.ReadRTP()
+		n, _, err := tr.Read(buf)
 		if err != nil {
 			return
 		}
 		ss.s.packets.Inc()
-		ss.bytes.Add(uint64(len(p.Payload)))
-		f, ok, err := d.Push(p)
-		if err != nil {
-			ss.s.dropped.Inc()
+		ss.bytes.Add(uint64(n))
+		_ = rc.Push(buf[:n]) // counted by the receiver; no other data is lost
+		if d := rc.Stats().Dropped; d > dropped {
+			ss.s.dropped.Add(float64(d - dropped))
+			dropped = d
 		}
-		if !ok {
-			continue
-		}
-		if waitKey && !f.Keyframe {
-			ss.s.dropped.Inc() // undecodable before the first keyframe
-			continue
-		}
-		waitKey = false
-		group, object := g.Next(f.Keyframe)
-		if err := ss.s.cfg.Sink.Submit(ss.ctx, name, group, 0, object, f.Data); err != nil {
-			ss.s.dropped.Inc()
-			if ss.ctx.Err() != nil {
-				return
+		for f, ok := rc.Next(); ok; f, ok = rc.Next() {
+			if err := ss.s.cfg.Sink.Submit(ss.ctx, name, f.Group, 0, f.Object, f.Data); err != nil {
+				ss.s.dropped.Inc()
+				if ss.ctx.Err() != nil {
+					return
+				}
+			} else {
+				ss.s.frames.Inc()
 			}
-		} else {
-			ss.s.frames.Inc()
 		}
 	}
 }

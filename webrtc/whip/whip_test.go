@@ -45,7 +45,9 @@ type publisher struct {
 	track *webrtc.TrackLocalStaticSample
 }
 
-func newPublisher(t *testing.T) *publisher {
+func newPublisher(t *testing.T) *publisher { return newPublisherOf(t, wish.H264.RTPCodecCapability) }
+
+func newPublisherOf(t *testing.T, c webrtc.RTPCodecCapability) *publisher {
 	api, err := wish.NewAPI(loopback)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ func newPublisher(t *testing.T) *publisher {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticSample(wish.H264.RTPCodecCapability, "video", "test")
+	track, err := webrtc.NewTrackLocalStaticSample(c, "video", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +95,8 @@ func post(t *testing.T, url, token, contentType, body string) (*http.Response, s
 	return res, string(b)
 }
 
-const vp8Only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n" +
-	"a=mid:0\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n"
+const av1Only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n" +
+	"a=mid:0\r\na=sendonly\r\na=rtpmap:96 AV1/90000\r\n"
 
 // TestWHIPSessionAndBadInput publishes H.264 from a pion peer, then sends
 // the bad requests an attacker or a misconfigured encoder would: each gets
@@ -151,7 +153,7 @@ func TestWHIPSessionAndBadInput(t *testing.T) {
 		{"wrong token", "guess", "application/sdp", second, http.StatusUnauthorized, "unauthorized"},
 		{"no token", "", "application/sdp", second, http.StatusUnauthorized, "unauthorized"},
 		{"malformed SDP", "s3cret", "application/sdp", "v=0\r\nthis is not SDP\r\n", http.StatusBadRequest, "malformed_offer"},
-		{"no supported codec", "s3cret", "application/sdp", vp8Only, http.StatusUnprocessableEntity, "no_codec"},
+		{"no supported codec", "s3cret", "application/sdp", av1Only, http.StatusUnprocessableEntity, "no_codec"},
 		{"wrong content type", "s3cret", "text/plain", second, http.StatusUnsupportedMediaType, "content_type"},
 		{"too many sessions", "s3cret", "application/sdp", second, http.StatusTooManyRequests, "too_many_sessions"},
 	} {
@@ -227,5 +229,42 @@ func TestWHIPBitrateLimit(t *testing.T) {
 	}
 	if res, body := post(t, hs.URL+"/whip", "", "application/sdp", newPublisher(t).offer(t)); res.StatusCode != http.StatusCreated {
 		t.Errorf("stream not free after the close: %d %s", res.StatusCode, body)
+	}
+}
+
+// TestWHIPVP8: a VP8 track goes through the same depacketizer as
+// -rtp-video -video-codec vp8 (rtpingest), key frames start groups.
+func TestWHIPVP8(t *testing.T) {
+	sink := &frameSink{frames: map[string]int{}}
+	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink, ICEIPs: loopback, KeyframeInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	pub := newPublisherOf(t, wish.VP8.RTPCodecCapability)
+	res, answer := post(t, hs.URL+"/whip", "", "application/sdp", pub.offer(t))
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %d %s", res.StatusCode, answer)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { // a VP8 key frame (RFC 6386 §9.1: P bit 0, start code, 320x240) every 33 ms
+		key := append([]byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00}, make([]byte, 2000)...)
+		for ctx.Err() == nil {
+			pub.track.WriteSample(media.Sample{Data: key, Duration: 33 * time.Millisecond})
+			time.Sleep(33 * time.Millisecond) // the encoder's frame clock
+		}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); sink.count("video") < 5; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d VP8 frames submitted, want 5", sink.count("video"))
+		}
 	}
 }

@@ -12,14 +12,17 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Codecs the endpoints negotiate: the ones the sidecar's depacketizers and
-// packetizers handle. VP8, VP9 and AV1 join here when their depacketizers
-// exist (rtpingest).
+// Codecs the endpoints negotiate: the ones the sidecar's depacketizers
+// (rtpingest) and packetizers handle. AV1 is not among them.
 var (
 	H264 = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFeedback}, PayloadType: 102}
 	H264Baseline = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFeedback}, PayloadType: 127}
+	VP8 = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
+		RTCPFeedback: videoFeedback}, PayloadType: 96}
+	VP9 = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000,
+		SDPFmtpLine: "profile-id=0", RTCPFeedback: videoFeedback}, PayloadType: 98}
 	Opus = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000,
 		Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}
 	videoFeedback = []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -29,19 +32,19 @@ var (
 // is one of the negotiated codecs.
 func Supported(encoding string) bool {
 	switch encoding {
-	case "h264", "H264", "opus", "OPUS", "Opus":
+	case "h264", "H264", "vp8", "VP8", "vp9", "VP9", "opus", "OPUS", "Opus":
 		return true
 	}
 	return false
 }
 
-// NewAPI returns a pion API for H.264 and Opus with the default
+// NewAPI returns a pion API for H.264, VP8, VP9 and Opus with the default
 // interceptors (NACK, RTCP reports). If ips is not empty, ICE gathers
 // host candidates on those addresses only (loopback included when named);
 // otherwise on every non-loopback interface.
 func NewAPI(ips []net.IP) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{H264, H264Baseline} {
+	for _, c := range []webrtc.RTPCodecParameters{H264, H264Baseline, VP8, VP9} {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, err
 		}
