@@ -234,7 +234,7 @@ func TestBrowserWHIPToWHEP(t *testing.T) {
 func badRequests(t *testing.T, url, metrics string) {
 	const h264 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\n" +
 		"a=mid:0\r\na=sendonly\r\na=rtpmap:102 H264/90000\r\n"
-	vp8 := strings.ReplaceAll(h264, "H264", "VP8")
+	av1 := strings.ReplaceAll(h264, "H264", "AV1")
 	for _, c := range []struct {
 		name, token, body string
 		status            int
@@ -242,7 +242,7 @@ func badRequests(t *testing.T, url, metrics string) {
 	}{
 		{"wrong token", "guess", h264, http.StatusUnauthorized, "unauthorized"},
 		{"malformed SDP", "s3cret", "v=0\r\nnot SDP at all\r\n", http.StatusBadRequest, "malformed_offer"},
-		{"no supported codec", "s3cret", vp8, http.StatusUnprocessableEntity, "no_codec"},
+		{"no supported codec", "s3cret", av1, http.StatusUnprocessableEntity, "no_codec"},
 		{"too many sessions", "s3cret", h264, http.StatusTooManyRequests, "too_many_sessions"},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(c.body))
