@@ -66,7 +66,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.recent.ack(group, a.Epoch)
-	s.live.heard(group, heard, a.Leaf, a.Epoch, s.now())
+	s.heard(ctx, group, heard, a.Leaf, a.Epoch)
 	s.metrics.response(ep, http.StatusOK)
 	e := a.Epoch
 	writeJSON(w, http.StatusOK, okBody{Group: group, Epoch: &e})

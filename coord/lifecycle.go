@@ -167,6 +167,32 @@ func (g *liveGroup) evictOldest() {
 	delete(g.recs, oldest)
 }
 
+// merge takes in the records other replicas heard (store.LivenessSharer):
+// a leaf is as recent as the latest replica heard it.
+func (l *liveness) merge(group string, recs []store.Heard) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.group(group)
+	for _, h := range recs {
+		k := liveKey{h.Identity, h.Leaf}
+		r := g.recs[k]
+		if r == nil {
+			if len(g.recs) >= maxLiveRecords {
+				g.evictOldest()
+			}
+			r = &liveRec{}
+			g.recs[k] = r
+		}
+		if h.At.After(r.seen) {
+			r.seen = h.At
+		}
+		r.epoch, r.left = max(r.epoch, h.Epoch), r.left || h.Left
+		if !g.isLeft(k, r) && r.seen.After(g.heard) {
+			g.heard = r.seen
+		}
+	}
+}
+
 // left marks the leaf that posted a leave request. An open CS (id "")
 // marks every record at that leaf: it cannot tell who posted.
 func (l *liveness) left(group, id string, leaf uint32, now time.Time) {
@@ -312,7 +338,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.live.heard(group, id, a.Leaf, a.Epoch, s.now())
+	s.heard(r.Context(), group, id, a.Leaf, a.Epoch)
 	s.metrics.Heartbeats.Add(1)
 	s.metrics.response(ep, http.StatusOK)
 	writeJSON(w, http.StatusOK, okBody{Group: group, Epoch: &cur})
@@ -331,6 +357,7 @@ func (s *Server) handleLiveness(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(EpochHeader, strconv.FormatUint(cur, 10))
 	s.metrics.response(ep, http.StatusOK)
+	s.loadShared(r.Context(), group)
 	writeJSON(w, http.StatusOK, LivenessReport{Group: group, Epoch: cur, TimeoutMS: s.live.timeoutOrDefault().Milliseconds(),
 		Members: s.live.report(group, s.now())})
 }
@@ -352,6 +379,7 @@ func (s *Server) handleRetire(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ep, http.StatusConflict, group, fmt.Sprintf("the group is at epoch %d, not %d: apply its commits and leave with a leave request, or retire again if still last", cur, a.Epoch))
 		return
 	}
+	s.loadShared(r.Context(), group)
 	if alive := s.live.othersAlive(group, id, s.now()); len(alive) > 0 {
 		s.fail(w, ep, http.StatusConflict, group, fmt.Sprintf("other members were heard within %v and did not leave (%d: %v); leave with a leave request", s.live.timeoutOrDefault(), len(alive), alive))
 		return
@@ -389,7 +417,11 @@ func (s *Server) retireLocked(ctx context.Context, group, reason string) error {
 // for the timeout (the caller is about to handle a join request). The
 // caller holds the group lock.
 func (s *Server) retireIfSilentLocked(ctx context.Context, group string) {
-	if _, ok := s.store.(store.Retirer); !ok || !s.live.silent(group, s.now()) {
+	if _, ok := s.store.(store.Retirer); !ok {
+		return
+	}
+	s.loadShared(ctx, group)
+	if !s.live.silent(group, s.now()) {
 		return
 	}
 	e, err := s.store.Epoch(ctx, group)
@@ -466,4 +498,38 @@ func (s *Server) decidedEpoch(w http.ResponseWriter, r *http.Request, ep, group 
 		return 0, false
 	}
 	return cur, true
+}
+
+// heard records a heartbeat or ack here and, with a shared store, for the
+// other replicas.
+func (s *Server) heard(ctx context.Context, group, id string, leaf uint32, epoch uint64) {
+	now := s.now()
+	s.live.heard(group, id, leaf, epoch, now)
+	s.share(ctx, group, store.Heard{Identity: id, Leaf: leaf, Epoch: epoch, At: now})
+}
+
+// share publishes a liveness record to the other replicas (a store that
+// is not shared has none). A failure only makes this replica's record
+// local: logged, not an error for the member.
+func (s *Server) share(ctx context.Context, group string, h store.Heard) {
+	if sh, ok := s.store.(store.LivenessSharer); ok {
+		if err := sh.ShareHeard(ctx, group, h); err != nil {
+			s.log.Warn("sharing a liveness record failed", "group", group, "err", err)
+		}
+	}
+}
+
+// loadShared merges what the other replicas heard of group before this
+// replica judges silence.
+func (s *Server) loadShared(ctx context.Context, group string) {
+	sh, ok := s.store.(store.LivenessSharer)
+	if !ok {
+		return
+	}
+	recs, err := sh.LoadHeard(ctx, group)
+	if err != nil {
+		s.log.Warn("reading shared liveness records failed", "group", group, "err", err)
+		return
+	}
+	s.live.merge(group, recs)
 }

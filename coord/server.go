@@ -338,6 +338,9 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request) {
 	if req.Type == wire.RequestLeave {
 		if _, leaf, err := wire.ProposalSender(req.Body); err == nil {
 			s.live.left(group, id, leaf, s.now())
+			if id != "" {
+				s.share(r.Context(), group, store.Heard{Identity: id, Leaf: leaf, At: s.now(), Left: true})
+			}
 		}
 	}
 	if limitJoin {
