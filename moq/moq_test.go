@@ -688,3 +688,19 @@ func TestUnsubscribeSeenWithinOneGroup(t *testing.T) {
 		t.Fatalf("an UNSUBSCRIBE counted as a disconnect: %+v", st)
 	}
 }
+
+// TestClosedByPeer: a session the peer closed says so; one closed here
+// does not.
+func TestClosedByPeer(t *testing.T) {
+	p := newPair(t, nil, nil)
+	p.server.Close()
+	<-p.client.Done()
+	if !p.client.ClosedByPeer() {
+		t.Error("client: the server closed the session, ClosedByPeer false")
+	}
+	q := newPair(t, nil, nil)
+	q.client.Close()
+	if q.client.ClosedByPeer() {
+		t.Error("client: closed locally, ClosedByPeer true")
+	}
+}

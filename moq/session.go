@@ -248,6 +248,14 @@ func (l *Listener) Accept(ctx context.Context) (*Session, error) {
 // Addr is the local UDP address.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+// ClosedByPeer reports whether the session ended because the peer closed
+// the QUIC connection (a relay shutting down), as opposed to an idle
+// timeout (a dead peer), a network error or a local Close.
+func (s *Session) ClosedByPeer() bool {
+	var ae *quic.ApplicationError
+	return errors.As(context.Cause(s.ctx), &ae) && ae.Remote
+}
+
 // Close stops accepting. Sessions already returned by Accept stay open.
 func (l *Listener) Close() error {
 	l.cancel()

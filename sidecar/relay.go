@@ -223,7 +223,11 @@ func (c *RelayClient) Run(ctx context.Context) {
 		select {
 		case <-sess.Done():
 			c.Reconnects.Add(1)
-			c.log.Warn("relay session lost; reconnecting", "relay", c.addr)
+			if sess.ClosedByPeer() {
+				c.log.Info("the relay closed the session; reconnecting", "relay", c.addr)
+			} else {
+				c.log.Warn("relay session lost; reconnecting", "relay", c.addr)
+			}
 			// The relay may have been gone for an idle timeout before the
 			// session noticed; a second more covers objects in flight.
 			for _, b := range c.allBacklogs() {
