@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"github.com/moqsframe/moqsframe/internal/proctest"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/rtpingest"
@@ -62,8 +60,11 @@ func startTee(t *testing.T, to string) *rtpTee {
 	}
 	tee := &rtpTee{conn: conn, fwd: fwd, marked: make(chan struct{})}
 	go func() {
-		var d rtpingest.H264Depacketizer
-		var g rtpingest.Grouper
+		// The same receiver as the sidecar's: the same frames and IDs.
+		rc, err := rtpingest.NewReceiver(rtpingest.Config{Codec: rtpingest.H264})
+		if err != nil {
+			panic(err)
+		}
 		buf := make([]byte, 65536)
 		for {
 			n, _, err := conn.ReadFrom(buf)
@@ -75,14 +76,10 @@ func startTee(t *testing.T, to string) *rtpTee {
 				continue
 			}
 			fwd.Write(buf[:n])
-			var p rtp.Packet
-			if p.Unmarshal(buf[:n]) != nil {
-				continue
-			}
-			if f, ok, _ := d.Push(&p); ok {
-				gr, ob := g.Next(f.Keyframe)
+			rc.Push(buf[:n])
+			for f, ok := rc.Next(); ok; f, ok = rc.Next() {
 				tee.mu.Lock()
-				tee.frames = append(tee.frames, expectedFrame{gr, ob, bytes.Clone(f.Data)})
+				tee.frames = append(tee.frames, expectedFrame{f.Group, f.Object, bytes.Clone(f.Data)})
 				tee.mu.Unlock()
 			}
 		}

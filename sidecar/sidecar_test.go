@@ -177,7 +177,10 @@ func TestRTPSinkRoundTrip(t *testing.T) {
 	if err := sink.WriteObject("other", 0, 0, 0, []byte("x")); err == nil {
 		t.Fatal("unknown track accepted")
 	}
-	var d rtpingest.H264Depacketizer
+	rc, err := rtpingest.NewReceiver(rtpingest.Config{Codec: rtpingest.H264})
+	if err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 2048)
 	var got [][]byte
 	video.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -186,13 +189,10 @@ func TestRTPSinkRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var p rtp.Packet
-		if err := p.Unmarshal(buf[:n]); err != nil {
+		if err := rc.Push(buf[:n]); err != nil {
 			t.Fatal(err)
 		}
-		if f, ok, err := d.Push(&p); err != nil {
-			t.Fatal(err)
-		} else if ok {
+		for f, ok := rc.Next(); ok; f, ok = rc.Next() {
 			got = append(got, bytes.Clone(f.Data))
 		}
 	}
