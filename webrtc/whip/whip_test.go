@@ -39,6 +39,24 @@ func (s *frameSink) count(track string) int {
 
 var loopback = []net.IP{net.IPv4(127, 0, 0, 1)}
 
+// startServer runs a WHIP server with cfg (its Sink a frameSink, ICE on
+// loopback) behind an httptest server, both closed when the test ends.
+func startServer(t *testing.T, cfg Config) (*frameSink, *Server, *httptest.Server) {
+	t.Helper()
+	sink := &frameSink{frames: map[string]int{}}
+	cfg.Sink, cfg.ICEIPs, cfg.Logger = sink, loopback, slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return sink, srv, hs
+}
+
 // publisher is a pion peer that offers one H.264 track, as OBS does.
 type publisher struct {
 	pc    *webrtc.PeerConnection
@@ -103,16 +121,7 @@ const av1Only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UD
 // its 4xx and reason, is counted, and the running session keeps delivering
 // frames.
 func TestWHIPSessionAndBadInput(t *testing.T) {
-	sink := &frameSink{frames: map[string]int{}}
-	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink, Token: "s3cret", MaxSessions: 1, ICEIPs: loopback, KeyframeInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	mux := http.NewServeMux()
-	srv.Register(mux)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	sink, srv, hs := startServer(t, Config{Token: "s3cret", MaxSessions: 1, KeyframeInterval: 100 * time.Millisecond})
 
 	pub := newPublisher(t)
 	res, answer := post(t, hs.URL+"/whip", "s3cret", "application/sdp", pub.offer(t))
@@ -191,16 +200,7 @@ func TestWHIPSessionAndBadInput(t *testing.T) {
 // TestWHIPBitrateLimit: a publisher far above -whip-max-bitrate is closed
 // after 3 seconds over it, and counted; its stream is free again.
 func TestWHIPBitrateLimit(t *testing.T) {
-	sink := &frameSink{frames: map[string]int{}}
-	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink, MaxBitrate: 100_000, ICEIPs: loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	mux := http.NewServeMux()
-	srv.Register(mux)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	sink, srv, hs := startServer(t, Config{MaxBitrate: 100_000})
 	pub := newPublisher(t)
 	res, answer := post(t, hs.URL+"/whip", "", "application/sdp", pub.offer(t))
 	if res.StatusCode != http.StatusCreated {
@@ -235,16 +235,7 @@ func TestWHIPBitrateLimit(t *testing.T) {
 // TestWHIPVP8: a VP8 track goes through the same depacketizer as
 // -rtp-video -video-codec vp8 (rtpingest), key frames start groups.
 func TestWHIPVP8(t *testing.T) {
-	sink := &frameSink{frames: map[string]int{}}
-	srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sink: sink, ICEIPs: loopback, KeyframeInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	mux := http.NewServeMux()
-	srv.Register(mux)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	sink, _, hs := startServer(t, Config{KeyframeInterval: 100 * time.Millisecond})
 	pub := newPublisherOf(t, wish.VP8.RTPCodecCapability)
 	res, answer := post(t, hs.URL+"/whip", "", "application/sdp", pub.offer(t))
 	if res.StatusCode != http.StatusCreated {
