@@ -289,17 +289,54 @@ func parseSubscribe(msg []byte) (requestID, alias uint64, ok bool) {
 	return requestID, alias, true
 }
 
-// sendStream is an outgoing data stream. Each Write gets a deadline so a
-// subscriber that stops reading cannot pin its writer goroutine forever.
+// sendStream is an outgoing data stream. A Write that blocks for longer
+// than timeout fails, so a subscriber that stops reading cannot pin its
+// writer goroutine forever. One watchdog timer per stream, re-armed per
+// Write, does this: a write deadline per Write would cost quic-go a timer
+// allocation on every Write that has to wait for its send loop.
 type sendStream struct {
 	s       *quic.SendStream
 	timeout time.Duration
+
+	watchdog *time.Timer // created by the first Write
+	mu       sync.Mutex  // orders the watchdog against the end of a Write
+	writing  bool
+	expired  bool // the watchdog set a deadline in the past
 }
 
 func (s *sendStream) Write(p []byte) (int, error) {
-	_ = s.s.SetWriteDeadline(time.Now().Add(s.timeout))
-	return s.s.Write(p)
+	s.mu.Lock()
+	if s.expired {
+		// The watchdog fired as the previous Write ended: clear its deadline.
+		_ = s.s.SetWriteDeadline(time.Time{})
+		s.expired = false
+	}
+	s.writing = true
+	s.mu.Unlock()
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(s.timeout, s.expire)
+	} else {
+		s.watchdog.Reset(s.timeout)
+	}
+	n, err := s.s.Write(p)
+	s.mu.Lock()
+	s.writing = false
+	s.mu.Unlock()
+	s.watchdog.Stop()
+	return n, err
 }
+
+// expire ends the Write in progress, if any: a deadline in the past makes
+// quic-go return it with a timeout error.
+func (s *sendStream) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writing {
+		s.expired = true
+		_ = s.s.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
+
 func (s *sendStream) Close() error      { return s.s.Close() }
 func (s *sendStream) Reset(code uint32) { s.s.CancelWrite(quic.StreamErrorCode(code)) }
 func (s *sendStream) StreamID() uint64  { return uint64(s.s.StreamID()) }

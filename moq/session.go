@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,11 +385,23 @@ func (s *Session) Publish(namespace []string, track string) (*Publisher, error) 
 
 // trackKey is an unambiguous map key for (namespace tuple, track).
 func trackKey(namespace []string, track string) string {
-	var b strings.Builder
+	// Each field is length-prefixed, so no two (namespace, track) pairs
+	// share a key whatever bytes they hold. One allocation: the key.
+	n := len(track) + 1
 	for _, e := range namespace {
-		fmt.Fprintf(&b, "%d:%s/", len(e), e)
+		n += len(e) + 2 + len(strconv.Itoa(len(e)))
 	}
-	fmt.Fprintf(&b, "|%s", track)
+	var b strings.Builder
+	b.Grow(n)
+	var digits [20]byte
+	for _, e := range namespace {
+		b.Write(strconv.AppendInt(digits[:0], int64(len(e)), 10))
+		b.WriteByte(':')
+		b.WriteString(e)
+		b.WriteByte('/')
+	}
+	b.WriteByte('|')
+	b.WriteString(track)
 	return b.String()
 }
 

@@ -92,16 +92,17 @@ func (c *RelayClient) SetReconnectBuffer(b ReconnectBuffer) {
 // namespace through the relay, with a reconnect buffer per track
 // (ReconnectBuffer): the encrypting sidecar's output.
 func (c *RelayClient) Sink(namespace []string) Sink {
-	return relaySink{c: c, namespace: namespace}
+	return &relaySink{c: c, namespace: namespace}
 }
 
 type relaySink struct {
 	c         *RelayClient
 	namespace []string
+	backlogs  sync.Map // track name -> *backlog: no key to build per object
 }
 
 // WriteObject copies payload once: the copy is both kept and queued.
-func (s relaySink) WriteObject(track string, group, subgroup, object uint64, payload []byte) error {
+func (s *relaySink) WriteObject(track string, group, subgroup, object uint64, payload []byte) error {
 	limit := s.c.cfg.MaxObjectSize
 	if limit <= 0 {
 		limit = moq.DefaultMaxObjectSize
@@ -109,7 +110,11 @@ func (s relaySink) WriteObject(track string, group, subgroup, object uint64, pay
 	if len(payload) > limit {
 		return &moq.ObjectTooLargeError{Size: uint64(len(payload)), Max: uint64(limit)}
 	}
-	return s.c.backlog(s.namespace, track).write(moq.Object{GroupID: group, SubgroupID: subgroup, ObjectID: object, Payload: append([]byte(nil), payload...)})
+	b, ok := s.backlogs.Load(track)
+	if !ok {
+		b, _ = s.backlogs.LoadOrStore(track, s.c.backlog(s.namespace, track))
+	}
+	return b.(*backlog).write(moq.Object{GroupID: group, SubgroupID: subgroup, ObjectID: object, Payload: append([]byte(nil), payload...)})
 }
 
 func (c *RelayClient) backlog(namespace []string, track string) *backlog {

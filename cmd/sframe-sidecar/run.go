@@ -65,6 +65,7 @@ func run(ctx context.Context, cfg Config, _, stderr io.Writer) error {
 		return err
 	}
 	defer leave()
+	keys = benchKeys(keys, log)
 	reg := newMetrics(relay, member)
 	sc, err := sidecar.New(sidecar.Config{Mode: cfg.Mode, Namespace: cfg.Namespace, Keys: keys, Sink: sink,
 		Pipeline: pipeline.Config{Workers: cfg.Workers}, MaxObjectSize: cfg.MaxObjectSize, LossWindow: cfg.ReplayWindow,

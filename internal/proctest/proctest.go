@@ -43,9 +43,17 @@ func Main(m *testing.M) {
 // returns the executable's path.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
+	return BuildTags(t, pkg, "")
+}
+
+// BuildTags is Build with the build tags tags (comma-separated; "" for
+// none). Each (pkg, tags) pair is built once.
+func BuildTags(t testing.TB, pkg, tags string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := built[pkg]; ok {
+	key := pkg + " " + tags
+	if p, ok := built[key]; ok {
 		return p
 	}
 	if builtDir == "" {
@@ -57,6 +65,10 @@ func Build(t testing.TB, pkg string) string {
 	}
 	out := filepath.Join(builtDir, filepath.Base(pkg))
 	args := []string{"build", "-o", out}
+	if tags != "" {
+		out += "-" + strings.ReplaceAll(tags, ",", "-")
+		args = []string{"build", "-o", out, "-tags", tags}
+	}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -64,7 +76,7 @@ func Build(t testing.TB, pkg string) string {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
-	built[pkg] = out
+	built[key] = out
 	return out
 }
 
