@@ -25,6 +25,7 @@ type ctrHMAC struct {
 	ctr     *aesgcm.CTR // the VAES keystream where the CPU has it
 	tagSize int
 	mac256  *hmacsha256.Key // SHA-256 suites; nil for SHA-512
+	stitch  *hmacsha256.CTR // AES-128 schedule of the one-pass seal; nil without its kernel
 	states  sync.Pool       // *ctrHMACState, SHA-512 suites
 }
 
@@ -46,6 +47,9 @@ func newCTRHMAC(p *suiteParams, key []byte) (*ctrHMAC, error) {
 	a := &ctrHMAC{ctr: ctr, tagSize: p.nt}
 	if p.nh == hmacsha256.Size {
 		a.mac256 = hmacsha256.New(authKey)
+		if len(encKey) == 16 {
+			a.stitch = hmacsha256.NewCTR((*[16]byte)(encKey))
+		}
 		return a, nil
 	}
 	authKey = append([]byte(nil), authKey...)
@@ -78,6 +82,18 @@ func (a *ctrHMAC) Seal(dst, nonce, plaintext, aad []byte) []byte {
 func (a *ctrHMAC) sealParts(out []byte, nonce [nonceSize]byte, plaintext, hdr, md []byte) {
 	ct := out[:len(plaintext)]
 	if a.mac256 != nil {
+		if a.stitch != nil {
+			// One pass: each block of ciphertext is hashed in the
+			// instruction stream that encrypts a later one.
+			var iv [16]byte
+			copy(iv[:], nonce[:])
+			fixed := a.macFixed(&nonce, len(hdr)+len(md), len(plaintext))
+			var sum [hmacsha256.Size]byte
+			if a.mac256.SealCTR(&sum, a.stitch, &iv, ct, plaintext, fixed[:], hdr, md) {
+				copy(out[len(plaintext):], sum[:a.tagSize])
+				return
+			}
+		}
 		a.xorKeyStream256(ct, plaintext, &nonce)
 		a.tag256(out[len(plaintext):], &nonce, hdr, md, ct)
 		return
@@ -138,14 +154,20 @@ func (a *ctrHMAC) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 // (lengths and nonce) is laid out on the stack and every part is hashed
 // from where it lies, from the key's precomputed HMAC states.
 func (a *ctrHMAC) tag256(dst []byte, nonce *[nonceSize]byte, aad1, aad2, ct []byte) {
-	var fixed [3*8 + nonceSize]byte
-	binary.BigEndian.PutUint64(fixed[0:], uint64(len(aad1)+len(aad2)))
-	binary.BigEndian.PutUint64(fixed[8:], uint64(len(ct)))
-	binary.BigEndian.PutUint64(fixed[16:], uint64(a.tagSize))
-	copy(fixed[24:], nonce[:])
+	fixed := a.macFixed(nonce, len(aad1)+len(aad2), len(ct))
 	var sum [hmacsha256.Size]byte
 	a.mac256.Sum(&sum, fixed[:], aad1, aad2, ct)
 	copy(dst, sum[:a.tagSize])
+}
+
+// macFixed returns the fixed part of the MAC prefix:
+// len(aad) || len(ct) || Nt (8 bytes each) || nonce.
+func (a *ctrHMAC) macFixed(nonce *[nonceSize]byte, aadLen, ctLen int) (fixed [3*8 + nonceSize]byte) {
+	binary.BigEndian.PutUint64(fixed[0:], uint64(aadLen))
+	binary.BigEndian.PutUint64(fixed[8:], uint64(ctLen))
+	binary.BigEndian.PutUint64(fixed[16:], uint64(a.tagSize))
+	copy(fixed[24:], nonce[:])
+	return fixed
 }
 
 // xorKeyStream256 is xorKeyStream with the counter block on the stack.

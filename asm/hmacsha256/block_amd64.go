@@ -32,3 +32,28 @@ func block(h *[8]uint32, p []byte) {
 		blockGeneric(h, p)
 	}
 }
+
+//go:noescape
+func expandKey128(rk *[11 * 16]byte, key *[16]byte)
+
+//go:noescape
+func ctrSHANI(rk *[11 * 16]byte, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int)
+
+// hasStitch: the stitched AES-CTR + SHA-256 kernel also needs AES-NI and
+// AVX (its AES half uses VEX encodings).
+var hasStitch = cpuid.CPU.Supports(cpuid.SHA, cpuid.SSE4, cpuid.SSSE3, cpuid.AESNI, cpuid.AVX)
+
+func newCTR(key *[16]byte) *CTR {
+	if !hasStitch {
+		return nil
+	}
+	c := new(CTR)
+	expandKey128(&c.rk, key)
+	return c
+}
+
+func stitchEnabled() bool { return hasStitch && useSHANI.Load() }
+
+func ctrBlocks(c *CTR, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int) {
+	ctrSHANI(&c.rk, iv, dst, src, nEnc, h, hp, nHash)
+}

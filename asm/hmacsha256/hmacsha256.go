@@ -69,10 +69,15 @@ func (k *Key) Sum(dst *[Size]byte, parts ...[]byte) {
 		d.write(p)
 	}
 	d.finish()
-	// The outer hash runs over one block: the inner hash, padding and the
-	// length of key⊕opad || inner hash (96 bytes).
+	k.outerSum(dst, &d.h)
+}
+
+// outerSum writes the HMAC of an inner hash: the outer hash runs over one
+// block, the inner hash, padding and the length of key⊕opad || inner hash
+// (96 bytes).
+func (k *Key) outerSum(dst *[Size]byte, inner *[8]uint32) {
 	var b [BlockSize]byte
-	for i, v := range d.h {
+	for i, v := range inner {
 		binary.BigEndian.PutUint32(b[4*i:], v)
 	}
 	b[Size] = 0x80

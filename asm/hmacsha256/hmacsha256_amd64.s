@@ -74,6 +74,22 @@ DATA bswap32<>+0(SB)/8, $0x0405060700010203
 DATA bswap32<>+8(SB)/8, $0x0c0d0e0f08090a0b
 GLOBL bswap32<>(SB), RODATA|NOPTR, $16
 
+DATA rev16<>+0(SB)/8, $0x08090a0b0c0d0e0f
+DATA rev16<>+8(SB)/8, $0x0001020304050607
+GLOBL rev16<>(SB), RODATA|NOPTR, $16
+
+DATA ctrAdd<>+0(SB)/8, $0x0000000000000000
+DATA ctrAdd<>+8(SB)/8, $0x0000000000000000
+DATA ctrAdd<>+16(SB)/8, $0x0000000000000001
+DATA ctrAdd<>+24(SB)/8, $0x0000000000000000
+DATA ctrAdd<>+32(SB)/8, $0x0000000000000002
+DATA ctrAdd<>+40(SB)/8, $0x0000000000000000
+DATA ctrAdd<>+48(SB)/8, $0x0000000000000003
+DATA ctrAdd<>+56(SB)/8, $0x0000000000000000
+DATA ctrAdd<>+64(SB)/8, $0x0000000000000004
+DATA ctrAdd<>+72(SB)/8, $0x0000000000000000
+GLOBL ctrAdd<>(SB), RODATA|NOPTR, $80
+
 // func blockSHANI(h *[8]uint32, p []byte)
 // Requires: SHA, SSE2, SSE4.1, SSSE3
 TEXT ·blockSHANI(SB), NOSPLIT, $0-32
@@ -257,4 +273,610 @@ loop:
 	MOVOU       X2, 16(DI)
 
 done:
+	RET
+
+// func expandKey128(rk *[176]byte, key *[16]byte)
+// Requires: AES, SSE2
+TEXT ·expandKey128(SB), NOSPLIT, $0-16
+	MOVQ            rk+0(FP), DI
+	MOVQ            key+8(FP), SI
+	MOVOU           (SI), X1
+	MOVOU           X1, (DI)
+	AESKEYGENASSIST $0x01, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 16(DI)
+	AESKEYGENASSIST $0x02, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 32(DI)
+	AESKEYGENASSIST $0x04, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 48(DI)
+	AESKEYGENASSIST $0x08, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 64(DI)
+	AESKEYGENASSIST $0x10, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 80(DI)
+	AESKEYGENASSIST $0x20, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 96(DI)
+	AESKEYGENASSIST $0x40, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 112(DI)
+	AESKEYGENASSIST $0x80, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 128(DI)
+	AESKEYGENASSIST $0x1b, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 144(DI)
+	AESKEYGENASSIST $0x36, X1, X2
+	PSHUFD          $0xff, X2, X2
+	MOVO            X1, X3
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PSLLDQ          $0x04, X3
+	PXOR            X3, X1
+	PXOR            X2, X1
+	MOVOU           X1, 160(DI)
+	RET
+
+// func ctrSHANI(rk *[176]byte, iv *[16]byte, dst *byte, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int)
+// Requires: AES, AVX, SHA, SSE2, SSE4.1, SSSE3
+TEXT ·ctrSHANI(SB), NOSPLIT, $0-64
+	MOVQ    rk+0(FP), R8
+	MOVQ    iv+8(FP), AX
+	MOVQ    dst+16(FP), R10
+	MOVQ    src+24(FP), R11
+	MOVQ    nEnc+32(FP), R12
+	MOVQ    h+40(FP), DI
+	MOVQ    hp+48(FP), SI
+	MOVQ    nHash+56(FP), DX
+	VMOVDQU (AX), X15
+	VPSHUFB rev16<>+0(SB), X15, X15
+	LEAQ    ctrAdd<>+0(SB), BX
+	MOVOU   (DI), X1
+	MOVOU   16(DI), X2
+	PSHUFD  $0xb1, X1, X1
+	PSHUFD  $0x1b, X2, X2
+	MOVO    X1, X7
+	PALIGNR $0x08, X2, X1
+	PBLENDW $0xf0, X7, X2
+	MOVOU   bswap32<>+0(SB), X8
+	LEAQ    sha256K<>+0(SB), AX
+
+both:
+	TESTQ       R12, R12
+	JZ          hashOnly
+	TESTQ       DX, DX
+	JZ          encOnly
+	VPADDD      (BX), X15, X11
+	MOVO        X1, X9
+	MOVO        X2, X10
+	MOVOU       (SI), X3
+	VPSHUFB     rev16<>+0(SB), X11, X11
+	PSHUFB      X8, X3
+	MOVO        X3, X0
+	VPXOR       (R8), X11, X11
+	PADDD       (AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	VPADDD      16(BX), X15, X12
+	SHA256RNDS2 X0, X2, X1
+	MOVOU       16(SI), X4
+	VPSHUFB     rev16<>+0(SB), X12, X12
+	PSHUFB      X8, X4
+	MOVO        X4, X0
+	PADDD       16(AX), X0
+	VPXOR       (R8), X12, X12
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	VPADDD      32(BX), X15, X13
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	VPSHUFB     rev16<>+0(SB), X13, X13
+	MOVOU       32(SI), X5
+	PSHUFB      X8, X5
+	MOVO        X5, X0
+	VPXOR       (R8), X13, X13
+	PADDD       32(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	VPADDD      48(BX), X15, X14
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	VPSHUFB     rev16<>+0(SB), X14, X14
+	MOVOU       48(SI), X6
+	PSHUFB      X8, X6
+	VPXOR       (R8), X14, X14
+	MOVO        X6, X0
+	PADDD       48(AX), X0
+	VPADDD      64(BX), X15, X15
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	VAESENC     16(R8), X11, X11
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	VAESENC     16(R8), X12, X12
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	VAESENC     16(R8), X13, X13
+	MOVO        X3, X0
+	PADDD       64(AX), X0
+	VAESENC     16(R8), X14, X14
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	VAESENC     32(R8), X11, X11
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	VAESENC     32(R8), X12, X12
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VAESENC     32(R8), X13, X13
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       80(AX), X0
+	VAESENC     32(R8), X14, X14
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	VAESENC     48(R8), X11, X11
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	VAESENC     48(R8), X12, X12
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VAESENC     48(R8), X13, X13
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	VAESENC     48(R8), X14, X14
+	PADDD       96(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	VAESENC     64(R8), X11, X11
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	VAESENC     64(R8), X12, X12
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VAESENC     64(R8), X13, X13
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	VAESENC     64(R8), X14, X14
+	PADDD       112(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	VAESENC     80(R8), X11, X11
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	VAESENC     80(R8), X12, X12
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	VAESENC     80(R8), X13, X13
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	VAESENC     80(R8), X14, X14
+	PADDD       128(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	VAESENC     96(R8), X11, X11
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	VAESENC     96(R8), X12, X12
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	VAESENC     96(R8), X13, X13
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	VAESENC     96(R8), X14, X14
+	MOVO        X4, X0
+	PADDD       144(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	VAESENC     112(R8), X11, X11
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	VAESENC     112(R8), X12, X12
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	VAESENC     112(R8), X13, X13
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	VAESENC     112(R8), X14, X14
+	MOVO        X5, X0
+	PADDD       160(AX), X0
+	VAESENC     128(R8), X11, X11
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	VAESENC     128(R8), X12, X12
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	VAESENC     128(R8), X13, X13
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	VAESENC     128(R8), X14, X14
+	MOVO        X6, X0
+	PADDD       176(AX), X0
+	VAESENC     144(R8), X11, X11
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	VAESENC     144(R8), X12, X12
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	VAESENC     144(R8), X13, X13
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VAESENC     144(R8), X14, X14
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       192(AX), X0
+	VAESENCLAST 160(R8), X11, X11
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	VAESENCLAST 160(R8), X12, X12
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	VAESENCLAST 160(R8), X13, X13
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VAESENCLAST 160(R8), X14, X14
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	VPXOR       (R11), X11, X11
+	PADDD       208(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	VMOVDQU     X11, (R10)
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	VPXOR       16(R11), X12, X12
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VMOVDQU     X12, 16(R10)
+	MOVO        X5, X0
+	PADDD       224(AX), X0
+	VPXOR       32(R11), X13, X13
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	VMOVDQU     X13, 32(R10)
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	VPXOR       48(R11), X14, X14
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	VMOVDQU     X14, 48(R10)
+	MOVO        X6, X0
+	PADDD       240(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	ADDQ        $0x40, R11
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	ADDQ        $0x40, R10
+	PADDD       X9, X1
+	PADDD       X10, X2
+	ADDQ        $0x40, SI
+	DECQ        DX
+	DECQ        R12
+	JMP         both
+
+hashOnly:
+	TESTQ       DX, DX
+	JZ          done
+	MOVO        X1, X9
+	MOVO        X2, X10
+	MOVOU       (SI), X3
+	PSHUFB      X8, X3
+	MOVO        X3, X0
+	PADDD       (AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVOU       16(SI), X4
+	PSHUFB      X8, X4
+	MOVO        X4, X0
+	PADDD       16(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVOU       32(SI), X5
+	PSHUFB      X8, X5
+	MOVO        X5, X0
+	PADDD       32(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVOU       48(SI), X6
+	PSHUFB      X8, X6
+	MOVO        X6, X0
+	PADDD       48(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       64(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       80(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	PADDD       96(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	PADDD       112(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       128(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       144(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	PADDD       160(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	PADDD       176(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       192(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       208(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X5, X0
+	PADDD       224(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X6, X0
+	PADDD       240(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	PADDD       X9, X1
+	PADDD       X10, X2
+	ADDQ        $0x40, SI
+	DECQ        DX
+	JMP         hashOnly
+
+encOnly:
+	TESTQ       R12, R12
+	JZ          done
+	VPADDD      (BX), X15, X11
+	VPSHUFB     rev16<>+0(SB), X11, X11
+	VPXOR       (R8), X11, X11
+	VPADDD      16(BX), X15, X12
+	VPSHUFB     rev16<>+0(SB), X12, X12
+	VPXOR       (R8), X12, X12
+	VPADDD      32(BX), X15, X13
+	VPSHUFB     rev16<>+0(SB), X13, X13
+	VPXOR       (R8), X13, X13
+	VPADDD      48(BX), X15, X14
+	VPSHUFB     rev16<>+0(SB), X14, X14
+	VPXOR       (R8), X14, X14
+	VPADDD      64(BX), X15, X15
+	VAESENC     16(R8), X11, X11
+	VAESENC     16(R8), X12, X12
+	VAESENC     16(R8), X13, X13
+	VAESENC     16(R8), X14, X14
+	VAESENC     32(R8), X11, X11
+	VAESENC     32(R8), X12, X12
+	VAESENC     32(R8), X13, X13
+	VAESENC     32(R8), X14, X14
+	VAESENC     48(R8), X11, X11
+	VAESENC     48(R8), X12, X12
+	VAESENC     48(R8), X13, X13
+	VAESENC     48(R8), X14, X14
+	VAESENC     64(R8), X11, X11
+	VAESENC     64(R8), X12, X12
+	VAESENC     64(R8), X13, X13
+	VAESENC     64(R8), X14, X14
+	VAESENC     80(R8), X11, X11
+	VAESENC     80(R8), X12, X12
+	VAESENC     80(R8), X13, X13
+	VAESENC     80(R8), X14, X14
+	VAESENC     96(R8), X11, X11
+	VAESENC     96(R8), X12, X12
+	VAESENC     96(R8), X13, X13
+	VAESENC     96(R8), X14, X14
+	VAESENC     112(R8), X11, X11
+	VAESENC     112(R8), X12, X12
+	VAESENC     112(R8), X13, X13
+	VAESENC     112(R8), X14, X14
+	VAESENC     128(R8), X11, X11
+	VAESENC     128(R8), X12, X12
+	VAESENC     128(R8), X13, X13
+	VAESENC     128(R8), X14, X14
+	VAESENC     144(R8), X11, X11
+	VAESENC     144(R8), X12, X12
+	VAESENC     144(R8), X13, X13
+	VAESENC     144(R8), X14, X14
+	VAESENCLAST 160(R8), X11, X11
+	VAESENCLAST 160(R8), X12, X12
+	VAESENCLAST 160(R8), X13, X13
+	VAESENCLAST 160(R8), X14, X14
+	VPXOR       (R11), X11, X11
+	VMOVDQU     X11, (R10)
+	VPXOR       16(R11), X12, X12
+	VMOVDQU     X12, 16(R10)
+	VPXOR       32(R11), X13, X13
+	VMOVDQU     X13, 32(R10)
+	VPXOR       48(R11), X14, X14
+	VMOVDQU     X14, 48(R10)
+	ADDQ        $0x40, R11
+	ADDQ        $0x40, R10
+	DECQ        R12
+	JMP         encOnly
+
+done:
+	PSHUFD  $0x1b, X1, X1
+	PSHUFD  $0xb1, X2, X2
+	MOVO    X1, X7
+	PBLENDW $0xf0, X2, X1
+	PALIGNR $0x08, X7, X2
+	MOVOU   X1, (DI)
+	MOVOU   X2, 16(DI)
 	RET

@@ -30,32 +30,48 @@ var k = [64]uint32{
 	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 }
 
+var kMem, bswap, rev16, ctrAdd Mem
+
+// Registers of the SHA-256 kernels.
+var (
+	abef, cdgh, msg, tmp         = X1, X2, X0, X7
+	m                            = []VecPhysical{X3, X4, X5, X6}
+	saveABEF, saveCDGH, maskBE32 = X9, X10, X8
+)
+
 func main() {
 	ConstraintExpr("!purego")
 
-	kMem := GLOBL("sha256K", NOPTR|RODATA)
+	kMem = GLOBL("sha256K", NOPTR|RODATA)
 	for i, c := range k {
 		DATA(4*i, U32(c))
 	}
 	// bswap32 reverses the bytes of each dword: the message words are
 	// big-endian.
-	bswap := GLOBL("bswap32", NOPTR|RODATA)
+	bswap = GLOBL("bswap32", NOPTR|RODATA)
 	DATA(0, U64(0x0405060700010203))
 	DATA(8, U64(0x0c0d0e0f08090a0b))
+	// rev16 reverses 16 bytes: the counter block's big-endian 32-bit counter
+	// (bytes 12..15) becomes dword 0, where PADDD counts it modulo 2^32.
+	rev16 = GLOBL("rev16", NOPTR|RODATA)
+	DATA(0, U64(0x08090a0b0c0d0e0f))
+	DATA(8, U64(0x0001020304050607))
+	// ctrAdd: +0, +1, +2, +3 (the four blocks of a chunk), then +4.
+	ctrAdd = GLOBL("ctrAdd", NOPTR|RODATA)
+	for i := 0; i < 5; i++ {
+		DATA(16*i, U64(uint64(i)))
+		DATA(16*i+8, U64(0))
+	}
 
-	TEXT("blockSHANI", NOSPLIT, "func(h *[8]uint32, p []byte)")
-	Doc("blockSHANI hashes the len(p)/64 whole blocks of p into h.")
-	Load(Param("h"), RDI)
-	Load(Param("p").Base(), RSI)
-	Load(Param("p").Len(), RDX)
-	SHRQ(U8(6), RDX)
-	JZ(LabelRef("done"))
+	blockSHANI()
+	expandKey128()
+	ctrSHANI()
+	Generate()
+}
 
-	abef, cdgh, msg, tmp := X1, X2, X0, X7
-	m := []VecPhysical{X3, X4, X5, X6}
-	saveABEF, saveCDGH, mask := X9, X10, X8
-
-	// h = A B C D | E F G H (dword 0 first) -> ABEF, CDGH.
+// loadState converts h = A B C D | E F G H (dword 0 first), at RDI, to
+// ABEF and CDGH.
+func loadState() {
 	MOVOU(Mem{Base: RDI}, abef)
 	MOVOU(Mem{Base: RDI, Disp: 16}, cdgh)
 	PSHUFD(U8(0xb1), abef, abef) // B A D C
@@ -63,47 +79,12 @@ func main() {
 	MOVO(abef, tmp)
 	PALIGNR(U8(8), cdgh, abef)   // F E B A
 	PBLENDW(U8(0xf0), tmp, cdgh) // H G D C
-	MOVOU(bswap, mask)
+	MOVOU(bswap, maskBE32)
 	LEAQ(kMem, RAX)
+}
 
-	Label("loop")
-	MOVO(abef, saveABEF)
-	MOVO(cdgh, saveCDGH)
-	// Group g holds W[4g .. 4g+3]; m[g%4] holds it from the step that
-	// completes it until step g+4 reuses the register. The schedule runs one
-	// step ahead of the rounds: step i completes group i+1 and starts group
-	// i+3 (W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]).
-	for i := 0; i < 16; i++ {
-		cur := m[i%4]
-		if i < 4 {
-			MOVOU(Mem{Base: RSI, Disp: 16 * i}, cur)
-			PSHUFB(mask, cur)
-		}
-		MOVO(cur, msg)
-		PADDD(Mem{Base: RAX, Disp: 16 * i}, msg)
-		SHA256RNDS2(msg, abef, cdgh) // cdgh <- new ABEF; old ABEF is the new CDGH
-		if i >= 3 && i <= 14 {
-			// Group i+1: m[(i+1)%4] already holds W[t-16] + σ0(W[t-15]).
-			next := m[(i+1)%4]
-			MOVO(cur, tmp)
-			PALIGNR(U8(4), m[(i+3)%4], tmp) // W[t-7]
-			PADDD(tmp, next)
-			SHA256MSG2(cur, next) // + σ1(W[t-2])
-		}
-		PSHUFD(U8(0x0e), msg, msg)
-		SHA256RNDS2(msg, cdgh, abef)
-		if i >= 1 && i <= 12 {
-			// Start group i+3 in the register of group i-1.
-			SHA256MSG1(cur, m[(i+3)%4])
-		}
-	}
-	PADDD(saveABEF, abef)
-	PADDD(saveCDGH, cdgh)
-	ADDQ(U8(64), RSI)
-	DECQ(RDX)
-	JNZ(LabelRef("loop"))
-
-	// ABEF, CDGH -> A B C D | E F G H.
+// storeState converts ABEF, CDGH back to h at RDI.
+func storeState() {
 	PSHUFD(U8(0x1b), abef, abef) // A B E F
 	PSHUFD(U8(0xb1), cdgh, cdgh) // G H C D
 	MOVO(abef, tmp)
@@ -111,9 +92,199 @@ func main() {
 	PALIGNR(U8(8), tmp, cdgh)     // E F G H
 	MOVOU(abef, Mem{Base: RDI})
 	MOVOU(cdgh, Mem{Base: RDI, Disp: 16})
+}
 
+// shaBlock returns the instructions that hash the block at RSI into
+// ABEF/CDGH (the feed-forward included), in order, so that a caller can
+// interleave other work between them.
+func shaBlock() []func() {
+	var ops []func()
+	emit := func(f func()) { ops = append(ops, f) }
+	emit(func() { MOVO(abef, saveABEF) })
+	emit(func() { MOVO(cdgh, saveCDGH) })
+	// Group g holds W[4g .. 4g+3]; m[g%4] holds it from the step that
+	// completes it until step g+4 reuses the register. The schedule runs one
+	// step ahead of the rounds: step i completes group i+1 and starts group
+	// i+3 (W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]).
+	for i := 0; i < 16; i++ {
+		cur := m[i%4]
+		if i < 4 {
+			emit(func() { MOVOU(Mem{Base: RSI, Disp: 16 * i}, cur) })
+			emit(func() { PSHUFB(maskBE32, cur) })
+		}
+		emit(func() { MOVO(cur, msg) })
+		emit(func() { PADDD(Mem{Base: RAX, Disp: 16 * i}, msg) })
+		emit(func() { SHA256RNDS2(msg, abef, cdgh) }) // cdgh <- new ABEF; old ABEF is the new CDGH
+		if i >= 3 && i <= 14 {
+			// Group i+1: m[(i+1)%4] already holds W[t-16] + σ0(W[t-15]).
+			next := m[(i+1)%4]
+			emit(func() { MOVO(cur, tmp) })
+			emit(func() { PALIGNR(U8(4), m[(i+3)%4], tmp) }) // W[t-7]
+			emit(func() { PADDD(tmp, next) })
+			emit(func() { SHA256MSG2(cur, next) }) // + σ1(W[t-2])
+		}
+		emit(func() { PSHUFD(U8(0x0e), msg, msg) })
+		emit(func() { SHA256RNDS2(msg, cdgh, abef) })
+		if i >= 1 && i <= 12 {
+			// Start group i+3 in the register of group i-1.
+			emit(func() { SHA256MSG1(cur, m[(i+3)%4]) })
+		}
+	}
+	emit(func() { PADDD(saveABEF, abef) })
+	emit(func() { PADDD(saveCDGH, cdgh) })
+	return ops
+}
+
+func blockSHANI() {
+	TEXT("blockSHANI", NOSPLIT, "func(h *[8]uint32, p []byte)")
+	Doc("blockSHANI hashes the len(p)/64 whole blocks of p into h.")
+	Load(Param("h"), RDI)
+	Load(Param("p").Base(), RSI)
+	Load(Param("p").Len(), RDX)
+	SHRQ(U8(6), RDX)
+	JZ(LabelRef("done"))
+	loadState()
+	Label("loop")
+	for _, op := range shaBlock() {
+		op()
+	}
+	ADDQ(U8(64), RSI)
+	DECQ(RDX)
+	JNZ(LabelRef("loop"))
+	storeState()
 	Label("done")
 	RET()
+}
 
-	Generate()
+// expandKey128 is the AES-128 key expansion (FIPS 197 §5.2) with
+// AESKEYGENASSIST: each round key is the previous one with its words
+// prefix-XORed, XORed with SubWord(RotWord(last word)) ⊕ Rcon.
+func expandKey128() {
+	TEXT("expandKey128", NOSPLIT, "func(rk *[11 * 16]byte, key *[16]byte)")
+	Doc("expandKey128 writes the 11 AES-128 round keys of key to rk.")
+	Load(Param("rk"), RDI)
+	Load(Param("key"), RSI)
+	MOVOU(Mem{Base: RSI}, X1)
+	MOVOU(X1, Mem{Base: RDI})
+	for r, rcon := range []uint8{0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1b, 0x36} {
+		AESKEYGENASSIST(U8(rcon), X1, X2)
+		PSHUFD(U8(0xff), X2, X2) // SubWord(RotWord(w3)) ⊕ Rcon in every dword
+		MOVO(X1, X3)
+		for range 3 {
+			PSLLDQ(U8(4), X3)
+			PXOR(X3, X1)
+		}
+		PXOR(X2, X1)
+		MOVOU(X1, Mem{Base: RDI, Disp: 16 * (r + 1)})
+	}
+	RET()
+}
+
+// Registers of the AES part of ctrSHANI: four blocks and the byte-reversed
+// counter block; round keys, masks and source bytes come from memory
+// (VEX encodings take unaligned memory operands).
+var (
+	aesBlk  = []VecPhysical{X11, X12, X13, X14}
+	aesCtr  = X15
+	rkReg   = R8
+	dstReg  = R10
+	srcReg  = R11
+	nEncReg = R12
+)
+
+// aesChunk returns the instructions that XOR 64 bytes at srcReg with the
+// keystream of the next four counter blocks into dstReg and advance both
+// pointers and the counter.
+func aesChunk() []func() {
+	var ops []func()
+	emit := func(f func()) { ops = append(ops, f) }
+	for j, b := range aesBlk {
+		emit(func() { VPADDD(Mem{Base: RBX, Disp: 16 * j}, aesCtr, b) })
+		emit(func() { VPSHUFB(rev16, b, b) })
+		emit(func() { VPXOR(Mem{Base: rkReg}, b, b) })
+	}
+	emit(func() { VPADDD(Mem{Base: RBX, Disp: 64}, aesCtr, aesCtr) })
+	for r := 1; r < 10; r++ {
+		for _, b := range aesBlk {
+			emit(func() { VAESENC(Mem{Base: rkReg, Disp: 16 * r}, b, b) })
+		}
+	}
+	for _, b := range aesBlk {
+		emit(func() { VAESENCLAST(Mem{Base: rkReg, Disp: 160}, b, b) })
+	}
+	for j, b := range aesBlk {
+		emit(func() { VPXOR(Mem{Base: srcReg, Disp: 16 * j}, b, b) })
+		emit(func() { VMOVDQU(b, Mem{Base: dstReg, Disp: 16 * j}) })
+	}
+	emit(func() { ADDQ(U8(64), srcReg) })
+	emit(func() { ADDQ(U8(64), dstReg) })
+	return ops
+}
+
+// ctrSHANI encrypts nEnc 64-byte chunks with AES-128-CTR and hashes nHash
+// blocks with SHA-256 in one instruction stream. The SHA-256 rounds are a
+// chain of SHA256RNDS2 latencies that leaves the vector ports mostly idle;
+// the AES rounds of the other job fill them. The two jobs must be
+// independent: the caller only hashes ciphertext written before the call or
+// at least one iteration earlier.
+func ctrSHANI() {
+	TEXT("ctrSHANI", NOSPLIT, "func(rk *[11 * 16]byte, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int)")
+	Doc("ctrSHANI XORs nEnc*64 bytes of src with the AES-128-CTR keystream from",
+		"counter block iv into dst and hashes the nHash blocks at hp into h.")
+	Load(Param("rk"), rkReg)
+	Load(Param("iv"), RAX)
+	Load(Param("dst"), dstReg)
+	Load(Param("src"), srcReg)
+	Load(Param("nEnc"), nEncReg)
+	Load(Param("h"), RDI)
+	Load(Param("hp"), RSI)
+	Load(Param("nHash"), RDX)
+	VMOVDQU(Mem{Base: RAX}, aesCtr)
+	VPSHUFB(rev16, aesCtr, aesCtr)
+	LEAQ(ctrAdd, RBX)
+	loadState()
+
+	Label("both")
+	TESTQ(nEncReg, nEncReg)
+	JZ(LabelRef("hashOnly"))
+	TESTQ(RDX, RDX)
+	JZ(LabelRef("encOnly"))
+	sha, aes := shaBlock(), aesChunk()
+	// Spread the AES instructions evenly over the SHA-256 block.
+	for i, j := 0, 0; i < len(sha) || j < len(aes); {
+		if j < len(aes) && (i >= len(sha) || j*len(sha) <= i*len(aes)) {
+			aes[j]()
+			j++
+		} else {
+			sha[i]()
+			i++
+		}
+	}
+	ADDQ(U8(64), RSI)
+	DECQ(RDX)
+	DECQ(nEncReg)
+	JMP(LabelRef("both"))
+
+	Label("hashOnly")
+	TESTQ(RDX, RDX)
+	JZ(LabelRef("done"))
+	for _, op := range shaBlock() {
+		op()
+	}
+	ADDQ(U8(64), RSI)
+	DECQ(RDX)
+	JMP(LabelRef("hashOnly"))
+
+	Label("encOnly")
+	TESTQ(nEncReg, nEncReg)
+	JZ(LabelRef("done"))
+	for _, op := range aesChunk() {
+		op()
+	}
+	DECQ(nEncReg)
+	JMP(LabelRef("encOnly"))
+
+	Label("done")
+	storeState()
+	RET()
 }
