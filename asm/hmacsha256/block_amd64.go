@@ -37,7 +37,20 @@ func block(h *[8]uint32, p []byte) {
 func expandKey128(rk *[11 * 16]byte, key *[16]byte)
 
 //go:noescape
-func ctrSHANI(rk *[11 * 16]byte, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int)
+func ctrSHANI(rk *[11 * 16]byte, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, first, next *byte, nHash int)
+
+//go:noescape
+func finalSHANI(inner *[8]uint32, pad *byte, nPad int, outer *[8]uint32, mac *[32]byte)
+
+// final hashes the padding blocks pad into inner and writes the HMAC from
+// outer to mac in one kernel call; it reports false without SHA-NI.
+func final(inner *[8]uint32, pad []byte, outer *[8]uint32, mac *[Size]byte) bool {
+	if !useSHANI.Load() {
+		return false
+	}
+	finalSHANI(inner, &pad[0], len(pad)/BlockSize, outer, mac)
+	return true
+}
 
 // hasStitch: the stitched AES-CTR + SHA-256 kernel also needs AES-NI and
 // AVX (its AES half uses VEX encodings).
@@ -54,6 +67,6 @@ func newCTR(key *[16]byte) *CTR {
 
 func stitchEnabled() bool { return hasStitch && useSHANI.Load() }
 
-func ctrBlocks(c *CTR, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int) {
-	ctrSHANI(&c.rk, iv, dst, src, nEnc, h, hp, nHash)
+func ctrBlocks(c *CTR, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, first, next *byte, nHash int) {
+	ctrSHANI(&c.rk, iv, dst, src, nEnc, h, first, next, nHash)
 }

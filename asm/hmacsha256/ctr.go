@@ -18,7 +18,7 @@ func NewCTR(key *[16]byte) *CTR { return newCTR(key) }
 // big-endian counter, incremented modulo 2^32) into ct[:len(pt)], and
 // writes to mac the HMAC-SHA256 of prefix[0] || prefix[1] || ... || ct. It
 // hashes each 64-byte block of ciphertext in the same instruction stream
-// that encrypts a later one, so that the AES rounds run in the slots the
+// that encrypts the next one, so that the AES rounds run in the slots the
 // SHA-256 round latency leaves idle.
 //
 // ct must be at least as long as pt and may alias it exactly, but must not
@@ -39,49 +39,57 @@ func (k *Key) SealCTR(mac *[Size]byte, c *CTR, iv *[16]byte, ct, pt []byte, pref
 	full := n &^ (BlockSize - 1)
 	var ctr [16]byte
 	// Counter blocks are independent: encrypt the partial last chunk first,
-	// through a buffer, then the first two whole chunks, so that the
-	// stitched loop below always hashes ciphertext written at least one
-	// iteration earlier.
+	// through a buffer, then the first whole chunk, so that the stitched
+	// loop below only hashes ciphertext written at least one iteration
+	// earlier.
 	if tail := n - full; tail > 0 {
 		var buf [BlockSize]byte
 		copy(buf[:], pt[full:])
 		counterAt(&ctr, iv, full/16)
-		ctrBlocks(c, &ctr, &buf[0], &buf[0], 1, &d.h, nil, 0)
+		ctrBlocks(c, &ctr, &buf[0], &buf[0], 1, &d.h, nil, nil, 0)
 		copy(ct[full:], buf[:tail])
 		clear(buf[:])
 	}
-	head := min(full, 2*BlockSize)
+	head := min(full, BlockSize)
 	if head > 0 {
-		ctrBlocks(c, iv, &ct[0], &pt[0], head/BlockSize, &d.h, nil, 0)
+		ctrBlocks(c, iv, &ct[0], &pt[0], 1, &d.h, nil, nil, 0)
 	}
-	// The block that straddles the prefix and the ciphertext.
+	// The block that straddles the prefix and the ciphertext (its
+	// ciphertext is in chunk 0 or the tail) is the stitched loop's first.
 	rest := ct
+	var first, next *byte
+	nHash := 0
 	if d.nb > 0 {
 		c := copy(d.buf[d.nb:BlockSize], rest)
 		d.nb += c
 		rest = rest[c:]
 		if d.nb == BlockSize {
-			block(&d.h, d.buf[:BlockSize])
-			d.nb = 0
+			first, nHash, d.nb = &d.buf[0], 1, 0
 		}
 	}
-	nHash := len(rest) / BlockSize
+	nRest := len(rest) / BlockSize
+	switch {
+	case nRest == 0:
+	case first == nil && nRest > 1:
+		first, next = &rest[0], &rest[BlockSize]
+	case first == nil:
+		first = &rest[0]
+	default:
+		next = &rest[0]
+	}
+	nHash += nRest
 	if nEnc := (full - head) / BlockSize; nEnc > 0 || nHash > 0 {
-		var dst, src, hp *byte
+		var dst, src *byte
 		if nEnc > 0 {
 			dst, src = &ct[head], &pt[head]
 		}
-		if nHash > 0 {
-			hp = &rest[0]
-		}
 		counterAt(&ctr, iv, head/16)
-		ctrBlocks(c, &ctr, dst, src, nEnc, &d.h, hp, nHash)
+		ctrBlocks(c, &ctr, dst, src, nEnc, &d.h, first, next, nHash)
 	}
 	if d.nb == 0 {
-		d.nb = copy(d.buf[:], rest[nHash*BlockSize:])
+		d.nb = copy(d.buf[:], rest[nRest*BlockSize:])
 	}
-	d.finish()
-	k.outerSum(mac, &d.h)
+	d.sum(k, mac)
 	return true
 }
 

@@ -68,8 +68,7 @@ func (k *Key) Sum(dst *[Size]byte, parts ...[]byte) {
 	for _, p := range parts {
 		d.write(p)
 	}
-	d.finish()
-	k.outerSum(dst, &d.h)
+	d.sum(k, dst)
 }
 
 // outerSum writes the HMAC of an inner hash: the outer hash runs over one
@@ -132,9 +131,9 @@ func (d *digest) write(p []byte) {
 	d.nb = copy(d.buf[:], p)
 }
 
-// finish appends the padding and the length in bits (FIPS 180-4 §5.1.1)
-// and hashes the last one or two blocks.
-func (d *digest) finish() {
+// pad appends the padding and the length in bits (FIPS 180-4 §5.1.1) to
+// buf and returns the last one or two blocks.
+func (d *digest) pad() []byte {
 	d.buf[d.nb] = 0x80
 	end := BlockSize
 	if d.nb >= BlockSize-8 {
@@ -142,7 +141,20 @@ func (d *digest) finish() {
 	}
 	clear(d.buf[d.nb+1 : end-8])
 	binary.BigEndian.PutUint64(d.buf[end-8:], d.n*8)
-	block(&d.h, d.buf[:end])
+	return d.buf[:end]
+}
+
+// finish hashes the last block(s).
+func (d *digest) finish() { block(&d.h, d.pad()) }
+
+// sum finishes d as the inner hash of an HMAC under k and writes the HMAC
+// to mac: in one kernel call where there is one.
+func (d *digest) sum(k *Key, mac *[Size]byte) {
+	p := d.pad()
+	if !final(&d.h, p, &k.outer, mac) {
+		block(&d.h, p)
+		k.outerSum(mac, &d.h)
+	}
 }
 
 func init() { impl.RegisterBase("hmacsha256", "generic") }

@@ -90,6 +90,10 @@ DATA ctrAdd<>+64(SB)/8, $0x0000000000000004
 DATA ctrAdd<>+72(SB)/8, $0x0000000000000000
 GLOBL ctrAdd<>(SB), RODATA|NOPTR, $80
 
+DATA outerPad<>+0(SB)/4, $0x80000000
+DATA outerPad<>+28(SB)/4, $0x00000300
+GLOBL outerPad<>(SB), RODATA|NOPTR, $32
+
 // func blockSHANI(h *[8]uint32, p []byte)
 // Requires: SHA, SSE2, SSE4.1, SSSE3
 TEXT ·blockSHANI(SB), NOSPLIT, $0-32
@@ -394,17 +398,18 @@ TEXT ·expandKey128(SB), NOSPLIT, $0-16
 	MOVOU           X1, 160(DI)
 	RET
 
-// func ctrSHANI(rk *[176]byte, iv *[16]byte, dst *byte, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int)
+// func ctrSHANI(rk *[176]byte, iv *[16]byte, dst *byte, src *byte, nEnc int, h *[8]uint32, first *byte, next *byte, nHash int)
 // Requires: AES, AVX, SHA, SSE2, SSE4.1, SSSE3
-TEXT ·ctrSHANI(SB), NOSPLIT, $0-64
+TEXT ·ctrSHANI(SB), NOSPLIT, $0-72
 	MOVQ    rk+0(FP), R8
 	MOVQ    iv+8(FP), AX
 	MOVQ    dst+16(FP), R10
 	MOVQ    src+24(FP), R11
 	MOVQ    nEnc+32(FP), R12
 	MOVQ    h+40(FP), DI
-	MOVQ    hp+48(FP), SI
-	MOVQ    nHash+56(FP), DX
+	MOVQ    first+48(FP), SI
+	MOVQ    next+56(FP), R13
+	MOVQ    nHash+64(FP), DX
 	VMOVDQU (AX), X15
 	VPSHUFB rev16<>+0(SB), X15, X15
 	LEAQ    ctrAdd<>+0(SB), BX
@@ -638,7 +643,8 @@ both:
 	ADDQ        $0x40, R10
 	PADDD       X9, X1
 	PADDD       X10, X2
-	ADDQ        $0x40, SI
+	MOVQ        R13, SI
+	ADDQ        $0x40, R13
 	DECQ        DX
 	DECQ        R12
 	JMP         both
@@ -798,7 +804,8 @@ hashOnly:
 	SHA256RNDS2 X0, X2, X1
 	PADDD       X9, X1
 	PADDD       X10, X2
-	ADDQ        $0x40, SI
+	MOVQ        R13, SI
+	ADDQ        $0x40, R13
 	DECQ        DX
 	JMP         hashOnly
 
@@ -879,4 +886,354 @@ done:
 	PALIGNR $0x08, X7, X2
 	MOVOU   X1, (DI)
 	MOVOU   X2, 16(DI)
+	RET
+
+// func finalSHANI(inner *[8]uint32, pad *byte, nPad int, outer *[8]uint32, mac *[32]byte)
+// Requires: SHA, SSE2, SSE4.1, SSSE3
+TEXT ·finalSHANI(SB), NOSPLIT, $0-40
+	MOVQ    inner+0(FP), DI
+	MOVQ    pad+8(FP), SI
+	MOVQ    nPad+16(FP), DX
+	MOVQ    outer+24(FP), R8
+	MOVQ    mac+32(FP), R9
+	MOVOU   (DI), X1
+	MOVOU   16(DI), X2
+	PSHUFD  $0xb1, X1, X1
+	PSHUFD  $0x1b, X2, X2
+	MOVO    X1, X7
+	PALIGNR $0x08, X2, X1
+	PBLENDW $0xf0, X7, X2
+	MOVOU   bswap32<>+0(SB), X8
+	LEAQ    sha256K<>+0(SB), AX
+
+pad:
+	MOVO        X1, X9
+	MOVO        X2, X10
+	MOVOU       (SI), X3
+	PSHUFB      X8, X3
+	MOVO        X3, X0
+	PADDD       (AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVOU       16(SI), X4
+	PSHUFB      X8, X4
+	MOVO        X4, X0
+	PADDD       16(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVOU       32(SI), X5
+	PSHUFB      X8, X5
+	MOVO        X5, X0
+	PADDD       32(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVOU       48(SI), X6
+	PSHUFB      X8, X6
+	MOVO        X6, X0
+	PADDD       48(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       64(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       80(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	PADDD       96(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	PADDD       112(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       128(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       144(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	PADDD       160(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	PADDD       176(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       192(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       208(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X5, X0
+	PADDD       224(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X6, X0
+	PADDD       240(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	PADDD       X9, X1
+	PADDD       X10, X2
+	ADDQ        $0x40, SI
+	DECQ        DX
+	JNZ         pad
+	PSHUFD      $0x1b, X1, X1
+	PSHUFD      $0xb1, X2, X2
+	MOVO        X1, X7
+	PBLENDW     $0xf0, X2, X1
+	PALIGNR     $0x08, X7, X2
+	MOVO        X1, X11
+	MOVO        X2, X12
+	MOVQ        R8, DI
+	MOVOU       (DI), X1
+	MOVOU       16(DI), X2
+	PSHUFD      $0xb1, X1, X1
+	PSHUFD      $0x1b, X2, X2
+	MOVO        X1, X7
+	PALIGNR     $0x08, X2, X1
+	PBLENDW     $0xf0, X7, X2
+	MOVOU       bswap32<>+0(SB), X8
+	LEAQ        sha256K<>+0(SB), AX
+	MOVO        X1, X9
+	MOVO        X2, X10
+	MOVO        X11, X3
+	MOVO        X3, X0
+	PADDD       (AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X12, X4
+	MOVO        X4, X0
+	PADDD       16(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVOU       outerPad<>+0(SB), X5
+	MOVO        X5, X0
+	PADDD       32(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVOU       outerPad<>+16(SB), X6
+	MOVO        X6, X0
+	PADDD       48(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       64(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       80(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	PADDD       96(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	PADDD       112(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       128(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       144(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X4, X3
+	MOVO        X5, X0
+	PADDD       160(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X5, X4
+	MOVO        X6, X0
+	PADDD       176(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X6, X7
+	PALIGNR     $0x04, X5, X7
+	PADDD       X7, X3
+	SHA256MSG2  X6, X3
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X6, X5
+	MOVO        X3, X0
+	PADDD       192(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X3, X7
+	PALIGNR     $0x04, X6, X7
+	PADDD       X7, X4
+	SHA256MSG2  X3, X4
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	SHA256MSG1  X3, X6
+	MOVO        X4, X0
+	PADDD       208(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X4, X7
+	PALIGNR     $0x04, X3, X7
+	PADDD       X7, X5
+	SHA256MSG2  X4, X5
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X5, X0
+	PADDD       224(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	MOVO        X5, X7
+	PALIGNR     $0x04, X4, X7
+	PADDD       X7, X6
+	SHA256MSG2  X5, X6
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	MOVO        X6, X0
+	PADDD       240(AX), X0
+	SHA256RNDS2 X0, X1, X2
+	PSHUFD      $0x0e, X0, X0
+	SHA256RNDS2 X0, X2, X1
+	PADDD       X9, X1
+	PADDD       X10, X2
+	PSHUFD      $0x1b, X1, X1
+	PSHUFD      $0xb1, X2, X2
+	MOVO        X1, X7
+	PBLENDW     $0xf0, X2, X1
+	PALIGNR     $0x08, X7, X2
+	PSHUFB      X8, X1
+	PSHUFB      X8, X2
+	MOVOU       X1, (R9)
+	MOVOU       X2, 16(R9)
 	RET

@@ -30,7 +30,7 @@ var k = [64]uint32{
 	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 }
 
-var kMem, bswap, rev16, ctrAdd Mem
+var kMem, bswap, rev16, ctrAdd, outerPad Mem
 
 // Registers of the SHA-256 kernels.
 var (
@@ -63,9 +63,16 @@ func main() {
 		DATA(16*i+8, U64(0))
 	}
 
+	// outerPad: message words 8..15 of the outer hash's only block: the
+	// padding after the 32-byte inner hash and the length, 96 bytes.
+	outerPad = GLOBL("outerPad", NOPTR|RODATA)
+	DATA(0, U32(0x80000000))
+	DATA(28, U32(96*8))
+
 	blockSHANI()
 	expandKey128()
 	ctrSHANI()
+	finalSHANI()
 	Generate()
 }
 
@@ -98,6 +105,17 @@ func storeState() {
 // ABEF/CDGH (the feed-forward included), in order, so that a caller can
 // interleave other work between them.
 func shaBlock() []func() {
+	return shaBlockFrom(func(i int, dst VecPhysical) []func() {
+		return []func(){
+			func() { MOVOU(Mem{Base: RSI, Disp: 16 * i}, dst) },
+			func() { PSHUFB(maskBE32, dst) },
+		}
+	})
+}
+
+// shaBlockFrom is shaBlock with the message groups 0..3 (words in dword
+// order) put in place by load.
+func shaBlockFrom(load func(i int, dst VecPhysical) []func()) []func() {
 	var ops []func()
 	emit := func(f func()) { ops = append(ops, f) }
 	emit(func() { MOVO(abef, saveABEF) })
@@ -109,8 +127,7 @@ func shaBlock() []func() {
 	for i := 0; i < 16; i++ {
 		cur := m[i%4]
 		if i < 4 {
-			emit(func() { MOVOU(Mem{Base: RSI, Disp: 16 * i}, cur) })
-			emit(func() { PSHUFB(maskBE32, cur) })
+			ops = append(ops, load(i, cur)...)
 		}
 		emit(func() { MOVO(cur, msg) })
 		emit(func() { PADDD(Mem{Base: RAX, Disp: 16 * i}, msg) })
@@ -228,16 +245,18 @@ func aesChunk() []func() {
 // independent: the caller only hashes ciphertext written before the call or
 // at least one iteration earlier.
 func ctrSHANI() {
-	TEXT("ctrSHANI", NOSPLIT, "func(rk *[11 * 16]byte, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, hp *byte, nHash int)")
+	TEXT("ctrSHANI", NOSPLIT, "func(rk *[11 * 16]byte, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, first, next *byte, nHash int)")
 	Doc("ctrSHANI XORs nEnc*64 bytes of src with the AES-128-CTR keystream from",
-		"counter block iv into dst and hashes the nHash blocks at hp into h.")
+		"counter block iv into dst and hashes nHash blocks into h: the block at",
+		"first, then those from next on.")
 	Load(Param("rk"), rkReg)
 	Load(Param("iv"), RAX)
 	Load(Param("dst"), dstReg)
 	Load(Param("src"), srcReg)
 	Load(Param("nEnc"), nEncReg)
 	Load(Param("h"), RDI)
-	Load(Param("hp"), RSI)
+	Load(Param("first"), RSI)
+	Load(Param("next"), R13)
 	Load(Param("nHash"), RDX)
 	VMOVDQU(Mem{Base: RAX}, aesCtr)
 	VPSHUFB(rev16, aesCtr, aesCtr)
@@ -260,7 +279,8 @@ func ctrSHANI() {
 			i++
 		}
 	}
-	ADDQ(U8(64), RSI)
+	MOVQ(R13, RSI)
+	ADDQ(U8(64), R13)
 	DECQ(RDX)
 	DECQ(nEncReg)
 	JMP(LabelRef("both"))
@@ -271,7 +291,8 @@ func ctrSHANI() {
 	for _, op := range shaBlock() {
 		op()
 	}
-	ADDQ(U8(64), RSI)
+	MOVQ(R13, RSI)
+	ADDQ(U8(64), R13)
 	DECQ(RDX)
 	JMP(LabelRef("hashOnly"))
 
@@ -286,5 +307,61 @@ func ctrSHANI() {
 
 	Label("done")
 	storeState()
+	RET()
+}
+
+// finalSHANI ends an HMAC: it hashes the padding block(s) of the inner
+// hash, then the outer hash's one block, whose message is the inner hash
+// (already in registers: after storeState's shuffle, ABCD and EFGH are
+// message groups 0 and 1) and a constant padding, from the outer state.
+func finalSHANI() {
+	TEXT("finalSHANI", NOSPLIT, "func(inner *[8]uint32, pad *byte, nPad int, outer *[8]uint32, mac *[32]byte)")
+	Doc("finalSHANI hashes nPad (1 or 2) blocks at pad into inner, then writes",
+		"the outer hash of the result from state outer to mac (big-endian).")
+	Load(Param("inner"), RDI)
+	Load(Param("pad"), RSI)
+	Load(Param("nPad"), RDX)
+	Load(Param("outer"), R8)
+	Load(Param("mac"), R9)
+	loadState()
+	Label("pad")
+	for _, op := range shaBlock() {
+		op()
+	}
+	ADDQ(U8(64), RSI)
+	DECQ(RDX)
+	JNZ(LabelRef("pad"))
+	// Inner hash -> A B C D | E F G H in X11, X12 (message groups 0, 1).
+	PSHUFD(U8(0x1b), abef, abef)
+	PSHUFD(U8(0xb1), cdgh, cdgh)
+	MOVO(abef, tmp)
+	PBLENDW(U8(0xf0), cdgh, abef)
+	PALIGNR(U8(8), tmp, cdgh)
+	MOVO(abef, X11)
+	MOVO(cdgh, X12)
+	MOVQ(R8, RDI)
+	loadState()
+	ops := shaBlockFrom(func(i int, dst VecPhysical) []func() {
+		switch i {
+		case 0:
+			return []func(){func() { MOVO(X11, dst) }}
+		case 1:
+			return []func(){func() { MOVO(X12, dst) }}
+		default:
+			return []func(){func() { MOVOU(outerPad.Offset(16*(i-2)), dst) }}
+		}
+	})
+	for _, op := range ops {
+		op()
+	}
+	PSHUFD(U8(0x1b), abef, abef)
+	PSHUFD(U8(0xb1), cdgh, cdgh)
+	MOVO(abef, tmp)
+	PBLENDW(U8(0xf0), cdgh, abef)
+	PALIGNR(U8(8), tmp, cdgh)
+	PSHUFB(maskBE32, abef)
+	PSHUFB(maskBE32, cdgh)
+	MOVOU(abef, Mem{Base: R9})
+	MOVOU(cdgh, Mem{Base: R9, Disp: 16})
 	RET()
 }
