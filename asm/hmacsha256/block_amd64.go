@@ -67,6 +67,13 @@ func newCTR(key *[16]byte) *CTR {
 
 func stitchEnabled() bool { return hasStitch && useSHANI.Load() }
 
+//go:noescape
+func ctrPair(rk *[11 * 16]byte, iv0 *[16]byte, dst0, src0 *byte, iv1 *[16]byte, p1 *byte)
+
+func ctrPairBlocks(c *CTR, iv0 *[16]byte, dst0, src0 *byte, iv1 *[16]byte, p1 *byte) {
+	ctrPair(&c.rk, iv0, dst0, src0, iv1, p1)
+}
+
 func ctrBlocks(c *CTR, iv *[16]byte, dst, src *byte, nEnc int, h *[8]uint32, first, next *byte, nHash int) {
 	ctrSHANI(&c.rk, iv, dst, src, nEnc, h, first, next, nHash)
 }

@@ -37,22 +37,22 @@ func (k *Key) SealCTR(mac *[Size]byte, c *CTR, iv *[16]byte, ct, pt []byte, pref
 	}
 	d.n += uint64(n)
 	full := n &^ (BlockSize - 1)
+	// Counter blocks are independent: the first whole chunk and the
+	// partial last one (through a buffer) are encrypted first, together,
+	// so that the stitched loop below only hashes ciphertext written at
+	// least one iteration earlier.
 	var ctr [16]byte
-	// Counter blocks are independent: encrypt the partial last chunk first,
-	// through a buffer, then the first whole chunk, so that the stitched
-	// loop below only hashes ciphertext written at least one iteration
-	// earlier.
-	if tail := n - full; tail > 0 {
-		var buf [BlockSize]byte
-		copy(buf[:], pt[full:])
-		counterAt(&ctr, iv, full/16)
-		ctrBlocks(c, &ctr, &buf[0], &buf[0], 1, &d.h, nil, nil, 0)
-		copy(ct[full:], buf[:tail])
-		clear(buf[:])
-	}
 	head := min(full, BlockSize)
-	if head > 0 {
-		ctrBlocks(c, iv, &ct[0], &pt[0], 1, &d.h, nil, nil, 0)
+	if n > 0 {
+		var tb, scratch [BlockSize]byte
+		tail := copy(tb[:], pt[full:])
+		counterAt(&ctr, iv, full/16)
+		dst0, src0 := &scratch[0], &scratch[0]
+		if head > 0 {
+			dst0, src0 = &ct[0], &pt[0]
+		}
+		ctrPairBlocks(c, iv, dst0, src0, &ctr, &tb[0])
+		copy(ct[full:], tb[:tail])
 	}
 	// The block that straddles the prefix and the ciphertext (its
 	// ciphertext is in chunk 0 or the tail) is the stitched loop's first.

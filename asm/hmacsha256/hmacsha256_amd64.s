@@ -1237,3 +1237,150 @@ pad:
 	MOVOU       X1, (R9)
 	MOVOU       X2, 16(R9)
 	RET
+
+// func ctrPair(rk *[176]byte, iv0 *[16]byte, dst0 *byte, src0 *byte, iv1 *[16]byte, p1 *byte)
+// Requires: AES, AVX
+TEXT ·ctrPair(SB), NOSPLIT, $0-48
+	MOVQ        rk+0(FP), AX
+	MOVQ        iv0+8(FP), BX
+	MOVQ        dst0+16(FP), DI
+	MOVQ        src0+24(FP), SI
+	MOVQ        iv1+32(FP), CX
+	MOVQ        p1+40(FP), DX
+	LEAQ        ctrAdd<>+0(SB), R8
+	VMOVDQU     (BX), X8
+	VPSHUFB     rev16<>+0(SB), X8, X8
+	VPADDD      (R8), X8, X0
+	VPSHUFB     rev16<>+0(SB), X0, X0
+	VPADDD      16(R8), X8, X1
+	VPSHUFB     rev16<>+0(SB), X1, X1
+	VPADDD      32(R8), X8, X2
+	VPSHUFB     rev16<>+0(SB), X2, X2
+	VPADDD      48(R8), X8, X3
+	VPSHUFB     rev16<>+0(SB), X3, X3
+	VMOVDQU     (CX), X9
+	VPSHUFB     rev16<>+0(SB), X9, X9
+	VPADDD      (R8), X9, X4
+	VPSHUFB     rev16<>+0(SB), X4, X4
+	VPADDD      16(R8), X9, X5
+	VPSHUFB     rev16<>+0(SB), X5, X5
+	VPADDD      32(R8), X9, X6
+	VPSHUFB     rev16<>+0(SB), X6, X6
+	VPADDD      48(R8), X9, X7
+	VPSHUFB     rev16<>+0(SB), X7, X7
+	VMOVDQU     (AX), X10
+	VPXOR       X10, X0, X0
+	VPXOR       X10, X1, X1
+	VPXOR       X10, X2, X2
+	VPXOR       X10, X3, X3
+	VPXOR       X10, X4, X4
+	VPXOR       X10, X5, X5
+	VPXOR       X10, X6, X6
+	VPXOR       X10, X7, X7
+	VMOVDQU     16(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     32(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     48(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     64(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     80(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     96(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     112(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     128(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     144(AX), X10
+	VAESENC     X10, X0, X0
+	VAESENC     X10, X1, X1
+	VAESENC     X10, X2, X2
+	VAESENC     X10, X3, X3
+	VAESENC     X10, X4, X4
+	VAESENC     X10, X5, X5
+	VAESENC     X10, X6, X6
+	VAESENC     X10, X7, X7
+	VMOVDQU     160(AX), X10
+	VAESENCLAST X10, X0, X0
+	VAESENCLAST X10, X1, X1
+	VAESENCLAST X10, X2, X2
+	VAESENCLAST X10, X3, X3
+	VAESENCLAST X10, X4, X4
+	VAESENCLAST X10, X5, X5
+	VAESENCLAST X10, X6, X6
+	VAESENCLAST X10, X7, X7
+	VPXOR       (SI), X0, X0
+	VMOVDQU     X0, (DI)
+	VPXOR       16(SI), X1, X1
+	VMOVDQU     X1, 16(DI)
+	VPXOR       32(SI), X2, X2
+	VMOVDQU     X2, 32(DI)
+	VPXOR       48(SI), X3, X3
+	VMOVDQU     X3, 48(DI)
+	VPXOR       (DX), X4, X4
+	VMOVDQU     X4, (DX)
+	VPXOR       16(DX), X5, X5
+	VMOVDQU     X5, 16(DX)
+	VPXOR       32(DX), X6, X6
+	VMOVDQU     X6, 32(DX)
+	VPXOR       48(DX), X7, X7
+	VMOVDQU     X7, 48(DX)
+	RET

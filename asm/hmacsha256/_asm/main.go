@@ -73,6 +73,7 @@ func main() {
 	expandKey128()
 	ctrSHANI()
 	finalSHANI()
+	ctrPair()
 	Generate()
 }
 
@@ -363,5 +364,56 @@ func finalSHANI() {
 	PSHUFB(maskBE32, cdgh)
 	MOVOU(abef, Mem{Base: R9})
 	MOVOU(cdgh, Mem{Base: R9, Disp: 16})
+	RET()
+}
+
+// ctrPair encrypts two 64-byte chunks with their own counter blocks, the
+// eight AES blocks interleaved round by round: the chunks SealCTR needs
+// before its stitched loop can start (the first whole chunk and the partial
+// last one), at the latency of one.
+func ctrPair() {
+	TEXT("ctrPair", NOSPLIT, "func(rk *[11 * 16]byte, iv0 *[16]byte, dst0, src0 *byte, iv1 *[16]byte, p1 *byte)")
+	Doc("ctrPair XORs 64 bytes at src0 with the keystream from counter block iv0",
+		"into dst0, and 64 bytes at p1, in place, with the keystream from iv1.")
+	Load(Param("rk"), RAX)
+	Load(Param("iv0"), RBX)
+	Load(Param("dst0"), RDI)
+	Load(Param("src0"), RSI)
+	Load(Param("iv1"), RCX)
+	Load(Param("p1"), RDX)
+	LEAQ(ctrAdd, R8)
+	blk := []VecPhysical{X0, X1, X2, X3, X4, X5, X6, X7}
+	for c, iv := range []Register{RBX, RCX} {
+		ctr := []VecPhysical{X8, X9}[c]
+		VMOVDQU(Mem{Base: iv}, ctr)
+		VPSHUFB(rev16, ctr, ctr)
+		for j := 0; j < 4; j++ {
+			b := blk[4*c+j]
+			VPADDD(Mem{Base: R8, Disp: 16 * j}, ctr, b)
+			VPSHUFB(rev16, b, b)
+		}
+	}
+	VMOVDQU(Mem{Base: RAX}, X10)
+	for _, b := range blk {
+		VPXOR(X10, b, b)
+	}
+	for r := 1; r < 10; r++ {
+		VMOVDQU(Mem{Base: RAX, Disp: 16 * r}, X10)
+		for _, b := range blk {
+			VAESENC(X10, b, b)
+		}
+	}
+	VMOVDQU(Mem{Base: RAX, Disp: 160}, X10)
+	for _, b := range blk {
+		VAESENCLAST(X10, b, b)
+	}
+	for j := 0; j < 4; j++ {
+		VPXOR(Mem{Base: RSI, Disp: 16 * j}, blk[j], blk[j])
+		VMOVDQU(blk[j], Mem{Base: RDI, Disp: 16 * j})
+	}
+	for j := 0; j < 4; j++ {
+		VPXOR(Mem{Base: RDX, Disp: 16 * j}, blk[4+j], blk[4+j])
+		VMOVDQU(blk[4+j], Mem{Base: RDX, Disp: 16 * j})
+	}
 	RET()
 }
