@@ -9,17 +9,24 @@ import (
 	"sync"
 
 	"github.com/moqsframe/moqsframe/asm/aesgcm"
+	"github.com/moqsframe/moqsframe/asm/hmacsha256"
 	"github.com/moqsframe/moqsframe/internal/alias"
 )
 
 // ctrHMAC is the AES-CTR + HMAC AEAD of RFC 9605 §4.5.1 (encrypt-then-MAC,
-// truncated tag). It implements cipher.AEAD and is safe for concurrent use:
-// per-call state (the HMAC, keystream scratch) comes from a pool, so steady
-// state allocates nothing.
+// truncated tag). It implements cipher.AEAD and is safe for concurrent use;
+// steady state allocates nothing.
+//
+// The SHA-256 suites (1-3) MAC with hmacsha256: the key's inner and outer
+// states are computed once here, and each tag hashes the MAC prefix and the
+// ciphertext from where they lie, with per-call state on the stack. The
+// SHA-512 suites use crypto/hmac, with per-call state from a pool.
 type ctrHMAC struct {
 	ctr     *aesgcm.CTR // the VAES keystream where the CPU has it
 	tagSize int
-	states  sync.Pool // *ctrHMACState
+	mac256  *hmacsha256.Key // SHA-256 suites; nil for SHA-512
+	stitch  *hmacsha256.CTR // AES-128 schedule of the one-pass seal; nil without its kernel
+	states  sync.Pool       // *ctrHMACState, SHA-512 suites
 }
 
 type ctrHMACState struct {
@@ -37,8 +44,15 @@ func newCTRHMAC(p *suiteParams, key []byte) (*ctrHMAC, error) {
 	if err != nil {
 		return nil, err
 	}
-	authKey = append([]byte(nil), authKey...)
 	a := &ctrHMAC{ctr: ctr, tagSize: p.nt}
+	if p.nh == hmacsha256.Size {
+		a.mac256 = hmacsha256.New(authKey)
+		if len(encKey) == 16 {
+			a.stitch = hmacsha256.NewCTR((*[16]byte)(encKey))
+		}
+		return a, nil
+	}
+	authKey = append([]byte(nil), authKey...)
 	a.states.New = func() any {
 		return &ctrHMACState{mac: hmac.New(p.hash, authKey), prefix: make([]byte, 0, 256)}
 	}
@@ -56,23 +70,35 @@ func (a *ctrHMAC) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	if alias.InexactOverlap(out, plaintext) {
 		panic("sframe: ctr-hmac: invalid buffer overlap")
 	}
-	s := a.states.Get().(*ctrHMACState)
-	ct := out[:len(plaintext)]
-	a.xorKeyStream(s, ct, plaintext, nonce)
-	a.tag(s, out[len(plaintext):], aad, nil, ct)
-	a.states.Put(s)
+	a.sealParts(out, [nonceSize]byte(nonce), plaintext, aad, nil)
 	return ret
 }
 
 // sealParts is Seal for package sframe's own use: out is exactly
 // len(plaintext)+tagSize bytes, the nonce comes by value and the AAD as its
 // two parts (header, metadata), which go straight into the MAC's prefix.
-// One pooled state serves the whole call and nothing the caller passes
-// escapes, where Seal needs the caller to join the AAD in a pooled buffer
-// first.
+// Nothing the caller passes escapes, where Seal needs the caller to join the
+// AAD in a pooled buffer first.
 func (a *ctrHMAC) sealParts(out []byte, nonce [nonceSize]byte, plaintext, hdr, md []byte) {
-	s := a.states.Get().(*ctrHMACState)
 	ct := out[:len(plaintext)]
+	if a.mac256 != nil {
+		if a.stitch != nil {
+			// One pass: each block of ciphertext is hashed in the
+			// instruction stream that encrypts a later one.
+			var iv [16]byte
+			copy(iv[:], nonce[:])
+			fixed := a.macFixed(&nonce, len(hdr)+len(md), len(plaintext))
+			var sum [hmacsha256.Size]byte
+			if a.mac256.SealCTR(&sum, a.stitch, &iv, ct, plaintext, fixed[:], hdr, md) {
+				copy(out[len(plaintext):], sum[:a.tagSize])
+				return
+			}
+		}
+		a.xorKeyStream256(ct, plaintext, &nonce)
+		a.tag256(out[len(plaintext):], &nonce, hdr, md, ct)
+		return
+	}
+	s := a.states.Get().(*ctrHMACState)
 	a.xorKeyStream(s, ct, plaintext, nonce[:])
 	a.tag(s, out[len(plaintext):], hdr, md, ct)
 	a.states.Put(s)
@@ -84,6 +110,16 @@ func (a *ctrHMAC) sealParts(out []byte, nonce [nonceSize]byte, plaintext, hdr, m
 // is untouched.
 func (a *ctrHMAC) openParts(out []byte, nonce [nonceSize]byte, ciphertext, hdr, md []byte) bool {
 	ct, tag := ciphertext[:len(ciphertext)-a.tagSize], ciphertext[len(ciphertext)-a.tagSize:]
+	if a.mac256 != nil {
+		// Verify before decrypting: out may alias the ciphertext.
+		var want [hmacsha256.Size]byte
+		a.tag256(want[:a.tagSize], &nonce, hdr, md, ct)
+		if subtle.ConstantTimeCompare(want[:a.tagSize], tag) != 1 {
+			return false
+		}
+		a.xorKeyStream256(out, ct, &nonce)
+		return true
+	}
 	s := a.states.Get().(*ctrHMACState)
 	copy(s.iv[:], nonce[:])
 	want := s.sum[:a.tagSize]
@@ -104,22 +140,41 @@ func (a *ctrHMAC) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 	if len(ciphertext) < a.tagSize {
 		return nil, errOpen
 	}
-	ct, tag := ciphertext[:len(ciphertext)-a.tagSize], ciphertext[len(ciphertext)-a.tagSize:]
-	ret, out := alias.SliceForAppend(dst, len(ct))
+	ret, out := alias.SliceForAppend(dst, len(ciphertext)-a.tagSize)
 	if alias.InexactOverlap(out, ciphertext) {
 		panic("sframe: ctr-hmac: invalid buffer overlap")
 	}
-	s := a.states.Get().(*ctrHMACState)
-	copy(s.iv[:], nonce)
-	want := s.sum[:a.tagSize]
-	a.tag(s, want, aad, nil, ct)
-	if subtle.ConstantTimeCompare(want, tag) != 1 {
-		a.states.Put(s)
+	if !a.openParts(out, [nonceSize]byte(nonce), ciphertext, aad, nil) {
 		return nil, errOpen
 	}
-	a.xorKeyStream(s, out, ct, nonce)
-	a.states.Put(s)
 	return ret, nil
+}
+
+// tag256 is tag for the SHA-256 suites: the fixed part of the prefix
+// (lengths and nonce) is laid out on the stack and every part is hashed
+// from where it lies, from the key's precomputed HMAC states.
+func (a *ctrHMAC) tag256(dst []byte, nonce *[nonceSize]byte, aad1, aad2, ct []byte) {
+	fixed := a.macFixed(nonce, len(aad1)+len(aad2), len(ct))
+	var sum [hmacsha256.Size]byte
+	a.mac256.Sum(&sum, fixed[:], aad1, aad2, ct)
+	copy(dst, sum[:a.tagSize])
+}
+
+// macFixed returns the fixed part of the MAC prefix:
+// len(aad) || len(ct) || Nt (8 bytes each) || nonce.
+func (a *ctrHMAC) macFixed(nonce *[nonceSize]byte, aadLen, ctLen int) (fixed [3*8 + nonceSize]byte) {
+	binary.BigEndian.PutUint64(fixed[0:], uint64(aadLen))
+	binary.BigEndian.PutUint64(fixed[8:], uint64(ctLen))
+	binary.BigEndian.PutUint64(fixed[16:], uint64(a.tagSize))
+	copy(fixed[24:], nonce[:])
+	return fixed
+}
+
+// xorKeyStream256 is xorKeyStream with the counter block on the stack.
+func (a *ctrHMAC) xorKeyStream256(dst, src []byte, nonce *[nonceSize]byte) {
+	var iv [16]byte
+	copy(iv[:], nonce[:])
+	a.ctr.XORKeyStream(dst, src, &iv)
 }
 
 // tag writes the truncated HMAC over
