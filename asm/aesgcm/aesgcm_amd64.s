@@ -4024,7 +4024,322 @@ j0Last_74:
 	VMOVDQU     ctrInc2<>+0(SB), Y15
 	MOVQ        DX, 16(SP)
 	MOVQ        R10, 24(SP)
+	CMPQ        R10, $0x00000040
+	JA          long
+	LEAQ        15(R10), AX
+	SHRQ        $0x04, AX
+	LEAQ        15(DX), BX
+	SHRQ        $0x04, BX
+	ADDQ        BX, AX
+	CMPQ        AX, $0x0000000f
+	JA          long
+	VPXOR       Y11, Y11, Y11
+	VPXOR       Y12, Y12, Y12
+	VPXOR       Y13, Y13, Y13
+	NEGQ        AX
+	SHLQ        $0x04, AX
+	LEAQ        976(DI)(AX*1), R13
+	TESTQ       R10, R10
+	JZ          shortData
+	MOVQ        R10, AX
+	CMPQ        R10, $0x00000020
+	JBE         shortAAD1
+	VMOVDQU     (R9), Y4
+	SUBQ        $0x00000020, AX
+	LEAQ        32(R9), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_75
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_76
 
+ldSlow_75:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_77
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_77:
+	TESTQ   $0x00000010, AX
+	JZ      cp_78
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_78:
+	TESTQ $0x00000008, AX
+	JZ    cp_79
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_79:
+	TESTQ $0x00000004, AX
+	JZ    cp_80
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_80:
+	TESTQ $0x00000002, AX
+	JZ    cp_81
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_81:
+	TESTQ $0x00000001, AX
+	JZ    cp_82
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_82:
+	VMOVDQU 32(SP), Y5
+
+ldDone_76:
+	VPSHUFB    Y8, Y4, Y4
+	VPSHUFB    Y8, Y5, Y5
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        shortAADDone
+
+shortAAD1:
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_83
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_84
+
+ldSlow_83:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_85
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_85:
+	TESTQ   $0x00000010, AX
+	JZ      cp_86
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_86:
+	TESTQ $0x00000008, AX
+	JZ    cp_87
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_87:
+	TESTQ $0x00000004, AX
+	JZ    cp_88
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_88:
+	TESTQ $0x00000002, AX
+	JZ    cp_89
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_89:
+	TESTQ $0x00000001, AX
+	JZ    cp_90
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_90:
+	VMOVDQU 32(SP), Y4
+
+ldDone_84:
+	VPSHUFB    Y8, Y4, Y4
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+shortAADDone:
+	LEAQ 15(R10), AX
+	ANDQ $-16, AX
+	ADDQ AX, R13
+
+shortData:
+	CMPQ    DX, $0x00000080
+	JB      tailShared
+	VPSHUFB Y8, Y9, Y0
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y1
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y2
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y3
+	VPADDD  Y15, Y9, Y9
+	VPXOR   256(DI), Y0, Y0
+	VPXOR   256(DI), Y1, Y1
+	VPXOR   256(DI), Y2, Y2
+	VPXOR   256(DI), Y3, Y3
+	VAESENC 288(DI), Y0, Y0
+	VAESENC 288(DI), Y1, Y1
+	VAESENC 288(DI), Y2, Y2
+	VAESENC 288(DI), Y3, Y3
+	VAESENC 320(DI), Y0, Y0
+	VAESENC 320(DI), Y1, Y1
+	VAESENC 320(DI), Y2, Y2
+	VAESENC 320(DI), Y3, Y3
+	VAESENC 352(DI), Y0, Y0
+	VAESENC 352(DI), Y1, Y1
+	VAESENC 352(DI), Y2, Y2
+	VAESENC 352(DI), Y3, Y3
+	VAESENC 384(DI), Y0, Y0
+	VAESENC 384(DI), Y1, Y1
+	VAESENC 384(DI), Y2, Y2
+	VAESENC 384(DI), Y3, Y3
+	VAESENC 416(DI), Y0, Y0
+	VAESENC 416(DI), Y1, Y1
+	VAESENC 416(DI), Y2, Y2
+	VAESENC 416(DI), Y3, Y3
+	VAESENC 448(DI), Y0, Y0
+	VAESENC 448(DI), Y1, Y1
+	VAESENC 448(DI), Y2, Y2
+	VAESENC 448(DI), Y3, Y3
+	VAESENC 480(DI), Y0, Y0
+	VAESENC 480(DI), Y1, Y1
+	VAESENC 480(DI), Y2, Y2
+	VAESENC 480(DI), Y3, Y3
+	VAESENC 512(DI), Y0, Y0
+	VAESENC 512(DI), Y1, Y1
+	VAESENC 512(DI), Y2, Y2
+	VAESENC 512(DI), Y3, Y3
+	VAESENC 544(DI), Y0, Y0
+	VAESENC 544(DI), Y1, Y1
+	VAESENC 544(DI), Y2, Y2
+	VAESENC 544(DI), Y3, Y3
+	CMPQ    (DI), $0x0a
+	JE      aesLastY_91
+	VAESENC 576(DI), Y0, Y0
+	VAESENC 576(DI), Y1, Y1
+	VAESENC 576(DI), Y2, Y2
+	VAESENC 576(DI), Y3, Y3
+	VAESENC 608(DI), Y0, Y0
+	VAESENC 608(DI), Y1, Y1
+	VAESENC 608(DI), Y2, Y2
+	VAESENC 608(DI), Y3, Y3
+	VAESENC 640(DI), Y0, Y0
+	VAESENC 640(DI), Y1, Y1
+	VAESENC 640(DI), Y2, Y2
+	VAESENC 640(DI), Y3, Y3
+	VAESENC 672(DI), Y0, Y0
+	VAESENC 672(DI), Y1, Y1
+	VAESENC 672(DI), Y2, Y2
+	VAESENC 672(DI), Y3, Y3
+
+aesLastY_91:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y0, Y4
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y1, Y5
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y2, Y6
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y3, Y7
+	VPCLMULQDQ  $0x00, (R13), Y4, Y0
+	VPCLMULQDQ  $0x11, (R13), Y4, Y1
+	VPCLMULQDQ  $0x01, (R13), Y4, Y2
+	VPCLMULQDQ  $0x10, (R13), Y4, Y4
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y4, Y12, Y12
+	VPCLMULQDQ  $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ  $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ  $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ  $0x10, 32(R13), Y5, Y5
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y5, Y12, Y12
+	VPCLMULQDQ  $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ  $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ  $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ  $0x10, 64(R13), Y6, Y6
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y6, Y12, Y12
+	VPCLMULQDQ  $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ  $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ  $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ  $0x10, 96(R13), Y7, Y7
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y7, Y12, Y12
+	ADDQ        $0x00000080, R13
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         tailShared
+
+long:
 aadLoop:
 	CMPQ         R10, $0x00000080
 	JB           aadTail
@@ -4095,59 +4410,73 @@ aadTail:
 	VPSHUFB Y8, Y5, Y5
 	VMOVDQU 64(R9), Y6
 	VPSHUFB Y8, Y6, Y6
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    96(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
+	LEAQ    96(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_92
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y7
+	VPAND   32(CX)(BX*1), Y7, Y7
+	JMP     ldDone_93
+
+ldSlow_92:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_75
-	VMOVDQU (R13), Y14
+	JZ      cp_94
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_75:
+cp_94:
 	TESTQ   $0x00000010, AX
-	JZ      cp_76
-	VMOVDQU (R13), X14
+	JZ      cp_95
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_76:
+cp_95:
 	TESTQ $0x00000008, AX
-	JZ    cp_77
-	MOVQ  (R13), BX
+	JZ    cp_96
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_77:
+cp_96:
 	TESTQ $0x00000004, AX
-	JZ    cp_78
-	MOVL  (R13), BX
+	JZ    cp_97
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_78:
+cp_97:
 	TESTQ $0x00000002, AX
-	JZ    cp_79
-	MOVW  (R13), BX
+	JZ    cp_98
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_79:
+cp_98:
 	TESTQ $0x00000001, AX
-	JZ    cp_80
-	MOVB  (R13), BL
+	JZ    cp_99
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_80:
-	VMOVDQU      32(SP), Y7
+cp_99:
+	VMOVDQU 32(SP), Y7
+
+ldDone_93:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -4201,59 +4530,73 @@ aadTail3:
 	VPSHUFB Y8, Y4, Y4
 	VMOVDQU 32(R9), Y5
 	VPSHUFB Y8, Y5, Y5
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    64(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
+	LEAQ    64(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_100
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y6
+	VPAND   32(CX)(BX*1), Y6, Y6
+	JMP     ldDone_101
+
+ldSlow_100:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_81
-	VMOVDQU (R13), Y14
+	JZ      cp_102
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_81:
+cp_102:
 	TESTQ   $0x00000010, AX
-	JZ      cp_82
-	VMOVDQU (R13), X14
+	JZ      cp_103
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_82:
+cp_103:
 	TESTQ $0x00000008, AX
-	JZ    cp_83
-	MOVQ  (R13), BX
+	JZ    cp_104
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_83:
+cp_104:
 	TESTQ $0x00000004, AX
-	JZ    cp_84
-	MOVL  (R13), BX
+	JZ    cp_105
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_84:
+cp_105:
 	TESTQ $0x00000002, AX
-	JZ    cp_85
-	MOVW  (R13), BX
+	JZ    cp_106
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_85:
+cp_106:
 	TESTQ $0x00000001, AX
-	JZ    cp_86
-	MOVB  (R13), BL
+	JZ    cp_107
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_86:
-	VMOVDQU      32(SP), Y6
+cp_107:
+	VMOVDQU 32(SP), Y6
+
+ldDone_101:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -4297,59 +4640,73 @@ cp_86:
 aadTail2:
 	VMOVDQU (R9), Y4
 	VPSHUFB Y8, Y4, Y4
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
+	LEAQ    32(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_108
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y5
+	VPAND   32(CX)(BX*1), Y5, Y5
+	JMP     ldDone_109
+
+ldSlow_108:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_87
-	VMOVDQU (R13), Y14
+	JZ      cp_110
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_87:
+cp_110:
 	TESTQ   $0x00000010, AX
-	JZ      cp_88
-	VMOVDQU (R13), X14
+	JZ      cp_111
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_88:
+cp_111:
 	TESTQ $0x00000008, AX
-	JZ    cp_89
-	MOVQ  (R13), BX
+	JZ    cp_112
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_89:
+cp_112:
 	TESTQ $0x00000004, AX
-	JZ    cp_90
-	MOVL  (R13), BX
+	JZ    cp_113
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_90:
+cp_113:
 	TESTQ $0x00000002, AX
-	JZ    cp_91
-	MOVW  (R13), BX
+	JZ    cp_114
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_91:
+cp_114:
 	TESTQ $0x00000001, AX
-	JZ    cp_92
-	MOVB  (R13), BL
+	JZ    cp_115
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_92:
-	VMOVDQU      32(SP), Y5
+cp_115:
+	VMOVDQU 32(SP), Y5
+
+ldDone_109:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -4383,59 +4740,73 @@ cp_92:
 	JMP          aadDone
 
 aadTail1:
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    (R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_116
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_117
+
+ldSlow_116:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_93
-	VMOVDQU (R13), Y14
+	JZ      cp_118
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_93:
+cp_118:
 	TESTQ   $0x00000010, AX
-	JZ      cp_94
-	VMOVDQU (R13), X14
+	JZ      cp_119
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_94:
+cp_119:
 	TESTQ $0x00000008, AX
-	JZ    cp_95
-	MOVQ  (R13), BX
+	JZ    cp_120
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_95:
+cp_120:
 	TESTQ $0x00000004, AX
-	JZ    cp_96
-	MOVL  (R13), BX
+	JZ    cp_121
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_96:
+cp_121:
 	TESTQ $0x00000002, AX
-	JZ    cp_97
-	MOVW  (R13), BX
+	JZ    cp_122
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_97:
+cp_122:
 	TESTQ $0x00000001, AX
-	JZ    cp_98
-	MOVB  (R13), BL
+	JZ    cp_123
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_98:
-	VMOVDQU      32(SP), Y4
+cp_123:
+	VMOVDQU 32(SP), Y4
+
+ldDone_117:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -4511,7 +4882,7 @@ aadDone:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_99
+	JE      aesLastY_124
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -4529,7 +4900,7 @@ aadDone:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_99:
+aesLastY_124:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4644,7 +5015,7 @@ sloop:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y3, Y3
 	CMPQ         (DI), $0x0a
-	JE           aesLastYS_100
+	JE           aesLastYS_125
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -4662,7 +5033,7 @@ sloop:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y3, Y3
 
-aesLastYS_100:
+aesLastYS_125:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4687,7 +5058,6 @@ aesLastYS_100:
 	JMP         sloop
 
 sdrain:
-	VMOVDQU      ctrInc2<>+0(SB), Y15
 	VPXOR        Y10, Y4, Y4
 	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
 	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
@@ -4730,8 +5100,20 @@ sdrain:
 	VPXOR        X0, X13, X10
 
 tail:
+	VMOVDQU ctrInc2<>+0(SB), Y15
+	VPXOR   Y11, Y11, Y11
+	VPXOR   Y12, Y12, Y12
+	VPXOR   Y13, Y13, Y13
+	LEAQ    16(DX), CX
+	LEAQ    15(CX), AX
+	SHRQ    $0x04, AX
+	NEGQ    AX
+	SHLQ    $0x04, AX
+	LEAQ    992(DI)(AX*1), R13
+
+tailShared:
 	TESTQ   DX, DX
-	JZ      final
+	JZ      lenBlock
 	CMPQ    DX, $0x00000020
 	JBE     tail1
 	CMPQ    DX, $0x00000040
@@ -4787,7 +5169,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_101
+	JE      aesLastY_126
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -4805,7 +5187,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_101:
+aesLastY_126:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -4821,163 +5203,155 @@ aesLastY_101:
 	VPXOR       64(SI), Y2, Y2
 	VMOVDQU     Y2, 64(R8)
 	VPSHUFB     Y8, Y2, Y6
-	VPXOR       Y7, Y7, Y7
-	VMOVDQU     Y7, 32(SP)
-	LEAQ        96(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_102
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        96(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_127
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y7
+	VPAND       32(CX)(BX*1), Y7, Y7
+	JMP         ldDone_128
 
-cp_102:
-	TESTQ   $0x00000010, AX
-	JZ      cp_103
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_103:
-	TESTQ $0x00000008, AX
-	JZ    cp_104
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_104:
-	TESTQ $0x00000004, AX
-	JZ    cp_105
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_105:
-	TESTQ $0x00000002, AX
-	JZ    cp_106
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_106:
-	TESTQ $0x00000001, AX
-	JZ    cp_107
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_107:
-	VMOVDQU 32(SP), Y7
-	VPXOR   Y7, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    96(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000060, AX
+ldSlow_127:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_108
-	VMOVDQU (R13), Y14
+	JZ      cp_129
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_108:
+cp_129:
 	TESTQ   $0x00000010, AX
-	JZ      cp_109
-	VMOVDQU (R13), X14
+	JZ      cp_130
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_109:
+cp_130:
 	TESTQ $0x00000008, AX
-	JZ    cp_110
-	MOVQ  (R13), BX
+	JZ    cp_131
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_110:
+cp_131:
 	TESTQ $0x00000004, AX
-	JZ    cp_111
-	MOVL  (R13), BX
+	JZ    cp_132
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_111:
+cp_132:
 	TESTQ $0x00000002, AX
-	JZ    cp_112
-	MOVW  (R13), BX
+	JZ    cp_133
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_112:
+cp_133:
 	TESTQ $0x00000001, AX
-	JZ    cp_113
-	MOVB  (R13), BL
+	JZ    cp_134
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_113:
-	MOVQ         DX, AX
-	SUBQ         $0x00000060, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y3, Y7
-	VPSHUFB      Y8, Y7, Y7
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 96(R13), Y7, Y0
-	VPCLMULQDQ   $0x11, 96(R13), Y7, Y1
-	VPCLMULQDQ   $0x01, 96(R13), Y7, Y2
-	VPCLMULQDQ   $0x10, 96(R13), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y7, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_134:
+	VMOVDQU 32(SP), Y7
+
+ldDone_128:
+	VPXOR   Y7, Y3, Y3
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y3, Y7
+	LEAQ    96(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_136
+	VMOVDQU Y3, (R11)
+	JMP     stDone_135
+
+st16_136:
+	TESTQ        $0x00000010, AX
+	JZ           st8_137
+	VMOVDQU      X3, (R11)
+	VEXTRACTI128 $0x01, Y3, X3
+	ADDQ         $0x00000010, R11
+
+st8_137:
+	TESTQ   $0x00000008, AX
+	JZ      st_138
+	VMOVQ   X3, (R11)
+	VPSRLDQ $0x08, X3, X3
+	ADDQ    $0x00000008, R11
+
+st_138:
+	TESTQ   $0x00000004, AX
+	JZ      st_139
+	VMOVD   X3, (R11)
+	VPSRLDQ $0x04, X3, X3
+	ADDQ    $0x00000004, R11
+
+st_139:
+	TESTQ   $0x00000002, AX
+	JZ      st_140
+	VPEXTRW $0x00, X3, (R11)
+	VPSRLDQ $0x02, X3, X3
+	ADDQ    $0x00000002, R11
+
+st_140:
+	TESTQ   $0x00000001, AX
+	JZ      st_141
+	VPEXTRB $0x00, X3, (R11)
+
+st_141:
+stDone_135:
+	VPSHUFB    Y8, Y7, Y7
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	VPCLMULQDQ $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ $0x10, 96(R13), Y7, Y7
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y7, Y12, Y12
+	JMP        lenBlock
 
 tail3:
 	VPSHUFB Y8, Y9, Y0
@@ -5017,7 +5391,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_114
+	JE      aesLastY_142
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -5031,7 +5405,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_114:
+aesLastY_142:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5043,155 +5417,147 @@ aesLastY_114:
 	VPXOR       32(SI), Y1, Y1
 	VMOVDQU     Y1, 32(R8)
 	VPSHUFB     Y8, Y1, Y5
-	VPXOR       Y6, Y6, Y6
-	VMOVDQU     Y6, 32(SP)
-	LEAQ        64(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_115
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        64(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_143
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y6
+	VPAND       32(CX)(BX*1), Y6, Y6
+	JMP         ldDone_144
 
-cp_115:
-	TESTQ   $0x00000010, AX
-	JZ      cp_116
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_116:
-	TESTQ $0x00000008, AX
-	JZ    cp_117
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_117:
-	TESTQ $0x00000004, AX
-	JZ    cp_118
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_118:
-	TESTQ $0x00000002, AX
-	JZ    cp_119
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_119:
-	TESTQ $0x00000001, AX
-	JZ    cp_120
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_120:
-	VMOVDQU 32(SP), Y6
-	VPXOR   Y6, Y2, Y2
-	VMOVDQU Y2, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    64(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000040, AX
+ldSlow_143:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_121
-	VMOVDQU (R13), Y14
+	JZ      cp_145
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_121:
+cp_145:
 	TESTQ   $0x00000010, AX
-	JZ      cp_122
-	VMOVDQU (R13), X14
+	JZ      cp_146
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_122:
+cp_146:
 	TESTQ $0x00000008, AX
-	JZ    cp_123
-	MOVQ  (R13), BX
+	JZ    cp_147
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_123:
+cp_147:
 	TESTQ $0x00000004, AX
-	JZ    cp_124
-	MOVL  (R13), BX
+	JZ    cp_148
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_124:
+cp_148:
 	TESTQ $0x00000002, AX
-	JZ    cp_125
-	MOVW  (R13), BX
+	JZ    cp_149
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_125:
+cp_149:
 	TESTQ $0x00000001, AX
-	JZ    cp_126
-	MOVB  (R13), BL
+	JZ    cp_150
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_126:
-	MOVQ         DX, AX
-	SUBQ         $0x00000040, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y2, Y6
-	VPSHUFB      Y8, Y6, Y6
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_150:
+	VMOVDQU 32(SP), Y6
+
+ldDone_144:
+	VPXOR   Y6, Y2, Y2
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y2, Y6
+	LEAQ    64(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_152
+	VMOVDQU Y2, (R11)
+	JMP     stDone_151
+
+st16_152:
+	TESTQ        $0x00000010, AX
+	JZ           st8_153
+	VMOVDQU      X2, (R11)
+	VEXTRACTI128 $0x01, Y2, X2
+	ADDQ         $0x00000010, R11
+
+st8_153:
+	TESTQ   $0x00000008, AX
+	JZ      st_154
+	VMOVQ   X2, (R11)
+	VPSRLDQ $0x08, X2, X2
+	ADDQ    $0x00000008, R11
+
+st_154:
+	TESTQ   $0x00000004, AX
+	JZ      st_155
+	VMOVD   X2, (R11)
+	VPSRLDQ $0x04, X2, X2
+	ADDQ    $0x00000004, R11
+
+st_155:
+	TESTQ   $0x00000002, AX
+	JZ      st_156
+	VPEXTRW $0x00, X2, (R11)
+	VPSRLDQ $0x02, X2, X2
+	ADDQ    $0x00000002, R11
+
+st_156:
+	TESTQ   $0x00000001, AX
+	JZ      st_157
+	VPEXTRB $0x00, X2, (R11)
+
+st_157:
+stDone_151:
+	VPSHUFB    Y8, Y6, Y6
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	JMP        lenBlock
 
 tail2:
 	VPSHUFB Y8, Y9, Y0
@@ -5219,7 +5585,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_127
+	JE      aesLastY_158
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -5229,7 +5595,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_127:
+aesLastY_158:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -5237,147 +5603,139 @@ aesLastY_127:
 	VPXOR       (SI), Y0, Y0
 	VMOVDQU     Y0, (R8)
 	VPSHUFB     Y8, Y0, Y4
-	VPXOR       Y5, Y5, Y5
-	VMOVDQU     Y5, 32(SP)
-	LEAQ        32(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_128
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        32(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_159
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_160
 
-cp_128:
-	TESTQ   $0x00000010, AX
-	JZ      cp_129
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_129:
-	TESTQ $0x00000008, AX
-	JZ    cp_130
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_130:
-	TESTQ $0x00000004, AX
-	JZ    cp_131
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_131:
-	TESTQ $0x00000002, AX
-	JZ    cp_132
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_132:
-	TESTQ $0x00000001, AX
-	JZ    cp_133
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_133:
-	VMOVDQU 32(SP), Y5
-	VPXOR   Y5, Y1, Y1
-	VMOVDQU Y1, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    32(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000020, AX
+ldSlow_159:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_134
-	VMOVDQU (R13), Y14
+	JZ      cp_161
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_134:
+cp_161:
 	TESTQ   $0x00000010, AX
-	JZ      cp_135
-	VMOVDQU (R13), X14
+	JZ      cp_162
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_135:
+cp_162:
 	TESTQ $0x00000008, AX
-	JZ    cp_136
-	MOVQ  (R13), BX
+	JZ    cp_163
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_136:
+cp_163:
 	TESTQ $0x00000004, AX
-	JZ    cp_137
-	MOVL  (R13), BX
+	JZ    cp_164
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_137:
+cp_164:
 	TESTQ $0x00000002, AX
-	JZ    cp_138
-	MOVW  (R13), BX
+	JZ    cp_165
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_138:
+cp_165:
 	TESTQ $0x00000001, AX
-	JZ    cp_139
-	MOVB  (R13), BL
+	JZ    cp_166
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_139:
-	MOVQ         DX, AX
-	SUBQ         $0x00000020, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y1, Y5
-	VPSHUFB      Y8, Y5, Y5
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_166:
+	VMOVDQU 32(SP), Y5
+
+ldDone_160:
+	VPXOR   Y5, Y1, Y1
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y1, Y5
+	LEAQ    32(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_168
+	VMOVDQU Y1, (R11)
+	JMP     stDone_167
+
+st16_168:
+	TESTQ        $0x00000010, AX
+	JZ           st8_169
+	VMOVDQU      X1, (R11)
+	VEXTRACTI128 $0x01, Y1, X1
+	ADDQ         $0x00000010, R11
+
+st8_169:
+	TESTQ   $0x00000008, AX
+	JZ      st_170
+	VMOVQ   X1, (R11)
+	VPSRLDQ $0x08, X1, X1
+	ADDQ    $0x00000008, R11
+
+st_170:
+	TESTQ   $0x00000004, AX
+	JZ      st_171
+	VMOVD   X1, (R11)
+	VPSRLDQ $0x04, X1, X1
+	ADDQ    $0x00000004, R11
+
+st_171:
+	TESTQ   $0x00000002, AX
+	JZ      st_172
+	VPEXTRW $0x00, X1, (R11)
+	VPSRLDQ $0x02, X1, X1
+	ADDQ    $0x00000002, R11
+
+st_172:
+	TESTQ   $0x00000001, AX
+	JZ      st_173
+	VPEXTRB $0x00, X1, (R11)
+
+st_173:
+stDone_167:
+	VPSHUFB    Y8, Y5, Y5
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        lenBlock
 
 tail1:
 	VPSHUFB Y8, Y9, Y0
@@ -5393,137 +5751,156 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_140
+	JE      aesLastY_174
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_140:
+aesLastY_174:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
-	VPXOR       Y4, Y4, Y4
-	VMOVDQU     Y4, 32(SP)
-	LEAQ        (SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_141
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        (SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_175
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y4
+	VPAND       32(CX)(BX*1), Y4, Y4
+	JMP         ldDone_176
 
-cp_141:
-	TESTQ   $0x00000010, AX
-	JZ      cp_142
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_142:
-	TESTQ $0x00000008, AX
-	JZ    cp_143
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_143:
-	TESTQ $0x00000004, AX
-	JZ    cp_144
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_144:
-	TESTQ $0x00000002, AX
-	JZ    cp_145
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_145:
-	TESTQ $0x00000001, AX
-	JZ    cp_146
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_146:
-	VMOVDQU 32(SP), Y4
-	VPXOR   Y4, Y0, Y0
-	VMOVDQU Y0, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    (R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000000, AX
+ldSlow_175:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_147
-	VMOVDQU (R13), Y14
+	JZ      cp_177
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_147:
+cp_177:
 	TESTQ   $0x00000010, AX
-	JZ      cp_148
-	VMOVDQU (R13), X14
+	JZ      cp_178
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_148:
+cp_178:
 	TESTQ $0x00000008, AX
-	JZ    cp_149
-	MOVQ  (R13), BX
+	JZ    cp_179
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_149:
+cp_179:
 	TESTQ $0x00000004, AX
-	JZ    cp_150
-	MOVL  (R13), BX
+	JZ    cp_180
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_150:
+cp_180:
 	TESTQ $0x00000002, AX
-	JZ    cp_151
-	MOVW  (R13), BX
+	JZ    cp_181
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_151:
+cp_181:
 	TESTQ $0x00000001, AX
-	JZ    cp_152
-	MOVB  (R13), BL
+	JZ    cp_182
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_152:
-	MOVQ         DX, AX
-	SUBQ         $0x00000000, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y0, Y4
-	VPSHUFB      Y8, Y4, Y4
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
+cp_182:
+	VMOVDQU 32(SP), Y4
+
+ldDone_176:
+	VPXOR   Y4, Y0, Y0
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y0, Y4
+	LEAQ    (R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_184
+	VMOVDQU Y0, (R11)
+	JMP     stDone_183
+
+st16_184:
+	TESTQ        $0x00000010, AX
+	JZ           st8_185
+	VMOVDQU      X0, (R11)
+	VEXTRACTI128 $0x01, Y0, X0
+	ADDQ         $0x00000010, R11
+
+st8_185:
+	TESTQ   $0x00000008, AX
+	JZ      st_186
+	VMOVQ   X0, (R11)
+	VPSRLDQ $0x08, X0, X0
+	ADDQ    $0x00000008, R11
+
+st_186:
+	TESTQ   $0x00000004, AX
+	JZ      st_187
+	VMOVD   X0, (R11)
+	VPSRLDQ $0x04, X0, X0
+	ADDQ    $0x00000004, R11
+
+st_187:
+	TESTQ   $0x00000002, AX
+	JZ      st_188
+	VPEXTRW $0x00, X0, (R11)
+	VPSRLDQ $0x02, X0, X0
+	ADDQ    $0x00000002, R11
+
+st_188:
+	TESTQ   $0x00000001, AX
+	JZ      st_189
+	VPEXTRB $0x00, X0, (R11)
+
+st_189:
+stDone_183:
+	VPSHUFB    Y8, Y4, Y4
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+lenBlock:
+	MOVQ         16(SP), AX
+	MOVQ         24(SP), BX
+	SHLQ         $0x03, AX
+	SHLQ         $0x03, BX
+	VMOVQ        AX, X4
+	VPINSRQ      $0x01, BX, X4, X4
+	VPXOR        X4, X10, X4
+	VPCLMULQDQ   $0x00, 976(DI), X4, X0
+	VPCLMULQDQ   $0x11, 976(DI), X4, X1
+	VPCLMULQDQ   $0x01, 976(DI), X4, X2
+	VPCLMULQDQ   $0x10, 976(DI), X4, X4
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
 	VPXOR        Y4, Y12, Y12
 	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
 	VPSHUFD      $0x4e, Y11, Y11
@@ -5535,31 +5912,9 @@ cp_152:
 	VPXOR        Y14, Y13, Y13
 	VEXTRACTI128 $0x01, Y13, X0
 	VPXOR        X0, X13, X10
-
-final:
-	MOVQ       16(SP), AX
-	MOVQ       24(SP), BX
-	SHLQ       $0x03, AX
-	SHLQ       $0x03, BX
-	VMOVQ      AX, X4
-	VPINSRQ    $0x01, BX, X4, X4
-	VPXOR      X4, X10, X4
-	VPCLMULQDQ $0x00, 976(DI), X4, X11
-	VPCLMULQDQ $0x11, 976(DI), X4, X13
-	VPCLMULQDQ $0x01, 976(DI), X4, X12
-	VPCLMULQDQ $0x10, 976(DI), X4, X4
-	VPXOR      X4, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X11, X14
-	VPSHUFD    $0x4e, X11, X11
-	VPXOR      X11, X12, X12
-	VPXOR      X14, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X12, X14
-	VPSHUFD    $0x4e, X12, X12
-	VPXOR      X12, X13, X13
-	VPXOR      X14, X13, X13
-	VPSHUFB    X8, X13, X13
-	VPXOR      (SP), X13, X13
-	VMOVDQU    X13, (R12)
+	VPSHUFB      X8, X10, X10
+	VPXOR        (SP), X10, X10
+	VMOVDQU      X10, (R12)
 	VZEROUPPER
 	RET
 
@@ -5591,13 +5946,13 @@ TEXT ·openAVX2(SB), NOSPLIT, $96-96
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_153
+	JE      j0Last_190
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_153:
+j0Last_190:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -5608,7 +5963,326 @@ j0Last_153:
 	VMOVDQU     ctrInc2<>+0(SB), Y15
 	MOVQ        DX, 16(SP)
 	MOVQ        R10, 24(SP)
+	CMPQ        R10, $0x00000040
+	JA          long
+	LEAQ        15(R10), AX
+	SHRQ        $0x04, AX
+	LEAQ        15(DX), BX
+	SHRQ        $0x04, BX
+	ADDQ        BX, AX
+	CMPQ        AX, $0x0000000f
+	JA          long
+	VPXOR       Y11, Y11, Y11
+	VPXOR       Y12, Y12, Y12
+	VPXOR       Y13, Y13, Y13
+	NEGQ        AX
+	SHLQ        $0x04, AX
+	LEAQ        976(DI)(AX*1), R13
+	TESTQ       R10, R10
+	JZ          shortData
+	MOVQ        R10, AX
+	CMPQ        R10, $0x00000020
+	JBE         shortAAD1
+	VMOVDQU     (R9), Y4
+	SUBQ        $0x00000020, AX
+	LEAQ        32(R9), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_191
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_192
 
+ldSlow_191:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_193
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_193:
+	TESTQ   $0x00000010, AX
+	JZ      cp_194
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_194:
+	TESTQ $0x00000008, AX
+	JZ    cp_195
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_195:
+	TESTQ $0x00000004, AX
+	JZ    cp_196
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_196:
+	TESTQ $0x00000002, AX
+	JZ    cp_197
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_197:
+	TESTQ $0x00000001, AX
+	JZ    cp_198
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_198:
+	VMOVDQU 32(SP), Y5
+
+ldDone_192:
+	VPSHUFB    Y8, Y4, Y4
+	VPSHUFB    Y8, Y5, Y5
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        shortAADDone
+
+shortAAD1:
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_199
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_200
+
+ldSlow_199:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_201
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_201:
+	TESTQ   $0x00000010, AX
+	JZ      cp_202
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_202:
+	TESTQ $0x00000008, AX
+	JZ    cp_203
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_203:
+	TESTQ $0x00000004, AX
+	JZ    cp_204
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_204:
+	TESTQ $0x00000002, AX
+	JZ    cp_205
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_205:
+	TESTQ $0x00000001, AX
+	JZ    cp_206
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_206:
+	VMOVDQU 32(SP), Y4
+
+ldDone_200:
+	VPSHUFB    Y8, Y4, Y4
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+shortAADDone:
+	LEAQ 15(R10), AX
+	ANDQ $-16, AX
+	ADDQ AX, R13
+
+shortData:
+	CMPQ    DX, $0x00000080
+	JB      tailShared
+	VPSHUFB Y8, Y9, Y0
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y1
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y2
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y3
+	VPADDD  Y15, Y9, Y9
+	VPXOR   256(DI), Y0, Y0
+	VPXOR   256(DI), Y1, Y1
+	VPXOR   256(DI), Y2, Y2
+	VPXOR   256(DI), Y3, Y3
+	VAESENC 288(DI), Y0, Y0
+	VAESENC 288(DI), Y1, Y1
+	VAESENC 288(DI), Y2, Y2
+	VAESENC 288(DI), Y3, Y3
+	VAESENC 320(DI), Y0, Y0
+	VAESENC 320(DI), Y1, Y1
+	VAESENC 320(DI), Y2, Y2
+	VAESENC 320(DI), Y3, Y3
+	VAESENC 352(DI), Y0, Y0
+	VAESENC 352(DI), Y1, Y1
+	VAESENC 352(DI), Y2, Y2
+	VAESENC 352(DI), Y3, Y3
+	VAESENC 384(DI), Y0, Y0
+	VAESENC 384(DI), Y1, Y1
+	VAESENC 384(DI), Y2, Y2
+	VAESENC 384(DI), Y3, Y3
+	VAESENC 416(DI), Y0, Y0
+	VAESENC 416(DI), Y1, Y1
+	VAESENC 416(DI), Y2, Y2
+	VAESENC 416(DI), Y3, Y3
+	VAESENC 448(DI), Y0, Y0
+	VAESENC 448(DI), Y1, Y1
+	VAESENC 448(DI), Y2, Y2
+	VAESENC 448(DI), Y3, Y3
+	VAESENC 480(DI), Y0, Y0
+	VAESENC 480(DI), Y1, Y1
+	VAESENC 480(DI), Y2, Y2
+	VAESENC 480(DI), Y3, Y3
+	VAESENC 512(DI), Y0, Y0
+	VAESENC 512(DI), Y1, Y1
+	VAESENC 512(DI), Y2, Y2
+	VAESENC 512(DI), Y3, Y3
+	VAESENC 544(DI), Y0, Y0
+	VAESENC 544(DI), Y1, Y1
+	VAESENC 544(DI), Y2, Y2
+	VAESENC 544(DI), Y3, Y3
+	CMPQ    (DI), $0x0a
+	JE      aesLastY_207
+	VAESENC 576(DI), Y0, Y0
+	VAESENC 576(DI), Y1, Y1
+	VAESENC 576(DI), Y2, Y2
+	VAESENC 576(DI), Y3, Y3
+	VAESENC 608(DI), Y0, Y0
+	VAESENC 608(DI), Y1, Y1
+	VAESENC 608(DI), Y2, Y2
+	VAESENC 608(DI), Y3, Y3
+	VAESENC 640(DI), Y0, Y0
+	VAESENC 640(DI), Y1, Y1
+	VAESENC 640(DI), Y2, Y2
+	VAESENC 640(DI), Y3, Y3
+	VAESENC 672(DI), Y0, Y0
+	VAESENC 672(DI), Y1, Y1
+	VAESENC 672(DI), Y2, Y2
+	VAESENC 672(DI), Y3, Y3
+
+aesLastY_207:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VMOVDQU     (SI), Y4
+	VPXOR       Y4, Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y4, Y4
+	VMOVDQU     32(SI), Y5
+	VPXOR       Y5, Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y5, Y5
+	VMOVDQU     64(SI), Y6
+	VPXOR       Y6, Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y6, Y6
+	VMOVDQU     96(SI), Y7
+	VPXOR       Y7, Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y7, Y7
+	VPCLMULQDQ  $0x00, (R13), Y4, Y0
+	VPCLMULQDQ  $0x11, (R13), Y4, Y1
+	VPCLMULQDQ  $0x01, (R13), Y4, Y2
+	VPCLMULQDQ  $0x10, (R13), Y4, Y4
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y4, Y12, Y12
+	VPCLMULQDQ  $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ  $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ  $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ  $0x10, 32(R13), Y5, Y5
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y5, Y12, Y12
+	VPCLMULQDQ  $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ  $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ  $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ  $0x10, 64(R13), Y6, Y6
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y6, Y12, Y12
+	VPCLMULQDQ  $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ  $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ  $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ  $0x10, 96(R13), Y7, Y7
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y7, Y12, Y12
+	ADDQ        $0x00000080, R13
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         tailShared
+
+long:
 aadLoop:
 	CMPQ         R10, $0x00000080
 	JB           aadTail
@@ -5679,59 +6353,73 @@ aadTail:
 	VPSHUFB Y8, Y5, Y5
 	VMOVDQU 64(R9), Y6
 	VPSHUFB Y8, Y6, Y6
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    96(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
+	LEAQ    96(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_208
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y7
+	VPAND   32(CX)(BX*1), Y7, Y7
+	JMP     ldDone_209
+
+ldSlow_208:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_154
-	VMOVDQU (R13), Y14
+	JZ      cp_210
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_154:
+cp_210:
 	TESTQ   $0x00000010, AX
-	JZ      cp_155
-	VMOVDQU (R13), X14
+	JZ      cp_211
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_155:
+cp_211:
 	TESTQ $0x00000008, AX
-	JZ    cp_156
-	MOVQ  (R13), BX
+	JZ    cp_212
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_156:
+cp_212:
 	TESTQ $0x00000004, AX
-	JZ    cp_157
-	MOVL  (R13), BX
+	JZ    cp_213
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_157:
+cp_213:
 	TESTQ $0x00000002, AX
-	JZ    cp_158
-	MOVW  (R13), BX
+	JZ    cp_214
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_158:
+cp_214:
 	TESTQ $0x00000001, AX
-	JZ    cp_159
-	MOVB  (R13), BL
+	JZ    cp_215
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_159:
-	VMOVDQU      32(SP), Y7
+cp_215:
+	VMOVDQU 32(SP), Y7
+
+ldDone_209:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -5785,59 +6473,73 @@ aadTail3:
 	VPSHUFB Y8, Y4, Y4
 	VMOVDQU 32(R9), Y5
 	VPSHUFB Y8, Y5, Y5
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    64(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
+	LEAQ    64(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_216
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y6
+	VPAND   32(CX)(BX*1), Y6, Y6
+	JMP     ldDone_217
+
+ldSlow_216:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_160
-	VMOVDQU (R13), Y14
+	JZ      cp_218
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_160:
+cp_218:
 	TESTQ   $0x00000010, AX
-	JZ      cp_161
-	VMOVDQU (R13), X14
+	JZ      cp_219
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_161:
+cp_219:
 	TESTQ $0x00000008, AX
-	JZ    cp_162
-	MOVQ  (R13), BX
+	JZ    cp_220
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_162:
+cp_220:
 	TESTQ $0x00000004, AX
-	JZ    cp_163
-	MOVL  (R13), BX
+	JZ    cp_221
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_163:
+cp_221:
 	TESTQ $0x00000002, AX
-	JZ    cp_164
-	MOVW  (R13), BX
+	JZ    cp_222
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_164:
+cp_222:
 	TESTQ $0x00000001, AX
-	JZ    cp_165
-	MOVB  (R13), BL
+	JZ    cp_223
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_165:
-	VMOVDQU      32(SP), Y6
+cp_223:
+	VMOVDQU 32(SP), Y6
+
+ldDone_217:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -5881,59 +6583,73 @@ cp_165:
 aadTail2:
 	VMOVDQU (R9), Y4
 	VPSHUFB Y8, Y4, Y4
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
+	LEAQ    32(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_224
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y5
+	VPAND   32(CX)(BX*1), Y5, Y5
+	JMP     ldDone_225
+
+ldSlow_224:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_166
-	VMOVDQU (R13), Y14
+	JZ      cp_226
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_166:
+cp_226:
 	TESTQ   $0x00000010, AX
-	JZ      cp_167
-	VMOVDQU (R13), X14
+	JZ      cp_227
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_167:
+cp_227:
 	TESTQ $0x00000008, AX
-	JZ    cp_168
-	MOVQ  (R13), BX
+	JZ    cp_228
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_168:
+cp_228:
 	TESTQ $0x00000004, AX
-	JZ    cp_169
-	MOVL  (R13), BX
+	JZ    cp_229
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_169:
+cp_229:
 	TESTQ $0x00000002, AX
-	JZ    cp_170
-	MOVW  (R13), BX
+	JZ    cp_230
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_170:
+cp_230:
 	TESTQ $0x00000001, AX
-	JZ    cp_171
-	MOVB  (R13), BL
+	JZ    cp_231
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_171:
-	VMOVDQU      32(SP), Y5
+cp_231:
+	VMOVDQU 32(SP), Y5
+
+ldDone_225:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -5967,59 +6683,73 @@ cp_171:
 	JMP          aadDone
 
 aadTail1:
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    (R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_232
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_233
+
+ldSlow_232:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_172
-	VMOVDQU (R13), Y14
+	JZ      cp_234
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_172:
+cp_234:
 	TESTQ   $0x00000010, AX
-	JZ      cp_173
-	VMOVDQU (R13), X14
+	JZ      cp_235
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_173:
+cp_235:
 	TESTQ $0x00000008, AX
-	JZ    cp_174
-	MOVQ  (R13), BX
+	JZ    cp_236
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_174:
+cp_236:
 	TESTQ $0x00000004, AX
-	JZ    cp_175
-	MOVL  (R13), BX
+	JZ    cp_237
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_175:
+cp_237:
 	TESTQ $0x00000002, AX
-	JZ    cp_176
-	MOVW  (R13), BX
+	JZ    cp_238
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_176:
+cp_238:
 	TESTQ $0x00000001, AX
-	JZ    cp_177
-	MOVB  (R13), BL
+	JZ    cp_239
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_177:
-	VMOVDQU      32(SP), Y4
+cp_239:
+	VMOVDQU 32(SP), Y4
+
+ldDone_233:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -6044,129 +6774,87 @@ cp_177:
 	VPXOR        X0, X13, X10
 
 aadDone:
-loop:
-	CMPQ    DX, $0x00000080
-	JB      tail
-	VPSHUFB Y8, Y9, Y0
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y1
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y2
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y3
-	VPADDD  Y15, Y9, Y9
-	VPXOR   256(DI), Y0, Y0
-	VPXOR   256(DI), Y1, Y1
-	VPXOR   256(DI), Y2, Y2
-	VPXOR   256(DI), Y3, Y3
-	VAESENC 288(DI), Y0, Y0
-	VAESENC 288(DI), Y1, Y1
-	VAESENC 288(DI), Y2, Y2
-	VAESENC 288(DI), Y3, Y3
-	VAESENC 320(DI), Y0, Y0
-	VAESENC 320(DI), Y1, Y1
-	VAESENC 320(DI), Y2, Y2
-	VAESENC 320(DI), Y3, Y3
-	VAESENC 352(DI), Y0, Y0
-	VAESENC 352(DI), Y1, Y1
-	VAESENC 352(DI), Y2, Y2
-	VAESENC 352(DI), Y3, Y3
-	VAESENC 384(DI), Y0, Y0
-	VAESENC 384(DI), Y1, Y1
-	VAESENC 384(DI), Y2, Y2
-	VAESENC 384(DI), Y3, Y3
-	VAESENC 416(DI), Y0, Y0
-	VAESENC 416(DI), Y1, Y1
-	VAESENC 416(DI), Y2, Y2
-	VAESENC 416(DI), Y3, Y3
-	VAESENC 448(DI), Y0, Y0
-	VAESENC 448(DI), Y1, Y1
-	VAESENC 448(DI), Y2, Y2
-	VAESENC 448(DI), Y3, Y3
-	VAESENC 480(DI), Y0, Y0
-	VAESENC 480(DI), Y1, Y1
-	VAESENC 480(DI), Y2, Y2
-	VAESENC 480(DI), Y3, Y3
-	VAESENC 512(DI), Y0, Y0
-	VAESENC 512(DI), Y1, Y1
-	VAESENC 512(DI), Y2, Y2
-	VAESENC 512(DI), Y3, Y3
-	VAESENC 544(DI), Y0, Y0
-	VAESENC 544(DI), Y1, Y1
-	VAESENC 544(DI), Y2, Y2
-	VAESENC 544(DI), Y3, Y3
-	CMPQ    (DI), $0x0a
-	JE      aesLastY_178
-	VAESENC 576(DI), Y0, Y0
-	VAESENC 576(DI), Y1, Y1
-	VAESENC 576(DI), Y2, Y2
-	VAESENC 576(DI), Y3, Y3
-	VAESENC 608(DI), Y0, Y0
-	VAESENC 608(DI), Y1, Y1
-	VAESENC 608(DI), Y2, Y2
-	VAESENC 608(DI), Y3, Y3
-	VAESENC 640(DI), Y0, Y0
-	VAESENC 640(DI), Y1, Y1
-	VAESENC 640(DI), Y2, Y2
-	VAESENC 640(DI), Y3, Y3
-	VAESENC 672(DI), Y0, Y0
-	VAESENC 672(DI), Y1, Y1
-	VAESENC 672(DI), Y2, Y2
-	VAESENC 672(DI), Y3, Y3
-
-aesLastY_178:
-	MOVQ         (DI), BX
-	SHLQ         $0x05, BX
-	VAESENCLAST  256(DI)(BX*1), Y0, Y0
-	VAESENCLAST  256(DI)(BX*1), Y1, Y1
-	VAESENCLAST  256(DI)(BX*1), Y2, Y2
-	VAESENCLAST  256(DI)(BX*1), Y3, Y3
+oloop:
+	CMPQ         DX, $0x00000080
+	JB           tail
 	VMOVDQU      (SI), Y4
-	VPXOR        Y4, Y0, Y0
-	VMOVDQU      Y0, (R8)
 	VPSHUFB      Y8, Y4, Y4
 	VMOVDQU      32(SI), Y5
-	VPXOR        Y5, Y1, Y1
-	VMOVDQU      Y1, 32(R8)
 	VPSHUFB      Y8, Y5, Y5
 	VMOVDQU      64(SI), Y6
-	VPXOR        Y6, Y2, Y2
-	VMOVDQU      Y2, 64(R8)
 	VPSHUFB      Y8, Y6, Y6
 	VMOVDQU      96(SI), Y7
-	VPXOR        Y7, Y3, Y3
-	VMOVDQU      Y3, 96(R8)
 	VPSHUFB      Y8, Y7, Y7
+	VPSHUFB      Y8, Y9, Y0
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y1
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y2
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y3
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPXOR        256(DI), Y0, Y0
+	VPXOR        256(DI), Y1, Y1
+	VPXOR        256(DI), Y2, Y2
+	VPXOR        256(DI), Y3, Y3
+	VAESENC      288(DI), Y0, Y0
+	VAESENC      288(DI), Y1, Y1
+	VAESENC      288(DI), Y2, Y2
+	VAESENC      288(DI), Y3, Y3
 	VPXOR        Y10, Y4, Y4
 	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
 	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
+	VAESENC      320(DI), Y0, Y0
+	VAESENC      320(DI), Y1, Y1
+	VAESENC      320(DI), Y2, Y2
+	VAESENC      320(DI), Y3, Y3
 	VPCLMULQDQ   $0x01, 864(DI), Y4, Y12
 	VPCLMULQDQ   $0x10, 864(DI), Y4, Y4
 	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 896(DI), Y5, Y0
-	VPCLMULQDQ   $0x11, 896(DI), Y5, Y1
-	VPCLMULQDQ   $0x01, 896(DI), Y5, Y2
+	VPCLMULQDQ   $0x00, 896(DI), Y5, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      352(DI), Y0, Y0
+	VAESENC      352(DI), Y1, Y1
+	VAESENC      352(DI), Y2, Y2
+	VAESENC      352(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 896(DI), Y5, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 896(DI), Y5, Y15
 	VPCLMULQDQ   $0x10, 896(DI), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
+	VPXOR        Y15, Y12, Y12
 	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 928(DI), Y6, Y0
-	VPCLMULQDQ   $0x11, 928(DI), Y6, Y1
-	VPCLMULQDQ   $0x01, 928(DI), Y6, Y2
+	VAESENC      384(DI), Y0, Y0
+	VAESENC      384(DI), Y1, Y1
+	VAESENC      384(DI), Y2, Y2
+	VAESENC      384(DI), Y3, Y3
+	VPCLMULQDQ   $0x00, 928(DI), Y6, Y15
+	VPXOR        Y15, Y11, Y11
+	VPCLMULQDQ   $0x11, 928(DI), Y6, Y15
+	VPXOR        Y15, Y13, Y13
+	VAESENC      416(DI), Y0, Y0
+	VAESENC      416(DI), Y1, Y1
+	VAESENC      416(DI), Y2, Y2
+	VAESENC      416(DI), Y3, Y3
+	VPCLMULQDQ   $0x01, 928(DI), Y6, Y15
 	VPCLMULQDQ   $0x10, 928(DI), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
+	VPXOR        Y15, Y12, Y12
 	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 960(DI), Y7, Y0
-	VPCLMULQDQ   $0x11, 960(DI), Y7, Y1
-	VPCLMULQDQ   $0x01, 960(DI), Y7, Y2
+	VPCLMULQDQ   $0x00, 960(DI), Y7, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      448(DI), Y0, Y0
+	VAESENC      448(DI), Y1, Y1
+	VAESENC      448(DI), Y2, Y2
+	VAESENC      448(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 960(DI), Y7, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 960(DI), Y7, Y15
 	VPCLMULQDQ   $0x10, 960(DI), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
+	VPXOR        Y15, Y12, Y12
 	VPXOR        Y7, Y12, Y12
+	VAESENC      480(DI), Y0, Y0
+	VAESENC      480(DI), Y1, Y1
+	VAESENC      480(DI), Y2, Y2
+	VAESENC      480(DI), Y3, Y3
 	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
 	VPSHUFD      $0x4e, Y11, Y11
 	VPXOR        Y11, Y12, Y12
@@ -6175,16 +6863,70 @@ aesLastY_178:
 	VPSHUFD      $0x4e, Y12, Y12
 	VPXOR        Y12, Y13, Y13
 	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x00000080, DX
-	JMP          loop
+	VAESENC      512(DI), Y0, Y0
+	VAESENC      512(DI), Y1, Y1
+	VAESENC      512(DI), Y2, Y2
+	VAESENC      512(DI), Y3, Y3
+	VEXTRACTI128 $0x01, Y13, X15
+	VPXOR        X15, X13, X10
+	VAESENC      544(DI), Y0, Y0
+	VAESENC      544(DI), Y1, Y1
+	VAESENC      544(DI), Y2, Y2
+	VAESENC      544(DI), Y3, Y3
+	CMPQ         (DI), $0x0a
+	JE           aesLastYS_240
+	VAESENC      576(DI), Y0, Y0
+	VAESENC      576(DI), Y1, Y1
+	VAESENC      576(DI), Y2, Y2
+	VAESENC      576(DI), Y3, Y3
+	VAESENC      608(DI), Y0, Y0
+	VAESENC      608(DI), Y1, Y1
+	VAESENC      608(DI), Y2, Y2
+	VAESENC      608(DI), Y3, Y3
+	VAESENC      640(DI), Y0, Y0
+	VAESENC      640(DI), Y1, Y1
+	VAESENC      640(DI), Y2, Y2
+	VAESENC      640(DI), Y3, Y3
+	VAESENC      672(DI), Y0, Y0
+	VAESENC      672(DI), Y1, Y1
+	VAESENC      672(DI), Y2, Y2
+	VAESENC      672(DI), Y3, Y3
+
+aesLastYS_240:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         oloop
 
 tail:
+	VMOVDQU ctrInc2<>+0(SB), Y15
+	VPXOR   Y11, Y11, Y11
+	VPXOR   Y12, Y12, Y12
+	VPXOR   Y13, Y13, Y13
+	LEAQ    16(DX), CX
+	LEAQ    15(CX), AX
+	SHRQ    $0x04, AX
+	NEGQ    AX
+	SHLQ    $0x04, AX
+	LEAQ    992(DI)(AX*1), R13
+
+tailShared:
 	TESTQ   DX, DX
-	JZ      final
+	JZ      lenBlock
 	CMPQ    DX, $0x00000020
 	JBE     tail1
 	CMPQ    DX, $0x00000040
@@ -6240,7 +6982,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_179
+	JE      aesLastY_241
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -6258,7 +7000,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_179:
+aesLastY_241:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -6277,158 +7019,151 @@ aesLastY_179:
 	VPXOR       Y6, Y2, Y2
 	VMOVDQU     Y2, 64(R8)
 	VPSHUFB     Y8, Y6, Y6
-	VPXOR       Y7, Y7, Y7
-	VMOVDQU     Y7, 32(SP)
-	LEAQ        96(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_180
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        96(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_242
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y7
+	VPAND       32(CX)(BX*1), Y7, Y7
+	JMP         ldDone_243
 
-cp_180:
-	TESTQ   $0x00000010, AX
-	JZ      cp_181
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_181:
-	TESTQ $0x00000008, AX
-	JZ    cp_182
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_182:
-	TESTQ $0x00000004, AX
-	JZ    cp_183
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_183:
-	TESTQ $0x00000002, AX
-	JZ    cp_184
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_184:
-	TESTQ $0x00000001, AX
-	JZ    cp_185
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_185:
-	VMOVDQU 32(SP), Y7
-	VPXOR   Y7, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    96(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000060, AX
+ldSlow_242:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_186
-	VMOVDQU (R13), Y14
+	JZ      cp_244
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_186:
+cp_244:
 	TESTQ   $0x00000010, AX
-	JZ      cp_187
-	VMOVDQU (R13), X14
+	JZ      cp_245
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_187:
+cp_245:
 	TESTQ $0x00000008, AX
-	JZ    cp_188
-	MOVQ  (R13), BX
+	JZ    cp_246
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_188:
+cp_246:
 	TESTQ $0x00000004, AX
-	JZ    cp_189
-	MOVL  (R13), BX
+	JZ    cp_247
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_189:
+cp_247:
 	TESTQ $0x00000002, AX
-	JZ    cp_190
-	MOVW  (R13), BX
+	JZ    cp_248
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_190:
+cp_248:
 	TESTQ $0x00000001, AX
-	JZ    cp_191
-	MOVB  (R13), BL
+	JZ    cp_249
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_191:
-	VPSHUFB      Y8, Y7, Y7
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 96(R13), Y7, Y0
-	VPCLMULQDQ   $0x11, 96(R13), Y7, Y1
-	VPCLMULQDQ   $0x01, 96(R13), Y7, Y2
-	VPCLMULQDQ   $0x10, 96(R13), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y7, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_249:
+	VMOVDQU 32(SP), Y7
+
+ldDone_243:
+	VPXOR   Y7, Y3, Y3
+	LEAQ    96(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_251
+	VMOVDQU Y3, (R11)
+	JMP     stDone_250
+
+st16_251:
+	TESTQ        $0x00000010, AX
+	JZ           st8_252
+	VMOVDQU      X3, (R11)
+	VEXTRACTI128 $0x01, Y3, X3
+	ADDQ         $0x00000010, R11
+
+st8_252:
+	TESTQ   $0x00000008, AX
+	JZ      st_253
+	VMOVQ   X3, (R11)
+	VPSRLDQ $0x08, X3, X3
+	ADDQ    $0x00000008, R11
+
+st_253:
+	TESTQ   $0x00000004, AX
+	JZ      st_254
+	VMOVD   X3, (R11)
+	VPSRLDQ $0x04, X3, X3
+	ADDQ    $0x00000004, R11
+
+st_254:
+	TESTQ   $0x00000002, AX
+	JZ      st_255
+	VPEXTRW $0x00, X3, (R11)
+	VPSRLDQ $0x02, X3, X3
+	ADDQ    $0x00000002, R11
+
+st_255:
+	TESTQ   $0x00000001, AX
+	JZ      st_256
+	VPEXTRB $0x00, X3, (R11)
+
+st_256:
+stDone_250:
+	VPSHUFB    Y8, Y7, Y7
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	VPCLMULQDQ $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ $0x10, 96(R13), Y7, Y7
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y7, Y12, Y12
+	JMP        lenBlock
 
 tail3:
 	VPSHUFB Y8, Y9, Y0
@@ -6468,7 +7203,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_192
+	JE      aesLastY_257
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -6482,7 +7217,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_192:
+aesLastY_257:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -6496,150 +7231,143 @@ aesLastY_192:
 	VPXOR       Y5, Y1, Y1
 	VMOVDQU     Y1, 32(R8)
 	VPSHUFB     Y8, Y5, Y5
-	VPXOR       Y6, Y6, Y6
-	VMOVDQU     Y6, 32(SP)
-	LEAQ        64(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_193
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        64(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_258
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y6
+	VPAND       32(CX)(BX*1), Y6, Y6
+	JMP         ldDone_259
 
-cp_193:
-	TESTQ   $0x00000010, AX
-	JZ      cp_194
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_194:
-	TESTQ $0x00000008, AX
-	JZ    cp_195
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_195:
-	TESTQ $0x00000004, AX
-	JZ    cp_196
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_196:
-	TESTQ $0x00000002, AX
-	JZ    cp_197
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_197:
-	TESTQ $0x00000001, AX
-	JZ    cp_198
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_198:
-	VMOVDQU 32(SP), Y6
-	VPXOR   Y6, Y2, Y2
-	VMOVDQU Y2, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    64(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000040, AX
+ldSlow_258:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_199
-	VMOVDQU (R13), Y14
+	JZ      cp_260
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_199:
+cp_260:
 	TESTQ   $0x00000010, AX
-	JZ      cp_200
-	VMOVDQU (R13), X14
+	JZ      cp_261
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_200:
+cp_261:
 	TESTQ $0x00000008, AX
-	JZ    cp_201
-	MOVQ  (R13), BX
+	JZ    cp_262
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_201:
+cp_262:
 	TESTQ $0x00000004, AX
-	JZ    cp_202
-	MOVL  (R13), BX
+	JZ    cp_263
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_202:
+cp_263:
 	TESTQ $0x00000002, AX
-	JZ    cp_203
-	MOVW  (R13), BX
+	JZ    cp_264
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_203:
+cp_264:
 	TESTQ $0x00000001, AX
-	JZ    cp_204
-	MOVB  (R13), BL
+	JZ    cp_265
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_204:
-	VPSHUFB      Y8, Y6, Y6
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_265:
+	VMOVDQU 32(SP), Y6
+
+ldDone_259:
+	VPXOR   Y6, Y2, Y2
+	LEAQ    64(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_267
+	VMOVDQU Y2, (R11)
+	JMP     stDone_266
+
+st16_267:
+	TESTQ        $0x00000010, AX
+	JZ           st8_268
+	VMOVDQU      X2, (R11)
+	VEXTRACTI128 $0x01, Y2, X2
+	ADDQ         $0x00000010, R11
+
+st8_268:
+	TESTQ   $0x00000008, AX
+	JZ      st_269
+	VMOVQ   X2, (R11)
+	VPSRLDQ $0x08, X2, X2
+	ADDQ    $0x00000008, R11
+
+st_269:
+	TESTQ   $0x00000004, AX
+	JZ      st_270
+	VMOVD   X2, (R11)
+	VPSRLDQ $0x04, X2, X2
+	ADDQ    $0x00000004, R11
+
+st_270:
+	TESTQ   $0x00000002, AX
+	JZ      st_271
+	VPEXTRW $0x00, X2, (R11)
+	VPSRLDQ $0x02, X2, X2
+	ADDQ    $0x00000002, R11
+
+st_271:
+	TESTQ   $0x00000001, AX
+	JZ      st_272
+	VPEXTRB $0x00, X2, (R11)
+
+st_272:
+stDone_266:
+	VPSHUFB    Y8, Y6, Y6
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	JMP        lenBlock
 
 tail2:
 	VPSHUFB Y8, Y9, Y0
@@ -6667,7 +7395,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_205
+	JE      aesLastY_273
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -6677,7 +7405,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_205:
+aesLastY_273:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -6686,142 +7414,135 @@ aesLastY_205:
 	VPXOR       Y4, Y0, Y0
 	VMOVDQU     Y0, (R8)
 	VPSHUFB     Y8, Y4, Y4
-	VPXOR       Y5, Y5, Y5
-	VMOVDQU     Y5, 32(SP)
-	LEAQ        32(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_206
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        32(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_274
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_275
 
-cp_206:
-	TESTQ   $0x00000010, AX
-	JZ      cp_207
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_207:
-	TESTQ $0x00000008, AX
-	JZ    cp_208
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_208:
-	TESTQ $0x00000004, AX
-	JZ    cp_209
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_209:
-	TESTQ $0x00000002, AX
-	JZ    cp_210
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_210:
-	TESTQ $0x00000001, AX
-	JZ    cp_211
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_211:
-	VMOVDQU 32(SP), Y5
-	VPXOR   Y5, Y1, Y1
-	VMOVDQU Y1, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    32(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000020, AX
+ldSlow_274:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_212
-	VMOVDQU (R13), Y14
+	JZ      cp_276
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_212:
+cp_276:
 	TESTQ   $0x00000010, AX
-	JZ      cp_213
-	VMOVDQU (R13), X14
+	JZ      cp_277
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_213:
+cp_277:
 	TESTQ $0x00000008, AX
-	JZ    cp_214
-	MOVQ  (R13), BX
+	JZ    cp_278
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_214:
+cp_278:
 	TESTQ $0x00000004, AX
-	JZ    cp_215
-	MOVL  (R13), BX
+	JZ    cp_279
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_215:
+cp_279:
 	TESTQ $0x00000002, AX
-	JZ    cp_216
-	MOVW  (R13), BX
+	JZ    cp_280
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_216:
+cp_280:
 	TESTQ $0x00000001, AX
-	JZ    cp_217
-	MOVB  (R13), BL
+	JZ    cp_281
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_217:
-	VPSHUFB      Y8, Y5, Y5
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_281:
+	VMOVDQU 32(SP), Y5
+
+ldDone_275:
+	VPXOR   Y5, Y1, Y1
+	LEAQ    32(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_283
+	VMOVDQU Y1, (R11)
+	JMP     stDone_282
+
+st16_283:
+	TESTQ        $0x00000010, AX
+	JZ           st8_284
+	VMOVDQU      X1, (R11)
+	VEXTRACTI128 $0x01, Y1, X1
+	ADDQ         $0x00000010, R11
+
+st8_284:
+	TESTQ   $0x00000008, AX
+	JZ      st_285
+	VMOVQ   X1, (R11)
+	VPSRLDQ $0x08, X1, X1
+	ADDQ    $0x00000008, R11
+
+st_285:
+	TESTQ   $0x00000004, AX
+	JZ      st_286
+	VMOVD   X1, (R11)
+	VPSRLDQ $0x04, X1, X1
+	ADDQ    $0x00000004, R11
+
+st_286:
+	TESTQ   $0x00000002, AX
+	JZ      st_287
+	VPEXTRW $0x00, X1, (R11)
+	VPSRLDQ $0x02, X1, X1
+	ADDQ    $0x00000002, R11
+
+st_287:
+	TESTQ   $0x00000001, AX
+	JZ      st_288
+	VPEXTRB $0x00, X1, (R11)
+
+st_288:
+stDone_282:
+	VPSHUFB    Y8, Y5, Y5
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        lenBlock
 
 tail1:
 	VPSHUFB Y8, Y9, Y0
@@ -6837,132 +7558,152 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_218
+	JE      aesLastY_289
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_218:
+aesLastY_289:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
-	VPXOR       Y4, Y4, Y4
-	VMOVDQU     Y4, 32(SP)
-	LEAQ        (SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_219
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        (SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_290
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y4
+	VPAND       32(CX)(BX*1), Y4, Y4
+	JMP         ldDone_291
 
-cp_219:
-	TESTQ   $0x00000010, AX
-	JZ      cp_220
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_220:
-	TESTQ $0x00000008, AX
-	JZ    cp_221
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_221:
-	TESTQ $0x00000004, AX
-	JZ    cp_222
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_222:
-	TESTQ $0x00000002, AX
-	JZ    cp_223
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_223:
-	TESTQ $0x00000001, AX
-	JZ    cp_224
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_224:
-	VMOVDQU 32(SP), Y4
-	VPXOR   Y4, Y0, Y0
-	VMOVDQU Y0, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    (R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000000, AX
+ldSlow_290:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_225
-	VMOVDQU (R13), Y14
+	JZ      cp_292
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_225:
+cp_292:
 	TESTQ   $0x00000010, AX
-	JZ      cp_226
-	VMOVDQU (R13), X14
+	JZ      cp_293
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_226:
+cp_293:
 	TESTQ $0x00000008, AX
-	JZ    cp_227
-	MOVQ  (R13), BX
+	JZ    cp_294
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_227:
+cp_294:
 	TESTQ $0x00000004, AX
-	JZ    cp_228
-	MOVL  (R13), BX
+	JZ    cp_295
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_228:
+cp_295:
 	TESTQ $0x00000002, AX
-	JZ    cp_229
-	MOVW  (R13), BX
+	JZ    cp_296
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_229:
+cp_296:
 	TESTQ $0x00000001, AX
-	JZ    cp_230
-	MOVB  (R13), BL
+	JZ    cp_297
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_230:
-	VPSHUFB      Y8, Y4, Y4
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
+cp_297:
+	VMOVDQU 32(SP), Y4
+
+ldDone_291:
+	VPXOR   Y4, Y0, Y0
+	LEAQ    (R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_299
+	VMOVDQU Y0, (R11)
+	JMP     stDone_298
+
+st16_299:
+	TESTQ        $0x00000010, AX
+	JZ           st8_300
+	VMOVDQU      X0, (R11)
+	VEXTRACTI128 $0x01, Y0, X0
+	ADDQ         $0x00000010, R11
+
+st8_300:
+	TESTQ   $0x00000008, AX
+	JZ      st_301
+	VMOVQ   X0, (R11)
+	VPSRLDQ $0x08, X0, X0
+	ADDQ    $0x00000008, R11
+
+st_301:
+	TESTQ   $0x00000004, AX
+	JZ      st_302
+	VMOVD   X0, (R11)
+	VPSRLDQ $0x04, X0, X0
+	ADDQ    $0x00000004, R11
+
+st_302:
+	TESTQ   $0x00000002, AX
+	JZ      st_303
+	VPEXTRW $0x00, X0, (R11)
+	VPSRLDQ $0x02, X0, X0
+	ADDQ    $0x00000002, R11
+
+st_303:
+	TESTQ   $0x00000001, AX
+	JZ      st_304
+	VPEXTRB $0x00, X0, (R11)
+
+st_304:
+stDone_298:
+	VPSHUFB    Y8, Y4, Y4
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+lenBlock:
+	MOVQ         16(SP), AX
+	MOVQ         24(SP), BX
+	SHLQ         $0x03, AX
+	SHLQ         $0x03, BX
+	VMOVQ        AX, X4
+	VPINSRQ      $0x01, BX, X4, X4
+	VPXOR        X4, X10, X4
+	VPCLMULQDQ   $0x00, 976(DI), X4, X0
+	VPCLMULQDQ   $0x11, 976(DI), X4, X1
+	VPCLMULQDQ   $0x01, 976(DI), X4, X2
+	VPCLMULQDQ   $0x10, 976(DI), X4, X4
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
 	VPXOR        Y4, Y12, Y12
 	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
 	VPSHUFD      $0x4e, Y11, Y11
@@ -6974,31 +7715,9 @@ cp_230:
 	VPXOR        Y14, Y13, Y13
 	VEXTRACTI128 $0x01, Y13, X0
 	VPXOR        X0, X13, X10
-
-final:
-	MOVQ       16(SP), AX
-	MOVQ       24(SP), BX
-	SHLQ       $0x03, AX
-	SHLQ       $0x03, BX
-	VMOVQ      AX, X4
-	VPINSRQ    $0x01, BX, X4, X4
-	VPXOR      X4, X10, X4
-	VPCLMULQDQ $0x00, 976(DI), X4, X11
-	VPCLMULQDQ $0x11, 976(DI), X4, X13
-	VPCLMULQDQ $0x01, 976(DI), X4, X12
-	VPCLMULQDQ $0x10, 976(DI), X4, X4
-	VPXOR      X4, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X11, X14
-	VPSHUFD    $0x4e, X11, X11
-	VPXOR      X11, X12, X12
-	VPXOR      X14, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X12, X14
-	VPSHUFD    $0x4e, X12, X12
-	VPXOR      X12, X13, X13
-	VPXOR      X14, X13, X13
-	VPSHUFB    X8, X13, X13
-	VPXOR      (SP), X13, X13
-	VMOVDQU    X13, (R12)
+	VPSHUFB      X8, X10, X10
+	VPXOR        (SP), X10, X10
+	VMOVDQU      X10, (R12)
 	VZEROUPPER
 	RET
 
@@ -7056,13 +7775,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_231
+	JE        aesLast_305
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_231:
+aesLast_305:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -7392,7 +8111,7 @@ aadDone:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_232
+	JE      aesLast_306
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7410,7 +8129,7 @@ aadDone:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_232:
+aesLast_306:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7520,7 +8239,7 @@ sloop:
 	VAESENC       Z25, Z2, Z2
 	VAESENC       Z25, Z3, Z3
 	CMPQ          (DI), $0x0a
-	JE            aesLastS_233
+	JE            aesLastS_307
 	VAESENC       Z26, Z0, Z0
 	VAESENC       Z26, Z1, Z1
 	VAESENC       Z26, Z2, Z2
@@ -7538,7 +8257,7 @@ sloop:
 	VAESENC       Z29, Z2, Z2
 	VAESENC       Z29, Z3, Z3
 
-aesLastS_233:
+aesLastS_307:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7668,7 +8387,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_234
+	JE      aesLast_308
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7686,7 +8405,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_234:
+aesLast_308:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -7807,7 +8526,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_235
+	JE      aesLast_309
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7825,7 +8544,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_235:
+aesLast_309:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -7925,7 +8644,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_236
+	JE      aesLast_310
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -7939,7 +8658,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_236:
+aesLast_310:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -8016,7 +8735,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_237
+	JE      aesLast_311
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -8026,7 +8745,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_237:
+aesLast_311:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -8080,13 +8799,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_238
+	JE      aesLast_312
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_238:
+aesLast_312:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -8203,13 +8922,13 @@ msgLoop:
 	VAESENC   X24, X1, X1
 	VAESENC   X25, X1, X1
 	CMPQ      (DI), $0x0a
-	JE        aesLast_239
+	JE        aesLast_313
 	VAESENC   X26, X1, X1
 	VAESENC   X27, X1, X1
 	VAESENC   X28, X1, X1
 	VAESENC   X29, X1, X1
 
-aesLast_239:
+aesLast_313:
 	VAESENCLAST X30, X1, X1
 	VMOVDQU     X1, (SP)
 	VPSHUFB     X8, X0, X0
@@ -8540,7 +9259,7 @@ loop:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_240
+	JE      aesLast_314
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8558,7 +9277,7 @@ loop:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_240:
+aesLast_314:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -8689,7 +9408,7 @@ tailBig:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_241
+	JE      aesLast_315
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8707,7 +9426,7 @@ tailBig:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_241:
+aesLast_315:
 	VAESENCLAST   Z30, Z0, Z0
 	VAESENCLAST   Z30, Z1, Z1
 	VAESENCLAST   Z30, Z2, Z2
@@ -8830,7 +9549,7 @@ tail4:
 	VAESENC Z25, Z2, Z2
 	VAESENC Z25, Z3, Z3
 	CMPQ    (DI), $0x0a
-	JE      aesLast_242
+	JE      aesLast_316
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8848,7 +9567,7 @@ tail4:
 	VAESENC Z29, Z2, Z2
 	VAESENC Z29, Z3, Z3
 
-aesLast_242:
+aesLast_316:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -8950,7 +9669,7 @@ tail3:
 	VAESENC Z25, Z1, Z1
 	VAESENC Z25, Z2, Z2
 	CMPQ    (DI), $0x0a
-	JE      aesLast_243
+	JE      aesLast_317
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z26, Z2, Z2
@@ -8964,7 +9683,7 @@ tail3:
 	VAESENC Z29, Z1, Z1
 	VAESENC Z29, Z2, Z2
 
-aesLast_243:
+aesLast_317:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	VAESENCLAST Z30, Z2, Z2
@@ -9042,7 +9761,7 @@ tail2:
 	VAESENC Z25, Z0, Z0
 	VAESENC Z25, Z1, Z1
 	CMPQ    (DI), $0x0a
-	JE      aesLast_244
+	JE      aesLast_318
 	VAESENC Z26, Z0, Z0
 	VAESENC Z26, Z1, Z1
 	VAESENC Z27, Z0, Z0
@@ -9052,7 +9771,7 @@ tail2:
 	VAESENC Z29, Z0, Z0
 	VAESENC Z29, Z1, Z1
 
-aesLast_244:
+aesLast_318:
 	VAESENCLAST Z30, Z0, Z0
 	VAESENCLAST Z30, Z1, Z1
 	MOVQ        DX, AX
@@ -9106,13 +9825,13 @@ tail1:
 	VAESENC Z24, Z0, Z0
 	VAESENC Z25, Z0, Z0
 	CMPQ    (DI), $0x0a
-	JE      aesLast_245
+	JE      aesLast_319
 	VAESENC Z26, Z0, Z0
 	VAESENC Z27, Z0, Z0
 	VAESENC Z28, Z0, Z0
 	VAESENC Z29, Z0, Z0
 
-aesLast_245:
+aesLast_319:
 	VAESENCLAST Z30, Z0, Z0
 	MOVQ        DX, AX
 	MOVQ        $-1, BX
@@ -9209,13 +9928,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_246
+	JE      j0Last_320
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_246:
+j0Last_320:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -9226,7 +9945,322 @@ j0Last_246:
 	VMOVDQU     ctrInc2<>+0(SB), Y15
 	MOVQ        DX, 16(SP)
 	MOVQ        R10, 24(SP)
+	CMPQ        R10, $0x00000040
+	JA          long
+	LEAQ        15(R10), AX
+	SHRQ        $0x04, AX
+	LEAQ        15(DX), BX
+	SHRQ        $0x04, BX
+	ADDQ        BX, AX
+	CMPQ        AX, $0x0000000f
+	JA          long
+	VPXOR       Y11, Y11, Y11
+	VPXOR       Y12, Y12, Y12
+	VPXOR       Y13, Y13, Y13
+	NEGQ        AX
+	SHLQ        $0x04, AX
+	LEAQ        976(DI)(AX*1), R13
+	TESTQ       R10, R10
+	JZ          shortData
+	MOVQ        R10, AX
+	CMPQ        R10, $0x00000020
+	JBE         shortAAD1
+	VMOVDQU     (R9), Y4
+	SUBQ        $0x00000020, AX
+	LEAQ        32(R9), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_321
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_322
 
+ldSlow_321:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_323
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_323:
+	TESTQ   $0x00000010, AX
+	JZ      cp_324
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_324:
+	TESTQ $0x00000008, AX
+	JZ    cp_325
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_325:
+	TESTQ $0x00000004, AX
+	JZ    cp_326
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_326:
+	TESTQ $0x00000002, AX
+	JZ    cp_327
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_327:
+	TESTQ $0x00000001, AX
+	JZ    cp_328
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_328:
+	VMOVDQU 32(SP), Y5
+
+ldDone_322:
+	VPSHUFB    Y8, Y4, Y4
+	VPSHUFB    Y8, Y5, Y5
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        shortAADDone
+
+shortAAD1:
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_329
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_330
+
+ldSlow_329:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_331
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_331:
+	TESTQ   $0x00000010, AX
+	JZ      cp_332
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_332:
+	TESTQ $0x00000008, AX
+	JZ    cp_333
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_333:
+	TESTQ $0x00000004, AX
+	JZ    cp_334
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_334:
+	TESTQ $0x00000002, AX
+	JZ    cp_335
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_335:
+	TESTQ $0x00000001, AX
+	JZ    cp_336
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_336:
+	VMOVDQU 32(SP), Y4
+
+ldDone_330:
+	VPSHUFB    Y8, Y4, Y4
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+shortAADDone:
+	LEAQ 15(R10), AX
+	ANDQ $-16, AX
+	ADDQ AX, R13
+
+shortData:
+	CMPQ    DX, $0x00000080
+	JB      tailShared
+	VPSHUFB Y8, Y9, Y0
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y1
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y2
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y3
+	VPADDD  Y15, Y9, Y9
+	VPXOR   256(DI), Y0, Y0
+	VPXOR   256(DI), Y1, Y1
+	VPXOR   256(DI), Y2, Y2
+	VPXOR   256(DI), Y3, Y3
+	VAESENC 288(DI), Y0, Y0
+	VAESENC 288(DI), Y1, Y1
+	VAESENC 288(DI), Y2, Y2
+	VAESENC 288(DI), Y3, Y3
+	VAESENC 320(DI), Y0, Y0
+	VAESENC 320(DI), Y1, Y1
+	VAESENC 320(DI), Y2, Y2
+	VAESENC 320(DI), Y3, Y3
+	VAESENC 352(DI), Y0, Y0
+	VAESENC 352(DI), Y1, Y1
+	VAESENC 352(DI), Y2, Y2
+	VAESENC 352(DI), Y3, Y3
+	VAESENC 384(DI), Y0, Y0
+	VAESENC 384(DI), Y1, Y1
+	VAESENC 384(DI), Y2, Y2
+	VAESENC 384(DI), Y3, Y3
+	VAESENC 416(DI), Y0, Y0
+	VAESENC 416(DI), Y1, Y1
+	VAESENC 416(DI), Y2, Y2
+	VAESENC 416(DI), Y3, Y3
+	VAESENC 448(DI), Y0, Y0
+	VAESENC 448(DI), Y1, Y1
+	VAESENC 448(DI), Y2, Y2
+	VAESENC 448(DI), Y3, Y3
+	VAESENC 480(DI), Y0, Y0
+	VAESENC 480(DI), Y1, Y1
+	VAESENC 480(DI), Y2, Y2
+	VAESENC 480(DI), Y3, Y3
+	VAESENC 512(DI), Y0, Y0
+	VAESENC 512(DI), Y1, Y1
+	VAESENC 512(DI), Y2, Y2
+	VAESENC 512(DI), Y3, Y3
+	VAESENC 544(DI), Y0, Y0
+	VAESENC 544(DI), Y1, Y1
+	VAESENC 544(DI), Y2, Y2
+	VAESENC 544(DI), Y3, Y3
+	CMPQ    (DI), $0x0a
+	JE      aesLastY_337
+	VAESENC 576(DI), Y0, Y0
+	VAESENC 576(DI), Y1, Y1
+	VAESENC 576(DI), Y2, Y2
+	VAESENC 576(DI), Y3, Y3
+	VAESENC 608(DI), Y0, Y0
+	VAESENC 608(DI), Y1, Y1
+	VAESENC 608(DI), Y2, Y2
+	VAESENC 608(DI), Y3, Y3
+	VAESENC 640(DI), Y0, Y0
+	VAESENC 640(DI), Y1, Y1
+	VAESENC 640(DI), Y2, Y2
+	VAESENC 640(DI), Y3, Y3
+	VAESENC 672(DI), Y0, Y0
+	VAESENC 672(DI), Y1, Y1
+	VAESENC 672(DI), Y2, Y2
+	VAESENC 672(DI), Y3, Y3
+
+aesLastY_337:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y0, Y4
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y1, Y5
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y2, Y6
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y3, Y7
+	VPCLMULQDQ  $0x00, (R13), Y4, Y0
+	VPCLMULQDQ  $0x11, (R13), Y4, Y1
+	VPCLMULQDQ  $0x01, (R13), Y4, Y2
+	VPCLMULQDQ  $0x10, (R13), Y4, Y4
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y4, Y12, Y12
+	VPCLMULQDQ  $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ  $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ  $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ  $0x10, 32(R13), Y5, Y5
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y5, Y12, Y12
+	VPCLMULQDQ  $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ  $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ  $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ  $0x10, 64(R13), Y6, Y6
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y6, Y12, Y12
+	VPCLMULQDQ  $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ  $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ  $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ  $0x10, 96(R13), Y7, Y7
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y7, Y12, Y12
+	ADDQ        $0x00000080, R13
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         tailShared
+
+long:
 aadLoop:
 	CMPQ         R10, $0x00000080
 	JB           aadTail
@@ -9297,59 +10331,73 @@ aadTail:
 	VPSHUFB Y8, Y5, Y5
 	VMOVDQU 64(R9), Y6
 	VPSHUFB Y8, Y6, Y6
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    96(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
+	LEAQ    96(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_338
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y7
+	VPAND   32(CX)(BX*1), Y7, Y7
+	JMP     ldDone_339
+
+ldSlow_338:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_247
-	VMOVDQU (R13), Y14
+	JZ      cp_340
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_247:
+cp_340:
 	TESTQ   $0x00000010, AX
-	JZ      cp_248
-	VMOVDQU (R13), X14
+	JZ      cp_341
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_248:
+cp_341:
 	TESTQ $0x00000008, AX
-	JZ    cp_249
-	MOVQ  (R13), BX
+	JZ    cp_342
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_249:
+cp_342:
 	TESTQ $0x00000004, AX
-	JZ    cp_250
-	MOVL  (R13), BX
+	JZ    cp_343
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_250:
+cp_343:
 	TESTQ $0x00000002, AX
-	JZ    cp_251
-	MOVW  (R13), BX
+	JZ    cp_344
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_251:
+cp_344:
 	TESTQ $0x00000001, AX
-	JZ    cp_252
-	MOVB  (R13), BL
+	JZ    cp_345
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_252:
-	VMOVDQU      32(SP), Y7
+cp_345:
+	VMOVDQU 32(SP), Y7
+
+ldDone_339:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -9403,59 +10451,73 @@ aadTail3:
 	VPSHUFB Y8, Y4, Y4
 	VMOVDQU 32(R9), Y5
 	VPSHUFB Y8, Y5, Y5
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    64(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
+	LEAQ    64(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_346
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y6
+	VPAND   32(CX)(BX*1), Y6, Y6
+	JMP     ldDone_347
+
+ldSlow_346:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_253
-	VMOVDQU (R13), Y14
+	JZ      cp_348
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_253:
+cp_348:
 	TESTQ   $0x00000010, AX
-	JZ      cp_254
-	VMOVDQU (R13), X14
+	JZ      cp_349
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_254:
+cp_349:
 	TESTQ $0x00000008, AX
-	JZ    cp_255
-	MOVQ  (R13), BX
+	JZ    cp_350
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_255:
+cp_350:
 	TESTQ $0x00000004, AX
-	JZ    cp_256
-	MOVL  (R13), BX
+	JZ    cp_351
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_256:
+cp_351:
 	TESTQ $0x00000002, AX
-	JZ    cp_257
-	MOVW  (R13), BX
+	JZ    cp_352
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_257:
+cp_352:
 	TESTQ $0x00000001, AX
-	JZ    cp_258
-	MOVB  (R13), BL
+	JZ    cp_353
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_258:
-	VMOVDQU      32(SP), Y6
+cp_353:
+	VMOVDQU 32(SP), Y6
+
+ldDone_347:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -9499,59 +10561,73 @@ cp_258:
 aadTail2:
 	VMOVDQU (R9), Y4
 	VPSHUFB Y8, Y4, Y4
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
+	LEAQ    32(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_354
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y5
+	VPAND   32(CX)(BX*1), Y5, Y5
+	JMP     ldDone_355
+
+ldSlow_354:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_259
-	VMOVDQU (R13), Y14
+	JZ      cp_356
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_259:
+cp_356:
 	TESTQ   $0x00000010, AX
-	JZ      cp_260
-	VMOVDQU (R13), X14
+	JZ      cp_357
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_260:
+cp_357:
 	TESTQ $0x00000008, AX
-	JZ    cp_261
-	MOVQ  (R13), BX
+	JZ    cp_358
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_261:
+cp_358:
 	TESTQ $0x00000004, AX
-	JZ    cp_262
-	MOVL  (R13), BX
+	JZ    cp_359
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_262:
+cp_359:
 	TESTQ $0x00000002, AX
-	JZ    cp_263
-	MOVW  (R13), BX
+	JZ    cp_360
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_263:
+cp_360:
 	TESTQ $0x00000001, AX
-	JZ    cp_264
-	MOVB  (R13), BL
+	JZ    cp_361
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_264:
-	VMOVDQU      32(SP), Y5
+cp_361:
+	VMOVDQU 32(SP), Y5
+
+ldDone_355:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -9585,59 +10661,73 @@ cp_264:
 	JMP          aadDone
 
 aadTail1:
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    (R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_362
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_363
+
+ldSlow_362:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_265
-	VMOVDQU (R13), Y14
+	JZ      cp_364
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_265:
+cp_364:
 	TESTQ   $0x00000010, AX
-	JZ      cp_266
-	VMOVDQU (R13), X14
+	JZ      cp_365
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_266:
+cp_365:
 	TESTQ $0x00000008, AX
-	JZ    cp_267
-	MOVQ  (R13), BX
+	JZ    cp_366
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_267:
+cp_366:
 	TESTQ $0x00000004, AX
-	JZ    cp_268
-	MOVL  (R13), BX
+	JZ    cp_367
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_268:
+cp_367:
 	TESTQ $0x00000002, AX
-	JZ    cp_269
-	MOVW  (R13), BX
+	JZ    cp_368
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_269:
+cp_368:
 	TESTQ $0x00000001, AX
-	JZ    cp_270
-	MOVB  (R13), BL
+	JZ    cp_369
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_270:
-	VMOVDQU      32(SP), Y4
+cp_369:
+	VMOVDQU 32(SP), Y4
+
+ldDone_363:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -9713,7 +10803,7 @@ aadDone:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_271
+	JE      aesLastY_370
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -9731,7 +10821,7 @@ aadDone:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_271:
+aesLastY_370:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9846,7 +10936,7 @@ sloop:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y3, Y3
 	CMPQ         (DI), $0x0a
-	JE           aesLastYS_272
+	JE           aesLastYS_371
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -9864,7 +10954,7 @@ sloop:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y3, Y3
 
-aesLastYS_272:
+aesLastYS_371:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -9889,7 +10979,6 @@ aesLastYS_272:
 	JMP         sloop
 
 sdrain:
-	VMOVDQU      ctrInc2<>+0(SB), Y15
 	VPXOR        Y10, Y4, Y4
 	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
 	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
@@ -9932,8 +11021,20 @@ sdrain:
 	VPXOR        X0, X13, X10
 
 tail:
+	VMOVDQU ctrInc2<>+0(SB), Y15
+	VPXOR   Y11, Y11, Y11
+	VPXOR   Y12, Y12, Y12
+	VPXOR   Y13, Y13, Y13
+	LEAQ    16(DX), CX
+	LEAQ    15(CX), AX
+	SHRQ    $0x04, AX
+	NEGQ    AX
+	SHLQ    $0x04, AX
+	LEAQ    992(DI)(AX*1), R13
+
+tailShared:
 	TESTQ   DX, DX
-	JZ      final
+	JZ      lenBlock
 	CMPQ    DX, $0x00000020
 	JBE     tail1
 	CMPQ    DX, $0x00000040
@@ -9989,7 +11090,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_273
+	JE      aesLastY_372
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10007,7 +11108,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_273:
+aesLastY_372:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10023,163 +11124,155 @@ aesLastY_273:
 	VPXOR       64(SI), Y2, Y2
 	VMOVDQU     Y2, 64(R8)
 	VPSHUFB     Y8, Y2, Y6
-	VPXOR       Y7, Y7, Y7
-	VMOVDQU     Y7, 32(SP)
-	LEAQ        96(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_274
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        96(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_373
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y7
+	VPAND       32(CX)(BX*1), Y7, Y7
+	JMP         ldDone_374
 
-cp_274:
-	TESTQ   $0x00000010, AX
-	JZ      cp_275
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_275:
-	TESTQ $0x00000008, AX
-	JZ    cp_276
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_276:
-	TESTQ $0x00000004, AX
-	JZ    cp_277
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_277:
-	TESTQ $0x00000002, AX
-	JZ    cp_278
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_278:
-	TESTQ $0x00000001, AX
-	JZ    cp_279
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_279:
-	VMOVDQU 32(SP), Y7
-	VPXOR   Y7, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    96(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000060, AX
+ldSlow_373:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_280
-	VMOVDQU (R13), Y14
+	JZ      cp_375
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_280:
+cp_375:
 	TESTQ   $0x00000010, AX
-	JZ      cp_281
-	VMOVDQU (R13), X14
+	JZ      cp_376
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_281:
+cp_376:
 	TESTQ $0x00000008, AX
-	JZ    cp_282
-	MOVQ  (R13), BX
+	JZ    cp_377
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_282:
+cp_377:
 	TESTQ $0x00000004, AX
-	JZ    cp_283
-	MOVL  (R13), BX
+	JZ    cp_378
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_283:
+cp_378:
 	TESTQ $0x00000002, AX
-	JZ    cp_284
-	MOVW  (R13), BX
+	JZ    cp_379
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_284:
+cp_379:
 	TESTQ $0x00000001, AX
-	JZ    cp_285
-	MOVB  (R13), BL
+	JZ    cp_380
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_285:
-	MOVQ         DX, AX
-	SUBQ         $0x00000060, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y3, Y7
-	VPSHUFB      Y8, Y7, Y7
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 96(R13), Y7, Y0
-	VPCLMULQDQ   $0x11, 96(R13), Y7, Y1
-	VPCLMULQDQ   $0x01, 96(R13), Y7, Y2
-	VPCLMULQDQ   $0x10, 96(R13), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y7, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_380:
+	VMOVDQU 32(SP), Y7
+
+ldDone_374:
+	VPXOR   Y7, Y3, Y3
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y3, Y7
+	LEAQ    96(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_382
+	VMOVDQU Y3, (R11)
+	JMP     stDone_381
+
+st16_382:
+	TESTQ        $0x00000010, AX
+	JZ           st8_383
+	VMOVDQU      X3, (R11)
+	VEXTRACTI128 $0x01, Y3, X3
+	ADDQ         $0x00000010, R11
+
+st8_383:
+	TESTQ   $0x00000008, AX
+	JZ      st_384
+	VMOVQ   X3, (R11)
+	VPSRLDQ $0x08, X3, X3
+	ADDQ    $0x00000008, R11
+
+st_384:
+	TESTQ   $0x00000004, AX
+	JZ      st_385
+	VMOVD   X3, (R11)
+	VPSRLDQ $0x04, X3, X3
+	ADDQ    $0x00000004, R11
+
+st_385:
+	TESTQ   $0x00000002, AX
+	JZ      st_386
+	VPEXTRW $0x00, X3, (R11)
+	VPSRLDQ $0x02, X3, X3
+	ADDQ    $0x00000002, R11
+
+st_386:
+	TESTQ   $0x00000001, AX
+	JZ      st_387
+	VPEXTRB $0x00, X3, (R11)
+
+st_387:
+stDone_381:
+	VPSHUFB    Y8, Y7, Y7
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	VPCLMULQDQ $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ $0x10, 96(R13), Y7, Y7
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y7, Y12, Y12
+	JMP        lenBlock
 
 tail3:
 	VPSHUFB Y8, Y9, Y0
@@ -10219,7 +11312,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_286
+	JE      aesLastY_388
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -10233,7 +11326,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_286:
+aesLastY_388:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10245,155 +11338,147 @@ aesLastY_286:
 	VPXOR       32(SI), Y1, Y1
 	VMOVDQU     Y1, 32(R8)
 	VPSHUFB     Y8, Y1, Y5
-	VPXOR       Y6, Y6, Y6
-	VMOVDQU     Y6, 32(SP)
-	LEAQ        64(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_287
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        64(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_389
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y6
+	VPAND       32(CX)(BX*1), Y6, Y6
+	JMP         ldDone_390
 
-cp_287:
-	TESTQ   $0x00000010, AX
-	JZ      cp_288
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_288:
-	TESTQ $0x00000008, AX
-	JZ    cp_289
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_289:
-	TESTQ $0x00000004, AX
-	JZ    cp_290
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_290:
-	TESTQ $0x00000002, AX
-	JZ    cp_291
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_291:
-	TESTQ $0x00000001, AX
-	JZ    cp_292
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_292:
-	VMOVDQU 32(SP), Y6
-	VPXOR   Y6, Y2, Y2
-	VMOVDQU Y2, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    64(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000040, AX
+ldSlow_389:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_293
-	VMOVDQU (R13), Y14
+	JZ      cp_391
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_293:
+cp_391:
 	TESTQ   $0x00000010, AX
-	JZ      cp_294
-	VMOVDQU (R13), X14
+	JZ      cp_392
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_294:
+cp_392:
 	TESTQ $0x00000008, AX
-	JZ    cp_295
-	MOVQ  (R13), BX
+	JZ    cp_393
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_295:
+cp_393:
 	TESTQ $0x00000004, AX
-	JZ    cp_296
-	MOVL  (R13), BX
+	JZ    cp_394
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_296:
+cp_394:
 	TESTQ $0x00000002, AX
-	JZ    cp_297
-	MOVW  (R13), BX
+	JZ    cp_395
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_297:
+cp_395:
 	TESTQ $0x00000001, AX
-	JZ    cp_298
-	MOVB  (R13), BL
+	JZ    cp_396
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_298:
-	MOVQ         DX, AX
-	SUBQ         $0x00000040, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y2, Y6
-	VPSHUFB      Y8, Y6, Y6
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_396:
+	VMOVDQU 32(SP), Y6
+
+ldDone_390:
+	VPXOR   Y6, Y2, Y2
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y2, Y6
+	LEAQ    64(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_398
+	VMOVDQU Y2, (R11)
+	JMP     stDone_397
+
+st16_398:
+	TESTQ        $0x00000010, AX
+	JZ           st8_399
+	VMOVDQU      X2, (R11)
+	VEXTRACTI128 $0x01, Y2, X2
+	ADDQ         $0x00000010, R11
+
+st8_399:
+	TESTQ   $0x00000008, AX
+	JZ      st_400
+	VMOVQ   X2, (R11)
+	VPSRLDQ $0x08, X2, X2
+	ADDQ    $0x00000008, R11
+
+st_400:
+	TESTQ   $0x00000004, AX
+	JZ      st_401
+	VMOVD   X2, (R11)
+	VPSRLDQ $0x04, X2, X2
+	ADDQ    $0x00000004, R11
+
+st_401:
+	TESTQ   $0x00000002, AX
+	JZ      st_402
+	VPEXTRW $0x00, X2, (R11)
+	VPSRLDQ $0x02, X2, X2
+	ADDQ    $0x00000002, R11
+
+st_402:
+	TESTQ   $0x00000001, AX
+	JZ      st_403
+	VPEXTRB $0x00, X2, (R11)
+
+st_403:
+stDone_397:
+	VPSHUFB    Y8, Y6, Y6
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	JMP        lenBlock
 
 tail2:
 	VPSHUFB Y8, Y9, Y0
@@ -10421,7 +11506,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_299
+	JE      aesLastY_404
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -10431,7 +11516,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_299:
+aesLastY_404:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -10439,147 +11524,139 @@ aesLastY_299:
 	VPXOR       (SI), Y0, Y0
 	VMOVDQU     Y0, (R8)
 	VPSHUFB     Y8, Y0, Y4
-	VPXOR       Y5, Y5, Y5
-	VMOVDQU     Y5, 32(SP)
-	LEAQ        32(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_300
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        32(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_405
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_406
 
-cp_300:
-	TESTQ   $0x00000010, AX
-	JZ      cp_301
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_301:
-	TESTQ $0x00000008, AX
-	JZ    cp_302
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_302:
-	TESTQ $0x00000004, AX
-	JZ    cp_303
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_303:
-	TESTQ $0x00000002, AX
-	JZ    cp_304
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_304:
-	TESTQ $0x00000001, AX
-	JZ    cp_305
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_305:
-	VMOVDQU 32(SP), Y5
-	VPXOR   Y5, Y1, Y1
-	VMOVDQU Y1, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    32(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000020, AX
+ldSlow_405:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_306
-	VMOVDQU (R13), Y14
+	JZ      cp_407
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_306:
+cp_407:
 	TESTQ   $0x00000010, AX
-	JZ      cp_307
-	VMOVDQU (R13), X14
+	JZ      cp_408
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_307:
+cp_408:
 	TESTQ $0x00000008, AX
-	JZ    cp_308
-	MOVQ  (R13), BX
+	JZ    cp_409
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_308:
+cp_409:
 	TESTQ $0x00000004, AX
-	JZ    cp_309
-	MOVL  (R13), BX
+	JZ    cp_410
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_309:
+cp_410:
 	TESTQ $0x00000002, AX
-	JZ    cp_310
-	MOVW  (R13), BX
+	JZ    cp_411
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_310:
+cp_411:
 	TESTQ $0x00000001, AX
-	JZ    cp_311
-	MOVB  (R13), BL
+	JZ    cp_412
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_311:
-	MOVQ         DX, AX
-	SUBQ         $0x00000020, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y1, Y5
-	VPSHUFB      Y8, Y5, Y5
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_412:
+	VMOVDQU 32(SP), Y5
+
+ldDone_406:
+	VPXOR   Y5, Y1, Y1
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y1, Y5
+	LEAQ    32(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_414
+	VMOVDQU Y1, (R11)
+	JMP     stDone_413
+
+st16_414:
+	TESTQ        $0x00000010, AX
+	JZ           st8_415
+	VMOVDQU      X1, (R11)
+	VEXTRACTI128 $0x01, Y1, X1
+	ADDQ         $0x00000010, R11
+
+st8_415:
+	TESTQ   $0x00000008, AX
+	JZ      st_416
+	VMOVQ   X1, (R11)
+	VPSRLDQ $0x08, X1, X1
+	ADDQ    $0x00000008, R11
+
+st_416:
+	TESTQ   $0x00000004, AX
+	JZ      st_417
+	VMOVD   X1, (R11)
+	VPSRLDQ $0x04, X1, X1
+	ADDQ    $0x00000004, R11
+
+st_417:
+	TESTQ   $0x00000002, AX
+	JZ      st_418
+	VPEXTRW $0x00, X1, (R11)
+	VPSRLDQ $0x02, X1, X1
+	ADDQ    $0x00000002, R11
+
+st_418:
+	TESTQ   $0x00000001, AX
+	JZ      st_419
+	VPEXTRB $0x00, X1, (R11)
+
+st_419:
+stDone_413:
+	VPSHUFB    Y8, Y5, Y5
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        lenBlock
 
 tail1:
 	VPSHUFB Y8, Y9, Y0
@@ -10595,137 +11672,156 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_312
+	JE      aesLastY_420
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_312:
+aesLastY_420:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
-	VPXOR       Y4, Y4, Y4
-	VMOVDQU     Y4, 32(SP)
-	LEAQ        (SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_313
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        (SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_421
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y4
+	VPAND       32(CX)(BX*1), Y4, Y4
+	JMP         ldDone_422
 
-cp_313:
-	TESTQ   $0x00000010, AX
-	JZ      cp_314
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_314:
-	TESTQ $0x00000008, AX
-	JZ    cp_315
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_315:
-	TESTQ $0x00000004, AX
-	JZ    cp_316
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_316:
-	TESTQ $0x00000002, AX
-	JZ    cp_317
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_317:
-	TESTQ $0x00000001, AX
-	JZ    cp_318
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_318:
-	VMOVDQU 32(SP), Y4
-	VPXOR   Y4, Y0, Y0
-	VMOVDQU Y0, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    (R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000000, AX
+ldSlow_421:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_319
-	VMOVDQU (R13), Y14
+	JZ      cp_423
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_319:
+cp_423:
 	TESTQ   $0x00000010, AX
-	JZ      cp_320
-	VMOVDQU (R13), X14
+	JZ      cp_424
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_320:
+cp_424:
 	TESTQ $0x00000008, AX
-	JZ    cp_321
-	MOVQ  (R13), BX
+	JZ    cp_425
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_321:
+cp_425:
 	TESTQ $0x00000004, AX
-	JZ    cp_322
-	MOVL  (R13), BX
+	JZ    cp_426
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_322:
+cp_426:
 	TESTQ $0x00000002, AX
-	JZ    cp_323
-	MOVW  (R13), BX
+	JZ    cp_427
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_323:
+cp_427:
 	TESTQ $0x00000001, AX
-	JZ    cp_324
-	MOVB  (R13), BL
+	JZ    cp_428
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_324:
-	MOVQ         DX, AX
-	SUBQ         $0x00000000, AX
-	NEGQ         AX
-	LEAQ         tailMask<>+0(SB), BX
-	VPAND        32(BX)(AX*1), Y0, Y4
-	VPSHUFB      Y8, Y4, Y4
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
+cp_428:
+	VMOVDQU 32(SP), Y4
+
+ldDone_422:
+	VPXOR   Y4, Y0, Y0
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VPAND   32(CX)(BX*1), Y0, Y4
+	LEAQ    (R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_430
+	VMOVDQU Y0, (R11)
+	JMP     stDone_429
+
+st16_430:
+	TESTQ        $0x00000010, AX
+	JZ           st8_431
+	VMOVDQU      X0, (R11)
+	VEXTRACTI128 $0x01, Y0, X0
+	ADDQ         $0x00000010, R11
+
+st8_431:
+	TESTQ   $0x00000008, AX
+	JZ      st_432
+	VMOVQ   X0, (R11)
+	VPSRLDQ $0x08, X0, X0
+	ADDQ    $0x00000008, R11
+
+st_432:
+	TESTQ   $0x00000004, AX
+	JZ      st_433
+	VMOVD   X0, (R11)
+	VPSRLDQ $0x04, X0, X0
+	ADDQ    $0x00000004, R11
+
+st_433:
+	TESTQ   $0x00000002, AX
+	JZ      st_434
+	VPEXTRW $0x00, X0, (R11)
+	VPSRLDQ $0x02, X0, X0
+	ADDQ    $0x00000002, R11
+
+st_434:
+	TESTQ   $0x00000001, AX
+	JZ      st_435
+	VPEXTRB $0x00, X0, (R11)
+
+st_435:
+stDone_429:
+	VPSHUFB    Y8, Y4, Y4
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+lenBlock:
+	MOVQ         16(SP), AX
+	MOVQ         24(SP), BX
+	SHLQ         $0x03, AX
+	SHLQ         $0x03, BX
+	VMOVQ        AX, X4
+	VPINSRQ      $0x01, BX, X4, X4
+	VPXOR        X4, X10, X4
+	VPCLMULQDQ   $0x00, 976(DI), X4, X0
+	VPCLMULQDQ   $0x11, 976(DI), X4, X1
+	VPCLMULQDQ   $0x01, 976(DI), X4, X2
+	VPCLMULQDQ   $0x10, 976(DI), X4, X4
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
 	VPXOR        Y4, Y12, Y12
 	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
 	VPSHUFD      $0x4e, Y11, Y11
@@ -10737,34 +11833,12 @@ cp_324:
 	VPXOR        Y14, Y13, Y13
 	VEXTRACTI128 $0x01, Y13, X0
 	VPXOR        X0, X13, X10
-
-final:
-	MOVQ       16(SP), AX
-	MOVQ       24(SP), BX
-	SHLQ       $0x03, AX
-	SHLQ       $0x03, BX
-	VMOVQ      AX, X4
-	VPINSRQ    $0x01, BX, X4, X4
-	VPXOR      X4, X10, X4
-	VPCLMULQDQ $0x00, 976(DI), X4, X11
-	VPCLMULQDQ $0x11, 976(DI), X4, X13
-	VPCLMULQDQ $0x01, 976(DI), X4, X12
-	VPCLMULQDQ $0x10, 976(DI), X4, X4
-	VPXOR      X4, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X11, X14
-	VPSHUFD    $0x4e, X11, X11
-	VPXOR      X11, X12, X12
-	VPXOR      X14, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X12, X14
-	VPSHUFD    $0x4e, X12, X12
-	VPXOR      X12, X13, X13
-	VPXOR      X14, X13, X13
-	VPSHUFB    X8, X13, X13
-	VPXOR      (SP), X13, X13
-	VMOVDQU    X13, (R12)
-	ADDQ       $0x00000038, R14
-	DECQ       64(SP)
-	JNZ        msgLoop
+	VPSHUFB      X8, X10, X10
+	VPXOR        (SP), X10, X10
+	VMOVDQU      X10, (R12)
+	ADDQ         $0x00000038, R14
+	DECQ         64(SP)
+	JNZ          msgLoop
 
 done:
 	VZEROUPPER
@@ -10805,13 +11879,13 @@ msgLoop:
 	VAESENC 144(DI), X1, X1
 	VAESENC 160(DI), X1, X1
 	CMPQ    (DI), $0x0a
-	JE      j0Last_325
+	JE      j0Last_436
 	VAESENC 176(DI), X1, X1
 	VAESENC 192(DI), X1, X1
 	VAESENC 208(DI), X1, X1
 	VAESENC 224(DI), X1, X1
 
-j0Last_325:
+j0Last_436:
 	MOVQ        (DI), BX
 	SHLQ        $0x04, BX
 	VAESENCLAST 16(DI)(BX*1), X1, X1
@@ -10822,7 +11896,326 @@ j0Last_325:
 	VMOVDQU     ctrInc2<>+0(SB), Y15
 	MOVQ        DX, 16(SP)
 	MOVQ        R10, 24(SP)
+	CMPQ        R10, $0x00000040
+	JA          long
+	LEAQ        15(R10), AX
+	SHRQ        $0x04, AX
+	LEAQ        15(DX), BX
+	SHRQ        $0x04, BX
+	ADDQ        BX, AX
+	CMPQ        AX, $0x0000000f
+	JA          long
+	VPXOR       Y11, Y11, Y11
+	VPXOR       Y12, Y12, Y12
+	VPXOR       Y13, Y13, Y13
+	NEGQ        AX
+	SHLQ        $0x04, AX
+	LEAQ        976(DI)(AX*1), R13
+	TESTQ       R10, R10
+	JZ          shortData
+	MOVQ        R10, AX
+	CMPQ        R10, $0x00000020
+	JBE         shortAAD1
+	VMOVDQU     (R9), Y4
+	SUBQ        $0x00000020, AX
+	LEAQ        32(R9), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_437
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_438
 
+ldSlow_437:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_439
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_439:
+	TESTQ   $0x00000010, AX
+	JZ      cp_440
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_440:
+	TESTQ $0x00000008, AX
+	JZ    cp_441
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_441:
+	TESTQ $0x00000004, AX
+	JZ    cp_442
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_442:
+	TESTQ $0x00000002, AX
+	JZ    cp_443
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_443:
+	TESTQ $0x00000001, AX
+	JZ    cp_444
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_444:
+	VMOVDQU 32(SP), Y5
+
+ldDone_438:
+	VPSHUFB    Y8, Y4, Y4
+	VPSHUFB    Y8, Y5, Y5
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        shortAADDone
+
+shortAAD1:
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_445
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_446
+
+ldSlow_445:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
+	TESTQ   $0x00000020, AX
+	JZ      cp_447
+	VMOVDQU (R11), Y14
+	VMOVDQU Y14, (CX)
+	ADDQ    $0x00000020, R11
+	ADDQ    $0x00000020, CX
+
+cp_447:
+	TESTQ   $0x00000010, AX
+	JZ      cp_448
+	VMOVDQU (R11), X14
+	VMOVDQU X14, (CX)
+	ADDQ    $0x00000010, R11
+	ADDQ    $0x00000010, CX
+
+cp_448:
+	TESTQ $0x00000008, AX
+	JZ    cp_449
+	MOVQ  (R11), BX
+	MOVQ  BX, (CX)
+	ADDQ  $0x00000008, R11
+	ADDQ  $0x00000008, CX
+
+cp_449:
+	TESTQ $0x00000004, AX
+	JZ    cp_450
+	MOVL  (R11), BX
+	MOVL  BX, (CX)
+	ADDQ  $0x00000004, R11
+	ADDQ  $0x00000004, CX
+
+cp_450:
+	TESTQ $0x00000002, AX
+	JZ    cp_451
+	MOVW  (R11), BX
+	MOVW  BX, (CX)
+	ADDQ  $0x00000002, R11
+	ADDQ  $0x00000002, CX
+
+cp_451:
+	TESTQ $0x00000001, AX
+	JZ    cp_452
+	MOVB  (R11), BL
+	MOVB  BL, (CX)
+
+cp_452:
+	VMOVDQU 32(SP), Y4
+
+ldDone_446:
+	VPSHUFB    Y8, Y4, Y4
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+shortAADDone:
+	LEAQ 15(R10), AX
+	ANDQ $-16, AX
+	ADDQ AX, R13
+
+shortData:
+	CMPQ    DX, $0x00000080
+	JB      tailShared
+	VPSHUFB Y8, Y9, Y0
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y1
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y2
+	VPADDD  Y15, Y9, Y9
+	VPSHUFB Y8, Y9, Y3
+	VPADDD  Y15, Y9, Y9
+	VPXOR   256(DI), Y0, Y0
+	VPXOR   256(DI), Y1, Y1
+	VPXOR   256(DI), Y2, Y2
+	VPXOR   256(DI), Y3, Y3
+	VAESENC 288(DI), Y0, Y0
+	VAESENC 288(DI), Y1, Y1
+	VAESENC 288(DI), Y2, Y2
+	VAESENC 288(DI), Y3, Y3
+	VAESENC 320(DI), Y0, Y0
+	VAESENC 320(DI), Y1, Y1
+	VAESENC 320(DI), Y2, Y2
+	VAESENC 320(DI), Y3, Y3
+	VAESENC 352(DI), Y0, Y0
+	VAESENC 352(DI), Y1, Y1
+	VAESENC 352(DI), Y2, Y2
+	VAESENC 352(DI), Y3, Y3
+	VAESENC 384(DI), Y0, Y0
+	VAESENC 384(DI), Y1, Y1
+	VAESENC 384(DI), Y2, Y2
+	VAESENC 384(DI), Y3, Y3
+	VAESENC 416(DI), Y0, Y0
+	VAESENC 416(DI), Y1, Y1
+	VAESENC 416(DI), Y2, Y2
+	VAESENC 416(DI), Y3, Y3
+	VAESENC 448(DI), Y0, Y0
+	VAESENC 448(DI), Y1, Y1
+	VAESENC 448(DI), Y2, Y2
+	VAESENC 448(DI), Y3, Y3
+	VAESENC 480(DI), Y0, Y0
+	VAESENC 480(DI), Y1, Y1
+	VAESENC 480(DI), Y2, Y2
+	VAESENC 480(DI), Y3, Y3
+	VAESENC 512(DI), Y0, Y0
+	VAESENC 512(DI), Y1, Y1
+	VAESENC 512(DI), Y2, Y2
+	VAESENC 512(DI), Y3, Y3
+	VAESENC 544(DI), Y0, Y0
+	VAESENC 544(DI), Y1, Y1
+	VAESENC 544(DI), Y2, Y2
+	VAESENC 544(DI), Y3, Y3
+	CMPQ    (DI), $0x0a
+	JE      aesLastY_453
+	VAESENC 576(DI), Y0, Y0
+	VAESENC 576(DI), Y1, Y1
+	VAESENC 576(DI), Y2, Y2
+	VAESENC 576(DI), Y3, Y3
+	VAESENC 608(DI), Y0, Y0
+	VAESENC 608(DI), Y1, Y1
+	VAESENC 608(DI), Y2, Y2
+	VAESENC 608(DI), Y3, Y3
+	VAESENC 640(DI), Y0, Y0
+	VAESENC 640(DI), Y1, Y1
+	VAESENC 640(DI), Y2, Y2
+	VAESENC 640(DI), Y3, Y3
+	VAESENC 672(DI), Y0, Y0
+	VAESENC 672(DI), Y1, Y1
+	VAESENC 672(DI), Y2, Y2
+	VAESENC 672(DI), Y3, Y3
+
+aesLastY_453:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VMOVDQU     (SI), Y4
+	VPXOR       Y4, Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPSHUFB     Y8, Y4, Y4
+	VMOVDQU     32(SI), Y5
+	VPXOR       Y5, Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPSHUFB     Y8, Y5, Y5
+	VMOVDQU     64(SI), Y6
+	VPXOR       Y6, Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPSHUFB     Y8, Y6, Y6
+	VMOVDQU     96(SI), Y7
+	VPXOR       Y7, Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	VPSHUFB     Y8, Y7, Y7
+	VPCLMULQDQ  $0x00, (R13), Y4, Y0
+	VPCLMULQDQ  $0x11, (R13), Y4, Y1
+	VPCLMULQDQ  $0x01, (R13), Y4, Y2
+	VPCLMULQDQ  $0x10, (R13), Y4, Y4
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y4, Y12, Y12
+	VPCLMULQDQ  $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ  $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ  $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ  $0x10, 32(R13), Y5, Y5
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y5, Y12, Y12
+	VPCLMULQDQ  $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ  $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ  $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ  $0x10, 64(R13), Y6, Y6
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y6, Y12, Y12
+	VPCLMULQDQ  $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ  $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ  $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ  $0x10, 96(R13), Y7, Y7
+	VPXOR       Y0, Y11, Y11
+	VPXOR       Y1, Y13, Y13
+	VPXOR       Y2, Y12, Y12
+	VPXOR       Y7, Y12, Y12
+	ADDQ        $0x00000080, R13
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         tailShared
+
+long:
 aadLoop:
 	CMPQ         R10, $0x00000080
 	JB           aadTail
@@ -10893,59 +12286,73 @@ aadTail:
 	VPSHUFB Y8, Y5, Y5
 	VMOVDQU 64(R9), Y6
 	VPSHUFB Y8, Y6, Y6
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    96(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000060, AX
+	LEAQ    96(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_454
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y7
+	VPAND   32(CX)(BX*1), Y7, Y7
+	JMP     ldDone_455
+
+ldSlow_454:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_326
-	VMOVDQU (R13), Y14
+	JZ      cp_456
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_326:
+cp_456:
 	TESTQ   $0x00000010, AX
-	JZ      cp_327
-	VMOVDQU (R13), X14
+	JZ      cp_457
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_327:
+cp_457:
 	TESTQ $0x00000008, AX
-	JZ    cp_328
-	MOVQ  (R13), BX
+	JZ    cp_458
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_328:
+cp_458:
 	TESTQ $0x00000004, AX
-	JZ    cp_329
-	MOVL  (R13), BX
+	JZ    cp_459
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_329:
+cp_459:
 	TESTQ $0x00000002, AX
-	JZ    cp_330
-	MOVW  (R13), BX
+	JZ    cp_460
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_330:
+cp_460:
 	TESTQ $0x00000001, AX
-	JZ    cp_331
-	MOVB  (R13), BL
+	JZ    cp_461
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_331:
-	VMOVDQU      32(SP), Y7
+cp_461:
+	VMOVDQU 32(SP), Y7
+
+ldDone_455:
 	VPSHUFB      Y8, Y7, Y7
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -10999,59 +12406,73 @@ aadTail3:
 	VPSHUFB Y8, Y4, Y4
 	VMOVDQU 32(R9), Y5
 	VPSHUFB Y8, Y5, Y5
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    64(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000040, AX
+	LEAQ    64(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_462
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y6
+	VPAND   32(CX)(BX*1), Y6, Y6
+	JMP     ldDone_463
+
+ldSlow_462:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_332
-	VMOVDQU (R13), Y14
+	JZ      cp_464
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_332:
+cp_464:
 	TESTQ   $0x00000010, AX
-	JZ      cp_333
-	VMOVDQU (R13), X14
+	JZ      cp_465
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_333:
+cp_465:
 	TESTQ $0x00000008, AX
-	JZ    cp_334
-	MOVQ  (R13), BX
+	JZ    cp_466
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_334:
+cp_466:
 	TESTQ $0x00000004, AX
-	JZ    cp_335
-	MOVL  (R13), BX
+	JZ    cp_467
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_335:
+cp_467:
 	TESTQ $0x00000002, AX
-	JZ    cp_336
-	MOVW  (R13), BX
+	JZ    cp_468
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_336:
+cp_468:
 	TESTQ $0x00000001, AX
-	JZ    cp_337
-	MOVB  (R13), BL
+	JZ    cp_469
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_337:
-	VMOVDQU      32(SP), Y6
+cp_469:
+	VMOVDQU 32(SP), Y6
+
+ldDone_463:
 	VPSHUFB      Y8, Y6, Y6
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -11095,59 +12516,73 @@ cp_337:
 aadTail2:
 	VMOVDQU (R9), Y4
 	VPSHUFB Y8, Y4, Y4
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000020, AX
+	LEAQ    32(R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_470
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y5
+	VPAND   32(CX)(BX*1), Y5, Y5
+	JMP     ldDone_471
+
+ldSlow_470:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_338
-	VMOVDQU (R13), Y14
+	JZ      cp_472
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_338:
+cp_472:
 	TESTQ   $0x00000010, AX
-	JZ      cp_339
-	VMOVDQU (R13), X14
+	JZ      cp_473
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_339:
+cp_473:
 	TESTQ $0x00000008, AX
-	JZ    cp_340
-	MOVQ  (R13), BX
+	JZ    cp_474
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_340:
+cp_474:
 	TESTQ $0x00000004, AX
-	JZ    cp_341
-	MOVL  (R13), BX
+	JZ    cp_475
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_341:
+cp_475:
 	TESTQ $0x00000002, AX
-	JZ    cp_342
-	MOVW  (R13), BX
+	JZ    cp_476
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_342:
+cp_476:
 	TESTQ $0x00000001, AX
-	JZ    cp_343
-	MOVB  (R13), BL
+	JZ    cp_477
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_343:
-	VMOVDQU      32(SP), Y5
+cp_477:
+	VMOVDQU 32(SP), Y5
+
+ldDone_471:
 	VPSHUFB      Y8, Y5, Y5
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -11181,59 +12616,73 @@ cp_343:
 	JMP          aadDone
 
 aadTail1:
-	VPXOR   Y3, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    (R9), R13
-	LEAQ    32(SP), CX
 	MOVQ    R10, AX
 	SUBQ    $0x00000000, AX
+	LEAQ    (R9), R11
+	MOVQ    R11, BX
+	ANDQ    $0x00000fff, BX
+	CMPQ    BX, $0x00000fe0
+	JA      ldSlow_478
+	MOVQ    AX, BX
+	NEGQ    BX
+	LEAQ    tailMask<>+0(SB), CX
+	VMOVDQU (R11), Y4
+	VPAND   32(CX)(BX*1), Y4, Y4
+	JMP     ldDone_479
+
+ldSlow_478:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_344
-	VMOVDQU (R13), Y14
+	JZ      cp_480
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_344:
+cp_480:
 	TESTQ   $0x00000010, AX
-	JZ      cp_345
-	VMOVDQU (R13), X14
+	JZ      cp_481
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_345:
+cp_481:
 	TESTQ $0x00000008, AX
-	JZ    cp_346
-	MOVQ  (R13), BX
+	JZ    cp_482
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_346:
+cp_482:
 	TESTQ $0x00000004, AX
-	JZ    cp_347
-	MOVL  (R13), BX
+	JZ    cp_483
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_347:
+cp_483:
 	TESTQ $0x00000002, AX
-	JZ    cp_348
-	MOVW  (R13), BX
+	JZ    cp_484
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_348:
+cp_484:
 	TESTQ $0x00000001, AX
-	JZ    cp_349
-	MOVB  (R13), BL
+	JZ    cp_485
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_349:
-	VMOVDQU      32(SP), Y4
+cp_485:
+	VMOVDQU 32(SP), Y4
+
+ldDone_479:
 	VPSHUFB      Y8, Y4, Y4
 	LEAQ         15(R10), AX
 	SHRQ         $0x04, AX
@@ -11258,129 +12707,87 @@ cp_349:
 	VPXOR        X0, X13, X10
 
 aadDone:
-loop:
-	CMPQ    DX, $0x00000080
-	JB      tail
-	VPSHUFB Y8, Y9, Y0
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y1
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y2
-	VPADDD  Y15, Y9, Y9
-	VPSHUFB Y8, Y9, Y3
-	VPADDD  Y15, Y9, Y9
-	VPXOR   256(DI), Y0, Y0
-	VPXOR   256(DI), Y1, Y1
-	VPXOR   256(DI), Y2, Y2
-	VPXOR   256(DI), Y3, Y3
-	VAESENC 288(DI), Y0, Y0
-	VAESENC 288(DI), Y1, Y1
-	VAESENC 288(DI), Y2, Y2
-	VAESENC 288(DI), Y3, Y3
-	VAESENC 320(DI), Y0, Y0
-	VAESENC 320(DI), Y1, Y1
-	VAESENC 320(DI), Y2, Y2
-	VAESENC 320(DI), Y3, Y3
-	VAESENC 352(DI), Y0, Y0
-	VAESENC 352(DI), Y1, Y1
-	VAESENC 352(DI), Y2, Y2
-	VAESENC 352(DI), Y3, Y3
-	VAESENC 384(DI), Y0, Y0
-	VAESENC 384(DI), Y1, Y1
-	VAESENC 384(DI), Y2, Y2
-	VAESENC 384(DI), Y3, Y3
-	VAESENC 416(DI), Y0, Y0
-	VAESENC 416(DI), Y1, Y1
-	VAESENC 416(DI), Y2, Y2
-	VAESENC 416(DI), Y3, Y3
-	VAESENC 448(DI), Y0, Y0
-	VAESENC 448(DI), Y1, Y1
-	VAESENC 448(DI), Y2, Y2
-	VAESENC 448(DI), Y3, Y3
-	VAESENC 480(DI), Y0, Y0
-	VAESENC 480(DI), Y1, Y1
-	VAESENC 480(DI), Y2, Y2
-	VAESENC 480(DI), Y3, Y3
-	VAESENC 512(DI), Y0, Y0
-	VAESENC 512(DI), Y1, Y1
-	VAESENC 512(DI), Y2, Y2
-	VAESENC 512(DI), Y3, Y3
-	VAESENC 544(DI), Y0, Y0
-	VAESENC 544(DI), Y1, Y1
-	VAESENC 544(DI), Y2, Y2
-	VAESENC 544(DI), Y3, Y3
-	CMPQ    (DI), $0x0a
-	JE      aesLastY_350
-	VAESENC 576(DI), Y0, Y0
-	VAESENC 576(DI), Y1, Y1
-	VAESENC 576(DI), Y2, Y2
-	VAESENC 576(DI), Y3, Y3
-	VAESENC 608(DI), Y0, Y0
-	VAESENC 608(DI), Y1, Y1
-	VAESENC 608(DI), Y2, Y2
-	VAESENC 608(DI), Y3, Y3
-	VAESENC 640(DI), Y0, Y0
-	VAESENC 640(DI), Y1, Y1
-	VAESENC 640(DI), Y2, Y2
-	VAESENC 640(DI), Y3, Y3
-	VAESENC 672(DI), Y0, Y0
-	VAESENC 672(DI), Y1, Y1
-	VAESENC 672(DI), Y2, Y2
-	VAESENC 672(DI), Y3, Y3
-
-aesLastY_350:
-	MOVQ         (DI), BX
-	SHLQ         $0x05, BX
-	VAESENCLAST  256(DI)(BX*1), Y0, Y0
-	VAESENCLAST  256(DI)(BX*1), Y1, Y1
-	VAESENCLAST  256(DI)(BX*1), Y2, Y2
-	VAESENCLAST  256(DI)(BX*1), Y3, Y3
+oloop:
+	CMPQ         DX, $0x00000080
+	JB           tail
 	VMOVDQU      (SI), Y4
-	VPXOR        Y4, Y0, Y0
-	VMOVDQU      Y0, (R8)
 	VPSHUFB      Y8, Y4, Y4
 	VMOVDQU      32(SI), Y5
-	VPXOR        Y5, Y1, Y1
-	VMOVDQU      Y1, 32(R8)
 	VPSHUFB      Y8, Y5, Y5
 	VMOVDQU      64(SI), Y6
-	VPXOR        Y6, Y2, Y2
-	VMOVDQU      Y2, 64(R8)
 	VPSHUFB      Y8, Y6, Y6
 	VMOVDQU      96(SI), Y7
-	VPXOR        Y7, Y3, Y3
-	VMOVDQU      Y3, 96(R8)
 	VPSHUFB      Y8, Y7, Y7
+	VPSHUFB      Y8, Y9, Y0
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y1
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y2
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPSHUFB      Y8, Y9, Y3
+	VPADDD       ctrInc2<>+0(SB), Y9, Y9
+	VPXOR        256(DI), Y0, Y0
+	VPXOR        256(DI), Y1, Y1
+	VPXOR        256(DI), Y2, Y2
+	VPXOR        256(DI), Y3, Y3
+	VAESENC      288(DI), Y0, Y0
+	VAESENC      288(DI), Y1, Y1
+	VAESENC      288(DI), Y2, Y2
+	VAESENC      288(DI), Y3, Y3
 	VPXOR        Y10, Y4, Y4
 	VPCLMULQDQ   $0x00, 864(DI), Y4, Y11
 	VPCLMULQDQ   $0x11, 864(DI), Y4, Y13
+	VAESENC      320(DI), Y0, Y0
+	VAESENC      320(DI), Y1, Y1
+	VAESENC      320(DI), Y2, Y2
+	VAESENC      320(DI), Y3, Y3
 	VPCLMULQDQ   $0x01, 864(DI), Y4, Y12
 	VPCLMULQDQ   $0x10, 864(DI), Y4, Y4
 	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 896(DI), Y5, Y0
-	VPCLMULQDQ   $0x11, 896(DI), Y5, Y1
-	VPCLMULQDQ   $0x01, 896(DI), Y5, Y2
+	VPCLMULQDQ   $0x00, 896(DI), Y5, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      352(DI), Y0, Y0
+	VAESENC      352(DI), Y1, Y1
+	VAESENC      352(DI), Y2, Y2
+	VAESENC      352(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 896(DI), Y5, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 896(DI), Y5, Y15
 	VPCLMULQDQ   $0x10, 896(DI), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
+	VPXOR        Y15, Y12, Y12
 	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 928(DI), Y6, Y0
-	VPCLMULQDQ   $0x11, 928(DI), Y6, Y1
-	VPCLMULQDQ   $0x01, 928(DI), Y6, Y2
+	VAESENC      384(DI), Y0, Y0
+	VAESENC      384(DI), Y1, Y1
+	VAESENC      384(DI), Y2, Y2
+	VAESENC      384(DI), Y3, Y3
+	VPCLMULQDQ   $0x00, 928(DI), Y6, Y15
+	VPXOR        Y15, Y11, Y11
+	VPCLMULQDQ   $0x11, 928(DI), Y6, Y15
+	VPXOR        Y15, Y13, Y13
+	VAESENC      416(DI), Y0, Y0
+	VAESENC      416(DI), Y1, Y1
+	VAESENC      416(DI), Y2, Y2
+	VAESENC      416(DI), Y3, Y3
+	VPCLMULQDQ   $0x01, 928(DI), Y6, Y15
 	VPCLMULQDQ   $0x10, 928(DI), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
+	VPXOR        Y15, Y12, Y12
 	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 960(DI), Y7, Y0
-	VPCLMULQDQ   $0x11, 960(DI), Y7, Y1
-	VPCLMULQDQ   $0x01, 960(DI), Y7, Y2
+	VPCLMULQDQ   $0x00, 960(DI), Y7, Y15
+	VPXOR        Y15, Y11, Y11
+	VAESENC      448(DI), Y0, Y0
+	VAESENC      448(DI), Y1, Y1
+	VAESENC      448(DI), Y2, Y2
+	VAESENC      448(DI), Y3, Y3
+	VPCLMULQDQ   $0x11, 960(DI), Y7, Y15
+	VPXOR        Y15, Y13, Y13
+	VPCLMULQDQ   $0x01, 960(DI), Y7, Y15
 	VPCLMULQDQ   $0x10, 960(DI), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
+	VPXOR        Y15, Y12, Y12
 	VPXOR        Y7, Y12, Y12
+	VAESENC      480(DI), Y0, Y0
+	VAESENC      480(DI), Y1, Y1
+	VAESENC      480(DI), Y2, Y2
+	VAESENC      480(DI), Y3, Y3
 	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
 	VPSHUFD      $0x4e, Y11, Y11
 	VPXOR        Y11, Y12, Y12
@@ -11389,16 +12796,70 @@ aesLastY_350:
 	VPSHUFD      $0x4e, Y12, Y12
 	VPXOR        Y12, Y13, Y13
 	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x00000080, DX
-	JMP          loop
+	VAESENC      512(DI), Y0, Y0
+	VAESENC      512(DI), Y1, Y1
+	VAESENC      512(DI), Y2, Y2
+	VAESENC      512(DI), Y3, Y3
+	VEXTRACTI128 $0x01, Y13, X15
+	VPXOR        X15, X13, X10
+	VAESENC      544(DI), Y0, Y0
+	VAESENC      544(DI), Y1, Y1
+	VAESENC      544(DI), Y2, Y2
+	VAESENC      544(DI), Y3, Y3
+	CMPQ         (DI), $0x0a
+	JE           aesLastYS_486
+	VAESENC      576(DI), Y0, Y0
+	VAESENC      576(DI), Y1, Y1
+	VAESENC      576(DI), Y2, Y2
+	VAESENC      576(DI), Y3, Y3
+	VAESENC      608(DI), Y0, Y0
+	VAESENC      608(DI), Y1, Y1
+	VAESENC      608(DI), Y2, Y2
+	VAESENC      608(DI), Y3, Y3
+	VAESENC      640(DI), Y0, Y0
+	VAESENC      640(DI), Y1, Y1
+	VAESENC      640(DI), Y2, Y2
+	VAESENC      640(DI), Y3, Y3
+	VAESENC      672(DI), Y0, Y0
+	VAESENC      672(DI), Y1, Y1
+	VAESENC      672(DI), Y2, Y2
+	VAESENC      672(DI), Y3, Y3
+
+aesLastYS_486:
+	MOVQ        (DI), BX
+	SHLQ        $0x05, BX
+	VAESENCLAST 256(DI)(BX*1), Y0, Y0
+	VAESENCLAST 256(DI)(BX*1), Y1, Y1
+	VAESENCLAST 256(DI)(BX*1), Y2, Y2
+	VAESENCLAST 256(DI)(BX*1), Y3, Y3
+	VPXOR       (SI), Y0, Y0
+	VMOVDQU     Y0, (R8)
+	VPXOR       32(SI), Y1, Y1
+	VMOVDQU     Y1, 32(R8)
+	VPXOR       64(SI), Y2, Y2
+	VMOVDQU     Y2, 64(R8)
+	VPXOR       96(SI), Y3, Y3
+	VMOVDQU     Y3, 96(R8)
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x00000080, R8
+	SUBQ        $0x00000080, DX
+	JMP         oloop
 
 tail:
+	VMOVDQU ctrInc2<>+0(SB), Y15
+	VPXOR   Y11, Y11, Y11
+	VPXOR   Y12, Y12, Y12
+	VPXOR   Y13, Y13, Y13
+	LEAQ    16(DX), CX
+	LEAQ    15(CX), AX
+	SHRQ    $0x04, AX
+	NEGQ    AX
+	SHLQ    $0x04, AX
+	LEAQ    992(DI)(AX*1), R13
+
+tailShared:
 	TESTQ   DX, DX
-	JZ      final
+	JZ      lenBlock
 	CMPQ    DX, $0x00000020
 	JBE     tail1
 	CMPQ    DX, $0x00000040
@@ -11454,7 +12915,7 @@ tail:
 	VAESENC 544(DI), Y2, Y2
 	VAESENC 544(DI), Y3, Y3
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_351
+	JE      aesLastY_487
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -11472,7 +12933,7 @@ tail:
 	VAESENC 672(DI), Y2, Y2
 	VAESENC 672(DI), Y3, Y3
 
-aesLastY_351:
+aesLastY_487:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -11491,158 +12952,151 @@ aesLastY_351:
 	VPXOR       Y6, Y2, Y2
 	VMOVDQU     Y2, 64(R8)
 	VPSHUFB     Y8, Y6, Y6
-	VPXOR       Y7, Y7, Y7
-	VMOVDQU     Y7, 32(SP)
-	LEAQ        96(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000060, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_352
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        96(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_488
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y7
+	VPAND       32(CX)(BX*1), Y7, Y7
+	JMP         ldDone_489
 
-cp_352:
-	TESTQ   $0x00000010, AX
-	JZ      cp_353
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_353:
-	TESTQ $0x00000008, AX
-	JZ    cp_354
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_354:
-	TESTQ $0x00000004, AX
-	JZ    cp_355
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_355:
-	TESTQ $0x00000002, AX
-	JZ    cp_356
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_356:
-	TESTQ $0x00000001, AX
-	JZ    cp_357
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_357:
-	VMOVDQU 32(SP), Y7
-	VPXOR   Y7, Y3, Y3
-	VMOVDQU Y3, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    96(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000060, AX
+ldSlow_488:
+	VPXOR   Y7, Y7, Y7
+	VMOVDQU Y7, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_358
-	VMOVDQU (R13), Y14
+	JZ      cp_490
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_358:
+cp_490:
 	TESTQ   $0x00000010, AX
-	JZ      cp_359
-	VMOVDQU (R13), X14
+	JZ      cp_491
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_359:
+cp_491:
 	TESTQ $0x00000008, AX
-	JZ    cp_360
-	MOVQ  (R13), BX
+	JZ    cp_492
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_360:
+cp_492:
 	TESTQ $0x00000004, AX
-	JZ    cp_361
-	MOVL  (R13), BX
+	JZ    cp_493
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_361:
+cp_493:
 	TESTQ $0x00000002, AX
-	JZ    cp_362
-	MOVW  (R13), BX
+	JZ    cp_494
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_362:
+cp_494:
 	TESTQ $0x00000001, AX
-	JZ    cp_363
-	MOVB  (R13), BL
+	JZ    cp_495
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_363:
-	VPSHUFB      Y8, Y7, Y7
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x00, 96(R13), Y7, Y0
-	VPCLMULQDQ   $0x11, 96(R13), Y7, Y1
-	VPCLMULQDQ   $0x01, 96(R13), Y7, Y2
-	VPCLMULQDQ   $0x10, 96(R13), Y7, Y7
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y7, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_495:
+	VMOVDQU 32(SP), Y7
+
+ldDone_489:
+	VPXOR   Y7, Y3, Y3
+	LEAQ    96(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_497
+	VMOVDQU Y3, (R11)
+	JMP     stDone_496
+
+st16_497:
+	TESTQ        $0x00000010, AX
+	JZ           st8_498
+	VMOVDQU      X3, (R11)
+	VEXTRACTI128 $0x01, Y3, X3
+	ADDQ         $0x00000010, R11
+
+st8_498:
+	TESTQ   $0x00000008, AX
+	JZ      st_499
+	VMOVQ   X3, (R11)
+	VPSRLDQ $0x08, X3, X3
+	ADDQ    $0x00000008, R11
+
+st_499:
+	TESTQ   $0x00000004, AX
+	JZ      st_500
+	VMOVD   X3, (R11)
+	VPSRLDQ $0x04, X3, X3
+	ADDQ    $0x00000004, R11
+
+st_500:
+	TESTQ   $0x00000002, AX
+	JZ      st_501
+	VPEXTRW $0x00, X3, (R11)
+	VPSRLDQ $0x02, X3, X3
+	ADDQ    $0x00000002, R11
+
+st_501:
+	TESTQ   $0x00000001, AX
+	JZ      st_502
+	VPEXTRB $0x00, X3, (R11)
+
+st_502:
+stDone_496:
+	VPSHUFB    Y8, Y7, Y7
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	VPCLMULQDQ $0x00, 96(R13), Y7, Y0
+	VPCLMULQDQ $0x11, 96(R13), Y7, Y1
+	VPCLMULQDQ $0x01, 96(R13), Y7, Y2
+	VPCLMULQDQ $0x10, 96(R13), Y7, Y7
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y7, Y12, Y12
+	JMP        lenBlock
 
 tail3:
 	VPSHUFB Y8, Y9, Y0
@@ -11682,7 +13136,7 @@ tail3:
 	VAESENC 544(DI), Y1, Y1
 	VAESENC 544(DI), Y2, Y2
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_364
+	JE      aesLastY_503
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 576(DI), Y2, Y2
@@ -11696,7 +13150,7 @@ tail3:
 	VAESENC 672(DI), Y1, Y1
 	VAESENC 672(DI), Y2, Y2
 
-aesLastY_364:
+aesLastY_503:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -11710,150 +13164,143 @@ aesLastY_364:
 	VPXOR       Y5, Y1, Y1
 	VMOVDQU     Y1, 32(R8)
 	VPSHUFB     Y8, Y5, Y5
-	VPXOR       Y6, Y6, Y6
-	VMOVDQU     Y6, 32(SP)
-	LEAQ        64(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000040, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_365
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        64(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_504
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y6
+	VPAND       32(CX)(BX*1), Y6, Y6
+	JMP         ldDone_505
 
-cp_365:
-	TESTQ   $0x00000010, AX
-	JZ      cp_366
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_366:
-	TESTQ $0x00000008, AX
-	JZ    cp_367
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_367:
-	TESTQ $0x00000004, AX
-	JZ    cp_368
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_368:
-	TESTQ $0x00000002, AX
-	JZ    cp_369
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_369:
-	TESTQ $0x00000001, AX
-	JZ    cp_370
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_370:
-	VMOVDQU 32(SP), Y6
-	VPXOR   Y6, Y2, Y2
-	VMOVDQU Y2, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    64(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000040, AX
+ldSlow_504:
+	VPXOR   Y6, Y6, Y6
+	VMOVDQU Y6, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_371
-	VMOVDQU (R13), Y14
+	JZ      cp_506
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_371:
+cp_506:
 	TESTQ   $0x00000010, AX
-	JZ      cp_372
-	VMOVDQU (R13), X14
+	JZ      cp_507
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_372:
+cp_507:
 	TESTQ $0x00000008, AX
-	JZ    cp_373
-	MOVQ  (R13), BX
+	JZ    cp_508
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_373:
+cp_508:
 	TESTQ $0x00000004, AX
-	JZ    cp_374
-	MOVL  (R13), BX
+	JZ    cp_509
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_374:
+cp_509:
 	TESTQ $0x00000002, AX
-	JZ    cp_375
-	MOVW  (R13), BX
+	JZ    cp_510
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_375:
+cp_510:
 	TESTQ $0x00000001, AX
-	JZ    cp_376
-	MOVB  (R13), BL
+	JZ    cp_511
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_376:
-	VPSHUFB      Y8, Y6, Y6
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x00, 64(R13), Y6, Y0
-	VPCLMULQDQ   $0x11, 64(R13), Y6, Y1
-	VPCLMULQDQ   $0x01, 64(R13), Y6, Y2
-	VPCLMULQDQ   $0x10, 64(R13), Y6, Y6
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y6, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_511:
+	VMOVDQU 32(SP), Y6
+
+ldDone_505:
+	VPXOR   Y6, Y2, Y2
+	LEAQ    64(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_513
+	VMOVDQU Y2, (R11)
+	JMP     stDone_512
+
+st16_513:
+	TESTQ        $0x00000010, AX
+	JZ           st8_514
+	VMOVDQU      X2, (R11)
+	VEXTRACTI128 $0x01, Y2, X2
+	ADDQ         $0x00000010, R11
+
+st8_514:
+	TESTQ   $0x00000008, AX
+	JZ      st_515
+	VMOVQ   X2, (R11)
+	VPSRLDQ $0x08, X2, X2
+	ADDQ    $0x00000008, R11
+
+st_515:
+	TESTQ   $0x00000004, AX
+	JZ      st_516
+	VMOVD   X2, (R11)
+	VPSRLDQ $0x04, X2, X2
+	ADDQ    $0x00000004, R11
+
+st_516:
+	TESTQ   $0x00000002, AX
+	JZ      st_517
+	VPEXTRW $0x00, X2, (R11)
+	VPSRLDQ $0x02, X2, X2
+	ADDQ    $0x00000002, R11
+
+st_517:
+	TESTQ   $0x00000001, AX
+	JZ      st_518
+	VPEXTRB $0x00, X2, (R11)
+
+st_518:
+stDone_512:
+	VPSHUFB    Y8, Y6, Y6
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	VPCLMULQDQ $0x00, 64(R13), Y6, Y0
+	VPCLMULQDQ $0x11, 64(R13), Y6, Y1
+	VPCLMULQDQ $0x01, 64(R13), Y6, Y2
+	VPCLMULQDQ $0x10, 64(R13), Y6, Y6
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y6, Y12, Y12
+	JMP        lenBlock
 
 tail2:
 	VPSHUFB Y8, Y9, Y0
@@ -11881,7 +13328,7 @@ tail2:
 	VAESENC 544(DI), Y0, Y0
 	VAESENC 544(DI), Y1, Y1
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_377
+	JE      aesLastY_519
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 576(DI), Y1, Y1
 	VAESENC 608(DI), Y0, Y0
@@ -11891,7 +13338,7 @@ tail2:
 	VAESENC 672(DI), Y0, Y0
 	VAESENC 672(DI), Y1, Y1
 
-aesLastY_377:
+aesLastY_519:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -11900,142 +13347,135 @@ aesLastY_377:
 	VPXOR       Y4, Y0, Y0
 	VMOVDQU     Y0, (R8)
 	VPSHUFB     Y8, Y4, Y4
-	VPXOR       Y5, Y5, Y5
-	VMOVDQU     Y5, 32(SP)
-	LEAQ        32(SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000020, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_378
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        32(SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_520
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y5
+	VPAND       32(CX)(BX*1), Y5, Y5
+	JMP         ldDone_521
 
-cp_378:
-	TESTQ   $0x00000010, AX
-	JZ      cp_379
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_379:
-	TESTQ $0x00000008, AX
-	JZ    cp_380
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_380:
-	TESTQ $0x00000004, AX
-	JZ    cp_381
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_381:
-	TESTQ $0x00000002, AX
-	JZ    cp_382
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_382:
-	TESTQ $0x00000001, AX
-	JZ    cp_383
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_383:
-	VMOVDQU 32(SP), Y5
-	VPXOR   Y5, Y1, Y1
-	VMOVDQU Y1, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    32(R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000020, AX
+ldSlow_520:
+	VPXOR   Y5, Y5, Y5
+	VMOVDQU Y5, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_384
-	VMOVDQU (R13), Y14
+	JZ      cp_522
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_384:
+cp_522:
 	TESTQ   $0x00000010, AX
-	JZ      cp_385
-	VMOVDQU (R13), X14
+	JZ      cp_523
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_385:
+cp_523:
 	TESTQ $0x00000008, AX
-	JZ    cp_386
-	MOVQ  (R13), BX
+	JZ    cp_524
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_386:
+cp_524:
 	TESTQ $0x00000004, AX
-	JZ    cp_387
-	MOVL  (R13), BX
+	JZ    cp_525
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_387:
+cp_525:
 	TESTQ $0x00000002, AX
-	JZ    cp_388
-	MOVW  (R13), BX
+	JZ    cp_526
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_388:
+cp_526:
 	TESTQ $0x00000001, AX
-	JZ    cp_389
-	MOVB  (R13), BL
+	JZ    cp_527
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_389:
-	VPSHUFB      Y8, Y5, Y5
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
-	VPXOR        Y4, Y12, Y12
-	VPCLMULQDQ   $0x00, 32(R13), Y5, Y0
-	VPCLMULQDQ   $0x11, 32(R13), Y5, Y1
-	VPCLMULQDQ   $0x01, 32(R13), Y5, Y2
-	VPCLMULQDQ   $0x10, 32(R13), Y5, Y5
-	VPXOR        Y0, Y11, Y11
-	VPXOR        Y1, Y13, Y13
-	VPXOR        Y2, Y12, Y12
-	VPXOR        Y5, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
-	VPSHUFD      $0x4e, Y11, Y11
-	VPXOR        Y11, Y12, Y12
-	VPXOR        Y14, Y12, Y12
-	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y12, Y14
-	VPSHUFD      $0x4e, Y12, Y12
-	VPXOR        Y12, Y13, Y13
-	VPXOR        Y14, Y13, Y13
-	VEXTRACTI128 $0x01, Y13, X0
-	VPXOR        X0, X13, X10
-	JMP          final
+cp_527:
+	VMOVDQU 32(SP), Y5
+
+ldDone_521:
+	VPXOR   Y5, Y1, Y1
+	LEAQ    32(R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_529
+	VMOVDQU Y1, (R11)
+	JMP     stDone_528
+
+st16_529:
+	TESTQ        $0x00000010, AX
+	JZ           st8_530
+	VMOVDQU      X1, (R11)
+	VEXTRACTI128 $0x01, Y1, X1
+	ADDQ         $0x00000010, R11
+
+st8_530:
+	TESTQ   $0x00000008, AX
+	JZ      st_531
+	VMOVQ   X1, (R11)
+	VPSRLDQ $0x08, X1, X1
+	ADDQ    $0x00000008, R11
+
+st_531:
+	TESTQ   $0x00000004, AX
+	JZ      st_532
+	VMOVD   X1, (R11)
+	VPSRLDQ $0x04, X1, X1
+	ADDQ    $0x00000004, R11
+
+st_532:
+	TESTQ   $0x00000002, AX
+	JZ      st_533
+	VPEXTRW $0x00, X1, (R11)
+	VPSRLDQ $0x02, X1, X1
+	ADDQ    $0x00000002, R11
+
+st_533:
+	TESTQ   $0x00000001, AX
+	JZ      st_534
+	VPEXTRB $0x00, X1, (R11)
+
+st_534:
+stDone_528:
+	VPSHUFB    Y8, Y5, Y5
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+	VPCLMULQDQ $0x00, 32(R13), Y5, Y0
+	VPCLMULQDQ $0x11, 32(R13), Y5, Y1
+	VPCLMULQDQ $0x01, 32(R13), Y5, Y2
+	VPCLMULQDQ $0x10, 32(R13), Y5, Y5
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y5, Y12, Y12
+	JMP        lenBlock
 
 tail1:
 	VPSHUFB Y8, Y9, Y0
@@ -12051,132 +13491,152 @@ tail1:
 	VAESENC 512(DI), Y0, Y0
 	VAESENC 544(DI), Y0, Y0
 	CMPQ    (DI), $0x0a
-	JE      aesLastY_390
+	JE      aesLastY_535
 	VAESENC 576(DI), Y0, Y0
 	VAESENC 608(DI), Y0, Y0
 	VAESENC 640(DI), Y0, Y0
 	VAESENC 672(DI), Y0, Y0
 
-aesLastY_390:
+aesLastY_535:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
-	VPXOR       Y4, Y4, Y4
-	VMOVDQU     Y4, 32(SP)
-	LEAQ        (SI), R13
-	LEAQ        32(SP), CX
 	MOVQ        DX, AX
 	SUBQ        $0x00000000, AX
-	TESTQ       $0x00000020, AX
-	JZ          cp_391
-	VMOVDQU     (R13), Y14
-	VMOVDQU     Y14, (CX)
-	ADDQ        $0x00000020, R13
-	ADDQ        $0x00000020, CX
+	LEAQ        (SI), R11
+	MOVQ        R11, BX
+	ANDQ        $0x00000fff, BX
+	CMPQ        BX, $0x00000fe0
+	JA          ldSlow_536
+	MOVQ        AX, BX
+	NEGQ        BX
+	LEAQ        tailMask<>+0(SB), CX
+	VMOVDQU     (R11), Y4
+	VPAND       32(CX)(BX*1), Y4, Y4
+	JMP         ldDone_537
 
-cp_391:
-	TESTQ   $0x00000010, AX
-	JZ      cp_392
-	VMOVDQU (R13), X14
-	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
-	ADDQ    $0x00000010, CX
-
-cp_392:
-	TESTQ $0x00000008, AX
-	JZ    cp_393
-	MOVQ  (R13), BX
-	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
-	ADDQ  $0x00000008, CX
-
-cp_393:
-	TESTQ $0x00000004, AX
-	JZ    cp_394
-	MOVL  (R13), BX
-	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
-	ADDQ  $0x00000004, CX
-
-cp_394:
-	TESTQ $0x00000002, AX
-	JZ    cp_395
-	MOVW  (R13), BX
-	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
-	ADDQ  $0x00000002, CX
-
-cp_395:
-	TESTQ $0x00000001, AX
-	JZ    cp_396
-	MOVB  (R13), BL
-	MOVB  BL, (CX)
-
-cp_396:
-	VMOVDQU 32(SP), Y4
-	VPXOR   Y4, Y0, Y0
-	VMOVDQU Y0, 32(SP)
-	LEAQ    32(SP), R13
-	LEAQ    (R8), CX
-	MOVQ    DX, AX
-	SUBQ    $0x00000000, AX
+ldSlow_536:
+	VPXOR   Y4, Y4, Y4
+	VMOVDQU Y4, 32(SP)
+	LEAQ    32(SP), CX
 	TESTQ   $0x00000020, AX
-	JZ      cp_397
-	VMOVDQU (R13), Y14
+	JZ      cp_538
+	VMOVDQU (R11), Y14
 	VMOVDQU Y14, (CX)
-	ADDQ    $0x00000020, R13
+	ADDQ    $0x00000020, R11
 	ADDQ    $0x00000020, CX
 
-cp_397:
+cp_538:
 	TESTQ   $0x00000010, AX
-	JZ      cp_398
-	VMOVDQU (R13), X14
+	JZ      cp_539
+	VMOVDQU (R11), X14
 	VMOVDQU X14, (CX)
-	ADDQ    $0x00000010, R13
+	ADDQ    $0x00000010, R11
 	ADDQ    $0x00000010, CX
 
-cp_398:
+cp_539:
 	TESTQ $0x00000008, AX
-	JZ    cp_399
-	MOVQ  (R13), BX
+	JZ    cp_540
+	MOVQ  (R11), BX
 	MOVQ  BX, (CX)
-	ADDQ  $0x00000008, R13
+	ADDQ  $0x00000008, R11
 	ADDQ  $0x00000008, CX
 
-cp_399:
+cp_540:
 	TESTQ $0x00000004, AX
-	JZ    cp_400
-	MOVL  (R13), BX
+	JZ    cp_541
+	MOVL  (R11), BX
 	MOVL  BX, (CX)
-	ADDQ  $0x00000004, R13
+	ADDQ  $0x00000004, R11
 	ADDQ  $0x00000004, CX
 
-cp_400:
+cp_541:
 	TESTQ $0x00000002, AX
-	JZ    cp_401
-	MOVW  (R13), BX
+	JZ    cp_542
+	MOVW  (R11), BX
 	MOVW  BX, (CX)
-	ADDQ  $0x00000002, R13
+	ADDQ  $0x00000002, R11
 	ADDQ  $0x00000002, CX
 
-cp_401:
+cp_542:
 	TESTQ $0x00000001, AX
-	JZ    cp_402
-	MOVB  (R13), BL
+	JZ    cp_543
+	MOVB  (R11), BL
 	MOVB  BL, (CX)
 
-cp_402:
-	VPSHUFB      Y8, Y4, Y4
-	LEAQ         15(DX), AX
-	SHRQ         $0x04, AX
-	NEGQ         AX
-	SHLQ         $0x04, AX
-	LEAQ         992(DI)(AX*1), R13
-	VPXOR        Y10, Y4, Y4
-	VPCLMULQDQ   $0x00, (R13), Y4, Y11
-	VPCLMULQDQ   $0x11, (R13), Y4, Y13
-	VPCLMULQDQ   $0x01, (R13), Y4, Y12
-	VPCLMULQDQ   $0x10, (R13), Y4, Y4
+cp_543:
+	VMOVDQU 32(SP), Y4
+
+ldDone_537:
+	VPXOR   Y4, Y0, Y0
+	LEAQ    (R8), R11
+	TESTQ   $0x00000020, AX
+	JZ      st16_545
+	VMOVDQU Y0, (R11)
+	JMP     stDone_544
+
+st16_545:
+	TESTQ        $0x00000010, AX
+	JZ           st8_546
+	VMOVDQU      X0, (R11)
+	VEXTRACTI128 $0x01, Y0, X0
+	ADDQ         $0x00000010, R11
+
+st8_546:
+	TESTQ   $0x00000008, AX
+	JZ      st_547
+	VMOVQ   X0, (R11)
+	VPSRLDQ $0x08, X0, X0
+	ADDQ    $0x00000008, R11
+
+st_547:
+	TESTQ   $0x00000004, AX
+	JZ      st_548
+	VMOVD   X0, (R11)
+	VPSRLDQ $0x04, X0, X0
+	ADDQ    $0x00000004, R11
+
+st_548:
+	TESTQ   $0x00000002, AX
+	JZ      st_549
+	VPEXTRW $0x00, X0, (R11)
+	VPSRLDQ $0x02, X0, X0
+	ADDQ    $0x00000002, R11
+
+st_549:
+	TESTQ   $0x00000001, AX
+	JZ      st_550
+	VPEXTRB $0x00, X0, (R11)
+
+st_550:
+stDone_544:
+	VPSHUFB    Y8, Y4, Y4
+	VPXOR      Y10, Y4, Y4
+	VPXOR      Y10, Y10, Y10
+	VPCLMULQDQ $0x00, (R13), Y4, Y0
+	VPCLMULQDQ $0x11, (R13), Y4, Y1
+	VPCLMULQDQ $0x01, (R13), Y4, Y2
+	VPCLMULQDQ $0x10, (R13), Y4, Y4
+	VPXOR      Y0, Y11, Y11
+	VPXOR      Y1, Y13, Y13
+	VPXOR      Y2, Y12, Y12
+	VPXOR      Y4, Y12, Y12
+
+lenBlock:
+	MOVQ         16(SP), AX
+	MOVQ         24(SP), BX
+	SHLQ         $0x03, AX
+	SHLQ         $0x03, BX
+	VMOVQ        AX, X4
+	VPINSRQ      $0x01, BX, X4, X4
+	VPXOR        X4, X10, X4
+	VPCLMULQDQ   $0x00, 976(DI), X4, X0
+	VPCLMULQDQ   $0x11, 976(DI), X4, X1
+	VPCLMULQDQ   $0x01, 976(DI), X4, X2
+	VPCLMULQDQ   $0x10, 976(DI), X4, X4
+	VPXOR        Y0, Y11, Y11
+	VPXOR        Y1, Y13, Y13
+	VPXOR        Y2, Y12, Y12
 	VPXOR        Y4, Y12, Y12
 	VPCLMULQDQ   $0x10, gfpoly32<>+0(SB), Y11, Y14
 	VPSHUFD      $0x4e, Y11, Y11
@@ -12188,34 +13648,12 @@ cp_402:
 	VPXOR        Y14, Y13, Y13
 	VEXTRACTI128 $0x01, Y13, X0
 	VPXOR        X0, X13, X10
-
-final:
-	MOVQ       16(SP), AX
-	MOVQ       24(SP), BX
-	SHLQ       $0x03, AX
-	SHLQ       $0x03, BX
-	VMOVQ      AX, X4
-	VPINSRQ    $0x01, BX, X4, X4
-	VPXOR      X4, X10, X4
-	VPCLMULQDQ $0x00, 976(DI), X4, X11
-	VPCLMULQDQ $0x11, 976(DI), X4, X13
-	VPCLMULQDQ $0x01, 976(DI), X4, X12
-	VPCLMULQDQ $0x10, 976(DI), X4, X4
-	VPXOR      X4, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X11, X14
-	VPSHUFD    $0x4e, X11, X11
-	VPXOR      X11, X12, X12
-	VPXOR      X14, X12, X12
-	VPCLMULQDQ $0x10, gfpoly<>+0(SB), X12, X14
-	VPSHUFD    $0x4e, X12, X12
-	VPXOR      X12, X13, X13
-	VPXOR      X14, X13, X13
-	VPSHUFB    X8, X13, X13
-	VPXOR      (SP), X13, X13
-	VMOVDQU    X13, (R12)
-	ADDQ       $0x00000038, R14
-	DECQ       64(SP)
-	JNZ        msgLoop
+	VPSHUFB      X8, X10, X10
+	VPXOR        (SP), X10, X10
+	VMOVDQU      X10, (R12)
+	ADDQ         $0x00000038, R14
+	DECQ         64(SP)
+	JNZ          msgLoop
 
 done:
 	VZEROUPPER

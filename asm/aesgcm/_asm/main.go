@@ -817,35 +817,8 @@ func aesY(vs []VecPhysical, kp GPPhysical) {
 // ghashY: like ghashZ with 2 blocks per vector. Clobbers Y0-Y2, Y14.
 func ghashY(ds []VecPhysical, tbl Mem) {
 	VPXOR(yACC, ds[0], ds[0])
-	for j, d := range ds {
-		h := tbl.Offset(32 * j)
-		if j == 0 {
-			VPCLMULQDQ(U8(0x00), h, d, yLO)
-			VPCLMULQDQ(U8(0x11), h, d, yHI)
-			VPCLMULQDQ(U8(0x01), h, d, yMI)
-			VPCLMULQDQ(U8(0x10), h, d, d)
-			VPXOR(d, yMI, yMI)
-			continue
-		}
-		VPCLMULQDQ(U8(0x00), h, d, Y0)
-		VPCLMULQDQ(U8(0x11), h, d, Y1)
-		VPCLMULQDQ(U8(0x01), h, d, Y2)
-		VPCLMULQDQ(U8(0x10), h, d, d)
-		VPXOR(Y0, yLO, yLO)
-		VPXOR(Y1, yHI, yHI)
-		VPXOR(Y2, yMI, yMI)
-		VPXOR(d, yMI, yMI)
-	}
-	VPCLMULQDQ(U8(0x10), gfpoly32, yLO, yT)
-	VPSHUFD(U8(0x4e), yLO, yLO)
-	VPXOR(yLO, yMI, yMI)
-	VPXOR(yT, yMI, yMI)
-	VPCLMULQDQ(U8(0x10), gfpoly32, yMI, yT)
-	VPSHUFD(U8(0x4e), yMI, yMI)
-	VPXOR(yMI, yHI, yHI)
-	VPXOR(yT, yHI, yHI)
-	VEXTRACTI128(U8(1), yHI, X0)
-	VPXOR(X0, X13, X10)
+	mulAccY(ds, tbl, true)
+	reduceY()
 }
 
 // ghashYPieces is ghashY split into pieces for interleaving with AES rounds,
@@ -972,6 +945,114 @@ func copyPartial(src, dst, n GPPhysical) {
 	}
 }
 
+// mulAccY adds the unreduced products ds[j]*tbl[j] (two blocks per ymm) to
+// LO/MI/HI, or sets them if first. Clobbers ds and Y0-Y2.
+func mulAccY(ds []VecPhysical, tbl Mem, first bool) {
+	for j, d := range ds {
+		h := tbl.Offset(32 * j)
+		if j == 0 && first {
+			VPCLMULQDQ(U8(0x00), h, d, yLO)
+			VPCLMULQDQ(U8(0x11), h, d, yHI)
+			VPCLMULQDQ(U8(0x01), h, d, yMI)
+			VPCLMULQDQ(U8(0x10), h, d, d)
+			VPXOR(d, yMI, yMI)
+			continue
+		}
+		VPCLMULQDQ(U8(0x00), h, d, Y0)
+		VPCLMULQDQ(U8(0x11), h, d, Y1)
+		VPCLMULQDQ(U8(0x01), h, d, Y2)
+		VPCLMULQDQ(U8(0x10), h, d, d)
+		VPXOR(Y0, yLO, yLO)
+		VPXOR(Y1, yHI, yHI)
+		VPXOR(Y2, yMI, yMI)
+		VPXOR(d, yMI, yMI)
+	}
+}
+
+// reduceY reduces LO/MI/HI (both lanes) into ACC (X10, upper lane zero).
+// Clobbers X0 and yT.
+func reduceY() {
+	VPCLMULQDQ(U8(0x10), gfpoly32, yLO, yT)
+	VPSHUFD(U8(0x4e), yLO, yLO)
+	VPXOR(yLO, yMI, yMI)
+	VPXOR(yT, yMI, yMI)
+	VPCLMULQDQ(U8(0x10), gfpoly32, yMI, yT)
+	VPSHUFD(U8(0x4e), yMI, yMI)
+	VPXOR(yMI, yHI, yHI)
+	VPXOR(yT, yHI, yHI)
+	VEXTRACTI128(U8(1), yHI, X0)
+	VPXOR(X0, X13, X10)
+}
+
+// loadPartialY sets v to the RAX (1..32) bytes at src, zero-padded. VEX
+// has no byte masks: when the 32 bytes at src lie within one 4 KiB page
+// (reading them cannot fault, the check the runtime's memequal makes) it
+// loads them and clears the bytes past RAX with tailMask; otherwise it
+// copies through the stack block buf. Keeps RAX; clobbers RBX, RCX, R11,
+// Y14.
+func loadPartialY(src Mem, v VecPhysical, buf Mem) {
+	slow, done := lbl("ldSlow"), lbl("ldDone")
+	LEAQ(src, R11)
+	MOVQ(R11, RBX)
+	ANDQ(U32(4095), RBX)
+	CMPQ(RBX, U32(4096-32))
+	JA(LabelRef(slow))
+	MOVQ(RAX, RBX)
+	NEGQ(RBX)
+	LEAQ(tailMask, RCX)
+	VMOVDQU(Mem{Base: R11}, v)
+	VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, v)
+	JMP(LabelRef(done))
+	Label(slow)
+	VPXOR(v, v, v)
+	VMOVDQU(v, buf)
+	LEAQ(buf, RCX)
+	copyPartial(R11, RCX, RAX)
+	VMOVDQU(buf, v)
+	Label(done)
+}
+
+// storePartialY stores the first RAX (1..32) bytes of v to dst, largest
+// pieces first straight from the register. Keeps RAX; clobbers R11, v.
+func storePartialY(v VecPhysical, dst Mem) {
+	done := lbl("stDone")
+	x := v.AsX()
+	LEAQ(dst, R11)
+	l := lbl("st16")
+	TESTQ(U32(32), RAX)
+	JZ(LabelRef(l))
+	VMOVDQU(v, Mem{Base: R11})
+	JMP(LabelRef(done))
+	Label(l)
+	l = lbl("st8")
+	TESTQ(U32(16), RAX)
+	JZ(LabelRef(l))
+	VMOVDQU(x, Mem{Base: R11})
+	VEXTRACTI128(U8(1), v, x)
+	ADDQ(U32(16), R11)
+	Label(l)
+	for _, s := range []struct {
+		bit   int
+		store func()
+	}{
+		{8, func() { VMOVQ(x, Mem{Base: R11}) }},
+		{4, func() { VMOVD(x, Mem{Base: R11}) }},
+		{2, func() { VPEXTRW(U8(0), x, Mem{Base: R11}) }},
+		{1, func() { VPEXTRB(U8(0), x, Mem{Base: R11}) }},
+	} {
+		l := lbl("st")
+		TESTQ(U32(s.bit), RAX)
+		JZ(LabelRef(l))
+		s.store()
+		if s.bit > 1 {
+			VPSRLDQ(U8(s.bit), x, x)
+			ADDQ(U32(s.bit), R11)
+		}
+		Label(l)
+	}
+	Label(done)
+}
+
 func gcmAVX2(seal, batch bool) {
 	name := "open"
 	if seal {
@@ -1024,7 +1105,7 @@ func gcmAVX2(seal, batch bool) {
 	}
 	VPXOR(yACC, yACC, yACC)
 
-	// J0 = nonce || 1, E(J0) -> local.
+	// J0 = nonce || 1, E(J0) -> local. R11 (nonce) is free after this.
 	VMOVQ(Mem{Base: nonce}, X0)
 	VPINSRD(U8(2), Mem{Base: nonce, Disp: 8}, X0, X0)
 	MOVL(U32(0x01000000), EAX)
@@ -1052,10 +1133,81 @@ func gcmAVX2(seal, batch bool) {
 	MOVQ(n, local.Offset(16))
 	MOVQ(aadLen, local.Offset(24))
 
-	// AAD
 	dy := []VecPhysical{Y4, Y5, Y6, Y7}
 	cy := []VecPhysical{Y0, Y1, Y2, Y3}
 	htab := Mem{Base: kp, Disp: offHtab}
+
+	// Short messages (AAD <= 64 bytes, AAD + data + length block <= 16
+	// blocks): every block is multiplied by its final power H^T..H^1 and
+	// the products are summed unreduced, so there is one reduction per
+	// message instead of a serial chain of them (AAD, data, tail, length
+	// block). R13 walks the powers: it points at the power of the next
+	// block to hash.
+	CMPQ(aadLen, U32(64))
+	JA(LabelRef("long"))
+	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+	SHRQ(U8(4), RAX)
+	LEAQ(Mem{Base: n, Disp: 15}, RBX)
+	SHRQ(U8(4), RBX)
+	ADDQ(RBX, RAX) // T-1 blocks before the length block
+	CMPQ(RAX, U32(15))
+	JA(LabelRef("long"))
+	VPXOR(yLO, yLO, yLO)
+	VPXOR(yMI, yMI, yMI)
+	VPXOR(yHI, yHI, yHI)
+	// R13 = &htab[16-T] = htab + 256 - 16*(RAX+1)
+	NEGQ(RAX)
+	SHLQ(U8(4), RAX)
+	LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256 - 16}, R13)
+	TESTQ(aadLen, aadLen)
+	JZ(LabelRef("shortData"))
+	MOVQ(aadLen, RAX)
+	CMPQ(aadLen, U32(32))
+	JBE(LabelRef("shortAAD1"))
+	VMOVDQU(Mem{Base: aad}, Y4)
+	SUBQ(U32(32), RAX)
+	loadPartialY(Mem{Base: aad, Disp: 32}, Y5, buf)
+	VPSHUFB(yBSWAP, Y4, Y4)
+	VPSHUFB(yBSWAP, Y5, Y5)
+	mulAccY(dy[:2], Mem{Base: R13}, false)
+	JMP(LabelRef("shortAADDone"))
+	Label("shortAAD1")
+	loadPartialY(Mem{Base: aad}, Y4, buf)
+	VPSHUFB(yBSWAP, Y4, Y4)
+	mulAccY(dy[:1], Mem{Base: R13}, false)
+	Label("shortAADDone")
+	// A zero-padded odd block was multiplied by a spare power (or the
+	// zeros after H^1): its product is zero.
+	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+	ANDQ(I8(-16), RAX)
+	ADDQ(RAX, R13)
+	Label("shortData")
+	// At most 240 bytes: at most one full 8-block chunk, then the tail.
+	CMPQ(n, U32(128))
+	JB(LabelRef("tailShared"))
+	ctrY(cy)
+	aesY(cy, kp)
+	for j := 0; j < 4; j++ {
+		if seal {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, cy[j], dy[j])
+		} else {
+			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
+			VPXOR(dy[j], cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+			VPSHUFB(yBSWAP, dy[j], dy[j])
+		}
+	}
+	mulAccY(dy, Mem{Base: R13}, false)
+	ADDQ(U32(128), R13)
+	ADDQ(U32(128), in)
+	ADDQ(U32(128), out)
+	SUBQ(U32(128), n)
+	JMP(LabelRef("tailShared"))
+
+	Label("long")
+	// AAD
 	Label("aadLoop")
 	CMPQ(aadLen, U32(128))
 	JB(LabelRef("aadTail"))
@@ -1080,14 +1232,9 @@ func gcmAVX2(seal, batch bool) {
 			VMOVDQU(Mem{Base: aad, Disp: 32 * j}, dy[j])
 			VPSHUFB(yBSWAP, dy[j], dy[j])
 		}
-		VPXOR(Y3, Y3, Y3)
-		VMOVDQU(Y3, buf)
-		LEAQ(Mem{Base: aad, Disp: 32 * (k - 1)}, R13)
-		LEAQ(buf, RCX)
 		MOVQ(aadLen, RAX)
 		SUBQ(U32(32*(k-1)), RAX)
-		copyPartial(R13, RCX, RAX)
-		VMOVDQU(buf, dy[k-1])
+		loadPartialY(Mem{Base: aad, Disp: 32 * (k - 1)}, dy[k-1], buf)
 		VPSHUFB(yBSWAP, dy[k-1], dy[k-1])
 		ghashY(dy[:k], tblFor(kp, aadLen))
 		JMP(LabelRef("aadDone"))
@@ -1128,38 +1275,48 @@ func gcmAVX2(seal, batch bool) {
 		SUBQ(U32(128), n)
 		JMP(LabelRef("sloop"))
 		Label("sdrain")
-		VMOVDQU(ctrInc2, yINC)
 		ghashY(dy, htab.Offset(128))
 		JMP(LabelRef("tail"))
-	}
-	if !seal {
-		Label("loop")
+	} else {
+		// Stitched open loop: GHASH hashes the ciphertext, which is
+		// there before the keystream, so the hash of 8 blocks runs
+		// between the AES rounds of the same 8 blocks (Y15, the counter
+		// increment, is the GHASH temporary, as in seal).
+		Label("oloop")
 		CMPQ(n, U32(128))
 		JB(LabelRef("tail"))
-		ctrY(cy)
-		aesY(cy, kp)
 		for j := 0; j < 4; j++ {
-			if seal {
-				VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
-				VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
-				VPSHUFB(yBSWAP, cy[j], dy[j])
-			} else {
-				VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
-				VPXOR(dy[j], cy[j], cy[j])
-				VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
-				VPSHUFB(yBSWAP, dy[j], dy[j])
-			}
+			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
+			VPSHUFB(yBSWAP, dy[j], dy[j])
 		}
-		ghashY(dy, htab.Offset(128))
+		for _, v := range cy {
+			VPSHUFB(yBSWAP, yCTR, v)
+			VPADDD(ctrInc2, yCTR, yCTR)
+		}
+		aesYStitched(cy, kp, ghashYPieces(dy, htab.Offset(128), Y15))
+		for j := 0; j < 4; j++ {
+			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
+			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
+		}
 		ADDQ(U32(128), in)
 		ADDQ(U32(128), out)
 		SUBQ(U32(128), n)
-		JMP(LabelRef("loop"))
+		JMP(LabelRef("oloop"))
 	}
 
+	// Long path tail: n < 128 bytes remain; the accumulator goes into
+	// the first tail block, and tail and length block share one
+	// reduction (powers H^(nb+1)..H^2, then H^1).
 	Label("tail")
+	VMOVDQU(ctrInc2, yINC)
+	VPXOR(yLO, yLO, yLO)
+	VPXOR(yMI, yMI, yMI)
+	VPXOR(yHI, yHI, yHI)
+	LEAQ(Mem{Base: n, Disp: 16}, RCX)
+	tblFor(kp, RCX)
+	Label("tailShared")
 	TESTQ(n, n)
-	JZ(LabelRef("final"))
+	JZ(LabelRef("lenBlock"))
 	for k := 1; k <= 3; k++ {
 		CMPQ(n, U32(32*k))
 		JBE(LabelRef(fmt.Sprintf("tail%d", k)))
@@ -1182,37 +1339,30 @@ func gcmAVX2(seal, batch bool) {
 				VPSHUFB(yBSWAP, dy[j], dy[j])
 			}
 		}
-		// Last (partial) vector through the scratch block.
+		// Last (partial) vector: 1..32 bytes.
 		last := k - 1
-		VPXOR(dy[last], dy[last], dy[last])
-		VMOVDQU(dy[last], buf)
-		LEAQ(Mem{Base: in, Disp: 32 * last}, R13)
-		LEAQ(buf, RCX)
 		MOVQ(n, RAX)
 		SUBQ(U32(32*last), RAX)
-		copyPartial(R13, RCX, RAX)
-		VMOVDQU(buf, dy[last])
+		loadPartialY(Mem{Base: in, Disp: 32 * last}, dy[last], buf)
 		VPXOR(dy[last], cy[last], cy[last])
-		VMOVDQU(cy[last], buf)
-		LEAQ(buf, R13)
-		LEAQ(Mem{Base: out, Disp: 32 * last}, RCX)
-		MOVQ(n, RAX)
-		SUBQ(U32(32*last), RAX)
-		copyPartial(R13, RCX, RAX)
 		if seal {
 			// dy = ciphertext with the bytes past the end cleared.
-			MOVQ(n, RAX)
-			SUBQ(U32(32*last), RAX)
-			NEGQ(RAX)
-			LEAQ(tailMask, RBX)
-			VPAND(Mem{Base: RBX, Index: RAX, Scale: 1, Disp: 32}, cy[last], dy[last])
+			MOVQ(RAX, RBX)
+			NEGQ(RBX)
+			LEAQ(tailMask, RCX)
+			VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, cy[last], dy[last])
 		}
+		storePartialY(cy[last], Mem{Base: out, Disp: 32 * last})
 		VPSHUFB(yBSWAP, dy[last], dy[last])
-		ghashY(dy[:k], tblFor(kp, n))
-		JMP(LabelRef("final"))
+		VPXOR(yACC, dy[0], dy[0])
+		VPXOR(yACC, yACC, yACC)
+		mulAccY(dy[:k], Mem{Base: R13}, false)
+		JMP(LabelRef("lenBlock"))
 	}
 
-	Label("final")
+	Label("lenBlock")
+	// Length block (bits), byte-swapped: aadbits<<64 | ctbits, plus ACC,
+	// times H^1; then the one reduction.
 	MOVQ(local.Offset(16), RAX)
 	MOVQ(local.Offset(24), RBX)
 	SHLQ(U8(3), RAX)
@@ -1220,22 +1370,20 @@ func gcmAVX2(seal, batch bool) {
 	VMOVQ(RAX, X4)
 	VPINSRQ(U8(1), RBX, X4, X4)
 	VPXOR(X4, X10, X4)
-	VPCLMULQDQ(U8(0x00), htab.Offset(16*15), X4, X11)
-	VPCLMULQDQ(U8(0x11), htab.Offset(16*15), X4, X13)
-	VPCLMULQDQ(U8(0x01), htab.Offset(16*15), X4, X12)
-	VPCLMULQDQ(U8(0x10), htab.Offset(16*15), X4, X4)
-	VPXOR(X4, X12, X12)
-	VPCLMULQDQ(U8(0x10), gfpolyMem, X11, X14)
-	VPSHUFD(U8(0x4e), X11, X11)
-	VPXOR(X11, X12, X12)
-	VPXOR(X14, X12, X12)
-	VPCLMULQDQ(U8(0x10), gfpolyMem, X12, X14)
-	VPSHUFD(U8(0x4e), X12, X12)
-	VPXOR(X12, X13, X13)
-	VPXOR(X14, X13, X13)
-	VPSHUFB(X8, X13, X13)
-	VPXOR(local, X13, X13)
-	VMOVDQU(X13, Mem{Base: tag})
+	h1 := htab.Offset(16 * 15)
+	// xmm destinations: the upper lanes are zeroed (VEX).
+	VPCLMULQDQ(U8(0x00), h1, X4, X0)
+	VPCLMULQDQ(U8(0x11), h1, X4, X1)
+	VPCLMULQDQ(U8(0x01), h1, X4, X2)
+	VPCLMULQDQ(U8(0x10), h1, X4, X4)
+	VPXOR(Y0, yLO, yLO)
+	VPXOR(Y1, yHI, yHI)
+	VPXOR(Y2, yMI, yMI)
+	VPXOR(Y4, yMI, yMI)
+	reduceY()
+	VPSHUFB(X8, X10, X10)
+	VPXOR(local, X10, X10)
+	VMOVDQU(X10, Mem{Base: tag})
 	if batch {
 		ADDQ(U32(descSize), descp)
 		DECQ(local.Offset(countOff))
