@@ -1053,6 +1053,88 @@ func storePartialY(v VecPhysical, dst Mem) {
 	Label(done)
 }
 
+// buildJ0 sets x to J0 = nonce || 0x00000001 (12-byte nonce).
+func buildJ0(nonce GPPhysical, x VecPhysical) {
+	VMOVQ(Mem{Base: nonce}, x)
+	VPINSRD(U8(2), Mem{Base: nonce, Disp: 8}, x, x)
+	MOVL(U32(0x01000000), EAX)
+	VPINSRD(U8(3), EAX, x, x)
+}
+
+// aesYRounds applies AES rounds 1..nr to vs, already xored with round key
+// 0, interleaved (round keys are ymm memory operands). Clobbers RBX.
+func aesYRounds(vs []VecPhysical, kp GPPhysical) {
+	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	l := lbl("aesLastYR")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(5), RBX)
+	for _, v := range vs {
+		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
+// shortData xors the keystream in vs (len(vs) = ceil(n/32) vectors, the
+// last one partial) with the n bytes at in into out and adds the products
+// of the ciphertext blocks and the powers at R13 to LO/MI/HI. Only Y14 and
+// Y15 are temporaries (every other register holds keystream).
+func shortData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem) {
+	last := len(vs) - 1
+	for j, v := range vs[:last] {
+		src, dst := Mem{Base: in, Disp: 32 * j}, Mem{Base: out, Disp: 32 * j}
+		if seal {
+			VPXOR(src, v, v)
+			VMOVDQU(v, dst)
+			VPSHUFB(yBSWAP, v, v)
+		} else {
+			// Load first: out may be in.
+			VMOVDQU(src, Y15)
+			VPXOR(Y15, v, v)
+			VMOVDQU(v, dst)
+			VPSHUFB(yBSWAP, Y15, v)
+		}
+	}
+	v := vs[last]
+	MOVQ(n, RAX)
+	if last > 0 {
+		SUBQ(U32(32*last), RAX)
+	}
+	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf)
+	VPXOR(Y15, v, v)
+	if seal {
+		// Y15 = ciphertext with the bytes past the end cleared.
+		MOVQ(RAX, RBX)
+		NEGQ(RBX)
+		LEAQ(tailMask, RCX)
+		VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, Y15)
+	}
+	storePartialY(v, Mem{Base: out, Disp: 32 * last})
+	VPSHUFB(yBSWAP, Y15, v)
+	for j, d := range vs {
+		h := Mem{Base: R13, Disp: 32 * j}
+		VPCLMULQDQ(U8(0x00), h, d, Y14)
+		VPCLMULQDQ(U8(0x11), h, d, Y15)
+		VPXOR(Y14, yLO, yLO)
+		VPXOR(Y15, yHI, yHI)
+		VPCLMULQDQ(U8(0x01), h, d, Y14)
+		VPCLMULQDQ(U8(0x10), h, d, d)
+		VPXOR(Y14, yMI, yMI)
+		VPXOR(d, yMI, yMI)
+	}
+}
+
 func gcmAVX2(seal, batch bool) {
 	name := "open"
 	if seal {
@@ -1104,30 +1186,6 @@ func gcmAVX2(seal, batch bool) {
 		MOVQ(Mem{Base: descp, Disp: 48}, tag)
 	}
 	VPXOR(yACC, yACC, yACC)
-
-	// J0 = nonce || 1, E(J0) -> local. R11 (nonce) is free after this.
-	VMOVQ(Mem{Base: nonce}, X0)
-	VPINSRD(U8(2), Mem{Base: nonce, Disp: 8}, X0, X0)
-	MOVL(U32(0x01000000), EAX)
-	VPINSRD(U8(3), EAX, X0, X0)
-	VPXOR(Mem{Base: kp, Disp: offRK}, X0, X1)
-	for r := 1; r < 10; r++ {
-		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
-	}
-	l := lbl("j0Last")
-	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
-	JE(LabelRef(l))
-	for r := 10; r < 14; r++ {
-		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
-	}
-	Label(l)
-	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
-	SHLQ(U8(4), RBX)
-	VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK}, X1, X1)
-	VMOVDQU(X1, local)
-	VPSHUFB(X8, X0, X0)
-	VINSERTI128(U8(1), X0, Y0, yCTR)
-	VPADDD(ctrInit2, yCTR, yCTR)
 	VMOVDQU(ctrInc2, yINC)
 
 	MOVQ(n, local.Offset(16))
@@ -1137,13 +1195,17 @@ func gcmAVX2(seal, batch bool) {
 	cy := []VecPhysical{Y0, Y1, Y2, Y3}
 	htab := Mem{Base: kp, Disp: offHtab}
 
-	// Short messages (AAD <= 64 bytes, AAD + data + length block <= 16
-	// blocks): every block is multiplied by its final power H^T..H^1 and
-	// the products are summed unreduced, so there is one reduction per
-	// message instead of a serial chain of them (AAD, data, tail, length
-	// block). R13 walks the powers: it points at the power of the next
-	// block to hash.
+	// Short messages (AAD <= 64 bytes, data <= 224 bytes, AAD + data +
+	// length block <= 16 blocks): every block is multiplied by its final
+	// power H^T..H^1 and the products are summed unreduced, so there is
+	// one reduction per message instead of a serial chain of them (AAD,
+	// data, tail, length block). R13 walks the powers: it points at the
+	// power of the next block to hash. The keystream of the whole message
+	// and E(J0) come from one interleaved AES pass (up to 8 ymm), so no
+	// lone block waits out the latency of a whole AES chain.
 	CMPQ(aadLen, U32(64))
+	JA(LabelRef("long"))
+	CMPQ(n, U32(224))
 	JA(LabelRef("long"))
 	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
 	SHRQ(U8(4), RAX)
@@ -1159,6 +1221,9 @@ func gcmAVX2(seal, batch bool) {
 	NEGQ(RAX)
 	SHLQ(U8(4), RAX)
 	LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256 - 16}, R13)
+	// J0 now: a partial AAD load may use R11 (nonce). X6 is not used
+	// until the keystream.
+	buildJ0(nonce, X6)
 	TESTQ(aadLen, aadLen)
 	JZ(LabelRef("shortData"))
 	MOVQ(aadLen, RAX)
@@ -1182,31 +1247,53 @@ func gcmAVX2(seal, batch bool) {
 	ANDQ(I8(-16), RAX)
 	ADDQ(RAX, R13)
 	Label("shortData")
-	// At most 240 bytes: at most one full 8-block chunk, then the tail.
-	CMPQ(n, U32(128))
-	JB(LabelRef("tailShared"))
-	ctrY(cy)
-	aesY(cy, kp)
-	for j := 0; j < 4; j++ {
-		if seal {
-			VPXOR(Mem{Base: in, Disp: 32 * j}, cy[j], cy[j])
-			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
-			VPSHUFB(yBSWAP, cy[j], dy[j])
-		} else {
-			VMOVDQU(Mem{Base: in, Disp: 32 * j}, dy[j])
-			VPXOR(dy[j], cy[j], cy[j])
-			VMOVDQU(cy[j], Mem{Base: out, Disp: 32 * j})
-			VPSHUFB(yBSWAP, dy[j], dy[j])
-		}
+	// J0 (whitened) in Y14, counters from J0+1 in CTR.
+	VPSHUFB(X8, X6, X9)
+	VINSERTI128(U8(1), X9, Y9, yCTR)
+	VPADDD(ctrInit2, yCTR, yCTR)
+	VPXOR(Mem{Base: kp, Disp: offRK2}, Y6, Y14)
+	// m = ceil(n/32) vectors of keystream, m = 0..7.
+	all := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6}
+	for m := 0; m <= 6; m++ {
+		CMPQ(n, U32(32*m))
+		JBE(LabelRef(fmt.Sprintf("short%d", m)))
 	}
-	mulAccY(dy, Mem{Base: R13}, false)
-	ADDQ(U32(128), R13)
-	ADDQ(U32(128), in)
-	ADDQ(U32(128), out)
-	SUBQ(U32(128), n)
-	JMP(LabelRef("tailShared"))
+	for m := 7; m >= 0; m-- {
+		Label(fmt.Sprintf("short%d", m))
+		vs := all[:m]
+		ctrY(vs)
+		for _, v := range vs {
+			VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
+		}
+		aesYRounds(append(vs[:m:m], Y14), kp)
+		VMOVDQU(X14, local) // E(J0)
+		if m > 0 {
+			shortData(seal, vs, in, out, n, buf)
+		}
+		JMP(LabelRef("lenBlock"))
+	}
 
 	Label("long")
+	// J0 = nonce || 1, E(J0) -> local.
+	buildJ0(nonce, X0)
+	VPXOR(Mem{Base: kp, Disp: offRK}, X0, X1)
+	for r := 1; r < 10; r++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
+	}
+	l := lbl("j0Last")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		VAESENC(Mem{Base: kp, Disp: offRK + 16*r}, X1, X1)
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(4), RBX)
+	VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK}, X1, X1)
+	VMOVDQU(X1, local)
+	VPSHUFB(X8, X0, X0)
+	VINSERTI128(U8(1), X0, Y0, yCTR)
+	VPADDD(ctrInit2, yCTR, yCTR)
 	// AAD
 	Label("aadLoop")
 	CMPQ(aadLen, U32(128))
