@@ -918,15 +918,15 @@ func ctrY(vs []VecPhysical) {
 }
 
 // copyPartial copies n (0..63) bytes from src to dst. Clobbers src, dst,
-// RBX and X14.
-func copyPartial(src, dst, n GPPhysical) {
+// RBX and t (a ymm).
+func copyPartial(src, dst, n GPPhysical, t VecPhysical) {
 	type step struct {
 		bit  int
 		copy func()
 	}
 	steps := []step{
-		{32, func() { VMOVDQU(Mem{Base: src}, Y14); VMOVDQU(Y14, Mem{Base: dst}) }},
-		{16, func() { VMOVDQU(Mem{Base: src}, X14); VMOVDQU(X14, Mem{Base: dst}) }},
+		{32, func() { VMOVDQU(Mem{Base: src}, t); VMOVDQU(t, Mem{Base: dst}) }},
+		{16, func() { VMOVDQU(Mem{Base: src}, t.AsX()); VMOVDQU(t.AsX(), Mem{Base: dst}) }},
 		{8, func() { MOVQ(Mem{Base: src}, RBX); MOVQ(RBX, Mem{Base: dst}) }},
 		{4, func() { MOVL(Mem{Base: src}, EBX); MOVL(EBX, Mem{Base: dst}) }},
 		{2, func() { MOVW(Mem{Base: src}, BX); MOVW(BX, Mem{Base: dst}) }},
@@ -988,9 +988,9 @@ func reduceY() {
 // has no byte masks: when the 32 bytes at src lie within one 4 KiB page
 // (reading them cannot fault, the check the runtime's memequal makes) it
 // loads them and clears the bytes past RAX with tailMask; otherwise it
-// copies through the stack block buf. Keeps RAX; clobbers RBX, RCX, R11,
-// Y14.
-func loadPartialY(src Mem, v VecPhysical, buf Mem) {
+// copies through the stack block buf. Keeps RAX; clobbers RBX, RCX, R11
+// and t (a ymm other than v).
+func loadPartialY(src Mem, v VecPhysical, buf Mem, t VecPhysical) {
 	slow, done := lbl("ldSlow"), lbl("ldDone")
 	LEAQ(src, R11)
 	MOVQ(R11, RBX)
@@ -1007,7 +1007,7 @@ func loadPartialY(src Mem, v VecPhysical, buf Mem) {
 	VPXOR(v, v, v)
 	VMOVDQU(v, buf)
 	LEAQ(buf, RCX)
-	copyPartial(R11, RCX, RAX)
+	copyPartial(R11, RCX, RAX, t)
 	VMOVDQU(buf, v)
 	Label(done)
 }
@@ -1087,23 +1087,18 @@ func aesYRounds(vs []VecPhysical, kp GPPhysical) {
 }
 
 // shortData xors the keystream in vs (len(vs) = ceil(n/32) vectors, the
-// last one partial) with the n bytes at in into out and adds the products
-// of the ciphertext blocks and the powers at R13 to LO/MI/HI. Only Y14 and
-// Y15 are temporaries (every other register holds keystream).
+// last one partial) with the n bytes at in into out. For seal it then adds
+// the products of the ciphertext blocks and the powers at R13 to LO/MI/HI
+// (open hashed its input before the AES, shortHashIn). Only Y14 and Y15 are
+// temporaries (every other register holds keystream).
 func shortData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem) {
 	last := len(vs) - 1
 	for j, v := range vs[:last] {
 		src, dst := Mem{Base: in, Disp: 32 * j}, Mem{Base: out, Disp: 32 * j}
+		VPXOR(src, v, v)
+		VMOVDQU(v, dst)
 		if seal {
-			VPXOR(src, v, v)
-			VMOVDQU(v, dst)
 			VPSHUFB(yBSWAP, v, v)
-		} else {
-			// Load first: out may be in.
-			VMOVDQU(src, Y15)
-			VPXOR(Y15, v, v)
-			VMOVDQU(v, dst)
-			VPSHUFB(yBSWAP, Y15, v)
 		}
 	}
 	v := vs[last]
@@ -1111,7 +1106,7 @@ func shortData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem) {
 	if last > 0 {
 		SUBQ(U32(32*last), RAX)
 	}
-	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf)
+	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf, Y14)
 	VPXOR(Y15, v, v)
 	if seal {
 		// Y15 = ciphertext with the bytes past the end cleared.
@@ -1121,6 +1116,9 @@ func shortData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem) {
 		VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, Y15)
 	}
 	storePartialY(v, Mem{Base: out, Disp: 32 * last})
+	if !seal {
+		return
+	}
 	VPSHUFB(yBSWAP, Y15, v)
 	for j, d := range vs {
 		h := Mem{Base: R13, Disp: 32 * j}
@@ -1135,10 +1133,45 @@ func shortData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem) {
 	}
 }
 
+// shortHashIn adds the products of the m (>= 1) ciphertext vectors at in
+// (n bytes, the last vector partial) and the powers at R13 to LO/MI/HI.
+// Open runs it before the AES: the ciphertext is its input, so the whole
+// GHASH and its reduction overlap the AES and only the tag waits for
+// E(J0). Uses Y7 and Y15 (free during a short open) as temporaries.
+func shortHashIn(m int, in, n GPPhysical, buf Mem) {
+	for j := 0; j < m; j++ {
+		src := Mem{Base: in, Disp: 32 * j}
+		if j < m-1 {
+			VMOVDQU(src, Y7)
+		} else {
+			MOVQ(n, RAX)
+			if j > 0 {
+				SUBQ(U32(32*j), RAX)
+			}
+			loadPartialY(src, Y7, buf, Y15)
+		}
+		VPSHUFB(yBSWAP, Y7, Y7)
+		h := Mem{Base: R13, Disp: 32 * j}
+		VPCLMULQDQ(U8(0x00), h, Y7, Y15)
+		VPXOR(Y15, yLO, yLO)
+		VPCLMULQDQ(U8(0x11), h, Y7, Y15)
+		VPXOR(Y15, yHI, yHI)
+		VPCLMULQDQ(U8(0x01), h, Y7, Y15)
+		VPXOR(Y15, yMI, yMI)
+		VPCLMULQDQ(U8(0x10), h, Y7, Y7)
+		VPXOR(Y7, yMI, yMI)
+	}
+}
+
 func gcmAVX2(seal, batch bool) {
+	// The batch open kernel also checks the tags: see verify below.
+	verify := batch && !seal
 	name := "open"
 	if seal {
 		name = "seal"
+	}
+	if verify {
+		name += "Verify"
 	}
 	if batch {
 		name += "Batch"
@@ -1149,8 +1182,12 @@ func gcmAVX2(seal, batch bool) {
 	} else {
 		TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
 	}
-	Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
-	const countOff = 64
+	if verify {
+		Doc(name + " decrypts like openBatchAVX512 but compares each computed tag with the received one (at in+n) in constant time and writes 1 (equal) or 0 to the byte at tag.")
+	} else {
+		Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
+	}
+	const countOff, recvOff = 64, 72
 	AllocLocal(96)
 	descp := R14
 	kp, out, in, n := RDI, R8, RSI, RDX
@@ -1184,6 +1221,10 @@ func gcmAVX2(seal, batch bool) {
 		MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
 		MOVQ(Mem{Base: descp, Disp: 40}, nonce)
 		MOVQ(Mem{Base: descp, Disp: 48}, tag)
+	}
+	if verify {
+		LEAQ(Mem{Base: in, Index: n, Scale: 1}, RAX) // received tag
+		MOVQ(RAX, local.Offset(recvOff))
 	}
 	VPXOR(yACC, yACC, yACC)
 	VMOVDQU(ctrInc2, yINC)
@@ -1231,13 +1272,13 @@ func gcmAVX2(seal, batch bool) {
 	JBE(LabelRef("shortAAD1"))
 	VMOVDQU(Mem{Base: aad}, Y4)
 	SUBQ(U32(32), RAX)
-	loadPartialY(Mem{Base: aad, Disp: 32}, Y5, buf)
+	loadPartialY(Mem{Base: aad, Disp: 32}, Y5, buf, Y14)
 	VPSHUFB(yBSWAP, Y4, Y4)
 	VPSHUFB(yBSWAP, Y5, Y5)
 	mulAccY(dy[:2], Mem{Base: R13}, false)
 	JMP(LabelRef("shortAADDone"))
 	Label("shortAAD1")
-	loadPartialY(Mem{Base: aad}, Y4, buf)
+	loadPartialY(Mem{Base: aad}, Y4, buf, Y14)
 	VPSHUFB(yBSWAP, Y4, Y4)
 	mulAccY(dy[:1], Mem{Base: R13}, false)
 	Label("shortAADDone")
@@ -1262,6 +1303,9 @@ func gcmAVX2(seal, batch bool) {
 		Label(fmt.Sprintf("short%d", m))
 		vs := all[:m]
 		ctrY(vs)
+		if !seal && m > 0 {
+			shortHashIn(m, in, n, buf) // clobbers Y15 (INC): after ctrY
+		}
 		for _, v := range vs {
 			VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
 		}
@@ -1321,7 +1365,7 @@ func gcmAVX2(seal, batch bool) {
 		}
 		MOVQ(aadLen, RAX)
 		SUBQ(U32(32*(k-1)), RAX)
-		loadPartialY(Mem{Base: aad, Disp: 32 * (k - 1)}, dy[k-1], buf)
+		loadPartialY(Mem{Base: aad, Disp: 32 * (k - 1)}, dy[k-1], buf, Y14)
 		VPSHUFB(yBSWAP, dy[k-1], dy[k-1])
 		ghashY(dy[:k], tblFor(kp, aadLen))
 		JMP(LabelRef("aadDone"))
@@ -1430,7 +1474,7 @@ func gcmAVX2(seal, batch bool) {
 		last := k - 1
 		MOVQ(n, RAX)
 		SUBQ(U32(32*last), RAX)
-		loadPartialY(Mem{Base: in, Disp: 32 * last}, dy[last], buf)
+		loadPartialY(Mem{Base: in, Disp: 32 * last}, dy[last], buf, Y14)
 		VPXOR(dy[last], cy[last], cy[last])
 		if seal {
 			// dy = ciphertext with the bytes past the end cleared.
@@ -1470,7 +1514,19 @@ func gcmAVX2(seal, batch bool) {
 	reduceY()
 	VPSHUFB(X8, X10, X10)
 	VPXOR(local, X10, X10)
-	VMOVDQU(X10, Mem{Base: tag})
+	if verify {
+		// Constant time: VPTEST and SETEQ take the same time whatever
+		// the bytes, and no branch depends on them. Go branches on the
+		// result only (to zero the output of a failed message).
+		MOVQ(local.Offset(recvOff), RAX)
+		VPXOR(Mem{Base: RAX}, X10, X10)
+		XORL(EBX, EBX)
+		VPTEST(X10, X10)
+		SETEQ(BL)
+		MOVB(BL, Mem{Base: tag})
+	} else {
+		VMOVDQU(X10, Mem{Base: tag})
+	}
 	if batch {
 		ADDQ(U32(descSize), descp)
 		DECQ(local.Offset(countOff))
@@ -1607,14 +1663,14 @@ func ctrAVX2() {
 		LEAQ(buf, RCX)
 		MOVQ(n, RAX)
 		SUBQ(U32(32*last), RAX)
-		copyPartial(R13, RCX, RAX)
+		copyPartial(R13, RCX, RAX, Y14)
 		VPXOR(buf, cy[last], cy[last])
 		VMOVDQU(cy[last], buf)
 		LEAQ(buf, R13)
 		LEAQ(Mem{Base: out, Disp: 32 * last}, RCX)
 		MOVQ(n, RAX)
 		SUBQ(U32(32*last), RAX)
-		copyPartial(R13, RCX, RAX)
+		copyPartial(R13, RCX, RAX, Y14)
 		JMP(LabelRef("done"))
 	}
 	Label("done")
