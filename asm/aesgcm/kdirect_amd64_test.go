@@ -56,7 +56,7 @@ func BenchmarkBatchKernel(b *testing.B) {
 	}
 	a, _ := New(make([]byte, 16))
 	for _, k := range ks {
-		for _, size := range []int{64, 160, 1200} {
+		for _, size := range []int{64, 160, 1200, 16384} {
 			for _, aadLen := range []int{8, 36} {
 				b.Run(fmt.Sprintf("%s/%d/aad%d", k.name, size, aadLen), func(b *testing.B) {
 					const count = 32
