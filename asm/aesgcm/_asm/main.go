@@ -1062,13 +1062,21 @@ func buildJ0(nonce GPPhysical, x VecPhysical) {
 }
 
 // aesYRounds applies AES rounds 1..nr to vs, already xored with round key
-// 0, interleaved (round keys are ymm memory operands). Clobbers RBX.
-func aesYRounds(vs []VecPhysical, kp GPPhysical) {
+// 0, interleaved (round keys are ymm memory operands), and emits one piece
+// of work after each of rounds 1..9. Clobbers RBX.
+func aesYRounds(vs []VecPhysical, kp GPPhysical, work ...func()) {
 	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
 	for r := 1; r < 10; r++ {
 		for _, v := range vs {
 			VAESENC(rk(r), v, v)
 		}
+		if len(work) > 0 {
+			work[0]()
+			work = work[1:]
+		}
+	}
+	for _, f := range work {
+		f()
 	}
 	l := lbl("aesLastYR")
 	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
@@ -1083,6 +1091,51 @@ func aesYRounds(vs []VecPhysical, kp GPPhysical) {
 	SHLQ(U8(5), RBX)
 	for _, v := range vs {
 		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
+// shortAADPieces hashes an AAD of 0..64 bytes (one or two ymm, the last
+// partial) with the powers at R13 into LO/MI/HI, as two self-contained
+// pieces (each branch stays inside its piece, so they can sit between AES
+// rounds). Uses Y7 and Y15; clobbers RAX, RBX, RCX, R11.
+func shortAADPieces(aad, aadLen GPPhysical, buf Mem) []func() {
+	mul := func(h Mem) {
+		VPSHUFB(yBSWAP, Y7, Y7)
+		VPCLMULQDQ(U8(0x00), h, Y7, Y15)
+		VPXOR(Y15, yLO, yLO)
+		VPCLMULQDQ(U8(0x11), h, Y7, Y15)
+		VPXOR(Y15, yHI, yHI)
+		VPCLMULQDQ(U8(0x01), h, Y7, Y15)
+		VPXOR(Y15, yMI, yMI)
+		VPCLMULQDQ(U8(0x10), h, Y7, Y7)
+		VPXOR(Y7, yMI, yMI)
+	}
+	return []func(){
+		func() {
+			done, part, have := lbl("aadA"), lbl("aadAPart"), lbl("aadAHave")
+			TESTQ(aadLen, aadLen)
+			JZ(LabelRef(done))
+			MOVQ(aadLen, RAX)
+			CMPQ(RAX, U32(32))
+			JB(LabelRef(part))
+			VMOVDQU(Mem{Base: aad}, Y7)
+			JMP(LabelRef(have))
+			Label(part)
+			loadPartialY(Mem{Base: aad}, Y7, buf, Y15)
+			Label(have)
+			mul(Mem{Base: R13})
+			Label(done)
+		},
+		func() {
+			done := lbl("aadB")
+			CMPQ(aadLen, U32(32))
+			JBE(LabelRef(done))
+			MOVQ(aadLen, RAX)
+			SUBQ(U32(32), RAX)
+			loadPartialY(Mem{Base: aad, Disp: 32}, Y7, buf, Y15)
+			mul(Mem{Base: R13, Disp: 32})
+			Label(done)
+		},
 	}
 }
 
@@ -1242,29 +1295,6 @@ func gcmAVX2(seal, batch bool) {
 	// J0 now: a partial AAD load may use R11 (nonce). X6 is not used
 	// until the keystream.
 	buildJ0(nonce, X6)
-	TESTQ(aadLen, aadLen)
-	JZ(LabelRef("shortData"))
-	MOVQ(aadLen, RAX)
-	CMPQ(aadLen, U32(32))
-	JBE(LabelRef("shortAAD1"))
-	VMOVDQU(Mem{Base: aad}, Y4)
-	SUBQ(U32(32), RAX)
-	loadPartialY(Mem{Base: aad, Disp: 32}, Y5, buf, Y14)
-	VPSHUFB(yBSWAP, Y4, Y4)
-	VPSHUFB(yBSWAP, Y5, Y5)
-	mulAccY(dy[:2], Mem{Base: R13}, false)
-	JMP(LabelRef("shortAADDone"))
-	Label("shortAAD1")
-	loadPartialY(Mem{Base: aad}, Y4, buf, Y14)
-	VPSHUFB(yBSWAP, Y4, Y4)
-	mulAccY(dy[:1], Mem{Base: R13}, false)
-	Label("shortAADDone")
-	// A zero-padded odd block was multiplied by a spare power (or the
-	// zeros after H^1): its product is zero.
-	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
-	ANDQ(I8(-16), RAX)
-	ADDQ(RAX, R13)
-	Label("shortData")
 	// J0 (whitened) in Y14, counters from J0+1 in CTR.
 	VPSHUFB(X8, X6, X9)
 	VINSERTI128(U8(1), X9, Y9, yCTR)
@@ -1283,7 +1313,17 @@ func gcmAVX2(seal, batch bool) {
 		for _, v := range vs {
 			VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
 		}
-		aesYRounds(append(vs[:m:m], Y14), kp)
+		// The AAD (0..64 bytes, at most 2 ymm) is hashed between the
+		// AES rounds, with Y7 and Y15 (free once the counters are made):
+		// issued after the first round, its products no longer delay
+		// the AES chain, which is the message's critical path.
+		aesYRounds(append(vs[:m:m], Y14), kp, shortAADPieces(aad, aadLen, buf)...)
+		// A zero-padded odd AAD block was multiplied by a spare power
+		// (or the zeros after H^1): its product is zero. R13 moves on
+		// to the data's powers.
+		LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+		ANDQ(I8(-16), RAX)
+		ADDQ(RAX, R13)
 		VMOVDQU(X14, local) // E(J0)
 		if m > 0 {
 			shortData(seal, vs, in, out, n, buf)
