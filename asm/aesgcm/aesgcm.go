@@ -176,7 +176,7 @@ type batchDesc struct {
 	aad     *byte
 	aadLen  int
 	nonce   *byte
-	tag     *byte // seal: &out[n]; open: where the computed tag is written
+	tag     *byte // seal: &out[n]; open: where the computed tag is written (avx512) or the check's result, 1 or 0 (avx2)
 }
 
 // A SealList is a batch of seals under one key, laid out for the

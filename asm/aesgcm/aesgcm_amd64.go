@@ -49,8 +49,13 @@ func openBatchAVX512(k *gcmKey, d *batchDesc, count int)
 //go:noescape
 func sealBatchAVX2(k *gcmKey, d *batchDesc, count int)
 
+// openVerifyBatchAVX2 also checks the tags: it compares each computed tag
+// with the received one (16 bytes at in+n) in constant time and writes 1
+// (equal) or 0 to the byte d.tag points to, so that Go neither sets up a
+// tag buffer per message nor compares them.
+//
 //go:noescape
-func openBatchAVX2(k *gcmKey, d *batchDesc, count int)
+func openVerifyBatchAVX2(k *gcmKey, d *batchDesc, count int)
 
 // batchChunk is how many messages are described (on the stack) per
 // assembly call.
@@ -181,11 +186,25 @@ func (a *AEAD) openList(l *OpenList) (failed int) {
 	if p == implGeneric {
 		return a.openDescsGeneric(l)
 	}
-	// Tag pointers are set now: l.tags may have moved since Add.
+	// Tag pointers are set now: l.tags and l.ok may have moved since Add.
+	if p == implAVX2 {
+		for i := range l.d {
+			l.d[i].tag = (*byte)(unsafe.Pointer(&l.ok[i]))
+		}
+		openVerifyBatchAVX2(a.k, &l.d[0], len(l.d))
+		for i, ok := range l.ok {
+			if !ok {
+				d := &l.d[i]
+				clear(unsafe.Slice(d.out, d.n))
+				failed++
+			}
+		}
+		return failed
+	}
 	for i := range l.d {
 		l.d[i].tag = &l.tags[i][0]
 	}
-	runOpen(p, a.k, &l.d[0], len(l.d))
+	openBatchAVX512(a.k, &l.d[0], len(l.d))
 	for i := range l.d {
 		d := &l.d[i]
 		l.ok[i] = tagEqual(&l.tags[i], d.received())
@@ -204,7 +223,8 @@ func (a *AEAD) openBatch(msgs []Message) int {
 	}
 	failed := 0
 	var ds [batchChunk]batchDesc
-	var tags [batchChunk][TagSize]byte
+	var tags [batchChunk][TagSize]byte // avx512: computed tags
+	var oks [batchChunk]bool           // avx2: results of the kernel's checks
 	var idx [batchChunk]int
 	for len(msgs) > 0 {
 		// Describe up to batchChunk openable messages.
@@ -224,17 +244,31 @@ func (a *AEAD) openBatch(msgs []Message) int {
 			ds[c].aad = unsafe.SliceData(m.AAD)
 			ds[c].aadLen = len(m.AAD)
 			ds[c].nonce = unsafe.SliceData(m.Nonce)
-			ds[c].tag = &tags[c][0]
+			if p == implAVX2 {
+				ds[c].tag = (*byte)(unsafe.Pointer(&oks[c]))
+			} else {
+				ds[c].tag = &tags[c][0]
+			}
 			idx[c] = used
 			c++
 			used++
 		}
 		if c > 0 {
-			runOpen(p, a.k, &ds[0], c)
+			if p == implAVX2 {
+				openVerifyBatchAVX2(a.k, &ds[0], c)
+			} else {
+				openBatchAVX512(a.k, &ds[0], c)
+			}
 		}
 		for i := range c {
 			m := &msgs[idx[i]]
-			if verifyTag(m.Out, &tags[i], m.In[len(m.In)-TagSize:]) {
+			ok := oks[i]
+			if p != implAVX2 {
+				ok = verifyTag(m.Out, &tags[i], m.In[len(m.In)-TagSize:])
+			} else if !ok {
+				clear(m.Out)
+			}
+			if ok {
 				m.Err = nil
 			} else {
 				m.Err = ErrOpen
@@ -246,21 +280,13 @@ func (a *AEAD) openBatch(msgs []Message) int {
 	return failed
 }
 
-// runSeal and runOpen call the selected kernel directly (a call through a
+// runSeal calls the selected kernel directly (a call through a
 // func value would lose //go:noescape and make the descriptors escape).
 func runSeal(p int, k *gcmKey, d *batchDesc, count int) {
 	if p == implAVX512 {
 		sealBatchAVX512(k, d, count)
 	} else {
 		sealBatchAVX2(k, d, count)
-	}
-}
-
-func runOpen(p int, k *gcmKey, d *batchDesc, count int) {
-	if p == implAVX512 {
-		openBatchAVX512(k, d, count)
-	} else {
-		openBatchAVX2(k, d, count)
 	}
 }
 

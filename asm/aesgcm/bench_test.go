@@ -243,3 +243,87 @@ func BenchmarkSealRatio(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenRatio is BenchmarkSealRatio for open: crypto/cipher's Open of
+// one message against ours (open = one Open; batchN = OpenList of N
+// messages, per message), in alternating rounds of thread CPU time. Beside
+// it, the seal-x-stdlib metric is the same column's SealList against
+// crypto/cipher's Seal, measured in the same rounds, so that the two ratios
+// of issue 13's goal (batch open >= batch seal, each against its own
+// stdlib operation) come from the same moments of a shared machine. Run:
+//
+//	go test -run '^$' -bench 'OpenRatio/AES-128/160/' ./asm/aesgcm/ -args -aesgcm.rounds 7
+func BenchmarkOpenRatio(b *testing.B) {
+	for _, ks := range keySizes {
+		key := make([]byte, ks)
+		for _, size := range benchSizes {
+			g := stdGCM(b, key)
+			nonce := make([]byte, 12)
+			pt := make([]byte, size)
+			ct := g.Seal(nil, nonce, pt, benchAAD)
+			dst := make([]byte, 0, size+16)
+			stdOpen := func() {
+				if _, err := g.Open(dst[:0], nonce, ct, benchAAD); err != nil {
+					panic(err)
+				}
+			}
+			stdSeal := func() { g.Seal(dst[:0], nonce, pt, benchAAD) }
+			for _, name := range Implementations() {
+				restore, err := selectImpl(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				a, _ := New(key)
+				type column struct {
+					name       string
+					count      int
+					open, seal func()
+				}
+				cols := []column{{"open", 1, func() {
+					if _, err := a.Open(dst[:0], nonce, ct, benchAAD); err != nil {
+						panic(err)
+					}
+				}, func() { a.Seal(dst[:0], nonce, pt, benchAAD) }}}
+				for _, count := range benchBatches {
+					msgs := batchMsgs(count, size)
+					a.SealBatch(msgs)
+					var ol OpenList
+					var sl SealList
+					for _, m := range msgs {
+						ol.Add(make([]byte, size), m.Out, m.Nonce, m.AAD)
+						sl.Add(make([]byte, size+16), m.In, m.Nonce, m.AAD)
+					}
+					cols = append(cols, column{fmt.Sprint("batch", count), count, func() {
+						if a.OpenList(&ol) != 0 {
+							panic("open failed")
+						}
+					}, func() { a.SealList(&sl) }})
+				}
+				for _, c := range cols {
+					b.Run(fmt.Sprintf("AES-%d/%d/%s/%s", ks*8, size, name, c.name), func(b *testing.B) {
+						b.SetBytes(int64(size * c.count))
+						b.ReportAllocs()
+						for b.Loop() {
+							c.open()
+						}
+						var baseO, oursO, baseS, oursS float64
+						best := func(v *float64, ns float64) {
+							if *v == 0 || ns < *v {
+								*v = ns
+							}
+						}
+						for range *ratioRounds {
+							best(&baseO, nsPerOp(stdOpen, 20*time.Millisecond))
+							best(&oursO, nsPerOp(c.open, 20*time.Millisecond)/float64(c.count))
+							best(&baseS, nsPerOp(stdSeal, 20*time.Millisecond))
+							best(&oursS, nsPerOp(c.seal, 20*time.Millisecond)/float64(c.count))
+						}
+						b.ReportMetric(baseO/oursO, "x-stdlib")
+						b.ReportMetric(baseS/oursS, "seal-x-stdlib")
+					})
+				}
+				restore()
+			}
+		}
+	}
+}
