@@ -85,7 +85,9 @@ func (c *guardedConn) OpenUniStream() (moqtransport.SendStream, error) {
 			return nil, err
 		}
 	}
-	return &sendStream{s: s, timeout: c.sess.cfg.WriteTimeout}, nil
+	st := &sendStream{s: s, timeout: c.sess.cfg.WriteTimeout}
+	c.sess.lastOpened.Store(st)
+	return st, nil
 }
 
 func (c *guardedConn) OpenUniStreamSync(ctx context.Context) (moqtransport.SendStream, error) {
@@ -294,20 +296,75 @@ func parseSubscribe(msg []byte) (requestID, alias uint64, ok bool) {
 // writer goroutine forever. One watchdog timer per stream, re-armed per
 // Write, does this: a write deadline per Write would cost quic-go a timer
 // allocation on every Write that has to wait for its send loop.
+//
+// A subscriber's writer goroutine turns coalescing on for the subgroup
+// streams it opens: Writes are then kept (up to coalesceLimit bytes) until
+// Flush, which the writer calls whenever its queue is empty. An idle
+// writer so flushes every object at once, and a writer with a backlog
+// hands quic-go many objects per Write, which quic-go packs into full
+// packets sent together, instead of waiting for quic-go's send loop once
+// per object.
 type sendStream struct {
 	s       *quic.SendStream
 	timeout time.Duration
 
-	watchdog *time.Timer // created by the first Write
-	mu       sync.Mutex  // orders the watchdog against the end of a Write
+	watchdog *time.Timer // created by the first write
+	mu       sync.Mutex  // orders the watchdog against the end of a write
 	writing  bool
 	expired  bool // the watchdog set a deadline in the past
+
+	// Used only by the stream's one writer goroutine.
+	coalesce bool
+	pending  *[]byte // from pendingPool; nil when empty
 }
 
+// coalesceLimit bounds the bytes a coalescing stream keeps before it
+// writes them: about a dozen full packets.
+const coalesceLimit = 16 << 10
+
+var pendingPool = sync.Pool{New: func() any { b := make([]byte, 0, coalesceLimit); return &b }}
+
 func (s *sendStream) Write(p []byte) (int, error) {
+	if !s.coalesce {
+		return s.write(p)
+	}
+	if s.pending != nil && len(*s.pending)+len(p) > coalesceLimit {
+		if err := s.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) > coalesceLimit {
+		return s.write(p)
+	}
+	if s.pending == nil {
+		s.pending = pendingPool.Get().(*[]byte)
+	}
+	*s.pending = append(*s.pending, p...)
+	return len(p), nil
+}
+
+// Flush writes what coalescing kept.
+func (s *sendStream) Flush() error {
+	if s.pending == nil {
+		return nil
+	}
+	_, err := s.write(*s.pending)
+	s.releasePending()
+	return err
+}
+
+func (s *sendStream) releasePending() {
+	if s.pending != nil {
+		*s.pending = (*s.pending)[:0]
+		pendingPool.Put(s.pending)
+		s.pending = nil
+	}
+}
+
+func (s *sendStream) write(p []byte) (int, error) {
 	s.mu.Lock()
 	if s.expired {
-		// The watchdog fired as the previous Write ended: clear its deadline.
+		// The watchdog fired as the previous write ended: clear its deadline.
 		_ = s.s.SetWriteDeadline(time.Time{})
 		s.expired = false
 	}
@@ -326,7 +383,7 @@ func (s *sendStream) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// expire ends the Write in progress, if any: a deadline in the past makes
+// expire ends the write in progress, if any: a deadline in the past makes
 // quic-go return it with a timeout error.
 func (s *sendStream) expire() {
 	s.mu.Lock()
@@ -337,9 +394,19 @@ func (s *sendStream) expire() {
 	}
 }
 
-func (s *sendStream) Close() error      { return s.s.Close() }
-func (s *sendStream) Reset(code uint32) { s.s.CancelWrite(quic.StreamErrorCode(code)) }
-func (s *sendStream) StreamID() uint64  { return uint64(s.s.StreamID()) }
+// Close flushes what coalescing kept, then closes the stream (FIN).
+func (s *sendStream) Close() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	return s.s.Close()
+}
+
+func (s *sendStream) Reset(code uint32) {
+	s.releasePending()
+	s.s.CancelWrite(quic.StreamErrorCode(code))
+}
+func (s *sendStream) StreamID() uint64 { return uint64(s.s.StreamID()) }
 
 // inbound is the per-track-alias state of one of our subscriptions: the
 // credit that keeps moqtransport's 100-slot RemoteTrack channel from

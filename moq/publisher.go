@@ -226,7 +226,7 @@ func (p *Publisher) attach(sess *Session, w *moqtransport.SubscribeResponseWrite
 		room:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		flush:   make(chan struct{}),
-		streams: map[[2]uint64]*moqtransport.Subgroup{},
+		streams: map[[2]uint64]subgroupStream{},
 	}
 	p.subs[sub] = struct{}{}
 	p.notifyLocked()
@@ -264,9 +264,32 @@ type subscriber struct {
 	room        chan struct{}
 
 	// writer goroutine only
-	streams   map[[2]uint64]*moqtransport.Subgroup
+	streams   map[[2]uint64]subgroupStream
 	newest    uint64
 	hasNewest bool
+	// unflushed counts the objects (and payload bytes) written into
+	// coalescing streams since the last flush; they count as out once
+	// flushed.
+	unflushed, unflushedBytes uint64
+}
+
+// subgroupStream is an open subgroup and our stream under it (nil if the
+// library opened it some other way: then it writes through).
+type subgroupStream struct {
+	sg *moqtransport.Subgroup
+	st *sendStream
+}
+
+// close flushes the stream and closes it (FIN). Only a failed flush is an
+// error: what it kept did not reach QUIC.
+func (g subgroupStream) close() error {
+	if g.st != nil {
+		if err := g.st.Flush(); err != nil {
+			return err
+		}
+	}
+	_ = g.sg.Close()
+	return nil
 }
 
 func (s *subscriber) abort(code uint64, why string) {
@@ -377,6 +400,9 @@ func (s *subscriber) run() {
 		case o := <-s.queue:
 			err := s.write(o)
 			s.release(int64(len(o.Payload)))
+			if err == nil && len(s.queue) == 0 {
+				err = s.flushStreams()
+			}
 			if err != nil {
 				code, why = s.writeFailure(err)
 				return
@@ -397,6 +423,9 @@ func (s *subscriber) run() {
 						return
 					}
 				default:
+					if err := s.flushStreams(); err != nil {
+						code, why = s.writeFailure(err)
+					}
 					return
 				}
 			}
@@ -423,43 +452,74 @@ func (s *subscriber) writeFailure(err error) (uint64, string) {
 
 func (s *subscriber) write(o Object) error {
 	key := [2]uint64{o.GroupID, o.SubgroupID}
-	sg := s.streams[key]
-	if sg == nil {
-		var err error
-		sg, err = s.w.OpenSubgroup(o.GroupID, o.SubgroupID, 0)
+	g, ok := s.streams[key]
+	if !ok {
+		sg, st, err := s.sess.openSubgroup(s.w, o.GroupID, o.SubgroupID)
 		if err != nil {
 			return err
 		}
-		s.streams[key] = sg
+		g = subgroupStream{sg: sg, st: st}
+		s.streams[key] = g
 	}
-	if _, err := sg.WriteObject(o.ObjectID, o.Payload); err != nil {
+	if _, err := g.sg.WriteObject(o.ObjectID, o.Payload); err != nil {
 		return err
 	}
-	s.pub.objectsOut.Add(1)
-	s.pub.bytesOut.Add(uint64(len(o.Payload)))
+	if g.st != nil && g.st.coalesce {
+		s.unflushed++
+		s.unflushedBytes += uint64(len(o.Payload))
+	} else {
+		s.pub.objectsOut.Add(1)
+		s.pub.bytesOut.Add(uint64(len(o.Payload)))
+	}
 	// Keep the newest and the previous group's streams open: input that
 	// went through a v0.5.0 receiver interleaves adjacent groups (bug #5),
 	// and reopening a stream for a straggler could reorder its subgroup.
+	// Closing a stream flushes it first.
 	switch {
 	case !s.hasNewest || o.GroupID > s.newest:
 		s.newest, s.hasNewest = o.GroupID, true
 		for k, st := range s.streams {
 			if k[0]+1 < o.GroupID {
-				_ = st.Close()
+				if err := st.close(); err != nil {
+					return err
+				}
 				delete(s.streams, k)
 			}
 		}
 	case o.GroupID+1 < s.newest:
-		_ = sg.Close()
 		delete(s.streams, key)
+		if err := g.close(); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// flushStreams hands every coalescing stream's kept objects to QUIC; the
+// writer calls it whenever its queue is empty.
+func (s *subscriber) flushStreams() error {
+	for _, g := range s.streams {
+		if g.st != nil {
+			if err := g.st.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	s.pub.objectsOut.Add(s.unflushed)
+	s.pub.bytesOut.Add(s.unflushedBytes)
+	s.unflushed, s.unflushedBytes = 0, 0
 	return nil
 }
 
 func (s *subscriber) finish(code uint64, why string) {
 	s.abort(code, why) // unblocks enqueuers
-	for k, st := range s.streams {
-		_ = st.Close()
+	// A normal end flushed already; a subscriber ended for being too slow
+	// or failing does not wait to write what its streams kept.
+	for k, g := range s.streams {
+		if g.st != nil {
+			g.st.releasePending()
+		}
+		_ = g.sg.Close()
 		delete(s.streams, k)
 	}
 	// Sends SUBSCRIBE_DONE and makes the library forget the subscription;

@@ -45,6 +45,12 @@ type Session struct {
 	// none); fixed at the handshake.
 	peerIdentity string
 
+	// openMu serialises opening subgroup streams so that lastOpened,
+	// which guardedConn.OpenUniStream sets, is the stream of the
+	// OpenSubgroup call in progress (see openSubgroup).
+	openMu     sync.Mutex
+	lastOpened atomic.Pointer[sendStream]
+
 	mu             sync.Mutex
 	publishers     map[string]*Publisher
 	inbounds       map[uint64]*inbound // by track alias of our subscriptions
@@ -403,6 +409,25 @@ func trackKey(namespace []string, track string) string {
 	b.WriteByte('|')
 	b.WriteString(track)
 	return b.String()
+}
+
+// openSubgroup opens a subgroup stream through the library and returns it
+// with our stream under it, coalescing turned on (see sendStream). Only
+// OpenSubgroup opens unidirectional streams here (FETCH is refused), so
+// the stream opened while openMu is held is this call's.
+func (s *Session) openSubgroup(w *moqtransport.SubscribeResponseWriter, group, subgroup uint64) (*moqtransport.Subgroup, *sendStream, error) {
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	s.lastOpened.Store(nil)
+	sg, err := w.OpenSubgroup(group, subgroup, 0)
+	st := s.lastOpened.Swap(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st != nil {
+		st.coalesce = true
+	}
+	return sg, st, nil
 }
 
 // TrackKey is the key relays and callers can use to index (namespace, track).
