@@ -29,7 +29,7 @@ func TestSealBatchMatchesSeal(t *testing.T) {
 			r.AddKey(suite, 42, base)
 			var items []SealItem
 			for i := range 33 {
-				items = append(items, SealItem{Metadata: []byte(fmt.Sprint("md", i)), Plaintext: randBytes(i * 37)})
+				items = append(items, SealItem{Metadata: randBytes(i * 7 % 41), Plaintext: randBytes(i * 37)}) // metadata of 0 to 40 bytes
 			}
 			if failed := batched.SealBatch(items); failed != 0 {
 				t.Fatalf("%s %v: %d failed", name, suite, failed)
