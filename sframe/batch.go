@@ -205,11 +205,17 @@ type OpenItem struct {
 
 type openScratch struct {
 	list   aesgcm.OpenList
-	items  []int // index in items of each message
-	ctrs   []uint64
-	shift  []bool // decrypted in place in the body, to move to Out after
+	refs   []openRef // one per message of list
 	nonces []byte
 	aads   []byte
+}
+
+// openRef ties a message of the OpenList to its item.
+type openRef struct {
+	item  int
+	ctr   uint64
+	shift bool // decrypted in place in the body, to move to Out after
+	fresh bool // passed the replay check (set by flushOpen)
 }
 
 var openPool = sync.Pool{New: func() any { return new(openScratch) }}
@@ -219,18 +225,20 @@ var openPool = sync.Pool{New: func() any { return new(openScratch) }}
 // installed AES-GCM key are opened by one call into the multi-buffer
 // kernel; an item that fails authentication fails alone (ErrAuthentication,
 // counted) and the others open. Replay checks run after authentication, in
-// item order. Each item's Out and Err are set; a failed item's Out is
-// empty.
+// item order, under one lock of the key's replay window per run. Each
+// item's Out and Err are set; a failed item's Out is empty.
 func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
 	sc := openPool.Get().(*openScratch)
-	// Size the arenas up front so they never move while messages point
-	// into them.
+	// Sized up front so they never move while messages point into them.
 	aadMax := 0
 	for i := range items {
 		aadMax += MaxHeaderLen + len(items[i].Metadata)
 	}
-	sc.aads = slices.Grow(sc.aads[:0], aadMax)
-	sc.nonces = slices.Grow(sc.nonces[:0], len(items)*nonceSize)
+	aads := slices.Grow(sc.aads[:0], aadMax)
+	aads = aads[:cap(aads)]
+	nonces := slices.Grow(sc.nonces[:0], len(items)*nonceSize)[:len(items)*nonceSize]
+	sc.aads, sc.nonces = aads, nonces
+	a := 0 // next free byte of aads
 	var run *receiveKey
 	for i := range items {
 		it := &items[i]
@@ -257,14 +265,16 @@ func (r *Receiver) OpenBatch(items []OpenItem) (failed int) {
 		if shift {
 			out = body[:ptLen]
 		}
-		a := len(sc.aads)
-		sc.aads = append(append(sc.aads, it.Ciphertext[:n]...), it.Metadata...)
-		nc := len(sc.nonces)
-		sc.nonces = sc.nonces[:nc+nonceSize]
-		sc.list.Add(out, body, rk.putNonce(sc.nonces[nc:], h.CTR), sc.aads[a:])
-		sc.items = append(sc.items, i)
-		sc.ctrs = append(sc.ctrs, h.CTR)
-		sc.shift = append(sc.shift, shift)
+		md := it.Metadata
+		aad := aads[a : a+n+len(md)]
+		copy(aad, it.Ciphertext[:n])
+		copyShort(aad[n:], md)
+		a += len(aad)
+		nonce := nonces[i*nonceSize : i*nonceSize+nonceSize]
+		binary.BigEndian.PutUint32(nonce, rk.saltHi) // salt XOR CTR (§4.4.3)
+		binary.BigEndian.PutUint64(nonce[4:], rk.saltLo^h.CTR)
+		sc.list.Add(out, body, nonce, aad)
+		sc.refs = append(sc.refs, openRef{item: i, ctr: h.CTR, shift: shift})
 	}
 	if run != nil {
 		failed += r.flushOpen(sc, run, items)
@@ -296,34 +306,62 @@ func (r *Receiver) batchKey(it *OpenItem, last *receiveKey) (*receiveKey, Header
 }
 
 // flushOpen opens the messages gathered in sc, all under rk, and finishes
-// their items: replay check, counters, errors. It empties sc.
+// their items: replay check, counters, errors. It empties sc (but keeps
+// its arenas, which later messages of the batch still point into).
+//
+// The replay window is locked once for the run, only to check and mark
+// the counters of the messages that authenticated, in item order; the
+// outputs are moved or wiped after, and each counter of Stats is updated
+// once.
 func (r *Receiver) flushOpen(sc *openScratch, rk *receiveKey, items []OpenItem) (failed int) {
 	rk.gcm.OpenList(&sc.list)
-	for j, i := range sc.items {
-		it := &items[i]
+	refs := sc.refs
+	if w := rk.replay; w != nil {
+		w.mu.Lock()
+		for j := range refs {
+			refs[j].fresh = sc.list.OK(j) && w.acceptLocked(refs[j].ctr)
+		}
+		w.mu.Unlock()
+	} else {
+		for j := range refs {
+			refs[j].fresh = sc.list.OK(j)
+		}
+	}
+	var opened, authFailed, replayed uint64
+	for j := range refs {
+		ref := &refs[j]
+		it := &items[ref.item]
 		body := it.Ciphertext[len(it.Ciphertext)-len(it.Out)-rk.tag : len(it.Ciphertext)-rk.tag]
 		switch {
+		case ref.fresh:
+			if ref.shift {
+				copy(it.Out, body)
+			}
+			opened++
 		case !sc.list.OK(j):
-			r.stats.authFailed.Add(1)
+			authFailed++
 			it.Err, it.Out = ErrAuthentication, it.Out[:0]
 			failed++
-		case rk.replay != nil && !rk.replay.accept(sc.ctrs[j]):
-			if sc.shift[j] {
+		default: // authentic, but a replay
+			if ref.shift {
 				clear(body)
 			}
 			clear(it.Out)
-			r.stats.replayed.Add(1)
-			it.Err, it.Out = fmt.Errorf("%w: KID %d CTR %d", ErrReplay, rk.kid, sc.ctrs[j]), it.Out[:0]
+			replayed++
+			it.Err, it.Out = fmt.Errorf("%w: KID %d CTR %d", ErrReplay, rk.kid, ref.ctr), it.Out[:0]
 			failed++
-		default:
-			if sc.shift[j] {
-				copy(it.Out, body)
-			}
-			r.stats.opened.Add(1)
 		}
 	}
+	if opened > 0 {
+		r.stats.opened.Add(opened)
+	}
+	if authFailed > 0 {
+		r.stats.authFailed.Add(authFailed)
+	}
+	if replayed > 0 {
+		r.stats.replayed.Add(replayed)
+	}
 	sc.list.Reset() // drop references to the caller's buffers
-	sc.items, sc.ctrs, sc.shift = sc.items[:0], sc.ctrs[:0], sc.shift[:0]
-	sc.aads, sc.nonces = sc.aads[:0], sc.nonces[:0]
+	sc.refs = refs[:0]
 	return failed
 }
