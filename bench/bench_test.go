@@ -118,6 +118,31 @@ func BenchmarkPipelineWorkers(b *testing.B) {
 			b.ReportMetric(base/(float64(b.Elapsed().Nanoseconds())/float64(b.N)), "x-1worker")
 		})
 	}
+	// Thread CPU time, which other processes on a shared machine disturb
+	// less than wall time: the producer's own thread, per object, with 1
+	// and 2 workers in alternating rounds (fastest of each). With 1 worker
+	// the producer does everything; with 2 it seals one shard's half and
+	// is the longer of the two sealing goroutines (it also produces every
+	// object and queues the other half), so the ratio estimates what two
+	// cores with nothing else to run would give (x-1worker-cpu). It is an
+	// estimate, not the goal's figure: it leaves out the time the producer
+	// waits, and a sibling core busy with the other half can slow this one.
+	b.Run("cpu", func(b *testing.B) {
+		one, stop1, err := PipelineSeal(sframe.AES128GCMSHA256_128, 1, 30, 1200)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer stop1()
+		two, stop2, err := PipelineSeal(sframe.AES128GCMSHA256_128, 2, 30, 1200)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer stop2()
+		m2, m1 := MeasurePair(two, 1, one, 20*time.Millisecond, max(3, min(b.N/1000, 10)))
+		b.ReportMetric(m1.NsPerObject, "producer-cpu-ns/obj-1worker")
+		b.ReportMetric(m2.NsPerObject, "producer-cpu-ns/obj-2workers")
+		b.ReportMetric(m1.NsPerObject/m2.NsPerObject, "x-1worker-cpu")
+	})
 	// The ceiling: 2 goroutines sealing with no stage, against 1, measured
 	// in the same process (the most two cores give the machine at hand).
 	one1, err := ParallelSeal(sframe.AES128GCMSHA256_128, 1, 1200)

@@ -4,15 +4,35 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // queue is a bounded FIFO of one shard's objects, and the right to process
 // them. At most one goroutine holds that right (busy) at a time: the shard's
 // worker, or a submitter that found the shard idle (caller-runs). That one
-// rule keeps each track's order whoever processes it. The holder owns b and
-// batch. Synchronisation costs one uncontended mutex per object, and a
-// wake-up only when the worker was parked.
+// rule keeps each track's order whoever processes it. The holder owns the
+// queueWork part. Synchronisation costs one uncontended mutex per object,
+// and a wake-up only when the worker was parked.
+//
+// The two parts sit on cache lines of their own, and a queue on lines no
+// other queue shares: the lock and the pending objects are written by the
+// shard's producers and its processor, the work state by the processor
+// alone, on every batch, and with two shards processed on two cores the
+// other shard's lock word must not share a line with them (queues used to
+// be 280-byte objects, packed two per 576 bytes).
 type queue struct {
+	queueSync
+	_ [queuePart - unsafe.Sizeof(queueSync{})]byte
+	queueWork
+	_ [queuePart - unsafe.Sizeof(queueWork{})]byte
+}
+
+// queuePart is the size of each part of a queue. A queue is then 512
+// bytes, an allocation size class whose objects are 512-byte aligned.
+const queuePart = 256
+
+type queueSync struct {
 	mu       sync.Mutex
 	notEmpty sync.Cond // the worker waits for objects it may take
 	notFull  sync.Cond // producers wait for room
@@ -21,14 +41,19 @@ type queue struct {
 	busy     bool      // someone is processing this shard
 	closed   bool
 	bound    int // cap(pending), readable without the lock
+}
 
-	// Held by whoever is busy.
+// queueWork is held by whoever is busy, and counts what it processed (read
+// by Stage.Stats at any time).
+type queueWork struct {
 	b     Batcher
 	batch []Object
+
+	objects, bytes, errs, authFailed atomic.Uint64
 }
 
 func newQueue(n, maxBatch int) *queue {
-	q := &queue{pending: make([]Object, 0, n), bound: n, batch: make([]Object, 0, maxBatch)}
+	q := &queue{queueSync: queueSync{pending: make([]Object, 0, n), bound: n}, queueWork: queueWork{batch: make([]Object, 0, maxBatch)}}
 	q.notEmpty.L, q.notFull.L = &q.mu, &q.mu
 	return q
 }
