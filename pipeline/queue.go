@@ -36,7 +36,8 @@ type queueSync struct {
 	mu       sync.Mutex
 	notEmpty sync.Cond // the worker waits for objects it may take
 	notFull  sync.Cond // producers wait for room
-	pending  []Object  // cap is the queue's bound
+	pending  []Object  // objects pending[head:] are queued; cap is the bound
+	head     int       // first queued object: take advances it, push compacts
 	waiting  bool      // worker is parked on notEmpty
 	busy     bool      // someone is processing this shard
 	closed   bool
@@ -62,7 +63,7 @@ func newQueue(n, maxBatch int) *queue {
 // wait is set, and then waits for room or for ctx to end.
 func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 	q.mu.Lock()
-	if len(q.pending) == cap(q.pending) && !q.closed {
+	if q.fullLocked() && !q.closed {
 		if !wait {
 			q.mu.Unlock()
 			return ErrQueueFull
@@ -76,9 +77,31 @@ func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 		q.mu.Unlock()
 		return ErrClosed
 	}
+	q.makeRoomLocked()
 	q.pending = append(q.pending, *o)
 	q.unlockAndWake()
 	return nil
+}
+
+// fullLocked reports whether bound objects are queued. The caller holds
+// q.mu.
+func (q *queue) fullLocked() bool { return len(q.pending)-q.head == q.bound }
+
+// emptyLocked reports whether no object is queued. The caller holds q.mu.
+func (q *queue) emptyLocked() bool { return len(q.pending) == q.head }
+
+// makeRoomLocked moves the queued objects to the start of pending once the
+// last slot is used and take has freed some at the front, so appends stay
+// in place. Each object moves at most once per trip through the queue;
+// take itself never moves the objects behind the ones it takes (with a
+// backlog that was a copy of the whole queue, under the lock, per batch).
+// The caller holds q.mu and has checked the queue is not full.
+func (q *queue) makeRoomLocked() {
+	if len(q.pending) == cap(q.pending) && q.head > 0 {
+		n := copy(q.pending, q.pending[q.head:])
+		clear(q.pending[n:])
+		q.pending, q.head = q.pending[:n], 0
+	}
 }
 
 // waitRoomLocked waits, holding q.mu, until the queue has room, is closed,
@@ -94,11 +117,11 @@ func (q *queue) waitRoomLocked(ctx context.Context) error {
 			q.mu.Unlock()
 		})
 	}
-	for len(q.pending) == cap(q.pending) && !q.closed && ctx.Err() == nil {
+	for q.fullLocked() && !q.closed && ctx.Err() == nil {
 		q.notFull.Wait()
 	}
 	stop()
-	if err := ctx.Err(); err != nil && len(q.pending) == cap(q.pending) {
+	if err := ctx.Err(); err != nil && q.fullLocked() {
 		return err
 	}
 	return nil
@@ -107,7 +130,7 @@ func (q *queue) waitRoomLocked(ctx context.Context) error {
 // unlockAndWake releases q.mu and wakes the parked worker if it now has
 // something to do: objects nobody processes, or a closed queue to leave.
 func (q *queue) unlockAndWake() {
-	wake := q.waiting && !q.busy && (len(q.pending) > 0 || q.closed)
+	wake := q.waiting && !q.busy && (!q.emptyLocked() || q.closed)
 	q.mu.Unlock()
 	if wake {
 		q.notEmpty.Signal()
@@ -126,8 +149,9 @@ func (q *queue) pushAll(ctx context.Context, objs []Object, w, n uint32) (int, e
 			q.mu.Unlock()
 			return queued, ErrClosed
 		}
-		for ; i < len(objs) && len(q.pending) < cap(q.pending); i++ {
+		for ; i < len(objs) && !q.fullLocked(); i++ {
 			if objs[i].Track.shard%n == w {
+				q.makeRoomLocked()
 				q.pending = append(q.pending, objs[i])
 				queued++
 			}
@@ -178,17 +202,17 @@ const spins = 64
 // and idle: the worker may leave.
 func (q *queue) wait() bool {
 	q.mu.Lock()
-	for i := 0; i < spins && len(q.pending) == 0 && !q.closed; i++ {
+	for i := 0; i < spins && q.emptyLocked() && !q.closed; i++ {
 		q.mu.Unlock()
 		runtime.Gosched()
 		q.mu.Lock()
 	}
-	for (q.busy || len(q.pending) == 0) && !(q.closed && len(q.pending) == 0 && !q.busy) {
+	for (q.busy || q.emptyLocked()) && !(q.closed && q.emptyLocked() && !q.busy) {
 		q.waiting = true
 		q.notEmpty.Wait()
 		q.waiting = false
 	}
-	if len(q.pending) == 0 {
+	if q.emptyLocked() {
 		q.mu.Unlock()
 		return false
 	}
@@ -202,16 +226,18 @@ func (q *queue) wait() bool {
 func (q *queue) take(max int) bool {
 	q.batch = q.batch[:0]
 	q.mu.Lock()
-	if len(q.pending) == 0 {
+	if q.emptyLocked() {
 		q.mu.Unlock()
 		return false
 	}
-	wasFull := len(q.pending) == cap(q.pending)
-	n := min(len(q.pending), max)
-	q.batch = append(q.batch, q.pending[:n]...)
-	rest := copy(q.pending, q.pending[n:])
-	clear(q.pending[rest:])
-	q.pending = q.pending[:rest]
+	wasFull := q.fullLocked()
+	taken := q.pending[q.head:min(len(q.pending), q.head+max)]
+	q.batch = append(q.batch, taken...)
+	clear(taken) // drop references to payloads
+	q.head += len(taken)
+	if q.emptyLocked() {
+		q.pending, q.head = q.pending[:0], 0
+	}
 	q.mu.Unlock()
 	if wasFull {
 		q.notFull.Broadcast()
