@@ -428,3 +428,50 @@ func TestStageCallerRuns(t *testing.T) {
 		t.Fatalf("stats %+v, %d emitted", st, emitted.Load())
 	}
 }
+
+// A queue stays FIFO and bounded while take frees the front and push
+// refills the back (the queued objects are moved to the front only when
+// the back is reached), and take leaves no references behind.
+func TestQueueWrapsInOrder(t *testing.T) {
+	const bound, batch = 5, 3
+	q := newQueue(bound, batch)
+	ctx := context.Background()
+	next, want := uint64(0), uint64(0)
+	for round := range 40 {
+		for range round%bound + 1 { // fill up to the bound
+			if err := q.push(ctx, &Object{ObjectID: next, Payload: []byte{1}}, false); err != nil {
+				if !errors.Is(err, ErrQueueFull) {
+					t.Fatal(err)
+				}
+				break
+			}
+			next++
+		}
+		q.mu.Lock()
+		n := len(q.pending) - q.head
+		q.mu.Unlock()
+		if n > bound || uint64(n) != next-want {
+			t.Fatalf("round %d: %d queued, pushed %d taken %d", round, n, next, want)
+		}
+		for range round%2 + 1 {
+			if !q.take(batch) {
+				break
+			}
+			for _, o := range q.batch {
+				if o.ObjectID != want {
+					t.Fatalf("round %d: took object %d, want %d", round, o.ObjectID, want)
+				}
+				want++
+			}
+		}
+		free := append(q.pending[:q.head:q.head], q.pending[len(q.pending):cap(q.pending)]...)
+		for _, o := range free {
+			if o.Payload != nil {
+				t.Fatalf("round %d: a free slot still holds object %d", round, o.ObjectID)
+			}
+		}
+	}
+	if want < 40 {
+		t.Fatalf("only %d objects went through", want)
+	}
+}

@@ -4,31 +4,57 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // queue is a bounded FIFO of one shard's objects, and the right to process
 // them. At most one goroutine holds that right (busy) at a time: the shard's
 // worker, or a submitter that found the shard idle (caller-runs). That one
-// rule keeps each track's order whoever processes it. The holder owns b and
-// batch. Synchronisation costs one uncontended mutex per object, and a
-// wake-up only when the worker was parked.
+// rule keeps each track's order whoever processes it. The holder owns the
+// queueWork part. Synchronisation costs one uncontended mutex per object,
+// and a wake-up only when the worker was parked.
+//
+// The two parts sit on cache lines of their own, and a queue on lines no
+// other queue shares: the lock and the pending objects are written by the
+// shard's producers and its processor, the work state by the processor
+// alone, on every batch, and with two shards processed on two cores the
+// other shard's lock word must not share a line with them (queues used to
+// be 280-byte objects, packed two per 576 bytes).
 type queue struct {
+	queueSync
+	_ [queuePart - unsafe.Sizeof(queueSync{})]byte
+	queueWork
+	_ [queuePart - unsafe.Sizeof(queueWork{})]byte
+}
+
+// queuePart is the size of each part of a queue. A queue is then 512
+// bytes, an allocation size class whose objects are 512-byte aligned.
+const queuePart = 256
+
+type queueSync struct {
 	mu       sync.Mutex
 	notEmpty sync.Cond // the worker waits for objects it may take
 	notFull  sync.Cond // producers wait for room
-	pending  []Object  // cap is the queue's bound
+	pending  []Object  // objects pending[head:] are queued; cap is the bound
+	head     int       // first queued object: take advances it, push compacts
 	waiting  bool      // worker is parked on notEmpty
 	busy     bool      // someone is processing this shard
 	closed   bool
 	bound    int // cap(pending), readable without the lock
+}
 
-	// Held by whoever is busy.
+// queueWork is held by whoever is busy, and counts what it processed (read
+// by Stage.Stats at any time).
+type queueWork struct {
 	b     Batcher
 	batch []Object
+
+	objects, bytes, errs, authFailed atomic.Uint64
 }
 
 func newQueue(n, maxBatch int) *queue {
-	q := &queue{pending: make([]Object, 0, n), bound: n, batch: make([]Object, 0, maxBatch)}
+	q := &queue{queueSync: queueSync{pending: make([]Object, 0, n), bound: n}, queueWork: queueWork{batch: make([]Object, 0, maxBatch)}}
 	q.notEmpty.L, q.notFull.L = &q.mu, &q.mu
 	return q
 }
@@ -37,7 +63,7 @@ func newQueue(n, maxBatch int) *queue {
 // wait is set, and then waits for room or for ctx to end.
 func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 	q.mu.Lock()
-	if len(q.pending) == cap(q.pending) && !q.closed {
+	if q.fullLocked() && !q.closed {
 		if !wait {
 			q.mu.Unlock()
 			return ErrQueueFull
@@ -51,9 +77,31 @@ func (q *queue) push(ctx context.Context, o *Object, wait bool) error {
 		q.mu.Unlock()
 		return ErrClosed
 	}
+	q.makeRoomLocked()
 	q.pending = append(q.pending, *o)
 	q.unlockAndWake()
 	return nil
+}
+
+// fullLocked reports whether bound objects are queued. The caller holds
+// q.mu.
+func (q *queue) fullLocked() bool { return len(q.pending)-q.head == q.bound }
+
+// emptyLocked reports whether no object is queued. The caller holds q.mu.
+func (q *queue) emptyLocked() bool { return len(q.pending) == q.head }
+
+// makeRoomLocked moves the queued objects to the start of pending once the
+// last slot is used and take has freed some at the front, so appends stay
+// in place. Each object moves at most once per trip through the queue;
+// take itself never moves the objects behind the ones it takes (with a
+// backlog that was a copy of the whole queue, under the lock, per batch).
+// The caller holds q.mu and has checked the queue is not full.
+func (q *queue) makeRoomLocked() {
+	if len(q.pending) == cap(q.pending) && q.head > 0 {
+		n := copy(q.pending, q.pending[q.head:])
+		clear(q.pending[n:])
+		q.pending, q.head = q.pending[:n], 0
+	}
 }
 
 // waitRoomLocked waits, holding q.mu, until the queue has room, is closed,
@@ -69,11 +117,11 @@ func (q *queue) waitRoomLocked(ctx context.Context) error {
 			q.mu.Unlock()
 		})
 	}
-	for len(q.pending) == cap(q.pending) && !q.closed && ctx.Err() == nil {
+	for q.fullLocked() && !q.closed && ctx.Err() == nil {
 		q.notFull.Wait()
 	}
 	stop()
-	if err := ctx.Err(); err != nil && len(q.pending) == cap(q.pending) {
+	if err := ctx.Err(); err != nil && q.fullLocked() {
 		return err
 	}
 	return nil
@@ -82,7 +130,7 @@ func (q *queue) waitRoomLocked(ctx context.Context) error {
 // unlockAndWake releases q.mu and wakes the parked worker if it now has
 // something to do: objects nobody processes, or a closed queue to leave.
 func (q *queue) unlockAndWake() {
-	wake := q.waiting && !q.busy && (len(q.pending) > 0 || q.closed)
+	wake := q.waiting && !q.busy && (!q.emptyLocked() || q.closed)
 	q.mu.Unlock()
 	if wake {
 		q.notEmpty.Signal()
@@ -101,8 +149,9 @@ func (q *queue) pushAll(ctx context.Context, objs []Object, w, n uint32) (int, e
 			q.mu.Unlock()
 			return queued, ErrClosed
 		}
-		for ; i < len(objs) && len(q.pending) < cap(q.pending); i++ {
+		for ; i < len(objs) && !q.fullLocked(); i++ {
 			if objs[i].Track.shard%n == w {
+				q.makeRoomLocked()
 				q.pending = append(q.pending, objs[i])
 				queued++
 			}
@@ -153,17 +202,17 @@ const spins = 64
 // and idle: the worker may leave.
 func (q *queue) wait() bool {
 	q.mu.Lock()
-	for i := 0; i < spins && len(q.pending) == 0 && !q.closed; i++ {
+	for i := 0; i < spins && q.emptyLocked() && !q.closed; i++ {
 		q.mu.Unlock()
 		runtime.Gosched()
 		q.mu.Lock()
 	}
-	for (q.busy || len(q.pending) == 0) && !(q.closed && len(q.pending) == 0 && !q.busy) {
+	for (q.busy || q.emptyLocked()) && !(q.closed && q.emptyLocked() && !q.busy) {
 		q.waiting = true
 		q.notEmpty.Wait()
 		q.waiting = false
 	}
-	if len(q.pending) == 0 {
+	if q.emptyLocked() {
 		q.mu.Unlock()
 		return false
 	}
@@ -177,16 +226,18 @@ func (q *queue) wait() bool {
 func (q *queue) take(max int) bool {
 	q.batch = q.batch[:0]
 	q.mu.Lock()
-	if len(q.pending) == 0 {
+	if q.emptyLocked() {
 		q.mu.Unlock()
 		return false
 	}
-	wasFull := len(q.pending) == cap(q.pending)
-	n := min(len(q.pending), max)
-	q.batch = append(q.batch, q.pending[:n]...)
-	rest := copy(q.pending, q.pending[n:])
-	clear(q.pending[rest:])
-	q.pending = q.pending[:rest]
+	wasFull := q.fullLocked()
+	taken := q.pending[q.head:min(len(q.pending), q.head+max)]
+	q.batch = append(q.batch, taken...)
+	clear(taken) // drop references to payloads
+	q.head += len(taken)
+	if q.emptyLocked() {
+		q.pending, q.head = q.pending[:0], 0
+	}
 	q.mu.Unlock()
 	if wasFull {
 		q.notFull.Broadcast()

@@ -57,9 +57,12 @@ type Stage struct {
 	queues   []*queue
 	maxBatch int
 	wg       sync.WaitGroup
-	lastOwn  atomic.Int32 // shard a submitter processed last
-
-	objects, bytes, drops, errs, authFailed atomic.Uint64
+	// Written by submitters only: off the lines the fields above are
+	// read from on every call. The processing counters live in each
+	// shard's queue, written by its processor alone.
+	_       [64]byte
+	lastOwn atomic.Int32 // shard a submitter processed last
+	drops   atomic.Uint64
 }
 
 // NewSealStage starts a stage that seals objects with their track's Sealer.
@@ -133,7 +136,9 @@ func (s *Stage) SubmitBatch(ctx context.Context, objs []Object) error {
 	if own >= 0 {
 		q := s.queues[own]
 		if q.claim() {
-			s.lastOwn.Store(int32(own))
+			if s.lastOwn.Load() != int32(own) {
+				s.lastOwn.Store(int32(own))
+			}
 			s.runWith(q, objs, uint32(own), n)
 		} else if err := s.pushShard(ctx, q, objs, uint32(own), n); err != nil && firstErr == nil {
 			firstErr = err
@@ -245,18 +250,20 @@ func (s *Stage) process(q *queue) {
 	} else {
 		q.b.Open(q.batch)
 	}
-	s.count(q.batch)
+	q.count()
 	s.emit(q.batch)
 	clear(q.batch) // drop references to payloads
 }
 
-func (s *Stage) count(batch []Object) {
+// count adds q.batch's outcomes to q's counters. The caller holds q's
+// claim.
+func (q *queue) count() {
 	var n, bytes, errs, auth uint64
-	for i := range batch {
-		switch err := batch[i].Err; {
+	for i := range q.batch {
+		switch err := q.batch[i].Err; {
 		case err == nil:
 			n++
-			bytes += uint64(len(batch[i].Payload))
+			bytes += uint64(len(q.batch[i].Payload))
 		case errors.Is(err, sframe.ErrAuthentication):
 			auth++
 			errs++
@@ -264,16 +271,22 @@ func (s *Stage) count(batch []Object) {
 			errs++
 		}
 	}
-	s.objects.Add(n)
-	s.bytes.Add(bytes)
-	s.errs.Add(errs)
-	s.authFailed.Add(auth)
+	q.objects.Add(n)
+	q.bytes.Add(bytes)
+	if errs > 0 {
+		q.errs.Add(errs)
+		q.authFailed.Add(auth)
+	}
 }
 
 // Stats returns the stage's counters.
 func (s *Stage) Stats() Stats {
-	return Stats{
-		Objects: s.objects.Load(), Bytes: s.bytes.Load(), Drops: s.drops.Load(),
-		Errors: s.errs.Load(), AuthFailed: s.authFailed.Load(),
+	st := Stats{Drops: s.drops.Load()}
+	for _, q := range s.queues {
+		st.Objects += q.objects.Load()
+		st.Bytes += q.bytes.Load()
+		st.Errors += q.errs.Load()
+		st.AuthFailed += q.authFailed.Load()
 	}
+	return st
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/moqsframe/moqsframe/asm/aesgcm"
@@ -29,7 +31,7 @@ func TestSealBatchMatchesSeal(t *testing.T) {
 			r.AddKey(suite, 42, base)
 			var items []SealItem
 			for i := range 33 {
-				items = append(items, SealItem{Metadata: []byte(fmt.Sprint("md", i)), Plaintext: randBytes(i * 37)})
+				items = append(items, SealItem{Metadata: randBytes(i * 7 % 41), Plaintext: randBytes(i * 37)}) // metadata of 0 to 40 bytes
 			}
 			if failed := batched.SealBatch(items); failed != 0 {
 				t.Fatalf("%s %v: %d failed", name, suite, failed)
@@ -253,5 +255,81 @@ func TestSealBatchHeaderEdges(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Concurrent SealBatch callers on one Sender get disjoint counters, and
+// concurrent OpenBatch callers on one Receiver, given the same ciphertexts,
+// open each exactly once between them (the other gets ErrReplay), with the
+// counters in Stats adding up.
+func TestConcurrentBatches(t *testing.T) {
+	base := randBytes(16)
+	s, _ := NewSender(AES128GCMSHA256_128, 9, base)
+	r := NewReceiver(WithReplayWindow(4096))
+	r.AddKey(AES128GCMSHA256_128, 9, base)
+	const workers, batches, size = 4, 20, 16
+	cts := make([][][]byte, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range batches {
+				items := make([]SealItem, size)
+				for i := range items {
+					items[i] = SealItem{Metadata: []byte("md"), Plaintext: []byte{byte(w), byte(i)}}
+				}
+				if failed := s.SealBatch(items); failed != 0 {
+					t.Error(items[0].Err)
+					return
+				}
+				for i := range items {
+					cts[w] = append(cts[w], items[i].Out)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	var all []OpenItem
+	for _, list := range cts {
+		for _, ct := range list {
+			h, _, _ := ParseHeader(ct)
+			if seen[h.CTR] {
+				t.Fatalf("counter %d used twice", h.CTR)
+			}
+			seen[h.CTR] = true
+			all = append(all, OpenItem{Metadata: []byte("md"), Ciphertext: ct})
+		}
+	}
+	if len(seen) != workers*batches*size {
+		t.Fatalf("%d distinct counters, want %d", len(seen), workers*batches*size)
+	}
+	// Two openers each open every ciphertext, in batches of 16.
+	var opened, replayed [2]int
+	for o := range 2 {
+		wg.Go(func() {
+			items := slices.Clone(all)
+			for start := 0; start < len(items); start += 16 {
+				batch := items[start:min(start+16, len(items))]
+				r.OpenBatch(batch)
+				for _, it := range batch {
+					switch {
+					case it.Err == nil:
+						opened[o]++
+					case errors.Is(it.Err, ErrReplay):
+						replayed[o]++
+					default:
+						t.Error(it.Err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := len(all)
+	if opened[0]+opened[1] != n || replayed[0]+replayed[1] != n {
+		t.Fatalf("opened %v replayed %v of %d ciphertexts", opened, replayed, n)
+	}
+	if st := r.Stats(); st.Opened != uint64(n) || st.Replayed != uint64(n) {
+		t.Fatalf("stats %+v, want %d opened and %d replayed", st, n, n)
 	}
 }

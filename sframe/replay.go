@@ -47,6 +47,12 @@ func (w *replayWindow) fresh(ctr uint64) bool {
 func (w *replayWindow) accept(ctr uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.acceptLocked(ctr)
+}
+
+// acceptLocked is accept for a caller that holds w.mu, such as a batch
+// open checking a run of counters under one lock.
+func (w *replayWindow) acceptLocked(ctr uint64) bool {
 	if !w.fresh(ctr) {
 		return false
 	}
