@@ -81,8 +81,9 @@ func TestRunProducesRatios(t *testing.T) {
 	for _, r := range rows {
 		ops[r.Op]++
 	}
-	// seal and open at batch 1, plus the raw AEAD alone and batched.
-	if len(rows) != 4 || ops["seal"] != 1 || ops["open"] != 1 || ops["aead-seal"] != 2 {
+	// seal and open at batch 1, plus the raw AEAD alone and batched, and
+	// SFrame timed against it at both.
+	if len(rows) != 6 || ops["seal"] != 1 || ops["open"] != 1 || ops["aead-seal"] != 2 || ops["sframe-vs-aead"] != 2 {
 		t.Fatalf("rows by op %v", ops)
 	}
 	for _, r := range rows {

@@ -83,3 +83,70 @@ func TestSendStreamWriteTimeout(t *testing.T) {
 		t.Fatalf("peer read %d bytes ending %q, want %d ending %q", len(b), b[max(0, len(b)-len(tail)):], n+len(tail), tail)
 	}
 }
+
+// TestCoalescingFlushesWhenIdle: a subscriber's writer keeps objects per
+// stream while it has a backlog and writes them once its queue is empty,
+// so a lone object is not held back, a burst arrives whole and in order,
+// and ObjectsOut counts every object once it is flushed.
+func TestCoalescingFlushesWhenIdle(t *testing.T) {
+	p := newPair(t, nil, nil)
+	pub, err := p.server.Publish(ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := p.client.Subscribe(ctx, ns, "video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitOut := func(want uint64) {
+		t.Helper()
+		for pub.Stats().ObjectsOut != want {
+			if ctx.Err() != nil {
+				t.Fatalf("ObjectsOut %d, want %d", pub.Stats().ObjectsOut, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	// One object and nothing after it: it must arrive on its own.
+	if err := pub.WriteObject(0, 0, 0, payloadFor(0, 0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := sub.ReadObject(ctx); err != nil || o.ObjectID != 0 {
+		t.Fatalf("lone object: %+v, %v", o, err)
+	}
+	waitOut(1)
+
+	// A burst far larger than coalesceLimit, written faster than it is
+	// sent, on two groups' streams.
+	const n, size = 600, 1200
+	for i := uint64(1); i <= n; i++ {
+		g := i * 2 / (n + 1)
+		if err := pub.WriteObject(g, 0, i, payloadFor(g, i, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := map[uint64]uint64{}
+	for range n {
+		o, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ObjectID <= next[o.GroupID] {
+			t.Fatalf("group %d: object %d after %d", o.GroupID, o.ObjectID, next[o.GroupID])
+		}
+		next[o.GroupID] = o.ObjectID
+		if !bytes.Equal(o.Payload, payloadFor(o.GroupID, o.ObjectID, size)) {
+			t.Fatalf("object %d/%d: payload differs", o.GroupID, o.ObjectID)
+		}
+	}
+	waitOut(1 + n)
+	if st := pub.Stats(); st.Dropped != 0 {
+		t.Fatalf("publisher dropped %d", st.Dropped)
+	}
+}
