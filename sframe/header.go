@@ -86,6 +86,52 @@ func putHeader(b []byte, kid, ctr uint64) int {
 // encoding that is not minimal (a value below 8 in extended form, or a value
 // with leading zero bytes), so every header has exactly one encoding.
 func ParseHeader(b []byte) (h Header, n int, err error) {
+	if len(b) >= 8 {
+		if h, n, ok := parseHeader8(binary.BigEndian.Uint64(b)); ok {
+			return h, n, nil
+		}
+	}
+	return parseHeaderSlow(b)
+}
+
+// parseHeader8 decodes a header of at most 8 bytes from the first 8 bytes
+// of its input, w (big-endian): every header a ciphertext of 8 bytes or more
+// starts with, unless KID and CTR take 8 bytes or more together. It runs
+// once per object. ok is false for a longer header or a non-minimal
+// encoding, which parseHeaderSlow then decodes or rejects with a reason.
+func parseHeader8(w uint64) (h Header, n int, ok bool) {
+	config := byte(w >> 56)
+	kf, cf := config>>4, config&0x0f
+	kl, cl := 0, 0
+	if kf&0x08 != 0 {
+		kl = int(kf&0x07) + 1
+	}
+	if cf&0x08 != 0 {
+		cl = int(cf&0x07) + 1
+	}
+	n = 1 + kl + cl
+	if n > 8 {
+		return Header{}, 0, false
+	}
+	h.KID, h.CTR = uint64(kf), uint64(cf)
+	if kl > 0 {
+		h.KID = w << 8 >> (64 - 8*kl)
+		if valueLen(h.KID) != kl {
+			return Header{}, 0, false
+		}
+	}
+	if cl > 0 {
+		h.CTR = w << (8 * (1 + kl)) >> (64 - 8*cl)
+		if valueLen(h.CTR) != cl {
+			return Header{}, 0, false
+		}
+	}
+	return h, n, true
+}
+
+// parseHeaderSlow is ParseHeader byte by byte, with the reason for a
+// rejection.
+func parseHeaderSlow(b []byte) (h Header, n int, err error) {
 	if len(b) == 0 {
 		return Header{}, 0, fmt.Errorf("%w: empty input", ErrMalformedHeader)
 	}

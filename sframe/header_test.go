@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -112,14 +113,48 @@ func TestParseHeaderCanonical(t *testing.T) {
 	}
 }
 
+// TestParseHeaderFastPath: for every config byte, with the bytes after it
+// drawn from the edges of each length (leading zero bytes, all ones) and at
+// random, ParseHeader on 8 bytes or more (one 8-byte load) and the
+// byte-by-byte parser return the same header, length and verdict.
+func TestParseHeaderFastPath(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	tails := [][]byte{make([]byte, 16), bytes.Repeat([]byte{0xff}, 16), append([]byte{0}, bytes.Repeat([]byte{0xff}, 15)...),
+		append([]byte{1}, make([]byte, 15)...)}
+	for range 64 {
+		b := make([]byte, 16)
+		for i := range b {
+			b[i] = byte(rnd.Uint32())
+		}
+		tails = append(tails, b)
+	}
+	for c := range 256 {
+		for _, tail := range tails {
+			for l := 8; l <= 17; l++ {
+				in := append([]byte{byte(c)}, tail[:l-1]...)
+				h, n, err := ParseHeader(in)
+				sh, sn, serr := parseHeaderSlow(in)
+				if h != sh || n != sn || (err == nil) != (serr == nil) {
+					t.Fatalf("%x: ParseHeader %+v %d %v, byte by byte %+v %d %v", in, h, n, err, sh, sn, serr)
+				}
+			}
+		}
+	}
+}
+
 func FuzzParseHeader(f *testing.F) {
 	for _, kid := range edgeValues {
 		f.Add(AppendHeader(nil, kid, kid/3))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0xff})
+	f.Add(append(AppendHeader(nil, 300, 1<<20), make([]byte, 16)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		h, n, err := ParseHeader(in)
+		// The 8-byte fast path and the byte-by-byte parser agree.
+		if sh, sn, serr := parseHeaderSlow(in); sh != h || sn != n || (serr == nil) != (err == nil) {
+			t.Fatalf("%x: ParseHeader %+v %d %v, byte by byte %+v %d %v", in, h, n, err, sh, sn, serr)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformedHeader) {
 				t.Fatalf("untyped error %v", err)
