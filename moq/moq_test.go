@@ -66,6 +66,24 @@ func newPairTB(t testing.TB, serverCfg, clientCfg *Config) *pair {
 	return p
 }
 
+// subscribed publishes track on the server, subscribes to it from the
+// client and waits until the publisher has the subscriber.
+func (p *pair) subscribed(ctx context.Context, t *testing.T, track string) (*Publisher, *Subscription) {
+	t.Helper()
+	pub, err := p.server.Publish(ns, track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := p.client.Subscribe(ctx, ns, track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return pub, sub
+}
+
 func (p *pair) close() {
 	_ = p.client.Close()
 	_ = p.server.Close()
@@ -112,19 +130,9 @@ var ns = []string{"example.org", "room1"}
 func TestDirect2000ObjectsNoLoss(t *testing.T) {
 	check := goroutineBaseline(t)
 	p := newPair(t, nil, nil)
-	pub, err := p.server.Publish(ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sub, err := p.client.Subscribe(ctx, ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	pub, sub := p.subscribed(ctx, t, "video")
 	const total, perGroup, size = 2000, 50, 1200
 	go func() {
 		for i := uint64(0); i < total; i++ {
@@ -382,14 +390,9 @@ func TestClosedSessionErrors(t *testing.T) {
 
 func TestSubscriptionEndsOnPublisherClose(t *testing.T) {
 	p := newPair(t, nil, nil)
-	pub, _ := p.server.Publish(ns, "a")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sub, err := p.client.Subscribe(ctx, ns, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = pub.WaitSubscribers(ctx, 1)
+	pub, sub := p.subscribed(ctx, t, "a")
 	for i := uint64(0); i < 20; i++ {
 		_ = pub.WriteObject(0, 0, i, []byte(fmt.Sprint(i)))
 	}
@@ -417,14 +420,9 @@ var tls13Insecure = tlsInsecure()
 // receiving pauses and nothing is lost.
 func TestSlowReaderNoLibraryLoss(t *testing.T) {
 	p := newPair(t, nil, &Config{SubscriptionQueue: 8})
-	pub, _ := p.server.Publish(ns, "slow")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sub, err := p.client.Subscribe(ctx, ns, "slow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = pub.WaitSubscribers(ctx, 1)
+	pub, sub := p.subscribed(ctx, t, "slow")
 	const total = 600
 	for i := uint64(0); i < total; i++ {
 		// 3 subgroups per group: concurrent streams push into one channel.

@@ -90,19 +90,9 @@ func TestSendStreamWriteTimeout(t *testing.T) {
 // and ObjectsOut counts every object once it is flushed.
 func TestCoalescingFlushesWhenIdle(t *testing.T) {
 	p := newPair(t, nil, nil)
-	pub, err := p.server.Publish(ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sub, err := p.client.Subscribe(ctx, ns, "video")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.WaitSubscribers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	pub, sub := p.subscribed(ctx, t, "video")
 	waitOut := func(want uint64) {
 		t.Helper()
 		for pub.Stats().ObjectsOut != want {
