@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"github.com/moqsframe/moqsframe/internal/cputime"
 	"runtime"
 	"slices"
 	"time"
@@ -40,6 +41,10 @@ type Result struct {
 	// Workers is set for pipeline rows: the number of stage workers.
 	Workers int `json:"workers,omitempty"`
 }
+
+// ThreadCPUTime reports whether single-goroutine rows are timed in thread
+// CPU time rather than wall-clock time (where the OS has no thread clock).
+const ThreadCPUTime = cputime.ThreadAvailable
 
 // Workload processes iters rounds of batch objects of size bytes each.
 type Workload func(iters int)
@@ -116,13 +121,13 @@ func MeasurePairN(w Workload, objectsPerIter int, base Workload, baseObjectsPerI
 	best, bbest := time.Duration(1<<63-1), time.Duration(1<<63-1)
 	for range rounds {
 		if base != nil {
-			start := threadCPU()
+			start := cputime.Thread()
 			base(biters)
-			bbest = min(bbest, threadCPU()-start)
+			bbest = min(bbest, cputime.Thread()-start)
 		}
-		start := threadCPU()
+		start := cputime.Thread()
 		w(iters)
-		best = min(best, threadCPU()-start)
+		best = min(best, cputime.Thread()-start)
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -145,9 +150,9 @@ func calibrate(w Workload, minTime time.Duration) int {
 	w(1)
 	iters := 1
 	for {
-		start := threadCPU()
+		start := cputime.Thread()
 		w(iters)
-		if d := threadCPU() - start; d >= minTime/4 || iters >= 1<<30 {
+		if d := cputime.Thread() - start; d >= minTime/4 || iters >= 1<<30 {
 			return max(1, int(float64(iters)*float64(minTime)/float64(max(d, time.Microsecond))))
 		}
 		iters *= 4

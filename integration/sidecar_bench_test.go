@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/moqsframe/moqsframe/internal/cputime"
 	"github.com/moqsframe/moqsframe/internal/proctest"
 	"github.com/moqsframe/moqsframe/moq"
 	"github.com/moqsframe/moqsframe/sframe"
@@ -339,11 +339,7 @@ func (cr *chainRunner) step(b *testing.B, rate float64) {
 // the encrypting sidecar, relay and decrypting sidecar.
 func (c *sidecarChain) cpu(b *testing.B) [4]time.Duration {
 	var out [4]time.Duration
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	out[0] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	out[0] = cputime.Process()
 	for i, p := range []*proctest.Proc{c.enc, c.relay, c.dec} {
 		t, err := p.CPUTime()
 		if err != nil {
@@ -402,8 +398,7 @@ func quicCeiling(b *testing.B, size int, d time.Duration) ceilingResult {
 		b.Fatal(err)
 	}
 	msg := make([]byte, size)
-	var before, after syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	before := cputime.Process()
 	start := time.Now()
 	for time.Since(start) < d {
 		if _, err := str.Write(msg); err != nil {
@@ -413,9 +408,8 @@ func quicCeiling(b *testing.B, size int, d time.Duration) ceilingResult {
 	str.Close()
 	n := <-read
 	elapsed := time.Since(start)
-	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := cputime.Process() - before
 	msgs := float64(n) / float64(size)
-	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 	return ceilingResult{rate: msgs / elapsed.Seconds(), cpuPerObject: time.Duration(float64(cpu) / msgs)}
 }
 
@@ -437,8 +431,7 @@ func sframeCost(b *testing.B, size int) time.Duration {
 	ct := make([]byte, 0, size+64)
 	out := make([]byte, 0, size)
 	const n = 50000
-	var before, after syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	before := cputime.Process()
 	for range n {
 		ct, err = s.Seal(ct[:0], md, pt)
 		if err != nil {
@@ -448,6 +441,5 @@ func sframeCost(b *testing.B, size int) time.Duration {
 			b.Fatal(err)
 		}
 	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-	return time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) / n
+	return (cputime.Process() - before) / n
 }

@@ -7,7 +7,7 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
-	"runtime"
+	"github.com/moqsframe/moqsframe/internal/cputime"
 	"testing"
 	"time"
 
@@ -18,36 +18,15 @@ var benchSizes = []int{64, 160, 1200, 16384}
 
 var ratioRounds = flag.Int("hmacsha256.rounds", 3, "best of this many alternating 20 ms rounds for the x- ratios")
 
-// nsPerOp times f over about d of thread CPU time and returns ns per call.
-func nsPerOp(f func(), d time.Duration) float64 {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for n := 1; ; {
-		start := threadCPU()
-		for range n {
-			f()
-		}
-		el := threadCPU() - start
-		if el >= d {
-			return float64(el.Nanoseconds()) / float64(n)
-		}
-		if el < d/10 {
-			n *= 10
-		} else {
-			n *= 2
-		}
-	}
-}
-
 // ratio returns base's time over ours, each the best of -hmacsha256.rounds
 // alternating rounds, so that load on a shared machine slows both alike.
 func ratio(base, ours func()) float64 {
 	b, o := 0.0, 0.0
 	for range *ratioRounds {
-		if ns := nsPerOp(base, 20*time.Millisecond); b == 0 || ns < b {
+		if ns := cputime.PerCall(base, 20*time.Millisecond); b == 0 || ns < b {
 			b = ns
 		}
-		if ns := nsPerOp(ours, 20*time.Millisecond); o == 0 || ns < o {
+		if ns := cputime.PerCall(ours, 20*time.Millisecond); o == 0 || ns < o {
 			o = ns
 		}
 	}
