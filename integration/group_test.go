@@ -480,10 +480,11 @@ func TestGroupScale(t *testing.T) {
 	ms := make([]*group.Member, n)
 	for i := range ms {
 		// A long roll-over timeout: under -race on 2 busy cores a commit can
-		// take over a second to reach every member, and this test checks
-		// that senders wait for all acknowledgements.
+		// take over 10 s to reach every member (join latency p99 16.4 s in
+		// one CI rehearsal), and this test checks that senders wait for all
+		// acknowledgements, not how fast they come.
 		ms[i] = e.member(fmt.Sprintf("m%02d", i), "scale", sessions[i/perSession],
-			func(c *group.Config) { c.RolloverTimeout = 10 * time.Second })
+			func(c *group.Config) { c.RolloverTimeout = 30 * time.Second })
 	}
 	start := time.Now()
 	joinLat := joinAll(t, ms[0])

@@ -400,7 +400,9 @@ func (s *subscriber) run() {
 		case o := <-s.queue:
 			err := s.write(o)
 			s.release(int64(len(o.Payload)))
-			if err == nil && len(s.queue) == 0 {
+			if err == nil && (len(s.queue) == 0 || s.unflushedBytes >= coalesceLimit) {
+				// Idle, or a stream other than the one that just filled
+				// may hold objects: nothing waits behind 16 KiB of others.
 				err = s.flushStreams()
 			}
 			if err != nil {
