@@ -18322,6 +18322,9 @@ rotate:
 
 longEntry:
 	MOVQ       80(SP), R12
+	LEAQ       800(SP), AX
+	CMPQ       R12, AX
+	JE         flushed
 	VPXOR      Y11, Y11, Y11
 	VPXOR      Y12, Y12, Y12
 	VPXOR      Y13, Y13, Y13
@@ -18447,35 +18450,37 @@ pVec_1035:
 	VMOVDQU      X7, (AX)
 	LEAQ         800(SP), AX
 	MOVQ         AX, 80(SP)
-	MOVQ         (R14), R8
-	MOVQ         8(R14), SI
-	MOVQ         24(R14), R9
-	MOVQ         40(R14), R11
-	MOVQ         48(R14), R12
-	VPXOR        Y10, Y10, Y10
-	VMOVDQU      ctrInc2<>+0(SB), Y15
-	MOVQ         DX, 16(SP)
-	MOVQ         R10, 24(SP)
-	VMOVQ        (R11), X0
-	VPINSRD      $0x02, 8(R11), X0, X0
-	MOVL         $0x01000000, AX
-	VPINSRD      $0x03, AX, X0, X0
-	VPXOR        16(DI), X0, X1
-	VAESENC      32(DI), X1, X1
-	VAESENC      48(DI), X1, X1
-	VAESENC      64(DI), X1, X1
-	VAESENC      80(DI), X1, X1
-	VAESENC      96(DI), X1, X1
-	VAESENC      112(DI), X1, X1
-	VAESENC      128(DI), X1, X1
-	VAESENC      144(DI), X1, X1
-	VAESENC      160(DI), X1, X1
-	CMPQ         (DI), $0x0a
-	JE           j0Last_1036
-	VAESENC      176(DI), X1, X1
-	VAESENC      192(DI), X1, X1
-	VAESENC      208(DI), X1, X1
-	VAESENC      224(DI), X1, X1
+
+flushed:
+	MOVQ    (R14), R8
+	MOVQ    8(R14), SI
+	MOVQ    24(R14), R9
+	MOVQ    40(R14), R11
+	MOVQ    48(R14), R12
+	VPXOR   Y10, Y10, Y10
+	VMOVDQU ctrInc2<>+0(SB), Y15
+	MOVQ    DX, 16(SP)
+	MOVQ    R10, 24(SP)
+	VMOVQ   (R11), X0
+	VPINSRD $0x02, 8(R11), X0, X0
+	MOVL    $0x01000000, AX
+	VPINSRD $0x03, AX, X0, X0
+	VPXOR   16(DI), X0, X1
+	VAESENC 32(DI), X1, X1
+	VAESENC 48(DI), X1, X1
+	VAESENC 64(DI), X1, X1
+	VAESENC 80(DI), X1, X1
+	VAESENC 96(DI), X1, X1
+	VAESENC 112(DI), X1, X1
+	VAESENC 128(DI), X1, X1
+	VAESENC 144(DI), X1, X1
+	VAESENC 160(DI), X1, X1
+	CMPQ    (DI), $0x0a
+	JE      j0Last_1036
+	VAESENC 176(DI), X1, X1
+	VAESENC 192(DI), X1, X1
+	VAESENC 208(DI), X1, X1
+	VAESENC 224(DI), X1, X1
 
 j0Last_1036:
 	MOVQ        (DI), BX
@@ -23016,6 +23021,9 @@ rotate:
 
 longEntry:
 	MOVQ       80(SP), R12
+	LEAQ       800(SP), AX
+	CMPQ       R12, AX
+	JE         flushed
 	VPXOR      Y11, Y11, Y11
 	VPXOR      Y12, Y12, Y12
 	VPXOR      Y13, Y13, Y13
@@ -23146,37 +23154,39 @@ pVec_1346:
 	MOVB         BL, (CX)
 	LEAQ         800(SP), AX
 	MOVQ         AX, 80(SP)
-	MOVQ         (R14), R8
-	MOVQ         8(R14), SI
-	MOVQ         24(R14), R9
-	MOVQ         40(R14), R11
-	MOVQ         48(R14), R12
-	LEAQ         (SI)(DX*1), AX
-	MOVQ         AX, 72(SP)
-	VPXOR        Y10, Y10, Y10
-	VMOVDQU      ctrInc2<>+0(SB), Y15
-	MOVQ         DX, 16(SP)
-	MOVQ         R10, 24(SP)
-	VMOVQ        (R11), X0
-	VPINSRD      $0x02, 8(R11), X0, X0
-	MOVL         $0x01000000, AX
-	VPINSRD      $0x03, AX, X0, X0
-	VPXOR        16(DI), X0, X1
-	VAESENC      32(DI), X1, X1
-	VAESENC      48(DI), X1, X1
-	VAESENC      64(DI), X1, X1
-	VAESENC      80(DI), X1, X1
-	VAESENC      96(DI), X1, X1
-	VAESENC      112(DI), X1, X1
-	VAESENC      128(DI), X1, X1
-	VAESENC      144(DI), X1, X1
-	VAESENC      160(DI), X1, X1
-	CMPQ         (DI), $0x0a
-	JE           j0Last_1347
-	VAESENC      176(DI), X1, X1
-	VAESENC      192(DI), X1, X1
-	VAESENC      208(DI), X1, X1
-	VAESENC      224(DI), X1, X1
+
+flushed:
+	MOVQ    (R14), R8
+	MOVQ    8(R14), SI
+	MOVQ    24(R14), R9
+	MOVQ    40(R14), R11
+	MOVQ    48(R14), R12
+	LEAQ    (SI)(DX*1), AX
+	MOVQ    AX, 72(SP)
+	VPXOR   Y10, Y10, Y10
+	VMOVDQU ctrInc2<>+0(SB), Y15
+	MOVQ    DX, 16(SP)
+	MOVQ    R10, 24(SP)
+	VMOVQ   (R11), X0
+	VPINSRD $0x02, 8(R11), X0, X0
+	MOVL    $0x01000000, AX
+	VPINSRD $0x03, AX, X0, X0
+	VPXOR   16(DI), X0, X1
+	VAESENC 32(DI), X1, X1
+	VAESENC 48(DI), X1, X1
+	VAESENC 64(DI), X1, X1
+	VAESENC 80(DI), X1, X1
+	VAESENC 96(DI), X1, X1
+	VAESENC 112(DI), X1, X1
+	VAESENC 128(DI), X1, X1
+	VAESENC 144(DI), X1, X1
+	VAESENC 160(DI), X1, X1
+	CMPQ    (DI), $0x0a
+	JE      j0Last_1347
+	VAESENC 176(DI), X1, X1
+	VAESENC 192(DI), X1, X1
+	VAESENC 208(DI), X1, X1
+	VAESENC 224(DI), X1, X1
 
 j0Last_1347:
 	MOVQ        (DI), BX

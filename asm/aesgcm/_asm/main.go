@@ -1256,11 +1256,15 @@ func gcmAVX2(seal, batch bool) {
 		// descriptor.
 		Label("longEntry")
 		MOVQ(local.Offset(prevOff), R12)
+		LEAQ(local.Offset(recDOff), RAX)
+		CMPQ(R12, RAX)
+		JE(LabelRef("flushed"))
 		for _, f := range phaseBPieces(verify, R12) {
 			f()
 		}
 		LEAQ(local.Offset(recDOff), RAX)
 		MOVQ(RAX, local.Offset(prevOff))
+		Label("flushed")
 		MOVQ(Mem{Base: descp, Disp: 0}, out)
 		MOVQ(Mem{Base: descp, Disp: 8}, in)
 		MOVQ(Mem{Base: descp, Disp: 24}, aad)
