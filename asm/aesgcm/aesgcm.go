@@ -145,7 +145,9 @@ func checkMessage(m *Message, seal bool) {
 }
 
 // SealBatch seals every message in msgs (Out = ciphertext||tag).
-// Messages are independent: each has its own nonce, AAD and length.
+// Messages are independent: each has its own nonce, AAD and length, and
+// none may read from another's Out (the kernels work on several messages
+// at once, so a tag may be written after a later message's inputs are read).
 func (a *AEAD) SealBatch(msgs []Message) {
 	for i := range msgs {
 		checkMessage(&msgs[i], true)
@@ -153,7 +155,8 @@ func (a *AEAD) SealBatch(msgs []Message) {
 	a.sealBatch(msgs)
 }
 
-// OpenBatch opens every message in msgs. For each message that fails
+// OpenBatch opens every message in msgs; as for SealBatch, no message may
+// read from another's Out. For each message that fails
 // authentication, Out is zeroed and Err is set to ErrOpen; otherwise Err is
 // nil. It returns the number of failed messages.
 func (a *AEAD) OpenBatch(msgs []Message) (failed int) {

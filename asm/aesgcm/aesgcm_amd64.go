@@ -3,6 +3,7 @@
 package aesgcm
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"unsafe"
 
@@ -19,6 +20,7 @@ type gcmKey struct {
 	rk   [15 * 16]byte // round keys
 	rk2  [15 * 32]byte // round keys duplicated in both halves (ymm)
 	htab [32 * 16]byte // H^16..H^1 (times x, byte-swapped), 256 zero bytes
+	hkar [16 * 16]byte // for htab[i]: lo^hi in both 8-byte halves (Karatsuba middle products, avx2 batches)
 }
 
 //go:noescape
@@ -104,6 +106,12 @@ func newKey(key []byte) *gcmKey {
 	}
 	k := new(gcmKey)
 	initKeyAsm(k, key)
+	for i := range 16 {
+		h := k.htab[16*i:]
+		x := binary.LittleEndian.Uint64(h) ^ binary.LittleEndian.Uint64(h[8:])
+		binary.LittleEndian.PutUint64(k.hkar[16*i:], x)
+		binary.LittleEndian.PutUint64(k.hkar[16*i+8:], x)
+	}
 	return k
 }
 

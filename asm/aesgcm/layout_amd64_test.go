@@ -19,7 +19,8 @@ func TestKeyLayout(t *testing.T) {
 		{"gcmKey.rk", unsafe.Offsetof(k.rk), 16},
 		{"gcmKey.rk2", unsafe.Offsetof(k.rk2), 256},
 		{"gcmKey.htab", unsafe.Offsetof(k.htab), 736},
-		{"sizeof(gcmKey)", unsafe.Sizeof(k), 736 + 512},
+		{"gcmKey.hkar", unsafe.Offsetof(k.hkar), 736 + 512},
+		{"sizeof(gcmKey)", unsafe.Sizeof(k), 736 + 512 + 256},
 		{"batchDesc.out", unsafe.Offsetof(d.out), 0},
 		{"batchDesc.in", unsafe.Offsetof(d.in), 8},
 		{"batchDesc.n", unsafe.Offsetof(d.n), 16},
@@ -56,6 +57,15 @@ func TestHPowers(t *testing.T) {
 			t.Fatalf("htab H^%d = %x, want %x", i, got, want)
 		}
 		p = gfMul(p, h)
+	}
+	for i := range 16 {
+		for half := range 2 {
+			for b := range 8 {
+				if got, want := k.hkar[16*i+8*half+b], k.htab[16*i+b]^k.htab[16*i+8+b]; got != want {
+					t.Fatalf("hkar[%d] byte %d = %#x, want %#x", i, 8*half+b, got, want)
+				}
+			}
+		}
 	}
 	for _, b := range k.htab[256:] {
 		if b != 0 {

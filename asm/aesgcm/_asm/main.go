@@ -22,11 +22,12 @@ import (
 
 // Layout of gcmKey (see aesgcm_amd64.go; checked by a test).
 const (
-	offNR   = 0   // uint64 number of rounds (10 or 14)
-	offRK   = 16  // [15][16]byte round keys
-	offRK2  = 256 // [15][32]byte round keys, duplicated for ymm
-	offHtab = 736 // [16][16]byte H^16..H^1 (times x, byte-swapped), then 256 zero bytes
-	keySize = offHtab + 512
+	offNR   = 0             // uint64 number of rounds (10 or 14)
+	offRK   = 16            // [15][16]byte round keys
+	offRK2  = 256           // [15][32]byte round keys, duplicated for ymm
+	offHtab = 736           // [16][16]byte H^16..H^1 (times x, byte-swapped), then 256 zero bytes
+	offHkar = offHtab + 512 // [16][16]byte lo^hi of each power of htab (both qwords), for Karatsuba
+	keySize = offHkar + 256
 
 	// batchDesc: out, in *byte; n int; aad *byte; aadLen int; nonce, tag *byte
 	descSize = 56
@@ -1208,7 +1209,9 @@ func gcmAVX2(seal, batch bool) {
 	}
 	name += "AVX2"
 	if batch {
-		TEXT(name, NOSPLIT, "func(k *byte, d *byte, count int)")
+		// Not NOSPLIT: the two message records of the pipelined short
+		// path make the frame too large for the nosplit limit.
+		TEXT(name, 0, "func(k *byte, d *byte, count int)")
 	} else {
 		TEXT(name, NOSPLIT, "func(k *byte, dst, src, aad []byte, nonce *byte, tag *byte)")
 	}
@@ -1218,7 +1221,11 @@ func gcmAVX2(seal, batch bool) {
 		Doc(name + " is the AVX2 (ymm) variant of " + name[:4] + "AVX512.")
 	}
 	const countOff, recvOff = 64, 72
-	AllocLocal(96)
+	if batch {
+		AllocLocal(frameBatchY)
+	} else {
+		AllocLocal(96)
+	}
 	descp := R14
 	kp, out, in, n := RDI, R8, RSI, RDX
 	aad, aadLen, nonce, tag := R9, R10, R11, R12
@@ -1243,12 +1250,24 @@ func gcmAVX2(seal, batch bool) {
 
 	VMOVDQU(bswapMem, yBSWAP)
 	if batch {
-		Label("msgLoop")
+		pipelinedShortY(seal, verify, kp, descp, buf)
+		// Long message: finish the pending short one first (the long
+		// path needs every register), then load the rest of the
+		// descriptor.
+		Label("longEntry")
+		MOVQ(local.Offset(prevOff), R12)
+		LEAQ(local.Offset(recDOff), RAX)
+		CMPQ(R12, RAX)
+		JE(LabelRef("flushed"))
+		for _, f := range phaseBPieces(verify, R12) {
+			f()
+		}
+		LEAQ(local.Offset(recDOff), RAX)
+		MOVQ(RAX, local.Offset(prevOff))
+		Label("flushed")
 		MOVQ(Mem{Base: descp, Disp: 0}, out)
 		MOVQ(Mem{Base: descp, Disp: 8}, in)
-		MOVQ(Mem{Base: descp, Disp: 16}, n)
 		MOVQ(Mem{Base: descp, Disp: 24}, aad)
-		MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
 		MOVQ(Mem{Base: descp, Disp: 40}, nonce)
 		MOVQ(Mem{Base: descp, Disp: 48}, tag)
 	}
@@ -1266,69 +1285,71 @@ func gcmAVX2(seal, batch bool) {
 	cy := []VecPhysical{Y0, Y1, Y2, Y3}
 	htab := Mem{Base: kp, Disp: offHtab}
 
-	// Short messages (AAD <= 64 bytes, data <= 224 bytes, AAD + data +
-	// length block <= 16 blocks): every block is multiplied by its final
-	// power H^T..H^1 and the products are summed unreduced, so there is
-	// one reduction per message instead of a serial chain of them (AAD,
-	// data, tail, length block). R13 walks the powers: it points at the
-	// power of the next block to hash. The keystream of the whole message
-	// and E(J0) come from one interleaved AES pass (up to 8 ymm), so no
-	// lone block waits out the latency of a whole AES chain.
-	CMPQ(aadLen, U32(64))
-	JA(LabelRef("long"))
-	CMPQ(n, U32(224))
-	JA(LabelRef("long"))
-	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
-	SHRQ(U8(4), RAX)
-	LEAQ(Mem{Base: n, Disp: 15}, RBX)
-	SHRQ(U8(4), RBX)
-	ADDQ(RBX, RAX) // T-1 blocks before the length block
-	CMPQ(RAX, U32(15))
-	JA(LabelRef("long"))
-	VPXOR(yLO, yLO, yLO)
-	VPXOR(yMI, yMI, yMI)
-	VPXOR(yHI, yHI, yHI)
-	// R13 = &htab[16-T] = htab + 256 - 16*(RAX+1)
-	NEGQ(RAX)
-	SHLQ(U8(4), RAX)
-	LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256 - 16}, R13)
-	// J0 now: a partial AAD load may use R11 (nonce). X6 is not used
-	// until the keystream.
-	buildJ0(nonce, X6)
-	// J0 (whitened) in Y14, counters from J0+1 in CTR.
-	VPSHUFB(X8, X6, X9)
-	VINSERTI128(U8(1), X9, Y9, yCTR)
-	VPADDD(ctrInit2, yCTR, yCTR)
-	VPXOR(Mem{Base: kp, Disp: offRK2}, Y6, Y14)
-	// m = ceil(n/32) vectors of keystream, m = 0..7.
-	all := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6}
-	for m := 0; m <= 6; m++ {
-		CMPQ(n, U32(32*m))
-		JBE(LabelRef(fmt.Sprintf("short%d", m)))
-	}
-	for m := 7; m >= 0; m-- {
-		Label(fmt.Sprintf("short%d", m))
-		vs := all[:m]
-		ctrY(vs)
-		for _, v := range vs {
-			VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
-		}
-		// The AAD (0..64 bytes, at most 2 ymm) is hashed between the
-		// AES rounds, with Y7 and Y15 (free once the counters are made):
-		// issued after the first round, its products no longer delay
-		// the AES chain, which is the message's critical path.
-		aesYRounds(append(vs[:m:m], Y14), kp, shortAADPieces(aad, aadLen, buf)...)
-		// A zero-padded odd AAD block was multiplied by a spare power
-		// (or the zeros after H^1): its product is zero. R13 moves on
-		// to the data's powers.
+	if !batch {
+		// Short messages (AAD <= 64 bytes, data <= 224 bytes, AAD + data +
+		// length block <= 16 blocks): every block is multiplied by its final
+		// power H^T..H^1 and the products are summed unreduced, so there is
+		// one reduction per message instead of a serial chain of them (AAD,
+		// data, tail, length block). R13 walks the powers: it points at the
+		// power of the next block to hash. The keystream of the whole message
+		// and E(J0) come from one interleaved AES pass (up to 8 ymm), so no
+		// lone block waits out the latency of a whole AES chain.
+		CMPQ(aadLen, U32(64))
+		JA(LabelRef("long"))
+		CMPQ(n, U32(224))
+		JA(LabelRef("long"))
 		LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
-		ANDQ(I8(-16), RAX)
-		ADDQ(RAX, R13)
-		VMOVDQU(X14, local) // E(J0)
-		if m > 0 {
-			shortData(seal, vs, in, out, n, buf)
+		SHRQ(U8(4), RAX)
+		LEAQ(Mem{Base: n, Disp: 15}, RBX)
+		SHRQ(U8(4), RBX)
+		ADDQ(RBX, RAX) // T-1 blocks before the length block
+		CMPQ(RAX, U32(15))
+		JA(LabelRef("long"))
+		VPXOR(yLO, yLO, yLO)
+		VPXOR(yMI, yMI, yMI)
+		VPXOR(yHI, yHI, yHI)
+		// R13 = &htab[16-T] = htab + 256 - 16*(RAX+1)
+		NEGQ(RAX)
+		SHLQ(U8(4), RAX)
+		LEAQ(Mem{Base: kp, Index: RAX, Scale: 1, Disp: offHtab + 256 - 16}, R13)
+		// J0 now: a partial AAD load may use R11 (nonce). X6 is not used
+		// until the keystream.
+		buildJ0(nonce, X6)
+		// J0 (whitened) in Y14, counters from J0+1 in CTR.
+		VPSHUFB(X8, X6, X9)
+		VINSERTI128(U8(1), X9, Y9, yCTR)
+		VPADDD(ctrInit2, yCTR, yCTR)
+		VPXOR(Mem{Base: kp, Disp: offRK2}, Y6, Y14)
+		// m = ceil(n/32) vectors of keystream, m = 0..7.
+		all := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6}
+		for m := 0; m <= 6; m++ {
+			CMPQ(n, U32(32*m))
+			JBE(LabelRef(fmt.Sprintf("short%d", m)))
 		}
-		JMP(LabelRef("lenBlock"))
+		for m := 7; m >= 0; m-- {
+			Label(fmt.Sprintf("short%d", m))
+			vs := all[:m]
+			ctrY(vs)
+			for _, v := range vs {
+				VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
+			}
+			// The AAD (0..64 bytes, at most 2 ymm) is hashed between the
+			// AES rounds, with Y7 and Y15 (free once the counters are made):
+			// issued after the first round, its products no longer delay
+			// the AES chain, which is the message's critical path.
+			aesYRounds(append(vs[:m:m], Y14), kp, shortAADPieces(aad, aadLen, buf)...)
+			// A zero-padded odd AAD block was multiplied by a spare power
+			// (or the zeros after H^1): its product is zero. R13 moves on
+			// to the data's powers.
+			LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+			ANDQ(I8(-16), RAX)
+			ADDQ(RAX, R13)
+			VMOVDQU(X14, local) // E(J0)
+			if m > 0 {
+				shortData(seal, vs, in, out, n, buf)
+			}
+			JMP(LabelRef("lenBlock"))
+		}
 	}
 
 	Label("long")
@@ -1542,9 +1563,15 @@ func gcmAVX2(seal, batch bool) {
 		VMOVDQU(X10, Mem{Base: tag})
 	}
 	if batch {
+		Label("next")
 		ADDQ(U32(descSize), descp)
 		DECQ(local.Offset(countOff))
 		JNZ(LabelRef("msgLoop"))
+		// The last short message is still pending.
+		MOVQ(local.Offset(prevOff), R12)
+		for _, f := range phaseBPieces(verify, R12) {
+			f()
+		}
 		Label("done")
 	}
 	VZEROUPPER()
@@ -1690,4 +1717,351 @@ func ctrAVX2() {
 	Label("done")
 	VZEROUPPER()
 	RET()
+}
+
+// ---------------------------------------------------------------------------
+// AVX2 batch kernels: short messages in a software pipeline.
+//
+// VPCLMULQDQ issues about once every two cycles at any width on this
+// machine, so a short message's GHASH, not its AES, bounds a batch; the
+// batch kernels therefore spend as few carry-less multiplies per message
+// as they can:
+//
+//   - The hash input of a short message (AAD blocks, ciphertext blocks,
+//     length block: T <= 16 blocks) is laid out as one contiguous stream
+//     ending at slot 15 of a 16-block buffer, so it takes ceil(T/2) ymm
+//     products with fixed powers (slot i takes htab[i] = H^(16-i)), not
+//     one partly empty vector for the AAD, one for the data and an xmm
+//     product for the length block.
+//   - Each product is Karatsuba (3 VPCLMULQDQ instead of 4) with the
+//     per-key table hkar (lo ^ hi of each power).
+//
+// For a 160-byte message with 36 bytes of AAD that is 7 x 3 + 2 = 23
+// carry-less multiplies instead of 8 x 4 + 2 = 34.
+//
+// The message is done in two phases. Phase A lays out the AAD (before the
+// AES rounds: loading it is off the AES chain), makes the keystream and
+// E(J0) in one interleaved AES pass, xors and stores the output, and
+// stores the byte-swapped ciphertext and the length block into the stream
+// in a record on the stack. Phase B hashes the stream, reduces once and
+// writes the tag (or, for open, the result of the constant-time tag check).
+// Phase B of message i runs between the AES rounds of phase A of message
+// i+1: the stream is written with 16- and 32-byte stores at any block
+// offset, and the loads that span two stores wait for them to reach the
+// cache; placed a message later, that wait is off the critical path.
+// Phase A holds Y0-Y6 (keystream), Y14 (E(J0)) and Y8 (byte-swap mask);
+// phase B needs only Y7, Y9, Y11-Y13 and Y15. Two records alternate; a
+// third, constant one (nothing to hash, tag to a stack slot) is pending at
+// the start and after a long message, so the pipeline has no special case
+// for its first stage.
+
+// Frame of the AVX2 batch kernels (the single-message layout below 96).
+const (
+	prevOff     = 80  // *record of the message waiting for phase B
+	curOff      = 88  // *record phase A fills next
+	dummyTagOff = 96  // 16 bytes: where the constant record's tag goes
+	recAOff     = 128 // record A
+	recBOff     = recAOff + recSize
+	recDOff     = recBOff + recSize // constant record (header only)
+	frameBatchY = recDOff + recStream
+
+	// Record fields.
+	recEJ0    = 0  // 16 B E(J0)
+	recFirst  = 16 // index (0..8) of the first vector of the stream to hash
+	recTag    = 24 // *tag (seal) or *result byte (verify)
+	recRecv   = 32 // *received tag (verify)
+	recLenBlk = 48 // 16 B length block, byte-swapped
+	recStream = 64 // slot -1 (a zero block when T is odd), then slots 0..15
+	recSlot0  = recStream + 16
+	recSize   = recSlot0 + 16*16
+
+	maxShortVs = 7 // data vectors of a short message (224 bytes)
+)
+
+// mulKaratsubaY adds v (byte-swapped blocks) times the powers at h to
+// LO/MI/HI, Karatsuba style: LO and HI get lo*lo and hi*hi, MI gets
+// (lo^hi)*(hk) with hk the matching entries of hkar; MI ^= LO ^ HI must
+// follow once the sums are complete. Temporaries Y9, Y15; clobbers v.
+func mulKaratsubaY(v VecPhysical, h, hk Mem) {
+	VPSHUFD(U8(0x4e), v, Y9)
+	VPXOR(v, Y9, Y9)
+	VPCLMULQDQ(U8(0x00), h, v, Y15)
+	VPCLMULQDQ(U8(0x11), h, v, v)
+	VPCLMULQDQ(U8(0x00), hk, Y9, Y9)
+	VPXOR(Y15, yLO, yLO)
+	VPXOR(v, yHI, yHI)
+	VPXOR(Y9, yMI, yMI)
+}
+
+// phaseBPieces returns phase B of the message whose record rec points at,
+// as self-contained pieces (every branch stays inside its piece) to be
+// placed between AES rounds. Uses Y7, Y9, Y11-Y13, Y15 and X8 (byte-swap
+// mask, read only); clobbers RAX, RBX, RCX. kp is RDI.
+func phaseBPieces(verify bool, rec GPPhysical) []func() {
+	f := func(off int) Mem { return Mem{Base: rec, Disp: off} }
+	ps := []func(){func() {
+		VPXOR(yLO, yLO, yLO)
+		VPXOR(yMI, yMI, yMI)
+		VPXOR(yHI, yHI, yHI)
+	}}
+	for j := 0; j < 8; j++ {
+		ps = append(ps, func() {
+			skip := lbl("pVec")
+			CMPQ(f(recFirst), U32(j))
+			JA(LabelRef(skip))
+			VMOVDQU(f(recSlot0+32*j), Y7)
+			mulKaratsubaY(Y7, Mem{Base: RDI, Disp: offHtab + 32*j}, Mem{Base: RDI, Disp: offHkar + 32*j})
+			Label(skip)
+		})
+	}
+	return append(ps,
+		func() {
+			VPXOR(yLO, yMI, yMI)
+			VPXOR(yHI, yMI, yMI)
+			VPCLMULQDQ(U8(0x10), gfpoly32, yLO, Y15)
+			VPSHUFD(U8(0x4e), yLO, yLO)
+			VPXOR(yLO, yMI, yMI)
+			VPXOR(Y15, yMI, yMI)
+		},
+		func() {
+			VPCLMULQDQ(U8(0x10), gfpoly32, yMI, Y15)
+			VPSHUFD(U8(0x4e), yMI, yMI)
+			VPXOR(yMI, yHI, yHI)
+			VPXOR(Y15, yHI, yHI)
+			VEXTRACTI128(U8(1), yHI, X15)
+			VPXOR(X15, X13, X7)
+		},
+		func() {
+			VPSHUFB(X8, X7, X7)
+			VPXOR(f(recEJ0), X7, X7)
+			if verify {
+				// Constant time, as in the single-message path.
+				MOVQ(f(recRecv), RAX)
+				VPXOR(Mem{Base: RAX}, X7, X7)
+				XORL(EBX, EBX)
+				VPTEST(X7, X7)
+				SETEQ(BL)
+				MOVQ(f(recTag), RCX)
+				MOVB(BL, Mem{Base: RCX})
+			} else {
+				MOVQ(f(recTag), RAX)
+				VMOVDQU(X7, Mem{Base: RAX})
+			}
+		})
+}
+
+// aesYRoundsSpread applies AES rounds 1..nr to vs (already xored with round
+// key 0) with the pieces of work spread evenly over rounds 1..9.
+func aesYRoundsSpread(vs []VecPhysical, kp GPPhysical, work []func()) {
+	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	per := (len(work) + 8) / 9
+	for r := 1; r < 10; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+		for i := 0; i < per && len(work) > 0; i++ {
+			work[0]()
+			work = work[1:]
+		}
+	}
+	for _, f := range work {
+		f()
+	}
+	l := lbl("aesLastYP")
+	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
+	JE(LabelRef(l))
+	for r := 10; r < 14; r++ {
+		for _, v := range vs {
+			VAESENC(rk(r), v, v)
+		}
+	}
+	Label(l)
+	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
+	SHLQ(U8(5), RBX)
+	for _, v := range vs {
+		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
+	}
+}
+
+// pipelinedShortY emits the batch loop's head: it loads a descriptor's
+// lengths, sends long messages to longEntry and runs short ones through
+// the pipeline (phase A of this message with phase B of the pending one),
+// then jumps to next. Registers as in gcmAVX2: kp RDI, descriptor R14,
+// out R8, in RSI, n RDX; in phase A, R10 is the current record, R12 the
+// pending one and R9 the current message's first data slot.
+func pipelinedShortY(seal, verify bool, kp, descp GPPhysical, buf Mem) {
+	local := Mem{Base: RSP}
+	out, in, n := R8, RSI, RDX
+	cur, prev, dslot := R10, R12, R9
+
+	// The constant record: nothing to hash, tag to a stack slot.
+	LEAQ(local.Offset(recDOff), RAX)
+	MOVQ(RAX, local.Offset(prevOff))
+	LEAQ(local.Offset(recAOff), RAX)
+	MOVQ(RAX, local.Offset(curOff))
+	LEAQ(local.Offset(dummyTagOff), RBX)
+	MOVQ(U32(8), local.Offset(recDOff+recFirst))
+	MOVQ(RBX, local.Offset(recDOff+recTag))
+	MOVQ(RBX, local.Offset(recDOff+recRecv))
+	VPXOR(X0, X0, X0)
+	VMOVDQU(X0, local.Offset(recDOff+recEJ0))
+	VMOVDQU(X0, local.Offset(dummyTagOff))
+
+	Label("msgLoop")
+	aadLen := R10
+	MOVQ(Mem{Base: descp, Disp: 16}, n)
+	MOVQ(Mem{Base: descp, Disp: 32}, aadLen)
+	CMPQ(aadLen, U32(64))
+	JA(LabelRef("longEntry"))
+	CMPQ(n, U32(32*maxShortVs))
+	JA(LabelRef("longEntry"))
+	LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+	SHRQ(U8(4), RAX) // AAD blocks
+	LEAQ(Mem{Base: n, Disp: 15}, RBX)
+	SHRQ(U8(4), RBX) // data blocks
+	ADDQ(RAX, RBX)   // T-1
+	CMPQ(RBX, U32(15))
+	JA(LabelRef("longEntry"))
+
+	// The stream starts at slot s0 = 16-T = 15-RBX; its first vector is
+	// s0/2, and when s0 is odd slot s0-1 must be zero (written always).
+	MOVQ(local.Offset(curOff), R12)
+	MOVQ(U32(15), RCX)
+	SUBQ(RBX, RCX)
+	MOVQ(RCX, RBX)
+	SHRQ(U8(1), RBX)
+	MOVQ(RBX, Mem{Base: R12, Disp: recFirst})
+	SHLQ(U8(4), RCX)
+	LEAQ(Mem{Base: R12, Index: RCX, Scale: 1, Disp: recSlot0}, dslot) // &slot[s0]
+	VPXOR(X7, X7, X7)
+	VMOVDQU(X7, Mem{Base: dslot, Disp: -16})
+	// Length block (bits), byte-swapped: aadbits<<64 | ctbits; stored
+	// into slot 15 after the data (whose zero padding may reach it).
+	MOVQ(n, RAX)
+	SHLQ(U8(3), RAX)
+	MOVQ(aadLen, RBX)
+	SHLQ(U8(3), RBX)
+	VMOVQ(RAX, X7)
+	VPINSRQ(U8(1), RBX, X7, X7)
+	VMOVDQU(X7, Mem{Base: R12, Disp: recLenBlk})
+	MOVQ(Mem{Base: descp, Disp: 48}, RAX)
+	MOVQ(RAX, Mem{Base: R12, Disp: recTag})
+	MOVQ(Mem{Base: descp, Disp: 0}, out)
+	MOVQ(Mem{Base: descp, Disp: 8}, in)
+	if verify {
+		LEAQ(Mem{Base: in, Index: n, Scale: 1}, RAX)
+		MOVQ(RAX, Mem{Base: R12, Disp: recRecv})
+	}
+	// AAD (0..64 bytes: up to two vectors, the last zero-padded) into
+	// slots s0.., byte-swapped; dslot then moves to the data's first slot.
+	aad := R13
+	{
+		done, part, have := lbl("aadP"), lbl("aadPPart"), lbl("aadPHave")
+		MOVQ(Mem{Base: descp, Disp: 24}, aad)
+		TESTQ(aadLen, aadLen)
+		JZ(LabelRef(done))
+		MOVQ(aadLen, RAX)
+		CMPQ(RAX, U32(32))
+		JB(LabelRef(part))
+		VMOVDQU(Mem{Base: aad}, Y7)
+		JMP(LabelRef(have))
+		Label(part)
+		loadPartialY(Mem{Base: aad}, Y7, buf, Y15)
+		Label(have)
+		VPSHUFB(yBSWAP, Y7, Y7)
+		VMOVDQU(Y7, Mem{Base: dslot})
+		CMPQ(aadLen, U32(32))
+		JBE(LabelRef(done))
+		MOVQ(aadLen, RAX)
+		SUBQ(U32(32), RAX)
+		loadPartialY(Mem{Base: aad, Disp: 32}, Y7, buf, Y15)
+		VPSHUFB(yBSWAP, Y7, Y7)
+		VMOVDQU(Y7, Mem{Base: dslot, Disp: 32})
+		Label(done)
+		LEAQ(Mem{Base: aadLen, Disp: 15}, RAX)
+		ANDQ(I8(-16), RAX)
+		ADDQ(RAX, dslot)
+	}
+	MOVQ(R12, cur)
+	MOVQ(local.Offset(prevOff), prev)
+
+	// J0 (whitened) in Y14, counters from J0+1.
+	MOVQ(Mem{Base: descp, Disp: 40}, R11)
+	buildJ0(R11, X6)
+	VPSHUFB(X8, X6, X9)
+	VINSERTI128(U8(1), X9, Y9, yCTR)
+	VPADDD(ctrInit2, yCTR, yCTR)
+	VPXOR(Mem{Base: kp, Disp: offRK2}, Y6, Y14)
+	VMOVDQU(ctrInc2, yINC)
+	all := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6}
+	for m := 0; m < maxShortVs; m++ {
+		CMPQ(n, U32(32*m))
+		JBE(LabelRef(fmt.Sprintf("pipe%d", m)))
+	}
+	for m := maxShortVs; m >= 0; m-- {
+		Label(fmt.Sprintf("pipe%d", m))
+		vs := all[:m]
+		ctrY(vs)
+		for _, v := range vs {
+			VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
+		}
+		aesYRoundsSpread(append(vs[:m:m], Y14), kp, phaseBPieces(verify, prev))
+		VMOVDQU(X14, Mem{Base: cur, Disp: recEJ0})
+		if m > 0 {
+			pipeData(seal, vs, in, out, n, buf, dslot)
+		}
+		JMP(LabelRef("rotate"))
+	}
+	// This message is now pending; the next one fills the other record.
+	Label("rotate")
+	VMOVDQU(Mem{Base: cur, Disp: recLenBlk}, X7)
+	VMOVDQU(X7, Mem{Base: cur, Disp: recSlot0 + 16*15})
+	MOVQ(cur, local.Offset(prevOff))
+	LEAQ(local.Offset(recAOff), RAX)
+	LEAQ(local.Offset(recBOff), RBX)
+	ADDQ(RBX, RAX)
+	SUBQ(cur, RAX)
+	MOVQ(RAX, local.Offset(curOff))
+	JMP(LabelRef("next"))
+}
+
+// pipeData xors the keystream in vs with the n bytes at in into out and
+// stores the byte-swapped ciphertext vectors (the last one zero-padded)
+// into the stream from dslot on. Clobbers Y14, Y15, RAX, RBX, RCX, R11.
+func pipeData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem, dslot GPPhysical) {
+	last := len(vs) - 1
+	for j, v := range vs[:last] {
+		src, dst := Mem{Base: in, Disp: 32 * j}, Mem{Base: out, Disp: 32 * j}
+		save := Mem{Base: dslot, Disp: 32 * j}
+		if seal {
+			VPXOR(src, v, v)
+			VMOVDQU(v, dst)
+			VPSHUFB(yBSWAP, v, v)
+			VMOVDQU(v, save)
+		} else {
+			// Load first: out may be in.
+			VMOVDQU(src, Y15)
+			VPXOR(Y15, v, v)
+			VMOVDQU(v, dst)
+			VPSHUFB(yBSWAP, Y15, Y15)
+			VMOVDQU(Y15, save)
+		}
+	}
+	v := vs[last]
+	MOVQ(n, RAX)
+	if last > 0 {
+		SUBQ(U32(32*last), RAX)
+	}
+	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf, Y14)
+	VPXOR(Y15, v, v)
+	if seal {
+		// Y15 = ciphertext with the bytes past the end cleared.
+		MOVQ(RAX, RBX)
+		NEGQ(RBX)
+		LEAQ(tailMask, RCX)
+		VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, Y15)
+	}
+	storePartialY(v, Mem{Base: out, Disp: 32 * last})
+	VPSHUFB(yBSWAP, Y15, Y15)
+	VMOVDQU(Y15, Mem{Base: dslot, Disp: 32 * last})
 }
