@@ -4,7 +4,7 @@ import (
 	"crypto/cipher"
 	"flag"
 	"fmt"
-	"runtime"
+	"github.com/moqsframe/moqsframe/internal/cputime"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +36,7 @@ func stdlibNsPerSeal(keySize, size int) float64 {
 	nonce := make([]byte, 12)
 	best := 0.0
 	for i := 0; i < 5; i++ {
-		ns := nsPerOp(func() { g.Seal(dst[:0], nonce, pt, benchAAD) }, 20*time.Millisecond)
+		ns := cputime.PerCall(func() { g.Seal(dst[:0], nonce, pt, benchAAD) }, 20*time.Millisecond)
 		if best == 0 || ns < best {
 			best = ns
 		}
@@ -154,29 +154,6 @@ func BenchmarkSealBatch(b *testing.B) {
 	}
 }
 
-// nsPerOp times f over about d of thread CPU time (Linux; wall time
-// elsewhere) and returns ns per call.
-func nsPerOp(f func(), d time.Duration) float64 {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	n := 1
-	for {
-		start := threadCPU()
-		for i := 0; i < n; i++ {
-			f()
-		}
-		el := threadCPU() - start
-		if el >= d {
-			return float64(el.Nanoseconds()) / float64(n)
-		}
-		if el < d/10 {
-			n *= 10
-		} else {
-			n *= 2
-		}
-	}
-}
-
 // ratioRounds is how many alternating rounds BenchmarkSealRatio takes the
 // best of; more rounds filter out a busy machine better.
 var ratioRounds = flag.Int("aesgcm.rounds", 3, "BenchmarkSealRatio: best of this many alternating 20 ms rounds")
@@ -192,7 +169,7 @@ var ratioRounds = flag.Int("aesgcm.rounds", 3, "BenchmarkSealRatio: best of this
 //	go test -run '^$' -bench SealRatio ./asm/aesgcm/
 //	go test -run '^$' -bench 'SealRatio/AES-128/1200/' ./asm/aesgcm/ -args -aesgcm.rounds 7
 func BenchmarkSealRatio(b *testing.B) {
-	if !haveThreadCPU {
+	if !cputime.ThreadAvailable {
 		b.Log("no per-thread CPU clock here: x-stdlib rounds use wall time, so load skews them")
 	}
 	for _, ks := range keySizes {
@@ -228,10 +205,10 @@ func BenchmarkSealRatio(b *testing.B) {
 						}
 						base, ours := 0.0, 0.0
 						for range *ratioRounds {
-							if ns := nsPerOp(stdlib, 20*time.Millisecond); base == 0 || ns < base {
+							if ns := cputime.PerCall(stdlib, 20*time.Millisecond); base == 0 || ns < base {
 								base = ns
 							}
-							if ns := nsPerOp(c.f, 20*time.Millisecond) / float64(c.count); ours == 0 || ns < ours {
+							if ns := cputime.PerCall(c.f, 20*time.Millisecond) / float64(c.count); ours == 0 || ns < ours {
 								ours = ns
 							}
 						}
@@ -313,10 +290,10 @@ func BenchmarkOpenRatio(b *testing.B) {
 							}
 						}
 						for range *ratioRounds {
-							best(&baseO, nsPerOp(stdOpen, 20*time.Millisecond))
-							best(&oursO, nsPerOp(c.open, 20*time.Millisecond)/float64(c.count))
-							best(&baseS, nsPerOp(stdSeal, 20*time.Millisecond))
-							best(&oursS, nsPerOp(c.seal, 20*time.Millisecond)/float64(c.count))
+							best(&baseO, cputime.PerCall(stdOpen, 20*time.Millisecond))
+							best(&oursO, cputime.PerCall(c.open, 20*time.Millisecond)/float64(c.count))
+							best(&baseS, cputime.PerCall(stdSeal, 20*time.Millisecond))
+							best(&oursS, cputime.PerCall(c.seal, 20*time.Millisecond)/float64(c.count))
 						}
 						b.ReportMetric(baseO/oursO, "x-stdlib")
 						b.ReportMetric(baseS/oursS, "seal-x-stdlib")

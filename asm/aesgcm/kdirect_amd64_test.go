@@ -4,6 +4,7 @@ package aesgcm
 
 import (
 	"fmt"
+	"github.com/moqsframe/moqsframe/internal/cputime"
 	"testing"
 	"time"
 	"unsafe"
@@ -78,7 +79,7 @@ func BenchmarkBatchKernel(b *testing.B) {
 					}
 					best := 0.0
 					for range *ratioRounds {
-						if ns := nsPerOp(run, 20*time.Millisecond) / count; best == 0 || ns < best {
+						if ns := cputime.PerCall(run, 20*time.Millisecond) / count; best == 0 || ns < best {
 							best = ns
 						}
 					}
