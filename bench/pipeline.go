@@ -28,17 +28,10 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 		}
 		ts[i] = t
 	}
-	// Output buffers are reused round-robin; more than can be in flight
-	// (queued or in a batch) at once, so none is reused while still in use.
-	// A multiple of tracks, so each buffer always serves the same track,
-	// hence the same worker, as a per-track buffer pool would: a buffer
-	// that hopped between workers would move its cache lines between
-	// cores on every object.
-	inFlight := workers*(queueLen+maxBatch) + 1
-	ring := make([][]byte, (inFlight+tracks-1)/tracks*tracks)
-	for i := range ring {
-		ring[i] = make([]byte, 0, size+sframe.MaxHeaderLen+16)
-	}
+	// Output buffers come from a LIFO free list and go back to it once
+	// emitted, as a media server's would (the sidecar's do): the buffer
+	// reused is the one most recently written, still in cache.
+	bufs := pipeline.NewBuffers(workers*(queueLen+maxBatch)+maxBatch, size+sframe.MaxHeaderLen+16)
 	var emitted atomic.Int64
 	done := make(chan struct{}, 1)
 	var target atomic.Int64
@@ -48,6 +41,7 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 				if batch[i].Err != nil {
 					panic(batch[i].Err)
 				}
+				bufs.Put(batch[i].Out)
 			}
 			if emitted.Add(int64(len(batch))) == target.Load() {
 				done <- struct{}{}
@@ -63,7 +57,7 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 			// Objects arrive in bursts, as from a network read loop.
 			burst = burst[:0]
 			for ; len(burst) < maxBatch && sent < iters; sent++ {
-				burst = append(burst, pipeline.Object{Track: ts[next%tracks], ObjectID: obj, Payload: payload, Out: ring[next%len(ring)]})
+				burst = append(burst, pipeline.Object{Track: ts[next%tracks], ObjectID: obj, Payload: payload, Out: bufs.Get(size + sframe.MaxHeaderLen + 16)})
 				next++
 				obj++
 			}

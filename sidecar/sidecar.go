@@ -68,7 +68,7 @@ type Sidecar struct {
 	mu     sync.Mutex
 	tracks map[string]*pipeline.Track
 
-	bufs chan []byte // free buffers, bounded
+	bufs *pipeline.Buffers // payload and output buffers, reused LIFO
 }
 
 // ErrTooLarge means an input object exceeds Config.MaxObjectSize.
@@ -93,7 +93,7 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	s := &Sidecar{
 		cfg: cfg, log: cfg.Logger, tracks: map[string]*pipeline.Track{},
-		bufs: make(chan []byte, 4096),
+		bufs: pipeline.NewBuffers(4096, 2048),
 		M:    cfg.Metrics,
 	}
 	if cfg.Mode == Encrypt {
@@ -131,24 +131,6 @@ func (s *Sidecar) track(name string) (*pipeline.Track, error) {
 	return t, nil
 }
 
-func (s *Sidecar) buffer(n int) []byte {
-	select {
-	case b := <-s.bufs:
-		if cap(b) >= n {
-			return b[:0]
-		}
-	default:
-	}
-	return make([]byte, 0, max(n, 2048))
-}
-
-func (s *Sidecar) recycle(b []byte) {
-	select {
-	case s.bufs <- b:
-	default:
-	}
-}
-
 // Submit queues one object of the named track. The payload is copied, so
 // the caller may reuse it. Submit waits while the pipeline is full
 // (backpressure); it fails for oversized objects, after Close, or when ctx
@@ -166,12 +148,12 @@ func (s *Sidecar) Submit(ctx context.Context, trackName string, group, subgroup,
 		s.M.Drops.Inc()
 		return err
 	}
-	in := append(s.buffer(len(payload)), payload...)
+	in := append(s.bufs.Get(len(payload)), payload...)
 	o := pipeline.Object{Track: t, GroupID: group, SubgroupID: subgroup, ObjectID: object,
-		Payload: in, Out: s.buffer(len(payload) + sframe.MaxHeaderLen + 16), Arrived: arrived}
+		Payload: in, Out: s.bufs.Get(len(payload) + sframe.MaxHeaderLen + 16), Arrived: arrived}
 	if err := s.stage.Submit(ctx, o); err != nil {
-		s.recycle(in)
-		s.recycle(o.Out)
+		s.bufs.Put(in)
+		s.bufs.Put(o.Out)
 		s.M.Drops.Inc()
 		return err
 	}
@@ -210,8 +192,8 @@ func (s *Sidecar) emit(batch []pipeline.Object) {
 			s.M.Errors.Inc()
 			s.log.Warn("object dropped", "mode", s.cfg.Mode, "track", o.Track.Name(), "group", o.GroupID, "object", o.ObjectID, "err", o.Err)
 		}
-		s.recycle(o.Payload)
-		s.recycle(o.Out)
+		s.bufs.Put(o.Payload)
+		s.bufs.Put(o.Out)
 	}
 }
 
