@@ -267,10 +267,12 @@ func maxRates(b *testing.B) (plain, sf *chainResult, ceiling ceilingResult) {
 	}
 	for i, rate := range rates {
 		if i%3 == 0 {
-			if c := quicCeiling(b, 1200, time.Second); c.rate > ceiling.rate {
-				ceiling = c
+			c := quicCeiling(b, 1200, time.Second)
+			c.runs = ceiling.runs + 1
+			if c.rate < ceiling.rate {
+				c.rate, c.cpuPerObject = ceiling.rate, ceiling.cpuPerObject
 			}
-			ceiling.runs++
+			ceiling = c
 		}
 		running := false
 		for _, cr := range runners {
