@@ -397,7 +397,7 @@ func Run(opts Options, emit func(Result)) error {
 						}
 						m, base := MeasurePair(sw, 1, w, opts.MinTime, opts.Rounds)
 						emit(Result{
-							Suite: suite.String(), Op: "seal-vs-" + b.op, Size: size, Batch: 1, Path: path,
+							Suite: suite.String(), Op: "seal-vs-" + b.op, Size: size, Batch: 1, Path: p,
 							NsPerObject: m.NsPerObject, GBps: m.GBps(size),
 							StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
 							AllocsPerObject: m.AllocsPerObject,
