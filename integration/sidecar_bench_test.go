@@ -330,9 +330,13 @@ func (cr *chainRunner) step(b *testing.B, rate float64) {
 			dec["sidecar_errors_total"], dec["sidecar_duplicates_total"])
 		return
 	}
+	// The source falling short of the offer means the machine is saturated;
+	// the chain still gets the next step if this one raised its best (by
+	// more than the noise), so one unlucky step does not end it.
+	improved := achieved > 1.02*r.best
 	r.steps = append(r.steps, step)
 	r.best = max(r.best, achieved)
-	if achieved < 0.9*rate {
+	if achieved < 0.9*rate && !improved {
 		r.stop = fmt.Sprintf("source saturated at %.0f offered", rate)
 	}
 }
