@@ -212,16 +212,26 @@ func SFrameSeal(suite sframe.CipherSuite, size int) (Workload, error) {
 	}, nil
 }
 
-// SFrameOpen returns a workload opening size-byte objects with a Receiver.
-// Replay protection is off so the same ciphertexts can be opened again.
-func SFrameOpen(suite sframe.CipherSuite, size int) (Workload, error) {
+// openPair returns a Sender and a Receiver holding the same key, with
+// replay protection off so the same ciphertexts can be opened again.
+func openPair(suite sframe.CipherSuite) (*sframe.Sender, *sframe.Receiver, error) {
 	base := make([]byte, suite.KeySize())
 	s, err := sframe.NewSender(suite, 0x123, base)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := sframe.NewReceiver(sframe.WithReplayWindow(0))
 	if err := r.AddKey(suite, 0x123, base); err != nil {
+		return nil, nil, err
+	}
+	return s, r, nil
+}
+
+// SFrameOpen returns a workload opening size-byte objects with a Receiver.
+// Replay protection is off so the same ciphertexts can be opened again.
+func SFrameOpen(suite sframe.CipherSuite, size int) (Workload, error) {
+	s, r, err := openPair(suite)
+	if err != nil {
 		return nil, err
 	}
 	ct, err := s.Seal(nil, metadata, make([]byte, size))
@@ -299,6 +309,19 @@ func Run(opts Options, emit func(Result)) error {
 		baselines[bk] = m
 		return m, nil
 	}
+	// pairRow emits the row of w timed against the baseline bw: the two
+	// run interleaved, so the ratio compares them in the same moments of a
+	// shared machine. bw's speed goes in StdlibGBps and Ratio.
+	pairRow := func(suite sframe.CipherSuite, op string, size, batch int, path string, w Workload, perIter int, bw Workload, bwPerIter int) {
+		m, base := MeasurePairN(w, perIter, bw, bwPerIter, opts.MinTime, opts.Rounds)
+		emit(Result{
+			Suite: suite.String(), Op: op, Size: size, Batch: batch, Path: path,
+			NsPerObject: m.NsPerObject, GBps: m.GBps(size),
+			StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
+			AllocsPerObject: m.AllocsPerObject,
+		})
+	}
+	// row emits the row of w against Go's AES-GCM of the same size.
 	row := func(suite sframe.CipherSuite, op string, size, batch int, path string, w Workload, perIter int) error {
 		baseOp := op
 		if op != "open" {
@@ -308,15 +331,7 @@ func Run(opts Options, emit func(Result)) error {
 		if err != nil {
 			return err
 		}
-		// The baseline runs interleaved with the row, so the ratio
-		// compares the two in the same moments of a shared machine.
-		m, base := MeasurePair(w, perIter, bw, opts.MinTime, opts.Rounds)
-		emit(Result{
-			Suite: suite.String(), Op: op, Size: size, Batch: batch, Path: path,
-			NsPerObject: m.NsPerObject, GBps: m.GBps(size),
-			StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
-			AllocsPerObject: m.AllocsPerObject,
-		})
+		pairRow(suite, op, size, batch, path, w, perIter, bw, 1)
 		return nil
 	}
 	paths := opts.Paths
@@ -395,13 +410,7 @@ func Run(opts Options, emit func(Result)) error {
 							restore()
 							return err
 						}
-						m, base := MeasurePair(sw, 1, w, opts.MinTime, opts.Rounds)
-						emit(Result{
-							Suite: suite.String(), Op: "seal-vs-" + b.op, Size: size, Batch: 1, Path: p,
-							NsPerObject: m.NsPerObject, GBps: m.GBps(size),
-							StdlibGBps: base.GBps(size), Ratio: base.NsPerObject / m.NsPerObject,
-							AllocsPerObject: m.AllocsPerObject,
-						})
+						pairRow(suite, "seal-vs-"+b.op, size, 1, p, sw, 1, w, 1)
 					}
 				}
 			}
@@ -429,13 +438,7 @@ func Run(opts Options, emit func(Result)) error {
 						restore()
 						return err
 					}
-					m, raw := MeasurePairN(sw, batch, w, batch, opts.MinTime, opts.Rounds)
-					emit(Result{
-						Suite: suite.String(), Op: "sframe-vs-aead", Size: 1200, Batch: batch, Path: path,
-						NsPerObject: m.NsPerObject, GBps: m.GBps(1200),
-						StdlibGBps: raw.GBps(1200), Ratio: raw.NsPerObject / m.NsPerObject,
-						AllocsPerObject: m.AllocsPerObject,
-					})
+					pairRow(suite, "sframe-vs-aead", 1200, batch, path, sw, batch, w, batch)
 				}
 			}
 		}
@@ -539,13 +542,8 @@ func RawAEADSeal(suite sframe.CipherSuite, size, batch int) (Workload, error) {
 // with one Receiver's OpenBatch (the multi-buffer path); each iteration is
 // one batch. Replay protection is off so the same ciphertexts open again.
 func SFrameOpenBatch(suite sframe.CipherSuite, size, batch int) (Workload, error) {
-	base := make([]byte, suite.KeySize())
-	s, err := sframe.NewSender(suite, 0x123, base)
+	s, r, err := openPair(suite)
 	if err != nil {
-		return nil, err
-	}
-	r := sframe.NewReceiver(sframe.WithReplayWindow(0))
-	if err := r.AddKey(suite, 0x123, base); err != nil {
 		return nil, err
 	}
 	items := make([]sframe.OpenItem, batch)
