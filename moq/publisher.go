@@ -466,7 +466,7 @@ func (s *subscriber) write(o Object) error {
 	if _, err := g.sg.WriteObject(o.ObjectID, o.Payload); err != nil {
 		return err
 	}
-	if g.st != nil && g.st.coalesce {
+	if g.st != nil { // coalescing: counted out once flushed
 		s.unflushed++
 		s.unflushedBytes += uint64(len(o.Payload))
 	} else {

@@ -392,10 +392,11 @@ func (s *Session) Publish(namespace []string, track string) (*Publisher, error) 
 // trackKey is an unambiguous map key for (namespace tuple, track).
 func trackKey(namespace []string, track string) string {
 	// Each field is length-prefixed, so no two (namespace, track) pairs
-	// share a key whatever bytes they hold. One allocation: the key.
+	// share a key whatever bytes they hold. One allocation: the key,
+	// grown once to a bound (a length takes at most 20 digits).
 	n := len(track) + 1
 	for _, e := range namespace {
-		n += len(e) + 2 + len(strconv.Itoa(len(e)))
+		n += len(e) + 22
 	}
 	var b strings.Builder
 	b.Grow(n)
