@@ -28,7 +28,7 @@ type RelayClient struct {
 	sess       *moq.Session
 	connected  chan struct{} // closed while a session is up; replaced on loss
 	buffer     ReconnectBuffer
-	backlogs   map[string]*backlog
+	backlogs   map[backlogKey]*backlog
 	now        func() time.Time
 
 	// Reconnects counts sessions lost and re-established; Unpublished,
@@ -53,7 +53,7 @@ const (
 func NewRelayClient(addr string, cfg *moq.Config, log *slog.Logger) *RelayClient {
 	c := &RelayClient{addr: addr, log: log, namespaces: map[string][]string{},
 		pubs: &publisherSet{m: map[string]*moq.Publisher{}}, connected: make(chan struct{}),
-		backlogs: map[string]*backlog{}, now: time.Now}
+		backlogs: map[backlogKey]*backlog{}, now: time.Now}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -92,13 +92,13 @@ func (c *RelayClient) SetReconnectBuffer(b ReconnectBuffer) {
 // namespace through the relay, with a reconnect buffer per track
 // (ReconnectBuffer): the encrypting sidecar's output.
 func (c *RelayClient) Sink(namespace []string) Sink {
-	return &relaySink{c: c, namespace: namespace}
+	return &relaySink{c: c, namespace: namespace, nsKey: moq.TrackKey(namespace, "")}
 }
 
 type relaySink struct {
 	c         *RelayClient
 	namespace []string
-	backlogs  sync.Map // track name -> *backlog: no key to build per object
+	nsKey     string // moq.TrackKey(namespace, ""), built once
 }
 
 // WriteObject copies payload once: the copy is both kept and queued.
@@ -110,15 +110,16 @@ func (s *relaySink) WriteObject(track string, group, subgroup, object uint64, pa
 	if len(payload) > limit {
 		return &moq.ObjectTooLargeError{Size: uint64(len(payload)), Max: uint64(limit)}
 	}
-	b, ok := s.backlogs.Load(track)
-	if !ok {
-		b, _ = s.backlogs.LoadOrStore(track, s.c.backlog(s.namespace, track))
-	}
-	return b.(*backlog).write(moq.Object{GroupID: group, SubgroupID: subgroup, ObjectID: object, Payload: append([]byte(nil), payload...)})
+	b := s.c.backlog(backlogKey{s.nsKey, track}, s.namespace)
+	return b.write(moq.Object{GroupID: group, SubgroupID: subgroup, ObjectID: object, Payload: append([]byte(nil), payload...)})
 }
 
-func (c *RelayClient) backlog(namespace []string, track string) *backlog {
-	key := moq.TrackKey(namespace, track)
+// backlogKey names a published track: its namespace's key and its name. A
+// struct of two strings, so finding a track's backlog per object builds
+// no key.
+type backlogKey struct{ ns, track string }
+
+func (c *RelayClient) backlog(key backlogKey, namespace []string) *backlog {
 	c.mu.Lock()
 	b, ok := c.backlogs[key]
 	cfg := c.buffer
@@ -126,7 +127,7 @@ func (c *RelayClient) backlog(namespace []string, track string) *backlog {
 	if ok {
 		return b
 	}
-	pub := c.Publisher(namespace, track)
+	pub := c.Publisher(namespace, key.track)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b, ok = c.backlogs[key]; !ok {
