@@ -64,11 +64,10 @@ func BuildTags(t testing.TB, pkg, tags string) string {
 		builtDir = d
 	}
 	out := filepath.Join(builtDir, filepath.Base(pkg))
-	args := []string{"build", "-o", out}
 	if tags != "" {
 		out += "-" + strings.ReplaceAll(tags, ",", "-")
-		args = []string{"build", "-o", out, "-tags", tags}
 	}
+	args := []string{"build", "-o", out, "-tags", tags}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
