@@ -142,6 +142,16 @@ func (l *liveness) heard(group, id string, leaf uint32, epoch uint64, now time.T
 		g.revived = now
 	}
 	k := liveKey{id, leaf}
+	r := g.record(k)
+	r.seen, r.epoch = now, max(r.epoch, epoch)
+	if !g.isLeft(k, r) {
+		g.heard = now
+	}
+}
+
+// record returns k's record, creating it (and making room within
+// maxLiveRecords by evicting the oldest) if there is none.
+func (g *liveGroup) record(k liveKey) *liveRec {
 	r := g.recs[k]
 	if r == nil {
 		if len(g.recs) >= maxLiveRecords {
@@ -150,10 +160,7 @@ func (l *liveness) heard(group, id string, leaf uint32, epoch uint64, now time.T
 		r = &liveRec{}
 		g.recs[k] = r
 	}
-	r.seen, r.epoch = now, max(r.epoch, epoch)
-	if !g.isLeft(k, r) {
-		g.heard = now
-	}
+	return r
 }
 
 func (g *liveGroup) evictOldest() {
@@ -175,14 +182,7 @@ func (l *liveness) merge(group string, recs []store.Heard) {
 	g := l.group(group)
 	for _, h := range recs {
 		k := liveKey{h.Identity, h.Leaf}
-		r := g.recs[k]
-		if r == nil {
-			if len(g.recs) >= maxLiveRecords {
-				g.evictOldest()
-			}
-			r = &liveRec{}
-			g.recs[k] = r
-		}
+		r := g.record(k)
 		if h.At.After(r.seen) {
 			r.seen = h.At
 		}
