@@ -47,13 +47,10 @@ func (p *testPKI) cert(t *testing.T, name string, hosts ...string) *identity.Cer
 
 // newAuthRelay runs a relay with mTLS against p's CA; its server
 // certificate is from the same CA.
-func newAuthRelay(t *testing.T, p *testPKI, cfg Config) *Relay {
+// serveRelay starts a relay with cfg, serving until the test ends, when it
+// must close without a Serve error.
+func serveRelay(t *testing.T, cfg Config) *Relay {
 	t.Helper()
-	srv := p.cert(t, "relay", "127.0.0.1")
-	cfg.Addr = "127.0.0.1:0"
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{srv.TLS()}, MinVersion: tls.VersionTLS13}
-	cfg.TrustAnchor = p.v
-	cfg.Logger = slog.New(slog.DiscardHandler)
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +64,16 @@ func newAuthRelay(t *testing.T, p *testPKI, cfg Config) *Relay {
 		}
 	})
 	return r
+}
+
+func newAuthRelay(t *testing.T, p *testPKI, cfg Config) *Relay {
+	t.Helper()
+	srv := p.cert(t, "relay", "127.0.0.1")
+	cfg.Addr = "127.0.0.1:0"
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{srv.TLS()}, MinVersion: tls.VersionTLS13}
+	cfg.TrustAnchor = p.v
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	return serveRelay(t, cfg)
 }
 
 // dialAs connects with cert (nil: anonymous), verifying the relay against

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -21,19 +20,7 @@ func newTreeRelay(t *testing.T, p *testPKI, name string, cfg Config) *Relay {
 	cfg.TrustAnchor = p.v
 	cfg.UpstreamTLS = identity.ClientTLS(c, p.v)
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- r.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		_ = r.Close()
-		if err := <-serveDone; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return r
+	return serveRelay(t, cfg)
 }
 
 // tree is an origin and two edges below it.
