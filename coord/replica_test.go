@@ -22,6 +22,17 @@ type replica struct {
 	leader *store.EtcdLeader
 }
 
+// leaderAndFollower starts replica a, waits until it forwards (leads),
+// then starts replica b on the same etcd prefix.
+func leaderAndFollower(t *testing.T) (a, b *replica) {
+	t.Helper()
+	c := etcdtest.Shared(t)
+	prefix := etcdtest.Prefix(t)
+	a = startReplica(t, c.Endpoints(), prefix, "a")
+	waitFor(t, 10*time.Second, "a leading", func() bool { return a.leader.Leading() != nil })
+	return a, startReplica(t, c.Endpoints(), prefix, "b")
+}
+
 func startReplica(t *testing.T, endpoints []string, prefix, name string) *replica {
 	t.Helper()
 	st, err := store.OpenEtcdStore(context.Background(), store.EtcdConfig{Endpoints: endpoints, Prefix: prefix})
@@ -129,11 +140,7 @@ func TestReplicasJoinRace(t *testing.T) {
 // lease and forwards the rest from the persisted position: every epoch
 // once at least, in order, no gap.
 func TestReplicasForwarderTakeover(t *testing.T) {
-	c := etcdtest.Shared(t)
-	prefix := etcdtest.Prefix(t)
-	a := startReplica(t, c.Endpoints(), prefix, "a")
-	waitFor(t, 10*time.Second, "a leading", func() bool { return a.leader.Leading() != nil })
-	b := startReplica(t, c.Endpoints(), prefix, "b")
+	a, b := leaderAndFollower(t)
 	ctx := context.Background()
 	if created, err := b.client.Join(ctx, "g", wiretest.KeyPackage("creator")); err != nil || !created {
 		t.Fatalf("create: %v %v", created, err)
@@ -183,11 +190,7 @@ func TestReplicasForwarderTakeover(t *testing.T) {
 // TestReplicasAck: an epoch acknowledgement posted to a replica that is
 // not the forwarder is published by the forwarder.
 func TestReplicasAck(t *testing.T) {
-	c := etcdtest.Shared(t)
-	prefix := etcdtest.Prefix(t)
-	a := startReplica(t, c.Endpoints(), prefix, "a")
-	waitFor(t, 10*time.Second, "a leading", func() bool { return a.leader.Leading() != nil })
-	b := startReplica(t, c.Endpoints(), prefix, "b")
+	a, b := leaderAndFollower(t)
 	ctx := context.Background()
 	if _, err := b.client.Join(ctx, "g", wiretest.KeyPackage("creator")); err != nil {
 		t.Fatal(err)
