@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -77,14 +76,6 @@ func TestPublishPathAllocs(t *testing.T) {
 	}
 	send(5000) // warm up: buffers, streams, congestion window
 	const n = 20000
-	if os.Getenv("ALLOCPROF") != "" {
-		runtime.MemProfileRate = 1
-		defer func() {
-			f, _ := os.Create(os.Getenv("ALLOCPROF"))
-			pprof.Lookup("allocs").WriteTo(f, 0)
-			f.Close()
-		}()
-	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	send(n)
