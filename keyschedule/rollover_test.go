@@ -3,6 +3,7 @@ package keyschedule
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -17,8 +18,11 @@ import (
 // between two members while epochs roll 1000 times. Every object whose
 // epoch is within the receiver's window when it is opened must open; every
 // object whose epoch was retired before it is opened must fail with
-// ErrEpochRetired (which is also sframe.ErrUnknownKID). Objects opened
-// while their epoch is being retired may go either way.
+// ErrEpochRetired (which is also sframe.ErrUnknownKID), or with
+// sframe.ErrAuthentication once epoch+16 has taken its slot. Objects opened
+// while their epoch is being retired may go either way. On a busy machine a
+// worker can be descheduled inside one Open for more than 16 epochs (seen
+// in CI), so slot reuse is accepted wherever the counters allow it.
 //
 // Window: the clock advances 1 s per epoch and the grace period is 3 s, so
 // after installing epoch L the receiver holds L-3..L (4 < 2^E = 16 epochs:
@@ -102,36 +106,33 @@ func TestConcurrentRollover(t *testing.T) {
 				la := rx.latest.Load()
 				// During Open the receiver's newest epoch was in [lb, la+1]
 				// (the counter is stored after Install returns).
+				// Once epoch+16 is installed, the slot (same low E bits) holds
+				// it and the object fails authentication under its key
+				// (RFC 9605 §5.2 slot reuse). A worker descheduled inside
+				// Open can see that even for an object live when Open began.
+				reused := isErr(err, sframe.ErrAuthentication) && o.epoch+16 <= la+1
+				where := fmt.Sprintf("(epoch %d, receiver latest %d before Open, %d after)", o.epoch, lb, la)
 				switch {
 				case o.epoch+grace >= la+1: // live throughout
 					if err != nil || !bytes.Equal(pt, o.pt) {
-						violate("in-window object failed: " + errString(err))
+						violate("in-window object failed: " + errString(err) + " " + where)
 					}
 					local.inWindowOK++
-				case o.epoch+grace < lb: // retired before Open began
-					// Once epoch+16 is installed, the slot (same low E bits)
-					// holds it and the object fails authentication under
-					// its key (RFC 9605 §5.2 slot reuse).
-					switch {
-					case isErr(err, ErrEpochRetired) && isErr(err, sframe.ErrUnknownKID):
-						local.retiredFail++
-					case isErr(err, sframe.ErrAuthentication) && o.epoch+16 <= la+1:
-						local.reusedFail++
-					default:
-						violate("retired object: unexpected result " + errString(err))
+				case err == nil && o.epoch+grace >= lb: // retired during Open
+					if !bytes.Equal(pt, o.pt) {
+						violate("edge object: wrong plaintext " + where)
 					}
-				default:
-					if err == nil {
-						if !bytes.Equal(pt, o.pt) {
-							violate("edge object: wrong plaintext")
-						}
-						local.edgeOK++
-					} else {
-						if !isErr(err, ErrEpochRetired) {
-							violate("edge object: unexpected error " + errString(err))
-						}
+					local.edgeOK++
+				case isErr(err, ErrEpochRetired) && isErr(err, sframe.ErrUnknownKID):
+					if o.epoch+grace >= lb {
 						local.edgeFail++
+					} else {
+						local.retiredFail++
 					}
+				case reused:
+					local.reusedFail++
+				default:
+					violate("object retired before or during Open: unexpected result " + errString(err) + " " + where)
 				}
 				return true
 			}
