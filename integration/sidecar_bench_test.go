@@ -307,18 +307,24 @@ func (cr *chainRunner) step(b *testing.B, rate float64) {
 	r, c := cr.r, cr.c
 	const d = 2 * time.Second
 	before := c.cpu(b)
+	relBefore := proctest.Metrics(b, "http://"+c.relayMetrics+"/metrics")
 	sent := c.send([]string{"t0"}, map[string]int{"t0": 1200}, rate, d, 100)
 	cr.total += float64(sent)
 	got := c.delivered(b, cr.total)
 	after := c.cpu(b)
+	rel := proctest.Metrics(b, "http://"+c.relayMetrics+"/metrics")
 	achieved := float64(sent) / d.Seconds()
 	per := func(i int) float64 { return float64(after[i]-before[i]) / float64(time.Microsecond) / float64(sent) }
 	step := &stepCPU{name: r.name, offered: rate, source: per(0), enc: per(1), relay: per(2), dec: per(3)}
-	r.log = append(r.log, fmt.Sprintf("%.0f->%.0f", rate, achieved))
+	// The relay's QUIC repairs in this step: packets it discarded on
+	// receipt (its receive queue full) and packets it sent that were lost.
+	// Objects behind a repair on their stream arrive after later groups'.
+	quicDelta := func(name string) float64 { return rel[name] - relBefore[name] }
+	r.log = append(r.log, fmt.Sprintf("%.0f->%.0f (relay QUIC %.0f dropped, %.0f lost)", rate, achieved,
+		quicDelta("moq_relay_quic_packets_dropped_total"), quicDelta("moq_relay_quic_packets_lost_total")))
 	if got < cr.total {
 		enc := proctest.Metrics(b, "http://"+c.encMetrics+"/metrics")
 		dec := proctest.Metrics(b, "http://"+c.decMetrics+"/metrics")
-		rel := proctest.Metrics(b, "http://"+c.relayMetrics+"/metrics")
 		relayDrops := 0.0
 		for k, v := range rel {
 			if strings.HasPrefix(k, "moq_relay_dropped_total") {

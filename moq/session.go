@@ -26,6 +26,18 @@ type SessionStats struct {
 	StreamCreditWaits  uint64 // times OpenSubgroup had to wait for stream credit
 	StaleUnsubscribes  uint64 // UNSUBSCRIBE/SUBSCRIBE_UPDATE/FETCH_CANCEL for ended requests, dropped
 	StaleUnannounces   uint64 // UNANNOUNCE for namespaces the peer did not announce (or withdrew), dropped
+
+	// QUIC-level losses, which QUIC repairs by retransmission: no object
+	// is lost, but the objects behind a lost packet on its stream wait
+	// for the repair while other streams' objects go on.
+	//
+	// PacketsLost counts our packets QUIC declared lost (RFC 9002 §6.1)
+	// and sent again. PacketsDropped counts packets from the peer that
+	// quic-go discarded before processing them; on a saturated CPU these
+	// are mostly its per-connection receive queue (256 packets) being full,
+	// and they come back as the peer's PacketsLost.
+	PacketsLost    uint64
+	PacketsDropped uint64
 }
 
 type sessionCounters struct {
@@ -77,6 +89,7 @@ type Session struct {
 	ctlSem chan struct{}
 
 	stats     sessionCounters
+	quic      *quicCounters // from the connection's context (see traceLosses)
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup // goroutines started by this package for the session
@@ -89,6 +102,7 @@ func quicConfig(cfg *Config) *quic.Config {
 		MaxIdleTimeout:        cfg.MaxIdleTimeout,
 		KeepAlivePeriod:       cfg.MaxIdleTimeout / 2,
 		HandshakeIdleTimeout:  cfg.HandshakeTimeout,
+		Tracer:                traceLosses,
 	}
 }
 
@@ -97,6 +111,7 @@ func newSession(conn *quic.Conn, cfg *Config) *Session {
 		cfg:            cfg,
 		conn:           conn,
 		ctx:            conn.Context(),
+		quic:           quicCountersOf(conn.Context()),
 		publishers:     map[string]*Publisher{},
 		inbounds:       map[uint64]*inbound{},
 		aliasByRequest: map[uint64]uint64{},
@@ -167,7 +182,10 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Session, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
-	qc, err := quic.DialAddr(sctx, addr, tc, quicConfig(cfg))
+	// The connection's context is derived from the dial context, so the
+	// session finds the tracer's counters there.
+	qctx, _ := withQUICCounters(sctx)
+	qc, err := quic.DialAddr(qctx, addr, tc, quicConfig(cfg))
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w: QUIC handshake with %s: %v", ErrSetupTimeout, addr, err)
@@ -183,6 +201,8 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Session, error) {
 
 // Listener accepts MoQ sessions over raw QUIC.
 type Listener struct {
+	udp    *net.UDPConn
+	tr     *quic.Transport
 	ln     *quic.Listener
 	cfg    *Config
 	ready  chan *Session
@@ -200,12 +220,31 @@ func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
 	cfg = cfg.withDefaults()
 	tc := tlsConf.Clone()
 	tc.NextProtos = []string{ALPN}
-	ln, err := quic.ListenAddr(addr, tc, quicConfig(cfg))
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("moq: listen on %s: %w", addr, err)
 	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("moq: listen on %s: %w", addr, err)
+	}
+	// A Transport rather than quic.ListenAddr, for ConnContext: it gives
+	// each connection its loss counters before quic-go asks for a tracer.
+	tr := &quic.Transport{
+		Conn: udp,
+		ConnContext: func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+			ctx, _ = withQUICCounters(ctx)
+			return ctx, nil
+		},
+	}
+	ln, err := tr.Listen(tc, quicConfig(cfg))
+	if err != nil {
+		_ = tr.Close()
+		_ = udp.Close()
+		return nil, fmt.Errorf("moq: listen on %s: %w", addr, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Listener{ln: ln, cfg: cfg, ready: make(chan *Session), ctx: ctx, cancel: cancel}
+	l := &Listener{udp: udp, tr: tr, ln: ln, cfg: cfg, ready: make(chan *Session), ctx: ctx, cancel: cancel}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l, nil
@@ -268,7 +307,8 @@ func (l *Listener) Close() error {
 	l.cancel()
 	err := l.ln.Close()
 	l.wg.Wait()
-	return err
+	// The Transport does not close a socket it was given.
+	return errors.Join(err, l.tr.Close(), l.udp.Close())
 }
 
 // Done is closed when the session's connection is closed (by either end).
@@ -297,6 +337,8 @@ func (s *Session) Stats() SessionStats {
 		StreamCreditWaits:  s.stats.streamCreditWaits.Load(),
 		StaleUnsubscribes:  s.stats.staleUnsubscribes.Load(),
 		StaleUnannounces:   s.stats.staleUnannounces.Load(),
+		PacketsLost:        s.quic.lost.Load(),
+		PacketsDropped:     s.quic.dropped.Load(),
 	}
 }
 

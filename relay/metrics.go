@@ -34,6 +34,12 @@ type Metrics struct {
 	StreamsIn        uint64
 	DatagramsDropped uint64
 	StreamCreditWait uint64
+	// QUICPacketsLost and QUICPacketsDropped are the sessions' QUIC-level
+	// losses, which QUIC repairs (see moq.SessionStats): packets the relay
+	// sent that were lost, and received packets quic-go discarded, mostly
+	// for a full receive queue when the relay is short of CPU.
+	QUICPacketsLost    uint64
+	QUICPacketsDropped uint64
 
 	// Refused ANNOUNCEs by reason (see the Reason constants) and SUBSCRIBEs
 	// refused for lack of a client certificate.
@@ -60,24 +66,26 @@ func (r *Relay) Metrics() Metrics {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := Metrics{
-		Sessions:          len(r.sessions),
-		SessionsTotal:     r.sessionsTotal.Load(),
-		Announcements:     len(r.announcements),
-		Tracks:            len(r.tracks),
-		ObjectsIn:         r.objsIn.Load(),
-		BytesIn:           r.bytesIn.Load(),
-		ObjectsOut:        r.retired.objectsOut.Load(),
-		BytesOut:          r.retired.bytesOut.Load(),
-		DroppedQueueFull:  r.retired.droppedQueueFull.Load(),
-		DroppedQueueBytes: r.retired.droppedQueueBytes.Load(),
-		PeakQueuedBytes:   r.retired.peakQueuedBytes.Load(),
-		DroppedOversize:   r.retired.oversize.Load() + r.upstreamOversizeWhileForwarding.Load(),
-		DroppedFraming:    r.retired.refused.Load(),
-		Disconnects:       r.retired.disconnects.Load(),
-		UpstreamFailures:  r.upstreamFailures.Load(),
-		StreamsIn:         r.retired.streams.Load(),
-		DatagramsDropped:  r.retired.datagrams.Load(),
-		StreamCreditWait:  r.retired.creditWaits.Load(),
+		Sessions:           len(r.sessions),
+		SessionsTotal:      r.sessionsTotal.Load(),
+		Announcements:      len(r.announcements),
+		Tracks:             len(r.tracks),
+		ObjectsIn:          r.objsIn.Load(),
+		BytesIn:            r.bytesIn.Load(),
+		ObjectsOut:         r.retired.objectsOut.Load(),
+		BytesOut:           r.retired.bytesOut.Load(),
+		DroppedQueueFull:   r.retired.droppedQueueFull.Load(),
+		DroppedQueueBytes:  r.retired.droppedQueueBytes.Load(),
+		PeakQueuedBytes:    r.retired.peakQueuedBytes.Load(),
+		DroppedOversize:    r.retired.oversize.Load() + r.upstreamOversizeWhileForwarding.Load(),
+		DroppedFraming:     r.retired.refused.Load(),
+		Disconnects:        r.retired.disconnects.Load(),
+		UpstreamFailures:   r.upstreamFailures.Load(),
+		StreamsIn:          r.retired.streams.Load(),
+		DatagramsDropped:   r.retired.datagrams.Load(),
+		StreamCreditWait:   r.retired.creditWaits.Load(),
+		QUICPacketsLost:    r.retired.quicLost.Load(),
+		QUICPacketsDropped: r.retired.quicDropped.Load(),
 
 		AnnounceRefusedUnauthenticated:  r.auth.announceUnauthenticated.Load(),
 		AnnounceRefusedReserved:         r.auth.announceReserved.Load(),
@@ -108,6 +116,8 @@ func (r *Relay) Metrics() Metrics {
 		m.StreamsIn += st.StreamsAccepted
 		m.DatagramsDropped += st.DatagramsDiscarded
 		m.StreamCreditWait += st.StreamCreditWaits
+		m.QUICPacketsLost += st.PacketsLost
+		m.QUICPacketsDropped += st.PacketsDropped
 	}
 	return m
 }
@@ -163,6 +173,8 @@ var relayMetrics = []metricDesc{
 	newMetricDesc("moq_relay_upstream_failures_total", "Upstream SUBSCRIBEs refused or timed out.", counter, one(func(m *Metrics) uint64 { return m.UpstreamFailures }), false),
 	newMetricDesc("moq_relay_streams_in_total", "Incoming data streams.", counter, one(func(m *Metrics) uint64 { return m.StreamsIn }), false),
 	newMetricDesc("moq_relay_stream_credit_waits_total", "Times opening a stream waited for peer stream credit.", counter, one(func(m *Metrics) uint64 { return m.StreamCreditWait }), false),
+	newMetricDesc("moq_relay_quic_packets_lost_total", "QUIC packets the relay sent that were lost and sent again (RFC 9002 section 6.1).", counter, one(func(m *Metrics) uint64 { return m.QUICPacketsLost }), false),
+	newMetricDesc("moq_relay_quic_packets_dropped_total", "QUIC packets received and discarded before processing, mostly for a full receive queue (relay short of CPU).", counter, one(func(m *Metrics) uint64 { return m.QUICPacketsDropped }), false),
 	newMetricDesc("moq_relay_announce_refused_total", "ANNOUNCEs refused, by reason.", counter, func(m *Metrics) []labelled {
 		return []labelled{{ReasonUnauthenticated, m.AnnounceRefusedUnauthenticated}, {ReasonReserved, m.AnnounceRefusedReserved},
 			{ReasonOwned, m.AnnounceRefusedOwned}, {ReasonInvalid, m.AnnounceRefusedInvalid},

@@ -55,6 +55,8 @@ var relayMetricNames = []string{
 	"moq_relay_objects_in_total counter Objects received from publishers.",
 	"moq_relay_objects_out_total counter Objects written to subscribers (one per subscriber).",
 	"moq_relay_queued_bytes gauge Payload bytes held in downstream subscriber queues.",
+	"moq_relay_quic_packets_dropped_total counter QUIC packets received and discarded before processing, mostly for a full receive queue (relay short of CPU).",
+	"moq_relay_quic_packets_lost_total counter QUIC packets the relay sent that were lost and sent again (RFC 9002 section 6.1).",
 	"moq_relay_sessions gauge Connected MoQ sessions.",
 	"moq_relay_sessions_accepted_total counter MoQ sessions accepted since start.",
 	"moq_relay_stream_credit_waits_total counter Times opening a stream waited for peer stream credit.",
@@ -98,7 +100,8 @@ func TestMetricValues(t *testing.T) {
 		StreamCreditWait: 17, AnnounceRefusedUnauthenticated: 18, AnnounceRefusedReserved: 19,
 		AnnounceRefusedOwned: 20, AnnounceRefusedInvalid: 21, SubscribeRefusedUnauthenticated: 22, AnnounceTakeovers: 23,
 		DroppedQueueBytes: 24, QueuedBytes: 25, PeakQueuedBytes: 26,
-		AnnounceRefusedNotRelay: 27, Upstreams: 28, UpstreamConnects: 29, UpstreamAnnounceFailures: 30})
+		AnnounceRefusedNotRelay: 27, Upstreams: 28, UpstreamConnects: 29, UpstreamAnnounceFailures: 30,
+		QUICPacketsLost: 31, QUICPacketsDropped: 32})
 	for _, want := range []string{
 		"moq_relay_sessions 1\n", "moq_relay_sessions_accepted_total 2\n", "moq_relay_announcements 3\n",
 		"moq_relay_tracks 4\n", "moq_relay_subscribers 5\n", "moq_relay_objects_in_total 6\n",
@@ -117,6 +120,7 @@ func TestMetricValues(t *testing.T) {
 		"moq_relay_subscriber_queue_peak_bytes 26\n",
 		`moq_relay_announce_refused_total{reason="not_relay"} 27` + "\n", "moq_relay_upstreams 28\n",
 		"moq_relay_upstream_connects_total 29\n", "moq_relay_upstream_announce_failures_total 30\n",
+		"moq_relay_quic_packets_lost_total 31\n", "moq_relay_quic_packets_dropped_total 32\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q:\n%s", want, text)

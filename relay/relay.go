@@ -179,6 +179,7 @@ type totals struct {
 	droppedQueueBytes                                   atomic.Uint64
 	peakQueuedBytes                                     atomic.Int64 // max over retired tracks
 	oversize, refused, streams, datagrams, creditWaits  atomic.Uint64
+	quicLost, quicDropped                               atomic.Uint64
 }
 
 // track is one upstream subscription fanned out to downstream subscribers.
@@ -394,6 +395,8 @@ func (r *Relay) dropSession(s *moq.Session) {
 	r.retired.streams.Add(st.StreamsAccepted)
 	r.retired.datagrams.Add(st.DatagramsDiscarded)
 	r.retired.creditWaits.Add(st.StreamCreditWaits)
+	r.retired.quicLost.Add(st.PacketsLost)
+	r.retired.quicDropped.Add(st.PacketsDropped)
 	r.unannounceUpstreamAsyncLocked(gone)
 	r.mu.Unlock()
 	r.cfg.Logger.Info("session down", "remote", s.RemoteAddr().String())
