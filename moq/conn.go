@@ -1,9 +1,11 @@
 package moq
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -411,26 +413,42 @@ func (s *sendStream) StreamID() uint64 { return uint64(s.s.StreamID()) }
 // inbound is the per-track-alias state of one of our subscriptions: the
 // credit that keeps moqtransport's 100-slot RemoteTrack channel from
 // overflowing, and wire-level counters.
+//
+// Credit goes to the oldest stream first. A subscriber behind by many
+// groups has one stream per group buffered in QUIC, each read by its own
+// goroutine up to this gate. Served in turn, the oldest group's last object
+// would come after an object of every newer group: a reorder of groups ×
+// objects per group, which an SFrame replay window (RFC 9605 §4.4.3) of
+// fewer counters turns into loss. So the streams holding a complete object
+// (contenders) are served by ascending stream ID, the order the peer opened
+// them, and a free credit waits for the oldest contender while it is busy
+// handing its previous object to the library. A stream stops contending
+// before it reads from the network, which may block, and when it ends, so a
+// stream that has nothing buffered never holds the others up.
 type inbound struct {
-	credit   chan struct{} // one token per object handed to the library and not yet read back
-	disabled chan struct{}
-	once     sync.Once
-
+	mu          sync.Mutex
+	held        int             // credits in use: objects in the library's channel
+	contenders  []*creditWaiter // ascending stream ID
+	disabled    chan struct{}
+	once        sync.Once
 	wireObjects atomic.Uint64 // objects completely handed to the library
 	oversize    atomic.Uint64 // streams refused by the size guard
 }
 
-func newInbound() *inbound {
-	return &inbound{
-		credit:   make(chan struct{}, libraryQueueCredit),
-		disabled: make(chan struct{}),
-	}
+// creditWaiter is a stream's place at its subscription's gate.
+type creditWaiter struct {
+	id         uint64
+	contending bool
+	waiting    bool          // blocked in acquire
+	ready      chan struct{} // 1 slot: a credit granted while waiting
 }
 
-func (in *inbound) tryAcquire() bool {
+func newInbound() *inbound {
+	return &inbound{disabled: make(chan struct{})}
+}
+
+func (in *inbound) isDisabled() bool {
 	select {
-	case in.credit <- struct{}{}:
-		return true
 	case <-in.disabled:
 		return true
 	default:
@@ -438,21 +456,97 @@ func (in *inbound) tryAcquire() bool {
 	}
 }
 
-func (in *inbound) acquire(ctx context.Context) bool {
+// tryAcquire takes a credit for w's next object if one is free and no
+// older stream contends; otherwise w contends and the caller must acquire.
+func (in *inbound) tryAcquire(w *creditWaiter) bool {
+	if in.isDisabled() {
+		return true
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.contendLocked(w)
+	if in.held < libraryQueueCredit && in.contenders[0] == w {
+		in.held++
+		return true
+	}
+	return false
+}
+
+// acquire waits for a credit for w's next object. It reports false if ctx
+// ended first.
+func (in *inbound) acquire(ctx context.Context, w *creditWaiter) bool {
+	if in.isDisabled() {
+		return true
+	}
+	in.mu.Lock()
+	in.contendLocked(w)
+	if in.held < libraryQueueCredit && in.contenders[0] == w {
+		in.held++
+		in.mu.Unlock()
+		return true
+	}
+	if w.ready == nil {
+		w.ready = make(chan struct{}, 1)
+	}
+	w.waiting = true
+	in.mu.Unlock()
 	select {
-	case in.credit <- struct{}{}:
+	case <-w.ready:
 		return true
 	case <-in.disabled:
+		in.leave(w)
 		return true
 	case <-ctx.Done():
+		in.leave(w)
 		return false
 	}
 }
 
-func (in *inbound) release() {
+func (in *inbound) contendLocked(w *creditWaiter) {
+	if w.contending {
+		return
+	}
+	w.contending = true
+	i, _ := slices.BinarySearchFunc(in.contenders, w.id, func(x *creditWaiter, id uint64) int { return cmp.Compare(x.id, id) })
+	in.contenders = slices.Insert(in.contenders, i, w)
+}
+
+// leave ends w's contention: it is about to read from the network, it
+// ended, or it stopped waiting. A credit granted to it meanwhile is passed on.
+func (in *inbound) leave(w *creditWaiter) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !w.contending {
+		return
+	}
+	w.contending, w.waiting = false, false
+	in.contenders = slices.DeleteFunc(in.contenders, func(x *creditWaiter) bool { return x == w })
 	select {
-	case <-in.credit:
+	case <-w.ready:
+		in.held--
 	default:
+	}
+	in.grantLocked()
+}
+
+// release returns the credit of an object read out of the library.
+func (in *inbound) release() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.held > 0 {
+		in.held--
+	}
+	in.grantLocked()
+}
+
+// grantLocked gives a free credit to the oldest contender if it waits; if
+// it is busy, the credit stays free for its next tryAcquire.
+func (in *inbound) grantLocked() {
+	if in.held < libraryQueueCredit && len(in.contenders) > 0 && in.contenders[0].waiting {
+		w := in.contenders[0]
+		w.waiting = false
+		in.held++
+		w.ready <- struct{}{}
 	}
 }
 
@@ -460,7 +554,11 @@ func (in *inbound) release() {
 func (in *inbound) disable() { in.once.Do(func() { close(in.disabled) }) }
 
 // inUse is the number of credits currently held.
-func (in *inbound) inUse() int { return len(in.credit) }
+func (in *inbound) inUse() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.held
+}
 
 // rawReceiveStream is what guardedStream needs of *quic.ReceiveStream (an
 // interface so tests can feed it crafted bytes in arbitrary chunks).
@@ -491,18 +589,30 @@ type guardedStream struct {
 	readErr    error // error from the underlying stream, after pending drains
 	guardErr   error // refusal; returned once the bytes before it are returned
 	needCredit bool  // the next byte completes an object that has no credit yet
+	waiter     creditWaiter
 	counted    uint64
 }
 
 func newGuardedStream(s rawReceiveStream, sess *Session) *guardedStream {
 	return &guardedStream{
-		s:    s,
-		sess: sess,
-		p:    newFrameParser(uint64(sess.cfg.MaxObjectSize)),
+		s:      s,
+		sess:   sess,
+		p:      newFrameParser(uint64(sess.cfg.MaxObjectSize)),
+		waiter: creditWaiter{id: uint64(s.StreamID())},
 	}
 }
 
-func (g *guardedStream) Stop(code uint32) { g.s.CancelRead(quic.StreamErrorCode(code)) }
+func (g *guardedStream) Stop(code uint32) {
+	g.leaveGate()
+	g.s.CancelRead(quic.StreamErrorCode(code))
+}
+
+// leaveGate ends the stream's contention for credit (see inbound).
+func (g *guardedStream) leaveGate() {
+	if g.in != nil {
+		g.in.leave(&g.waiter)
+	}
+}
 func (g *guardedStream) StreamID() uint64 { return uint64(g.s.StreamID()) }
 
 func (g *guardedStream) Read(p []byte) (int, error) {
@@ -513,7 +623,7 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 		// Everything returned before has been consumed by the library (it
 		// only reads when its buffer is empty), so waiting here cannot hold
 		// back an object the credit holder needs.
-		if !g.in.acquire(g.sess.ctx) {
+		if !g.in.acquire(g.sess.ctx, &g.waiter) {
 			return 0, ErrSessionClosed
 		}
 		g.needCredit = false
@@ -527,6 +637,8 @@ func (g *guardedStream) Read(p []byte) (int, error) {
 			src = src[:len(p)]
 		}
 	} else {
+		// Nothing buffered: stop contending before a read that may block.
+		g.leaveGate()
 		if g.guardErr != nil {
 			return 0, g.guardErr
 		}
@@ -558,7 +670,7 @@ loop:
 				g.in = g.sess.inboundFor(g.p.Identifier)
 			}
 		case evObjectPending:
-			if g.in == nil || g.in.tryAcquire() {
+			if g.in == nil || g.in.tryAcquire(&g.waiter) {
 				g.p.grant()
 				continue
 			}
@@ -566,7 +678,7 @@ loop:
 				g.needCredit = true
 				break loop
 			}
-			if !g.in.acquire(g.sess.ctx) {
+			if !g.in.acquire(g.sess.ctx, &g.waiter) {
 				return 0, ErrSessionClosed
 			}
 			g.p.grant()

@@ -702,3 +702,51 @@ func TestClosedByPeer(t *testing.T) {
 		t.Error("client: closed locally, ClosedByPeer true")
 	}
 }
+
+// TestBacklogDrainsOldestGroupFirst: a subscriber that falls behind has one
+// stream per group buffered, every one waiting for library credit. The
+// backlog must come out in the order it was sent, not one object per group
+// in turn: served round-robin, the last object of the oldest group would
+// follow an object of every newer group.
+func TestBacklogDrainsOldestGroupFirst(t *testing.T) {
+	const groups, perGroup, queue = 60, 20, 16
+	p := newPair(t, nil, &Config{SubscriptionQueue: queue})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub, sub := p.subscribed(ctx, t, "video")
+	for g := range uint64(groups) {
+		for o := range uint64(perGroup) {
+			if err := pub.WriteObject(g, 0, o, payloadFor(g, o, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Admitted before the gate filled: the subscription's queue, the
+	// library's credit and one object in hand. Every group not wholly
+	// admitted then has its stream contending at the gate.
+	admitted := queue + libraryQueueCredit + 1
+	contending := groups - (admitted+perGroup-1)/perGroup
+	waitFor(t, 20*time.Second, "the backlogged streams at the credit gate", func() bool {
+		sub.in.mu.Lock()
+		defer sub.in.mu.Unlock()
+		return len(sub.in.contenders) >= contending
+	})
+	var newest, worst uint64
+	for n := range groups * perGroup {
+		obj, err := sub.ReadObject(ctx)
+		if err != nil {
+			t.Fatalf("after %d objects: %v", n, err)
+		}
+		if n < admitted {
+			continue
+		}
+		newest = max(newest, obj.GroupID)
+		worst = max(worst, newest-obj.GroupID)
+	}
+	t.Logf("after the first %d objects, the worst came %d groups behind the newest read before it (%d streams contended)", admitted, worst, contending)
+	// A newer stream can slip in while the oldest reads from the network;
+	// round-robin puts it about `contending` groups behind.
+	if worst > 4 {
+		t.Errorf("backlog drained out of order: an object came %d groups behind a newer group's (%d streams contended)", worst, contending)
+	}
+}
