@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -29,6 +30,13 @@ func newPair(t *testing.T, serverCfg, clientCfg *Config) *pair {
 func newPairB(b *testing.B) *pair { return newPairTB(b, nil, nil) }
 
 func newPairTB(t testing.TB, serverCfg, clientCfg *Config) *pair {
+	t.Helper()
+	return newPairVia(t, serverCfg, clientCfg, nil)
+}
+
+// newPairVia is newPairTB with the client dialling via(server address)
+// instead of the server itself (a proxy), if via is not nil.
+func newPairVia(t testing.TB, serverCfg, clientCfg *Config, via func(net.Addr) string) *pair {
 	t.Helper()
 	tc, err := DevTLSConfig("127.0.0.1")
 	if err != nil {
@@ -53,7 +61,11 @@ func newPairTB(t testing.TB, serverCfg, clientCfg *Config) *pair {
 		clientCfg = &Config{}
 	}
 	clientCfg.InsecureSkipVerify = true
-	c, err := Dial(ctx, ln.Addr().String(), clientCfg)
+	addr := ln.Addr().String()
+	if via != nil {
+		addr = via(ln.Addr())
+	}
+	c, err := Dial(ctx, addr, clientCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +139,18 @@ func goroutineBaseline(t *testing.T) func() {
 
 var ns = []string{"example.org", "room1"}
 
+// writeObjects writes total objects of payloadFor(group, object, size),
+// perGroup to a group.
+func writeObjects(t *testing.T, pub *Publisher, total, perGroup, size uint64) {
+	for i := range total {
+		g, o := i/perGroup, i%perGroup
+		if err := pub.WriteObject(g, 0, o, payloadFor(g, o, int(size))); err != nil {
+			t.Error(err)
+			return
+		}
+	}
+}
+
 func TestDirect2000ObjectsNoLoss(t *testing.T) {
 	check := goroutineBaseline(t)
 	p := newPair(t, nil, nil)
@@ -134,15 +158,7 @@ func TestDirect2000ObjectsNoLoss(t *testing.T) {
 	defer cancel()
 	pub, sub := p.subscribed(ctx, t, "video")
 	const total, perGroup, size = 2000, 50, 1200
-	go func() {
-		for i := uint64(0); i < total; i++ {
-			g, o := i/perGroup, i%perGroup
-			if err := pub.WriteObject(g, 0, o, payloadFor(g, o, size)); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
+	go writeObjects(t, pub, total, perGroup, size)
 	seen := map[[2]uint64]bool{}
 	for len(seen) < total {
 		obj, err := sub.ReadObject(ctx)
