@@ -602,10 +602,9 @@ func newGuardedStream(s rawReceiveStream, sess *Session) *guardedStream {
 	}
 }
 
-func (g *guardedStream) Stop(code uint32) {
-	g.leaveGate()
-	g.s.CancelRead(quic.StreamErrorCode(code))
-}
+// Stop is never called by v0.5.0 on a receive stream; a stopped stream
+// leaves the credit gate at its next Read, which the stop makes fail.
+func (g *guardedStream) Stop(code uint32) { g.s.CancelRead(quic.StreamErrorCode(code)) }
 
 // leaveGate ends the stream's contention for credit (see inbound).
 func (g *guardedStream) leaveGate() {
