@@ -7843,7 +7843,7 @@ sloop:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y3, Y3
 	CMPQ         (DI), $0x0a
-	JE           aesLastYS_381
+	JE           aesLastYR_381
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -7861,7 +7861,7 @@ sloop:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y3, Y3
 
-aesLastYS_381:
+aesLastYR_381:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -12517,7 +12517,7 @@ oloop:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y3, Y3
 	CMPQ         (DI), $0x0a
-	JE           aesLastYS_752
+	JE           aesLastYR_752
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -12535,7 +12535,7 @@ oloop:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y3, Y3
 
-aesLastYS_752:
+aesLastYR_752:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -15988,7 +15988,7 @@ pVec_858:
 	VAESENC      544(DI), Y6, Y6
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_859
+	JE           aesLastYR_859
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -16022,7 +16022,7 @@ pVec_858:
 	VAESENC      672(DI), Y6, Y6
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_859:
+aesLastYR_859:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -16381,7 +16381,7 @@ pVec_882:
 	VAESENC      544(DI), Y5, Y5
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_883
+	JE           aesLastYR_883
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -16411,7 +16411,7 @@ pVec_882:
 	VAESENC      672(DI), Y5, Y5
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_883:
+aesLastYR_883:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -16753,7 +16753,7 @@ pVec_906:
 	VAESENC      544(DI), Y4, Y4
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_907
+	JE           aesLastYR_907
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -16779,7 +16779,7 @@ pVec_906:
 	VAESENC      672(DI), Y4, Y4
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_907:
+aesLastYR_907:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -17104,7 +17104,7 @@ pVec_930:
 	VAESENC      544(DI), Y3, Y3
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_931
+	JE           aesLastYR_931
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -17126,7 +17126,7 @@ pVec_930:
 	VAESENC      672(DI), Y3, Y3
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_931:
+aesLastYR_931:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -17434,7 +17434,7 @@ pVec_954:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_955
+	JE           aesLastYR_955
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -17452,7 +17452,7 @@ pVec_954:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_955:
+aesLastYR_955:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -17743,7 +17743,7 @@ pVec_978:
 	VAESENC      544(DI), Y1, Y1
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_979
+	JE           aesLastYR_979
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y14, Y14
@@ -17757,7 +17757,7 @@ pVec_978:
 	VAESENC      672(DI), Y1, Y1
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_979:
+aesLastYR_979:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -18031,7 +18031,7 @@ pVec_1002:
 	VAESENC      544(DI), Y0, Y0
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1003
+	JE           aesLastYR_1003
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y14, Y14
 	VAESENC      608(DI), Y0, Y0
@@ -18041,7 +18041,7 @@ pVec_1002:
 	VAESENC      672(DI), Y0, Y0
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1003:
+aesLastYR_1003:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -18297,13 +18297,13 @@ pVec_1026:
 	VAESENC      512(DI), Y14, Y14
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1027
+	JE           aesLastYR_1027
 	VAESENC      576(DI), Y14, Y14
 	VAESENC      608(DI), Y14, Y14
 	VAESENC      640(DI), Y14, Y14
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1027:
+aesLastYR_1027:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y14, Y14
@@ -19166,7 +19166,7 @@ sloop:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y3, Y3
 	CMPQ         (DI), $0x0a
-	JE           aesLastYS_1070
+	JE           aesLastYR_1070
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -19184,7 +19184,7 @@ sloop:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y3, Y3
 
-aesLastYS_1070:
+aesLastYR_1070:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -20659,7 +20659,7 @@ pVec_1169:
 	VAESENC      544(DI), Y6, Y6
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1170
+	JE           aesLastYR_1170
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -20693,7 +20693,7 @@ pVec_1169:
 	VAESENC      672(DI), Y6, Y6
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1170:
+aesLastYR_1170:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -21059,7 +21059,7 @@ pVec_1193:
 	VAESENC      544(DI), Y5, Y5
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1194
+	JE           aesLastYR_1194
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -21089,7 +21089,7 @@ pVec_1193:
 	VAESENC      672(DI), Y5, Y5
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1194:
+aesLastYR_1194:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -21437,7 +21437,7 @@ pVec_1217:
 	VAESENC      544(DI), Y4, Y4
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1218
+	JE           aesLastYR_1218
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -21463,7 +21463,7 @@ pVec_1217:
 	VAESENC      672(DI), Y4, Y4
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1218:
+aesLastYR_1218:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -21793,7 +21793,7 @@ pVec_1241:
 	VAESENC      544(DI), Y3, Y3
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1242
+	JE           aesLastYR_1242
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -21815,7 +21815,7 @@ pVec_1241:
 	VAESENC      672(DI), Y3, Y3
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1242:
+aesLastYR_1242:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -22127,7 +22127,7 @@ pVec_1265:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1266
+	JE           aesLastYR_1266
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -22145,7 +22145,7 @@ pVec_1265:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1266:
+aesLastYR_1266:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -22439,7 +22439,7 @@ pVec_1289:
 	VAESENC      544(DI), Y1, Y1
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1290
+	JE           aesLastYR_1290
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y14, Y14
@@ -22453,7 +22453,7 @@ pVec_1289:
 	VAESENC      672(DI), Y1, Y1
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1290:
+aesLastYR_1290:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -22729,7 +22729,7 @@ pVec_1313:
 	VAESENC      544(DI), Y0, Y0
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1314
+	JE           aesLastYR_1314
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y14, Y14
 	VAESENC      608(DI), Y0, Y0
@@ -22739,7 +22739,7 @@ pVec_1313:
 	VAESENC      672(DI), Y0, Y0
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1314:
+aesLastYR_1314:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0
@@ -22996,13 +22996,13 @@ pVec_1337:
 	VAESENC      512(DI), Y14, Y14
 	VAESENC      544(DI), Y14, Y14
 	CMPQ         (DI), $0x0a
-	JE           aesLastYP_1338
+	JE           aesLastYR_1338
 	VAESENC      576(DI), Y14, Y14
 	VAESENC      608(DI), Y14, Y14
 	VAESENC      640(DI), Y14, Y14
 	VAESENC      672(DI), Y14, Y14
 
-aesLastYP_1338:
+aesLastYR_1338:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y14, Y14
@@ -23788,7 +23788,7 @@ oloop:
 	VAESENC      544(DI), Y2, Y2
 	VAESENC      544(DI), Y3, Y3
 	CMPQ         (DI), $0x0a
-	JE           aesLastYS_1380
+	JE           aesLastYR_1380
 	VAESENC      576(DI), Y0, Y0
 	VAESENC      576(DI), Y1, Y1
 	VAESENC      576(DI), Y2, Y2
@@ -23806,7 +23806,7 @@ oloop:
 	VAESENC      672(DI), Y2, Y2
 	VAESENC      672(DI), Y3, Y3
 
-aesLastYS_1380:
+aesLastYR_1380:
 	MOVQ        (DI), BX
 	SHLQ        $0x05, BX
 	VAESENCLAST 256(DI)(BX*1), Y0, Y0

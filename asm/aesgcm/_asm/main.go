@@ -876,39 +876,12 @@ func ghashYPieces(ds []VecPhysical, tbl Mem, t VecPhysical) []func() {
 		})
 }
 
-// aesYStitched is aesY with work interleaved between rounds 1..9.
+// aesYStitched is aesY with work spread over rounds 1..9.
 func aesYStitched(vs []VecPhysical, kp GPPhysical, work []func()) {
-	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
 	for _, v := range vs {
-		VPXOR(rk(0), v, v)
+		VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
 	}
-	per := (len(work) + 8) / 9
-	for r := 1; r < 10; r++ {
-		for _, v := range vs {
-			VAESENC(rk(r), v, v)
-		}
-		for i := 0; i < per && len(work) > 0; i++ {
-			work[0]()
-			work = work[1:]
-		}
-	}
-	for _, f := range work {
-		f()
-	}
-	l := lbl("aesLastYS")
-	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
-	JE(LabelRef(l))
-	for r := 10; r < 14; r++ {
-		for _, v := range vs {
-			VAESENC(rk(r), v, v)
-		}
-	}
-	Label(l)
-	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
-	SHLQ(U8(5), RBX)
-	for _, v := range vs {
-		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
-	}
+	aesYRounds(vs, kp, work)
 }
 
 func ctrY(vs []VecPhysical) {
@@ -1063,15 +1036,17 @@ func buildJ0(nonce GPPhysical, x VecPhysical) {
 }
 
 // aesYRounds applies AES rounds 1..nr to vs, already xored with round key
-// 0, interleaved (round keys are ymm memory operands), and emits one piece
-// of work after each of rounds 1..9. Clobbers RBX.
-func aesYRounds(vs []VecPhysical, kp GPPhysical, work ...func()) {
+// 0, interleaved (round keys are ymm memory operands), with the pieces of
+// work spread evenly over rounds 1..9 (one after each while there are at
+// most 9). Clobbers RBX.
+func aesYRounds(vs []VecPhysical, kp GPPhysical, work []func()) {
 	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
+	per := (len(work) + 8) / 9
 	for r := 1; r < 10; r++ {
 		for _, v := range vs {
 			VAESENC(rk(r), v, v)
 		}
-		if len(work) > 0 {
+		for i := 0; i < per && len(work) > 0; i++ {
 			work[0]()
 			work = work[1:]
 		}
@@ -1337,7 +1312,7 @@ func gcmAVX2(seal, batch bool) {
 			// AES rounds, with Y7 and Y15 (free once the counters are made):
 			// issued after the first round, its products no longer delay
 			// the AES chain, which is the message's critical path.
-			aesYRounds(append(vs[:m:m], Y14), kp, shortAADPieces(aad, aadLen, buf)...)
+			aesYRounds(append(vs[:m:m], Y14), kp, shortAADPieces(aad, aadLen, buf))
 			// A zero-padded odd AAD block was multiplied by a spare power
 			// (or the zeros after H^1): its product is zero. R13 moves on
 			// to the data's powers.
@@ -1850,39 +1825,6 @@ func phaseBPieces(verify bool, rec GPPhysical) []func() {
 		})
 }
 
-// aesYRoundsSpread applies AES rounds 1..nr to vs (already xored with round
-// key 0) with the pieces of work spread evenly over rounds 1..9.
-func aesYRoundsSpread(vs []VecPhysical, kp GPPhysical, work []func()) {
-	rk := func(i int) Mem { return Mem{Base: kp, Disp: offRK2 + 32*i} }
-	per := (len(work) + 8) / 9
-	for r := 1; r < 10; r++ {
-		for _, v := range vs {
-			VAESENC(rk(r), v, v)
-		}
-		for i := 0; i < per && len(work) > 0; i++ {
-			work[0]()
-			work = work[1:]
-		}
-	}
-	for _, f := range work {
-		f()
-	}
-	l := lbl("aesLastYP")
-	CMPQ(Mem{Base: kp, Disp: offNR}, Imm(10))
-	JE(LabelRef(l))
-	for r := 10; r < 14; r++ {
-		for _, v := range vs {
-			VAESENC(rk(r), v, v)
-		}
-	}
-	Label(l)
-	MOVQ(Mem{Base: kp, Disp: offNR}, RBX)
-	SHLQ(U8(5), RBX)
-	for _, v := range vs {
-		VAESENCLAST(Mem{Base: kp, Index: RBX, Scale: 1, Disp: offRK2}, v, v)
-	}
-}
-
 // pipelinedShortY emits the batch loop's head: it loads a descriptor's
 // lengths, sends long messages to longEntry and runs short ones through
 // the pipeline (phase A of this message with phase B of the pending one),
@@ -2005,7 +1947,7 @@ func pipelinedShortY(seal, verify bool, kp, descp GPPhysical, buf Mem) {
 		for _, v := range vs {
 			VPXOR(Mem{Base: kp, Disp: offRK2}, v, v)
 		}
-		aesYRoundsSpread(append(vs[:m:m], Y14), kp, phaseBPieces(verify, prev))
+		aesYRounds(append(vs[:m:m], Y14), kp, phaseBPieces(verify, prev))
 		VMOVDQU(X14, Mem{Base: cur, Disp: recEJ0})
 		if m > 0 {
 			pipeData(seal, vs, in, out, n, buf, dslot)
