@@ -4,10 +4,11 @@ import (
 	"crypto/cipher"
 	"flag"
 	"fmt"
-	"github.com/moqsframe/moqsframe/internal/cputime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moqsframe/moqsframe/internal/cputime"
 )
 
 var (

@@ -4,10 +4,11 @@ package aesgcm
 
 import (
 	"fmt"
-	"github.com/moqsframe/moqsframe/internal/cputime"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/moqsframe/moqsframe/internal/cputime"
 )
 
 // BenchmarkKernelDirect separates the assembly cost of one 160-byte seal
