@@ -25,18 +25,17 @@ func NewBuffers(max, size int) *Buffers {
 // Get returns an empty buffer with capacity for at least n bytes: the most
 // recently returned one if it is large enough, else a new one.
 func (b *Buffers) Get(n int) []byte {
+	var buf []byte // nil if the list is empty (Put keeps no empty buffer)
 	b.mu.Lock()
 	if k := len(b.free); k > 0 {
-		buf := b.free[k-1]
+		buf = b.free[k-1]
 		b.free[k-1] = nil
 		b.free = b.free[:k-1]
-		b.mu.Unlock()
-		if cap(buf) >= n {
-			return buf[:0]
-		}
-		return make([]byte, 0, max(n, b.size))
 	}
 	b.mu.Unlock()
+	if buf != nil && cap(buf) >= n {
+		return buf[:0]
+	}
 	return make([]byte, 0, max(n, b.size))
 }
 
