@@ -21,9 +21,9 @@ type quicCounters struct {
 // tracer quic-go creates for it.
 type quicCountersKey struct{}
 
-func withQUICCounters(ctx context.Context) (context.Context, *quicCounters) {
-	c := new(quicCounters)
-	return context.WithValue(ctx, quicCountersKey{}, c), c
+// withQUICCounters returns ctx carrying a new connection's counters.
+func withQUICCounters(ctx context.Context) context.Context {
+	return context.WithValue(ctx, quicCountersKey{}, new(quicCounters))
 }
 
 // quicCountersOf returns the counters the connection's context carries, or

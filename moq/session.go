@@ -184,8 +184,7 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Session, error) {
 	defer cancel()
 	// The connection's context is derived from the dial context, so the
 	// session finds the tracer's counters there.
-	qctx, _ := withQUICCounters(sctx)
-	qc, err := quic.DialAddr(qctx, addr, tc, quicConfig(cfg))
+	qc, err := quic.DialAddr(withQUICCounters(sctx), addr, tc, quicConfig(cfg))
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w: QUIC handshake with %s: %v", ErrSetupTimeout, addr, err)
@@ -233,8 +232,7 @@ func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
 	tr := &quic.Transport{
 		Conn: udp,
 		ConnContext: func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
-			ctx, _ = withQUICCounters(ctx)
-			return ctx, nil
+			return withQUICCounters(ctx), nil
 		},
 	}
 	ln, err := tr.Listen(tc, quicConfig(cfg))
