@@ -31,7 +31,8 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 	// Output buffers come from a LIFO free list and go back to it once
 	// emitted, as a media server's would (the sidecar's do): the buffer
 	// reused is the one most recently written, still in cache.
-	bufs := pipeline.NewBuffers(workers*(queueLen+maxBatch)+maxBatch, size+sframe.MaxHeaderLen+16)
+	outSize := size + sframe.MaxHeaderLen + 16 // header and the largest tag
+	bufs := pipeline.NewBuffers(workers*(queueLen+maxBatch)+maxBatch, outSize)
 	var emitted atomic.Int64
 	done := make(chan struct{}, 1)
 	var target atomic.Int64
@@ -57,7 +58,7 @@ func PipelineSeal(suite sframe.CipherSuite, workers, tracks, size int) (Workload
 			// Objects arrive in bursts, as from a network read loop.
 			burst = burst[:0]
 			for ; len(burst) < maxBatch && sent < iters; sent++ {
-				burst = append(burst, pipeline.Object{Track: ts[next%tracks], ObjectID: obj, Payload: payload, Out: bufs.Get(size + sframe.MaxHeaderLen + 16)})
+				burst = append(burst, pipeline.Object{Track: ts[next%tracks], ObjectID: obj, Payload: payload, Out: bufs.Get(outSize)})
 				next++
 				obj++
 			}
