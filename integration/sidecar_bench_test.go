@@ -317,8 +317,8 @@ func (cr *chainRunner) step(b *testing.B, rate float64) {
 	per := func(i int) float64 { return float64(after[i]-before[i]) / float64(time.Microsecond) / float64(sent) }
 	step := &stepCPU{name: r.name, offered: rate, source: per(0), enc: per(1), relay: per(2), dec: per(3)}
 	// The relay's QUIC repairs in this step: packets it discarded on
-	// receipt (its receive queue full) and packets it sent that were lost.
-	// Objects behind a repair on their stream arrive after later groups'.
+	// receipt (its receive queue full) and packets it sent that were lost;
+	// beside the step's loss, they show whether repairs line up with it.
 	quicDelta := func(name string) float64 { return rel[name] - relBefore[name] }
 	r.log = append(r.log, fmt.Sprintf("%.0f->%.0f (relay QUIC %.0f dropped, %.0f lost)", rate, achieved,
 		quicDelta("moq_relay_quic_packets_dropped_total"), quicDelta("moq_relay_quic_packets_lost_total")))
