@@ -464,12 +464,7 @@ func (in *inbound) tryAcquire(w *creditWaiter) bool {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.contendLocked(w)
-	if in.held < libraryQueueCredit && in.contenders[0] == w {
-		in.held++
-		return true
-	}
-	return false
+	return in.takeLocked(w)
 }
 
 // acquire waits for a credit for w's next object. It reports false if ctx
@@ -479,9 +474,7 @@ func (in *inbound) acquire(ctx context.Context, w *creditWaiter) bool {
 		return true
 	}
 	in.mu.Lock()
-	in.contendLocked(w)
-	if in.held < libraryQueueCredit && in.contenders[0] == w {
-		in.held++
+	if in.takeLocked(w) {
 		in.mu.Unlock()
 		return true
 	}
@@ -502,13 +495,19 @@ func (in *inbound) acquire(ctx context.Context, w *creditWaiter) bool {
 	}
 }
 
-func (in *inbound) contendLocked(w *creditWaiter) {
-	if w.contending {
-		return
+// takeLocked makes w a contender (in stream ID order) and takes a credit
+// for it if one is free and w is the oldest contender.
+func (in *inbound) takeLocked(w *creditWaiter) bool {
+	if !w.contending {
+		w.contending = true
+		i, _ := slices.BinarySearchFunc(in.contenders, w.id, func(x *creditWaiter, id uint64) int { return cmp.Compare(x.id, id) })
+		in.contenders = slices.Insert(in.contenders, i, w)
 	}
-	w.contending = true
-	i, _ := slices.BinarySearchFunc(in.contenders, w.id, func(x *creditWaiter, id uint64) int { return cmp.Compare(x.id, id) })
-	in.contenders = slices.Insert(in.contenders, i, w)
+	if in.held < libraryQueueCredit && in.contenders[0] == w {
+		in.held++
+		return true
+	}
+	return false
 }
 
 // leave ends w's contention: it is about to read from the network, it
