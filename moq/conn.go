@@ -605,13 +605,16 @@ func newGuardedStream(s rawReceiveStream, sess *Session) *guardedStream {
 // leaves the credit gate at its next Read, which the stop makes fail.
 func (g *guardedStream) Stop(code uint32) { g.s.CancelRead(quic.StreamErrorCode(code)) }
 
-// leaveGate ends the stream's contention for credit (see inbound).
+func (g *guardedStream) StreamID() uint64 { return uint64(g.s.StreamID()) }
+
+// leaveGate ends the stream's contention for credit (see inbound). Only
+// the stream's own goroutine sets waiter.contending, so it reads it
+// unlocked and skips the gate's lock on reads made while not contending.
 func (g *guardedStream) leaveGate() {
-	if g.in != nil {
+	if g.in != nil && g.waiter.contending {
 		g.in.leave(&g.waiter)
 	}
 }
-func (g *guardedStream) StreamID() uint64 { return uint64(g.s.StreamID()) }
 
 func (g *guardedStream) Read(p []byte) (int, error) {
 	if len(p) == 0 {
