@@ -730,12 +730,8 @@ func TestBacklogDrainsOldestGroupFirst(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub, sub := p.subscribed(ctx, t, "video")
-	for g := range uint64(groups) {
-		for o := range uint64(perGroup) {
-			if err := pub.WriteObject(g, 0, o, payloadFor(g, o, 100)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if writeObjects(t, pub, groups*perGroup, perGroup, 100); t.Failed() {
+		t.FailNow()
 	}
 	// Admitted before the gate filled: the subscription's queue, the
 	// library's credit and one object in hand. Every group not wholly

@@ -45,8 +45,6 @@ func (p *testPKI) cert(t *testing.T, name string, hosts ...string) *identity.Cer
 	return &identity.Certificate{Chain: [][]byte{c.Raw}, Leaf: c, Key: k}
 }
 
-// newAuthRelay runs a relay with mTLS against p's CA; its server
-// certificate is from the same CA.
 // serveRelay starts a relay with cfg, serving until the test ends, when it
 // must close without a Serve error.
 func serveRelay(t *testing.T, cfg Config) *Relay {
@@ -66,6 +64,8 @@ func serveRelay(t *testing.T, cfg Config) *Relay {
 	return r
 }
 
+// newAuthRelay runs a relay with mTLS against p's CA; its server
+// certificate is from the same CA.
 func newAuthRelay(t *testing.T, p *testPKI, cfg Config) *Relay {
 	t.Helper()
 	srv := p.cert(t, "relay", "127.0.0.1")
