@@ -1115,6 +1115,27 @@ func shortAADPieces(aad, aadLen GPPhysical, buf Mem) []func() {
 	}
 }
 
+// xorLastPartialY xors keystream v with the last, partial vector (index
+// last) of the n bytes at in and stores the result at out. Y15 is then the
+// ciphertext zero-padded: for seal the result masked past the end, for
+// open the input as loaded. Clobbers v, RAX, RBX, RCX, R11 and Y14.
+func xorLastPartialY(seal bool, v VecPhysical, last int, in, out, n GPPhysical, buf Mem) {
+	MOVQ(n, RAX)
+	if last > 0 {
+		SUBQ(U32(32*last), RAX)
+	}
+	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf, Y14)
+	VPXOR(Y15, v, v)
+	if seal {
+		// Y15 = ciphertext with the bytes past the end cleared.
+		MOVQ(RAX, RBX)
+		NEGQ(RBX)
+		LEAQ(tailMask, RCX)
+		VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, Y15)
+	}
+	storePartialY(v, Mem{Base: out, Disp: 32 * last})
+}
+
 // shortData xors the keystream in vs (len(vs) = ceil(n/32) vectors, the
 // last one partial) with the n bytes at in into out and adds the products
 // of the ciphertext blocks and the powers at R13 to LO/MI/HI. Only Y14 and
@@ -1141,20 +1162,7 @@ func shortData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem) {
 		}
 	}
 	v := vs[last]
-	MOVQ(n, RAX)
-	if last > 0 {
-		SUBQ(U32(32*last), RAX)
-	}
-	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf, Y14)
-	VPXOR(Y15, v, v)
-	if seal {
-		// Y15 = ciphertext with the bytes past the end cleared.
-		MOVQ(RAX, RBX)
-		NEGQ(RBX)
-		LEAQ(tailMask, RCX)
-		VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, Y15)
-	}
-	storePartialY(v, Mem{Base: out, Disp: 32 * last})
+	xorLastPartialY(seal, v, last, in, out, n, buf)
 	VPSHUFB(yBSWAP, Y15, v)
 	for j, d := range vs {
 		h := Mem{Base: R13, Disp: 32 * j}
@@ -1990,20 +1998,7 @@ func pipeData(seal bool, vs []VecPhysical, in, out, n GPPhysical, buf Mem, dslot
 		}
 	}
 	v := vs[last]
-	MOVQ(n, RAX)
-	if last > 0 {
-		SUBQ(U32(32*last), RAX)
-	}
-	loadPartialY(Mem{Base: in, Disp: 32 * last}, Y15, buf, Y14)
-	VPXOR(Y15, v, v)
-	if seal {
-		// Y15 = ciphertext with the bytes past the end cleared.
-		MOVQ(RAX, RBX)
-		NEGQ(RBX)
-		LEAQ(tailMask, RCX)
-		VPAND(Mem{Base: RCX, Index: RBX, Scale: 1, Disp: 32}, v, Y15)
-	}
-	storePartialY(v, Mem{Base: out, Disp: 32 * last})
+	xorLastPartialY(seal, v, last, in, out, n, buf)
 	VPSHUFB(yBSWAP, Y15, Y15)
 	VMOVDQU(Y15, Mem{Base: dslot, Disp: 32 * last})
 }
