@@ -2,8 +2,13 @@ package moq
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // TestCreditGateOldestFirst drives the credit gate step by step: a freed
@@ -71,5 +76,27 @@ func TestCreditGateOldestFirst(t *testing.T) {
 	in.mu.Unlock()
 	if n != 0 || held != libraryQueueCredit {
 		t.Fatalf("after every stream left: %d contenders, %d held, want 0 and %d", n, held, libraryQueueCredit)
+	}
+}
+
+// TestConnectionClosed: a write that failed because the whole connection
+// ended is told apart from one stream failing or timing out, so a
+// subscriber whose peer left is not counted as a disconnect.
+func TestConnectionClosed(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&quic.ApplicationError{Remote: true, ErrorCode: 0}, true},
+		{fmt.Errorf("write: %w", &quic.ApplicationError{Remote: true}), true},
+		{&quic.TransportError{ErrorCode: quic.InternalError}, true},
+		{&quic.IdleTimeoutError{}, true},
+		{&quic.StreamError{StreamID: 2, ErrorCode: 1, Remote: true}, false},
+		{os.ErrDeadlineExceeded, false},
+		{errors.New("other"), false},
+	} {
+		if got := connectionClosed(c.err); got != c.want {
+			t.Errorf("connectionClosed(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mengelbart/moqtransport"
+	"github.com/quic-go/quic-go"
 )
 
 // Object is one MoQ object. Payload is opaque (for the relay, usually
@@ -435,6 +436,19 @@ func (s *subscriber) run() {
 	}
 }
 
+// connectionClosed reports whether err is the error of the whole QUIC
+// connection ending, not of one stream. quic-go fails the streams with it
+// before it cancels the connection's context, so a writer can see it while
+// Session.closed still reports false.
+func connectionClosed(err error) bool {
+	var (
+		app  *quic.ApplicationError
+		tr   *quic.TransportError
+		idle *quic.IdleTimeoutError
+	)
+	return errors.As(err, &app) || errors.As(err, &tr) || errors.As(err, &idle)
+}
+
 func (s *subscriber) writeFailure(err error) (uint64, string) {
 	if errors.Is(err, moqtransport.ErrUnsusbcribed) {
 		return moqtransport.ErrorCodeSubscribeDoneSubscriptionEnded, "unsubscribed"
@@ -445,7 +459,7 @@ func (s *subscriber) writeFailure(err error) (uint64, string) {
 		return s.stopCode, s.stopWhy
 	default:
 	}
-	if !s.sess.closed() {
+	if !s.sess.closed() && !connectionClosed(err) {
 		s.pub.disconnected.Add(1)
 		s.sess.cfg.Logger.Info("moq: ending subscriber after write failure", "remote", s.sess.conn.RemoteAddr().String(), "err", err)
 	}
